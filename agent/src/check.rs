@@ -1,0 +1,259 @@
+//! `loupe check`: a preflight report a user can paste into a bug report.
+//! Each hook type is tried for real (load and attach a program that does
+//! nothing), then loupe's own probes are loaded and attached once.
+use std::{fmt::Write as _, fs, path::Path, process::ExitCode};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    programs::{FEntry, KProbe, RawTracePoint, TracePoint, UProbe, uprobe::UProbeScope},
+};
+use loupe_common::layout::{KERNEL_OFFSETS_GLOBAL, KernelOffsets};
+
+use crate::ebpf::{self, Probes, btf, tracefs};
+
+/// Capabilities that matter to loupe (bit number, name, why).
+const CAPABILITIES: &[(u32, &str, &str)] = &[
+    (
+        21,
+        "CAP_SYS_ADMIN",
+        "mount tracefs; load BPF on kernels without CAP_BPF",
+    ),
+    (39, "CAP_BPF", "load programs and create maps"),
+    (
+        38,
+        "CAP_PERFMON",
+        "attach tracepoints and uprobes, read kernel memory",
+    ),
+    (19, "CAP_SYS_PTRACE", "read other processes' /proc entries"),
+    (
+        2,
+        "CAP_DAC_READ_SEARCH",
+        "read other processes' /proc/PID/fd",
+    ),
+    (
+        24,
+        "CAP_SYS_RESOURCE",
+        "raise RLIMIT_MEMLOCK on kernels before 5.11",
+    ),
+];
+
+/// A kernel function present on every kernel loupe supports, used to try
+/// kprobes and fentry.
+const KERNEL_FN: &str = "do_sys_openat2";
+
+/// The function the uprobe check attaches to.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn loupe_uprobe_check_target() -> u64 {
+    std::hint::black_box(7)
+}
+
+#[derive(Default)]
+struct Report {
+    text: String,
+    fatal: Vec<String>,
+}
+
+impl Report {
+    fn line(&mut self, key: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.text, "{key:<20}{value}");
+    }
+
+    fn hook(&mut self, name: &str, required: bool, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.line(name, "yes"),
+            Err(err) => {
+                let need = if required { "NO (required)" } else { "no" };
+                self.line(name, format!("{need}: {err}"));
+                if required {
+                    self.fatal.push(format!("{name}: {err}"));
+                }
+            }
+        }
+    }
+}
+
+/// An error and its sources, one after the other.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        let _ = write!(text, ": {err}");
+        source = err.source();
+    }
+    text
+}
+
+fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|err| format!("unknown ({err})"))
+}
+
+fn effective_capabilities() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    u64::from_str_radix(hex, 16).ok()
+}
+
+fn mounted(fstype: &str) -> Option<String> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
+        (kind == fstype).then(|| target.to_owned())
+    })
+}
+
+fn try_hooks(report: &mut Report) {
+    let ebpf = EbpfLoader::new()
+        .override_global(KERNEL_OFFSETS_GLOBAL, &KernelOffsets::default(), true)
+        .load(ebpf::OBJECT);
+    let mut ebpf: Ebpf = match ebpf {
+        Ok(ebpf) => {
+            report.line("ring buffer", "yes");
+            ebpf
+        }
+        Err(err) => {
+            let err = format!("loading the object failed: {}", chain(&err));
+            report.hook("ring buffer", true, Err(err));
+            return;
+        }
+    };
+    let result = (|| {
+        let program: &mut TracePoint = program(&mut ebpf, "loupe_check_tp")?;
+        program.load().map_err(|e| chain(&e))?;
+        program
+            .attach("syscalls", "sys_enter_getpid")
+            .map(drop)
+            .map_err(|e| chain(&e))
+    })();
+    report.hook("tracepoint", true, result);
+    let result = (|| {
+        let program: &mut RawTracePoint = program(&mut ebpf, "loupe_check_raw")?;
+        program.load().map_err(|e| chain(&e))?;
+        program.attach("sys_enter").map(drop).map_err(|e| chain(&e))
+    })();
+    report.hook("raw tracepoint", false, result);
+    let result = (|| {
+        let program: &mut UProbe = program(&mut ebpf, "loupe_check_up")?;
+        program.load().map_err(|e| chain(&e))?;
+        let exe = fs::read_link("/proc/self/exe").map_err(|e| chain(&e))?;
+        program
+            .attach(
+                "loupe_uprobe_check_target",
+                exe,
+                UProbeScope::CallingProcess,
+            )
+            .map_err(|e| chain(&e))?;
+        std::hint::black_box(loupe_uprobe_check_target());
+        Ok(())
+    })();
+    report.hook("uprobe", false, result);
+    let result = (|| {
+        let program: &mut KProbe = program(&mut ebpf, "loupe_check_kp")?;
+        program.load().map_err(|e| chain(&e))?;
+        program
+            .attach(KERNEL_FN, 0)
+            .map(drop)
+            .map_err(|e| chain(&e))
+    })();
+    report.hook("kprobe", false, result);
+    let result = (|| {
+        let btf = Btf::from_sys_fs().map_err(|e| chain(&e))?;
+        let program: &mut FEntry = program(&mut ebpf, "loupe_check_fe")?;
+        program.load(KERNEL_FN, &btf).map_err(|e| chain(&e))?;
+        program.attach().map(drop).map_err(|e| chain(&e))
+    })();
+    report.hook("fentry", false, result);
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| chain(&e))
+}
+
+/// Builds the report text and whether loupe can run here.
+fn report() -> Report {
+    let mut report = Report::default();
+    report.line("loupe", env!("CARGO_PKG_VERSION"));
+    report.line(
+        "kernel",
+        format!("{} ({})", kernel_release(), std::env::consts::ARCH),
+    );
+    let btf_path = Path::new(btf::VMLINUX);
+    match btf::Btf::from_file(btf_path).and_then(|b| btf::kernel_offsets(&b)) {
+        Ok(offsets) => report.line(
+            "btf",
+            format!(
+                "yes ({}; sock->skc_net at {}, net->ns.inum at {}: network namespaces told apart)",
+                btf_path.display(),
+                offsets.sock_net,
+                offsets.net_inum
+            ),
+        ),
+        Err(err) => report.line(
+            "btf",
+            format!("no: {err} (ports are matched across namespaces)"),
+        ),
+    }
+    match tracefs::find_or_mount() {
+        Ok(tracefs::Mounted::Found(path)) => report.line("tracefs", path.display()),
+        Ok(tracefs::Mounted::MountedByLoupe(path)) => {
+            report.line(
+                "tracefs",
+                format!("{} (mounted by loupe now)", path.display()),
+            );
+        }
+        Err(err) => report.hook("tracefs", true, Err(err.to_string())),
+    }
+    report.line(
+        "debugfs",
+        mounted("debugfs").unwrap_or_else(|| "not mounted (not needed)".into()),
+    );
+    match effective_capabilities() {
+        Some(caps) => {
+            for (bit, name, why) in CAPABILITIES {
+                let has = if caps & (1 << bit) != 0 { "yes" } else { "no " };
+                report.line(name, format!("{has} ({why})"));
+            }
+        }
+        None => report.line("capabilities", "unknown (cannot read /proc/self/status)"),
+    }
+    try_hooks(&mut report);
+    match Probes::load() {
+        Ok(probes) => report.line(
+            "loupe probes",
+            format!(
+                "yes ({} tracepoint programs attached and detached)",
+                probes.attached
+            ),
+        ),
+        Err(err) => report.hook("loupe probes", true, Err(chain(&err))),
+    }
+    report
+}
+
+/// Prints the report; the exit code says whether loupe can run here.
+pub fn run() -> ExitCode {
+    let report = report();
+    print!("{}", report.text);
+    if report.fatal.is_empty() {
+        println!("{:<20}loupe can run here", "verdict");
+        ExitCode::SUCCESS
+    } else {
+        println!("{:<20}loupe cannot run here:", "verdict");
+        for reason in &report.fatal {
+            println!("{:<20}- {reason}", "");
+        }
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,121 @@
+//! Command-line interface. Doc comments are the help text.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{FileService, Overrides};
+
+/// loupe: eBPF-assisted Prometheus metrics for services you do not modify.
+#[derive(Debug, Parser)]
+#[command(name = "loupe", version, propagate_version = true)]
+pub struct Cli {
+    /// Log filter, e.g. `info`, `loupe=debug`.
+    #[arg(long, global = true, env = "LOUPE_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach to the selected processes and serve their metrics.
+    Run(RunArgs),
+    /// Report what this machine allows (kernel, BTF, tracefs, capabilities,
+    /// each hook type); exits non-zero when loupe cannot run here.
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Track this process ID and its children (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Track processes whose command line matches this regular expression
+    /// (repeatable; loupe itself never matches).
+    #[arg(long = "process", value_name = "REGEX")]
+    pub processes: Vec<String>,
+    /// Track the processes listening on this TCP port (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Name of the service the selector flags form (default: the first
+    /// matched process's executable name).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Configuration file (TOML); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address of the /metrics, /healthz and /readyz endpoint [default: 0.0.0.0:9477].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// How often /proc is scanned for new and restarted targets [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub rescan_interval: Option<String>,
+    /// Series of a target, peer or label value idle this long are dropped [default: 10m].
+    #[arg(long, value_name = "DURATION")]
+    pub series_ttl: Option<String>,
+}
+
+impl RunArgs {
+    /// The flags as overrides of the configuration file.
+    pub fn overrides(&self) -> Overrides {
+        let selects = !self.pids.is_empty() || !self.processes.is_empty() || !self.ports.is_empty();
+        Overrides {
+            listen: self.listen.clone(),
+            rescan_interval: self.rescan_interval.clone(),
+            series_ttl: self.series_ttl.clone(),
+            service: (selects || self.service.is_some()).then(|| FileService {
+                name: self.service.clone(),
+                pids: self.pids.clone(),
+                processes: self.processes.clone(),
+                ports: self.ports.clone(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn selectors_are_repeatable_and_form_one_service() {
+        let cli = Cli::parse_from([
+            "loupe",
+            "run",
+            "--pid",
+            "1",
+            "--pid",
+            "2",
+            "--process",
+            "uvicorn",
+            "--port",
+            "8000",
+            "--service",
+            "api",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("run expected");
+        };
+        let service = args.overrides().service.unwrap();
+        assert_eq!(service.pids, [1, 2]);
+        assert_eq!(service.processes, ["uvicorn"]);
+        assert_eq!(service.ports, [8000]);
+        assert_eq!(service.name.as_deref(), Some("api"));
+    }
+
+    #[test]
+    fn no_selector_flags_add_no_service() {
+        let cli = Cli::parse_from(["loupe", "run", "--config", "x.toml"]);
+        let Command::Run(args) = cli.command else {
+            panic!("run expected");
+        };
+        assert!(args.overrides().service.is_none());
+    }
+}

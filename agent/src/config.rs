@@ -1,0 +1,335 @@
+//! Configuration: the TOML file's schema, its validation into typed structs,
+//! and how command-line flags override it. Unknown keys are an error that
+//! names the line.
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use regex::Regex;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
+pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
+pub const DEFAULT_SERIES_TTL: Duration = Duration::from_secs(600);
+/// Longest service name accepted (it becomes a label value).
+const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: `{value}` is not a valid duration ({reason}); write e.g. \"30s\", \"5m\"")]
+    Duration {
+        origin: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{origin}: `{value}` is not a listen address; write e.g. \"0.0.0.0:9477\"")]
+    Listen { origin: String, value: String },
+    #[error("{origin}: bad --process regular expression `{pattern}`: {source}")]
+    Regex {
+        origin: String,
+        pattern: String,
+        #[source]
+        source: Box<regex::Error>,
+    },
+    #[error("{origin}: port 0 cannot be selected; give the TCP port the service listens on")]
+    PortZero { origin: String },
+    #[error("{origin}: PID 0 cannot be selected")]
+    PidZero { origin: String },
+    #[error("{origin}: service selects no process; give at least one of pids, processes, ports")]
+    NoSelector { origin: String },
+    #[error("{origin}: service name `{name}` is empty or longer than {MAX_NAME_LEN} characters")]
+    BadName { origin: String, name: String },
+    #[error("service name `{0}` is used twice; service names must be unique")]
+    DuplicateName(String),
+    #[error(
+        "nothing to monitor: give --pid, --process or --port, or a --config file with [[services]]"
+    )]
+    NoServices,
+}
+
+/// The file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub rescan_interval: Option<String>,
+    pub series_ttl: Option<String>,
+    #[serde(default)]
+    pub services: Vec<FileService>,
+}
+
+/// A service as the file (or the command line) gives it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileService {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    #[serde(default)]
+    pub processes: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+}
+
+/// What the command line gives; every field overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub rescan_interval: Option<String>,
+    pub series_ttl: Option<String>,
+    /// The service the selector flags form, if any selector flag was given.
+    pub service: Option<FileService>,
+}
+
+/// A validated service: which processes belong to it.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// `None`: named after the first matched process's executable.
+    pub name: Option<String>,
+    pub pids: Vec<u32>,
+    pub processes: Vec<Regex>,
+    pub ports: Vec<u16>,
+    /// Where it was defined, for messages.
+    pub origin: String,
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub rescan_interval: Duration,
+    pub series_ttl: Duration,
+    pub services: Vec<ServiceSpec>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string().trim_end().to_owned(),
+        })
+    }
+}
+
+fn duration(origin: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value).map_err(|err| ConfigError::Duration {
+        origin: origin.to_owned(),
+        value: value.to_owned(),
+        reason: err.to_string(),
+    })
+}
+
+fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError> {
+    if let Some(name) = &raw.name
+        && (name.is_empty() || name.chars().count() > MAX_NAME_LEN)
+    {
+        return Err(ConfigError::BadName {
+            origin,
+            name: name.clone(),
+        });
+    }
+    if raw.pids.is_empty() && raw.processes.is_empty() && raw.ports.is_empty() {
+        return Err(ConfigError::NoSelector { origin });
+    }
+    if raw.ports.contains(&0) {
+        return Err(ConfigError::PortZero { origin });
+    }
+    if raw.pids.contains(&0) {
+        return Err(ConfigError::PidZero { origin });
+    }
+    let processes = raw
+        .processes
+        .iter()
+        .map(|pattern| {
+            Regex::new(pattern).map_err(|source| ConfigError::Regex {
+                origin: origin.clone(),
+                pattern: pattern.clone(),
+                source: Box::new(source),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ServiceSpec {
+        name: raw.name,
+        pids: raw.pids,
+        processes,
+        ports: raw.ports,
+        origin,
+    })
+}
+
+impl Config {
+    /// Validates the file (if any) with the command line laid over it.
+    pub fn build(file: Option<(&Path, FileConfig)>, flags: Overrides) -> Result<Self, ConfigError> {
+        let (path, file) = match file {
+            Some((path, file)) => (path.display().to_string(), file),
+            None => (String::new(), FileConfig::default()),
+        };
+        let pick = |flag: Option<String>, key: &str, from_file: Option<String>| match flag {
+            Some(value) => Some((format!("--{}", key.replace('_', "-")), value)),
+            None => from_file.map(|value| (format!("{path}: {key}"), value)),
+        };
+        let listen = match pick(flags.listen, "listen", file.listen) {
+            Some((origin, value)) => value
+                .parse()
+                .map_err(|_| ConfigError::Listen { origin, value })?,
+            None => DEFAULT_LISTEN.parse().expect("valid default"),
+        };
+        let rescan_interval = match pick(
+            flags.rescan_interval,
+            "rescan_interval",
+            file.rescan_interval,
+        ) {
+            Some((origin, value)) => duration(&origin, &value)?,
+            None => DEFAULT_RESCAN,
+        };
+        let series_ttl = match pick(flags.series_ttl, "series_ttl", file.series_ttl) {
+            Some((origin, value)) => duration(&origin, &value)?,
+            None => DEFAULT_SERIES_TTL,
+        };
+        let mut services = file
+            .services
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| service(format!("{path}: services[{i}]"), raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(raw) = flags.service {
+            services.push(service("command line".to_owned(), raw)?);
+        }
+        if services.is_empty() {
+            return Err(ConfigError::NoServices);
+        }
+        let mut names: Vec<&str> = services.iter().filter_map(|s| s.name.as_deref()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::DuplicateName(pair[0].to_owned()));
+        }
+        Ok(Self {
+            listen,
+            rescan_interval,
+            series_ttl,
+            services,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(Path::new("loupe.toml"), text)
+    }
+
+    fn build(text: &str, flags: Overrides) -> Result<Config, ConfigError> {
+        Config::build(Some((Path::new("loupe.toml"), parse(text)?)), flags)
+    }
+
+    const FILE: &str = r#"
+listen = "127.0.0.1:9000"
+series_ttl = "5m"
+
+[[services]]
+name = "api"
+processes = ["uvicorn .*main:app"]
+ports = [8000]
+
+[[services]]
+name = "worker"
+pids = [1]
+"#;
+
+    #[test]
+    fn reads_a_complete_file() {
+        let config = build(FILE, Overrides::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.series_ttl, Duration::from_secs(300));
+        assert_eq!(config.rescan_interval, DEFAULT_RESCAN);
+        assert_eq!(config.services.len(), 2);
+        assert_eq!(config.services[0].ports, [8000]);
+        assert!(config.services[0].processes[0].is_match("uvicorn app.main:app"));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_add_a_service() {
+        let flags = Overrides {
+            listen: Some("0.0.0.0:9555".into()),
+            service: Some(FileService {
+                name: Some("cli".into()),
+                ports: vec![9999],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let config = build(FILE, flags).unwrap();
+        assert_eq!(config.listen.port(), 9555);
+        assert_eq!(config.services.len(), 3);
+        assert_eq!(config.services[2].name.as_deref(), Some("cli"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let err = parse("listen = \"0.0.0.0:1\"\nlisten_adress = \"x\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 2"), "{text}");
+        assert!(text.contains("listen_adress"), "{text}");
+        let err = parse("[[services]]\nname = \"a\"\nport = [1]\n").unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_values_with_their_origin() {
+        let err = build(
+            "[[services]]\nprocesses = [\"(unclosed\"]\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("services[0]") && err.to_string().contains("(unclosed"));
+        let err = build(
+            "series_ttl = \"soon\"\n[[services]]\npids=[1]\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Duration { .. }), "{err}");
+        let err = build("[[services]]\nname = \"x\"\n", Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::NoSelector { .. }), "{err}");
+        let err = build("[[services]]\nports = [0]\n", Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::PortZero { .. }), "{err}");
+        let err = build(
+            "[[services]]\nname=\"a\"\npids=[1]\n[[services]]\nname=\"a\"\npids=[2]\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::DuplicateName(_)), "{err}");
+        let flags = Overrides {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        };
+        let err = build(FILE, flags).unwrap_err();
+        assert!(err.to_string().starts_with("--listen"), "{err}");
+    }
+
+    #[test]
+    fn something_must_be_monitored() {
+        let err = Config::build(None, Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::NoServices));
+    }
+}

@@ -1,0 +1,210 @@
+//! Loading the probes into the kernel, attaching them, and handing out their
+//! maps. Dropping [`Probes`] detaches and unloads everything it created.
+pub mod btf;
+pub mod tracefs;
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{ProgramError, TracePoint},
+};
+use loupe_common::{
+    layout::{KERNEL_OFFSETS_GLOBAL, KernelOffsets, TRACEPOINTS},
+    maps::{self, FdInfo, FdKey, ListenKey, SockOwner, Target, TupleKey},
+};
+use tracing::{info, warn};
+
+/// The probes object, built by `build.rs`.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loupe"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+    #[error(
+        "loading the eBPF object failed: {source}; loupe needs root or CAP_BPF + CAP_PERFMON \
+         (run `loupe check` for details)"
+    )]
+    Object {
+        #[source]
+        source: Box<EbpfError>,
+    },
+    #[error("program {program} is missing from the eBPF object (agent/probes build mismatch)")]
+    MissingProgram { program: &'static str },
+    #[error("loading program {program} failed: {source}")]
+    Load {
+        program: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("attaching {program} to tracepoint {category}:{name} failed: {source}")]
+    Attach {
+        program: &'static str,
+        category: &'static str,
+        name: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("map {map} is missing or has the wrong type: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: Box<MapError>,
+    },
+}
+
+/// The loaded, attached probes and their maps.
+pub struct Probes {
+    pub tracked: HashMap<MapData, u32, Target>,
+    pub fds: HashMap<MapData, FdKey, FdInfo>,
+    pub listeners: HashMap<MapData, ListenKey, SockOwner>,
+    pub preexisting: HashMap<MapData, TupleKey, SockOwner>,
+    pub counters: PerCpuArray<MapData, u64>,
+    /// Taken by the event reader.
+    pub events: Option<RingBuf<MapData>>,
+    pub attached: usize,
+    /// Network namespaces are told apart (kernel offsets resolved from BTF).
+    pub netns_aware: bool,
+    /// Owns the programs and their links (fields drop in order: this last).
+    _ebpf: Ebpf,
+}
+
+fn map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let raw = ebpf.take_map(name).ok_or(LoadError::Map {
+        map: name,
+        source: Box::new(MapError::InvalidName {
+            name: name.to_owned(),
+        }),
+    })?;
+    T::try_from(raw).map_err(|source| LoadError::Map {
+        map: name,
+        source: Box::new(source),
+    })
+}
+
+/// `(major, minor)` of a kernel release such as `6.1.0-18-cloud-amd64`.
+pub fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Raises `RLIMIT_MEMLOCK` on kernels that still charge BPF memory to it
+/// (before 5.11); newer kernels charge the memory cgroup instead.
+fn raise_memlock() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    if parse_release(release.trim()).is_some_and(|version| version >= (5, 11)) {
+        return;
+    }
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
+        warn!("could not raise RLIMIT_MEMLOCK (needs CAP_SYS_RESOURCE); loading may fail");
+    }
+}
+
+/// Resolves the kernel offsets the probes use to tell network namespaces
+/// apart; without them ports are matched across namespaces.
+pub fn kernel_offsets() -> KernelOffsets {
+    match btf::Btf::from_file(std::path::Path::new(btf::VMLINUX))
+        .and_then(|btf| btf::kernel_offsets(&btf))
+    {
+        Ok(offsets) => offsets,
+        Err(err) => {
+            warn!(error = %err, "network namespaces will not be told apart");
+            KernelOffsets::default()
+        }
+    }
+}
+
+impl Probes {
+    /// Mounts tracefs if needed, checks every tracepoint layout, loads the
+    /// object and attaches every probe.
+    pub fn load() -> Result<Self, LoadError> {
+        raise_memlock();
+        let tracefs = tracefs::find_or_mount()?;
+        if let tracefs::Mounted::MountedByLoupe(path) = &tracefs {
+            info!(path = %path.display(), "mounted tracefs");
+        }
+        for tracepoint in TRACEPOINTS {
+            tracefs::check_tracepoint(tracefs.path(), tracepoint)?;
+        }
+        let offsets = kernel_offsets();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(KERNEL_OFFSETS_GLOBAL, &offsets, true)
+            .load(OBJECT)
+            .map_err(|source| LoadError::Object {
+                source: Box::new(source),
+            })?;
+        let mut attached = 0;
+        for tp in TRACEPOINTS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(tp.program)
+                .ok_or(LoadError::MissingProgram {
+                    program: tp.program,
+                })?
+                .try_into()
+                .map_err(|source| LoadError::Load {
+                    program: tp.program,
+                    source: Box::new(source),
+                })?;
+            if program.fd().is_err() {
+                program.load().map_err(|source| LoadError::Load {
+                    program: tp.program,
+                    source: Box::new(source),
+                })?;
+            }
+            program
+                .attach(tp.category, tp.name)
+                .map_err(|source| LoadError::Attach {
+                    program: tp.program,
+                    category: tp.category,
+                    name: tp.name,
+                    source: Box::new(source),
+                })?;
+            attached += 1;
+        }
+        info!(
+            attached,
+            netns_aware = offsets.valid == 1,
+            "probes attached"
+        );
+        Ok(Self {
+            tracked: map(&mut ebpf, maps::TRACKED)?,
+            fds: map(&mut ebpf, maps::FDS)?,
+            listeners: map(&mut ebpf, maps::LISTENERS)?,
+            preexisting: map(&mut ebpf, maps::PREEXISTING)?,
+            counters: map(&mut ebpf, maps::COUNTERS)?,
+            events: Some(map(&mut ebpf, maps::EVENTS)?),
+            attached,
+            netns_aware: offsets.valid == 1,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Sum over CPUs of one of the probes' counters.
+    pub fn counter(&self, index: u32) -> u64 {
+        self.counters
+            .get(&index, 0)
+            .map(|values| values.iter().sum())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_release;
+
+    #[test]
+    fn parses_kernel_releases() {
+        assert_eq!(parse_release("6.18.44-fc-v669"), Some((6, 18)));
+        assert_eq!(parse_release("5.10.0-28-cloud-amd64"), Some((5, 10)));
+        assert_eq!(parse_release("6.1"), Some((6, 1)));
+        assert_eq!(parse_release("garbage"), None);
+    }
+}

@@ -1,0 +1,131 @@
+//! Decoding the probes' ring-buffer records. Pure: any byte string gives an
+//! event or an error.
+use loupe_common::event::{
+    Header, KIND_PROCESS_EXIT, KIND_PROCESS_FORK, KIND_TCP_STATE, Process, TcpState,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    TcpState(TcpState),
+    Fork(Process),
+    Exit(Process),
+}
+
+impl Event {
+    /// The `kind` label of `loupe_events_total`.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::TcpState(_) => "tcp_state",
+            Self::Fork(_) => "process_fork",
+            Self::Exit(_) => "process_exit",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than the {need} its kind needs")]
+    Short { len: usize, need: usize },
+    #[error("record kind {0} is unknown (agent and probes from different builds?)")]
+    UnknownKind(u32),
+}
+
+/// Marker for the `#[repr(C)]` records that may be read from raw bytes.
+trait Record: Copy {}
+impl Record for Header {}
+impl Record for TcpState {}
+impl Record for Process {}
+
+fn read<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: the length is checked above; `T` is a plain `#[repr(C)]` record
+    // valid for any bit pattern, and `read_unaligned` has no alignment needs.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let header: Header = read(bytes)?;
+    match header.kind {
+        KIND_TCP_STATE => read(bytes).map(Event::TcpState),
+        KIND_PROCESS_FORK => read(bytes).map(Event::Fork),
+        KIND_PROCESS_EXIT => read(bytes).map(Event::Exit),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T: Record>(value: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a padding-free `#[repr(C)]` record.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    #[test]
+    fn decodes_each_kind() {
+        let fork = Process {
+            header: Header {
+                kind: KIND_PROCESS_FORK,
+                tgid: 10,
+                ts_ns: 5,
+            },
+            pid: 11,
+            service: 2,
+        };
+        assert_eq!(decode(&bytes_of(&fork)), Ok(Event::Fork(fork)));
+        let exit = Process {
+            header: Header {
+                kind: KIND_PROCESS_EXIT,
+                ..fork.header
+            },
+            ..fork
+        };
+        assert_eq!(decode(&bytes_of(&exit)).unwrap().kind(), "process_exit");
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        assert!(matches!(
+            decode(&[]),
+            Err(DecodeError::Short { len: 0, .. })
+        ));
+        let mut header = bytes_of(&Header {
+            kind: KIND_TCP_STATE,
+            tgid: 1,
+            ts_ns: 1,
+        });
+        assert_eq!(
+            decode(&header),
+            Err(DecodeError::Short {
+                len: 16,
+                need: size_of::<TcpState>()
+            })
+        );
+        header[0] = 99;
+        assert_eq!(decode(&header), Err(DecodeError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for len in 0..200 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed % 4) as u8
+                })
+                .collect();
+            let _ = decode(&bytes);
+        }
+    }
+}

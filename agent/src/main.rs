@@ -1,0 +1,45 @@
+//! The `loupe` binary: parse flags, set up logging, hand over to the library.
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use loupe::{
+    cli::{Cli, Command},
+    config::{Config, FileConfig},
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Check => return loupe::check::run(),
+        Command::Run(args) => run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("loupe: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => Some((path.as_path(), FileConfig::load(path)?)),
+        None => None,
+    };
+    let config = Config::build(file, args.overrides())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(loupe::agent::run(config))?;
+    Ok(())
+}

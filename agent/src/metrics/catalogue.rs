@@ -1,0 +1,245 @@
+//! Every metric loupe exports: name, type, help and labels, in one place.
+//! `docs/metrics.md` is rendered from this table (a test keeps them equal),
+//! and a test checks that `/metrics` exposes nothing that is not listed here.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Def {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+const fn def(
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> Def {
+    Def {
+        name,
+        kind,
+        help,
+        labels,
+    }
+}
+
+pub const TCP_CONNECTIONS_ACTIVE: Def = def(
+    "tcp_connections_active",
+    Kind::Gauge,
+    "Open TCP connections of the service (established, not yet closed), \
+     including those open before loupe started.",
+    &["service", "direction"],
+);
+pub const TCP_CONNECTIONS_OPENED: Def = def(
+    "tcp_connections_opened_total",
+    Kind::Counter,
+    "TCP connections the service accepted (inbound) or established (outbound) \
+     since loupe started.",
+    &["service", "direction"],
+);
+pub const TCP_CONNECTIONS_ACTIVE_BY_PEER: Def = def(
+    "tcp_connections_active_by_peer",
+    Kind::Gauge,
+    "Open outbound TCP connections of the service per remote ip:port; at most \
+     64 peers per service, the rest as peer=\"__other__\".",
+    &["service", "peer"],
+);
+pub const BUILD_INFO: Def = def(
+    "loupe_build_info",
+    Kind::Gauge,
+    "Always 1; the version label says which loupe is running.",
+    &["version"],
+);
+pub const TARGETS: Def = def(
+    "loupe_targets",
+    Kind::Gauge,
+    "Processes of the service loupe currently tracks (0: waiting for the target).",
+    &["service"],
+);
+pub const PROGRAMS_ATTACHED: Def = def(
+    "loupe_programs_attached",
+    Kind::Gauge,
+    "eBPF programs loupe has attached.",
+    &[],
+);
+pub const EVENTS: Def = def(
+    "loupe_events_total",
+    Kind::Counter,
+    "Records received from the probes, by kind.",
+    &["kind"],
+);
+pub const EVENTS_LOST: Def = def(
+    "loupe_events_lost_total",
+    Kind::Counter,
+    "Records the probes could not hand over because the ring buffer was full.",
+    &[],
+);
+pub const MAP_FULL: Def = def(
+    "loupe_map_full_total",
+    Kind::Counter,
+    "Inserts into a kernel map that failed because the map was full.",
+    &[],
+);
+pub const TRACKED_SOCKETS: Def = def(
+    "loupe_tracked_sockets",
+    Kind::Gauge,
+    "TCP socket fds of the service's processes that the probes know of.",
+    &["service"],
+);
+
+/// Metrics loupe defines.
+pub const ALL: &[Def] = &[
+    TCP_CONNECTIONS_ACTIVE,
+    TCP_CONNECTIONS_OPENED,
+    TCP_CONNECTIONS_ACTIVE_BY_PEER,
+    BUILD_INFO,
+    TARGETS,
+    PROGRAMS_ATTACHED,
+    EVENTS,
+    EVENTS_LOST,
+    MAP_FULL,
+    TRACKED_SOCKETS,
+];
+
+/// The standard process metrics of the Prometheus client library (loupe's
+/// own CPU, memory, file descriptors), exported beside loupe's.
+pub const PROCESS: &[Def] = &[
+    def(
+        "process_cpu_seconds_total",
+        Kind::Counter,
+        "Total user and system CPU time spent in seconds.",
+        &[],
+    ),
+    def(
+        "process_max_fds",
+        Kind::Gauge,
+        "Maximum number of open file descriptors.",
+        &[],
+    ),
+    def(
+        "process_open_fds",
+        Kind::Gauge,
+        "Number of open file descriptors.",
+        &[],
+    ),
+    def(
+        "process_resident_memory_bytes",
+        Kind::Gauge,
+        "Resident memory size in bytes.",
+        &[],
+    ),
+    def(
+        "process_start_time_seconds",
+        Kind::Gauge,
+        "Start time of the process since unix epoch in seconds.",
+        &[],
+    ),
+    def(
+        "process_threads",
+        Kind::Gauge,
+        "Number of OS threads in the process.",
+        &[],
+    ),
+    def(
+        "process_virtual_memory_bytes",
+        Kind::Gauge,
+        "Virtual memory size in bytes.",
+        &[],
+    ),
+];
+
+/// The metric catalogue as Markdown (`docs/metrics.md`).
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Metric catalogue\n\n\
+         Generated from `agent/src/metrics/catalogue.rs` (`LOUPE_BLESS=1 cargo test -p loupe \
+         catalogue` rewrites it).\n\n\
+         Conventions: `status` holds the numeric HTTP code as a string, `success` is \
+         `\"true\"`/`\"false\"`, the overflow value of a bounded label is `__other__`, a value \
+         that cannot be classified is `unknown`. Series of a target, peer or label value that \
+         has gone away expire after `series_ttl` (default 10m).\n\n\
+         | name | type | labels | help |\n| --- | --- | --- | --- |\n",
+    );
+    for def in ALL.iter().chain(PROCESS) {
+        let labels = def
+            .labels
+            .iter()
+            .map(|label| format!("`{label}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            def.name,
+            def.kind.as_str(),
+            labels,
+            def.help.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+/// The definition of an exported family, if it is catalogued.
+pub fn find(name: &str) -> Option<&'static Def> {
+    ALL.iter().chain(PROCESS).find(|def| def.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, path::Path};
+
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_well_formed() {
+        let mut seen = HashSet::new();
+        for def in ALL.iter().chain(PROCESS) {
+            assert!(seen.insert(def.name), "{} listed twice", def.name);
+            assert!(
+                def.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                def.name
+            );
+            assert_eq!(
+                def.kind == Kind::Counter,
+                def.name.ends_with("_total"),
+                "{}: counters and only counters end in _total",
+                def.name
+            );
+            assert!(!def.help.is_empty());
+        }
+    }
+
+    #[test]
+    fn docs_match_the_catalogue() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
+        let rendered = markdown();
+        if std::env::var_os("LOUPE_BLESS").is_some() {
+            std::fs::write(&path, &rendered).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == rendered,
+            "docs/metrics.md is stale; run LOUPE_BLESS=1 cargo test -p loupe catalogue"
+        );
+    }
+}

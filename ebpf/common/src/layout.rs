@@ -1,0 +1,166 @@
+//! Field offsets the probes read, and the kernel-struct offsets the agent
+//! resolves at load time.
+//!
+//! Tracepoint records have a stable layout in practice, but the probes do not
+//! take that on faith: the agent compares every offset listed here with the
+//! tracepoint's `format` file before attaching (see `agent/src/ebpf/tracefs.rs`)
+//! and refuses to attach a probe whose layout differs.
+use crate::assert_size;
+
+/// One field a probe reads from a tracepoint record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub offset: usize,
+    pub size: usize,
+}
+
+/// A tracepoint, the probe attached to it, and the fields that probe reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracepoint {
+    pub category: &'static str,
+    pub name: &'static str,
+    /// Name of the program (its function name in `ebpf/probes`).
+    pub program: &'static str,
+    pub fields: &'static [Field],
+}
+
+const fn field(name: &'static str, offset: usize, size: usize) -> Field {
+    Field { name, offset, size }
+}
+
+/// `sock:inet_sock_set_state`, fired on every TCP state change.
+pub mod inet_sock_set_state {
+    use super::{Field, field};
+    pub const SKADDR: usize = 8;
+    pub const OLDSTATE: usize = 16;
+    pub const NEWSTATE: usize = 20;
+    pub const SPORT: usize = 24;
+    pub const DPORT: usize = 26;
+    pub const FAMILY: usize = 28;
+    pub const PROTOCOL: usize = 30;
+    pub const SADDR: usize = 32;
+    pub const DADDR: usize = 36;
+    pub const SADDR_V6: usize = 40;
+    pub const DADDR_V6: usize = 56;
+    pub const FIELDS: &[Field] = &[
+        field("skaddr", SKADDR, 8),
+        field("oldstate", OLDSTATE, 4),
+        field("newstate", NEWSTATE, 4),
+        field("sport", SPORT, 2),
+        field("dport", DPORT, 2),
+        field("family", FAMILY, 2),
+        field("protocol", PROTOCOL, 2),
+        field("saddr", SADDR, 4),
+        field("daddr", DADDR, 4),
+        field("saddr_v6", SADDR_V6, 16),
+        field("daddr_v6", DADDR_V6, 16),
+    ];
+}
+
+/// `task:task_newtask`, fired in the parent when a task is created.
+pub mod task_newtask {
+    use super::{Field, field};
+    pub const PID: usize = 8;
+    pub const CLONE_FLAGS: usize = 32;
+    pub const FIELDS: &[Field] = &[field("pid", PID, 4), field("clone_flags", CLONE_FLAGS, 8)];
+    /// `CLONE_THREAD` from `include/uapi/linux/sched.h`.
+    pub const CLONE_THREAD: u64 = 0x0001_0000;
+}
+
+/// Syscall tracepoints (`syscalls:sys_enter_*` / `sys_exit_*`): arguments are
+/// 8-byte slots from offset 16; the return value sits at offset 16.
+pub mod syscall {
+    use super::{Field, field};
+    pub const ARG0: usize = 16;
+    pub const RET: usize = 16;
+    pub const ENTER_FD: &[Field] = &[field("fd", ARG0, 8)];
+    pub const EXIT_RET: &[Field] = &[field("ret", RET, 8)];
+}
+
+/// Every tracepoint the agent attaches, with its program.
+pub const TRACEPOINTS: &[Tracepoint] = &[
+    Tracepoint {
+        category: "sock",
+        name: "inet_sock_set_state",
+        program: "loupe_tcp_state",
+        fields: inet_sock_set_state::FIELDS,
+    },
+    Tracepoint {
+        category: "task",
+        name: "task_newtask",
+        program: "loupe_newtask",
+        fields: task_newtask::FIELDS,
+    },
+    Tracepoint {
+        category: "sched",
+        name: "sched_process_exit",
+        program: "loupe_exit",
+        fields: &[],
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_enter_connect",
+        program: "loupe_connect",
+        fields: syscall::ENTER_FD,
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_enter_listen",
+        program: "loupe_listen",
+        fields: syscall::ENTER_FD,
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_enter_accept",
+        program: "loupe_accept",
+        fields: syscall::ENTER_FD,
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_enter_accept4",
+        program: "loupe_accept",
+        fields: syscall::ENTER_FD,
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_exit_accept",
+        program: "loupe_accept_ret",
+        fields: syscall::EXIT_RET,
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_exit_accept4",
+        program: "loupe_accept_ret",
+        fields: syscall::EXIT_RET,
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_enter_close",
+        program: "loupe_close",
+        fields: syscall::ENTER_FD,
+    },
+];
+
+/// Name of the probes' global holding [`KernelOffsets`].
+pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
+
+/// Offsets inside kernel structs, resolved by the agent from the running
+/// kernel's BTF (`/sys/kernel/btf/vmlinux`) because rustc emits no CO-RE
+/// relocations. When `valid` is 0 the probes do not read kernel memory and
+/// network namespaces are not told apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub valid: u32,
+    /// `offsetof(struct sock, __sk_common.skc_net)`: the `struct net *`.
+    pub sock_net: u32,
+    /// `offsetof(struct net, ns.inum)`.
+    pub net_inum: u32,
+    pub _pad: u32,
+}
+assert_size!(KernelOffsets, 16);
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`, `Copy`, no padding (size asserted), any bit pattern is valid.
+unsafe impl aya::Pod for KernelOffsets {}

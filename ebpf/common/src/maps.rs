@@ -1,0 +1,119 @@
+//! Map names, capacities, and the key and value types stored in them.
+//!
+//! The probes declare their maps under these names; the agent opens them by
+//! the same constants, so a rename cannot break one side only.
+use crate::assert_size;
+
+/// Tracked processes: `tgid -> Target`. Probes drop every event whose
+/// current tgid is absent, as their first step.
+pub const TRACKED: &str = "TRACKED";
+/// Open TCP socket fds of tracked processes: `FdKey -> FdInfo`.
+pub const FDS: &str = "FDS";
+/// Listening ports of tracked services: `ListenKey -> SockOwner`.
+pub const LISTENERS: &str = "LISTENERS";
+/// TCP sockets owned by a tracked service, by kernel address: `u64 -> SockOwner`.
+pub const SOCKETS: &str = "SOCKETS";
+/// Connections found in `/proc` at attach time, not yet seen by a probe:
+/// `TupleKey -> SockOwner`. A probe adopts an entry into `SOCKETS` on the
+/// first state change of that connection.
+pub const PREEXISTING: &str = "PREEXISTING";
+/// The fd argument of the syscall a tracked thread is in: `tid -> fd`.
+pub const PENDING_FD: &str = "PENDING_FD";
+/// Event ring buffer shared by all probes.
+pub const EVENTS: &str = "EVENTS";
+/// Per-CPU counters, indexed by the `COUNTER_*` constants.
+pub const COUNTERS: &str = "COUNTERS";
+
+pub const TRACKED_CAPACITY: u32 = 8192;
+pub const FDS_CAPACITY: u32 = 65_536;
+pub const LISTENERS_CAPACITY: u32 = 1024;
+pub const SOCKETS_CAPACITY: u32 = 65_536;
+pub const PREEXISTING_CAPACITY: u32 = 16_384;
+pub const PENDING_FD_CAPACITY: u32 = 16_384;
+/// Bytes of the event ring buffer (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 1 << 20;
+
+/// Events that did not fit in the ring buffer.
+pub const COUNTER_EVENTS_LOST: u32 = 0;
+/// Inserts refused because a map was full.
+pub const COUNTER_MAP_FULL: u32 = 1;
+pub const COUNTERS_LEN: u32 = 2;
+
+/// A tracked process: which service it belongs to, and the tracked process
+/// that forked it (0 for a process the agent selected itself). A child looks
+/// up fds it inherited (such as a pre-forked worker's listening socket) under
+/// its parent until the agent has copied them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub service: u32,
+    pub parent: u32,
+}
+assert_size!(Target, 8);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FdKey {
+    pub tgid: u32,
+    pub fd: u32,
+}
+assert_size!(FdKey, 8);
+
+/// What a TCP socket fd is used for.
+pub const ROLE_LISTENER: u32 = 1;
+pub const ROLE_INBOUND: u32 = 2;
+pub const ROLE_OUTBOUND: u32 = 3;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FdInfo {
+    pub service: u32,
+    /// One of the `ROLE_*` constants.
+    pub role: u32,
+}
+assert_size!(FdInfo, 8);
+
+/// A listening port in one network namespace. `netns` is the namespace's
+/// inode number, or 0 where the kernel's layout could not be resolved (then
+/// ports are matched across namespaces).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    pub netns: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+assert_size!(ListenKey, 8);
+
+/// Connection direction, as seen from the tracked service.
+pub const DIRECTION_INBOUND: u32 = 1;
+pub const DIRECTION_OUTBOUND: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SockOwner {
+    pub service: u32,
+    /// One of the `DIRECTION_*` constants.
+    pub direction: u32,
+}
+assert_size!(SockOwner, 8);
+
+/// A TCP connection's addresses as the `sock:inet_sock_set_state` tracepoint
+/// reports them: ports in host byte order, IPv4 addresses as IPv4-mapped IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TupleKey {
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u32,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+assert_size!(TupleKey, 40);
+
+/// The IPv4-mapped IPv6 form of an IPv4 address (`::ffff:a.b.c.d`).
+pub const fn ipv4_mapped(v4: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
+}

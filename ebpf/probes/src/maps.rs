@@ -1,0 +1,90 @@
+//! The maps every probe shares, and small helpers around them.
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use loupe_common::{
+    layout::KernelOffsets,
+    maps::{
+        COUNTER_MAP_FULL, COUNTERS_LEN, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey,
+        LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY, SOCKETS_CAPACITY,
+        SockOwner, TRACKED_CAPACITY, Target, TupleKey,
+    },
+};
+
+#[map]
+pub static TRACKED: HashMap<u32, Target> = HashMap::with_max_entries(TRACKED_CAPACITY, 0);
+
+#[map]
+pub static FDS: HashMap<FdKey, FdInfo> = HashMap::with_max_entries(FDS_CAPACITY, 0);
+
+#[map]
+pub static LISTENERS: HashMap<ListenKey, SockOwner> =
+    HashMap::with_max_entries(LISTENERS_CAPACITY, 0);
+
+#[map]
+pub static SOCKETS: HashMap<u64, SockOwner> = HashMap::with_max_entries(SOCKETS_CAPACITY, 0);
+
+#[map]
+pub static PREEXISTING: HashMap<TupleKey, SockOwner> =
+    HashMap::with_max_entries(PREEXISTING_CAPACITY, 0);
+
+/// LRU: a thread that dies inside a syscall leaves its entry behind.
+#[map]
+pub static PENDING_FD: LruHashMap<u32, u32> = LruHashMap::with_max_entries(PENDING_FD_CAPACITY, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+
+/// Set by the agent at load time from the running kernel's BTF.
+#[unsafe(no_mangle)]
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+    valid: 0,
+    sock_net: 0,
+    net_inum: 0,
+    _pad: 0,
+};
+
+#[inline(always)]
+pub fn kernel_offsets() -> KernelOffsets {
+    // SAFETY: a plain read of a global the loader may have rewritten; volatile
+    // so that the compiler does not fold the default value in.
+    unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS) }
+}
+
+/// `(tgid, tid)` of the current task.
+#[inline(always)]
+pub fn current() -> (u32, u32) {
+    let id = bpf_get_current_pid_tgid();
+    ((id >> 32) as u32, id as u32)
+}
+
+/// The tracked process `tgid`, if any.
+#[inline(always)]
+pub fn tracked(tgid: u32) -> Option<Target> {
+    TRACKED.get_ptr(tgid).map(|target| {
+        // SAFETY: the pointer comes from a successful lookup; `Target` is
+        // plain data, a concurrently replaced value is still a valid one.
+        unsafe { *target }
+    })
+}
+
+#[inline(always)]
+pub fn bump(counter: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Inserts into a hash map, counting a refusal (map full) instead of hiding it.
+#[inline(always)]
+pub fn insert<K, V>(map: &HashMap<K, V>, key: &K, value: &V) {
+    if map.insert(key, value, 0).is_err() {
+        bump(COUNTER_MAP_FULL);
+    }
+}

@@ -1,0 +1,65 @@
+//! Following a target's children and noticing its exit.
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use loupe_common::{
+    event::{KIND_PROCESS_EXIT, KIND_PROCESS_FORK, Process},
+    layout::task_newtask,
+    maps::Target,
+};
+
+use crate::{
+    emit::{emit, header},
+    maps::{TRACKED, current, insert, tracked},
+};
+
+/// `task:task_newtask` runs in the parent when it creates a task. A new
+/// process (not a thread) of a tracked parent is tracked before it runs, so
+/// none of its early syscalls are missed.
+#[tracepoint]
+pub fn loupe_newtask(ctx: TracePointContext) -> u32 {
+    let (tgid, _) = current();
+    let Some(parent) = tracked(tgid) else {
+        return 0;
+    };
+    // SAFETY: offsets checked against the tracepoint's format by the agent.
+    let flags: u64 = unsafe { ctx.read_at(task_newtask::CLONE_FLAGS) }.unwrap_or(0);
+    if flags & task_newtask::CLONE_THREAD != 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    let Ok(child) = (unsafe { ctx.read_at::<i32>(task_newtask::PID) }) else {
+        return 0;
+    };
+    let child = child as u32;
+    let target = Target {
+        service: parent.service,
+        parent: tgid,
+    };
+    insert(&TRACKED, &child, &target);
+    emit(Process {
+        header: header(KIND_PROCESS_FORK, tgid),
+        pid: child,
+        service: parent.service,
+    });
+    0
+}
+
+/// `sched:sched_process_exit` runs for every exiting thread; only the main
+/// thread of a tracked process is reported. The agent removes the process
+/// after confirming it is gone, so a main thread that exits early (the rest
+/// of the process living on) does not lose the process.
+#[tracepoint]
+pub fn loupe_exit(_ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    if tgid != tid {
+        return 0;
+    }
+    let Some(target) = tracked(tgid) else {
+        return 0;
+    };
+    emit(Process {
+        header: header(KIND_PROCESS_EXIT, tgid),
+        pid: tgid,
+        service: target.service,
+    });
+    0
+}

@@ -1,0 +1,189 @@
+//! `sock:inet_sock_set_state`: the lifecycle of TCP connections owned by
+//! tracked services.
+//!
+//! This tracepoint fires for every TCP socket on the host, often in softirq
+//! context where the current process is unrelated, so ownership never comes
+//! from the current PID except for the two transitions only a syscall makes:
+//! `CLOSE -> SYN_SENT` (inside `connect`) and `CLOSE -> LISTEN` (inside
+//! `listen`). A passive open (`SYN_RECV -> ESTABLISHED`) belongs to the
+//! service that listens on its local port in its network namespace. From then
+//! on the socket is known by its address in `SOCKETS` until it reaches `CLOSE`.
+use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
+use loupe_common::{
+    event::{KIND_TCP_STATE, TCP_FLAG_ADOPTED, TcpState},
+    layout::inet_sock_set_state as f,
+    maps::{
+        DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ListenKey, ROLE_LISTENER,
+        ROLE_OUTBOUND, SockOwner, TupleKey,
+    },
+    tcp,
+};
+
+use crate::{
+    emit::{emit, header},
+    maps::{
+        FDS, LISTENERS, PENDING_FD, PREEXISTING, SOCKETS, current, insert, kernel_offsets, tracked,
+    },
+};
+
+#[tracepoint]
+pub fn loupe_tcp_state(ctx: TracePointContext) -> u32 {
+    let _ = on_state(&ctx);
+    0
+}
+
+#[inline(always)]
+fn read<T>(ctx: &TracePointContext, offset: usize) -> Result<T, i32> {
+    // SAFETY: offsets checked against the tracepoint's format by the agent.
+    unsafe { ctx.read_at::<T>(offset) }
+}
+
+#[inline(always)]
+fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
+    if read::<u16>(ctx, f::PROTOCOL)? != tcp::IPPROTO_TCP {
+        return Ok(());
+    }
+    let skaddr: u64 = read(ctx, f::SKADDR)?;
+    let old = read::<i32>(ctx, f::OLDSTATE)? as u32;
+    let new = read::<i32>(ctx, f::NEWSTATE)? as u32;
+
+    // A socket we already own: report the transitions userspace counts.
+    if let Some(owner) = SOCKETS.get_ptr(skaddr) {
+        // SAFETY: pointer from a successful lookup of plain data.
+        let owner = unsafe { *owner };
+        if new == tcp::CLOSE {
+            let _ = SOCKETS.remove(&skaddr);
+        }
+        if new == tcp::ESTABLISHED || new == tcp::CLOSE {
+            report(ctx, skaddr, owner, old, new, 0)?;
+        }
+        return Ok(());
+    }
+
+    if old == tcp::CLOSE && (new == tcp::SYN_SENT || new == tcp::LISTEN) {
+        return on_syscall_transition(ctx, skaddr, new);
+    }
+
+    if old == tcp::SYN_RECV && new == tcp::ESTABLISHED {
+        let key = ListenKey {
+            netns: netns_of(skaddr),
+            port: read(ctx, f::SPORT)?,
+            _pad: 0,
+        };
+        if let Some(owner) = LISTENERS.get_ptr(key) {
+            // SAFETY: pointer from a successful lookup of plain data.
+            let owner = SockOwner {
+                service: unsafe { (*owner).service },
+                direction: DIRECTION_INBOUND,
+            };
+            insert(&SOCKETS, &skaddr, &owner);
+            return report(ctx, skaddr, owner, old, new, 0);
+        }
+        return Ok(());
+    }
+
+    // A connection that was open before the agent attached.
+    let tuple = tuple(ctx)?;
+    if let Some(owner) = PREEXISTING.get_ptr(tuple) {
+        // SAFETY: pointer from a successful lookup of plain data.
+        let owner = unsafe { *owner };
+        let _ = PREEXISTING.remove(&tuple);
+        if new != tcp::CLOSE {
+            insert(&SOCKETS, &skaddr, &owner);
+        }
+        return report(ctx, skaddr, owner, old, new, TCP_FLAG_ADOPTED);
+    }
+    Ok(())
+}
+
+/// `connect` (`SYN_SENT`) or `listen` (`LISTEN`) by the current process.
+#[inline(always)]
+fn on_syscall_transition(ctx: &TracePointContext, skaddr: u64, new: u32) -> Result<(), i32> {
+    let (tgid, tid) = current();
+    let Some(target) = tracked(tgid) else {
+        return Ok(());
+    };
+    let (owner, role) = if new == tcp::SYN_SENT {
+        let owner = SockOwner {
+            service: target.service,
+            direction: DIRECTION_OUTBOUND,
+        };
+        insert(&SOCKETS, &skaddr, &owner);
+        (owner, ROLE_OUTBOUND)
+    } else {
+        let owner = SockOwner {
+            service: target.service,
+            direction: 0,
+        };
+        let key = ListenKey {
+            netns: netns_of(skaddr),
+            port: read(ctx, f::SPORT)?,
+            _pad: 0,
+        };
+        insert(&LISTENERS, &key, &owner);
+        (owner, ROLE_LISTENER)
+    };
+    if let Some(fd) = PENDING_FD.get_ptr(tid) {
+        // SAFETY: pointer from a successful lookup of plain data.
+        let fd = unsafe { *fd };
+        let info = FdInfo {
+            service: target.service,
+            role,
+        };
+        insert(&FDS, &FdKey { tgid, fd }, &info);
+    }
+    report(ctx, skaddr, owner, tcp::CLOSE, new, 0)
+}
+
+#[inline(always)]
+fn tuple(ctx: &TracePointContext) -> Result<TupleKey, i32> {
+    // For AF_INET the tracepoint stores IPv4-mapped addresses in the v6 fields.
+    Ok(TupleKey {
+        sport: read(ctx, f::SPORT)?,
+        dport: read(ctx, f::DPORT)?,
+        _pad: 0,
+        saddr: read(ctx, f::SADDR_V6)?,
+        daddr: read(ctx, f::DADDR_V6)?,
+    })
+}
+
+#[inline(always)]
+fn report(
+    ctx: &TracePointContext,
+    skaddr: u64,
+    owner: SockOwner,
+    oldstate: u32,
+    newstate: u32,
+    flags: u32,
+) -> Result<(), i32> {
+    let (tgid, _) = current();
+    emit(TcpState {
+        header: header(KIND_TCP_STATE, tgid),
+        skaddr,
+        owner,
+        oldstate,
+        newstate,
+        flags,
+        netns: netns_of(skaddr),
+        tuple: tuple(ctx)?,
+    });
+    Ok(())
+}
+
+/// Inode number of the socket's network namespace, read through offsets the
+/// agent resolved from BTF; 0 when they are unknown.
+#[inline(always)]
+fn netns_of(skaddr: u64) -> u32 {
+    let offsets = kernel_offsets();
+    if offsets.valid == 0 {
+        return 0;
+    }
+    let net_field = (skaddr + u64::from(offsets.sock_net)) as *const u64;
+    // SAFETY: a checked kernel read (`bpf_probe_read_kernel` faults safely).
+    let Ok(net) = (unsafe { bpf_probe_read_kernel(net_field) }) else {
+        return 0;
+    };
+    let inum_field = (net + u64::from(offsets.net_inum)) as *const u32;
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel(inum_field) }.unwrap_or(0)
+}
