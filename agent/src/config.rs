@@ -328,6 +328,18 @@ pids = [1]
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/loupe.example.toml");
+        let config = Config::build(
+            Some((&path, FileConfig::load(&path).unwrap())),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.services.len(), 2);
+        assert_eq!(config.listen.port(), 9477);
+    }
+
+    #[test]
     fn something_must_be_monitored() {
         let err = Config::build(None, Overrides::default()).unwrap_err();
         assert!(matches!(err, ConfigError::NoServices));

@@ -1,1 +1,388 @@
+//! Harness for loupe's root integration tests: start the real agent binary,
+//! real servers and clients, scrape `/metrics`, and wait for exact values.
+//!
+//! Every test needs root (it loads eBPF programs); run them with
+//! `cargo xtask test`, which builds the agent and starts PostgreSQL and Redis.
+use std::{
+    collections::HashMap,
+    fs,
+    io::{BufRead, BufReader, Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    os::unix::process::CommandExt as _,
+    path::PathBuf,
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
 
+/// How long a test waits for a metric to reach its expected value.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Panics unless running as root: these tests load eBPF programs.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test loads eBPF programs and needs root: run `cargo xtask test` as root"
+    );
+}
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+/// The loupe binary: `$LOUPE_BIN`, else `target/debug/loupe`.
+pub fn loupe_bin() -> PathBuf {
+    let path = std::env::var_os("LOUPE_BIN").map_or_else(
+        || workspace().join("target/debug/loupe"),
+        |path| workspace().join(path),
+    );
+    assert!(
+        path.exists(),
+        "{} does not exist: build it with `cargo build -p loupe` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    workspace().join("tests/fixtures").join(name)
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+fn scratch_file(tag: &str) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "loupe-test-{}-{}-{tag}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn terminate(child: &mut Child) -> Option<ExitStatus> {
+    // SAFETY: plain syscall on a child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// One parsed `/metrics` exposition.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub text: String,
+    values: HashMap<String, f64>,
+}
+
+/// A series key as the Prometheus client prints it (labels sorted by name).
+pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return name.to_owned();
+    }
+    let mut labels = labels.to_vec();
+    labels.sort_unstable();
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// `tcp_connections_opened_total{service, direction}`.
+pub fn opened(service: &str, direction: &str) -> String {
+    series(
+        "tcp_connections_opened_total",
+        &[("service", service), ("direction", direction)],
+    )
+}
+
+/// `tcp_connections_active{service, direction}`.
+pub fn active(service: &str, direction: &str) -> String {
+    series(
+        "tcp_connections_active",
+        &[("service", service), ("direction", direction)],
+    )
+}
+
+/// `loupe_targets{service}`.
+pub fn targets(service: &str) -> String {
+    series("loupe_targets", &[("service", service)])
+}
+
+impl Scrape {
+    pub fn parse(text: String) -> Self {
+        let values = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        Self { text, values }
+    }
+
+    pub fn get(&self, series: &str) -> Option<f64> {
+        self.values.get(series).copied()
+    }
+
+    /// Series whose name starts with `prefix`.
+    pub fn matching(&self, prefix: &str) -> Vec<(&str, f64)> {
+        let mut found: Vec<(&str, f64)> = self
+            .values
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, &v)| (k.as_str(), v))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        found
+    }
+}
+
+/// A response from [`http_get`].
+pub struct Response {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+/// A minimal HTTP/1.0 GET (the connection closes after the response).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok(Response {
+        status,
+        headers: head.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+/// The agent under test.
+pub struct Agent {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `loupe run ARGS --listen 127.0.0.1:<free port>` and waits
+    /// until `/readyz` answers 200.
+    pub fn start(args: &[&str]) -> Self {
+        require_root();
+        let port = free_port();
+        let log = scratch_file("agent.log");
+        let child = Command::new(loupe_bin())
+            .arg("run")
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("LOUPE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("create the agent log"))
+            .spawn()
+            .expect("start loupe");
+        let mut agent = Self { child, port, log };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                panic!("loupe exited at start-up ({status}):\n{}", agent.log());
+            }
+            if http_get(port, "/readyz").is_ok_and(|r| r.status == 200) {
+                return agent;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "loupe not ready within {WAIT:?}:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the agent logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn scrape(&self) -> Scrape {
+        let response = http_get(self.port, "/metrics").expect("scrape /metrics");
+        assert_eq!(response.status, 200, "{}", response.body);
+        Scrape::parse(response.body)
+    }
+
+    /// Waits until `series` has exactly `expected`, panicking with the last
+    /// exposition and the agent's log otherwise. A missing series reads as 0.
+    pub fn wait_for(&self, series: &str, expected: f64) -> Scrape {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let scrape = self.scrape();
+            let value = scrape.get(series).unwrap_or(0.0);
+            if value == expected {
+                return scrape;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} = {value}, expected {expected} within {WAIT:?}\n--- exposition\n{}\n--- log\n{}",
+                scrape.text,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        let status = terminate(&mut self.child).expect("loupe exits within 10s of SIGTERM");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+        let _ = fs::remove_file(&self.log);
+    }
+}
+
+/// A fixture process driven through stdin/stdout lines. It runs in its own
+/// process group, so that killing it also kills the children it forked.
+pub struct Fixture {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Fixture {
+    /// Starts `program ARGS` and waits for it to print `ready`.
+    pub fn start(program: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(program)
+            .args(args)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {program}: {err}"));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut fixture = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        fixture.expect("ready");
+        fixture
+    }
+
+    /// Starts a Python fixture from `tests/fixtures`.
+    pub fn python(script: &str, args: &[&str]) -> Self {
+        let path = fixture(script);
+        let mut all = vec![path.to_str().expect("UTF-8 path")];
+        all.extend_from_slice(args);
+        Self::start("python3", &all)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads lines until one starts with `prefix`; returns it.
+    pub fn expect(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self
+                .stdout
+                .read_line(&mut line)
+                .expect("read fixture output");
+            assert!(read > 0, "fixture exited before printing {prefix:?}");
+            if line.starts_with(prefix) {
+                return line.trim_end().to_owned();
+            }
+        }
+    }
+
+    /// Sends one command line and waits for the reply starting with `reply`.
+    pub fn command(&mut self, line: &str, reply: &str) -> String {
+        let stdin = self.stdin.as_mut().expect("fixture stdin");
+        writeln!(stdin, "{line}").expect("write to fixture");
+        stdin.flush().expect("flush fixture stdin");
+        self.expect(reply)
+    }
+
+    /// Kills the fixture and its children (SIGKILL to the process group:
+    /// no cleanup of their own) and reaps it.
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on the process group of a child we spawned.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Opens `n` connections to 127.0.0.1:`port`.
+pub fn connect(port: u16, n: usize) -> Vec<TcpStream> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    (0..n)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect()
+}
+
+/// Sends `n` HTTP/1.0 requests, one connection each, asserting 200s.
+pub fn requests(port: u16, n: usize) {
+    for _ in 0..n {
+        let response = http_get(port, "/").expect("HTTP request");
+        assert_eq!(response.status, 200, "{}", response.headers);
+    }
+}
+
+/// `http_server.py` on a free port.
+pub fn http_server() -> (u16, Fixture) {
+    let port = free_port();
+    let server = Fixture::python("http_server.py", &[&port.to_string()]);
+    (port, server)
+}
+
+/// An agent selecting the listener of `port` as `service` (plus `extra`
+/// flags), once it tracks that one process.
+pub fn watch_port(port: u16, service: &str, extra: &[&str]) -> Agent {
+    let port = port.to_string();
+    let mut args = vec!["--port", &port, "--service", service];
+    args.extend_from_slice(extra);
+    let agent = Agent::start(&args);
+    agent.wait_for(&targets(service), 1.0);
+    agent
+}

@@ -1,1 +1,56 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | services | test | demo | lint`.
+//! Each installs or starts what it needs first, so the README's two commands
+//! work on a fresh machine.
+mod demo;
+mod services;
+mod setup;
+mod sh;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing: nightly rust-src, bpf-linker, system and
+    /// Python packages. Idempotent; seconds when everything is present.
+    Setup,
+    /// Start PostgreSQL and Redis if they are not running.
+    Services,
+    /// Format and lint checks, unit tests, then root integration tests.
+    Test {
+        /// Only run tests whose name contains this filter.
+        filter: Option<String>,
+        /// Skip `cargo fmt --check` and clippy.
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// `cargo fmt --check` and clippy (host crates and the eBPF probes).
+    Lint,
+    /// Build loupe, start the demo agent service and loupe beside it, send
+    /// some traffic and keep serving /metrics until Ctrl-C.
+    Demo {
+        /// Port of loupe's /metrics endpoint.
+        #[arg(long, default_value_t = 9477)]
+        port: u16,
+        /// Stop after this many seconds instead of waiting for Ctrl-C.
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Services => services::run(),
+        Command::Test { filter, no_lint } => test::run(filter.as_deref(), !no_lint),
+        Command::Lint => test::lint(),
+        Command::Demo { port, seconds } => demo::run(port, seconds),
+    }
+}

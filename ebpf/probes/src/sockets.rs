@@ -22,7 +22,7 @@ fn stash_fd(ctx: &TracePointContext) -> u32 {
     }
     // SAFETY: syscall tracepoint arguments are 8-byte slots from offset 16.
     if let Ok(fd) = unsafe { ctx.read_at::<u64>(syscall::ARG0) } {
-        let _ = PENDING_FD.insert(&tid, &(fd as u32), 0);
+        let _ = PENDING_FD.insert(tid, fd as u32, 0);
     }
     0
 }
@@ -58,7 +58,7 @@ pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: pointer from a successful lookup of plain data.
     let listen_fd = unsafe { *listen_fd };
-    let _ = PENDING_FD.remove(&tid);
+    let _ = PENDING_FD.remove(tid);
     // SAFETY: the return value of a syscall tracepoint sits at offset 16.
     let Ok(ret) = (unsafe { ctx.read_at::<i64>(syscall::RET) }) else {
         return 0;
@@ -108,7 +108,7 @@ pub fn loupe_close(ctx: TracePointContext) -> u32 {
     }
     // SAFETY: syscall tracepoint arguments are 8-byte slots from offset 16.
     if let Ok(fd) = unsafe { ctx.read_at::<u64>(syscall::ARG0) } {
-        let _ = FDS.remove(&FdKey {
+        let _ = FDS.remove(FdKey {
             tgid,
             fd: fd as u32,
         });

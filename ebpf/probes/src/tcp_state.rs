@@ -52,7 +52,7 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
         // SAFETY: pointer from a successful lookup of plain data.
         let owner = unsafe { *owner };
         if new == tcp::CLOSE {
-            let _ = SOCKETS.remove(&skaddr);
+            let _ = SOCKETS.remove(skaddr);
         }
         if new == tcp::ESTABLISHED || new == tcp::CLOSE {
             report(ctx, skaddr, owner, old, new, 0)?;
@@ -71,8 +71,8 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
             _pad: 0,
         };
         if let Some(owner) = LISTENERS.get_ptr(key) {
-            // SAFETY: pointer from a successful lookup of plain data.
             let owner = SockOwner {
+                // SAFETY: pointer from a successful lookup of plain data.
                 service: unsafe { (*owner).service },
                 direction: DIRECTION_INBOUND,
             };
@@ -87,7 +87,7 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
     if let Some(owner) = PREEXISTING.get_ptr(tuple) {
         // SAFETY: pointer from a successful lookup of plain data.
         let owner = unsafe { *owner };
-        let _ = PREEXISTING.remove(&tuple);
+        let _ = PREEXISTING.remove(tuple);
         if new != tcp::CLOSE {
             insert(&SOCKETS, &skaddr, &owner);
         }

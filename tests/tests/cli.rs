@@ -1,0 +1,141 @@
+//! What a user sees when they get something wrong, and `loupe check`.
+use std::{
+    fs,
+    process::{Command, Output},
+};
+
+use loupe_tests::{Agent, free_port, loupe_bin, require_root, targets};
+
+fn loupe(args: &[&str]) -> Output {
+    Command::new(loupe_bin())
+        .args(args)
+        .output()
+        .expect("run loupe")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn listen() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn unknown_pid_is_an_error() {
+    require_root();
+    // PIDs above the kernel's maximum (4194304) never exist.
+    let out = loupe(&["run", "--pid", "4999999", "--listen", &listen()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no process with PID 4999999"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_regex_is_an_error() {
+    let out = loupe(&["run", "--process", "uvicorn(", "--listen", &listen()]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("bad --process regular expression `uvicorn(`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_and_malformed_config_files_are_errors() {
+    let out = loupe(&["run", "--config", "/nonexistent/loupe.toml"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot read config file /nonexistent/loupe.toml"),
+        "{}",
+        stderr(&out)
+    );
+    let path = std::env::temp_dir().join(format!("loupe-cli-{}.toml", std::process::id()));
+    fs::write(
+        &path,
+        "[[services]]\nname = \"x\"\nports = [8000]\nprocess = [\"y\"]\n",
+    )
+    .unwrap();
+    let out = loupe(&["run", "--config", path.to_str().unwrap()]);
+    fs::remove_file(&path).unwrap();
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("line 4") && text.contains("unknown field `process`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn nothing_to_monitor_is_an_error() {
+    let out = loupe(&["run"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nothing to monitor"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_port_nobody_listens_on_is_waited_for() {
+    let port = free_port();
+    let agent = Agent::start(&["--port", &port.to_string(), "--service", "later"]);
+    let scrape = agent.scrape();
+    assert_eq!(scrape.get(&targets("later")), Some(0.0));
+    assert!(
+        agent
+            .log()
+            .contains("no process matches yet; waiting for one to appear"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn loupe_never_tracks_itself() {
+    // The pattern matches the agent's own command line and nothing else.
+    let agent = Agent::start(&["--process", "self-match-token", "--service", "me"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let scrape = agent.scrape();
+    assert_eq!(scrape.get(&targets("me")), Some(0.0));
+    assert!(
+        agent.log().contains("waiting for one to appear"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn check_reports_the_hooks_of_this_kernel() {
+    require_root();
+    let out = loupe(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    for line in [
+        "tracepoint          yes",
+        "ring buffer         yes",
+        "loupe probes        yes",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    for key in [
+        "kernel",
+        "btf",
+        "tracefs",
+        "CAP_BPF",
+        "raw tracepoint",
+        "uprobe",
+        "kprobe",
+        "fentry",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(key)),
+            "no {key} line:\n{text}"
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! Connection metrics measured by the probes on real servers and clients.
+//! Root required: run with `cargo xtask test`.
+use loupe_tests::{
+    Agent, Fixture, active, connect, free_port, http_server, opened, requests, series, targets,
+    watch_port,
+};
+
+#[test]
+fn http_server_connections_are_counted_exactly() {
+    let (port, _server) = http_server();
+    let agent = watch_port(port, "web", &[]);
+
+    requests(port, 137);
+    agent.wait_for(&opened("web", "inbound"), 137.0);
+    agent.wait_for(&active("web", "inbound"), 0.0);
+
+    // Held open: the gauge counts them, then returns to zero.
+    let held = connect(port, 12);
+    agent.wait_for(&active("web", "inbound"), 12.0);
+    drop(held);
+    agent.wait_for(&active("web", "inbound"), 0.0);
+    let scrape = agent.wait_for(&opened("web", "inbound"), 149.0);
+    assert_eq!(
+        scrape.get(&opened("web", "outbound")),
+        None,
+        "{}",
+        scrape.text
+    );
+}
+
+#[test]
+fn preforked_workers_are_followed() {
+    let port = free_port();
+    let server = Fixture::python("prefork_server.py", &[&port.to_string(), "4"]);
+    // Selected by PID: the workers are found as its children.
+    let agent = Agent::start(&["--pid", &server.pid().to_string(), "--service", "prefork"]);
+    agent.wait_for(&targets("prefork"), 5.0);
+    requests(port, 61);
+    agent.wait_for(&opened("prefork", "inbound"), 61.0);
+    agent.wait_for(&active("prefork", "inbound"), 0.0);
+    let scrape = agent.scrape();
+    let sockets = scrape
+        .get(&series("loupe_tracked_sockets", &[("service", "prefork")]))
+        .unwrap_or(0.0);
+    assert!(
+        sockets >= 5.0,
+        "the listener of each process: {}",
+        scrape.text
+    );
+}
+
+#[test]
+fn fork_per_connection_server_is_counted_once_per_connection() {
+    let port = free_port();
+    let _server = Fixture::python("prefork_server.py", &[&port.to_string(), "per-connection"]);
+    let agent = watch_port(port, "forking", &[]);
+    requests(port, 40);
+    agent.wait_for(&opened("forking", "inbound"), 40.0);
+    agent.wait_for(&active("forking", "inbound"), 0.0);
+    // Every per-connection child has exited again.
+    agent.wait_for(&targets("forking"), 1.0);
+}
+
+#[test]
+fn outbound_connections_are_counted_per_peer() {
+    // Started first, the agent finds the client by its command line.
+    let agent = Agent::start(&[
+        "--process",
+        "tcp_client[.]py --tag peers",
+        "--service",
+        "client",
+    ]);
+    let mut client = Fixture::python("tcp_client.py", &["--tag", "peers"]);
+    agent.wait_for(&targets("client"), 1.0);
+    client.command("open 127.0.0.1 6379 5", "opened");
+    client.command("open 127.0.0.1 5432 3", "opened");
+    let redis = series(
+        "tcp_connections_active_by_peer",
+        &[("service", "client"), ("peer", "127.0.0.1:6379")],
+    );
+    let postgres = series(
+        "tcp_connections_active_by_peer",
+        &[("service", "client"), ("peer", "127.0.0.1:5432")],
+    );
+    agent.wait_for(&redis, 5.0);
+    agent.wait_for(&postgres, 3.0);
+    agent.wait_for(&opened("client", "outbound"), 8.0);
+    agent.wait_for(&active("client", "outbound"), 8.0);
+    client.command("close", "closed 8");
+    agent.wait_for(&redis, 0.0);
+    agent.wait_for(&postgres, 0.0);
+    let scrape = agent.wait_for(&active("client", "outbound"), 0.0);
+    assert_eq!(
+        scrape.get(&opened("client", "inbound")),
+        None,
+        "{}",
+        scrape.text
+    );
+}
+
+#[test]
+fn connections_open_before_the_agent_are_counted_at_the_first_scrape() {
+    let (port, _server) = http_server();
+    let held = connect(port, 7);
+    let mut client = Fixture::python("tcp_client.py", &["127.0.0.1", "6379", "4"]);
+    let agent = Agent::start(&[
+        "--port",
+        &port.to_string(),
+        "--pid",
+        &client.pid().to_string(),
+        "--service",
+        "early",
+    ]);
+    // No waiting: ready means the first scan is done.
+    let scrape = agent.scrape();
+    assert_eq!(
+        scrape.get(&active("early", "inbound")),
+        Some(7.0),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.get(&active("early", "outbound")),
+        Some(4.0),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.get(&opened("early", "inbound")),
+        None,
+        "opened before loupe"
+    );
+    drop(held);
+    client.command("close", "closed 4");
+    agent.wait_for(&active("early", "inbound"), 0.0);
+    agent.wait_for(&active("early", "outbound"), 0.0);
+}

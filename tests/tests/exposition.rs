@@ -1,0 +1,75 @@
+//! The HTTP endpoint: format, content type, health and readiness.
+use std::process::{Command, Stdio};
+
+use loupe_tests::{Agent, free_port, http_get, http_server, requests, watch_port};
+
+#[test]
+fn metrics_pass_promtool_and_carry_the_right_content_type() {
+    let (port, _server) = http_server();
+    let agent = watch_port(port, "expo", &[]);
+    requests(port, 3);
+    agent.wait_for(
+        "tcp_connections_opened_total{direction=\"inbound\",service=\"expo\"}",
+        3.0,
+    );
+    let response = http_get(agent.port, "/metrics").unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .headers
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{}",
+        response.headers
+    );
+    for name in [
+        "loupe_build_info",
+        "loupe_targets",
+        "loupe_programs_attached",
+        "loupe_events_total",
+        "loupe_events_lost_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            response.body.contains(&format!("# HELP {name} ")),
+            "{name} missing:\n{}",
+            response.body
+        );
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (cargo xtask setup installs it)");
+    std::io::Write::write_all(
+        &mut promtool.stdin.take().unwrap(),
+        response.body.as_bytes(),
+    )
+    .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn health_and_readiness() {
+    let agent = Agent::start(&["--port", &free_port().to_string(), "--service", "idle"]);
+    assert_eq!(http_get(agent.port, "/healthz").unwrap().status, 200);
+    let ready = http_get(agent.port, "/readyz").unwrap();
+    assert_eq!(ready.status, 200, "ready even with no target yet");
+    assert_eq!(http_get(agent.port, "/nope").unwrap().status, 404);
+    let scrape = agent.scrape();
+    assert_eq!(
+        scrape.get("loupe_programs_attached"),
+        Some(10.0),
+        "{}",
+        scrape.text
+    );
+}

@@ -1,0 +1,176 @@
+//! `cargo xtask setup`: install what building and testing loupe needs, once.
+//! Every step first checks whether its work is already done.
+use std::{fs, path::Path, process::Command};
+
+use anyhow::{Context as _, bail};
+
+use crate::sh::{self, is_root, output, succeeds};
+
+/// Debian packages the tests and the demo use.
+const APT_PACKAGES: &[&str] = &[
+    "postgresql",
+    "redis-server",
+    "mariadb-server",
+    "nginx",
+    "bpftool",
+    "prometheus", // promtool checks the exposition
+    "wrk",
+    "curl",
+];
+
+/// bpf-linker release known to build aya 0.14 programs.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Where bpf-linker finds the nightly toolchain's LLVM when it is built.
+const LLVM_PREFIX: &str = "/opt/rust-llvm";
+
+pub fn run() -> anyhow::Result<()> {
+    ensure_nightly_components()?;
+    ensure_bpf_linker()?;
+    ensure_apt_packages()?;
+    ensure_python_packages()?;
+    eprintln!("setup: everything is in place");
+    Ok(())
+}
+
+/// Components of the nightly toolchain: `rust-src` builds `core` for the BPF
+/// target, `clippy` lints the probes.
+const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
+
+fn ensure_nightly_components() -> anyhow::Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        sh::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .unwrap_or_default();
+    let missing: Vec<&str> = NIGHTLY_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    sh::run(
+        Command::new("rustup")
+            .args(["component", "add", "--toolchain", "nightly"])
+            .args(&missing),
+    )
+}
+
+/// bpf-linker must link the LLVM inside the nightly toolchain (it runs under
+/// `rustup run nightly`, which puts that library on the loader path).
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    let version =
+        output(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"]));
+    if version.is_some_and(|v| v.contains(BPF_LINKER_VERSION)) {
+        return Ok(());
+    }
+    let verbose = output(Command::new("rustc").args(["+nightly", "-vV"]))
+        .context("cannot run the nightly rustc")?;
+    let llvm_major = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("nightly rustc does not report its LLVM version")?
+        .to_owned();
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
+        .context("cannot find the nightly sysroot")?;
+    let lib_dir = Path::new(sysroot.trim()).join("lib");
+    let library = fs::read_dir(&lib_dir)
+        .with_context(|| format!("cannot list {}", lib_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so"))
+        })
+        .with_context(|| format!("no libLLVM.so in {}", lib_dir.display()))?;
+    let prefix_lib = Path::new(LLVM_PREFIX).join("lib");
+    fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("cannot create {} (run as root)", prefix_lib.display()))?;
+    let link = prefix_lib.join("libLLVM.so");
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&library, &link)
+        .with_context(|| format!("cannot link {}", link.display()))?;
+    sh::run(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--force",
+            ])
+            .args(["--no-default-features", "--features"])
+            .arg(format!("llvm-{llvm_major}"))
+            .env("LLVM_PREFIX", LLVM_PREFIX),
+    )
+}
+
+fn installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|status| status.contains("install ok installed"))
+}
+
+fn ensure_apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("missing packages {missing:?}; run `cargo xtask setup` as root to install them");
+    }
+    sh::run(Command::new("apt-get").args(["update", "-q"]))?;
+    sh::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn ensure_python_packages() -> anyhow::Result<()> {
+    let requirements = sh::root().join("tests/fixtures/requirements.txt");
+    let modules = fs::read_to_string(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?
+        .lines()
+        .filter_map(|line| {
+            line.split_once("# import ")
+                .map(|(_, module)| module.trim().to_owned())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if succeeds(Command::new("python3").args(["-c", &format!("import {modules}")])) {
+        return Ok(());
+    }
+    sh::run(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements),
+    )
+}

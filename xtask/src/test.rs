@@ -1,0 +1,52 @@
+//! `cargo xtask test` (the README's test command, and what `.ci/run` calls)
+//! and `cargo xtask lint`.
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::{
+    services, setup,
+    sh::{self, is_root, root},
+};
+
+pub fn lint() -> anyhow::Result<()> {
+    sh::run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+    sh::run(Command::new("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    // The probes build for the BPF target with the nightly toolchain.
+    sh::run(
+        Command::new("cargo")
+            .args([
+                "+nightly",
+                "clippy",
+                "--package",
+                "loupe-probes",
+                "--release",
+            ])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args(["--", "-D", "warnings"])
+            .env("CARGO_TARGET_DIR", root().join("target/probes-clippy")),
+    )
+}
+
+pub fn run_tests(filter: Option<&str>) -> anyhow::Result<()> {
+    sh::run(Command::new("cargo").args(["build", "--package", "loupe"]))?;
+    let mut test = Command::new("cargo");
+    test.args(["test", "--workspace", "--exclude", "loupe-probes"])
+        .env("LOUPE_BIN", root().join("target/debug/loupe"));
+    if let Some(filter) = filter {
+        test.arg(filter);
+    }
+    sh::run(&mut test)
+}
+
+pub fn run(filter: Option<&str>, with_lint: bool) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
+    }
+    setup::run()?;
+    services::start()?;
+    if with_lint {
+        lint()?;
+    }
+    run_tests(filter)
+}
