@@ -7,7 +7,7 @@
 //! was open before loupe attached is "seeded" from `/proc` (active, not
 //! opened), identified by its address tuple until a probe adopts it.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv6Addr, SocketAddr},
 };
 
@@ -183,7 +183,10 @@ impl Connections {
                 Some(delta)
             }
             tcp::CLOSE => {
-                let conn = self.by_sock.remove(&event.skaddr)?;
+                let Some(conn) = self.by_sock.remove(&event.skaddr) else {
+                    // A seeded connection whose adoption record was lost.
+                    return self.unseed(&event.tuple);
+                };
                 if !conn.established {
                     return None;
                 }
@@ -205,6 +208,27 @@ impl Connections {
         self.live_tuples.insert(event.tuple, event.skaddr);
         self.by_sock.insert(event.skaddr, conn);
         None
+    }
+
+    /// Closes the sockets the probes no longer own (`live` holds the kernel
+    /// map's keys): their `CLOSE` record was lost. A record still queued for
+    /// one of them finds nothing left to close.
+    pub fn close_missing(&mut self, live: &HashSet<u64>) -> Vec<Delta> {
+        let gone: Vec<u64> = self
+            .by_sock
+            .keys()
+            .copied()
+            .filter(|sk| !live.contains(sk))
+            .collect();
+        let mut deltas = Vec::new();
+        for sk in gone {
+            let conn = self.by_sock.remove(&sk).expect("key listed above");
+            if conn.established {
+                self.live_tuples.remove(&conn.tuple);
+                deltas.push(self.count(&conn, -1, false));
+            }
+        }
+        deltas
     }
 
     /// A connection found open in `/proc`; `None` if it is already known.
@@ -425,6 +449,39 @@ mod tests {
         assert_eq!(conns.unseed(&t).unwrap().active, -1);
         assert_eq!(conns.unseed(&t), None);
         assert_eq!(conns.peer_active(SVC, "127.0.0.1:5432"), 0);
+    }
+
+    #[test]
+    fn a_lost_close_record_is_made_up_for() {
+        let mut conns = Connections::default();
+        let t = tuple(8000, 50010);
+        conns.on_event(
+            &event(11, DIRECTION_INBOUND, tcp::SYN_RECV, tcp::ESTABLISHED, t),
+            label,
+        );
+        let t2 = tuple(8000, 50011);
+        conns.on_event(
+            &event(12, DIRECTION_INBOUND, tcp::SYN_RECV, tcp::ESTABLISHED, t2),
+            label,
+        );
+        let deltas = conns.close_missing(&HashSet::from([12]));
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(conns.active(SVC, Direction::Inbound), 1);
+        // The late record of socket 11 changes nothing.
+        let late = event(11, DIRECTION_INBOUND, tcp::LAST_ACK, tcp::CLOSE, t);
+        assert_eq!(conns.on_event(&late, label), None);
+        assert_eq!(conns.active(SVC, Direction::Inbound), 1);
+
+        // A seeded connection whose adoption record was lost closes by tuple.
+        let owner = SockOwner {
+            service: SVC,
+            direction: DIRECTION_INBOUND,
+        };
+        let t3 = tuple(8000, 50012);
+        conns.seed(owner, t3, label).unwrap();
+        let close = event(13, DIRECTION_INBOUND, tcp::LAST_ACK, tcp::CLOSE, t3);
+        assert_eq!(conns.on_event(&close, label).unwrap().active, -1);
+        assert_eq!(conns.active(SVC, Direction::Inbound), 1);
     }
 
     #[test]

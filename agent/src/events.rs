@@ -1,13 +1,15 @@
 //! Decoding the probes' ring-buffer records. Pure: any byte string gives an
 //! event or an error.
 use loupe_common::event::{
-    Header, KIND_PROCESS_EXIT, KIND_PROCESS_FORK, KIND_TCP_STATE, Process, TcpState,
+    Header, KIND_PROCESS_EXEC, KIND_PROCESS_EXIT, KIND_PROCESS_FORK, KIND_TCP_STATE, Process,
+    TcpState,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     TcpState(TcpState),
     Fork(Process),
+    Exec(Process),
     Exit(Process),
 }
 
@@ -17,6 +19,7 @@ impl Event {
         match self {
             Self::TcpState(_) => "tcp_state",
             Self::Fork(_) => "process_fork",
+            Self::Exec(_) => "process_exec",
             Self::Exit(_) => "process_exit",
         }
     }
@@ -54,6 +57,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     match header.kind {
         KIND_TCP_STATE => read(bytes).map(Event::TcpState),
         KIND_PROCESS_FORK => read(bytes).map(Event::Fork),
+        KIND_PROCESS_EXEC => read(bytes).map(Event::Exec),
         KIND_PROCESS_EXIT => read(bytes).map(Event::Exit),
         other => Err(DecodeError::UnknownKind(other)),
     }

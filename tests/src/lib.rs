@@ -276,6 +276,8 @@ impl Drop for Agent {
 /// A fixture process driven through stdin/stdout lines. It runs in its own
 /// process group, so that killing it also kills the children it forked.
 pub struct Fixture {
+    /// The `ready` line the fixture printed (some add details to it).
+    pub ready: String,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
@@ -294,11 +296,12 @@ impl Fixture {
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut fixture = Self {
+            ready: String::new(),
             child,
             stdin,
             stdout,
         };
-        fixture.expect("ready");
+        fixture.ready = fixture.expect("ready");
         fixture
     }
 

@@ -5,6 +5,10 @@ use loupe_tests::{
     watch_port,
 };
 
+fn tracked_sockets(service: &str) -> String {
+    series("loupe_tracked_sockets", &[("service", service)])
+}
+
 #[test]
 fn http_server_connections_are_counted_exactly() {
     let (port, _server) = http_server();
@@ -38,15 +42,9 @@ fn preforked_workers_are_followed() {
     requests(port, 61);
     agent.wait_for(&opened("prefork", "inbound"), 61.0);
     agent.wait_for(&active("prefork", "inbound"), 0.0);
-    let scrape = agent.scrape();
-    let sockets = scrape
-        .get(&series("loupe_tracked_sockets", &[("service", "prefork")]))
-        .unwrap_or(0.0);
-    assert!(
-        sockets >= 5.0,
-        "the listener of each process: {}",
-        scrape.text
-    );
+    // Known TCP fds: the listener in each of the five processes; the
+    // accepted connections' fds were closed again.
+    agent.wait_for(&tracked_sockets("prefork"), 5.0);
 }
 
 #[test]
@@ -134,4 +132,81 @@ fn connections_open_before_the_agent_are_counted_at_the_first_scrape() {
     client.command("close", "closed 4");
     agent.wait_for(&active("early", "inbound"), 0.0);
     agent.wait_for(&active("early", "outbound"), 0.0);
+}
+
+#[test]
+fn a_target_that_re_execs_keeps_being_measured() {
+    let port = free_port();
+    let mut process = Fixture::python("reexec_server.py", &[&port.to_string()]);
+    let agent = Agent::start(&["--pid", &process.pid().to_string(), "--service", "reexec"]);
+    agent.wait_for(&targets("reexec"), 1.0);
+    // Same PID, new program, a listener created after loupe attached.
+    process.command("exec", "ready");
+    requests(port, 23);
+    agent.wait_for(&opened("reexec", "inbound"), 23.0);
+    agent.wait_for(&active("reexec", "inbound"), 0.0);
+    agent.wait_for(&tracked_sockets("reexec"), 1.0);
+}
+
+#[test]
+fn peers_beyond_64_share_the_overflow_label() {
+    let listeners = Fixture::python("listeners.py", &["70"]);
+    let ports: Vec<&str> = listeners.ready.split_whitespace().skip(1).collect();
+    assert_eq!(ports.len(), 70);
+    let agent = Agent::start(&[
+        "--process",
+        "tcp_client[.]py --tag many",
+        "--service",
+        "many",
+    ]);
+    let mut client = Fixture::python("tcp_client.py", &["--tag", "many"]);
+    agent.wait_for(&targets("many"), 1.0);
+    for port in ports {
+        client.command(&format!("open 127.0.0.1 {port} 1"), "opened");
+    }
+    let scrape = agent.wait_for(&active("many", "outbound"), 70.0);
+    let peers = scrape.matching("tcp_connections_active_by_peer{");
+    assert_eq!(peers.len(), 65, "64 peers and __other__: {peers:?}");
+    let other = series(
+        "tcp_connections_active_by_peer",
+        &[("service", "many"), ("peer", "__other__")],
+    );
+    assert_eq!(scrape.get(&other), Some(6.0), "{}", scrape.text);
+    assert_eq!(peers.iter().map(|(_, v)| v).sum::<f64>(), 70.0);
+}
+
+#[test]
+fn nginx_workers_are_measured() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("loupe-nginx-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root;\nworker_processes 2;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n  \
+             fastcgi_temp_path {dir};\n  uwsgi_temp_path {dir};\n  scgi_temp_path {dir};\n  \
+             server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    // nginx prints nothing when it starts: wrap it so the harness sees "ready".
+    let script = format!(
+        "nginx -c {} -g 'daemon off;' & \
+         while ! (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done; \
+         echo ready; wait",
+        conf.display()
+    );
+    let nginx = Fixture::start("bash", &["-c", &script]);
+    let agent = Agent::start(&["--pid", &nginx.pid().to_string(), "--service", "nginx"]);
+    // bash, the nginx master and its two workers.
+    agent.wait_for(&targets("nginx"), 4.0);
+    requests(port, 101);
+    agent.wait_for(&opened("nginx", "inbound"), 101.0);
+    agent.wait_for(&active("nginx", "inbound"), 0.0);
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -65,18 +65,23 @@ fn sigterm_detaches_and_unloads_everything() {
     let status = agent.stop();
     assert!(status.success(), "exit status {status}");
     // These IDs belonged to this agent alone; parallel tests hold others.
-    let left: Vec<u32> = programs
-        .iter()
-        .copied()
-        .filter(|&id| exists("prog", id))
-        .collect();
+    // The kernel frees objects after their last reference in deferred work.
+    let left = still_present("prog", &programs);
     assert!(left.is_empty(), "programs still loaded: {left:?}");
-    let left: Vec<u32> = maps
-        .iter()
-        .copied()
-        .filter(|&id| exists("map", id))
-        .collect();
+    let left = still_present("map", &maps);
     assert!(left.is_empty(), "maps still present: {left:?}");
+}
+
+/// The IDs among `ids` that still exist after up to five seconds.
+fn still_present(kind: &str, ids: &BTreeSet<u32>) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left: Vec<u32> = ids.iter().copied().filter(|&id| exists(kind, id)).collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -58,6 +58,7 @@ pub struct Probes {
     pub tracked: HashMap<MapData, u32, Target>,
     pub fds: HashMap<MapData, FdKey, FdInfo>,
     pub listeners: HashMap<MapData, ListenKey, SockOwner>,
+    pub sockets: HashMap<MapData, u64, SockOwner>,
     pub preexisting: HashMap<MapData, TupleKey, SockOwner>,
     pub counters: PerCpuArray<MapData, u64>,
     /// Taken by the event reader.
@@ -178,6 +179,7 @@ impl Probes {
             tracked: map(&mut ebpf, maps::TRACKED)?,
             fds: map(&mut ebpf, maps::FDS)?,
             listeners: map(&mut ebpf, maps::LISTENERS)?,
+            sockets: map(&mut ebpf, maps::SOCKETS)?,
             preexisting: map(&mut ebpf, maps::PREEXISTING)?,
             counters: map(&mut ebpf, maps::COUNTERS)?,
             events: Some(map(&mut ebpf, maps::EVENTS)?),

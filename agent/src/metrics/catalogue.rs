@@ -27,6 +27,25 @@ pub struct Def {
     pub labels: &'static [&'static str],
 }
 
+/// Pinned histogram buckets (seconds): every duration histogram uses one of
+/// these, so dashboards can rely on the boundaries.
+pub mod buckets {
+    /// HTTP request durations.
+    pub const HTTP: &[f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0,
+    ];
+    /// Database queries and Redis commands.
+    pub const DATABASE: &[f64] = &[
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0,
+    ];
+    /// Agent and tool executions (slow by nature).
+    pub const EXECUTION: &[f64] = &[
+        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    ];
+}
+
 const fn def(
     name: &'static str,
     kind: Kind,
@@ -226,6 +245,13 @@ mod tests {
                 def.name
             );
             assert!(!def.help.is_empty());
+        }
+    }
+
+    #[test]
+    fn buckets_ascend() {
+        for set in [buckets::HTTP, buckets::DATABASE, buckets::EXECUTION] {
+            assert!(set.windows(2).all(|pair| pair[0] < pair[1]), "{set:?}");
         }
     }
 

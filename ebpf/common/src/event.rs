@@ -8,6 +8,7 @@ use crate::{
 pub const KIND_TCP_STATE: u32 = 1;
 pub const KIND_PROCESS_FORK: u32 = 2;
 pub const KIND_PROCESS_EXIT: u32 = 3;
+pub const KIND_PROCESS_EXEC: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,13 +45,14 @@ pub struct TcpState {
 assert_size!(TcpState, 88);
 
 /// A tracked process forked a child (`KIND_PROCESS_FORK`; the probe already
-/// tracks the child) or a tracked process's main thread exited
+/// tracks the child), replaced its program (`KIND_PROCESS_EXEC`: its fds
+/// marked close-on-exec are gone) or its main thread exited
 /// (`KIND_PROCESS_EXIT`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Process {
     pub header: Header,
-    /// The child (fork) or the exiting process (exit).
+    /// The child (fork), or the process itself (exec, exit).
     pub pid: u32,
     pub service: u32,
 }

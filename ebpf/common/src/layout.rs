@@ -99,6 +99,12 @@ pub const TRACEPOINTS: &[Tracepoint] = &[
         fields: &[],
     },
     Tracepoint {
+        category: "sched",
+        name: "sched_process_exec",
+        program: "loupe_exec",
+        fields: &[],
+    },
+    Tracepoint {
         category: "syscalls",
         name: "sys_enter_connect",
         program: "loupe_connect",

@@ -5,7 +5,8 @@
 //! in userspace.
 //!
 //! Hooks used (all work without kprobes or fentry):
-//! - `task:task_newtask`, `sched:sched_process_exit`: follow a target's children.
+//! - `task:task_newtask`, `sched:sched_process_{exec,exit}`: follow a target's
+//!   children, programs and exit.
 //! - `syscalls:sys_enter_{connect,listen,accept,accept4,close}` and
 //!   `sys_exit_accept{,4}`: which fds of a tracked process are TCP sockets.
 //! - `sock:inet_sock_set_state`: TCP connection lifecycle, keyed by socket.

@@ -1,7 +1,7 @@
 //! Following a target's children and noticing its exit.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use loupe_common::{
-    event::{KIND_PROCESS_EXIT, KIND_PROCESS_FORK, Process},
+    event::{KIND_PROCESS_EXEC, KIND_PROCESS_EXIT, KIND_PROCESS_FORK, Process},
     layout::task_newtask,
     maps::Target,
 };
@@ -58,6 +58,23 @@ pub fn loupe_exit(_ctx: TracePointContext) -> u32 {
     };
     emit(Process {
         header: header(KIND_PROCESS_EXIT, tgid),
+        pid: tgid,
+        service: target.service,
+    });
+    0
+}
+
+/// `sched:sched_process_exec`: a tracked process replaced its program (same
+/// PID, still tracked). Its close-on-exec fds were closed without `close()`,
+/// so the agent files its fds again.
+#[tracepoint]
+pub fn loupe_exec(_ctx: TracePointContext) -> u32 {
+    let (tgid, _) = current();
+    let Some(target) = tracked(tgid) else {
+        return 0;
+    };
+    emit(Process {
+        header: header(KIND_PROCESS_EXEC, tgid),
         pid: tgid,
         service: target.service,
     });

@@ -1,0 +1,203 @@
+//! The running agent: [`run`] loads the probes, serves the endpoint and
+//! starts the tasks that feed the [`State`]: probe records, `/proc` scans and
+//! periodic upkeep.
+mod seed;
+mod state;
+mod upkeep;
+
+pub use state::State;
+
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::{Interest, unix::AsyncFd};
+use tracing::{info, warn};
+
+use crate::{
+    config::{Config, ServiceSpec},
+    discovery::{self, PortOwners},
+    ebpf::{LoadError, Probes},
+    events,
+    metrics::Metrics,
+    procfs::Procfs,
+    server::{self, BindError, Endpoint},
+};
+
+/// Distinct peers exported per service before `__other__`.
+const MAX_PEERS: usize = 64;
+/// How often counters are read from the probes and idle series expire.
+const TICK: Duration = Duration::from_secs(5);
+/// Records handled per lock of the state.
+const EVENT_BATCH: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "no process with PID {pid} ({origin}); check the PID, or select by --process or --port"
+    )]
+    NoSuchPid { pid: u32, origin: String },
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot install the SIGTERM/SIGINT handler: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("cannot poll the event ring buffer: {0}")]
+    Poll(#[source] std::io::Error),
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock leaves consistent-enough bookkeeping;
+    // keep serving rather than poisoning every later access.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Scans `/proc` on the blocking pool and applies the result.
+async fn rescan(state: &Arc<Mutex<State>>, specs: &Arc<Vec<ServiceSpec>>, owners: &mut PortOwners) {
+    let tracked = lock(state).tracked_snapshot();
+    let specs = Arc::clone(specs);
+    let mut taken = std::mem::take(owners);
+    let result = tokio::task::spawn_blocking(move || {
+        let found = discovery::discover(
+            &Procfs::default(),
+            &specs,
+            &tracked,
+            std::process::id(),
+            &mut taken,
+        );
+        (found, taken)
+    })
+    .await;
+    match result {
+        Ok((found, taken)) => {
+            *owners = taken;
+            lock(state).apply(found, Instant::now());
+        }
+        Err(err) => warn!(error = %err, "process scan failed"),
+    }
+}
+
+async fn read_events(ring: RingBuf<MapData>, state: Arc<Mutex<State>>) -> Result<(), AgentError> {
+    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
+    // until the `AsyncFd` (and with it the ring buffer) is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|err| AgentError::Poll(err.into()))?;
+    loop {
+        let mut guard = ring.readable_mut().await.map_err(AgentError::Poll)?;
+        loop {
+            let mut batch = Vec::with_capacity(64);
+            while batch.len() < EVENT_BATCH {
+                let Some(item) = guard.get_inner_mut().next() else {
+                    break;
+                };
+                batch.push(events::decode(&item));
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            let mut state = lock(&state);
+            for event in batch {
+                match event {
+                    Ok(event) => state.on_event(event, now),
+                    Err(err) => state.on_decode_error(&err),
+                }
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+async fn shutdown_signal() -> Result<&'static str, AgentError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), AgentError> {
+    let proc = Procfs::default();
+    for spec in &config.services {
+        if let Some(&pid) = spec.pids.iter().find(|&&pid| !proc.is_running(pid)) {
+            return Err(AgentError::NoSuchPid {
+                pid,
+                origin: spec.origin.clone(),
+            });
+        }
+    }
+    let metrics = Metrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = server::bind(config.listen).await?;
+    let endpoint = Endpoint {
+        metrics: metrics.clone(),
+        ready: Arc::clone(&ready),
+    };
+    let server = tokio::spawn(server::serve(listener, endpoint));
+
+    let mut probes = Probes::load()?;
+    metrics.programs_attached.set(probes.attached as i64);
+    let ring = probes
+        .events
+        .take()
+        .expect("a freshly loaded probe set has its ring buffer");
+    let state = Arc::new(Mutex::new(State::new(&config, probes, metrics)));
+    let specs = Arc::new(config.services.clone());
+    let mut owners = PortOwners::default();
+    rescan(&state, &specs, &mut owners).await;
+    ready.store(true, Ordering::Release);
+
+    let mut events = tokio::spawn(read_events(ring, Arc::clone(&state)));
+    let scans = {
+        let state = Arc::clone(&state);
+        let interval = config.rescan_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                rescan(&state, &specs, &mut owners).await;
+            }
+        })
+    };
+    let ticks = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(TICK);
+            loop {
+                ticker.tick().await;
+                lock(&state).tick(Instant::now());
+            }
+        })
+    };
+
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => signal.map(|name| info!(signal = name, "shutting down")),
+        ended = &mut events => match ended {
+            Ok(Err(err)) => Err(err),
+            _ => Ok(()),
+        },
+    };
+    ready.store(false, Ordering::Release);
+    events.abort();
+    let _ = events.await;
+    for task in [scans, ticks, server] {
+        task.abort();
+        let _ = task.await;
+    }
+    // Last owner: dropping the state detaches and unloads every probe.
+    drop(state);
+    info!("probes detached");
+    outcome
+}

@@ -1,0 +1,143 @@
+//! Entering what `/proc` shows of a tracked process into the probes' maps:
+//! its TCP socket fds, its listening ports and the connections it had open
+//! before loupe saw it.
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
+
+use loupe_common::{
+    maps::{
+        DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ListenKey, ROLE_INBOUND,
+        ROLE_LISTENER, ROLE_OUTBOUND, SockOwner, TupleKey,
+    },
+    tcp,
+};
+use tracing::warn;
+
+use super::state::{State, label_peer};
+
+impl State {
+    /// Inode number of the process's network namespace as the probes see
+    /// it: 0 when they do not tell namespaces apart.
+    fn netns(&self, pid: u32) -> u32 {
+        if self.probes.netns_aware {
+            // Namespace inode numbers are 32-bit in the kernel.
+            self.proc.netns(pid).map_or(0, |inode| inode as u32)
+        } else {
+            0
+        }
+    }
+
+    fn file_fd(&mut self, pid: u32, fd: u32, service: u32, role: u32) {
+        let key = FdKey { tgid: pid, fd };
+        let _ = self.probes.fds.insert(key, FdInfo { service, role }, 0);
+    }
+
+    pub(super) fn seed(&mut self, pid: u32, service: u32, now: Instant) {
+        let fds: HashMap<u64, u32> = self
+            .proc
+            .socket_fds(pid)
+            .into_iter()
+            .map(|(fd, inode)| (inode, fd))
+            .collect();
+        if fds.is_empty() {
+            return;
+        }
+        let netns = self.netns(pid);
+        let rows: Vec<_> = self
+            .proc
+            .tcp_rows(pid)
+            .into_iter()
+            .filter(|row| fds.contains_key(&row.inode))
+            .collect();
+        for row in rows.iter().filter(|row| row.state == tcp::LISTEN) {
+            let key = ListenKey {
+                netns,
+                port: row.local_port,
+                _pad: 0,
+            };
+            let owner = SockOwner {
+                service,
+                direction: 0,
+            };
+            if self.probes.listeners.insert(key, owner, 0).is_ok() {
+                self.services[service as usize].listeners.insert(key);
+            }
+            self.file_fd(pid, fds[&row.inode], service, ROLE_LISTENER);
+        }
+        let mut seeded = Vec::new();
+        for row in rows.iter().filter(|row| row.is_connection()) {
+            let local = ListenKey {
+                netns,
+                port: row.local_port,
+                _pad: 0,
+            };
+            let (direction, role) = if self.services[service as usize].listeners.contains(&local) {
+                (DIRECTION_INBOUND, ROLE_INBOUND)
+            } else {
+                (DIRECTION_OUTBOUND, ROLE_OUTBOUND)
+            };
+            self.file_fd(pid, fds[&row.inode], service, role);
+            let owner = SockOwner { service, direction };
+            let tuple = row.tuple();
+            let peers = &mut self.peers;
+            let Some(delta) = self
+                .conns
+                .seed(owner, tuple, |s, peer| label_peer(peers, s, peer))
+            else {
+                continue; // known already (a socket shared with the parent)
+            };
+            self.publish(&delta, now);
+            if self.probes.preexisting.insert(tuple, owner, 0).is_err() {
+                warn!(
+                    pid,
+                    "the map of pre-existing connections is full; not counting one"
+                );
+                if let Some(delta) = self.conns.unseed(&tuple) {
+                    self.publish(&delta, now);
+                }
+                continue;
+            }
+            seeded.push(tuple);
+        }
+        if !seeded.is_empty() {
+            self.verify_seeded(pid, &seeded, now);
+        }
+    }
+
+    /// A connection that closed between reading `/proc` and entering it in
+    /// the probes' map was never seen closing: read `/proc` again and drop
+    /// what is gone.
+    fn verify_seeded(&mut self, pid: u32, seeded: &[TupleKey], now: Instant) {
+        let open: HashSet<TupleKey> = self
+            .proc
+            .tcp_rows(pid)
+            .into_iter()
+            .filter(|row| row.is_connection())
+            .map(|row| row.tuple())
+            .collect();
+        for tuple in seeded.iter().filter(|tuple| !open.contains(tuple)) {
+            let _ = self.probes.preexisting.remove(tuple);
+            if let Some(delta) = self.conns.unseed(tuple) {
+                self.publish(&delta, now);
+            }
+        }
+    }
+
+    /// After `exec` the close-on-exec fds are gone without a `close()`:
+    /// forget the process's fds and file them again.
+    pub(super) fn reseed(&mut self, pid: u32, service: u32, now: Instant) {
+        let stale: Vec<FdKey> = self
+            .probes
+            .fds
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| key.tgid == pid)
+            .collect();
+        for key in stale {
+            let _ = self.probes.fds.remove(&key);
+        }
+        self.seed(pid, service, now);
+    }
+}

@@ -1,0 +1,272 @@
+//! [`State`]: the tracked processes of each service, the connection picture,
+//! and the metrics that follow from them. Probe records and `/proc` scans
+//! are applied here; `seed.rs` and `upkeep.rs` hold the rest of its methods.
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    net::SocketAddr,
+    time::Instant,
+};
+
+use loupe_common::{
+    maps::{ListenKey, Target},
+    tcp,
+};
+use tracing::{info, warn};
+
+use super::MAX_PEERS;
+use crate::{
+    config::{Config, ServiceSpec},
+    connections::{Connections, Delta},
+    discovery::Discovery,
+    ebpf::Probes,
+    events::{DecodeError, Event},
+    metrics::{LabelLimit, Metrics, SeriesClock, catalogue},
+    procfs::Procfs,
+};
+
+pub(super) struct Service {
+    pub(super) spec: ServiceSpec,
+    /// Set from the configuration or from the first matched process.
+    pub(super) name: Option<String>,
+    pub(super) targets: BTreeSet<u32>,
+    /// Listening ports of the service, as entered in the probes' map.
+    pub(super) listeners: HashSet<ListenKey>,
+    waiting_logged: bool,
+}
+
+pub struct State {
+    pub(super) services: Vec<Service>,
+    /// Tracked PID -> service index.
+    pub(super) tracked: HashMap<u32, u32>,
+    pub(super) conns: Connections,
+    pub(super) probes: Probes,
+    pub(super) metrics: Metrics,
+    pub(super) clock: SeriesClock,
+    pub(super) peers: LabelLimit,
+    pub(super) proc: Procfs,
+    pub(super) probe_lost: u64,
+    pub(super) probe_map_full: u64,
+    decode_errors: u64,
+}
+
+/// The exported label of an outbound peer: itself, or `__other__` once the
+/// service has [`MAX_PEERS`] of them.
+pub(super) fn label_peer(peers: &mut LabelLimit, service: u32, peer: SocketAddr) -> String {
+    peers.label(service, &peer.to_string())
+}
+
+impl State {
+    pub fn new(config: &Config, probes: Probes, metrics: Metrics) -> Self {
+        let services = config
+            .services
+            .iter()
+            .map(|spec| Service {
+                name: spec.name.clone(),
+                spec: spec.clone(),
+                targets: BTreeSet::new(),
+                listeners: HashSet::new(),
+                waiting_logged: false,
+            })
+            .collect();
+        let state = Self {
+            services,
+            tracked: HashMap::new(),
+            conns: Connections::default(),
+            probes,
+            metrics,
+            clock: SeriesClock::new(config.series_ttl),
+            peers: LabelLimit::new(MAX_PEERS),
+            proc: Procfs::default(),
+            probe_lost: 0,
+            probe_map_full: 0,
+            decode_errors: 0,
+        };
+        for service in 0..state.services.len() {
+            state.publish_targets(service as u32);
+        }
+        state
+    }
+
+    pub(super) fn name(&self, service: u32) -> &str {
+        self.services
+            .get(service as usize)
+            .and_then(|s| s.name.as_deref())
+            .unwrap_or("unknown")
+    }
+
+    /// Names an unnamed service after its first process's executable.
+    fn ensure_name(&mut self, service: u32, pid: u32) {
+        let index = service as usize;
+        if self.services[index].name.is_some() {
+            return;
+        }
+        let base = self.proc.exe_name(pid).unwrap_or_else(|| "unknown".into());
+        let taken = self
+            .services
+            .iter()
+            .any(|s| s.name.as_deref() == Some(base.as_str()));
+        let name = if taken {
+            format!("{base}-{}", index + 1)
+        } else {
+            base
+        };
+        info!(service = %name, pid, "service named after its executable (set --service to choose)");
+        self.services[index].name = Some(name);
+    }
+
+    pub(super) fn publish_targets(&self, service: u32) {
+        let s = &self.services[service as usize];
+        if let Some(name) = &s.name {
+            self.metrics
+                .targets
+                .with_label_values(&[name])
+                .set(s.targets.len() as i64);
+        }
+    }
+
+    pub(super) fn publish(&mut self, delta: &Delta, now: Instant) {
+        let name = self.name(delta.service).to_owned();
+        let labels = [name.as_str(), delta.direction.as_str()];
+        if delta.opened {
+            self.metrics.tcp_opened.with_label_values(&labels).inc();
+            self.clock
+                .touch(catalogue::TCP_CONNECTIONS_OPENED.name, &labels, now);
+        }
+        self.metrics
+            .tcp_active
+            .with_label_values(&labels)
+            .set(self.conns.active(delta.service, delta.direction));
+        self.clock
+            .touch(catalogue::TCP_CONNECTIONS_ACTIVE.name, &labels, now);
+        if let Some(peer) = &delta.peer {
+            let labels = [name.as_str(), peer.as_str()];
+            self.metrics
+                .tcp_active_by_peer
+                .with_label_values(&labels)
+                .set(self.conns.peer_active(delta.service, peer));
+            self.clock
+                .touch(catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name, &labels, now);
+        }
+    }
+
+    /// Starts tracking `pid` for `service`; `parent` is the tracked process
+    /// that forked it, 0 when a scan found it.
+    pub(super) fn track(&mut self, pid: u32, service: u32, parent: u32, now: Instant) {
+        if self.tracked.contains_key(&pid) {
+            return;
+        }
+        self.ensure_name(service, pid);
+        if let Err(err) = self
+            .probes
+            .tracked
+            .insert(pid, Target { service, parent }, 0)
+        {
+            warn!(pid, error = %err, "cannot track process: the probes' process map is full");
+            return;
+        }
+        self.tracked.insert(pid, service);
+        let s = &mut self.services[service as usize];
+        s.targets.insert(pid);
+        s.waiting_logged = false;
+        if parent == 0 {
+            info!(pid, service = %self.name(service), "tracking process");
+        }
+        self.publish_targets(service);
+        self.seed(pid, service, now);
+    }
+
+    pub(super) fn untrack(&mut self, pid: u32) {
+        let Some(service) = self.tracked.remove(&pid) else {
+            return;
+        };
+        let _ = self.probes.tracked.remove(&pid);
+        let s = &mut self.services[service as usize];
+        s.targets.remove(&pid);
+        if s.targets.is_empty() {
+            // Nobody of this service listens any more; a restarted target
+            // enters its ports again when it is found.
+            for key in s.listeners.drain() {
+                let _ = self.probes.listeners.remove(&key);
+            }
+            info!(pid, service = %self.name(service), "target exited; waiting for it to come back");
+        }
+        self.publish_targets(service);
+    }
+
+    pub fn on_event(&mut self, event: Event, now: Instant) {
+        self.metrics.events.with_label_values(&[event.kind()]).inc();
+        match event {
+            Event::TcpState(state) => {
+                if state.newstate == tcp::LISTEN
+                    && let Some(service) = self.services.get_mut(state.owner.service as usize)
+                {
+                    service.listeners.insert(ListenKey {
+                        netns: state.netns,
+                        port: state.tuple.sport,
+                        _pad: 0,
+                    });
+                }
+                let peers = &mut self.peers;
+                if let Some(delta) = self
+                    .conns
+                    .on_event(&state, |s, peer| label_peer(peers, s, peer))
+                {
+                    self.publish(&delta, now);
+                }
+            }
+            Event::Fork(fork) => {
+                if (fork.service as usize) < self.services.len() {
+                    self.track(fork.pid, fork.service, fork.header.tgid, now);
+                }
+            }
+            Event::Exec(exec) => {
+                if let Some(&service) = self.tracked.get(&exec.pid) {
+                    self.reseed(exec.pid, service, now);
+                }
+            }
+            Event::Exit(exit) => {
+                if !self.proc.is_running(exit.pid) {
+                    self.untrack(exit.pid);
+                }
+            }
+        }
+    }
+
+    pub fn on_decode_error(&mut self, err: &DecodeError) {
+        self.decode_errors += 1;
+        self.metrics
+            .events
+            .with_label_values(&["undecodable"])
+            .inc();
+        if self.decode_errors.is_power_of_two() {
+            warn!(error = %err, count = self.decode_errors, "dropping undecodable probe records");
+        }
+    }
+
+    /// Applies one `/proc` scan.
+    pub fn apply(&mut self, discovery: Discovery, now: Instant) {
+        for pid in discovery.gone {
+            self.untrack(pid);
+        }
+        for (pid, service) in discovery.add {
+            self.track(pid, service, 0, now);
+        }
+        for s in &mut self.services {
+            if s.targets.is_empty() && !s.waiting_logged {
+                s.waiting_logged = true;
+                warn!(
+                    service = s.name.as_deref().unwrap_or("(unnamed)"),
+                    origin = %s.spec.origin,
+                    pids = ?s.spec.pids,
+                    processes = ?s.spec.processes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                    ports = ?s.spec.ports,
+                    "no process matches yet; waiting for one to appear"
+                );
+            }
+        }
+    }
+
+    pub fn tracked_snapshot(&self) -> HashMap<u32, u32> {
+        self.tracked.clone()
+    }
+}

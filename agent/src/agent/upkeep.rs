@@ -1,0 +1,129 @@
+//! Periodic upkeep of the [`State`]: the probes' counters, reconciling the
+//! kernel maps with what userspace believes (records can be lost when the
+//! ring buffer is full), fd bookkeeping, and expiry of idle series.
+use std::{collections::HashSet, time::Instant};
+
+use loupe_common::maps::{COUNTER_EVENTS_LOST, COUNTER_MAP_FULL, FdKey};
+use tracing::warn;
+
+use super::state::State;
+use crate::{connections::Direction, metrics::catalogue};
+
+impl State {
+    pub fn tick(&mut self, now: Instant) {
+        self.read_probe_counters();
+        self.reconcile_tracked(now);
+        self.reconcile_sockets(now);
+        self.count_fds();
+        self.touch_live_series(now);
+        self.expire_series(now);
+    }
+
+    fn read_probe_counters(&mut self) {
+        let lost = self.probes.counter(COUNTER_EVENTS_LOST);
+        if lost > self.probe_lost {
+            let new = lost - self.probe_lost;
+            warn!(lost = new, "probe records lost: the ring buffer was full");
+            self.metrics.events_lost.inc_by(new);
+            self.probe_lost = lost;
+        }
+        let full = self.probes.counter(COUNTER_MAP_FULL);
+        if full > self.probe_map_full {
+            let new = full - self.probe_map_full;
+            warn!(
+                refused = new,
+                "a probe map is full; some sockets are not followed"
+            );
+            self.metrics.map_full.inc_by(new);
+            self.probe_map_full = full;
+        }
+    }
+
+    /// Processes the probes track whose fork or exit record was lost.
+    fn reconcile_tracked(&mut self, now: Instant) {
+        let in_kernel: Vec<(u32, u32, u32)> = self
+            .probes
+            .tracked
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(pid, target)| (pid, target.service, target.parent))
+            .collect();
+        for (pid, service, parent) in in_kernel {
+            if self.tracked.contains_key(&pid) {
+                continue;
+            }
+            if self.proc.is_running(pid) && (service as usize) < self.services.len() {
+                self.track(pid, service, parent, now);
+            } else {
+                let _ = self.probes.tracked.remove(&pid);
+            }
+        }
+    }
+
+    /// Connections whose `CLOSE` record was lost: the probes dropped the
+    /// socket from their map, userspace still counts it.
+    fn reconcile_sockets(&mut self, now: Instant) {
+        let live: HashSet<u64> = self.probes.sockets.keys().filter_map(Result::ok).collect();
+        for delta in self.conns.close_missing(&live) {
+            self.publish(&delta, now);
+        }
+    }
+
+    /// Counts the known socket fds per service and drops those of processes
+    /// that are no longer tracked.
+    fn count_fds(&mut self) {
+        let mut per_service = vec![0i64; self.services.len()];
+        let keys: Vec<FdKey> = self.probes.fds.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            match self.tracked.get(&key.tgid) {
+                Some(&service) => per_service[service as usize] += 1,
+                None => {
+                    let _ = self.probes.fds.remove(&key);
+                }
+            }
+        }
+        for (service, count) in self.services.iter().zip(per_service) {
+            if let Some(name) = &service.name {
+                self.metrics
+                    .tracked_sockets
+                    .with_label_values(&[name])
+                    .set(count);
+            }
+        }
+    }
+
+    /// Series with open connections never expire.
+    fn touch_live_series(&mut self, now: Instant) {
+        let mut live: Vec<(&'static str, [String; 2])> = Vec::new();
+        for (index, service) in self.services.iter().enumerate() {
+            let Some(name) = &service.name else { continue };
+            for direction in Direction::ALL {
+                if self.conns.active(index as u32, direction) != 0 {
+                    let labels = [name.clone(), direction.as_str().to_owned()];
+                    live.push((catalogue::TCP_CONNECTIONS_ACTIVE.name, labels));
+                }
+            }
+        }
+        for (service, peer) in self.conns.live_peers() {
+            let labels = [self.name(service).to_owned(), peer.to_owned()];
+            live.push((catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name, labels));
+        }
+        for (metric, [a, b]) in &live {
+            self.clock.touch(metric, &[a, b], now);
+        }
+    }
+
+    fn expire_series(&mut self, now: Instant) {
+        for (metric, labels) in self.clock.sweep(now) {
+            self.metrics.remove(metric, &labels);
+            if metric == catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name
+                && let Some(index) = self
+                    .services
+                    .iter()
+                    .position(|s| s.name.as_deref() == Some(labels[0].as_str()))
+            {
+                self.peers.release(index as u32, &labels[1]);
+            }
+        }
+    }
+}
