@@ -35,6 +35,8 @@ const MAX_PEERS: usize = 64;
 const TICK: Duration = Duration::from_secs(5);
 /// Records handled per lock of the state.
 const EVENT_BATCH: usize = 1024;
+/// How often the ring buffer is read when the probes did not signal.
+const EVENT_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -85,34 +87,47 @@ async fn rescan(state: &Arc<Mutex<State>>, specs: &Arc<Vec<ServiceSpec>>, owners
     }
 }
 
+/// Hands every record waiting in the ring buffer to the state.
+fn drain(ring: &mut RingBuf<MapData>, state: &Mutex<State>) {
+    loop {
+        let mut batch = Vec::with_capacity(64);
+        while batch.len() < EVENT_BATCH {
+            let Some(item) = ring.next() else { break };
+            batch.push(events::decode(&item));
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut state = lock(state);
+        for event in batch {
+            match event {
+                Ok(event) => state.on_event(event, now),
+                Err(err) => state.on_decode_error(&err),
+            }
+        }
+    }
+}
+
+/// Reads the probes' records: on a short timer (the probes submit without
+/// waking the reader, see `EVENTS_WAKEUP_BYTES`) and whenever the kernel
+/// signals a backlog.
 async fn read_events(ring: RingBuf<MapData>, state: Arc<Mutex<State>>) -> Result<(), AgentError> {
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
     // until the `AsyncFd` (and with it the ring buffer) is dropped.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|err| AgentError::Poll(err.into()))?;
+    let mut poll = tokio::time::interval(EVENT_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = ring.readable_mut().await.map_err(AgentError::Poll)?;
-        loop {
-            let mut batch = Vec::with_capacity(64);
-            while batch.len() < EVENT_BATCH {
-                let Some(item) = guard.get_inner_mut().next() else {
-                    break;
-                };
-                batch.push(events::decode(&item));
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(AgentError::Poll)?;
+                drain(guard.get_inner_mut(), &state);
+                guard.clear_ready();
             }
-            if batch.is_empty() {
-                break;
-            }
-            let now = Instant::now();
-            let mut state = lock(&state);
-            for event in batch {
-                match event {
-                    Ok(event) => state.on_event(event, now),
-                    Err(err) => state.on_decode_error(&err),
-                }
-            }
+            _ = poll.tick() => drain(ring.get_mut(), &state),
         }
-        guard.clear_ready();
     }
 }
 

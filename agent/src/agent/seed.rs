@@ -9,7 +9,7 @@ use std::{
 use loupe_common::{
     maps::{
         DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ListenKey, ROLE_INBOUND,
-        ROLE_LISTENER, ROLE_OUTBOUND, SockOwner, TupleKey,
+        ROLE_LISTENER, ROLE_OUTBOUND, SWITCH_PREEXISTING, SockOwner, TupleKey,
     },
     tcp,
 };
@@ -102,6 +102,8 @@ impl State {
             seeded.push(tuple);
         }
         if !seeded.is_empty() {
+            // On before any of them changes state again.
+            self.probes.set_switch(SWITCH_PREEXISTING, true);
             self.verify_seeded(pid, &seeded, now);
         }
     }

@@ -3,7 +3,7 @@
 //! ring buffer is full), fd bookkeeping, and expiry of idle series.
 use std::{collections::HashSet, time::Instant};
 
-use loupe_common::maps::{COUNTER_EVENTS_LOST, COUNTER_MAP_FULL, FdKey};
+use loupe_common::maps::{COUNTER_EVENTS_LOST, COUNTER_MAP_FULL, FdKey, SWITCH_PREEXISTING};
 use tracing::warn;
 
 use super::state::State;
@@ -14,6 +14,11 @@ impl State {
         self.read_probe_counters();
         self.reconcile_tracked(now);
         self.reconcile_sockets(now);
+        self.sweep_pending_fds();
+        if self.conns.seeded().next().is_none() {
+            // Every pre-existing connection was adopted or is gone.
+            self.probes.set_switch(SWITCH_PREEXISTING, false);
+        }
         self.count_fds();
         self.touch_live_series(now);
         self.expire_series(now);
@@ -66,6 +71,20 @@ impl State {
         let live: HashSet<u64> = self.probes.sockets.keys().filter_map(Result::ok).collect();
         for delta in self.conns.close_missing(&live) {
             self.publish(&delta, now);
+        }
+    }
+
+    /// Stashed syscall arguments of threads that died inside the syscall.
+    fn sweep_pending_fds(&mut self) {
+        let dead: Vec<u32> = self
+            .probes
+            .pending_fd
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|&tid| !self.proc.exists(tid))
+            .collect();
+        for tid in dead {
+            let _ = self.probes.pending_fd.remove(&tid);
         }
     }
 

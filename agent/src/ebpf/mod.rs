@@ -5,7 +5,7 @@ pub mod tracefs;
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, TracePoint},
 };
 use loupe_common::{
@@ -60,6 +60,8 @@ pub struct Probes {
     pub listeners: HashMap<MapData, ListenKey, SockOwner>,
     pub sockets: HashMap<MapData, u64, SockOwner>,
     pub preexisting: HashMap<MapData, TupleKey, SockOwner>,
+    pub pending_fd: HashMap<MapData, u32, u32>,
+    pub switches: Array<MapData, u32>,
     pub counters: PerCpuArray<MapData, u64>,
     /// Taken by the event reader.
     pub events: Option<RingBuf<MapData>>,
@@ -181,12 +183,21 @@ impl Probes {
             listeners: map(&mut ebpf, maps::LISTENERS)?,
             sockets: map(&mut ebpf, maps::SOCKETS)?,
             preexisting: map(&mut ebpf, maps::PREEXISTING)?,
+            pending_fd: map(&mut ebpf, maps::PENDING_FD)?,
+            switches: map(&mut ebpf, maps::SWITCHES)?,
             counters: map(&mut ebpf, maps::COUNTERS)?,
             events: Some(map(&mut ebpf, maps::EVENTS)?),
             attached,
             netns_aware: offsets.valid == 1,
             _ebpf: ebpf,
         })
+    }
+
+    /// Turns one of the probes' switches on or off.
+    pub fn set_switch(&mut self, index: u32, on: bool) {
+        if let Err(err) = self.switches.set(index, u32::from(on), 0) {
+            warn!(index, error = %err, "cannot set a probe switch");
+        }
     }
 
     /// Sum over CPUs of one of the probes' counters.

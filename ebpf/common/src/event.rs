@@ -38,7 +38,8 @@ pub struct TcpState {
     pub newstate: u32,
     /// `TCP_FLAG_*` bits.
     pub flags: u32,
-    /// Inode number of the socket's network namespace, 0 if unknown.
+    /// Inode number of the socket's network namespace (in `LISTEN` and
+    /// passive-open records; 0 elsewhere or when unknown).
     pub netns: u32,
     pub tuple: TupleKey,
 }

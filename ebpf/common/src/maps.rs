@@ -18,7 +18,10 @@ pub const SOCKETS: &str = "SOCKETS";
 /// first state change of that connection.
 pub const PREEXISTING: &str = "PREEXISTING";
 /// The fd argument of the syscall a tracked thread is in: `tid -> fd`.
+/// Entries of threads that died inside a syscall are swept by the agent.
 pub const PENDING_FD: &str = "PENDING_FD";
+/// Switches the agent sets for the probes, indexed by the `SWITCH_*` constants.
+pub const SWITCHES: &str = "SWITCHES";
 /// Event ring buffer shared by all probes.
 pub const EVENTS: &str = "EVENTS";
 /// Per-CPU counters, indexed by the `COUNTER_*` constants.
@@ -32,12 +35,21 @@ pub const PREEXISTING_CAPACITY: u32 = 16_384;
 pub const PENDING_FD_CAPACITY: u32 = 16_384;
 /// Bytes of the event ring buffer (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 1 << 20;
+/// Records are submitted without waking the agent (which polls on a short
+/// timer) until this much data is pending: a wake-up per record costs an
+/// interrupt, several microseconds on a virtual machine.
+pub const EVENTS_WAKEUP_BYTES: u64 = (EVENTS_BYTES / 8) as u64;
 
 /// Events that did not fit in the ring buffer.
 pub const COUNTER_EVENTS_LOST: u32 = 0;
 /// Inserts refused because a map was full.
 pub const COUNTER_MAP_FULL: u32 = 1;
 pub const COUNTERS_LEN: u32 = 2;
+
+/// Non-zero while `PREEXISTING` holds entries: otherwise the TCP state probe
+/// skips the lookup on the state changes of sockets nobody tracks.
+pub const SWITCH_PREEXISTING: u32 = 0;
+pub const SWITCHES_LEN: u32 = 1;
 
 /// A tracked process: which service it belongs to, and the tracked process
 /// that forked it (0 for a process the agent selected itself). A child looks

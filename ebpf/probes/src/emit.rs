@@ -1,7 +1,13 @@
 //! Writing records to the `EVENTS` ring buffer. A full buffer is counted in
 //! `COUNTER_EVENTS_LOST`, never silently dropped.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
-use loupe_common::{event::Header, maps::COUNTER_EVENTS_LOST};
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_ktime_get_ns,
+};
+use loupe_common::{
+    event::Header,
+    maps::{COUNTER_EVENTS_LOST, EVENTS_WAKEUP_BYTES},
+};
 
 use crate::maps::{EVENTS, bump};
 
@@ -15,13 +21,20 @@ pub fn header(kind: u32, tgid: u32) -> Header {
     }
 }
 
-/// Copies `record` into the ring buffer.
+/// Copies `record` into the ring buffer. The agent is woken only when a
+/// backlog builds up; otherwise it collects records on its polling timer.
 #[inline(always)]
 pub fn emit<T: Copy + 'static>(record: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(record);
-            entry.submit(0);
+            let wake = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= EVENTS_WAKEUP_BYTES;
+            let flags = if wake {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
+            entry.submit(u64::from(flags));
         }
         None => bump(COUNTER_EVENTS_LOST),
     }

@@ -2,14 +2,14 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use loupe_common::{
     layout::KernelOffsets,
     maps::{
         COUNTER_MAP_FULL, COUNTERS_LEN, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey,
         LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY, SOCKETS_CAPACITY,
-        SockOwner, TRACKED_CAPACITY, Target, TupleKey,
+        SWITCHES_LEN, SockOwner, TRACKED_CAPACITY, Target, TupleKey,
     },
 };
 
@@ -30,9 +30,13 @@ pub static SOCKETS: HashMap<u64, SockOwner> = HashMap::with_max_entries(SOCKETS_
 pub static PREEXISTING: HashMap<TupleKey, SockOwner> =
     HashMap::with_max_entries(PREEXISTING_CAPACITY, 0);
 
-/// LRU: a thread that dies inside a syscall leaves its entry behind.
+/// Not an LRU map (an LRU update costs several times a plain one): entries
+/// are removed when consumed, and the agent sweeps those of dead threads.
 #[map]
-pub static PENDING_FD: LruHashMap<u32, u32> = LruHashMap::with_max_entries(PENDING_FD_CAPACITY, 0);
+pub static PENDING_FD: HashMap<u32, u32> = HashMap::with_max_entries(PENDING_FD_CAPACITY, 0);
+
+#[map]
+pub static SWITCHES: Array<u32> = Array::with_max_entries(SWITCHES_LEN, 0);
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -71,6 +75,12 @@ pub fn tracked(tgid: u32) -> Option<Target> {
         // plain data, a concurrently replaced value is still a valid one.
         unsafe { *target }
     })
+}
+
+/// Whether the agent turned a switch on.
+#[inline(always)]
+pub fn switch(index: u32) -> bool {
+    SWITCHES.get(index).is_some_and(|value| *value != 0)
 }
 
 #[inline(always)]

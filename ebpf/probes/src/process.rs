@@ -43,6 +43,19 @@ pub fn loupe_newtask(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Reports `kind` for the current process if it is tracked.
+#[inline(always)]
+fn report_self(kind: u32, tgid: u32) -> u32 {
+    if let Some(target) = tracked(tgid) {
+        emit(Process {
+            header: header(kind, tgid),
+            pid: tgid,
+            service: target.service,
+        });
+    }
+    0
+}
+
 /// `sched:sched_process_exit` runs for every exiting thread; only the main
 /// thread of a tracked process is reported. The agent removes the process
 /// after confirming it is gone, so a main thread that exits early (the rest
@@ -53,15 +66,7 @@ pub fn loupe_exit(_ctx: TracePointContext) -> u32 {
     if tgid != tid {
         return 0;
     }
-    let Some(target) = tracked(tgid) else {
-        return 0;
-    };
-    emit(Process {
-        header: header(KIND_PROCESS_EXIT, tgid),
-        pid: tgid,
-        service: target.service,
-    });
-    0
+    report_self(KIND_PROCESS_EXIT, tgid)
 }
 
 /// `sched:sched_process_exec`: a tracked process replaced its program (same
@@ -70,13 +75,5 @@ pub fn loupe_exit(_ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn loupe_exec(_ctx: TracePointContext) -> u32 {
     let (tgid, _) = current();
-    let Some(target) = tracked(tgid) else {
-        return 0;
-    };
-    emit(Process {
-        header: header(KIND_PROCESS_EXEC, tgid),
-        pid: tgid,
-        service: target.service,
-    });
-    0
+    report_self(KIND_PROCESS_EXEC, tgid)
 }

@@ -22,7 +22,7 @@ fn stash_fd(ctx: &TracePointContext) -> u32 {
     }
     // SAFETY: syscall tracepoint arguments are 8-byte slots from offset 16.
     if let Ok(fd) = unsafe { ctx.read_at::<u64>(syscall::ARG0) } {
-        let _ = PENDING_FD.insert(tid, fd as u32, 0);
+        insert(&PENDING_FD, &tid, &(fd as u32));
     }
     0
 }

@@ -14,7 +14,7 @@ use loupe_common::{
     layout::inet_sock_set_state as f,
     maps::{
         DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ListenKey, ROLE_LISTENER,
-        ROLE_OUTBOUND, SockOwner, TupleKey,
+        ROLE_OUTBOUND, SWITCH_PREEXISTING, SockOwner, TupleKey,
     },
     tcp,
 };
@@ -22,7 +22,8 @@ use loupe_common::{
 use crate::{
     emit::{emit, header},
     maps::{
-        FDS, LISTENERS, PENDING_FD, PREEXISTING, SOCKETS, current, insert, kernel_offsets, tracked,
+        FDS, LISTENERS, PENDING_FD, PREEXISTING, SOCKETS, current, insert, kernel_offsets, switch,
+        tracked,
     },
 };
 
@@ -55,7 +56,7 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
             let _ = SOCKETS.remove(skaddr);
         }
         if new == tcp::ESTABLISHED || new == tcp::CLOSE {
-            report(ctx, skaddr, owner, old, new, 0)?;
+            emit(record(ctx, skaddr, owner, old, new)?);
         }
         return Ok(());
     }
@@ -65,8 +66,9 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
     }
 
     if old == tcp::SYN_RECV && new == tcp::ESTABLISHED {
+        let netns = netns_of(skaddr);
         let key = ListenKey {
-            netns: netns_of(skaddr),
+            netns,
             port: read(ctx, f::SPORT)?,
             _pad: 0,
         };
@@ -77,12 +79,17 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
                 direction: DIRECTION_INBOUND,
             };
             insert(&SOCKETS, &skaddr, &owner);
-            return report(ctx, skaddr, owner, old, new, 0);
+            let mut event = record(ctx, skaddr, owner, old, new)?;
+            event.netns = netns;
+            emit(event);
         }
         return Ok(());
     }
 
     // A connection that was open before the agent attached.
+    if !switch(SWITCH_PREEXISTING) {
+        return Ok(());
+    }
     let tuple = tuple(ctx)?;
     if let Some(owner) = PREEXISTING.get_ptr(tuple) {
         // SAFETY: pointer from a successful lookup of plain data.
@@ -91,7 +98,9 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
         if new != tcp::CLOSE {
             insert(&SOCKETS, &skaddr, &owner);
         }
-        return report(ctx, skaddr, owner, old, new, TCP_FLAG_ADOPTED);
+        let mut event = record(ctx, skaddr, owner, old, new)?;
+        event.flags = TCP_FLAG_ADOPTED;
+        emit(event);
     }
     Ok(())
 }
@@ -103,36 +112,41 @@ fn on_syscall_transition(ctx: &TracePointContext, skaddr: u64, new: u32) -> Resu
     let Some(target) = tracked(tgid) else {
         return Ok(());
     };
-    let (owner, role) = if new == tcp::SYN_SENT {
+    let (owner, role, netns) = if new == tcp::SYN_SENT {
         let owner = SockOwner {
             service: target.service,
             direction: DIRECTION_OUTBOUND,
         };
         insert(&SOCKETS, &skaddr, &owner);
-        (owner, ROLE_OUTBOUND)
+        (owner, ROLE_OUTBOUND, 0)
     } else {
         let owner = SockOwner {
             service: target.service,
             direction: 0,
         };
+        let netns = netns_of(skaddr);
         let key = ListenKey {
-            netns: netns_of(skaddr),
+            netns,
             port: read(ctx, f::SPORT)?,
             _pad: 0,
         };
         insert(&LISTENERS, &key, &owner);
-        (owner, ROLE_LISTENER)
+        (owner, ROLE_LISTENER, netns)
     };
     if let Some(fd) = PENDING_FD.get_ptr(tid) {
         // SAFETY: pointer from a successful lookup of plain data.
         let fd = unsafe { *fd };
+        let _ = PENDING_FD.remove(tid);
         let info = FdInfo {
             service: target.service,
             role,
         };
         insert(&FDS, &FdKey { tgid, fd }, &info);
     }
-    report(ctx, skaddr, owner, tcp::CLOSE, new, 0)
+    let mut event = record(ctx, skaddr, owner, tcp::CLOSE, new)?;
+    event.netns = netns;
+    emit(event);
+    Ok(())
 }
 
 #[inline(always)]
@@ -147,27 +161,27 @@ fn tuple(ctx: &TracePointContext) -> Result<TupleKey, i32> {
     })
 }
 
+/// The record of a transition; `flags` and `netns` are filled in by the
+/// callers that know them.
 #[inline(always)]
-fn report(
+fn record(
     ctx: &TracePointContext,
     skaddr: u64,
     owner: SockOwner,
     oldstate: u32,
     newstate: u32,
-    flags: u32,
-) -> Result<(), i32> {
+) -> Result<TcpState, i32> {
     let (tgid, _) = current();
-    emit(TcpState {
+    Ok(TcpState {
         header: header(KIND_TCP_STATE, tgid),
         skaddr,
         owner,
         oldstate,
         newstate,
-        flags,
-        netns: netns_of(skaddr),
+        flags: 0,
+        netns: 0,
         tuple: tuple(ctx)?,
-    });
-    Ok(())
+    })
 }
 
 /// Inode number of the socket's network namespace, read through offsets the
