@@ -73,15 +73,8 @@ impl Report {
     }
 }
 
-/// An error and its sources, one after the other.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        let _ = write!(text, ": {err}");
-        source = err.source();
-    }
-    text
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    crate::describe_error(err)
 }
 
 fn kernel_release() -> String {

@@ -19,3 +19,51 @@ pub mod events;
 pub mod metrics;
 pub mod procfs;
 pub mod server;
+
+/// An error followed by those of its causes its message does not already
+/// include (loupe's own messages name their cause inline; library errors
+/// often do not).
+pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        let message = err.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = err.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_error;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer says {source}")]
+    struct Inline {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Separate {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_are_named_once() {
+        let io = || std::io::Error::other("disk on fire");
+        assert_eq!(
+            describe_error(&Inline { source: io() }),
+            "outer says disk on fire"
+        );
+        assert_eq!(
+            describe_error(&Separate { source: io() }),
+            "outer: disk on fire"
+        );
+    }
+}

@@ -24,24 +24,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("loupe: error: {}", describe(&err));
+            eprintln!("loupe: error: {}", loupe::describe_error(err.as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and those of its causes that its message does not already
-/// include (loupe's error messages name their cause inline).
-fn describe(err: &anyhow::Error) -> String {
-    let mut text = err.to_string();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {

@@ -22,6 +22,12 @@ pub enum TracefsError {
         #[source]
         source: io::Error,
     },
+    #[error("tracefs is mounted at {path} but not readable: {source}; run loupe as root")]
+    Access {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot read {path}: {source}; is the tracepoint {category}:{name} in this kernel?")]
     Format {
         category: &'static str,
@@ -69,18 +75,42 @@ impl Mounted {
     }
 }
 
-/// The mounted tracefs, if any.
+/// Mount points of tracefs in a `/proc/self/mounts` text.
+pub fn mount_points(mounts: &str) -> Vec<PathBuf> {
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+            (fstype == "tracefs").then(|| PathBuf::from(target))
+        })
+        .collect()
+}
+
+/// The mounted tracefs, if any: a listed mount point (the usual place
+/// first), else debugfs's `tracing` directory, which the kernel mounts on
+/// first access.
 pub fn find() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let listed = mount_points(&mounts);
     CANDIDATES
         .iter()
         .map(PathBuf::from)
-        .find(|path| path.join("events").is_dir())
+        .find(|path| listed.contains(path))
+        .or_else(|| listed.into_iter().next())
+        .or_else(|| {
+            let automount = PathBuf::from(CANDIDATES[1]);
+            automount.join("events").is_dir().then_some(automount)
+        })
 }
 
 /// Finds tracefs, mounting it on `/sys/kernel/tracing` when it is missing.
 pub fn find_or_mount() -> Result<Mounted, TracefsError> {
     if let Some(path) = find() {
-        return Ok(Mounted::Found(path));
+        return match fs::read_dir(path.join("events")) {
+            Ok(_) => Ok(Mounted::Found(path)),
+            Err(source) => Err(TracefsError::Access { path, source }),
+        };
     }
     let target = PathBuf::from(CANDIDATES[0]);
     mount_tracefs(&target).map_err(|source| TracefsError::Mount { source })?;
@@ -274,6 +304,16 @@ print fmt: \"family=%s protocol=%s\", REC->family
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn finds_tracefs_mount_points() {
+        let mounts = "sysfs /sys sysfs rw 0 0\n\
+                      tracefs /sys/kernel/tracing tracefs rw,relatime 0 0\n\
+                      debugfs /sys/kernel/debug debugfs rw 0 0\n\
+                      short line\n";
+        assert_eq!(mount_points(mounts), [PathBuf::from("/sys/kernel/tracing")]);
+        assert!(mount_points("").is_empty());
     }
 
     #[test]
