@@ -9,7 +9,10 @@ use aya::{
 };
 use loupe_common::layout::{KERNEL_OFFSETS_GLOBAL, KernelOffsets};
 
-use crate::ebpf::{self, Probes, btf, tracefs};
+use crate::{
+    describe_error,
+    ebpf::{self, Probes, btf, tracefs},
+};
 
 /// Capabilities that matter to loupe (bit number, name, why).
 const CAPABILITIES: &[(u32, &str, &str)] = &[
@@ -73,10 +76,6 @@ impl Report {
     }
 }
 
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    crate::describe_error(err)
-}
-
 fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
@@ -92,15 +91,6 @@ fn effective_capabilities() -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-fn mounted(fstype: &str) -> Option<String> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
-        (kind == fstype).then(|| target.to_owned())
-    })
-}
-
 fn try_hooks(report: &mut Report) {
     let ebpf = EbpfLoader::new()
         .override_global(KERNEL_OFFSETS_GLOBAL, &KernelOffsets::default(), true)
@@ -111,55 +101,60 @@ fn try_hooks(report: &mut Report) {
             ebpf
         }
         Err(err) => {
-            let err = format!("loading the object failed: {}", chain(&err));
+            let err = format!("loading the object failed: {}", describe_error(&err));
             report.hook("ring buffer", true, Err(err));
             return;
         }
     };
     let result = (|| {
         let program: &mut TracePoint = program(&mut ebpf, "loupe_check_tp")?;
-        program.load().map_err(|e| chain(&e))?;
+        program.load().map_err(|e| describe_error(&e))?;
         program
             .attach("syscalls", "sys_enter_getpid")
             .map(drop)
-            .map_err(|e| chain(&e))
+            .map_err(|e| describe_error(&e))
     })();
     report.hook("tracepoint", true, result);
     let result = (|| {
         let program: &mut RawTracePoint = program(&mut ebpf, "loupe_check_raw")?;
-        program.load().map_err(|e| chain(&e))?;
-        program.attach("sys_enter").map(drop).map_err(|e| chain(&e))
+        program.load().map_err(|e| describe_error(&e))?;
+        program
+            .attach("sys_enter")
+            .map(drop)
+            .map_err(|e| describe_error(&e))
     })();
     report.hook("raw tracepoint", false, result);
     let result = (|| {
         let program: &mut UProbe = program(&mut ebpf, "loupe_check_up")?;
-        program.load().map_err(|e| chain(&e))?;
-        let exe = fs::read_link("/proc/self/exe").map_err(|e| chain(&e))?;
+        program.load().map_err(|e| describe_error(&e))?;
+        let exe = fs::read_link("/proc/self/exe").map_err(|e| describe_error(&e))?;
         program
             .attach(
                 "loupe_uprobe_check_target",
                 exe,
                 UProbeScope::CallingProcess,
             )
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| describe_error(&e))?;
         std::hint::black_box(loupe_uprobe_check_target());
         Ok(())
     })();
     report.hook("uprobe", false, result);
     let result = (|| {
         let program: &mut KProbe = program(&mut ebpf, "loupe_check_kp")?;
-        program.load().map_err(|e| chain(&e))?;
+        program.load().map_err(|e| describe_error(&e))?;
         program
             .attach(KERNEL_FN, 0)
             .map(drop)
-            .map_err(|e| chain(&e))
+            .map_err(|e| describe_error(&e))
     })();
     report.hook("kprobe", false, result);
     let result = (|| {
-        let btf = Btf::from_sys_fs().map_err(|e| chain(&e))?;
+        let btf = Btf::from_sys_fs().map_err(|e| describe_error(&e))?;
         let program: &mut FEntry = program(&mut ebpf, "loupe_check_fe")?;
-        program.load(KERNEL_FN, &btf).map_err(|e| chain(&e))?;
-        program.attach().map(drop).map_err(|e| chain(&e))
+        program
+            .load(KERNEL_FN, &btf)
+            .map_err(|e| describe_error(&e))?;
+        program.attach().map(drop).map_err(|e| describe_error(&e))
     })();
     report.hook("fentry", false, result);
 }
@@ -171,7 +166,7 @@ where
     ebpf.program_mut(name)
         .ok_or_else(|| format!("program {name} missing from the object"))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| chain(&e))
+        .map_err(|e: aya::programs::ProgramError| describe_error(&e))
 }
 
 /// Builds the report text and whether loupe can run here.
@@ -210,7 +205,15 @@ fn report() -> Report {
     }
     report.line(
         "debugfs",
-        mounted("debugfs").unwrap_or_else(|| "not mounted (not needed)".into()),
+        tracefs::mount_points(
+            &fs::read_to_string("/proc/self/mounts").unwrap_or_default(),
+            "debugfs",
+        )
+        .first()
+        .map_or_else(
+            || "not mounted (not needed)".into(),
+            |p| p.display().to_string(),
+        ),
     );
     match effective_capabilities() {
         Some(caps) => {
@@ -230,7 +233,7 @@ fn report() -> Report {
                 probes.attached
             ),
         ),
-        Err(err) => report.hook("loupe probes", true, Err(chain(&err))),
+        Err(err) => report.hook("loupe probes", true, Err(describe_error(&err))),
     }
     report
 }

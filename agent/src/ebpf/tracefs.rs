@@ -75,14 +75,14 @@ impl Mounted {
     }
 }
 
-/// Mount points of tracefs in a `/proc/self/mounts` text.
-pub fn mount_points(mounts: &str) -> Vec<PathBuf> {
+/// Mount points of file systems of type `fstype` in a `/proc/self/mounts` text.
+pub fn mount_points(mounts: &str, fstype: &str) -> Vec<PathBuf> {
     mounts
         .lines()
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
-            let (_, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
-            (fstype == "tracefs").then(|| PathBuf::from(target))
+            let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (kind == fstype).then(|| PathBuf::from(target))
         })
         .collect()
 }
@@ -92,7 +92,7 @@ pub fn mount_points(mounts: &str) -> Vec<PathBuf> {
 /// first access.
 pub fn find() -> Option<PathBuf> {
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let listed = mount_points(&mounts);
+    let listed = mount_points(&mounts, "tracefs");
     CANDIDATES
         .iter()
         .map(PathBuf::from)
@@ -312,8 +312,15 @@ print fmt: \"family=%s protocol=%s\", REC->family
                       tracefs /sys/kernel/tracing tracefs rw,relatime 0 0\n\
                       debugfs /sys/kernel/debug debugfs rw 0 0\n\
                       short line\n";
-        assert_eq!(mount_points(mounts), [PathBuf::from("/sys/kernel/tracing")]);
-        assert!(mount_points("").is_empty());
+        assert_eq!(
+            mount_points(mounts, "tracefs"),
+            [PathBuf::from("/sys/kernel/tracing")]
+        );
+        assert_eq!(
+            mount_points(mounts, "debugfs"),
+            [PathBuf::from("/sys/kernel/debug")]
+        );
+        assert!(mount_points("", "tracefs").is_empty());
     }
 
     #[test]
