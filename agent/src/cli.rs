@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach to the selected processes and serve their metrics.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Report what this machine allows (kernel, BTF, tracefs, capabilities,
     /// each hook type); exits non-zero when loupe cannot run here.
     Check,
@@ -41,6 +41,12 @@ pub struct RunArgs {
     /// matched process's executable name).
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
+    /// A route template for the `endpoint` label, e.g. `/users/{id}` (repeatable).
+    #[arg(long = "route", value_name = "TEMPLATE")]
+    pub routes: Vec<String>,
+    /// A request path left out of the request metrics, e.g. `/health` (repeatable).
+    #[arg(long = "exclude-path", value_name = "PATH")]
+    pub exclude_paths: Vec<String>,
     /// Configuration file (TOML); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -68,6 +74,8 @@ impl RunArgs {
                 pids: self.pids.clone(),
                 processes: self.processes.clone(),
                 ports: self.ports.clone(),
+                routes: self.routes.clone(),
+                exclude_paths: self.exclude_paths.clone(),
             }),
         }
     }

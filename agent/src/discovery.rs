@@ -175,6 +175,8 @@ mod tests {
             pids,
             processes: processes.iter().map(|p| Regex::new(p).unwrap()).collect(),
             ports,
+            routes: Vec::new(),
+            exclude_paths: Vec::new(),
             origin: "test".into(),
         }
     }

@@ -1,19 +1,22 @@
 //! Decoding the probes' ring-buffer records. Pure: any byte string gives an
 //! event or an error.
 use loupe_common::event::{
-    Header, KIND_PROCESS_EXEC, KIND_PROCESS_EXIT, KIND_PROCESS_FORK, KIND_TCP_STATE, Process,
-    TcpState,
+    DataHeader, Header, KIND_CLOSE, KIND_DATA, KIND_PROCESS_EXEC, KIND_PROCESS_EXIT,
+    KIND_PROCESS_FORK, KIND_TCP_STATE, Process, TcpState,
 };
 
+/// A decoded record; data borrows the ring buffer's bytes (no copy).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<'a> {
     TcpState(TcpState),
     Fork(Process),
     Exec(Process),
     Exit(Process),
+    Data(DataHeader, &'a [u8]),
+    Close(DataHeader),
 }
 
-impl Event {
+impl Event<'_> {
     /// The `kind` label of `loupe_events_total`.
     pub const fn kind(&self) -> &'static str {
         match self {
@@ -21,6 +24,8 @@ impl Event {
             Self::Fork(_) => "process_fork",
             Self::Exec(_) => "process_exec",
             Self::Exit(_) => "process_exit",
+            Self::Data(..) => "data",
+            Self::Close(_) => "close",
         }
     }
 }
@@ -31,6 +36,8 @@ pub enum DecodeError {
     Short { len: usize, need: usize },
     #[error("record kind {0} is unknown (agent and probes from different builds?)")]
     UnknownKind(u32),
+    #[error("data record claims {claimed} bytes but holds {held}")]
+    DataLength { claimed: usize, held: usize },
 }
 
 /// Marker for the `#[repr(C)]` records that may be read from raw bytes.
@@ -38,6 +45,7 @@ trait Record: Copy {}
 impl Record for Header {}
 impl Record for TcpState {}
 impl Record for Process {}
+impl Record for DataHeader {}
 
 fn read<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
     let need = size_of::<T>();
@@ -52,13 +60,26 @@ fn read<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
     let header: Header = read(bytes)?;
     match header.kind {
         KIND_TCP_STATE => read(bytes).map(Event::TcpState),
         KIND_PROCESS_FORK => read(bytes).map(Event::Fork),
         KIND_PROCESS_EXEC => read(bytes).map(Event::Exec),
         KIND_PROCESS_EXIT => read(bytes).map(Event::Exit),
+        KIND_DATA => {
+            let head: DataHeader = read(bytes)?;
+            let start = size_of::<DataHeader>();
+            let claimed = head.captured as usize;
+            let data = bytes
+                .get(start..start + claimed)
+                .ok_or(DecodeError::DataLength {
+                    claimed,
+                    held: bytes.len() - start,
+                })?;
+            Ok(Event::Data(head, data))
+        }
+        KIND_CLOSE => read(bytes).map(Event::Close),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -93,6 +114,35 @@ mod tests {
             ..fork
         };
         assert_eq!(decode(&bytes_of(&exit)).unwrap().kind(), "process_exit");
+    }
+
+    #[test]
+    fn decodes_data_records_without_copying() {
+        let head = DataHeader {
+            header: Header {
+                kind: KIND_DATA,
+                tgid: 7,
+                ts_ns: 9,
+            },
+            conn: 1,
+            len: 100,
+            fd: 5,
+            service: 0,
+            dir: loupe_common::event::DIR_RX,
+            flags: 0,
+            captured: 3,
+        };
+        let mut bytes = bytes_of(&head);
+        bytes.extend_from_slice(b"GET and padding");
+        assert_eq!(decode(&bytes), Ok(Event::Data(head, &b"GET"[..])));
+        bytes.truncate(size_of::<DataHeader>() + 2);
+        assert_eq!(
+            decode(&bytes),
+            Err(DecodeError::DataLength {
+                claimed: 3,
+                held: 2
+            })
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! picture, [`metrics`] exports it through [`server`]. [`check`] is the
 //! preflight report.
 pub mod agent;
+pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod connections;
 pub mod discovery;
 pub mod ebpf;
 pub mod events;
+pub mod http;
 pub mod metrics;
 pub mod procfs;
 pub mod server;

@@ -1,6 +1,7 @@
 //! The running agent: [`run`] loads the probes, serves the endpoint and
 //! starts the tasks that feed the [`State`]: probe records, `/proc` scans and
 //! periodic upkeep.
+mod requests;
 mod seed;
 mod state;
 mod upkeep;
@@ -87,21 +88,17 @@ async fn rescan(state: &Arc<Mutex<State>>, specs: &Arc<Vec<ServiceSpec>>, owners
     }
 }
 
-/// Hands every record waiting in the ring buffer to the state.
+/// Hands every record waiting in the ring buffer to the state, decoding in
+/// place (no copy, no allocation per record), a batch per lock.
 fn drain(ring: &mut RingBuf<MapData>, state: &Mutex<State>) {
     loop {
-        let mut batch = Vec::with_capacity(64);
-        while batch.len() < EVENT_BATCH {
-            let Some(item) = ring.next() else { break };
-            batch.push(events::decode(&item));
-        }
-        if batch.is_empty() {
-            return;
-        }
         let now = Instant::now();
         let mut state = lock(state);
-        for event in batch {
-            match event {
+        for _ in 0..EVENT_BATCH {
+            let Some(item) = ring.next() else {
+                return;
+            };
+            match events::decode(&item) {
                 Ok(event) => state.on_event(event, now),
                 Err(err) => state.on_decode_error(&err),
             }

@@ -8,7 +8,7 @@ use std::{
 
 use loupe_common::{
     maps::{
-        DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ListenKey, ROLE_INBOUND,
+        CONN_SEEDED, DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ListenKey, ROLE_INBOUND,
         ROLE_LISTENER, ROLE_OUTBOUND, SWITCH_PREEXISTING, SockOwner, TupleKey,
     },
     tcp,
@@ -16,6 +16,9 @@ use loupe_common::{
 use tracing::warn;
 
 use super::state::{State, label_peer};
+
+/// `bpf_map_update_elem` flag: insert only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
 
 impl State {
     /// Inode number of the process's network namespace as the probes see
@@ -31,7 +34,10 @@ impl State {
 
     fn file_fd(&mut self, pid: u32, fd: u32, service: u32, role: u32) {
         let key = FdKey { tgid: pid, fd };
-        let _ = self.probes.fds.insert(key, FdInfo { service, role }, 0);
+        self.seeded_conns += 1;
+        let info = FdInfo::new(service, role, CONN_SEEDED | self.seeded_conns);
+        // BPF_NOEXIST: a probe that filed the fd first knows it better.
+        let _ = self.probes.fds.insert(key, info, BPF_NOEXIST);
     }
 
     pub(super) fn seed(&mut self, pid: u32, service: u32, now: Instant) {

@@ -8,18 +8,20 @@ use std::{
 };
 
 use loupe_common::{
-    maps::{ListenKey, Target},
+    maps::{ListenKey, SWITCH_CAPTURE_INBOUND, Target},
     tcp,
 };
 use tracing::{info, warn};
 
 use super::MAX_PEERS;
 use crate::{
-    config::{Config, ServiceSpec},
+    capture::Streams,
+    config::{Config, ServiceSpec, http::HttpConfig},
     connections::{Connections, Delta},
     discovery::Discovery,
     ebpf::Probes,
     events::{DecodeError, Event},
+    http::{endpoint::Routes, exchange::Outcome},
     metrics::{LabelLimit, Metrics, SeriesClock, catalogue},
     procfs::Procfs,
 };
@@ -31,6 +33,9 @@ pub(super) struct Service {
     pub(super) targets: BTreeSet<u32>,
     /// Listening ports of the service, as entered in the probes' map.
     pub(super) listeners: HashSet<ListenKey>,
+    /// Route templates for the `endpoint` label.
+    pub(super) routes: Routes,
+    pub(super) exclude_paths: HashSet<String>,
     waiting_logged: bool,
 }
 
@@ -46,7 +51,18 @@ pub struct State {
     pub(super) proc: Procfs,
     pub(super) probe_lost: u64,
     pub(super) probe_map_full: u64,
+    /// Connection ids handed out to fds seeded from `/proc`.
+    pub(super) seeded_conns: u64,
     decode_errors: u64,
+    /// Parsing state of captured connections.
+    pub(super) streams: Streams,
+    pub(super) http: HttpConfig,
+    /// Endpoint label values per service, bounded.
+    pub(super) endpoints: LabelLimit,
+    /// Principal label values per service, bounded.
+    pub(super) principals: LabelLimit,
+    /// Reused buffer of parser outcomes (no allocation per record).
+    pub(super) outcomes: Vec<(u32, Outcome)>,
 }
 
 /// The exported label of an outbound peer: itself, or `__other__` once the
@@ -56,7 +72,8 @@ pub(super) fn label_peer(peers: &mut LabelLimit, service: u32, peer: SocketAddr)
 }
 
 impl State {
-    pub fn new(config: &Config, probes: Probes, metrics: Metrics) -> Self {
+    pub fn new(config: &Config, mut probes: Probes, metrics: Metrics) -> Self {
+        probes.set_switch(SWITCH_CAPTURE_INBOUND, config.http.capture);
         let services = config
             .services
             .iter()
@@ -65,6 +82,8 @@ impl State {
                 spec: spec.clone(),
                 targets: BTreeSet::new(),
                 listeners: HashSet::new(),
+                routes: Routes::new(spec.routes.iter().cloned()),
+                exclude_paths: spec.exclude_paths.iter().cloned().collect(),
                 waiting_logged: false,
             })
             .collect();
@@ -79,7 +98,13 @@ impl State {
             proc: Procfs::default(),
             probe_lost: 0,
             probe_map_full: 0,
+            seeded_conns: 0,
             decode_errors: 0,
+            streams: Streams::default(),
+            endpoints: LabelLimit::new(config.http.max_endpoints),
+            principals: LabelLimit::new(config.http.max_principals),
+            http: config.http.clone(),
+            outcomes: Vec::new(),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);
@@ -193,7 +218,7 @@ impl State {
         self.publish_targets(service);
     }
 
-    pub fn on_event(&mut self, event: Event, now: Instant) {
+    pub fn on_event(&mut self, event: Event<'_>, now: Instant) {
         self.metrics.events.with_label_values(&[event.kind()]).inc();
         match event {
             Event::TcpState(state) => {
@@ -227,8 +252,11 @@ impl State {
             Event::Exit(exit) => {
                 if !self.proc.is_running(exit.pid) {
                     self.untrack(exit.pid);
+                    self.forget_connections(exit.pid, now);
                 }
             }
+            Event::Data(head, bytes) => self.on_data(&head, bytes, now),
+            Event::Close(head) => self.on_close(&head, now),
         }
     }
 

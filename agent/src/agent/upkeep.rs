@@ -7,7 +7,7 @@ use loupe_common::maps::{COUNTER_EVENTS_LOST, COUNTER_MAP_FULL, FdKey, SWITCH_PR
 use tracing::warn;
 
 use super::state::State;
-use crate::{connections::Direction, metrics::catalogue};
+use crate::{capture::monotonic_ns, connections::Direction, metrics::catalogue};
 
 impl State {
     pub fn tick(&mut self, now: Instant) {
@@ -20,6 +20,7 @@ impl State {
             self.probes.set_switch(SWITCH_PREEXISTING, false);
         }
         self.count_fds();
+        self.expire_streams(monotonic_ns(), now);
         self.touch_live_series(now);
         self.expire_series(now);
     }
@@ -135,14 +136,7 @@ impl State {
     fn expire_series(&mut self, now: Instant) {
         for (metric, labels) in self.clock.sweep(now) {
             self.metrics.remove(metric, &labels);
-            if metric == catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name
-                && let Some(index) = self
-                    .services
-                    .iter()
-                    .position(|s| s.name.as_deref() == Some(labels[0].as_str()))
-            {
-                self.peers.release(index as u32, &labels[1]);
-            }
+            self.release_slot(metric, &labels);
         }
     }
 }

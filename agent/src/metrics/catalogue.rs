@@ -81,6 +81,55 @@ pub const TCP_CONNECTIONS_ACTIVE_BY_PEER: Def = def(
      64 peers per service, the rest as peer=\"__other__\".",
     &["service", "peer"],
 );
+pub const AGENT_REQUESTS: Def = def(
+    "agent_requests_total",
+    Kind::Counter,
+    "HTTP requests the service answered, by method, route template, status code and \
+     authentication scheme (jwt, bearer, api_key, basic, session, none).",
+    &["service", "method", "endpoint", "status", "auth_type"],
+);
+pub const AGENT_REQUEST_DURATION: Def = def(
+    "agent_request_duration_seconds",
+    Kind::Histogram,
+    "Time from the first byte of a request read by the service to the last byte of its \
+     response written.",
+    &["service", "method", "endpoint"],
+);
+pub const AGENT_RESPONSE_FIRST_BYTE: Def = def(
+    "agent_response_first_byte_seconds",
+    Kind::Histogram,
+    "Time from the first byte of a request read by the service to the first byte of its \
+     response written (for streamed responses, the time to the first token).",
+    &["service", "method", "endpoint"],
+);
+pub const AGENT_REQUESTS_BY_PRINCIPAL: Def = def(
+    "agent_requests_by_principal_total",
+    Kind::Counter,
+    "Requests per principal (JWT sub claim or API key) as an HMAC-SHA-256 pseudonym; only \
+     when enabled with a secret, at most a configured number of principals, the rest as \
+     __other__.",
+    &["service", "auth_type", "principal"],
+);
+pub const UNPARSED_CONNECTIONS: Def = def(
+    "loupe_unparsed_connections_total",
+    Kind::Counter,
+    "Inbound connections loupe saw but could not parse as HTTP/1.x, by reason (http2, tls, \
+     unknown_protocol, malformed_http).",
+    &["service", "reason"],
+);
+pub const ENDPOINT_OVERFLOW: Def = def(
+    "loupe_endpoint_overflow_total",
+    Kind::Counter,
+    "Requests counted under endpoint=\"__other__\" because the service reached its budget \
+     of distinct endpoints.",
+    &["service"],
+);
+pub const CAPTURE_CONNECTIONS: Def = def(
+    "loupe_capture_connections",
+    Kind::Gauge,
+    "Connections whose bytes loupe is parsing.",
+    &[],
+);
 pub const BUILD_INFO: Def = def(
     "loupe_build_info",
     Kind::Gauge,
@@ -126,6 +175,10 @@ pub const TRACKED_SOCKETS: Def = def(
 
 /// Metrics loupe defines.
 pub const ALL: &[Def] = &[
+    AGENT_REQUESTS,
+    AGENT_REQUEST_DURATION,
+    AGENT_RESPONSE_FIRST_BYTE,
+    AGENT_REQUESTS_BY_PRINCIPAL,
     TCP_CONNECTIONS_ACTIVE,
     TCP_CONNECTIONS_OPENED,
     TCP_CONNECTIONS_ACTIVE_BY_PEER,
@@ -136,6 +189,9 @@ pub const ALL: &[Def] = &[
     EVENTS_LOST,
     MAP_FULL,
     TRACKED_SOCKETS,
+    UNPARSED_CONNECTIONS,
+    ENDPOINT_OVERFLOW,
+    CAPTURE_CONNECTIONS,
 ];
 
 /// The standard process metrics of the Prometheus client library (loupe's

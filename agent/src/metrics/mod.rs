@@ -3,46 +3,83 @@
 pub mod catalogue;
 mod series;
 
+use std::collections::HashMap;
+
 use prometheus::{
-    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     process_collector::ProcessCollector,
 };
 pub use series::{LabelLimit, SeriesClock};
 
-use self::catalogue::Def;
+use self::catalogue::{Def, buckets};
 
 /// Overflow value of a bounded label.
 pub const OTHER: &str = "__other__";
 
-fn opts(def: &Def) -> Opts {
-    Opts::new(def.name, def.help)
+/// A labelled family, kept by name so that expired series can be removed.
+#[derive(Clone)]
+enum Family {
+    Gauge(IntGaugeVec),
+    Counter(IntCounterVec),
+    Histogram(HistogramVec),
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
-    registry
-        .register(Box::new(c.clone()))
-        .expect("catalogue names are unique");
-    c
+/// Builds families from catalogue entries and registers them.
+struct Builder {
+    registry: Registry,
+    families: HashMap<&'static str, Family>,
 }
 
-fn gauge_vec(registry: &Registry, def: &Def) -> IntGaugeVec {
-    register(
-        registry,
-        IntGaugeVec::new(opts(def), def.labels).expect("valid def"),
-    )
-}
+impl Builder {
+    fn register<C: prometheus::core::Collector + Clone + 'static>(&self, c: C) -> C {
+        self.registry
+            .register(Box::new(c.clone()))
+            .expect("catalogue names are unique");
+        c
+    }
 
-fn counter_vec(registry: &Registry, def: &Def) -> IntCounterVec {
-    register(
-        registry,
-        IntCounterVec::new(opts(def), def.labels).expect("valid def"),
-    )
+    fn gauges(&mut self, def: &Def) -> IntGaugeVec {
+        let vec = self.register(
+            IntGaugeVec::new(Opts::new(def.name, def.help), def.labels).expect("valid def"),
+        );
+        self.families.insert(def.name, Family::Gauge(vec.clone()));
+        vec
+    }
+
+    fn counters(&mut self, def: &Def) -> IntCounterVec {
+        let vec = self.register(
+            IntCounterVec::new(Opts::new(def.name, def.help), def.labels).expect("valid def"),
+        );
+        self.families.insert(def.name, Family::Counter(vec.clone()));
+        vec
+    }
+
+    fn histograms(&mut self, def: &Def, buckets: &[f64]) -> HistogramVec {
+        let opts = HistogramOpts::new(def.name, def.help).buckets(buckets.to_vec());
+        let vec = self.register(HistogramVec::new(opts, def.labels).expect("valid def"));
+        self.families
+            .insert(def.name, Family::Histogram(vec.clone()));
+        vec
+    }
+
+    fn gauge(&self, def: &Def) -> IntGauge {
+        self.register(IntGauge::with_opts(Opts::new(def.name, def.help)).expect("valid def"))
+    }
+
+    fn counter(&self, def: &Def) -> IntCounter {
+        self.register(IntCounter::with_opts(Opts::new(def.name, def.help)).expect("valid def"))
+    }
 }
 
 /// Handles to every metric the agent writes.
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    families: HashMap<&'static str, Family>,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub first_byte: HistogramVec,
+    pub requests_by_principal: IntCounterVec,
     pub tcp_active: IntGaugeVec,
     pub tcp_opened: IntCounterVec,
     pub tcp_active_by_peer: IntGaugeVec,
@@ -52,39 +89,43 @@ pub struct Metrics {
     pub events_lost: IntCounter,
     pub map_full: IntCounter,
     pub tracked_sockets: IntGaugeVec,
+    pub unparsed: IntCounterVec,
+    pub endpoint_overflow: IntCounterVec,
+    pub capture_connections: IntGauge,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         use catalogue as c;
-        let registry = Registry::new();
-        let build_info = gauge_vec(&registry, &c::BUILD_INFO);
-        build_info
+        let mut b = Builder {
+            registry: Registry::new(),
+            families: HashMap::new(),
+        };
+        b.gauges(&c::BUILD_INFO)
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        registry
+        b.registry
             .register(Box::new(ProcessCollector::for_self()))
             .expect("registered once");
         Self {
-            tcp_active: gauge_vec(&registry, &c::TCP_CONNECTIONS_ACTIVE),
-            tcp_opened: counter_vec(&registry, &c::TCP_CONNECTIONS_OPENED),
-            tcp_active_by_peer: gauge_vec(&registry, &c::TCP_CONNECTIONS_ACTIVE_BY_PEER),
-            targets: gauge_vec(&registry, &c::TARGETS),
-            programs_attached: register(
-                &registry,
-                IntGauge::with_opts(opts(&c::PROGRAMS_ATTACHED)).expect("valid def"),
-            ),
-            events: counter_vec(&registry, &c::EVENTS),
-            events_lost: register(
-                &registry,
-                IntCounter::with_opts(opts(&c::EVENTS_LOST)).expect("valid def"),
-            ),
-            map_full: register(
-                &registry,
-                IntCounter::with_opts(opts(&c::MAP_FULL)).expect("valid def"),
-            ),
-            tracked_sockets: gauge_vec(&registry, &c::TRACKED_SOCKETS),
-            registry,
+            requests: b.counters(&c::AGENT_REQUESTS),
+            request_duration: b.histograms(&c::AGENT_REQUEST_DURATION, buckets::HTTP),
+            first_byte: b.histograms(&c::AGENT_RESPONSE_FIRST_BYTE, buckets::HTTP),
+            requests_by_principal: b.counters(&c::AGENT_REQUESTS_BY_PRINCIPAL),
+            tcp_active: b.gauges(&c::TCP_CONNECTIONS_ACTIVE),
+            tcp_opened: b.counters(&c::TCP_CONNECTIONS_OPENED),
+            tcp_active_by_peer: b.gauges(&c::TCP_CONNECTIONS_ACTIVE_BY_PEER),
+            targets: b.gauges(&c::TARGETS),
+            programs_attached: b.gauge(&c::PROGRAMS_ATTACHED),
+            events: b.counters(&c::EVENTS),
+            events_lost: b.counter(&c::EVENTS_LOST),
+            map_full: b.counter(&c::MAP_FULL),
+            tracked_sockets: b.gauges(&c::TRACKED_SOCKETS),
+            unparsed: b.counters(&c::UNPARSED_CONNECTIONS),
+            endpoint_overflow: b.counters(&c::ENDPOINT_OVERFLOW),
+            capture_connections: b.gauge(&c::CAPTURE_CONNECTIONS),
+            registry: b.registry,
+            families: b.families,
         }
     }
 
@@ -96,21 +137,16 @@ impl Metrics {
             .unwrap_or_else(|err| format!("# encoding failed: {err}\n"))
     }
 
-    /// Removes one expired series. Unknown names are ignored.
+    /// Removes one expired series; names that are not labelled families
+    /// are ignored.
     pub fn remove(&self, name: &str, labels: &[String]) {
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-        let vec_gauge = match name {
-            n if n == catalogue::TCP_CONNECTIONS_ACTIVE.name => &self.tcp_active,
-            n if n == catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name => &self.tcp_active_by_peer,
-            n if n == catalogue::TARGETS.name => &self.targets,
-            n if n == catalogue::TRACKED_SOCKETS.name => &self.tracked_sockets,
-            n if n == catalogue::TCP_CONNECTIONS_OPENED.name => {
-                let _ = self.tcp_opened.remove_label_values(&labels);
-                return;
-            }
-            _ => return,
+        let _ = match self.families.get(name) {
+            Some(Family::Gauge(vec)) => vec.remove_label_values(&labels),
+            Some(Family::Counter(vec)) => vec.remove_label_values(&labels),
+            Some(Family::Histogram(vec)) => vec.remove_label_values(&labels),
+            None => Ok(()),
         };
-        let _ = vec_gauge.remove_label_values(&labels);
     }
 }
 
@@ -142,11 +178,31 @@ mod tests {
         metrics.targets.with_label_values(&["svc"]).set(1);
         metrics.events.with_label_values(&["tcp_state"]).inc();
         metrics.tracked_sockets.with_label_values(&["svc"]).set(3);
+        let request = ["svc", "GET", "/users/{id}", "200", "jwt"];
+        metrics.requests.with_label_values(&request).inc();
+        metrics
+            .request_duration
+            .with_label_values(&request[..3])
+            .observe(0.07);
+        metrics
+            .first_byte
+            .with_label_values(&request[..3])
+            .observe(0.02);
+        metrics
+            .requests_by_principal
+            .with_label_values(&["svc", "jwt", "1a2b3c4d"])
+            .inc();
+        metrics.unparsed.with_label_values(&["svc", "http2"]).inc();
+        metrics.endpoint_overflow.with_label_values(&["svc"]).inc();
         for family in metrics.registry.gather() {
             let def = catalogue::find(family.name())
                 .unwrap_or_else(|| panic!("{} is not in the catalogue", family.name()));
             assert_eq!(family.help(), def.help, "{}", def.name);
             let kind = format!("{:?}", family.get_field_type()).to_lowercase();
+            if def.kind == catalogue::Kind::Histogram {
+                let count = family.get_metric()[0].get_histogram().get_bucket().len();
+                assert_eq!(count, buckets::HTTP.len(), "{}", def.name);
+            }
             assert_eq!(kind, def.kind.as_str(), "{}", def.name);
             for metric in family.get_metric() {
                 let labels: Vec<&str> = metric.get_label().iter().map(|l| l.name()).collect();
@@ -179,8 +235,20 @@ mod tests {
             "tcp_connections_active_by_peer",
             &["svc".into(), "10.0.0.1:5432".into()],
         );
+        let labels = ["svc".to_owned(), "GET".to_owned(), "/x".to_owned()];
+        let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+        metrics
+            .request_duration
+            .with_label_values(&refs)
+            .observe(1.0);
+        metrics.remove("agent_request_duration_seconds", &labels);
+        metrics.remove("not_a_family", &labels);
         let text = metrics.render();
         assert!(!text.contains("tcp_connections_opened_total{"), "{text}");
         assert!(!text.contains("10.0.0.1:5432"), "{text}");
+        assert!(
+            !text.contains("agent_request_duration_seconds_bucket{"),
+            "{text}"
+        );
     }
 }

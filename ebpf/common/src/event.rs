@@ -9,6 +9,10 @@ pub const KIND_TCP_STATE: u32 = 1;
 pub const KIND_PROCESS_FORK: u32 = 2;
 pub const KIND_PROCESS_EXIT: u32 = 3;
 pub const KIND_PROCESS_EXEC: u32 = 4;
+/// [`DataHeader`] followed by `captured` bytes.
+pub const KIND_DATA: u32 = 5;
+/// [`DataHeader`] alone: the fd of a captured connection was closed.
+pub const KIND_CLOSE: u32 = 6;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,3 +62,53 @@ pub struct Process {
     pub service: u32,
 }
 assert_size!(Process, 24);
+
+/// Data read by the tracked process (a request, for a server).
+pub const DIR_RX: u16 = 1;
+/// Data written by the tracked process (a response, for a server).
+pub const DIR_TX: u16 = 2;
+
+/// The bytes are the last ones the syscall transferred, not the first.
+pub const DATA_TAIL: u16 = 1;
+/// No bytes were copied (`sendfile`, or an unreadable buffer).
+pub const DATA_NONE: u16 = 2;
+/// A second record of the same syscall (its tail, for a write longer than
+/// the capture); its `len` was counted with the first.
+pub const DATA_SAME_SYSCALL: u16 = 4;
+
+/// Most bytes copied from one syscall: a request line with its headers, or
+/// a status line with its headers, and a small body (a login form).
+pub const CAPTURE_MAX: usize = 2048;
+/// Reads and writes up to this size use a smaller ring-buffer record.
+pub const CAPTURE_SMALL: usize = 256;
+/// Bytes copied from the end of a write that continues a response (enough
+/// for the end of a chunked body, `0\r\n\r\n`).
+pub const CAPTURE_TAIL: usize = 16;
+
+/// Bytes transferred on a connection by one syscall.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataHeader {
+    pub header: Header,
+    /// The connection (`FdInfo::conn`), unique within the process.
+    pub conn: u64,
+    /// Bytes the syscall transferred (its return value).
+    pub len: u64,
+    pub fd: u32,
+    pub service: u32,
+    /// `DIR_RX` or `DIR_TX` (0 in `KIND_CLOSE` records).
+    pub dir: u16,
+    /// `DATA_*` bits.
+    pub flags: u16,
+    /// Bytes that follow the header.
+    pub captured: u32,
+}
+assert_size!(DataHeader, 48);
+
+/// A data record with room for `N` bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Data<const N: usize> {
+    pub head: DataHeader,
+    pub bytes: [u8; N],
+}

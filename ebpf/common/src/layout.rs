@@ -146,7 +146,37 @@ pub const TRACEPOINTS: &[Tracepoint] = &[
         program: "loupe_close",
         fields: syscall::ENTER_FD,
     },
+    exit("sys_exit_read", "loupe_rx_buf"),
+    exit("sys_exit_recvfrom", "loupe_rx_buf"),
+    exit("sys_exit_readv", "loupe_rx_iov"),
+    exit("sys_exit_recvmsg", "loupe_rx_msg"),
+    exit("sys_exit_write", "loupe_tx_buf"),
+    exit("sys_exit_sendto", "loupe_tx_buf"),
+    exit("sys_exit_writev", "loupe_tx_iov"),
+    exit("sys_exit_sendmsg", "loupe_tx_msg"),
+    exit("sys_exit_sendfile64", "loupe_tx_file"),
 ];
+
+const fn exit(name: &'static str, program: &'static str) -> Tracepoint {
+    Tracepoint {
+        category: "syscalls",
+        name,
+        program,
+        fields: syscall::EXIT_RET,
+    }
+}
+
+/// User-space ABI layouts the data probes read (x86_64, stable).
+pub mod user {
+    /// `struct iovec`: base pointer, then length.
+    pub const IOVEC_SIZE: usize = 16;
+    pub const IOV_LEN: usize = 8;
+    /// `struct user_msghdr`: `msg_iov` and `msg_iovlen`.
+    pub const MSG_IOV: usize = 16;
+    pub const MSG_IOVLEN: usize = 24;
+    /// iovecs looked at per syscall (`writev` of headers plus body uses 2).
+    pub const MAX_IOVECS: usize = 8;
+}
 
 /// Name of the probes' global holding [`KernelOffsets`].
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";

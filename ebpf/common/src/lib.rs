@@ -43,5 +43,6 @@ mod pod {
         event::Header,
         event::TcpState,
         event::Process,
+        event::DataHeader,
     );
 }

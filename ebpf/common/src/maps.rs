@@ -34,7 +34,7 @@ pub const SOCKETS_CAPACITY: u32 = 65_536;
 pub const PREEXISTING_CAPACITY: u32 = 16_384;
 pub const PENDING_FD_CAPACITY: u32 = 16_384;
 /// Bytes of the event ring buffer (a power of two, a multiple of the page size).
-pub const EVENTS_BYTES: u32 = 1 << 20;
+pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Records are submitted without waking the agent (which polls on a short
 /// timer) until this much data is pending: a wake-up per record costs an
 /// interrupt, several microseconds on a virtual machine.
@@ -49,7 +49,11 @@ pub const COUNTERS_LEN: u32 = 2;
 /// Non-zero while `PREEXISTING` holds entries: otherwise the TCP state probe
 /// skips the lookup on the state changes of sockets nobody tracks.
 pub const SWITCH_PREEXISTING: u32 = 0;
-pub const SWITCHES_LEN: u32 = 1;
+/// Non-zero: the data probes capture inbound connections (HTTP served).
+pub const SWITCH_CAPTURE_INBOUND: u32 = 1;
+/// Non-zero: the data probes capture outbound connections too.
+pub const SWITCH_CAPTURE_OUTBOUND: u32 = 2;
+pub const SWITCHES_LEN: u32 = 3;
 
 /// A tracked process: which service it belongs to, and the tracked process
 /// that forked it (0 for a process the agent selected itself). A child looks
@@ -76,14 +80,39 @@ pub const ROLE_LISTENER: u32 = 1;
 pub const ROLE_INBOUND: u32 = 2;
 pub const ROLE_OUTBOUND: u32 = 3;
 
+/// A TCP socket fd of a tracked process. The data probes update
+/// `last_dir` and `capture` in place (no map update per syscall).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FdInfo {
     pub service: u32,
     /// One of the `ROLE_*` constants.
     pub role: u32,
+    /// Connection id: unique among the process's connections while it lives
+    /// (probes use the time of the insert; the agent's seeds set the top bit).
+    pub conn: u64,
+    /// Direction (`event::DIR_*`) of the last data syscall, 0 before any.
+    pub last_dir: u32,
+    /// Bytes of further writes the agent asked to see in full (a route rule
+    /// wants body fields); consumed by the probes.
+    pub capture: u32,
 }
-assert_size!(FdInfo, 8);
+assert_size!(FdInfo, 24);
+
+impl FdInfo {
+    pub const fn new(service: u32, role: u32, conn: u64) -> Self {
+        Self {
+            service,
+            role,
+            conn,
+            last_dir: 0,
+            capture: 0,
+        }
+    }
+}
+
+/// Top bit of connection ids the agent assigns when it seeds from `/proc`.
+pub const CONN_SEEDED: u64 = 1 << 63;
 
 /// A listening port in one network namespace. `netns` is the namespace's
 /// inode number, or 0 where the kernel's layout could not be resolved (then

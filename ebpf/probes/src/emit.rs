@@ -3,6 +3,7 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_ns,
+    maps::ring_buf::RingBufEntry,
 };
 use loupe_common::{
     event::Header,
@@ -21,20 +22,26 @@ pub fn header(kind: u32, tgid: u32) -> Header {
     }
 }
 
-/// Copies `record` into the ring buffer. The agent is woken only when a
+/// Hands a filled record to the agent. The agent is woken only when a
 /// backlog builds up; otherwise it collects records on its polling timer.
+#[inline(always)]
+pub fn submit<T>(entry: RingBufEntry<T>) {
+    let wake = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= EVENTS_WAKEUP_BYTES;
+    let flags = if wake {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(u64::from(flags));
+}
+
+/// Copies `record` into the ring buffer.
 #[inline(always)]
 pub fn emit<T: Copy + 'static>(record: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(record);
-            let wake = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= EVENTS_WAKEUP_BYTES;
-            let flags = if wake {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-            entry.submit(u64::from(flags));
+            submit(entry);
         }
         None => bump(COUNTER_EVENTS_LOST),
     }

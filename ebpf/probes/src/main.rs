@@ -10,10 +10,12 @@
 //! - `syscalls:sys_enter_{connect,listen,accept,accept4,close}` and
 //!   `sys_exit_accept{,4}`: which fds of a tracked process are TCP sockets.
 //! - `sock:inet_sock_set_state`: TCP connection lifecycle, keyed by socket.
+//! - `syscalls:sys_exit_*` of the data syscalls: bytes on captured connections.
 #![no_std]
 #![no_main]
 
 mod check;
+mod data;
 mod emit;
 mod maps;
 mod process;

@@ -6,13 +6,16 @@
 //! enters `SYN_SENT` or `LISTEN` inside that syscall, `accept` fds at exit when
 //! the listening fd is a known TCP listener. The agent seeds `FDS` from `/proc`
 //! for processes it attaches to.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
 use loupe_common::{
     layout::syscall,
     maps::{FdInfo, FdKey, ROLE_INBOUND, ROLE_LISTENER},
 };
 
-use crate::maps::{FDS, PENDING_FD, current, insert, tracked};
+use crate::{
+    data::report_close,
+    maps::{FDS, PENDING_FD, current, insert, tracked},
+};
 
 #[inline(always)]
 fn stash_fd(ctx: &TracePointContext) -> u32 {
@@ -66,10 +69,7 @@ pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
     if ret < 0 || !is_listener(tgid, target.parent, listen_fd) {
         return 0;
     }
-    let info = FdInfo {
-        service: target.service,
-        role: ROLE_INBOUND,
-    };
+    let info = FdInfo::new(target.service, ROLE_INBOUND, new_conn_id());
     insert(
         &FDS,
         &FdKey {
@@ -107,11 +107,25 @@ pub fn loupe_close(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: syscall tracepoint arguments are 8-byte slots from offset 16.
-    if let Ok(fd) = unsafe { ctx.read_at::<u64>(syscall::ARG0) } {
-        let _ = FDS.remove(FdKey {
-            tgid,
-            fd: fd as u32,
-        });
+    let Ok(fd) = (unsafe { ctx.read_at::<u64>(syscall::ARG0) }) else {
+        return 0;
+    };
+    let key = FdKey {
+        tgid,
+        fd: fd as u32,
+    };
+    // Look up first: a lookup is lock-free, a delete of a missing key is not.
+    if let Some(info) = FDS.get_ptr(key) {
+        // SAFETY: pointer from a successful lookup of plain data.
+        report_close(tgid, key.fd, unsafe { &*info });
+        let _ = FDS.remove(key);
     }
     0
+}
+
+/// A connection id: the time of the insert, unique enough within a process.
+#[inline(always)]
+pub fn new_conn_id() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }
 }

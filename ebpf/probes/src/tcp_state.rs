@@ -25,6 +25,7 @@ use crate::{
         FDS, LISTENERS, PENDING_FD, PREEXISTING, SOCKETS, current, insert, kernel_offsets, switch,
         tracked,
     },
+    sockets::new_conn_id,
 };
 
 #[tracepoint]
@@ -137,10 +138,7 @@ fn on_syscall_transition(ctx: &TracePointContext, skaddr: u64, new: u32) -> Resu
         // SAFETY: pointer from a successful lookup of plain data.
         let fd = unsafe { *fd };
         let _ = PENDING_FD.remove(tid);
-        let info = FdInfo {
-            service: target.service,
-            role,
-        };
+        let info = FdInfo::new(target.service, role, new_conn_id());
         insert(&FDS, &FdKey { tgid, fd }, &info);
     }
     let mut event = record(ctx, skaddr, owner, tcp::CLOSE, new)?;

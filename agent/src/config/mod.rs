@@ -1,6 +1,7 @@
 //! Configuration: the TOML file's schema, its validation into typed structs,
 //! and how command-line flags override it. Unknown keys are an error that
 //! names the line.
+pub mod http;
 use std::{
     fs,
     net::SocketAddr,
@@ -10,6 +11,9 @@ use std::{
 
 use regex::Regex;
 use serde::Deserialize;
+
+use self::http::{FileHttp, FilePrincipals, HttpConfig};
+use crate::http::endpoint::Template;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
@@ -56,6 +60,14 @@ pub enum ConfigError {
         "nothing to monitor: give --pid, --process or --port, or a --config file with [[services]]"
     )]
     NoServices,
+    #[error(
+        "{origin}: route `{template}` must start with `/`, e.g. \"/agents/{{agent_name}}/invoke\""
+    )]
+    Route { origin: String, template: String },
+    #[error("{origin}: must be at least 1")]
+    Zero { origin: String },
+    #[error("{origin}: {reason}")]
+    Principals { origin: String, reason: String },
 }
 
 /// The file, as written.
@@ -67,6 +79,10 @@ pub struct FileConfig {
     pub series_ttl: Option<String>,
     #[serde(default)]
     pub services: Vec<FileService>,
+    #[serde(default)]
+    pub http: FileHttp,
+    #[serde(default)]
+    pub principals: FilePrincipals,
 }
 
 /// A service as the file (or the command line) gives it.
@@ -80,6 +96,12 @@ pub struct FileService {
     pub processes: Vec<String>,
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// Route templates for the `endpoint` label, e.g. `/users/{id}`.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Request paths left out of the request metrics (e.g. a health check).
+    #[serde(default)]
+    pub exclude_paths: Vec<String>,
 }
 
 /// What the command line gives; every field overrides the file.
@@ -100,6 +122,8 @@ pub struct ServiceSpec {
     pub pids: Vec<u32>,
     pub processes: Vec<Regex>,
     pub ports: Vec<u16>,
+    pub routes: Vec<Template>,
+    pub exclude_paths: Vec<String>,
     /// Where it was defined, for messages.
     pub origin: String,
 }
@@ -111,6 +135,7 @@ pub struct Config {
     pub rescan_interval: Duration,
     pub series_ttl: Duration,
     pub services: Vec<ServiceSpec>,
+    pub http: HttpConfig,
 }
 
 impl FileConfig {
@@ -130,7 +155,7 @@ impl FileConfig {
     }
 }
 
-fn duration(origin: &str, value: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn duration(origin: &str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value).map_err(|err| ConfigError::Duration {
         origin: origin.to_owned(),
         value: value.to_owned(),
@@ -167,11 +192,23 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
             })
         })
         .collect::<Result<_, _>>()?;
+    let routes = raw
+        .routes
+        .iter()
+        .map(|text| {
+            Template::parse(text).ok_or_else(|| ConfigError::Route {
+                origin: origin.clone(),
+                template: text.clone(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(ServiceSpec {
         name: raw.name,
         pids: raw.pids,
         processes,
         ports: raw.ports,
+        routes,
+        exclude_paths: raw.exclude_paths,
         origin,
     })
 }
@@ -217,6 +254,9 @@ impl Config {
         if services.is_empty() {
             return Err(ConfigError::NoServices);
         }
+        let http = http::build(file.http, file.principals, &path, &|var| {
+            std::env::var(var).ok()
+        })?;
         let mut names: Vec<&str> = services.iter().filter_map(|s| s.name.as_deref()).collect();
         names.sort_unstable();
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -227,6 +267,7 @@ impl Config {
             rescan_interval,
             series_ttl,
             services,
+            http,
         })
     }
 }

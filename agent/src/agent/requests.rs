@@ -1,0 +1,174 @@
+//! From captured bytes to request metrics: feeding the parsers, and
+//! exporting each finished exchange under bounded labels.
+use std::time::Instant;
+
+use loupe_common::event::DataHeader;
+
+use super::state::State;
+use crate::{
+    capture::StreamKey,
+    http::exchange::{Exchange, Outcome},
+    metrics::{OTHER, catalogue},
+};
+
+/// Series clock keys that track label slots rather than a metric.
+const ENDPOINT_SLOT: &str = "endpoint slot";
+const PRINCIPAL_SLOT: &str = "principal slot";
+
+impl State {
+    pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8], now: Instant) {
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        self.streams
+            .on_data(head, bytes, &self.http.auth, &mut |service, outcome| {
+                outcomes.push((service, outcome));
+            });
+        self.publish_outcomes(&mut outcomes, now);
+        self.outcomes = outcomes;
+    }
+
+    pub(super) fn on_close(&mut self, head: &DataHeader, now: Instant) {
+        let key = StreamKey {
+            tgid: head.header.tgid,
+            conn: head.conn,
+        };
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        self.streams.on_close(key, &mut |service, outcome| {
+            outcomes.push((service, outcome))
+        });
+        self.publish_outcomes(&mut outcomes, now);
+        self.outcomes = outcomes;
+    }
+
+    /// A process exited: its connections closed with it.
+    pub(super) fn forget_connections(&mut self, tgid: u32, now: Instant) {
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        self.streams.forget_process(tgid, &mut |service, outcome| {
+            outcomes.push((service, outcome))
+        });
+        self.publish_outcomes(&mut outcomes, now);
+        self.outcomes = outcomes;
+    }
+
+    /// Ends quiet responses and forgets quiet connections.
+    pub(super) fn expire_streams(&mut self, now_ns: u64, now: Instant) {
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        self.streams.expire(now_ns, &mut |service, outcome| {
+            outcomes.push((service, outcome))
+        });
+        self.publish_outcomes(&mut outcomes, now);
+        self.outcomes = outcomes;
+        self.metrics
+            .capture_connections
+            .set(self.streams.len() as i64);
+    }
+
+    fn publish_outcomes(&mut self, outcomes: &mut Vec<(u32, Outcome)>, now: Instant) {
+        for (service, outcome) in outcomes.drain(..) {
+            if service as usize >= self.services.len() {
+                continue;
+            }
+            match outcome {
+                Outcome::Exchange(exchange) => self.publish_exchange(service, &exchange, now),
+                Outcome::Unparsed(why) => {
+                    let labels = [self.name(service), why.as_str()];
+                    self.metrics.unparsed.with_label_values(&labels).inc();
+                    let labels = labels.map(str::to_owned);
+                    self.clock.touch(
+                        catalogue::UNPARSED_CONNECTIONS.name,
+                        &[&labels[0], &labels[1]],
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    fn publish_exchange(&mut self, service: u32, exchange: &Exchange, now: Instant) {
+        let s = &self.services[service as usize];
+        if s.exclude_paths.contains(&exchange.path) {
+            return;
+        }
+        let template = s.routes.endpoint(&exchange.path);
+        if s.exclude_paths.contains(&template) {
+            return;
+        }
+        let name = self.name(service).to_owned();
+        let endpoint = self.endpoints.label(service, &template);
+        if endpoint == OTHER {
+            self.metrics
+                .endpoint_overflow
+                .with_label_values(&[&name])
+                .inc();
+            self.clock
+                .touch(catalogue::ENDPOINT_OVERFLOW.name, &[&name], now);
+        } else {
+            self.clock.touch(ENDPOINT_SLOT, &[&name, &endpoint], now);
+        }
+        let method = exchange.method.as_str();
+        let status = exchange
+            .status
+            .map_or_else(|| "unknown".to_owned(), |code| code.to_string());
+        let auth = exchange.auth.kind.as_str();
+        let counted = [
+            name.as_str(),
+            method,
+            endpoint.as_str(),
+            status.as_str(),
+            auth,
+        ];
+        self.metrics.requests.with_label_values(&counted).inc();
+        self.clock
+            .touch(catalogue::AGENT_REQUESTS.name, &counted, now);
+        let timed = [name.as_str(), method, endpoint.as_str()];
+        let seconds = |ns: u64| ns.saturating_sub(exchange.start_ns) as f64 / 1e9;
+        self.metrics
+            .request_duration
+            .with_label_values(&timed)
+            .observe(seconds(exchange.end_ns));
+        self.metrics
+            .first_byte
+            .with_label_values(&timed)
+            .observe(seconds(exchange.first_byte_ns));
+        for family in [
+            catalogue::AGENT_REQUEST_DURATION.name,
+            catalogue::AGENT_RESPONSE_FIRST_BYTE.name,
+        ] {
+            self.clock.touch(family, &timed, now);
+        }
+        if let Some(principal) = &exchange.auth.principal {
+            let principal = self.principals.label(service, principal);
+            if principal != OTHER {
+                self.clock.touch(PRINCIPAL_SLOT, &[&name, &principal], now);
+            }
+            let labels = [name.as_str(), auth, principal.as_str()];
+            self.metrics
+                .requests_by_principal
+                .with_label_values(&labels)
+                .inc();
+            self.clock
+                .touch(catalogue::AGENT_REQUESTS_BY_PRINCIPAL.name, &labels, now);
+        }
+    }
+
+    /// A label slot whose series expired is free again.
+    pub(super) fn release_slot(&mut self, key: &str, labels: &[String]) {
+        let Some(index) = self
+            .services
+            .iter()
+            .position(|s| s.name.as_deref() == labels.first().map(String::as_str))
+        else {
+            return;
+        };
+        let Some(value) = labels.get(1) else {
+            return;
+        };
+        match key {
+            ENDPOINT_SLOT => self.endpoints.release(index as u32, value),
+            PRINCIPAL_SLOT => self.principals.release(index as u32, value),
+            _ if key == catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name => {
+                self.peers.release(index as u32, value);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The connections whose bytes the probes capture, each with its parsing
+//! state, keyed by `(process, connection id)` rather than by fd, so that
+//! other sources of plaintext (TLS uprobes) can feed the same parsers.
+//! Bounded in count and in buffered bytes; idle connections are forgotten.
+use std::collections::HashMap;
+
+use loupe_common::{
+    event::{DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, DataHeader},
+    maps::CONN_SEEDED,
+};
+
+use crate::http::{
+    auth::AuthConfig,
+    exchange::{HttpConn, Outcome, Transfer},
+};
+
+/// Connections followed at once; beyond, the least recently active is dropped.
+pub const MAX_STREAMS: usize = 16_384;
+/// A response with no visible end is closed after this long without a write.
+const RESPONSE_IDLE_NS: u64 = 60_000_000_000;
+/// A connection without traffic for this long is forgotten.
+const STREAM_IDLE_NS: u64 = 600_000_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub tgid: u32,
+    pub conn: u64,
+}
+
+struct Stream {
+    service: u32,
+    http: HttpConn,
+    last_ns: u64,
+}
+
+#[derive(Default)]
+pub struct Streams {
+    streams: HashMap<StreamKey, Stream>,
+    /// Streams dropped because the table was full.
+    pub evicted: u64,
+}
+
+impl Streams {
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Bytes held in partial heads across all connections.
+    pub fn buffered(&self) -> usize {
+        self.streams.values().map(|s| s.http.buffered()).sum()
+    }
+
+    /// Drops the least recently active eighth of the table (in one pass,
+    /// so that a flood of new connections costs amortised constant time).
+    fn evict_oldest(&mut self) {
+        let mut ages: Vec<(u64, StreamKey)> =
+            self.streams.iter().map(|(k, s)| (s.last_ns, *k)).collect();
+        let cut = (ages.len() / 8).max(1);
+        ages.select_nth_unstable(cut - 1);
+        for (_, key) in &ages[..cut] {
+            self.streams.remove(key);
+        }
+        self.evicted += cut as u64;
+    }
+
+    /// One data record; `out` receives the service and each outcome.
+    pub fn on_data(
+        &mut self,
+        head: &DataHeader,
+        bytes: &[u8],
+        auth: &AuthConfig,
+        out: &mut impl FnMut(u32, Outcome),
+    ) {
+        let key = StreamKey {
+            tgid: head.header.tgid,
+            conn: head.conn,
+        };
+        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
+            self.evict_oldest();
+        }
+        let stream = self.streams.entry(key).or_insert_with(|| Stream {
+            service: head.service,
+            http: HttpConn::new(head.conn & CONN_SEEDED != 0),
+            last_ns: head.header.ts_ns,
+        });
+        stream.last_ns = head.header.ts_ns;
+        if !stream.http.is_parsing() {
+            return;
+        }
+        let transfer = Transfer {
+            ts: head.header.ts_ns,
+            len: head.len,
+            bytes,
+            tail: head.flags & DATA_TAIL != 0,
+            continues: head.flags & DATA_SAME_SYSCALL != 0,
+        };
+        let service = stream.service;
+        let mut emit = |outcome| out(service, outcome);
+        match head.dir {
+            DIR_RX => stream.http.on_rx(&transfer, auth, &mut emit),
+            DIR_TX => stream.http.on_tx(&transfer, &mut emit),
+            _ => {}
+        }
+    }
+
+    /// The connection's fd was closed.
+    pub fn on_close(&mut self, key: StreamKey, out: &mut impl FnMut(u32, Outcome)) {
+        if let Some(mut stream) = self.streams.remove(&key) {
+            let service = stream.service;
+            stream.http.on_close(&mut |outcome| out(service, outcome));
+        }
+    }
+
+    /// A process exited: its connections closed with it.
+    pub fn forget_process(&mut self, tgid: u32, out: &mut impl FnMut(u32, Outcome)) {
+        let keys: Vec<StreamKey> = self
+            .streams
+            .keys()
+            .filter(|k| k.tgid == tgid)
+            .copied()
+            .collect();
+        for key in keys {
+            self.on_close(key, out);
+        }
+    }
+
+    /// Ends responses and forgets connections that went quiet (`now_ns` is
+    /// monotonic, like the probes' timestamps).
+    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(u32, Outcome)) {
+        let response_cut = now_ns.saturating_sub(RESPONSE_IDLE_NS);
+        let stream_cut = now_ns.saturating_sub(STREAM_IDLE_NS);
+        self.streams.retain(|_, stream| {
+            let service = stream.service;
+            stream
+                .http
+                .expire(response_cut, &mut |outcome| out(service, outcome));
+            stream.last_ns >= stream_cut
+        });
+    }
+}
+
+/// Monotonic nanoseconds, on the probes' clock (`bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use loupe_common::event::{Header, KIND_DATA};
+
+    use super::*;
+
+    fn record(tgid: u32, conn: u64, dir: u16, ts: u64, len: usize) -> DataHeader {
+        DataHeader {
+            header: Header {
+                kind: KIND_DATA,
+                tgid,
+                ts_ns: ts,
+            },
+            conn,
+            len: len as u64,
+            fd: 3,
+            service: 2,
+            dir,
+            flags: 0,
+            captured: len as u32,
+        }
+    }
+
+    fn feed(
+        streams: &mut Streams,
+        tgid: u32,
+        conn: u64,
+        dir: u16,
+        ts: u64,
+        bytes: &[u8],
+    ) -> Vec<(u32, Outcome)> {
+        let mut out = Vec::new();
+        let head = record(tgid, conn, dir, ts, bytes.len());
+        streams.on_data(&head, bytes, &AuthConfig::default(), &mut |s, o| {
+            out.push((s, o))
+        });
+        out
+    }
+
+    #[test]
+    fn keeps_connections_apart_and_reports_their_service() {
+        let mut streams = Streams::default();
+        let request = b"GET /a HTTP/1.1\r\n\r\n";
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert!(feed(&mut streams, 1, 10, DIR_RX, 1, request).is_empty());
+        assert!(feed(&mut streams, 1, 11, DIR_RX, 2, request).is_empty());
+        assert!(
+            feed(&mut streams, 2, 10, DIR_TX, 3, response).is_empty(),
+            "another process"
+        );
+        let out = feed(&mut streams, 1, 11, DIR_TX, 4, response);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 2);
+        assert_eq!(streams.len(), 3);
+    }
+
+    #[test]
+    fn close_exit_and_idle_forget_connections() {
+        let mut streams = Streams::default();
+        feed(&mut streams, 1, 1, DIR_RX, 1, b"GET / HTTP/1.0\r\n\r\n");
+        feed(&mut streams, 1, 1, DIR_TX, 2, b"HTTP/1.0 200 OK\r\n\r\n");
+        feed(&mut streams, 1, 2, DIR_RX, 1, b"GET / HTTP/1.1\r\n\r\n");
+        feed(&mut streams, 3, 3, DIR_RX, 1, b"GET / HTTP/1.1\r\n\r\n");
+        let mut out = Vec::new();
+        streams.on_close(StreamKey { tgid: 1, conn: 1 }, &mut |s, o| out.push((s, o)));
+        assert_eq!(out.len(), 1, "the response ran until the close");
+        streams.forget_process(1, &mut |_, _| {});
+        assert_eq!(streams.len(), 1);
+        streams.expire(STREAM_IDLE_NS + 10, &mut |_, _| {});
+        assert!(streams.is_empty());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let mut streams = Streams::default();
+        for conn in 0..(MAX_STREAMS as u64 + 10) {
+            feed(&mut streams, 1, conn, DIR_RX, conn, b"GET / HTTP/1.1\r\n");
+        }
+        assert!(streams.len() <= MAX_STREAMS);
+        assert_eq!(
+            streams.len() as u64 + streams.evicted,
+            MAX_STREAMS as u64 + 10
+        );
+        // The newest connections are the ones kept.
+        assert!(streams.streams.contains_key(&StreamKey {
+            tgid: 1,
+            conn: MAX_STREAMS as u64 + 9
+        }));
+    }
+}

@@ -1,0 +1,197 @@
+//! From a request path to a bounded `endpoint` label: the route templates a
+//! service declares (configuration, its OpenAPI document), else a heuristic
+//! that turns identifiers into `{id}`.
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+/// One route template such as `/api/v1/agents/{agent_name}/invoke`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    text: Arc<str>,
+    segments: Vec<Segment>,
+}
+
+impl Template {
+    /// `None` for a template that does not start with `/`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix('/')?;
+        let segments = rest
+            .split('/')
+            .map(|s| {
+                if s.starts_with('{') && s.ends_with('}') {
+                    Segment::Param
+                } else {
+                    Segment::Literal(s.to_owned())
+                }
+            })
+            .collect();
+        Some(Self {
+            text: Arc::from(text),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn literals(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count()
+    }
+
+    fn matches(&self, segments: &[&str]) -> bool {
+        self.segments.len() == segments.len()
+            && self.segments.iter().zip(segments).all(|(t, s)| match t {
+                Segment::Param => !s.is_empty(),
+                Segment::Literal(l) => l == s,
+            })
+    }
+}
+
+/// The route templates of one service, most specific first.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    templates: Vec<Template>,
+}
+
+impl Routes {
+    pub fn new(templates: impl IntoIterator<Item = Template>) -> Self {
+        let mut routes = Self::default();
+        routes.extend(templates);
+        routes
+    }
+
+    /// Adds templates (duplicates ignored); literal segments win over
+    /// parameters (`/users/me` before `/users/{id}`).
+    pub fn extend(&mut self, templates: impl IntoIterator<Item = Template>) {
+        for template in templates {
+            if !self.templates.contains(&template) {
+                self.templates.push(template);
+            }
+        }
+        self.templates
+            .sort_by_key(|t| std::cmp::Reverse(t.literals()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    /// The endpoint label of a path (already without its query string).
+    pub fn endpoint(&self, path: &str) -> String {
+        let trimmed = path.strip_prefix('/').unwrap_or(path);
+        let segments: Vec<&str> = trimmed.split('/').collect();
+        if let Some(template) = self.templates.iter().find(|t| t.matches(&segments)) {
+            return template.as_str().to_owned();
+        }
+        heuristic(&segments)
+    }
+}
+
+/// A path segment that is an identifier rather than part of a route.
+fn is_identifier(segment: &str) -> bool {
+    let len = segment.len();
+    if len == 0 {
+        return false;
+    }
+    let digits = segment.bytes().filter(u8::is_ascii_digit).count();
+    let hex = segment.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    digits == len
+        || is_uuid(segment)
+        || (hex && len >= 16 && digits > 0)
+        || (len >= 20
+            && digits > 0
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'='))
+        || len > 48
+}
+
+fn is_uuid(segment: &str) -> bool {
+    let groups: Vec<&str> = segment.split('-').collect();
+    groups.len() == 5
+        && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn heuristic(segments: &[&str]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        out.push('/');
+        if is_identifier(segment) {
+            out.push_str("{id}");
+        } else {
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(list: &[&str]) -> Routes {
+        Routes::new(list.iter().map(|t| Template::parse(t).unwrap()))
+    }
+
+    #[test]
+    fn templates_match_segment_by_segment() {
+        let r = routes(&[
+            "/api/v1/agents/{agent_name}/invoke",
+            "/users/{id}",
+            "/users/me",
+        ]);
+        assert_eq!(
+            r.endpoint("/api/v1/agents/planner/invoke"),
+            "/api/v1/agents/{agent_name}/invoke"
+        );
+        assert_eq!(r.endpoint("/users/me"), "/users/me");
+        assert_eq!(r.endpoint("/users/alice"), "/users/{id}");
+        assert_eq!(
+            r.endpoint("/users/"),
+            "/users/",
+            "an empty segment is no parameter"
+        );
+        assert_eq!(
+            r.endpoint("/api/v1/agents/planner"),
+            "/api/v1/agents/planner"
+        );
+        assert_eq!(Template::parse("no-slash"), None);
+    }
+
+    #[test]
+    fn identifiers_become_id() {
+        let r = Routes::default();
+        assert_eq!(
+            r.endpoint("/orders/12345/items/7"),
+            "/orders/{id}/items/{id}"
+        );
+        assert_eq!(
+            r.endpoint("/sessions/3f2c9a1e-8b7d-4c6e-9f0a-1b2c3d4e5f60"),
+            "/sessions/{id}"
+        );
+        assert_eq!(r.endpoint("/blobs/deadbeefcafe0123456789"), "/blobs/{id}");
+        assert_eq!(r.endpoint("/t/dGhpcyBpcyBhIHRva2VuMTIz"), "/t/{id}");
+        assert_eq!(
+            r.endpoint("/agents/planner/invoke"),
+            "/agents/planner/invoke"
+        );
+        assert_eq!(r.endpoint("/v2/health"), "/v2/health");
+        assert_eq!(r.endpoint("/"), "/");
+    }
+}

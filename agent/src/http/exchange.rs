@@ -1,0 +1,510 @@
+//! One server-side HTTP/1.x connection as a state machine over what the
+//! probes saw: requests read, responses written, each with its time, its
+//! length, and its first (or last) bytes. Pure and total: any input yields
+//! outcomes or nothing, never a panic, and the state stays bounded.
+//!
+//! The probes copy the start of every read and of the first write after a
+//! read, and the end of later writes. Bodies are skipped by length, so a
+//! large upload or download costs nothing. Where bytes were not captured
+//! (a head longer than the capture), the connection falls back to
+//! alternation: the next read after a write starts a new request, and a
+//! response whose end was not visible ended with its last write.
+use std::collections::VecDeque;
+
+use super::{
+    auth::{Auth, AuthConfig},
+    chunked::{Chunked, ends_body},
+    head::{
+        Framing, Method, Parsed, RequestHead, looks_like_request, parse_request,
+        parse_request_line, parse_response, parse_status_line,
+    },
+};
+
+/// Longest head (request or response) kept while it arrives in pieces.
+pub const MAX_HEAD: usize = 8192;
+/// Requests awaiting their responses (pipelining) per connection.
+const MAX_PENDING: usize = 64;
+/// Reads tolerated before an HTTP start on a connection picked up mid-stream.
+const MID_STREAM_ATTEMPTS: u8 = 8;
+
+/// What one syscall transferred, as far as it was captured.
+#[derive(Clone, Copy, Debug)]
+pub struct Transfer<'a> {
+    /// Monotonic nanoseconds at the end of the syscall.
+    pub ts: u64,
+    /// Bytes the syscall transferred.
+    pub len: u64,
+    /// Captured bytes: the first ones, or the last ones if `tail`.
+    pub bytes: &'a [u8],
+    pub tail: bool,
+    /// An extra record with the last bytes of the previous syscall, whose
+    /// length was already counted.
+    pub continues: bool,
+}
+
+/// A request and its response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    pub method: Method,
+    pub path: String,
+    /// `None` when the response head was not captured.
+    pub status: Option<u16>,
+    pub auth: Auth,
+    /// First byte of the request read by the service.
+    pub start_ns: u64,
+    /// First byte of the response written.
+    pub first_byte_ns: u64,
+    /// Last byte of the response written.
+    pub end_ns: u64,
+}
+
+/// Why a connection is not parsed as HTTP/1.x.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unparsed {
+    Http2,
+    Tls,
+    UnknownProtocol,
+    MalformedHttp,
+}
+
+impl Unparsed {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Http2 => "http2",
+            Self::Tls => "tls",
+            Self::UnknownProtocol => "unknown_protocol",
+            Self::MalformedHttp => "malformed_http",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Exchange(Exchange),
+    /// The connection turned out not to be HTTP/1.x; reported once.
+    Unparsed(Unparsed),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Detect {
+        attempts: u8,
+    },
+    Http,
+    /// After `101 Switching Protocols`: no longer HTTP.
+    Upgraded,
+    Unparsed,
+}
+
+/// The rest of a message body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Body {
+    None,
+    Left(u64),
+    Chunked(Chunked),
+    /// Chunked, but the decoder lost its place: watch the tails for the end.
+    ChunkedBlind,
+    Close,
+    /// Not known: ends with the direction.
+    Unknown,
+}
+
+impl Body {
+    fn of(framing: Framing) -> Self {
+        match framing {
+            Framing::None | Framing::Length(0) => Self::None,
+            Framing::Length(n) => Self::Left(n),
+            Framing::Chunked => Self::Chunked(Chunked::default()),
+            Framing::Close => Self::Close,
+        }
+    }
+
+    /// Consumes up to `len` transferred bytes of which `visible` were
+    /// captured (starting at the same place); returns the bytes used.
+    fn consume(&mut self, len: u64, visible: &[u8]) -> u64 {
+        match self {
+            Self::Left(left) => {
+                let take = (*left).min(len);
+                *left -= take;
+                if *left == 0 {
+                    *self = Self::None;
+                }
+                take
+            }
+            Self::Chunked(decoder) => {
+                let used = decoder.feed(visible) as u64;
+                if decoder.is_done() {
+                    *self = Self::None;
+                    return used;
+                }
+                let unseen = len - (visible.len() as u64).min(len);
+                if *decoder == Chunked::Broken || !decoder.skip(unseen) {
+                    *self = Self::ChunkedBlind;
+                }
+                len
+            }
+            Self::None => 0,
+            Self::ChunkedBlind | Self::Close | Self::Unknown => len,
+        }
+    }
+
+    /// The message has no visible end: the next message in the other
+    /// direction ends it.
+    fn open_ended(self) -> bool {
+        matches!(self, Self::ChunkedBlind | Self::Close | Self::Unknown)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    method: Method,
+    path: String,
+    auth: Auth,
+    from_loupe: bool,
+    start_ns: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Response {
+    status: Option<u16>,
+    first_ns: u64,
+    last_ns: u64,
+    body: Body,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpConn {
+    mode: Mode,
+    /// Partial request head, and when its first byte was read.
+    head: Vec<u8>,
+    head_ns: u64,
+    rx_body: Body,
+    pending: VecDeque<Request>,
+    response: Option<Response>,
+    /// Partial response head, and when its first byte was written.
+    tx_head: Vec<u8>,
+    tx_head_ns: u64,
+}
+
+impl HttpConn {
+    /// A connection seen from its start, or (`mid_stream`) picked up while
+    /// it was in use.
+    pub fn new(mid_stream: bool) -> Self {
+        let attempts = if mid_stream { MID_STREAM_ATTEMPTS } else { 1 };
+        Self {
+            mode: Mode::Detect { attempts },
+            head: Vec::new(),
+            head_ns: 0,
+            rx_body: Body::None,
+            pending: VecDeque::new(),
+            response: None,
+            tx_head: Vec::new(),
+            tx_head_ns: 0,
+        }
+    }
+
+    /// Bytes held in partial heads (for the agent's memory budget).
+    pub fn buffered(&self) -> usize {
+        self.head.capacity() + self.tx_head.capacity()
+    }
+
+    /// Whether the connection still needs data to be watched.
+    pub fn is_parsing(&self) -> bool {
+        matches!(self.mode, Mode::Detect { .. } | Mode::Http)
+    }
+
+    fn give_up(&mut self, why: Unparsed, out: &mut impl FnMut(Outcome)) {
+        self.mode = Mode::Unparsed;
+        self.head = Vec::new();
+        self.tx_head = Vec::new();
+        self.pending.clear();
+        self.response = None;
+        out(Outcome::Unparsed(why));
+    }
+
+    fn detect(&mut self, bytes: &[u8], out: &mut impl FnMut(Outcome)) -> bool {
+        let Mode::Detect { attempts } = self.mode else {
+            return self.mode == Mode::Http;
+        };
+        if bytes.is_empty() {
+            return false;
+        }
+        let why = if bytes.starts_with(b"PRI * HTTP/2.0") {
+            Unparsed::Http2
+        } else if looks_like_request(bytes) {
+            self.mode = Mode::Http;
+            return true;
+        } else if bytes.len() >= 3 && bytes[0] == 0x16 && bytes[1] == 0x03 {
+            Unparsed::Tls
+        } else {
+            Unparsed::UnknownProtocol
+        };
+        if attempts > 1 && why == Unparsed::UnknownProtocol {
+            self.mode = Mode::Detect {
+                attempts: attempts - 1,
+            };
+            return false;
+        }
+        self.give_up(why, out);
+        false
+    }
+
+    fn push_request(&mut self, head: RequestHead, start_ns: u64) {
+        if self.pending.len() == MAX_PENDING {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(Request {
+            method: head.method,
+            path: head.path,
+            auth: head.auth,
+            from_loupe: head.from_loupe,
+            start_ns,
+        });
+    }
+
+    /// Data the service read.
+    pub fn on_rx(&mut self, rx: &Transfer<'_>, auth: &AuthConfig, out: &mut impl FnMut(Outcome)) {
+        if rx.continues || rx.tail {
+            return; // reads are captured from their start
+        }
+        if !self.detect(rx.bytes, out) && self.mode != Mode::Http {
+            return;
+        }
+        if self.response.as_ref().is_some_and(|r| r.body.open_ended()) {
+            self.finish_response(out);
+        }
+        if self.rx_body == Body::Unknown {
+            // The previous request's body ran until this new read.
+            self.rx_body = Body::None;
+        }
+        let mut pos = 0u64;
+        while pos < rx.len {
+            let visible = rx.bytes.get(pos as usize..).unwrap_or_default();
+            if self.rx_body != Body::None {
+                pos += self.rx_body.consume(rx.len - pos, visible);
+                if self.rx_body != Body::None {
+                    return;
+                }
+                continue;
+            }
+            if visible.is_empty() {
+                // Bytes of this read were not captured: resynchronise at
+                // the next read after a write.
+                self.rx_body = Body::Unknown;
+                return;
+            }
+            let captured_all = pos + visible.len() as u64 == rx.len;
+            if self.head.is_empty() {
+                self.head_ns = rx.ts;
+            }
+            let before = self.head.len();
+            let room = MAX_HEAD - before;
+            self.head
+                .extend_from_slice(&visible[..visible.len().min(room)]);
+            match parse_request(&self.head, auth) {
+                Parsed::Complete(head, len) => {
+                    pos += (len - before) as u64;
+                    self.rx_body = Body::of(head.framing);
+                    self.head.clear();
+                    self.push_request(head, self.head_ns);
+                }
+                Parsed::Partial if captured_all && self.head.len() < MAX_HEAD => return,
+                Parsed::Partial => {
+                    // Cut short: keep what its first line says.
+                    let line = parse_request_line(&self.head);
+                    self.head = Vec::new();
+                    match line {
+                        Some(head) => {
+                            self.push_request(head, self.head_ns);
+                            self.rx_body = Body::Unknown;
+                        }
+                        None => self.give_up(Unparsed::MalformedHttp, out),
+                    }
+                    return;
+                }
+                Parsed::Invalid => {
+                    self.give_up(Unparsed::MalformedHttp, out);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Data the service wrote.
+    pub fn on_tx(&mut self, tx: &Transfer<'_>, out: &mut impl FnMut(Outcome)) {
+        if self.mode != Mode::Http {
+            return;
+        }
+        if tx.continues {
+            if let Some(response) = &self.response
+                && response.body == Body::ChunkedBlind
+                && ends_body(tx.bytes)
+            {
+                self.finish_response(out);
+            }
+            return;
+        }
+        let mut pos = 0u64;
+        while pos < tx.len {
+            let Some(response) = &mut self.response else {
+                if self.pending.is_empty() {
+                    return; // written without a request (or its request was lost)
+                }
+                pos += self.start_response(tx, pos, out);
+                continue;
+            };
+            response.last_ns = tx.ts;
+            if tx.tail {
+                let ended = match response.body {
+                    Body::ChunkedBlind => ends_body(tx.bytes),
+                    Body::Chunked(_) => {
+                        response.body = Body::ChunkedBlind;
+                        ends_body(tx.bytes)
+                    }
+                    _ => {
+                        response.body.consume(tx.len - pos, &[]);
+                        response.body == Body::None
+                    }
+                };
+                if ended {
+                    self.finish_response(out);
+                }
+                return;
+            }
+            let visible = tx.bytes.get(pos as usize..).unwrap_or_default();
+            pos += response.body.consume(tx.len - pos, visible);
+            if response.body == Body::None {
+                self.finish_response(out);
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Reads a response head at `pos` of a write; returns the bytes used.
+    fn start_response(
+        &mut self,
+        tx: &Transfer<'_>,
+        pos: u64,
+        out: &mut impl FnMut(Outcome),
+    ) -> u64 {
+        let rest = tx.len - pos;
+        let visible = if tx.tail {
+            &[][..]
+        } else {
+            tx.bytes.get(pos as usize..).unwrap_or_default()
+        };
+        if visible.is_empty() {
+            // A response whose head was not captured (or only its start).
+            let started = !self.tx_head.is_empty();
+            self.response = Some(Response {
+                status: parse_status_line(&self.tx_head),
+                first_ns: if started { self.tx_head_ns } else { tx.ts },
+                last_ns: tx.ts,
+                body: Body::Unknown,
+            });
+            self.tx_head = Vec::new();
+            return rest;
+        }
+        if self.tx_head.is_empty() {
+            self.tx_head_ns = tx.ts;
+        }
+        let before = self.tx_head.len();
+        let room = MAX_HEAD - before;
+        self.tx_head
+            .extend_from_slice(&visible[..visible.len().min(room)]);
+        let captured_all = visible.len() as u64 == rest;
+        let is_head = self
+            .pending
+            .front()
+            .is_some_and(|r| r.method == Method::Head);
+        let (status, body, used) = match parse_response(&self.tx_head) {
+            Parsed::Complete(head, len) => {
+                let no_body = is_head
+                    || (100..200).contains(&head.status)
+                    || head.status == 204
+                    || head.status == 304;
+                let body = if no_body {
+                    Body::None
+                } else {
+                    Body::of(head.framing)
+                };
+                (Some(head.status), body, (len - before) as u64)
+            }
+            Parsed::Partial if captured_all && self.tx_head.len() < MAX_HEAD => return rest,
+            Parsed::Partial => (parse_status_line(&self.tx_head), Body::Unknown, rest),
+            Parsed::Invalid => {
+                self.give_up(Unparsed::MalformedHttp, out);
+                return rest;
+            }
+        };
+        self.tx_head = Vec::new();
+        self.response = Some(Response {
+            status,
+            first_ns: self.tx_head_ns,
+            last_ns: tx.ts,
+            body,
+        });
+        if body == Body::None {
+            self.finish_response(out);
+        }
+        used
+    }
+
+    fn finish_response(&mut self, out: &mut impl FnMut(Outcome)) {
+        let Some(response) = self.response.take() else {
+            return;
+        };
+        if response
+            .status
+            .is_some_and(|s| (100..200).contains(&s) && s != 101)
+        {
+            return; // informational: the final response follows
+        }
+        let Some(request) = self.pending.pop_front() else {
+            return;
+        };
+        if response.status == Some(101) {
+            self.mode = Mode::Upgraded;
+            self.head = Vec::new();
+            self.pending.clear();
+        }
+        if request.from_loupe {
+            return;
+        }
+        out(Outcome::Exchange(Exchange {
+            method: request.method,
+            path: request.path,
+            status: response.status,
+            auth: request.auth,
+            start_ns: request.start_ns,
+            first_byte_ns: response.first_ns,
+            end_ns: response.last_ns,
+        }));
+    }
+
+    /// The connection closed: a response that ran until the close is
+    /// complete; requests never answered are dropped.
+    pub fn on_close(&mut self, out: &mut impl FnMut(Outcome)) {
+        if self.mode == Mode::Http {
+            self.finish_response(out);
+        }
+        self.pending.clear();
+        self.head = Vec::new();
+        self.tx_head = Vec::new();
+    }
+
+    /// Ends a response with no visible end that has seen no write since
+    /// `idle_since` (monotonic ns).
+    pub fn expire(&mut self, idle_since: u64, out: &mut impl FnMut(Outcome)) {
+        if let Some(response) = &self.response
+            && response.body.open_ended()
+            && response.last_ns < idle_since
+        {
+            self.finish_response(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,433 @@
+//! Table tests of the connection state machine, fed the way the probes
+//! capture: reads from their start, the first write after a read from its
+//! start, later writes by their tail.
+use super::*;
+use crate::http::auth::AuthType;
+
+const CAP: usize = loupe_common::event::CAPTURE_MAX;
+const TAIL: usize = loupe_common::event::CAPTURE_TAIL;
+
+/// Drives one connection like the probes would.
+struct Wire {
+    conn: HttpConn,
+    auth: AuthConfig,
+    ts: u64,
+    last_tx: bool,
+    out: Vec<Outcome>,
+}
+
+impl Wire {
+    fn new() -> Self {
+        Self::with(HttpConn::new(false))
+    }
+
+    fn with(conn: HttpConn) -> Self {
+        Self {
+            conn,
+            auth: AuthConfig::default(),
+            ts: 0,
+            last_tx: false,
+            out: Vec::new(),
+        }
+    }
+
+    fn at(&mut self, ms: u64) -> &mut Self {
+        self.ts = ms * 1_000_000;
+        self
+    }
+
+    fn read(&mut self, bytes: &[u8]) -> &mut Self {
+        let rx = Transfer {
+            ts: self.ts,
+            len: bytes.len() as u64,
+            bytes: &bytes[..bytes.len().min(CAP)],
+            tail: false,
+            continues: false,
+        };
+        let out = &mut self.out;
+        self.conn.on_rx(&rx, &self.auth, &mut |o| out.push(o));
+        self.last_tx = false;
+        self
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> &mut Self {
+        let out = &mut self.out;
+        if self.last_tx {
+            let from = bytes.len().saturating_sub(TAIL);
+            let tx = Transfer {
+                ts: self.ts,
+                len: bytes.len() as u64,
+                bytes: &bytes[from..],
+                tail: true,
+                continues: false,
+            };
+            self.conn.on_tx(&tx, &mut |o| out.push(o));
+        } else {
+            let head = Transfer {
+                ts: self.ts,
+                len: bytes.len() as u64,
+                bytes: &bytes[..bytes.len().min(CAP)],
+                tail: false,
+                continues: false,
+            };
+            self.conn.on_tx(&head, &mut |o| out.push(o));
+            if bytes.len() > CAP {
+                let tail = Transfer {
+                    ts: self.ts,
+                    len: bytes.len() as u64,
+                    bytes: &bytes[bytes.len() - TAIL..],
+                    tail: true,
+                    continues: true,
+                };
+                self.conn.on_tx(&tail, &mut |o| out.push(o));
+            }
+        }
+        self.last_tx = true;
+        self
+    }
+
+    fn close(&mut self) -> &mut Self {
+        let out = &mut self.out;
+        self.conn.on_close(&mut |o| out.push(o));
+        self
+    }
+
+    fn exchanges(&self) -> Vec<(String, String, Option<u16>)> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Exchange(e) => {
+                    Some((e.method.as_str().to_owned(), e.path.clone(), e.status))
+                }
+                Outcome::Unparsed(_) => None,
+            })
+            .collect()
+    }
+
+    fn only(&self) -> &Exchange {
+        let all: Vec<&Exchange> = self
+            .out
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Exchange(e) => Some(e),
+                Outcome::Unparsed(_) => None,
+            })
+            .collect();
+        assert_eq!(all.len(), 1, "{:?}", self.out);
+        all[0]
+    }
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn ex(method: &str, path: &str, status: u16) -> (String, String, Option<u16>) {
+    (method.to_owned(), path.to_owned(), Some(status))
+}
+
+#[test]
+fn keep_alive_requests_with_lengths_and_times() {
+    let mut w = Wire::new();
+    w.at(10).read(b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    w.at(15).write(&ok("hello"));
+    w.at(20).read(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    w.at(90)
+        .write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(w.exchanges(), [ex("GET", "/a", 200), ex("GET", "/b", 404)]);
+    let Outcome::Exchange(second) = &w.out[1] else {
+        panic!()
+    };
+    assert_eq!(second.end_ns - second.start_ns, 70_000_000);
+}
+
+#[test]
+fn heads_split_across_reads_and_writes() {
+    let mut w = Wire::new();
+    w.at(1).read(b"POST /login HT");
+    w.at(2).read(b"TP/1.1\r\nContent-Le");
+    w.at(3).read(b"ngth: 4\r\n\r\n{}");
+    w.at(4).read(b"{}");
+    assert!(w.out.is_empty());
+    w.at(5).write(b"HTTP/1.1 401 Unauthorized\r\n");
+    // The probes copy only the tail of a second write: the head stays
+    // partial, its status line is kept, the end comes with the next read.
+    w.at(6).write(b"Content-Length: 2\r\n\r\nno");
+    assert!(w.out.is_empty());
+    w.at(7).read(b"GET / HTTP/1.1\r\n\r\n");
+    let e = w.only();
+    assert_eq!(
+        (e.method, e.path.as_str(), e.status),
+        (Method::Post, "/login", Some(401))
+    );
+    assert_eq!(
+        (e.start_ns, e.first_byte_ns, e.end_ns),
+        (1_000_000, 5_000_000, 6_000_000)
+    );
+}
+
+#[test]
+fn a_response_head_continued_in_a_tail_keeps_its_status() {
+    let mut w = Wire::new();
+    w.read(b"GET / HTTP/1.1\r\n\r\n");
+    w.at(1)
+        .write(b"HTTP/1.1 503 Service Unavailable\r\nContent-");
+    w.at(2).write(b"Length: 0\r\n\r\n");
+    w.at(3).read(b"GET /next HTTP/1.1\r\n\r\n");
+    assert_eq!(w.exchanges(), [ex("GET", "/", 503)]);
+}
+
+#[test]
+fn bodies_are_skipped_by_length_however_large() {
+    let mut w = Wire::new();
+    let upload = vec![b'x'; 100_000];
+    w.read(b"PUT /files/1 HTTP/1.1\r\nContent-Length: 100000\r\n\r\n");
+    w.read(&upload[..60_000]).read(&upload[60_000..]);
+    w.write(b"HTTP/1.1 201 Created\r\nContent-Length: 70000\r\n\r\n");
+    w.write(&vec![b'y'; 70_000]);
+    w.read(b"DELETE /files/1 HTTP/1.1\r\n\r\n");
+    w.write(&ok(""));
+    assert_eq!(
+        w.exchanges(),
+        [ex("PUT", "/files/1", 201), ex("DELETE", "/files/1", 200)]
+    );
+}
+
+#[test]
+fn pipelined_requests_in_one_read() {
+    let mut w = Wire::new();
+    w.read(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
+    let mut responses = ok("a");
+    responses.extend(ok("bb"));
+    w.write(&responses);
+    // The third response is a later write: only its tail is captured.
+    w.write(&ok("ccc"));
+    w.read(b"GET /4 HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        w.exchanges(),
+        [
+            ex("GET", "/1", 200),
+            ex("GET", "/2", 200),
+            ("POST".into(), "/3".into(), None)
+        ]
+    );
+}
+
+#[test]
+fn expect_100_continue() {
+    let mut w = Wire::new();
+    w.at(1)
+        .read(b"POST /upload HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    w.at(2).write(b"HTTP/1.1 100 Continue\r\n\r\n");
+    w.at(3).read(b"abc");
+    w.at(4).write(&ok("done"));
+    let e = w.only();
+    assert_eq!(e.status, Some(200));
+    assert_eq!(
+        e.first_byte_ns, 4_000_000,
+        "the final response's first byte"
+    );
+}
+
+#[test]
+fn streamed_chunked_response_gives_first_byte_and_end() {
+    let mut w = Wire::new();
+    w.at(0).read(b"GET /stream HTTP/1.1\r\n\r\n");
+    w.at(20).write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    for ms in [60, 100, 150] {
+        w.at(ms).write(b"e\r\ndata: token\r\n\r\n\r\n");
+    }
+    assert!(w.out.is_empty());
+    w.at(200).write(b"0\r\n\r\n");
+    let e = w.only();
+    assert_eq!(e.first_byte_ns, 20_000_000);
+    assert_eq!(e.end_ns, 200_000_000);
+}
+
+#[test]
+fn chunked_response_in_one_write_with_a_request_after_it() {
+    let mut w = Wire::new();
+    w.read(b"GET /c HTTP/1.1\r\n\r\n");
+    w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(w.exchanges(), [ex("GET", "/c", 200)]);
+    // A large chunked write: its end is found in the extra tail record.
+    w.read(b"GET /big HTTP/1.1\r\n\r\n");
+    let mut big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n".to_vec();
+    big.extend(vec![b'z'; 0x1000]);
+    big.extend(b"\r\n0\r\n\r\n");
+    w.write(&big);
+    assert_eq!(w.exchanges().len(), 2);
+}
+
+#[test]
+fn head_204_304_and_responses_ended_by_close() {
+    let mut w = Wire::new();
+    w.read(b"HEAD /h HTTP/1.1\r\n\r\n");
+    w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n");
+    w.read(b"GET /nc HTTP/1.1\r\n\r\n");
+    w.write(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n");
+    w.read(b"DELETE /d HTTP/1.1\r\n\r\n");
+    w.write(b"HTTP/1.1 204 No Content\r\n\r\n");
+    w.read(b"GET /old HTTP/1.0\r\n\r\n");
+    w.at(7)
+        .write(b"HTTP/1.0 200 OK\r\n\r\n")
+        .at(9)
+        .write(b"body until close");
+    assert_eq!(w.exchanges().len(), 3);
+    w.close();
+    assert_eq!(
+        w.exchanges(),
+        [
+            ex("HEAD", "/h", 200),
+            ex("GET", "/nc", 304),
+            ex("DELETE", "/d", 204),
+            ex("GET", "/old", 200)
+        ]
+    );
+    assert_eq!(
+        w.out.last().map(|o| match o {
+            Outcome::Exchange(e) => e.end_ns,
+            _ => 0,
+        }),
+        Some(9_000_000)
+    );
+}
+
+#[test]
+fn websocket_upgrade_is_counted_then_parsing_stops() {
+    let mut w = Wire::new();
+    w.read(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+    w.read(b"\x81\x85binaryframe")
+        .write(b"\x81\x05hello")
+        .read(b"GET /x HTTP/1.1\r\n\r\n");
+    assert_eq!(w.exchanges(), [ex("GET", "/ws", 101)]);
+    assert!(!w.conn.is_parsing());
+}
+
+#[test]
+fn other_protocols_are_reported_once() {
+    for (bytes, why) in [
+        (&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], Unparsed::Http2),
+        (&b"\x16\x03\x01\x00\xa5\x01\x00"[..], Unparsed::Tls),
+        (
+            &b"\x00\x00\x00\x08\x04\xd2\x16\x2f"[..],
+            Unparsed::UnknownProtocol,
+        ),
+    ] {
+        let mut w = Wire::new();
+        w.read(bytes).write(b"whatever").read(bytes);
+        assert_eq!(w.out, [Outcome::Unparsed(why)]);
+    }
+    let mut w = Wire::new();
+    w.read(b"GET / HTTP/1.1\r\n\r\n")
+        .write(&ok(""))
+        .read(b"GET / HTTP/9\x00\r\n\r\n");
+    assert_eq!(
+        w.out.last(),
+        Some(&Outcome::Unparsed(Unparsed::MalformedHttp))
+    );
+}
+
+#[test]
+fn a_connection_picked_up_mid_stream_finds_the_next_request() {
+    let mut w = Wire::with(HttpConn::new(true));
+    w.read(b"ody of a request we missed\"}").write(&ok("late"));
+    w.read(b"GET /after HTTP/1.1\r\n\r\n").write(&ok("x"));
+    assert_eq!(w.exchanges(), [ex("GET", "/after", 200)]);
+}
+
+#[test]
+fn heads_longer_than_the_capture_keep_their_request_line() {
+    let mut w = Wire::new();
+    let mut request = b"GET /big-cookie HTTP/1.1\r\nCookie: ".to_vec();
+    request.extend(vec![b'c'; 5000]);
+    request.extend(b"\r\n\r\n");
+    w.read(&request).write(&ok("1"));
+    w.read(b"GET /next HTTP/1.1\r\n\r\n").write(&ok("2"));
+    assert_eq!(
+        w.exchanges(),
+        [ex("GET", "/big-cookie", 200), ex("GET", "/next", 200)]
+    );
+}
+
+#[test]
+fn the_agents_own_requests_are_not_counted() {
+    let mut w = Wire::new();
+    w.read(b"GET /openapi.json HTTP/1.1\r\nUser-Agent: loupe/0.1.0\r\n\r\n")
+        .write(&ok("{}"));
+    w.read(b"GET /x HTTP/1.1\r\nAuthorization: Bearer abc\r\n\r\n")
+        .write(&ok(""));
+    let e = w.only();
+    assert_eq!((e.path.as_str(), e.auth.kind), ("/x", AuthType::Bearer));
+}
+
+#[test]
+fn slowloris_stays_bounded() {
+    let mut w = Wire::new();
+    w.read(b"GET /slow HTTP/1.1\r\n");
+    for _ in 0..20_000 {
+        w.read(b"X");
+    }
+    assert!(
+        w.conn.buffered() <= 2 * MAX_HEAD + 64,
+        "{}",
+        w.conn.buffered()
+    );
+    assert!(w.out.is_empty() || w.exchanges().is_empty());
+}
+
+#[test]
+fn idle_open_ended_responses_expire() {
+    let mut w = Wire::new();
+    w.at(1).read(b"GET /x HTTP/1.1\r\n\r\n");
+    w.at(2).write(b"HTTP/1.1 200 OK\r\n\r\n");
+    let out = &mut w.out;
+    w.conn.expire(1_000_000, &mut |o| out.push(o));
+    assert!(w.out.is_empty(), "written after the cut-off");
+    let out = &mut w.out;
+    w.conn.expire(3_000_000, &mut |o| out.push(o));
+    assert_eq!(w.exchanges(), [ex("GET", "/x", 200)]);
+}
+
+#[test]
+fn arbitrary_input_never_panics_and_stays_bounded() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let pieces: [&[u8]; 8] = [
+        b"GET / HTTP/1.1\r\n",
+        b"\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"5\r\nhello\r\n",
+        b"0\r\n\r\n",
+        b"Content-Length: 3\r\n",
+        b"\xff\x00garbage",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+    ];
+    for _ in 0..300 {
+        let mut w = Wire::new();
+        for _ in 0..40 {
+            let mut bytes = Vec::new();
+            for _ in 0..(next() % 4) {
+                bytes.extend_from_slice(pieces[(next() % 8) as usize]);
+            }
+            match next() % 4 {
+                0 | 1 => w.read(&bytes),
+                2 => w.write(&bytes),
+                _ => w.close(),
+            };
+            assert!(w.conn.buffered() <= 2 * MAX_HEAD + 64);
+        }
+    }
+}

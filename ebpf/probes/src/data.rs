@@ -1,0 +1,345 @@
+//! The data syscalls of tracked connections: what a service reads and writes
+//! on its TCP sockets.
+//!
+//! Exit tracepoints only (`syscalls:sys_exit_{read,recvfrom,readv,recvmsg,
+//! write,sendto,writev,sendmsg,sendfile64}`): the arguments are still in the
+//! registers the kernel saved at syscall entry (`bpf_task_pt_regs`, kernel
+//! 5.15+), so nothing is stashed at entry and no map is written per syscall.
+//! The order of checks keeps the common cases cheap: a failed or empty
+//! syscall, then an untracked process, then an fd that is not a captured
+//! TCP socket, all return before any copy.
+//!
+//! What is copied (limits in `loupe_common::event`):
+//! - every read: its first `CAPTURE_MAX` bytes (a request head, a small body);
+//! - the first write after a read (a response head): its first `CAPTURE_MAX`
+//!   bytes (and its last `CAPTURE_TAIL` if it is longer); later writes of the
+//!   same response: their last `CAPTURE_TAIL` bytes, unless the agent raised
+//!   the connection's `capture` budget;
+//! - `sendfile`: the length only.
+use aya_ebpf::{
+    bindings::pt_regs,
+    cty::c_void,
+    helpers::{
+        bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user, bpf_task_pt_regs,
+        generated::bpf_probe_read_user as read_user_raw,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use loupe_common::{
+    event::{
+        CAPTURE_MAX, CAPTURE_SMALL, CAPTURE_TAIL, DATA_NONE, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX,
+        DIR_TX, Data, DataHeader, KIND_CLOSE, KIND_DATA,
+    },
+    layout::{syscall, user},
+    maps::{
+        COUNTER_EVENTS_LOST, FdInfo, FdKey, ROLE_INBOUND, ROLE_OUTBOUND, SWITCH_CAPTURE_INBOUND,
+        SWITCH_CAPTURE_OUTBOUND,
+    },
+};
+
+use crate::{
+    emit::{header, submit},
+    maps::{EVENTS, FDS, bump, current, switch, tracked},
+};
+
+/// The argument registers of the current syscall (x86_64 order in
+/// `pt_regs`: rdx, rsi, rdi are adjacent).
+#[repr(C)]
+struct Args {
+    rdx: u64,
+    rsi: u64,
+    rdi: u64,
+}
+
+#[inline(always)]
+fn syscall_args() -> Option<Args> {
+    // SAFETY: helpers without preconditions; the task pointer comes from the
+    // kernel and the read is a checked `bpf_probe_read_kernel`.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const pt_regs;
+        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx).cast::<Args>()).ok()
+    }
+}
+
+/// Where the syscall's bytes are.
+#[derive(Clone, Copy)]
+enum Source {
+    /// `buf` argument in rsi (read, recvfrom, write, sendto).
+    Buf,
+    /// `iovec` array in rsi, count in rdx (readv, writev).
+    Iov,
+    /// `user_msghdr` in rsi (recvmsg, sendmsg).
+    Msg,
+}
+
+#[inline(always)]
+fn read_u64(addr: u64) -> Option<u64> {
+    // SAFETY: a checked user-memory read.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+/// `(iovec array, count)` of the syscall, or `None` for a plain buffer.
+#[inline(always)]
+fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
+    match source {
+        Source::Buf => None,
+        Source::Iov => Some((args.rsi, args.rdx)),
+        Source::Msg => Some((
+            read_u64(args.rsi + user::MSG_IOV as u64)?,
+            read_u64(args.rsi + user::MSG_IOVLEN as u64)?,
+        )),
+    }
+}
+
+/// `(address, length)` of the first buffer.
+#[inline(always)]
+fn first_buffer(source: Source, args: &Args, ret: u64) -> Option<(u64, u64)> {
+    match iovecs(source, args) {
+        None => Some((args.rsi, ret)),
+        Some((iov, count)) if count > 0 => Some((read_u64(iov)?, read_u64(iov + 8)?)),
+        Some(_) => None,
+    }
+}
+
+/// `(end address, bytes available before it)` of the last byte transferred.
+#[inline(always)]
+fn last_bytes(source: Source, args: &Args, ret: u64) -> Option<(u64, u64)> {
+    let Some((iov, count)) = iovecs(source, args) else {
+        return Some((args.rsi + ret, ret));
+    };
+    let mut left = ret;
+    for i in 0..user::MAX_IOVECS as u64 {
+        if i >= count {
+            break;
+        }
+        let entry = iov + i * user::IOVEC_SIZE as u64;
+        let len = read_u64(entry + user::IOV_LEN as u64)?;
+        if left <= len {
+            return Some((read_u64(entry)? + left, left));
+        }
+        left -= len;
+    }
+    None
+}
+
+/// Whether the agent asked for this connection's bytes.
+#[inline(always)]
+fn captured_role(role: u32) -> bool {
+    (role == ROLE_INBOUND && switch(SWITCH_CAPTURE_INBOUND))
+        || (role == ROLE_OUTBOUND && switch(SWITCH_CAPTURE_OUTBOUND))
+}
+
+/// The connection the current syscall is on, if captured.
+#[inline(always)]
+fn connection(ctx: &TracePointContext) -> Option<(u64, Args, u32, *mut FdInfo)> {
+    // SAFETY: syscall exit tracepoints carry the return value at offset 16.
+    let ret = unsafe { ctx.read_at::<i64>(syscall::RET) }.ok()?;
+    if ret <= 0 {
+        return None;
+    }
+    let (tgid, _) = current();
+    tracked(tgid)?;
+    let args = syscall_args()?;
+    let fd = args.rdi as u32;
+    let info = FDS.get_ptr_mut(FdKey { tgid, fd })?;
+    // SAFETY: pointer from a successful lookup of plain data.
+    if !captured_role(unsafe { (*info).role }) {
+        return None;
+    }
+    Some((ret as u64, args, tgid, info))
+}
+
+/// Writes a data record with up to `N` bytes copied from `src`.
+#[inline(always)]
+fn emit_bytes<const N: usize>(mut head: DataHeader, src: u64, n: u64) {
+    let Some(mut entry) = EVENTS.reserve::<Data<N>>(0) else {
+        bump(COUNTER_EVENTS_LOST);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    let n = if n > N as u64 { N as u64 } else { n };
+    if n > 0 {
+        // SAFETY: `n <= N` bytes into the record's reserved byte array from
+        // a user address, through the checked helper.
+        let rc = unsafe {
+            read_user_raw(
+                core::ptr::addr_of_mut!((*record).bytes).cast::<c_void>(),
+                n as u32,
+                src as *const c_void,
+            )
+        };
+        if rc == 0 {
+            head.captured = n as u32;
+        } else {
+            head.flags |= DATA_NONE;
+        }
+    }
+    // SAFETY: the header field of the reserved record.
+    unsafe { core::ptr::addr_of_mut!((*record).head).write(head) };
+    submit(entry);
+}
+
+#[inline(always)]
+fn data_header(tgid: u32, info: *const FdInfo, fd: u32, dir: u16, len: u64) -> DataHeader {
+    // SAFETY: pointer from a successful lookup of plain data.
+    let (conn, service) = unsafe { ((*info).conn, (*info).service) };
+    DataHeader {
+        header: header(KIND_DATA, tgid),
+        conn,
+        len,
+        fd,
+        service,
+        dir,
+        flags: 0,
+        captured: 0,
+    }
+}
+
+/// The first bytes of the syscall, in the smallest record that holds them.
+#[inline(always)]
+fn emit_head(head: DataHeader, source: Source, args: &Args, ret: u64) {
+    let Some((buf, buf_len)) = first_buffer(source, args, ret) else {
+        let mut head = head;
+        head.flags |= DATA_NONE;
+        emit_bytes::<0>(head, 0, 0);
+        return;
+    };
+    let n = if buf_len < ret { buf_len } else { ret };
+    if n <= CAPTURE_SMALL as u64 {
+        emit_bytes::<CAPTURE_SMALL>(head, buf, n);
+    } else {
+        emit_bytes::<CAPTURE_MAX>(head, buf, n);
+    }
+}
+
+#[inline(always)]
+fn on_rx(ctx: &TracePointContext, source: Source) -> u32 {
+    let Some((ret, args, tgid, info)) = connection(ctx) else {
+        return 0;
+    };
+    // SAFETY: in-place update of the looked-up value (no map write).
+    unsafe { (*info).last_dir = u32::from(DIR_RX) };
+    let head = data_header(tgid, info, args.rdi as u32, DIR_RX, ret);
+    emit_head(head, source, &args, ret);
+    0
+}
+
+#[inline(always)]
+fn on_tx(ctx: &TracePointContext, source: Source) -> u32 {
+    let Some((ret, args, tgid, info)) = connection(ctx) else {
+        return 0;
+    };
+    // SAFETY: in-place reads and updates of the looked-up value.
+    let (first, budget) = unsafe {
+        let state = ((*info).last_dir != u32::from(DIR_TX), (*info).capture);
+        (*info).last_dir = u32::from(DIR_TX);
+        state
+    };
+    let head = data_header(tgid, info, args.rdi as u32, DIR_TX, ret);
+    if !first && budget == 0 {
+        emit_tail(head, source, &args, ret);
+        return 0;
+    }
+    if budget > 0 {
+        let spent = if ret > CAPTURE_MAX as u64 {
+            CAPTURE_MAX as u32
+        } else {
+            ret as u32
+        };
+        // SAFETY: in-place update of the looked-up value.
+        unsafe { (*info).capture = budget.saturating_sub(spent) };
+    }
+    emit_head(head, source, &args, ret);
+    if ret > CAPTURE_MAX as u64 {
+        // Longer than the capture: its end too (where a chunked body ends).
+        let mut tail = head;
+        tail.flags |= DATA_SAME_SYSCALL;
+        emit_tail(tail, source, &args, ret);
+    }
+    0
+}
+
+/// The last bytes of the syscall.
+#[inline(always)]
+fn emit_tail(mut head: DataHeader, source: Source, args: &Args, ret: u64) {
+    head.flags |= DATA_TAIL;
+    match last_bytes(source, args, ret) {
+        Some((end, available)) => {
+            let n = if available < CAPTURE_TAIL as u64 {
+                available
+            } else {
+                CAPTURE_TAIL as u64
+            };
+            emit_bytes::<CAPTURE_TAIL>(head, end - n, n);
+        }
+        None => {
+            head.flags |= DATA_NONE;
+            emit_bytes::<0>(head, 0, 0);
+        }
+    }
+}
+
+/// `sys_exit_read`, `sys_exit_recvfrom`.
+#[tracepoint]
+pub fn loupe_rx_buf(ctx: TracePointContext) -> u32 {
+    on_rx(&ctx, Source::Buf)
+}
+
+/// `sys_exit_readv`.
+#[tracepoint]
+pub fn loupe_rx_iov(ctx: TracePointContext) -> u32 {
+    on_rx(&ctx, Source::Iov)
+}
+
+/// `sys_exit_recvmsg`.
+#[tracepoint]
+pub fn loupe_rx_msg(ctx: TracePointContext) -> u32 {
+    on_rx(&ctx, Source::Msg)
+}
+
+/// `sys_exit_write`, `sys_exit_sendto`.
+#[tracepoint]
+pub fn loupe_tx_buf(ctx: TracePointContext) -> u32 {
+    on_tx(&ctx, Source::Buf)
+}
+
+/// `sys_exit_writev`.
+#[tracepoint]
+pub fn loupe_tx_iov(ctx: TracePointContext) -> u32 {
+    on_tx(&ctx, Source::Iov)
+}
+
+/// `sys_exit_sendmsg`.
+#[tracepoint]
+pub fn loupe_tx_msg(ctx: TracePointContext) -> u32 {
+    on_tx(&ctx, Source::Msg)
+}
+
+/// `sys_exit_sendfile64`: the length only (the bytes come from a file). The
+/// socket is the first argument.
+#[tracepoint]
+pub fn loupe_tx_file(ctx: TracePointContext) -> u32 {
+    let Some((ret, args, tgid, info)) = connection(&ctx) else {
+        return 0;
+    };
+    // SAFETY: in-place update of the looked-up value.
+    unsafe { (*info).last_dir = u32::from(DIR_TX) };
+    let mut head = data_header(tgid, info, args.rdi as u32, DIR_TX, ret);
+    head.flags |= DATA_NONE;
+    emit_bytes::<0>(head, 0, 0);
+    0
+}
+
+/// Tells the agent that a captured connection's fd was closed (called by
+/// the `close` probe before it forgets the fd).
+#[inline(always)]
+pub fn report_close(tgid: u32, fd: u32, info: &FdInfo) {
+    if info.last_dir == 0 {
+        return; // no data seen: nothing to finish
+    }
+    let mut head = data_header(tgid, info, fd, 0, 0);
+    head.header.kind = KIND_CLOSE;
+    head.flags = DATA_NONE;
+    emit_bytes::<0>(head, 0, 0);
+}
