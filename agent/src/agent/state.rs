@@ -189,6 +189,7 @@ impl State {
             warn!(pid, error = %err, "cannot track process: the probes' process map is full");
             return;
         }
+        self.probes.set_tracked_bit(pid, true);
         self.tracked.insert(pid, service);
         let s = &mut self.services[service as usize];
         s.targets.insert(pid);
@@ -205,6 +206,7 @@ impl State {
             return;
         };
         let _ = self.probes.tracked.remove(&pid);
+        self.probes.set_tracked_bit(pid, false);
         let s = &mut self.services[service as usize];
         s.targets.remove(&pid);
         if s.targets.is_empty() {

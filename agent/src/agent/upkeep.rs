@@ -56,6 +56,9 @@ impl State {
             .collect();
         for (pid, service, parent) in in_kernel {
             if self.tracked.contains_key(&pid) {
+                // A bit the probes set for a fork may have been lost to a
+                // concurrent write of the same word.
+                self.probes.set_tracked_bit(pid, true);
                 continue;
             }
             if self.proc.is_running(pid) && (service as usize) < self.services.len() {

@@ -56,6 +56,7 @@ pub enum LoadError {
 /// The loaded, attached probes and their maps.
 pub struct Probes {
     pub tracked: HashMap<MapData, u32, Target>,
+    tracked_bits: Array<MapData, u64>,
     pub fds: HashMap<MapData, FdKey, FdInfo>,
     pub listeners: HashMap<MapData, ListenKey, SockOwner>,
     pub sockets: HashMap<MapData, u64, SockOwner>,
@@ -179,6 +180,7 @@ impl Probes {
         );
         Ok(Self {
             tracked: map(&mut ebpf, maps::TRACKED)?,
+            tracked_bits: map(&mut ebpf, maps::TRACKED_BITS)?,
             fds: map(&mut ebpf, maps::FDS)?,
             listeners: map(&mut ebpf, maps::LISTENERS)?,
             sockets: map(&mut ebpf, maps::SOCKETS)?,
@@ -191,6 +193,20 @@ impl Probes {
             netns_aware: offsets.valid == 1,
             _ebpf: ebpf,
         })
+    }
+
+    /// Sets or clears `pid`'s bit in the probes' tracked bitmap.
+    pub fn set_tracked_bit(&mut self, pid: u32, on: bool) {
+        let (index, bit) = (pid >> 6, 1u64 << (pid & 63));
+        let Ok(word) = self.tracked_bits.get(&index, 0) else {
+            return; // beyond PID_MAX_LIMIT
+        };
+        let new = if on { word | bit } else { word & !bit };
+        if new != word
+            && let Err(err) = self.tracked_bits.set(index, new, 0)
+        {
+            warn!(pid, error = %err, "cannot update the tracked-process bitmap");
+        }
     }
 
     /// Turns one of the probes' switches on or off.

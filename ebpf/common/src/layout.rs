@@ -170,10 +170,8 @@ const fn exit(name: &'static str, program: &'static str) -> Tracepoint {
 pub mod user {
     /// `struct iovec`: base pointer, then length.
     pub const IOVEC_SIZE: usize = 16;
-    pub const IOV_LEN: usize = 8;
-    /// `struct user_msghdr`: `msg_iov` and `msg_iovlen`.
+    /// `struct user_msghdr`: `msg_iov`, followed by `msg_iovlen`.
     pub const MSG_IOV: usize = 16;
-    pub const MSG_IOVLEN: usize = 24;
     /// iovecs looked at per syscall (`writev` of headers plus body uses 2).
     pub const MAX_IOVECS: usize = 8;
 }

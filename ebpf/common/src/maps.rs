@@ -4,9 +4,12 @@
 //! the same constants, so a rename cannot break one side only.
 use crate::assert_size;
 
-/// Tracked processes: `tgid -> Target`. Probes drop every event whose
-/// current tgid is absent, as their first step.
+/// Tracked processes: `tgid -> Target`.
 pub const TRACKED: &str = "TRACKED";
+/// One bit per PID, set for tracked processes (and, until the agent clears
+/// it, for some that exited): the first check of every hot probe, an array
+/// index instead of a hash lookup. Word `pid / 64`, bit `pid % 64`.
+pub const TRACKED_BITS: &str = "TRACKED_BITS";
 /// Open TCP socket fds of tracked processes: `FdKey -> FdInfo`.
 pub const FDS: &str = "FDS";
 /// Listening ports of tracked services: `ListenKey -> SockOwner`.
@@ -28,6 +31,8 @@ pub const EVENTS: &str = "EVENTS";
 pub const COUNTERS: &str = "COUNTERS";
 
 pub const TRACKED_CAPACITY: u32 = 8192;
+/// Words of `TRACKED_BITS`: PIDs up to 4,194,304 (the kernel's `PID_MAX_LIMIT`).
+pub const TRACKED_BITS_WORDS: u32 = 65_536;
 pub const FDS_CAPACITY: u32 = 65_536;
 pub const LISTENERS_CAPACITY: u32 = 1024;
 pub const SOCKETS_CAPACITY: u32 = 65_536;

@@ -40,7 +40,7 @@ use loupe_common::{
 
 use crate::{
     emit::{header, submit},
-    maps::{EVENTS, FDS, bump, current, switch, tracked},
+    maps::{EVENTS, FDS, bump, current, field, maybe_tracked, switch},
 };
 
 /// The argument registers of the current syscall (x86_64 order in
@@ -73,10 +73,13 @@ enum Source {
     Msg,
 }
 
+/// `(base, len)` of the `struct iovec` at `addr`, in one user read (each
+/// user read costs about as much as a copy of a few hundred bytes).
 #[inline(always)]
-fn read_u64(addr: u64) -> Option<u64> {
+fn read_iovec(addr: u64) -> Option<(u64, u64)> {
     // SAFETY: a checked user-memory read.
-    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+    let [base, len] = unsafe { bpf_probe_read_user(addr as *const [u64; 2]) }.ok()?;
+    Some((base, len))
 }
 
 /// `(iovec array, count)` of the syscall, or `None` for a plain buffer.
@@ -85,10 +88,15 @@ fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
     match source {
         Source::Buf => None,
         Source::Iov => Some((args.rsi, args.rdx)),
-        Source::Msg => Some((
-            read_u64(args.rsi + user::MSG_IOV as u64)?,
-            read_u64(args.rsi + user::MSG_IOVLEN as u64)?,
-        )),
+        Source::Msg => {
+            // `msg_iov` and `msg_iovlen` are adjacent: one read.
+            // SAFETY: a checked user-memory read.
+            let [iov, count] = unsafe {
+                bpf_probe_read_user((args.rsi + user::MSG_IOV as u64) as *const [u64; 2])
+            }
+            .ok()?;
+            Some((iov, count))
+        }
     }
 }
 
@@ -97,7 +105,7 @@ fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
 fn first_buffer(source: Source, args: &Args, ret: u64) -> Option<(u64, u64)> {
     match iovecs(source, args) {
         None => Some((args.rsi, ret)),
-        Some((iov, count)) if count > 0 => Some((read_u64(iov)?, read_u64(iov + 8)?)),
+        Some((iov, count)) if count > 0 => read_iovec(iov),
         Some(_) => None,
     }
 }
@@ -113,10 +121,9 @@ fn last_bytes(source: Source, args: &Args, ret: u64) -> Option<(u64, u64)> {
         if i >= count {
             break;
         }
-        let entry = iov + i * user::IOVEC_SIZE as u64;
-        let len = read_u64(entry + user::IOV_LEN as u64)?;
+        let (base, len) = read_iovec(iov + i * user::IOVEC_SIZE as u64)?;
         if left <= len {
-            return Some((read_u64(entry)? + left, left));
+            return Some((base + left, left));
         }
         left -= len;
     }
@@ -133,13 +140,14 @@ fn captured_role(role: u32) -> bool {
 /// The connection the current syscall is on, if captured.
 #[inline(always)]
 fn connection(ctx: &TracePointContext) -> Option<(u64, Args, u32, *mut FdInfo)> {
-    // SAFETY: syscall exit tracepoints carry the return value at offset 16.
-    let ret = unsafe { ctx.read_at::<i64>(syscall::RET) }.ok()?;
+    let ret: i64 = field(ctx, syscall::RET);
     if ret <= 0 {
         return None;
     }
     let (tgid, _) = current();
-    tracked(tgid)?;
+    if !maybe_tracked(tgid) {
+        return None;
+    }
     let args = syscall_args()?;
     let fd = args.rdi as u32;
     let info = FDS.get_ptr_mut(FdKey { tgid, fd })?;

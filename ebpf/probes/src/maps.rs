@@ -1,20 +1,25 @@
 //! The maps every probe shares, and small helpers around them.
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::bpf_get_current_pid_tgid,
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
 };
 use loupe_common::{
     layout::KernelOffsets,
     maps::{
         COUNTER_MAP_FULL, COUNTERS_LEN, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey,
         LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY, SOCKETS_CAPACITY,
-        SWITCHES_LEN, SockOwner, TRACKED_CAPACITY, Target, TupleKey,
+        SWITCHES_LEN, SockOwner, TRACKED_BITS_WORDS, TRACKED_CAPACITY, Target, TupleKey,
     },
 };
 
 #[map]
 pub static TRACKED: HashMap<u32, Target> = HashMap::with_max_entries(TRACKED_CAPACITY, 0);
+
+#[map]
+pub static TRACKED_BITS: Array<u64> = Array::with_max_entries(TRACKED_BITS_WORDS, 0);
 
 #[map]
 pub static FDS: HashMap<FdKey, FdInfo> = HashMap::with_max_entries(FDS_CAPACITY, 0);
@@ -65,6 +70,34 @@ pub fn kernel_offsets() -> KernelOffsets {
 pub fn current() -> (u32, u32) {
     let id = bpf_get_current_pid_tgid();
     ((id >> 32) as u32, id as u32)
+}
+
+/// Whether `tgid` may be tracked: one array read (the verifier inlines
+/// array lookups). False means certainly not tracked.
+#[inline(always)]
+pub fn maybe_tracked(tgid: u32) -> bool {
+    TRACKED_BITS
+        .get(tgid >> 6)
+        .is_some_and(|word| word & (1 << (tgid & 63)) != 0)
+}
+
+/// Marks `tgid` tracked in the bitmap. Not atomic: a bit lost to a
+/// concurrent write is restored by the agent's upkeep.
+#[inline(always)]
+pub fn mark_tracked(tgid: u32) {
+    if let Some(word) = TRACKED_BITS.get_ptr_mut(tgid >> 6) {
+        // SAFETY: pointer into the array's value; plain data.
+        unsafe { *word |= 1 << (tgid & 63) };
+    }
+}
+
+/// Reads a field of the tracepoint record directly (tracepoint programs may
+/// load from their context; no helper call).
+#[inline(always)]
+pub fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: `offset` is a field of the record (checked against the format
+    // by the agent); the verifier checks the bounds of context accesses.
+    unsafe { ctx.as_ptr().cast::<u8>().add(offset).cast::<T>().read() }
 }
 
 /// The tracked process `tgid`, if any.

@@ -8,7 +8,7 @@ use loupe_common::{
 
 use crate::{
     emit::{emit, header},
-    maps::{TRACKED, current, insert, tracked},
+    maps::{TRACKED, current, field, insert, mark_tracked, maybe_tracked, tracked},
 };
 
 /// `task:task_newtask` runs in the parent when it creates a task. A new
@@ -17,24 +17,23 @@ use crate::{
 #[tracepoint]
 pub fn loupe_newtask(ctx: TracePointContext) -> u32 {
     let (tgid, _) = current();
+    if !maybe_tracked(tgid) {
+        return 0;
+    }
     let Some(parent) = tracked(tgid) else {
         return 0;
     };
-    // SAFETY: offsets checked against the tracepoint's format by the agent.
-    let flags: u64 = unsafe { ctx.read_at(task_newtask::CLONE_FLAGS) }.unwrap_or(0);
+    let flags: u64 = field(&ctx, task_newtask::CLONE_FLAGS);
     if flags & task_newtask::CLONE_THREAD != 0 {
         return 0;
     }
-    // SAFETY: as above.
-    let Ok(child) = (unsafe { ctx.read_at::<i32>(task_newtask::PID) }) else {
-        return 0;
-    };
-    let child = child as u32;
+    let child = field::<i32>(&ctx, task_newtask::PID) as u32;
     let target = Target {
         service: parent.service,
         parent: tgid,
     };
     insert(&TRACKED, &child, &target);
+    mark_tracked(child);
     emit(Process {
         header: header(KIND_PROCESS_FORK, tgid),
         pid: child,
@@ -46,6 +45,9 @@ pub fn loupe_newtask(ctx: TracePointContext) -> u32 {
 /// Reports `kind` for the current process if it is tracked.
 #[inline(always)]
 fn report_self(kind: u32, tgid: u32) -> u32 {
+    if !maybe_tracked(tgid) {
+        return 0;
+    }
     if let Some(target) = tracked(tgid) {
         emit(Process {
             header: header(kind, tgid),

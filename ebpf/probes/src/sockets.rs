@@ -14,19 +14,17 @@ use loupe_common::{
 
 use crate::{
     data::report_close,
-    maps::{FDS, PENDING_FD, current, insert, tracked},
+    maps::{FDS, PENDING_FD, current, field, insert, maybe_tracked, tracked},
 };
 
 #[inline(always)]
 fn stash_fd(ctx: &TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    if tracked(tgid).is_none() {
+    if !maybe_tracked(tgid) || tracked(tgid).is_none() {
         return 0;
     }
-    // SAFETY: syscall tracepoint arguments are 8-byte slots from offset 16.
-    if let Ok(fd) = unsafe { ctx.read_at::<u64>(syscall::ARG0) } {
-        insert(&PENDING_FD, &tid, &(fd as u32));
-    }
+    let fd: u64 = field(ctx, syscall::ARG0);
+    insert(&PENDING_FD, &tid, &(fd as u32));
     0
 }
 
@@ -53,6 +51,9 @@ pub fn loupe_accept(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
+    if !maybe_tracked(tgid) {
+        return 0;
+    }
     let Some(target) = tracked(tgid) else {
         return 0;
     };
@@ -62,10 +63,7 @@ pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
     // SAFETY: pointer from a successful lookup of plain data.
     let listen_fd = unsafe { *listen_fd };
     let _ = PENDING_FD.remove(tid);
-    // SAFETY: the return value of a syscall tracepoint sits at offset 16.
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(syscall::RET) }) else {
-        return 0;
-    };
+    let ret: i64 = field(&ctx, syscall::RET);
     if ret < 0 || !is_listener(tgid, target.parent, listen_fd) {
         return 0;
     }
@@ -103,13 +101,10 @@ fn is_listener(tgid: u32, parent: u32, fd: u32) -> bool {
 #[tracepoint]
 pub fn loupe_close(ctx: TracePointContext) -> u32 {
     let (tgid, _) = current();
-    if tracked(tgid).is_none() {
+    if !maybe_tracked(tgid) {
         return 0;
     }
-    // SAFETY: syscall tracepoint arguments are 8-byte slots from offset 16.
-    let Ok(fd) = (unsafe { ctx.read_at::<u64>(syscall::ARG0) }) else {
-        return 0;
-    };
+    let fd: u64 = field(&ctx, syscall::ARG0);
     let key = FdKey {
         tgid,
         fd: fd as u32,

@@ -22,8 +22,8 @@ use loupe_common::{
 use crate::{
     emit::{emit, header},
     maps::{
-        FDS, LISTENERS, PENDING_FD, PREEXISTING, SOCKETS, current, insert, kernel_offsets, switch,
-        tracked,
+        FDS, LISTENERS, PENDING_FD, PREEXISTING, SOCKETS, current, field, insert, kernel_offsets,
+        maybe_tracked, switch, tracked,
     },
     sockets::new_conn_id,
 };
@@ -35,9 +35,16 @@ pub fn loupe_tcp_state(ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-fn read<T>(ctx: &TracePointContext, offset: usize) -> Result<T, i32> {
+fn read<T: Copy>(ctx: &TracePointContext, offset: usize) -> Result<T, i32> {
+    Ok(field(ctx, offset))
+}
+
+/// A 16-byte address field (arrays are copied with the helper: the verifier
+/// refuses byte loads through a moved context pointer).
+#[inline(always)]
+fn address(ctx: &TracePointContext, offset: usize) -> Result<[u8; 16], i32> {
     // SAFETY: offsets checked against the tracepoint's format by the agent.
-    unsafe { ctx.read_at::<T>(offset) }
+    unsafe { ctx.read_at(offset) }
 }
 
 #[inline(always)]
@@ -110,6 +117,9 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
 #[inline(always)]
 fn on_syscall_transition(ctx: &TracePointContext, skaddr: u64, new: u32) -> Result<(), i32> {
     let (tgid, tid) = current();
+    if !maybe_tracked(tgid) {
+        return Ok(());
+    }
     let Some(target) = tracked(tgid) else {
         return Ok(());
     };
@@ -154,8 +164,8 @@ fn tuple(ctx: &TracePointContext) -> Result<TupleKey, i32> {
         sport: read(ctx, f::SPORT)?,
         dport: read(ctx, f::DPORT)?,
         _pad: 0,
-        saddr: read(ctx, f::SADDR_V6)?,
-        daddr: read(ctx, f::DADDR_V6)?,
+        saddr: address(ctx, f::SADDR_V6)?,
+        daddr: address(ctx, f::DADDR_V6)?,
     })
 }
 
