@@ -19,6 +19,7 @@ pub mod ebpf;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod procfs;
 pub mod server;
 

@@ -2,6 +2,7 @@
 //! starts the tasks that feed the [`State`]: probe records, `/proc` scans and
 //! periodic upkeep.
 mod requests;
+mod routes;
 mod seed;
 mod state;
 mod upkeep;
@@ -88,6 +89,17 @@ async fn rescan(state: &Arc<Mutex<State>>, specs: &Arc<Vec<ServiceSpec>>, owners
     }
 }
 
+/// Starts the OpenAPI fetches that are due.
+fn start_fetches(state: &Arc<Mutex<State>>, now: Instant) {
+    let (jobs, ports) = {
+        let mut state = lock(state);
+        (state.openapi_jobs(now), state.self_ports())
+    };
+    for job in jobs {
+        routes::spawn_fetch(job, Arc::clone(state), ports.clone());
+    }
+}
+
 /// Hands every record waiting in the ring buffer to the state, decoding in
 /// place (no copy, no allocation per record), a batch per lock.
 fn drain(ring: &mut RingBuf<MapData>, state: &Mutex<State>) {
@@ -169,6 +181,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut owners = PortOwners::default();
     rescan(&state, &specs, &mut owners).await;
     ready.store(true, Ordering::Release);
+    start_fetches(&state, Instant::now());
 
     let mut events = tokio::spawn(read_events(ring, Arc::clone(&state)));
     let scans = {
@@ -189,7 +202,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             let mut ticker = tokio::time::interval(TICK);
             loop {
                 ticker.tick().await;
-                lock(&state).tick(Instant::now());
+                let now = Instant::now();
+                lock(&state).tick(now);
+                start_fetches(&state, now);
             }
         })
     };

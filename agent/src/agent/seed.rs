@@ -3,6 +3,7 @@
 //! before loupe saw it.
 use std::{
     collections::{HashMap, HashSet},
+    net::SocketAddr,
     time::Instant,
 };
 
@@ -15,7 +16,7 @@ use loupe_common::{
 };
 use tracing::warn;
 
-use super::state::{State, label_peer};
+use super::state::{State, label_peer, peer_ip};
 
 /// `bpf_map_update_elem` flag: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -68,7 +69,12 @@ impl State {
                 direction: 0,
             };
             if self.probes.listeners.insert(key, owner, 0).is_ok() {
-                self.services[service as usize].listeners.insert(key);
+                let s = &mut self.services[service as usize];
+                s.listeners.insert(key);
+                let addr = SocketAddr::new(peer_ip(&row.local_addr), row.local_port);
+                if !s.listen_addrs.contains(&addr) {
+                    s.listen_addrs.push(addr);
+                }
             }
             self.file_fd(pid, fds[&row.inode], service, ROLE_LISTENER);
         }

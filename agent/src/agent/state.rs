@@ -3,17 +3,17 @@
 //! are applied here; `seed.rs` and `upkeep.rs` hold the rest of its methods.
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    net::SocketAddr,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     time::Instant,
 };
 
 use loupe_common::{
-    maps::{ListenKey, SWITCH_CAPTURE_INBOUND, Target},
+    maps::{DIRECTION_INBOUND, ListenKey, SWITCH_CAPTURE_INBOUND, Target},
     tcp,
 };
 use tracing::{info, warn};
 
-use super::MAX_PEERS;
+use super::{MAX_PEERS, routes::SelfPorts};
 use crate::{
     capture::Streams,
     config::{Config, ServiceSpec, http::HttpConfig},
@@ -36,6 +36,11 @@ pub(super) struct Service {
     /// Route templates for the `endpoint` label.
     pub(super) routes: Routes,
     pub(super) exclude_paths: HashSet<String>,
+    /// Addresses the service listens on (for its OpenAPI document).
+    pub(super) listen_addrs: Vec<SocketAddr>,
+    /// When the OpenAPI document is next fetched; `None` before the first.
+    pub(super) openapi_due: Option<Instant>,
+    pub(super) openapi_failed: bool,
     waiting_logged: bool,
 }
 
@@ -63,6 +68,14 @@ pub struct State {
     pub(super) principals: LabelLimit,
     /// Reused buffer of parser outcomes (no allocation per record).
     pub(super) outcomes: Vec<(u32, Outcome)>,
+    /// The agent's own connections to targets (OpenAPI fetches).
+    pub(super) self_ports: SelfPorts,
+}
+
+/// An address as the TCP probe reports it (IPv4 mapped into IPv6).
+pub(super) fn peer_ip(raw: &[u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(*raw);
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }
 
 /// The exported label of an outbound peer: itself, or `__other__` once the
@@ -84,6 +97,9 @@ impl State {
                 listeners: HashSet::new(),
                 routes: Routes::new(spec.routes.iter().cloned()),
                 exclude_paths: spec.exclude_paths.iter().cloned().collect(),
+                listen_addrs: Vec::new(),
+                openapi_due: None,
+                openapi_failed: false,
                 waiting_logged: false,
             })
             .collect();
@@ -105,6 +121,7 @@ impl State {
             principals: LabelLimit::new(config.http.max_principals),
             http: config.http.clone(),
             outcomes: Vec::new(),
+            self_ports: SelfPorts::default(),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);
@@ -146,6 +163,10 @@ impl State {
                 .targets
                 .with_label_values(&[name])
                 .set(s.targets.len() as i64);
+            self.metrics
+                .route_templates
+                .with_label_values(&[name])
+                .set(s.routes.len() as i64);
         }
     }
 
@@ -224,6 +245,12 @@ impl State {
         self.metrics.events.with_label_values(&[event.kind()]).inc();
         match event {
             Event::TcpState(state) => {
+                let local = peer_ip(&state.tuple.saddr);
+                if state.owner.direction == DIRECTION_INBOUND
+                    && self.self_ports.contains(local, state.tuple.dport)
+                {
+                    return; // the agent's own connection (OpenAPI fetch)
+                }
                 if state.newstate == tcp::LISTEN
                     && let Some(service) = self.services.get_mut(state.owner.service as usize)
                 {
@@ -232,6 +259,9 @@ impl State {
                         port: state.tuple.sport,
                         _pad: 0,
                     });
+                    service
+                        .listen_addrs
+                        .push(SocketAddr::new(local, state.tuple.sport));
                 }
                 let peers = &mut self.peers;
                 if let Some(delta) = self

@@ -21,6 +21,7 @@ impl State {
         }
         self.count_fds();
         self.expire_streams(monotonic_ns(), now);
+        self.self_ports.expire(now);
         self.touch_live_series(now);
         self.expire_series(now);
     }

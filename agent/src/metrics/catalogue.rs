@@ -124,6 +124,13 @@ pub const ENDPOINT_OVERFLOW: Def = def(
      of distinct endpoints.",
     &["service"],
 );
+pub const ROUTE_TEMPLATES: Def = def(
+    "loupe_route_templates",
+    Kind::Gauge,
+    "Route templates known for the service's endpoint label (configuration and OpenAPI \
+     document).",
+    &["service"],
+);
 pub const CAPTURE_CONNECTIONS: Def = def(
     "loupe_capture_connections",
     Kind::Gauge,
@@ -191,6 +198,7 @@ pub const ALL: &[Def] = &[
     TRACKED_SOCKETS,
     UNPARSED_CONNECTIONS,
     ENDPOINT_OVERFLOW,
+    ROUTE_TEMPLATES,
     CAPTURE_CONNECTIONS,
 ];
 

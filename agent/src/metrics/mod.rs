@@ -91,6 +91,7 @@ pub struct Metrics {
     pub tracked_sockets: IntGaugeVec,
     pub unparsed: IntCounterVec,
     pub endpoint_overflow: IntCounterVec,
+    pub route_templates: IntGaugeVec,
     pub capture_connections: IntGauge,
 }
 
@@ -123,6 +124,7 @@ impl Metrics {
             tracked_sockets: b.gauges(&c::TRACKED_SOCKETS),
             unparsed: b.counters(&c::UNPARSED_CONNECTIONS),
             endpoint_overflow: b.counters(&c::ENDPOINT_OVERFLOW),
+            route_templates: b.gauges(&c::ROUTE_TEMPLATES),
             capture_connections: b.gauge(&c::CAPTURE_CONNECTIONS),
             registry: b.registry,
             families: b.families,
