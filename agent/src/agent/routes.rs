@@ -23,11 +23,13 @@ const RETRY: Duration = Duration::from_secs(60);
 /// A connection of the agent: the service address it reached and the
 /// agent's port.
 type OwnConnection = (IpAddr, u16);
+/// An own connection, and until when it is remembered once finished.
+type Remembered = (OwnConnection, Option<Instant>);
 
 /// The agent's own connections to targets, so that the connection metrics
 /// leave them out.
 #[derive(Clone, Default)]
-pub struct SelfPorts(Arc<Mutex<Vec<(OwnConnection, Option<Instant>)>>>);
+pub struct SelfPorts(Arc<Mutex<Vec<Remembered>>>);
 
 impl SelfPorts {
     pub fn add(&self, connection: OwnConnection) {
@@ -54,7 +56,7 @@ impl SelfPorts {
             .retain(|(_, until)| until.is_none_or(|t| t > now));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(OwnConnection, Option<Instant>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Remembered>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
