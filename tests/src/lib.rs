@@ -35,15 +35,16 @@ pub fn workspace() -> PathBuf {
         .to_owned()
 }
 
-/// The loupe binary: `$LOUPE_BIN`, else `target/debug/loupe`.
+/// The loupe binary: `$LOUPE_BIN`, else `target/release/loupe`.
 pub fn loupe_bin() -> PathBuf {
     let path = std::env::var_os("LOUPE_BIN").map_or_else(
-        || workspace().join("target/debug/loupe"),
+        || workspace().join("target/release/loupe"),
         |path| workspace().join(path),
     );
     assert!(
         path.exists(),
-        "{} does not exist: build it with `cargo build -p loupe` (cargo xtask test does)",
+        "{} does not exist: build it with `cargo build --release -p loupe` (cargo xtask test \
+         does)",
         path.display()
     );
     path
@@ -92,13 +93,14 @@ pub struct Scrape {
     values: HashMap<String, f64>,
 }
 
-/// A series key as the Prometheus client prints it (labels sorted by name).
+/// A series key as the Prometheus client prints it (labels sorted by name,
+/// a histogram bucket's `le` last).
 pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
     if labels.is_empty() {
         return name.to_owned();
     }
     let mut labels = labels.to_vec();
-    labels.sort_unstable();
+    labels.sort_unstable_by_key(|(k, _)| (*k == "le", *k));
     let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
     format!("{name}{{{}}}", inner.join(","))
 }
@@ -238,6 +240,18 @@ impl Agent {
         Scrape::parse(response.body)
     }
 
+    /// Asserts that no probe record was lost so far (exact counts are
+    /// meaningful only then).
+    pub fn assert_nothing_lost(&self) {
+        let scrape = self.scrape();
+        assert_eq!(
+            scrape.get("loupe_events_lost_total"),
+            Some(0.0),
+            "{}",
+            scrape.text
+        );
+    }
+
     /// Waits until `series` has exactly `expected`, panicking with the last
     /// exposition and the agent's log otherwise. A missing series reads as 0.
     pub fn wait_for(&self, series: &str, expected: f64) -> Scrape {
@@ -253,6 +267,24 @@ impl Agent {
                 "{series} = {value}, expected {expected} within {WAIT:?}\n--- exposition\n{}\n--- log\n{}",
                 scrape.text,
                 self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `series` is at least `minimum`; returns the scrape.
+    pub fn wait_for_at_least(&self, series: &str, minimum: f64) -> Scrape {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let scrape = self.scrape();
+            let value = scrape.get(series).unwrap_or(0.0);
+            if value >= minimum {
+                return scrape;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} = {value}, expected at least {minimum} within {WAIT:?}\n{}",
+                scrape.text
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -333,11 +365,16 @@ impl Fixture {
         }
     }
 
-    /// Sends one command line and waits for the reply starting with `reply`.
-    pub fn command(&mut self, line: &str, reply: &str) -> String {
+    /// Sends one line without waiting for a reply.
+    pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("fixture stdin");
         writeln!(stdin, "{line}").expect("write to fixture");
         stdin.flush().expect("flush fixture stdin");
+    }
+
+    /// Sends one command line and waits for the reply starting with `reply`.
+    pub fn command(&mut self, line: &str, reply: &str) -> String {
+        self.send(line);
         self.expect(reply)
     }
 

@@ -29,10 +29,12 @@ pub fn lint() -> anyhow::Result<()> {
 }
 
 pub fn run_tests(filter: Option<&str>) -> anyhow::Result<()> {
-    sh::run(Command::new("cargo").args(["build", "--package", "loupe"]))?;
+    // The agent under test is the release build users run: a debug build
+    // cannot keep up with the load some tests put on it.
+    sh::run(Command::new("cargo").args(["build", "--release", "--package", "loupe"]))?;
     let mut test = Command::new("cargo");
     test.args(["test", "--workspace", "--exclude", "loupe-probes"])
-        .env("LOUPE_BIN", root().join("target/debug/loupe"));
+        .env("LOUPE_BIN", root().join("target/release/loupe"));
     if let Some(filter) = filter {
         test.arg(filter);
     }

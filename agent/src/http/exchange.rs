@@ -52,7 +52,7 @@ pub struct Exchange {
     pub auth: Auth,
     /// First byte of the request read by the service.
     pub start_ns: u64,
-    /// First byte of the response written.
+    /// First byte of the response body written (its head if it has none).
     pub first_byte_ns: u64,
     /// Last byte of the response written.
     pub end_ns: u64,
@@ -167,7 +167,11 @@ struct Request {
 #[derive(Clone, Debug)]
 struct Response {
     status: Option<u16>,
+    /// When its head was written.
     first_ns: u64,
+    /// When its first body byte was written (a head sent ahead of a
+    /// streamed body does not count as the first byte).
+    body_ns: Option<u64>,
     last_ns: u64,
     body: Body,
 }
@@ -354,6 +358,9 @@ impl HttpConn {
                 continue;
             };
             response.last_ns = tx.ts;
+            if response.body != Body::None {
+                response.body_ns.get_or_insert(tx.ts);
+            }
             if tx.tail {
                 let ended = match response.body {
                     Body::ChunkedBlind => ends_body(tx.bytes),
@@ -400,6 +407,7 @@ impl HttpConn {
             self.response = Some(Response {
                 status: parse_status_line(&self.tx_head),
                 first_ns: if started { self.tx_head_ns } else { tx.ts },
+                body_ns: None,
                 last_ns: tx.ts,
                 body: Body::Unknown,
             });
@@ -442,6 +450,7 @@ impl HttpConn {
         self.response = Some(Response {
             status,
             first_ns: self.tx_head_ns,
+            body_ns: None,
             last_ns: tx.ts,
             body,
         });
@@ -478,7 +487,7 @@ impl HttpConn {
             status: response.status,
             auth: request.auth,
             start_ns: request.start_ns,
-            first_byte_ns: response.first_ns,
+            first_byte_ns: response.body_ns.unwrap_or(response.first_ns),
             end_ns: response.last_ns,
         }));
     }

@@ -99,7 +99,8 @@ pub const AGENT_RESPONSE_FIRST_BYTE: Def = def(
     "agent_response_first_byte_seconds",
     Kind::Histogram,
     "Time from the first byte of a request read by the service to the first byte of its \
-     response written (for streamed responses, the time to the first token).",
+     response body written (for streamed responses the first chunk or token; the head for \
+     a response without a body).",
     &["service", "method", "endpoint"],
 );
 pub const AGENT_REQUESTS_BY_PRINCIPAL: Def = def(
