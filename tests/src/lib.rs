@@ -195,6 +195,11 @@ impl Agent {
     /// Starts `loupe run ARGS --listen 127.0.0.1:<free port>` and waits
     /// until `/readyz` answers 200.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
         let port = free_port();
         let log = scratch_file("agent.log");
@@ -202,6 +207,7 @@ impl Agent {
             .arg("run")
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().copied())
             .env("LOUPE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("create the agent log"))
@@ -425,4 +431,60 @@ pub fn watch_port(port: u16, service: &str, extra: &[&str]) -> Agent {
     let agent = Agent::start(&args);
     agent.wait_for(&targets(service), 1.0);
     agent
+}
+
+/// A keep-alive HTTP/1.1 client on one connection (responses with
+/// `Content-Length` only, as the test servers send).
+pub struct KeepAlive {
+    stream: std::io::BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Self {
+            stream: BufReader::new(stream),
+        }
+    }
+
+    /// Sends `method path` with extra header lines; returns the status.
+    pub fn request(&mut self, method: &str, path: &str, headers: &str) -> u16 {
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n");
+        self.stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .expect("send request");
+        let mut status = 0;
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.stream
+                .read_line(&mut line)
+                .expect("read response head");
+            let trimmed = line.trim_end();
+            if trimmed.is_empty() {
+                break;
+            }
+            if status == 0 {
+                status = trimmed
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+            } else if let Some((name, value)) = trimmed.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream
+            .read_exact(&mut body)
+            .expect("read response body");
+        status
+    }
 }

@@ -85,6 +85,13 @@ pub enum Outcome {
     Unparsed(Unparsed),
 }
 
+/// Bytes too few to tell whether they start a request: a method's letters
+/// so far, perhaps with its space.
+fn could_start_request(bytes: &[u8]) -> bool {
+    let token = bytes.strip_suffix(b" ").unwrap_or(bytes);
+    bytes.len() < 16 && !token.is_empty() && token.iter().all(u8::is_ascii_uppercase)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Detect {
@@ -235,7 +242,9 @@ impl HttpConn {
         }
         let why = if bytes.starts_with(b"PRI * HTTP/2.0") {
             Unparsed::Http2
-        } else if looks_like_request(bytes) {
+        } else if looks_like_request(bytes) || could_start_request(bytes) {
+            // A request, or too little of one to tell (a slow client):
+            // parsing the head decides.
             self.mode = Mode::Http;
             return true;
         } else if bytes.len() >= 3 && bytes[0] == 0x16 && bytes[1] == 0x03 {
@@ -327,7 +336,12 @@ impl HttpConn {
                     return;
                 }
                 Parsed::Invalid => {
-                    self.give_up(Unparsed::MalformedHttp, out);
+                    let why = if self.head.starts_with(b"PRI * HTTP/2") {
+                        Unparsed::Http2
+                    } else {
+                        Unparsed::MalformedHttp
+                    };
+                    self.give_up(why, out);
                     return;
                 }
             }

@@ -336,6 +336,21 @@ fn other_protocols_are_reported_once() {
 }
 
 #[test]
+fn a_request_sent_byte_by_byte_is_recognised() {
+    let mut w = Wire::new();
+    for byte in b"GET /slowly HTTP/1.1\r\nHost: h\r\n\r\n" {
+        w.read(&[*byte]);
+    }
+    w.write(&ok("done"));
+    assert_eq!(w.exchanges(), [ex("GET", "/slowly", 200)]);
+    let mut w = Wire::new();
+    for byte in b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+        w.read(&[*byte]);
+    }
+    assert_eq!(w.out, [Outcome::Unparsed(Unparsed::Http2)]);
+}
+
+#[test]
 fn a_connection_picked_up_mid_stream_finds_the_next_request() {
     let mut w = Wire::with(HttpConn::new(true));
     w.read(b"ody of a request we missed\"}").write(&ok("late"));
