@@ -436,7 +436,7 @@ pub fn watch_port(port: u16, service: &str, extra: &[&str]) -> Agent {
 /// A keep-alive HTTP/1.1 client on one connection (responses with
 /// `Content-Length` only, as the test servers send).
 pub struct KeepAlive {
-    stream: std::io::BufReader<TcpStream>,
+    stream: BufReader<TcpStream>,
 }
 
 impl KeepAlive {
