@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup | services | test | demo | lint`.
 //! Each installs or starts what it needs first, so the README's two commands
 //! work on a fresh machine.
+mod bench;
 mod demo;
 mod services;
 mod setup;
@@ -33,6 +34,18 @@ enum Command {
     },
     /// `cargo fmt --check` and clippy (host crates and the eBPF probes).
     Lint,
+    /// Benchmark: nginx under wrk without and with loupe, side by side.
+    Bench {
+        /// Alternating rounds (bare, then with loupe).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Seconds of load per run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// wrk connections.
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+    },
     /// Build loupe, start the demo agent service and loupe beside it, send
     /// some traffic and keep serving /metrics until Ctrl-C.
     Demo {
@@ -52,5 +65,14 @@ fn main() -> anyhow::Result<()> {
         Command::Test { filter, no_lint } => test::run(filter.as_deref(), !no_lint),
         Command::Lint => test::lint(),
         Command::Demo { port, seconds } => demo::run(port, seconds),
+        Command::Bench {
+            rounds,
+            seconds,
+            connections,
+        } => bench::run(&bench::Options {
+            rounds,
+            seconds,
+            connections,
+        }),
     }
 }
