@@ -3,6 +3,7 @@
 //! work on a fresh machine.
 mod bench;
 mod demo;
+mod fuzz;
 mod services;
 mod setup;
 mod sh;
@@ -24,7 +25,8 @@ enum Command {
     Setup,
     /// Start PostgreSQL and Redis if they are not running.
     Services,
-    /// Format and lint checks, unit tests, then root integration tests.
+    /// Format and lint checks, unit tests, root integration tests, and a
+    /// short run of every fuzz target.
     Test {
         /// Only run tests whose name contains this filter.
         filter: Option<String>,
@@ -34,6 +36,12 @@ enum Command {
     },
     /// `cargo fmt --check` and clippy (host crates and the eBPF probes).
     Lint,
+    /// Run every fuzz target of the parsers for a while.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
     /// Benchmark: nginx under wrk without and with loupe, side by side.
     Bench {
         /// Alternating rounds (bare, then with loupe).
@@ -65,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test { filter, no_lint } => test::run(filter.as_deref(), !no_lint),
         Command::Lint => test::lint(),
         Command::Demo { port, seconds } => demo::run(port, seconds),
+        Command::Fuzz { seconds } => fuzz::run(seconds),
         Command::Bench {
             rounds,
             seconds,

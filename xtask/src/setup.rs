@@ -26,6 +26,7 @@ const LLVM_PREFIX: &str = "/opt/rust-llvm";
 pub fn run() -> anyhow::Result<()> {
     ensure_nightly_components()?;
     ensure_bpf_linker()?;
+    ensure_cargo_fuzz()?;
     ensure_apt_packages()?;
     ensure_python_packages()?;
     eprintln!("setup: everything is in place");
@@ -119,6 +120,13 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
             .arg(format!("llvm-{llvm_major}"))
             .env("LLVM_PREFIX", LLVM_PREFIX),
     )
+}
+
+fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+    if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        return Ok(());
+    }
+    sh::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
 }
 
 fn installed(package: &str) -> bool {

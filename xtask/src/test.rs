@@ -5,12 +5,21 @@ use std::process::Command;
 use anyhow::bail;
 
 use crate::{
-    services, setup,
+    fuzz, services, setup,
     sh::{self, is_root, root},
 };
 
+/// Seconds each fuzz target runs within `cargo xtask test`.
+const FUZZ_SMOKE_SECONDS: u32 = 10;
+
 pub fn lint() -> anyhow::Result<()> {
     sh::run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+    sh::run(Command::new("cargo").args([
+        "fmt",
+        "--manifest-path",
+        "agent/fuzz/Cargo.toml",
+        "--check",
+    ]))?;
     sh::run(Command::new("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     // The probes build for the BPF target with the nightly toolchain.
     sh::run(
@@ -50,5 +59,9 @@ pub fn run(filter: Option<&str>, with_lint: bool) -> anyhow::Result<()> {
     if with_lint {
         lint()?;
     }
-    run_tests(filter)
+    run_tests(filter)?;
+    if filter.is_none() {
+        fuzz::run(FUZZ_SMOKE_SECONDS)?;
+    }
+    Ok(())
 }

@@ -15,7 +15,11 @@ use loupe_common::{
 use tracing::{info, warn};
 
 /// The probes object, built by `build.rs`.
+#[cfg(feature = "probes")]
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loupe"));
+/// Built without the `probes` feature (for fuzzing the parsers): no object.
+#[cfg(not(feature = "probes"))]
+pub static OBJECT: &[u8] = &[];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
