@@ -213,6 +213,18 @@ impl Probes {
         }
     }
 
+    /// Raises the capture budget of one connection: its next writes are
+    /// copied from their start, up to `bytes` in all (see docs/capture.md for
+    /// the race with a response already written).
+    pub fn raise_capture(&mut self, tgid: u32, fd: u32, bytes: u32) -> bool {
+        let key = FdKey { tgid, fd };
+        let Ok(mut info) = self.fds.get(&key, 0) else {
+            return false; // closed meanwhile
+        };
+        info.capture = info.capture.max(bytes);
+        self.fds.insert(key, info, 0).is_ok()
+    }
+
     /// Turns one of the probes' switches on or off.
     pub fn set_switch(&mut self, index: u32, on: bool) {
         if let Err(err) = self.switches.set(index, u32::from(on), 0) {
