@@ -225,12 +225,13 @@ fn report() -> Report {
         None => report.line("capabilities", "unknown (cannot read /proc/self/status)"),
     }
     try_hooks(&mut report);
-    match Probes::load() {
+    match Probes::load(ebpf::DataHookChoice::Auto) {
         Ok(probes) => report.line(
             "loupe probes",
             format!(
-                "yes ({} tracepoint programs attached and detached)",
-                probes.attached
+                "yes ({} programs attached and detached; data syscalls through {})",
+                probes.attached,
+                probes.data_hook.as_str()
             ),
         ),
         Err(err) => report.hook("loupe probes", true, Err(describe_error(&err))),

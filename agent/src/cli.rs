@@ -3,7 +3,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{FileService, Overrides};
+use crate::{
+    config::{FileService, Overrides},
+    ebpf::DataHookChoice,
+};
 
 /// loupe: eBPF-assisted Prometheus metrics for services you do not modify.
 #[derive(Debug, Parser)]
@@ -59,6 +62,10 @@ pub struct RunArgs {
     /// Series of a target, peer or label value idle this long are dropped [default: 10m].
     #[arg(long, value_name = "DURATION")]
     pub series_ttl: Option<String>,
+    /// How to hook the data syscalls: `auto` (one BTF tracepoint where the
+    /// kernel allows it) or `tracepoints` (the syscalls' own tracepoints).
+    #[arg(long, value_enum, default_value_t = DataHookChoice::Auto)]
+    pub data_hook: DataHookChoice,
 }
 
 impl RunArgs {

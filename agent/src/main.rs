@@ -40,6 +40,6 @@ fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(loupe::agent::run(config))?;
+    runtime.block_on(loupe::agent::run(config, args.data_hook))?;
     Ok(())
 }

@@ -194,6 +194,25 @@ fn node_http_server() {
 }
 
 #[test]
+fn node_http_server_through_syscall_tracepoints() {
+    // The fallback for kernels without BTF tracepoints.
+    let port = free_port();
+    let _server = Fixture::start(
+        "node",
+        &[fixture("http_app.js").to_str().unwrap(), &port.to_string()],
+    );
+    let mut extra = ITEM_ROUTES.to_vec();
+    extra.extend(["--data-hook", "tracepoints"]);
+    let agent = watch(port, "node-tp", 1, &extra);
+    assert!(
+        agent.log().contains("data_hook=\"syscall tracepoints\""),
+        "{}",
+        agent.log()
+    );
+    check_mix(&agent, "node-tp", port, "requests");
+}
+
+#[test]
 fn rust_hyper_server() {
     let port = free_port();
     let _server = Fixture::start(env!("CARGO_BIN_EXE_http_app"), &[&port.to_string()]);

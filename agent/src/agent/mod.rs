@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::{
     config::{Config, ServiceSpec},
     discovery::{self, PortOwners},
-    ebpf::{LoadError, Probes},
+    ebpf::{DataHookChoice, LoadError, Probes},
     events,
     metrics::Metrics,
     procfs::Procfs,
@@ -151,7 +151,7 @@ async fn shutdown_signal() -> Result<&'static str, AgentError> {
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), AgentError> {
+pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentError> {
     let proc = Procfs::default();
     for spec in &config.services {
         if let Some(&pid) = spec.pids.iter().find(|&&pid| !proc.is_running(pid)) {
@@ -170,7 +170,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     };
     let server = tokio::spawn(server::serve(listener, endpoint));
 
-    let mut probes = Probes::load()?;
+    let mut probes = Probes::load(data_hook)?;
     metrics.programs_attached.set(probes.attached as i64);
     let ring = probes
         .events

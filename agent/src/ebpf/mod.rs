@@ -6,10 +6,13 @@ pub mod tracefs;
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, TracePoint},
+    programs::{BtfTracePoint, ProgramError, TracePoint},
 };
 use loupe_common::{
-    layout::{KERNEL_OFFSETS_GLOBAL, KernelOffsets, TRACEPOINTS},
+    layout::{
+        DATA_TRACEPOINTS, KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAM,
+        SYS_EXIT_TRACEPOINT, TRACEPOINTS, Tracepoint,
+    },
     maps::{self, FdInfo, FdKey, ListenKey, SockOwner, Target, TupleKey},
 };
 use tracing::{info, warn};
@@ -49,12 +52,89 @@ pub enum LoadError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("not chosen (--data-hook tracepoints)")]
+    NotChosen,
     #[error("map {map} is missing or has the wrong type: {source}")]
     Map {
         map: &'static str,
         #[source]
         source: Box<MapError>,
     },
+}
+
+/// Which data-syscall hook to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataHookChoice {
+    /// The BTF tracepoint where it loads, else the syscall tracepoints.
+    #[default]
+    Auto,
+    /// The syscall tracepoints even where BTF tracepoints load.
+    Tracepoints,
+}
+
+/// How the data syscalls are hooked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataHook {
+    /// One BTF tracepoint on the raw `sys_exit` (cheapest where allowed).
+    BtfSysExit,
+    /// The syscalls' own exit tracepoints.
+    SyscallTracepoints,
+}
+
+impl DataHook {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BtfSysExit => "tp_btf/sys_exit",
+            Self::SyscallTracepoints => "syscall tracepoints",
+        }
+    }
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, tp: &Tracepoint) -> Result<(), LoadError> {
+    let load_err = |source| LoadError::Load {
+        program: tp.program,
+        source: Box::new(source),
+    };
+    let program: &mut TracePoint = ebpf
+        .program_mut(tp.program)
+        .ok_or(LoadError::MissingProgram {
+            program: tp.program,
+        })?
+        .try_into()
+        .map_err(load_err)?;
+    if program.fd().is_err() {
+        program.load().map_err(load_err)?;
+    }
+    program
+        .attach(tp.category, tp.name)
+        .map_err(|source| LoadError::Attach {
+            program: tp.program,
+            category: tp.category,
+            name: tp.name,
+            source: Box::new(source),
+        })?;
+    Ok(())
+}
+
+fn attach_sys_exit(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let load_err = |source| LoadError::Load {
+        program: SYS_EXIT_PROGRAM,
+        source: Box::new(source),
+    };
+    let btf = aya::Btf::from_sys_fs().map_err(|err| LoadError::Load {
+        program: SYS_EXIT_PROGRAM,
+        source: Box::new(ProgramError::Btf(err)),
+    })?;
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(SYS_EXIT_PROGRAM)
+        .ok_or(LoadError::MissingProgram {
+            program: SYS_EXIT_PROGRAM,
+        })?
+        .try_into()
+        .map_err(load_err)?;
+    program.load(SYS_EXIT_TRACEPOINT, &btf).map_err(load_err)?;
+    program.attach().map_err(load_err)?;
+    Ok(())
 }
 
 /// The loaded, attached probes and their maps.
@@ -71,6 +151,7 @@ pub struct Probes {
     /// Taken by the event reader.
     pub events: Option<RingBuf<MapData>>,
     pub attached: usize,
+    pub data_hook: DataHook,
     /// Network namespaces are told apart (kernel offsets resolved from BTF).
     pub netns_aware: bool,
     /// Owns the programs and their links (fields drop in order: this last).
@@ -132,8 +213,10 @@ pub fn kernel_offsets() -> KernelOffsets {
 
 impl Probes {
     /// Mounts tracefs if needed, checks every tracepoint layout, loads the
-    /// object and attaches every probe.
-    pub fn load() -> Result<Self, LoadError> {
+    /// object and attaches every probe. The data syscalls are captured from
+    /// the raw `sys_exit` tracepoint where BTF tracepoints load, else from
+    /// their own tracepoints.
+    pub fn load(choice: DataHookChoice) -> Result<Self, LoadError> {
         raise_memlock();
         let tracefs = tracefs::find_or_mount()?;
         if let tracefs::Mounted::MountedByLoupe(path) = &tracefs {
@@ -151,35 +234,32 @@ impl Probes {
             })?;
         let mut attached = 0;
         for tp in TRACEPOINTS {
-            let program: &mut TracePoint = ebpf
-                .program_mut(tp.program)
-                .ok_or(LoadError::MissingProgram {
-                    program: tp.program,
-                })?
-                .try_into()
-                .map_err(|source| LoadError::Load {
-                    program: tp.program,
-                    source: Box::new(source),
-                })?;
-            if program.fd().is_err() {
-                program.load().map_err(|source| LoadError::Load {
-                    program: tp.program,
-                    source: Box::new(source),
-                })?;
-            }
-            program
-                .attach(tp.category, tp.name)
-                .map_err(|source| LoadError::Attach {
-                    program: tp.program,
-                    category: tp.category,
-                    name: tp.name,
-                    source: Box::new(source),
-                })?;
+            attach_tracepoint(&mut ebpf, tp)?;
             attached += 1;
         }
+        let btf_hook = match choice {
+            DataHookChoice::Auto => attach_sys_exit(&mut ebpf),
+            DataHookChoice::Tracepoints => Err(LoadError::NotChosen),
+        };
+        let data_hook = match btf_hook {
+            Ok(()) => {
+                attached += 1;
+                DataHook::BtfSysExit
+            }
+            Err(err) => {
+                info!(error = %err, "BTF tracepoints unavailable; capturing from syscall tracepoints");
+                for tp in DATA_TRACEPOINTS {
+                    tracefs::check_tracepoint(tracefs.path(), tp)?;
+                    attach_tracepoint(&mut ebpf, tp)?;
+                    attached += 1;
+                }
+                DataHook::SyscallTracepoints
+            }
+        };
         info!(
             attached,
             netns_aware = offsets.valid == 1,
+            data_hook = data_hook.as_str(),
             "probes attached"
         );
         Ok(Self {
@@ -194,6 +274,7 @@ impl Probes {
             counters: map(&mut ebpf, maps::COUNTERS)?,
             events: Some(map(&mut ebpf, maps::EVENTS)?),
             attached,
+            data_hook,
             netns_aware: offsets.valid == 1,
             _ebpf: ebpf,
         })

@@ -146,6 +146,16 @@ pub const TRACEPOINTS: &[Tracepoint] = &[
         program: "loupe_close",
         fields: syscall::ENTER_FD,
     },
+];
+
+/// The BTF tracepoint (`tp_btf`) program that captures the data syscalls
+/// from the raw `sys_exit` tracepoint, where the kernel allows it.
+pub const SYS_EXIT_PROGRAM: &str = "loupe_sys_exit";
+pub const SYS_EXIT_TRACEPOINT: &str = "sys_exit";
+
+/// The data syscalls' own tracepoints: the fallback for kernels without
+/// BTF tracepoints (each syscall exit costs a trace record there).
+pub const DATA_TRACEPOINTS: &[Tracepoint] = &[
     exit("sys_exit_read", "loupe_rx_buf"),
     exit("sys_exit_recvfrom", "loupe_rx_buf"),
     exit("sys_exit_readv", "loupe_rx_iov"),

@@ -23,8 +23,8 @@ use aya_ebpf::{
         bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user, bpf_task_pt_regs,
         generated::bpf_probe_read_user as read_user_raw,
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use loupe_common::{
     event::{
@@ -137,10 +137,13 @@ fn captured_role(role: u32) -> bool {
         || (role == ROLE_OUTBOUND && switch(SWITCH_CAPTURE_OUTBOUND))
 }
 
-/// The connection the current syscall is on, if captured.
+/// The connection the current syscall is on, if captured. `args` is called
+/// only for a tracked process (it may cost helper calls).
 #[inline(always)]
-fn connection(ctx: &TracePointContext) -> Option<(u64, Args, u32, *mut FdInfo)> {
-    let ret: i64 = field(ctx, syscall::RET);
+fn connection(
+    ret: i64,
+    args: impl FnOnce() -> Option<Args>,
+) -> Option<(u64, Args, u32, *mut FdInfo)> {
     if ret <= 0 {
         return None;
     }
@@ -148,7 +151,7 @@ fn connection(ctx: &TracePointContext) -> Option<(u64, Args, u32, *mut FdInfo)> 
     if !maybe_tracked(tgid) {
         return None;
     }
-    let args = syscall_args()?;
+    let args = args()?;
     let fd = args.rdi as u32;
     let info = FDS.get_ptr_mut(FdKey { tgid, fd })?;
     // SAFETY: pointer from a successful lookup of plain data.
@@ -222,8 +225,8 @@ fn emit_head(head: DataHeader, source: Source, args: &Args, ret: u64) {
 }
 
 #[inline(always)]
-fn on_rx(ctx: &TracePointContext, source: Source) -> u32 {
-    let Some((ret, args, tgid, info)) = connection(ctx) else {
+fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
+    let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
     // SAFETY: in-place update of the looked-up value (no map write).
@@ -234,8 +237,8 @@ fn on_rx(ctx: &TracePointContext, source: Source) -> u32 {
 }
 
 #[inline(always)]
-fn on_tx(ctx: &TracePointContext, source: Source) -> u32 {
-    let Some((ret, args, tgid, info)) = connection(ctx) else {
+fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
+    let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
     // SAFETY: in-place reads and updates of the looked-up value.
@@ -291,44 +294,49 @@ fn emit_tail(mut head: DataHeader, source: Source, args: &Args, ret: u64) {
 /// `sys_exit_read`, `sys_exit_recvfrom`.
 #[tracepoint]
 pub fn loupe_rx_buf(ctx: TracePointContext) -> u32 {
-    on_rx(&ctx, Source::Buf)
+    on_rx(field(&ctx, syscall::RET), syscall_args, Source::Buf)
 }
 
 /// `sys_exit_readv`.
 #[tracepoint]
 pub fn loupe_rx_iov(ctx: TracePointContext) -> u32 {
-    on_rx(&ctx, Source::Iov)
+    on_rx(field(&ctx, syscall::RET), syscall_args, Source::Iov)
 }
 
 /// `sys_exit_recvmsg`.
 #[tracepoint]
 pub fn loupe_rx_msg(ctx: TracePointContext) -> u32 {
-    on_rx(&ctx, Source::Msg)
+    on_rx(field(&ctx, syscall::RET), syscall_args, Source::Msg)
 }
 
 /// `sys_exit_write`, `sys_exit_sendto`.
 #[tracepoint]
 pub fn loupe_tx_buf(ctx: TracePointContext) -> u32 {
-    on_tx(&ctx, Source::Buf)
+    on_tx(field(&ctx, syscall::RET), syscall_args, Source::Buf)
 }
 
 /// `sys_exit_writev`.
 #[tracepoint]
 pub fn loupe_tx_iov(ctx: TracePointContext) -> u32 {
-    on_tx(&ctx, Source::Iov)
+    on_tx(field(&ctx, syscall::RET), syscall_args, Source::Iov)
 }
 
 /// `sys_exit_sendmsg`.
 #[tracepoint]
 pub fn loupe_tx_msg(ctx: TracePointContext) -> u32 {
-    on_tx(&ctx, Source::Msg)
+    on_tx(field(&ctx, syscall::RET), syscall_args, Source::Msg)
 }
 
 /// `sys_exit_sendfile64`: the length only (the bytes come from a file). The
 /// socket is the first argument.
 #[tracepoint]
 pub fn loupe_tx_file(ctx: TracePointContext) -> u32 {
-    let Some((ret, args, tgid, info)) = connection(&ctx) else {
+    on_sendfile(field(&ctx, syscall::RET), syscall_args)
+}
+
+#[inline(always)]
+fn on_sendfile(ret: i64, args: impl FnOnce() -> Option<Args>) -> u32 {
+    let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
     // SAFETY: in-place update of the looked-up value.
@@ -337,6 +345,37 @@ pub fn loupe_tx_file(ctx: TracePointContext) -> u32 {
     head.flags |= DATA_NONE;
     emit_bytes::<0>(head, 0, 0);
     0
+}
+
+/// `tp_btf/sys_exit` (all syscalls, where BTF tracepoints are allowed): one
+/// program instead of nine syscall tracepoints. The arguments are loads from
+/// the BTF-typed `pt_regs` (no helper calls); syscalls other than the data
+/// ones return after one comparison. x86_64 syscall numbers.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn loupe_sys_exit(ctx: BtfTracePointContext) -> i32 {
+    let regs: *const pt_regs = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    // SAFETY: `regs` is the BTF-typed syscall frame; the verifier checks the
+    // loads against its type.
+    let args = || unsafe {
+        Some(Args {
+            rdx: (*regs).rdx,
+            rsi: (*regs).rsi,
+            rdi: (*regs).rdi,
+        })
+    };
+    // SAFETY: as above.
+    let nr = unsafe { (*regs).orig_rax };
+    (match nr {
+        0 | 45 => on_rx(ret, args, Source::Buf),
+        19 => on_rx(ret, args, Source::Iov),
+        47 => on_rx(ret, args, Source::Msg),
+        1 | 44 => on_tx(ret, args, Source::Buf),
+        20 => on_tx(ret, args, Source::Iov),
+        46 => on_tx(ret, args, Source::Msg),
+        40 => on_sendfile(ret, args),
+        _ => 0,
+    }) as i32
 }
 
 /// Tells the agent that a captured connection's fd was closed (called by
