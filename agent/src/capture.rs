@@ -14,8 +14,10 @@ use crate::http::{
     exchange::{HttpConn, Outcome, Transfer},
 };
 
-/// Connections followed at once; beyond, the least recently active is dropped.
-pub const MAX_STREAMS: usize = 16_384;
+/// Connections followed at once; beyond, the least recently active are
+/// dropped. With at most `2 * MAX_HEAD` bytes of partial heads each, this
+/// bounds the parsers' memory (64 MiB under a deliberate slowloris flood).
+pub const MAX_STREAMS: usize = 4_096;
 /// A response with no visible end is closed after this long without a write.
 const RESPONSE_IDLE_NS: u64 = 60_000_000_000;
 /// A connection without traffic for this long is forgotten.
@@ -47,11 +49,6 @@ impl Streams {
 
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()
-    }
-
-    /// Bytes held in partial heads across all connections.
-    pub fn buffered(&self) -> usize {
-        self.streams.values().map(|s| s.http.buffered()).sum()
     }
 
     /// Drops the least recently active eighth of the table (in one pass,

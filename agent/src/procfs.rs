@@ -5,12 +5,12 @@
 use std::{
     fs,
     net::{Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use loupe_common::{maps::TupleKey, tcp};
 
-/// The `/proc` root (a field so tests can point at a fixture tree).
+/// The `/proc` root.
 #[derive(Clone, Debug)]
 pub struct Procfs {
     root: PathBuf,
@@ -138,11 +138,6 @@ pub fn parse_ns_link(target: &str) -> Option<u64> {
 }
 
 impl Procfs {
-    #[cfg(test)]
-    pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
-    }
-
     fn pid_path(&self, pid: u32, rest: &str) -> PathBuf {
         self.root.join(pid.to_string()).join(rest)
     }
@@ -217,10 +212,6 @@ impl Procfs {
             .filter_map(|file| fs::read_to_string(self.pid_path(pid, file)).ok())
             .flat_map(|text| parse_net_tcp(&text))
             .collect()
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

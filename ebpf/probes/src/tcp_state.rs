@@ -34,11 +34,6 @@ pub fn loupe_tcp_state(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[inline(always)]
-fn read<T: Copy>(ctx: &TracePointContext, offset: usize) -> Result<T, i32> {
-    Ok(field(ctx, offset))
-}
-
 /// A 16-byte address field (arrays are copied with the helper: the verifier
 /// refuses byte loads through a moved context pointer).
 #[inline(always)]
@@ -49,12 +44,12 @@ fn address(ctx: &TracePointContext, offset: usize) -> Result<[u8; 16], i32> {
 
 #[inline(always)]
 fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
-    if read::<u16>(ctx, f::PROTOCOL)? != tcp::IPPROTO_TCP {
+    if field::<u16>(ctx, f::PROTOCOL) != tcp::IPPROTO_TCP {
         return Ok(());
     }
-    let skaddr: u64 = read(ctx, f::SKADDR)?;
-    let old = read::<i32>(ctx, f::OLDSTATE)? as u32;
-    let new = read::<i32>(ctx, f::NEWSTATE)? as u32;
+    let skaddr: u64 = field(ctx, f::SKADDR);
+    let old = field::<i32>(ctx, f::OLDSTATE) as u32;
+    let new = field::<i32>(ctx, f::NEWSTATE) as u32;
 
     // A socket we already own: report the transitions userspace counts.
     if let Some(owner) = SOCKETS.get_ptr(skaddr) {
@@ -77,7 +72,7 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
         let netns = netns_of(skaddr);
         let key = ListenKey {
             netns,
-            port: read(ctx, f::SPORT)?,
+            port: field(ctx, f::SPORT),
             _pad: 0,
         };
         if let Some(owner) = LISTENERS.get_ptr(key) {
@@ -138,7 +133,7 @@ fn on_syscall_transition(ctx: &TracePointContext, skaddr: u64, new: u32) -> Resu
         let netns = netns_of(skaddr);
         let key = ListenKey {
             netns,
-            port: read(ctx, f::SPORT)?,
+            port: field(ctx, f::SPORT),
             _pad: 0,
         };
         insert(&LISTENERS, &key, &owner);
@@ -161,8 +156,8 @@ fn on_syscall_transition(ctx: &TracePointContext, skaddr: u64, new: u32) -> Resu
 fn tuple(ctx: &TracePointContext) -> Result<TupleKey, i32> {
     // For AF_INET the tracepoint stores IPv4-mapped addresses in the v6 fields.
     Ok(TupleKey {
-        sport: read(ctx, f::SPORT)?,
-        dport: read(ctx, f::DPORT)?,
+        sport: field(ctx, f::SPORT),
+        dport: field(ctx, f::DPORT),
         _pad: 0,
         saddr: address(ctx, f::SADDR_V6)?,
         daddr: address(ctx, f::DADDR_V6)?,
