@@ -16,7 +16,7 @@ use loupe_common::{
 };
 use tracing::warn;
 
-use super::state::{State, label_peer, peer_ip};
+use super::state::{State, ip_of, label_peer};
 
 /// `bpf_map_update_elem` flag: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -71,7 +71,7 @@ impl State {
             if self.probes.listeners.insert(key, owner, 0).is_ok() {
                 let s = &mut self.services[service as usize];
                 s.listeners.insert(key);
-                let addr = SocketAddr::new(peer_ip(&row.local_addr), row.local_port);
+                let addr = SocketAddr::new(ip_of(&row.local_addr), row.local_port);
                 if !s.listen_addrs.contains(&addr) {
                     s.listen_addrs.push(addr);
                 }

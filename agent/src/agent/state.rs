@@ -73,7 +73,7 @@ pub struct State {
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
-pub(super) fn peer_ip(raw: &[u8; 16]) -> IpAddr {
+pub(super) fn ip_of(raw: &[u8; 16]) -> IpAddr {
     let v6 = Ipv6Addr::from(*raw);
     v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }
@@ -245,7 +245,7 @@ impl State {
         self.metrics.events.with_label_values(&[event.kind()]).inc();
         match event {
             Event::TcpState(state) => {
-                let local = peer_ip(&state.tuple.saddr);
+                let local = ip_of(&state.tuple.saddr);
                 if state.owner.direction == DIRECTION_INBOUND
                     && self.self_ports.contains(local, state.tuple.dport)
                 {
