@@ -253,6 +253,7 @@ fn nginx_with_curl_and_wrk() {
     let (server, dir) = nginx(port);
     // The master and its two workers hold the listener.
     let agent = watch(port, "nginx", 3, ITEM_ROUTES);
+    check_mix(&agent, "nginx", port, "requests");
     // curl reuses one connection for all the URLs of one invocation.
     let base = format!("http://127.0.0.1:{port}");
     let mut curl = Command::new("curl");
