@@ -1,12 +1,18 @@
 //! The data syscalls of tracked connections: what a service reads and writes
 //! on its TCP sockets.
 //!
-//! Exit tracepoints only (`syscalls:sys_exit_{read,recvfrom,readv,recvmsg,
-//! write,sendto,writev,sendmsg,sendfile64}`): the arguments are still in the
-//! registers the kernel saved at syscall entry (`bpf_task_pt_regs`, kernel
-//! 5.15+), so nothing is stashed at entry and no map is written per syscall.
-//! The order of checks keeps the common cases cheap: a failed or empty
-//! syscall, then an untracked process, then an fd that is not a captured
+//! Syscall exits only: the arguments are still in the registers the kernel
+//! saved at syscall entry, so nothing is stashed at entry and no map is
+//! written per syscall. Two hooks share the logic below:
+//! - `tp_btf/sys_exit` ([`loupe_sys_exit`]): every syscall exit, the
+//!   registers read straight from the BTF-typed `pt_regs`; used where BTF
+//!   tracepoints load;
+//! - the exit tracepoints of the data syscalls (`syscalls:sys_exit_{read,
+//!   recvfrom,readv,recvmsg,write,sendto,writev,sendmsg,sendfile64}`), the
+//!   registers found with `bpf_task_pt_regs` (5.15+); the fallback.
+//!
+//! The order of checks keeps the common cases cheap: another syscall, a
+//! failed or empty one, an untracked process, an fd that is not a captured
 //! TCP socket, all return before any copy.
 //!
 //! What is copied (limits in `loupe_common::event`):
