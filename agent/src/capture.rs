@@ -76,7 +76,7 @@ impl Streams {
             tgid: head.header.tgid,
             conn: head.conn,
         };
-        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
+        if self.streams.len() >= MAX_STREAMS && !self.streams.contains_key(&key) {
             self.evict_oldest();
         }
         let stream = self.streams.entry(key).or_insert_with(|| Stream {

@@ -16,17 +16,36 @@ pub enum Event<'a> {
     Close(DataHeader),
 }
 
+/// The `kind` labels of `loupe_events_total`, indexed by [`Event::index`];
+/// the last is for records that could not be decoded.
+pub const KINDS: [&str; 7] = [
+    "tcp_state",
+    "process_fork",
+    "process_exec",
+    "process_exit",
+    "data",
+    "close",
+    "undecodable",
+];
+/// Index of `undecodable` in [`KINDS`].
+pub const UNDECODABLE: usize = 6;
+
 impl Event<'_> {
+    /// Index of the event's `kind` label in [`KINDS`].
+    pub const fn index(&self) -> usize {
+        match self {
+            Self::TcpState(_) => 0,
+            Self::Fork(_) => 1,
+            Self::Exec(_) => 2,
+            Self::Exit(_) => 3,
+            Self::Data(..) => 4,
+            Self::Close(_) => 5,
+        }
+    }
+
     /// The `kind` label of `loupe_events_total`.
     pub const fn kind(&self) -> &'static str {
-        match self {
-            Self::TcpState(_) => "tcp_state",
-            Self::Fork(_) => "process_fork",
-            Self::Exec(_) => "process_exec",
-            Self::Exit(_) => "process_exit",
-            Self::Data(..) => "data",
-            Self::Close(_) => "close",
-        }
+        KINDS[self.index()]
     }
 }
 

@@ -488,3 +488,54 @@ impl KeepAlive {
         status
     }
 }
+
+/// Runs a server command line under bash and prints "ready" once `port`
+/// accepts connections (for servers that print nothing when they start).
+pub fn served(command: &str, port: u16) -> Fixture {
+    let script = format!(
+        "{command} & \
+         while ! (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done; \
+         echo ready; wait"
+    );
+    Fixture::start("bash", &["-c", &script])
+}
+
+/// nginx (master and two workers) on 127.0.0.1:`port`, its configuration
+/// and scratch files in a directory of its own, removed when dropped.
+pub struct Nginx {
+    /// The bash wrapper of [`served`]; nginx is its child.
+    pub server: Fixture,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    /// `locations` are the `location` blocks of the one server.
+    pub fn start(port: u16, locations: &str) -> Self {
+        let dir = scratch_file("nginx");
+        fs::create_dir_all(&dir).expect("create the nginx directory");
+        let d = dir.display();
+        let conf = dir.join("nginx.conf");
+        fs::write(
+            &conf,
+            format!(
+                "user root;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n \
+                 fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n \
+                 server {{\n  listen 127.0.0.1:{port};\n  root {d};\n  {locations}\n }}\n}}\n"
+            ),
+        )
+        .expect("write nginx.conf");
+        let server = served(
+            &format!("nginx -c {} -g 'daemon off;'", conf.display()),
+            port,
+        );
+        Self { server, dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

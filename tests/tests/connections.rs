@@ -1,8 +1,8 @@
 //! Connection metrics measured by the probes on real servers and clients.
 //! Root required: run with `cargo xtask test`.
 use loupe_tests::{
-    Agent, Fixture, active, connect, free_port, http_server, opened, requests, series, targets,
-    watch_port,
+    Agent, Fixture, Nginx, active, connect, free_port, http_server, opened, requests, series,
+    targets, watch_port,
 };
 
 fn tracked_sockets(service: &str) -> String {
@@ -178,35 +178,16 @@ fn peers_beyond_64_share_the_overflow_label() {
 #[test]
 fn nginx_workers_are_measured() {
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("loupe-nginx-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root;\nworker_processes 2;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n  \
-             fastcgi_temp_path {dir};\n  uwsgi_temp_path {dir};\n  scgi_temp_path {dir};\n  \
-             server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    // nginx prints nothing when it starts: wrap it so the harness sees "ready".
-    let script = format!(
-        "nginx -c {} -g 'daemon off;' & \
-         while ! (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done; \
-         echo ready; wait",
-        conf.display()
-    );
-    let nginx = Fixture::start("bash", &["-c", &script]);
-    let agent = Agent::start(&["--pid", &nginx.pid().to_string(), "--service", "nginx"]);
+    let nginx = Nginx::start(port, "location / { return 200 \"ok\\n\"; }");
+    let agent = Agent::start(&[
+        "--pid",
+        &nginx.server.pid().to_string(),
+        "--service",
+        "nginx",
+    ]);
     // bash, the nginx master and its two workers.
     agent.wait_for(&targets("nginx"), 4.0);
     requests(port, 101);
     agent.wait_for(&opened("nginx", "inbound"), 101.0);
     agent.wait_for(&active("nginx", "inbound"), 0.0);
-    drop(nginx);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -5,7 +5,7 @@
 //! Root required: `cargo xtask test`.
 use std::{collections::BTreeMap, process::Command};
 
-use loupe_tests::{Agent, Fixture, fixture, free_port, series, targets};
+use loupe_tests::{Agent, Fixture, Nginx, fixture, free_port, series, served, targets};
 
 /// Requests of the mix, with what each must be counted as.
 struct Call {
@@ -113,17 +113,6 @@ fn uvicorn(port: u16, extra: &[&str]) -> Fixture {
     served(&args, port)
 }
 
-/// Runs a server command line under bash and prints "ready" once `port`
-/// accepts connections.
-fn served(command: &str, port: u16) -> Fixture {
-    let script = format!(
-        "{command} & \
-         while ! (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done; \
-         echo ready; wait"
-    );
-    Fixture::start("bash", &["-c", &script])
-}
-
 fn watch(port: u16, service: &str, processes: u32, extra: &[&str]) -> Agent {
     let port_arg = port.to_string();
     let mut args = vec!["--port", &port_arg, "--service", service];
@@ -146,22 +135,26 @@ fn wait_for_routes(agent: &Agent, service: &str, count: f64) {
 /// `/stream`.
 const FASTAPI_ROUTES: f64 = 5.0;
 
+/// The FastAPI app on `port`, with `processes` holding its listener:
+/// routes from its OpenAPI document, then the mix through `library`.
+fn fastapi(service: &str, port: u16, processes: u32, library: &str) {
+    let agent = watch(port, service, processes, &[]);
+    wait_for_routes(&agent, service, FASTAPI_ROUTES);
+    check_mix(&agent, service, port, library);
+}
+
 #[test]
 fn fastapi_under_uvicorn_asyncio_with_requests() {
     let port = free_port();
     let _server = uvicorn(port, &["--loop", "asyncio", "--http", "h11"]);
-    let agent = watch(port, "fastapi", 1, &[]);
-    wait_for_routes(&agent, "fastapi", FASTAPI_ROUTES);
-    check_mix(&agent, "fastapi", port, "requests");
+    fastapi("fastapi", port, 1, "requests");
 }
 
 #[test]
 fn fastapi_under_uvicorn_uvloop_with_httpx() {
     let port = free_port();
     let _server = uvicorn(port, &["--loop", "uvloop", "--http", "httptools"]);
-    let agent = watch(port, "fastapi-uvloop", 1, &[]);
-    wait_for_routes(&agent, "fastapi-uvloop", FASTAPI_ROUTES);
-    check_mix(&agent, "fastapi-uvloop", port, "httpx");
+    fastapi("fastapi-uvloop", port, 1, "httpx");
 }
 
 #[test]
@@ -174,9 +167,7 @@ fn fastapi_under_gunicorn_with_uvicorn_workers() {
     );
     let _server = served(&command, port);
     // The arbiter and its three workers.
-    let agent = watch(port, "gunicorn", 4, &[]);
-    wait_for_routes(&agent, "gunicorn", FASTAPI_ROUTES);
-    check_mix(&agent, "gunicorn", port, "requests");
+    fastapi("gunicorn", port, 4, "requests");
 }
 
 /// Route templates for servers without an OpenAPI document.
@@ -220,37 +211,16 @@ fn rust_hyper_server() {
     check_mix(&agent, "hyper", port, "requests");
 }
 
-fn nginx(port: u16) -> (Fixture, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("loupe-nginx-http-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("nginx.conf");
-    let d = dir.display();
-    std::fs::write(
-        &conf,
-        format!(
-            "user root;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n \
-             fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n \
-             server {{\n  listen 127.0.0.1:{port};\n  root {d};\n  \
-             location ~ ^/items/[^/]+$ {{ if ($request_method = DELETE) {{ return 204; }} \
-             return 200 '{{\"id\":1}}'; }}\n  \
-             location = /items {{ return 201 '{{\"created\":true}}'; }}\n  \
-             location = /fail {{ return 500; }}\n }}\n}}\n"
-        ),
-    )
-    .unwrap();
-    let server = served(
-        &format!("nginx -c {} -g 'daemon off;'", conf.display()),
-        port,
-    );
-    (server, dir)
-}
-
 #[test]
 fn nginx_with_curl_and_wrk() {
     let port = free_port();
-    let (server, dir) = nginx(port);
+    let _nginx = Nginx::start(
+        port,
+        "location ~ ^/items/[^/]+$ { if ($request_method = DELETE) { return 204; } \
+         return 200 '{\"id\":1}'; }\n  \
+         location = /items { return 201 '{\"created\":true}'; }\n  \
+         location = /fail { return 500; }",
+    );
     // The master and its two workers hold the listener.
     let agent = watch(port, "nginx", 3, ITEM_ROUTES);
     check_mix(&agent, "nginx", port, "requests");
@@ -301,8 +271,6 @@ fn nginx_with_curl_and_wrk() {
         "counted {counted}, wrk completed {completed}"
     );
     agent.assert_nothing_lost();
-    drop(server);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -6,14 +6,14 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread::sleep,
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 
-use crate::sh::{self, is_root, output, root, wait_port};
+use crate::sh::{self, Stop, is_root, output, root, wait_port};
 
 const NGINX_PORT: u16 = 18_480;
 const LOUPE_PORT: u16 = 18_481;
@@ -22,16 +22,6 @@ pub struct Options {
     pub rounds: u32,
     pub seconds: u32,
     pub connections: u32,
-}
-
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        // SAFETY: plain syscall on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
 }
 
 /// One wrk run.

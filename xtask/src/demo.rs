@@ -2,30 +2,16 @@
 //! demo agent service (FastAPI under uvicorn with two workers) and loupe
 //! beside it, sends some traffic, prints where to scrape, and runs until
 //! Ctrl-C.
-use std::{
-    process::{Child, Command},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use anyhow::{Context as _, bail};
 
 use crate::{
     services, setup,
-    sh::{self, is_root, port_open, root, wait_port},
+    sh::{self, Stop, is_root, port_open, root, wait_port},
 };
 
 const SERVICE_PORT: u16 = 8000;
-
-/// Children are stopped (SIGTERM) when the demo ends.
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        // SAFETY: plain syscall on our own child's PID.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs the demo; with `seconds`, stops by itself after that long.
 pub fn run(port: u16, seconds: Option<u64>) -> anyhow::Result<()> {

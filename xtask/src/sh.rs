@@ -2,7 +2,7 @@
 use std::{
     net::{SocketAddr, TcpStream},
     path::PathBuf,
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
@@ -72,4 +72,15 @@ pub fn wait_port(port: u16, seconds: u64, what: &str) -> anyhow::Result<()> {
 
 pub fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+}
+
+/// A child process stopped with SIGTERM (and reaped) when dropped.
+pub struct Stop(pub Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on our own child's PID.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
 }

@@ -6,8 +6,11 @@ use loupe_common::event::DataHeader;
 
 use super::state::State;
 use crate::{
-    capture::StreamKey,
-    http::exchange::{Exchange, Outcome},
+    capture::{StreamKey, Streams},
+    http::{
+        auth::AuthConfig,
+        exchange::{Exchange, Outcome},
+    },
     metrics::{OTHER, catalogue},
 };
 
@@ -16,14 +19,29 @@ const ENDPOINT_SLOT: &str = "endpoint slot";
 const PRINCIPAL_SLOT: &str = "principal slot";
 
 impl State {
-    pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8], now: Instant) {
+    /// Runs `feed` on the parsers and exports what it produced; the outcome
+    /// buffer is reused (no allocation per record).
+    fn with_streams(
+        &mut self,
+        now: Instant,
+        feed: impl FnOnce(&mut Streams, &AuthConfig, &mut dyn FnMut(u32, Outcome)),
+    ) {
         let mut outcomes = std::mem::take(&mut self.outcomes);
-        self.streams
-            .on_data(head, bytes, &self.http.auth, &mut |service, outcome| {
+        feed(
+            &mut self.streams,
+            &self.http.auth,
+            &mut |service, outcome| {
                 outcomes.push((service, outcome));
-            });
+            },
+        );
         self.publish_outcomes(&mut outcomes, now);
         self.outcomes = outcomes;
+    }
+
+    pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8], now: Instant) {
+        self.with_streams(now, |streams, auth, mut out| {
+            streams.on_data(head, bytes, auth, &mut out);
+        });
     }
 
     pub(super) fn on_close(&mut self, head: &DataHeader, now: Instant) {
@@ -31,32 +49,19 @@ impl State {
             tgid: head.header.tgid,
             conn: head.conn,
         };
-        let mut outcomes = std::mem::take(&mut self.outcomes);
-        self.streams.on_close(key, &mut |service, outcome| {
-            outcomes.push((service, outcome))
-        });
-        self.publish_outcomes(&mut outcomes, now);
-        self.outcomes = outcomes;
+        self.with_streams(now, |streams, _, mut out| streams.on_close(key, &mut out));
     }
 
     /// A process exited: its connections closed with it.
     pub(super) fn forget_connections(&mut self, tgid: u32, now: Instant) {
-        let mut outcomes = std::mem::take(&mut self.outcomes);
-        self.streams.forget_process(tgid, &mut |service, outcome| {
-            outcomes.push((service, outcome))
+        self.with_streams(now, |streams, _, mut out| {
+            streams.forget_process(tgid, &mut out);
         });
-        self.publish_outcomes(&mut outcomes, now);
-        self.outcomes = outcomes;
     }
 
     /// Ends quiet responses and forgets quiet connections.
     pub(super) fn expire_streams(&mut self, now_ns: u64, now: Instant) {
-        let mut outcomes = std::mem::take(&mut self.outcomes);
-        self.streams.expire(now_ns, &mut |service, outcome| {
-            outcomes.push((service, outcome))
-        });
-        self.publish_outcomes(&mut outcomes, now);
-        self.outcomes = outcomes;
+        self.with_streams(now, |streams, _, mut out| streams.expire(now_ns, &mut out));
         self.metrics
             .capture_connections
             .set(self.streams.len() as i64);

@@ -11,6 +11,7 @@ use loupe_common::{
     maps::{DIRECTION_INBOUND, ListenKey, SWITCH_CAPTURE_INBOUND, Target},
     tcp,
 };
+use prometheus::IntCounter;
 use tracing::{info, warn};
 
 use super::{MAX_PEERS, routes::SelfPorts};
@@ -20,7 +21,7 @@ use crate::{
     connections::{Connections, Delta},
     discovery::Discovery,
     ebpf::Probes,
-    events::{DecodeError, Event},
+    events::{DecodeError, Event, KINDS, UNDECODABLE},
     http::{endpoint::Routes, exchange::Outcome},
     metrics::{LabelLimit, Metrics, SeriesClock, catalogue},
     procfs::Procfs,
@@ -59,6 +60,8 @@ pub struct State {
     /// Connection ids handed out to fds seeded from `/proc`.
     pub(super) seeded_conns: u64,
     decode_errors: u64,
+    /// `loupe_events_total` per kind, resolved once (not per record).
+    event_counts: Vec<IntCounter>,
     /// Parsing state of captured connections.
     pub(super) streams: Streams,
     pub(super) http: HttpConfig,
@@ -103,7 +106,12 @@ impl State {
                 waiting_logged: false,
             })
             .collect();
+        let event_counts = KINDS
+            .iter()
+            .map(|kind| metrics.events.with_label_values(&[kind]))
+            .collect();
         let state = Self {
+            event_counts,
             services,
             tracked: HashMap::new(),
             conns: Connections::default(),
@@ -242,7 +250,7 @@ impl State {
     }
 
     pub fn on_event(&mut self, event: Event<'_>, now: Instant) {
-        self.metrics.events.with_label_values(&[event.kind()]).inc();
+        self.event_counts[event.index()].inc();
         match event {
             Event::TcpState(state) => {
                 let local = ip_of(&state.tuple.saddr);
@@ -294,10 +302,7 @@ impl State {
 
     pub fn on_decode_error(&mut self, err: &DecodeError) {
         self.decode_errors += 1;
-        self.metrics
-            .events
-            .with_label_values(&["undecodable"])
-            .inc();
+        self.event_counts[UNDECODABLE].inc();
         if self.decode_errors.is_power_of_two() {
             warn!(error = %err, count = self.decode_errors, "dropping undecodable probe records");
         }
