@@ -185,22 +185,22 @@ fn node_http_server() {
 }
 
 #[test]
-fn node_http_server_through_syscall_tracepoints() {
-    // The fallback for kernels without BTF tracepoints.
+fn node_http_server_through_btf_sys_exit() {
+    // The fallback for kernels without `bpf_task_pt_regs`.
     let port = free_port();
     let _server = Fixture::start(
         "node",
         &[fixture("http_app.js").to_str().unwrap(), &port.to_string()],
     );
     let mut extra = ITEM_ROUTES.to_vec();
-    extra.extend(["--data-hook", "tracepoints"]);
-    let agent = watch(port, "node-tp", 1, &extra);
+    extra.extend(["--data-hook", "sys-exit"]);
+    let agent = watch(port, "node-btf", 1, &extra);
     assert!(
-        agent.log().contains("data_hook=\"syscall tracepoints\""),
+        agent.log().contains("data_hook=\"tp_btf/sys_exit\""),
         "{}",
         agent.log()
     );
-    check_mix(&agent, "node-tp", port, "requests");
+    check_mix(&agent, "node-btf", port, "requests");
 }
 
 #[test]

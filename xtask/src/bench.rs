@@ -4,6 +4,7 @@
 //! loupe counted every request. A report, not a test: this machine is
 //! shared and noisy, so only side-by-side ratios mean something.
 use std::{
+    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -22,6 +23,8 @@ pub struct Options {
     pub rounds: u32,
     pub seconds: u32,
     pub connections: u32,
+    /// Passed to `loupe run --data-hook`.
+    pub data_hook: String,
 }
 
 /// One wrk run.
@@ -34,9 +37,9 @@ struct Load {
 }
 
 /// What loupe cost during one run.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Cost {
-    bpf_ns: u64,
+    bpf: Programs,
     cpu_ticks: u64,
     rss_kb: u64,
     counted: f64,
@@ -115,20 +118,59 @@ fn duration_us(text: &str) -> f64 {
     number.parse::<f64>().unwrap_or(f64::NAN) * factor
 }
 
-/// Sum of `run_time_ns` over the BPF programs `pid` holds.
-fn bpf_run_time(pid: u32) -> u64 {
-    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
-        .filter(|info| info.contains("prog_type:"))
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("run_time_ns:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
+/// Run time and run count of each BPF program, by program name.
+#[derive(Default, Clone)]
+struct Programs(BTreeMap<String, (u64, u64)>);
+
+impl Programs {
+    /// The programs `pid` holds, from its fdinfo (kernel BPF statistics).
+    fn of(pid: u32) -> Self {
+        let mut programs = BTreeMap::new();
+        let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            return Self(programs);
+        };
+        for info in entries.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok()) {
+            let value = |key: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let (Some(id), Some(ns), Some(runs)) =
+                (value("prog_id:"), value("run_time_ns:"), value("run_cnt:"))
+            else {
+                continue;
+            };
+            let entry = programs.entry(program_name(id)).or_insert((0, 0));
+            entry.0 += ns;
+            entry.1 += runs;
+        }
+        Self(programs)
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        let mut delta = self.0.clone();
+        for (name, (ns, runs)) in &mut delta {
+            let (ns0, runs0) = before.0.get(name).copied().unwrap_or_default();
+            *ns -= ns0.min(*ns);
+            *runs -= runs0.min(*runs);
+        }
+        Self(delta)
+    }
+
+    fn total_ns(&self) -> u64 {
+        self.0.values().map(|(ns, _)| ns).sum()
+    }
+}
+
+/// `bpftool prog show id N` prints `N: type  name NAME  tag ...`.
+fn program_name(id: u64) -> String {
+    output(Command::new("bpftool").args(["prog", "show", "id", &id.to_string()]))
+        .and_then(|text| {
+            let mut words = text.split_whitespace();
+            words.find(|w| *w == "name")?;
+            words.next().map(str::to_owned)
         })
-        .sum()
+        .unwrap_or_else(|| format!("id {id}"))
 }
 
 /// `(utime + stime in ticks, RSS in kB)` of a process.
@@ -173,6 +215,8 @@ fn with_loupe(options: &Options, loupe: &Path) -> anyhow::Result<(Load, Cost)> {
             &NGINX_PORT.to_string(),
             "--service",
             "nginx",
+            "--data-hook",
+            &options.data_hook,
         ])
         .args(["--listen", &format!("127.0.0.1:{LOUPE_PORT}")])
         .stderr(Stdio::null())
@@ -184,12 +228,12 @@ fn with_loupe(options: &Options, loupe: &Path) -> anyhow::Result<(Load, Cost)> {
     sleep(Duration::from_secs(2));
     let counted_before = scrape("agent_requests_total");
     let (cpu_before, _) = cpu_and_rss(pid);
-    let bpf_before = bpf_run_time(pid);
+    let bpf_before = Programs::of(pid);
     let load = wrk(options)?;
     sleep(Duration::from_secs(1));
     let (cpu_after, rss_kb) = cpu_and_rss(pid);
     let cost = Cost {
-        bpf_ns: bpf_run_time(pid) - bpf_before,
+        bpf: Programs::of(pid).since(&bpf_before),
         cpu_ticks: cpu_after - cpu_before,
         rss_kb,
         counted: scrape("agent_requests_total") - counted_before,
@@ -211,8 +255,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=1"]))?;
     let ticks_per_second = 100.0; // USER_HZ on Linux
     println!(
-        "nginx (1 worker, 6-byte response), wrk -t1 -c{} -d{}s, {} alternating rounds\n",
-        options.connections, options.seconds, options.rounds
+        "nginx (1 worker, 6-byte response), wrk -t1 -c{} -d{}s, {} alternating rounds, \
+         data hook {}\n",
+        options.connections, options.seconds, options.rounds, options.data_hook
     );
     println!(
         "{:>5} {:>12} {:>12} {:>8} {:>9} {:>9} {:>10} {:>12} {:>9} {:>10} {:>8}",
@@ -230,11 +275,12 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     );
     let mut ratios = Vec::new();
     let mut bpf = Vec::new();
+    let mut last = None;
     for round in 1..=options.rounds {
         let bare = wrk(options)?;
         let (load, cost) = with_loupe(options, &loupe)?;
         let ratio = load.rps / bare.rps;
-        let per_request = cost.bpf_ns as f64 / load.requests.max(1) as f64;
+        let per_request = cost.bpf.total_ns() as f64 / load.requests.max(1) as f64;
         let cores = cost.cpu_ticks as f64 / ticks_per_second / f64::from(options.seconds);
         let cores_per_10k = cores / (load.rps / 10_000.0);
         println!(
@@ -252,6 +298,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         );
         ratios.push(ratio);
         bpf.push(per_request);
+        last = Some((cost.bpf, load.requests.max(1)));
     }
     sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]))?;
     let median = |values: &mut Vec<f64>| {
@@ -264,6 +311,21 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         median(&mut bpf)
     );
     println!("(counted/sent: wrk does not report requests still in flight when it stops)");
+    if let Some((programs, requests)) = last {
+        println!("\nBPF time by program, last round ({requests} requests):");
+        println!(
+            "{:<20} {:>10} {:>10} {:>10}",
+            "program", "runs/req", "ns/run", "ns/req"
+        );
+        for (name, (ns, runs)) in &programs.0 {
+            println!(
+                "{name:<20} {:>10.2} {:>10.0} {:>10.0}",
+                *runs as f64 / requests as f64,
+                *ns as f64 / (*runs).max(1) as f64,
+                *ns as f64 / requests as f64
+            );
+        }
+    }
     let _ = fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -53,6 +53,9 @@ enum Command {
         /// wrk connections.
         #[arg(long, default_value_t = 16)]
         connections: u32,
+        /// loupe's data hook: `auto` or `tracepoints`.
+        #[arg(long, default_value = "auto")]
+        data_hook: String,
     },
     /// Build loupe, start the demo agent service and loupe beside it, send
     /// some traffic and keep serving /metrics until Ctrl-C.
@@ -78,10 +81,12 @@ fn main() -> anyhow::Result<()> {
             rounds,
             seconds,
             connections,
+            data_hook,
         } => bench::run(&bench::Options {
             rounds,
             seconds,
             connections,
+            data_hook,
         }),
     }
 }
