@@ -11,8 +11,12 @@ use loupe_common::{
 
 use crate::http::{
     auth::AuthConfig,
-    exchange::{HttpConn, Outcome, Transfer},
+    exchange::{BodyWants, HttpConn, Outcome, ParseConfig, Transfer},
+    head::Method,
 };
+
+/// Which bodies route rules want, by service, method and path.
+pub type BodyPolicy<'a> = &'a dyn Fn(u32, &Method, &str) -> BodyWants;
 
 /// Connections followed at once; beyond, the least recently active are
 /// dropped. With at most `2 * MAX_HEAD` bytes of partial heads each, this
@@ -70,6 +74,7 @@ impl Streams {
         head: &DataHeader,
         bytes: &[u8],
         auth: &AuthConfig,
+        bodies: BodyPolicy<'_>,
         out: &mut impl FnMut(u32, Outcome),
     ) {
         let key = StreamKey {
@@ -98,7 +103,14 @@ impl Streams {
         let service = stream.service;
         let mut emit = |outcome| out(service, outcome);
         match head.dir {
-            DIR_RX => stream.http.on_rx(&transfer, auth, &mut emit),
+            DIR_RX => {
+                let bodies = |method: &Method, path: &str| bodies(service, method, path);
+                let config = ParseConfig {
+                    auth,
+                    bodies: &bodies,
+                };
+                stream.http.on_rx(&transfer, &config, &mut emit);
+            }
             DIR_TX => stream.http.on_tx(&transfer, &mut emit),
             _ => {}
         }
@@ -184,7 +196,8 @@ mod tests {
     ) -> Vec<(u32, Outcome)> {
         let mut out = Vec::new();
         let head = record(tgid, conn, dir, ts, bytes.len());
-        streams.on_data(&head, bytes, &AuthConfig::default(), &mut |s, o| {
+        let none = |_: u32, _: &Method, _: &str| BodyWants::default();
+        streams.on_data(&head, bytes, &AuthConfig::default(), &none, &mut |s, o| {
             out.push((s, o))
         });
         out

@@ -26,6 +26,19 @@ pub enum Command {
     /// Report what this machine allows (kernel, BTF, tracefs, capabilities,
     /// each hook type); exits non-zero when loupe cannot run here.
     Check,
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file and print each service and route rule
+    /// as the agent understands it; errors name the line and the fix.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod procfs;
+pub mod rules;
 pub mod server;
 
 /// An error followed by those of its causes its message does not already

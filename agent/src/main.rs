@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use loupe::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, ConfigCommand},
     config::{Config, FileConfig},
 };
 
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check => return loupe::check::run(),
         Command::Run(args) => run(&args),
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,6 +29,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let file = FileConfig::load(path)?;
+    let config = Config::check_file(path, file)?;
+    print!("{}", config.describe());
+    println!("{}: valid", path.display());
+    Ok(())
 }
 
 fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {

@@ -278,6 +278,26 @@ impl Agent {
         }
     }
 
+    /// Waits until the series of counter `family` for `service` add up to
+    /// `expected`; returns their sum (which the caller asserts on).
+    pub fn wait_for_total(&self, family: &str, service: &str, expected: f64) -> f64 {
+        let deadline = Instant::now() + WAIT;
+        let label = format!("service=\"{service}\"");
+        loop {
+            let scrape = self.scrape();
+            let total: f64 = scrape
+                .matching(&format!("{family}{{"))
+                .iter()
+                .filter(|(k, _)| k.contains(&label))
+                .map(|(_, v)| v)
+                .sum();
+            if total == expected || Instant::now() >= deadline {
+                return total;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until `series` is at least `minimum`; returns the scrape.
     pub fn wait_for_at_least(&self, series: &str, minimum: f64) -> Scrape {
         let deadline = Instant::now() + WAIT;

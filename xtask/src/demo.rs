@@ -78,7 +78,15 @@ pub fn run(port: u16, seconds: Option<u64>) -> anyhow::Result<()> {
             .unwrap_or_default();
     println!("\nloupe is watching the demo service (uvicorn on 127.0.0.1:{SERVICE_PORT}).");
     println!("A few of its series:\n");
-    let shown = ["agent_requests_total", "tcp_", "loupe_targets"];
+    let shown = [
+        "agent_requests_total",
+        "auth_",
+        "agent_invocations_total",
+        "agent_tokens_used_total",
+        "tool_invocations_total",
+        "tcp_",
+        "loupe_targets",
+    ];
     for line in metrics
         .lines()
         .filter(|l| shown.iter().any(|prefix| l.starts_with(prefix)))

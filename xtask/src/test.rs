@@ -43,7 +43,14 @@ pub fn run_tests(filter: Option<&str>) -> anyhow::Result<()> {
     sh::run(Command::new("cargo").args(["build", "--release", "--package", "loupe"]))?;
     let mut test = Command::new("cargo");
     test.args(["test", "--workspace", "--exclude", "loupe-probes"])
-        .env("LOUPE_BIN", root().join("target/release/loupe"));
+        .env("LOUPE_BIN", root().join("target/release/loupe"))
+        .env(
+            "LOUPE_TEST_REDIS_URL",
+            format!("redis://127.0.0.1:{}/0", services::REDIS_PORT),
+        );
+    if let Some(url) = services::demo_database() {
+        test.env("LOUPE_TEST_DATABASE_URL", url);
+    }
     if let Some(filter) = filter {
         test.arg(filter);
     }

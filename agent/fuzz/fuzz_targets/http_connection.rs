@@ -5,7 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 use loupe::http::{
     auth::AuthConfig,
-    exchange::{HttpConn, MAX_HEAD, Transfer},
+    exchange::{BodyWants, HttpConn, MAX_HEAD, ParseConfig, Transfer},
+    head::Method,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -14,6 +15,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut conn = HttpConn::new(mode & 1 == 1);
     let auth = AuthConfig::default();
+    // Bodies kept too, when the mode says so (route rules).
+    let keep = usize::from(mode >> 1) * 16;
+    let bodies = |_: &Method, _: &str| BodyWants {
+        request: keep,
+        response: keep,
+    };
+    let config = ParseConfig {
+        auth: &auth,
+        bodies: &bodies,
+    };
     let mut outcomes = 0usize;
     let mut ts = 0;
     let mut input = rest;
@@ -32,10 +43,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let mut out = |_| outcomes += 1;
         match control & 0x01 {
-            0 => conn.on_rx(&transfer, &auth, &mut out),
+            0 => conn.on_rx(&transfer, &config, &mut out),
             _ => conn.on_tx(&transfer, &mut out),
         }
-        assert!(conn.buffered() <= 2 * MAX_HEAD + 64);
+        assert!(conn.buffered() <= 2 * MAX_HEAD + 64 + 2 * keep.next_power_of_two().max(8) * 2);
     }
     conn.on_close(&mut |_| outcomes += 1);
 });

@@ -4,6 +4,7 @@
 mod requests;
 mod routes;
 mod seed;
+mod semantic;
 mod state;
 mod upkeep;
 

@@ -6,10 +6,11 @@ use loupe_common::event::DataHeader;
 
 use super::state::State;
 use crate::{
-    capture::{StreamKey, Streams},
+    capture::{BodyPolicy, StreamKey, Streams},
     http::{
         auth::AuthConfig,
         exchange::{Exchange, Outcome},
+        head::Method,
     },
     metrics::{OTHER, catalogue},
 };
@@ -24,12 +25,21 @@ impl State {
     fn with_streams(
         &mut self,
         now: Instant,
-        feed: impl FnOnce(&mut Streams, &AuthConfig, &mut dyn FnMut(u32, Outcome)),
+        feed: impl FnOnce(&mut Streams, &AuthConfig, BodyPolicy<'_>, &mut dyn FnMut(u32, Outcome)),
     ) {
         let mut outcomes = std::mem::take(&mut self.outcomes);
+        let (rules, services) = (&self.rules, &self.services);
+        let bodies = |service: u32, method: &Method, path: &str| {
+            let name = services
+                .get(service as usize)
+                .and_then(|s| s.name.as_deref())
+                .unwrap_or("unknown");
+            rules.wants(name, method, path)
+        };
         feed(
             &mut self.streams,
             &self.http.auth,
+            &bodies,
             &mut |service, outcome| {
                 outcomes.push((service, outcome));
             },
@@ -39,8 +49,8 @@ impl State {
     }
 
     pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8], now: Instant) {
-        self.with_streams(now, |streams, auth, mut out| {
-            streams.on_data(head, bytes, auth, &mut out);
+        self.with_streams(now, |streams, auth, bodies, mut out| {
+            streams.on_data(head, bytes, auth, bodies, &mut out);
         });
     }
 
@@ -49,19 +59,23 @@ impl State {
             tgid: head.header.tgid,
             conn: head.conn,
         };
-        self.with_streams(now, |streams, _, mut out| streams.on_close(key, &mut out));
+        self.with_streams(now, |streams, _, _, mut out| {
+            streams.on_close(key, &mut out);
+        });
     }
 
     /// A process exited: its connections closed with it.
     pub(super) fn forget_connections(&mut self, tgid: u32, now: Instant) {
-        self.with_streams(now, |streams, _, mut out| {
+        self.with_streams(now, |streams, _, _, mut out| {
             streams.forget_process(tgid, &mut out);
         });
     }
 
     /// Ends quiet responses and forgets quiet connections.
     pub(super) fn expire_streams(&mut self, now_ns: u64, now: Instant) {
-        self.with_streams(now, |streams, _, mut out| streams.expire(now_ns, &mut out));
+        self.with_streams(now, |streams, _, _, mut out| {
+            streams.expire(now_ns, &mut out);
+        });
         self.metrics
             .capture_connections
             .set(self.streams.len() as i64);
@@ -153,6 +167,7 @@ impl State {
             self.clock
                 .touch(catalogue::AGENT_REQUESTS_BY_PRINCIPAL.name, &labels, now);
         }
+        self.publish_rule(service, exchange, now);
     }
 
     /// A label slot whose series expired is free again.
@@ -173,7 +188,7 @@ impl State {
             _ if key == catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name => {
                 self.peers.release(index as u32, value);
             }
-            _ => {}
+            _ => self.release_rule_slot(key, index as u32, value),
         }
     }
 }

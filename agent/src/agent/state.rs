@@ -25,6 +25,7 @@ use crate::{
     http::{endpoint::Routes, exchange::Outcome},
     metrics::{LabelLimit, Metrics, SeriesClock, catalogue},
     procfs::Procfs,
+    rules::RuleSet,
 };
 
 pub(super) struct Service {
@@ -73,6 +74,10 @@ pub struct State {
     pub(super) outcomes: Vec<(u32, Outcome)>,
     /// The agent's own connections to targets (OpenAPI fetches).
     pub(super) self_ports: SelfPorts,
+    /// Route rules for the business metrics.
+    pub(super) rules: RuleSet,
+    /// Values of rule labels fed from request data, per service, bounded.
+    pub(super) rule_labels: LabelLimit,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -110,7 +115,7 @@ impl State {
             .iter()
             .map(|kind| metrics.events.with_label_values(&[kind]))
             .collect();
-        let state = Self {
+        let mut state = Self {
             event_counts,
             services,
             tracked: HashMap::new(),
@@ -130,9 +135,12 @@ impl State {
             http: config.http.clone(),
             outcomes: Vec::new(),
             self_ports: SelfPorts::default(),
+            rules: config.rules.clone(),
+            rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);
+            state.apply_response_capture(service as u32);
         }
         state
     }
@@ -162,6 +170,16 @@ impl State {
         };
         info!(service = %name, pid, "service named after its executable (set --service to choose)");
         self.services[index].name = Some(name);
+        self.apply_response_capture(service);
+    }
+
+    /// Tells the probes how much of each response the service's route
+    /// rules need (rules name services, so this waits for the name).
+    fn apply_response_capture(&mut self, service: u32) {
+        if let Some(name) = &self.services[service as usize].name {
+            let bytes = self.rules.response_capture(name);
+            self.probes.set_service_capture(service, bytes);
+        }
     }
 
     pub(super) fn publish_targets(&self, service: u32) {

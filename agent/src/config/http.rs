@@ -164,6 +164,7 @@ pub fn build(
                 .session_cookies
                 .unwrap_or(defaults.auth.session_cookies),
             principal,
+            label_headers: Vec::new(),
         },
         openapi,
         max_principals: principals.max.unwrap_or(DEFAULT_MAX_PRINCIPALS).max(1),

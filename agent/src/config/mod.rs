@@ -2,6 +2,7 @@
 //! and how command-line flags override it. Unknown keys are an error that
 //! names the line.
 pub mod http;
+pub mod rules;
 use std::{
     fs,
     net::SocketAddr,
@@ -12,8 +13,11 @@ use std::{
 use regex::Regex;
 use serde::Deserialize;
 
-use self::http::{FileHttp, FilePrincipals, HttpConfig};
-use crate::http::endpoint::Template;
+use self::{
+    http::{FileHttp, FilePrincipals, HttpConfig},
+    rules::{FileRule, FileSemantic},
+};
+use crate::{http::endpoint::Template, rules::RuleSet};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
@@ -68,6 +72,8 @@ pub enum ConfigError {
     Zero { origin: String },
     #[error("{origin}: {reason}")]
     Principals { origin: String, reason: String },
+    #[error("{origin}: {reason}")]
+    Rule { origin: String, reason: String },
 }
 
 /// The file, as written.
@@ -83,6 +89,13 @@ pub struct FileConfig {
     pub http: FileHttp,
     #[serde(default)]
     pub principals: FilePrincipals,
+    #[serde(default)]
+    pub semantic: FileSemantic,
+    #[serde(default)]
+    pub rules: Vec<toml::Spanned<FileRule>>,
+    /// Byte offsets where the file's lines start (for messages).
+    #[serde(skip)]
+    pub line_starts: Vec<usize>,
 }
 
 /// A service as the file (or the command line) gives it.
@@ -136,6 +149,7 @@ pub struct Config {
     pub series_ttl: Duration,
     pub services: Vec<ServiceSpec>,
     pub http: HttpConfig,
+    pub rules: RuleSet,
 }
 
 impl FileConfig {
@@ -148,10 +162,14 @@ impl FileConfig {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|err| ConfigError::Parse {
+        let mut file: Self = toml::from_str(text).map_err(|err| ConfigError::Parse {
             path: path.to_owned(),
             message: err.to_string().trim_end().to_owned(),
-        })
+        })?;
+        file.line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Ok(file)
     }
 }
 
@@ -214,12 +232,84 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
 }
 
 impl Config {
+    /// The configuration as the agent understands it (for `config check`).
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "listen: {}", self.listen);
+        if self.services.is_empty() {
+            out.push_str("no [[services]]: give --pid, --process or --port when running\n");
+        }
+        for s in &self.services {
+            let name = s.name.as_deref().unwrap_or("(named after its executable)");
+            let _ = writeln!(
+                out,
+                "service {name}: pids {:?}, processes {:?}, ports {:?}, {} route template(s)",
+                s.pids,
+                s.processes.iter().map(Regex::as_str).collect::<Vec<_>>(),
+                s.ports,
+                s.routes.len()
+            );
+        }
+        let semantic = &self.rules.semantic;
+        let _ = writeln!(
+            out,
+            "route rules: {} (bodies read up to {} bytes, {} values per label)",
+            self.rules.rules.len(),
+            semantic.max_body,
+            semantic.max_label_values
+        );
+        for rule in &self.rules.rules {
+            out.push_str(&rule.to_string());
+        }
+        let statuses: Vec<String> = semantic
+            .failure_statuses
+            .iter()
+            .map(|(code, reason)| format!("{code} {reason}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "failed-attempt reasons by status: {}",
+            statuses.join(", ")
+        );
+        if let Some(source) = &semantic.failure_reason {
+            let _ = writeln!(
+                out,
+                "failed-attempt reason from {source} when one of: {}",
+                semantic.failure_reasons.join(", ")
+            );
+        }
+        out
+    }
+
     /// Validates the file (if any) with the command line laid over it.
     pub fn build(file: Option<(&Path, FileConfig)>, flags: Overrides) -> Result<Self, ConfigError> {
-        let (path, file) = match file {
+        Self::validate(file, flags, true)
+    }
+
+    /// Validates a file on its own (`loupe config check`): services may
+    /// come from command-line selectors later.
+    pub fn check_file(path: &Path, file: FileConfig) -> Result<Self, ConfigError> {
+        Self::validate(Some((path, file)), Overrides::default(), false)
+    }
+
+    fn validate(
+        file: Option<(&Path, FileConfig)>,
+        flags: Overrides,
+        needs_services: bool,
+    ) -> Result<Self, ConfigError> {
+        let (path, mut file) = match file {
             Some((path, file)) => (path.display().to_string(), file),
             None => (String::new(), FileConfig::default()),
         };
+        let line_starts = std::mem::take(&mut file.line_starts);
+        let line = |offset| line_starts.partition_point(|&start| start <= offset);
+        let rules = rules::build(
+            &path,
+            std::mem::take(&mut file.semantic),
+            std::mem::take(&mut file.rules),
+            &line,
+        )?;
         let pick = |flag: Option<String>, key: &str, from_file: Option<String>| match flag {
             Some(value) => Some((format!("--{}", key.replace('_', "-")), value)),
             None => from_file.map(|value| (format!("{path}: {key}"), value)),
@@ -251,12 +341,13 @@ impl Config {
         if let Some(raw) = flags.service {
             services.push(service("command line".to_owned(), raw)?);
         }
-        if services.is_empty() {
+        if services.is_empty() && needs_services {
             return Err(ConfigError::NoServices);
         }
-        let http = http::build(file.http, file.principals, &path, &|var| {
+        let mut http = http::build(file.http, file.principals, &path, &|var| {
             std::env::var(var).ok()
         })?;
+        http.auth.label_headers = rules.label_headers();
         let mut names: Vec<&str> = services.iter().filter_map(|s| s.name.as_deref()).collect();
         names.sort_unstable();
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -268,6 +359,7 @@ impl Config {
             series_ttl,
             services,
             http,
+            rules,
         })
     }
 }

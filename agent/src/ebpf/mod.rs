@@ -174,6 +174,7 @@ pub struct Probes {
     pub preexisting: HashMap<MapData, TupleKey, SockOwner>,
     pub pending_fd: HashMap<MapData, u32, u32>,
     pub switches: Array<MapData, u32>,
+    service_capture: Array<MapData, u32>,
     pub counters: PerCpuArray<MapData, u64>,
     /// Taken by the event reader.
     pub events: Option<RingBuf<MapData>>,
@@ -302,6 +303,7 @@ impl Probes {
             preexisting: map(&mut ebpf, maps::PREEXISTING)?,
             pending_fd: map(&mut ebpf, maps::PENDING_FD)?,
             switches: map(&mut ebpf, maps::SWITCHES)?,
+            service_capture: map(&mut ebpf, maps::SERVICE_CAPTURE)?,
             counters: map(&mut ebpf, maps::COUNTERS)?,
             events: Some(map(&mut ebpf, maps::EVENTS)?),
             attached,
@@ -335,6 +337,18 @@ impl Probes {
         };
         info.capture = info.capture.max(bytes);
         self.fds.insert(key, info, 0).is_ok()
+    }
+
+    /// Response bytes copied in full from the start of every response of
+    /// `service` (its route rules read response bodies). Services beyond
+    /// the map's slots keep the default capture.
+    pub fn set_service_capture(&mut self, service: u32, bytes: u32) {
+        if service >= maps::SERVICE_CAPTURE_LEN {
+            return;
+        }
+        if let Err(err) = self.service_capture.set(service, bytes, 0) {
+            warn!(service, error = %err, "cannot set a service's response capture");
+        }
     }
 
     /// Turns one of the probes' switches on or off.

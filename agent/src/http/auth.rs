@@ -65,6 +65,9 @@ pub struct AuthConfig {
     pub session_cookies: Vec<String>,
     /// Set to pseudonymise principals.
     pub principal: Option<PrincipalKey>,
+    /// Lower-case names of the request headers route rules take label
+    /// values from (an allowlist; parsing keeps no other header value).
+    pub label_headers: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -73,6 +76,7 @@ impl Default for AuthConfig {
             api_key_headers: vec!["x-api-key".into(), "api-key".into()],
             session_cookies: vec!["session".into(), "sessionid".into(), "session_id".into()],
             principal: None,
+            label_headers: Vec::new(),
         }
     }
 }

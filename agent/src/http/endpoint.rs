@@ -6,7 +6,8 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Param,
+    /// `{name}`.
+    Param(String),
 }
 
 /// One route template such as `/api/v1/agents/{agent_name}/invoke`.
@@ -23,8 +24,8 @@ impl Template {
         let segments = rest
             .split('/')
             .map(|s| {
-                if s.starts_with('{') && s.ends_with('}') {
-                    Segment::Param
+                if let Some(name) = s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Segment::Param(name.to_owned())
                 } else {
                     Segment::Literal(s.to_owned())
                 }
@@ -40,6 +41,32 @@ impl Template {
         &self.text
     }
 
+    /// Names of the template's parameters.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// The parameters' values in `path`, if the template matches it.
+    pub fn captures<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
+        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        if !self.matches(&segments) {
+            return None;
+        }
+        Some(
+            self.segments
+                .iter()
+                .zip(segments)
+                .filter_map(|(t, s)| match t {
+                    Segment::Param(name) => Some((name.as_str(), s)),
+                    Segment::Literal(_) => None,
+                })
+                .collect(),
+        )
+    }
+
     fn literals(&self) -> usize {
         self.segments
             .iter()
@@ -50,7 +77,7 @@ impl Template {
     fn matches(&self, segments: &[&str]) -> bool {
         self.segments.len() == segments.len()
             && self.segments.iter().zip(segments).all(|(t, s)| match t {
-                Segment::Param => !s.is_empty(),
+                Segment::Param(_) => !s.is_empty(),
                 Segment::Literal(l) => l == s,
             })
     }

@@ -42,6 +42,66 @@ pub struct Transfer<'a> {
     pub continues: bool,
 }
 
+/// How many body bytes a route rule wants kept for one request (0: none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BodyWants {
+    pub request: usize,
+    pub response: usize,
+}
+
+/// What the parser needs from the configuration.
+#[derive(Clone, Copy)]
+pub struct ParseConfig<'a> {
+    pub auth: &'a AuthConfig,
+    /// Which bodies to keep, by method and path (route rules decide).
+    pub bodies: &'a dyn Fn(&Method, &str) -> BodyWants,
+}
+
+/// The first bytes of a body, kept for a route rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BodyBytes {
+    pub bytes: Vec<u8>,
+    /// Every byte of the body was captured and kept.
+    pub complete: bool,
+    /// As written on the wire: chunked framing still in the bytes.
+    pub chunked: bool,
+    pub gzip: bool,
+    pub event_stream: bool,
+    limit: usize,
+}
+
+impl BodyBytes {
+    fn new(limit: usize, chunked: bool) -> Self {
+        Self {
+            bytes: Vec::new(),
+            complete: true,
+            chunked,
+            gzip: false,
+            event_stream: false,
+            limit,
+        }
+    }
+
+    /// A body seen whole (tests, and callers that already hold one).
+    pub fn whole(bytes: &[u8]) -> Self {
+        Self {
+            bytes: bytes.to_vec(),
+            limit: bytes.len(),
+            ..Self::new(0, false)
+        }
+    }
+
+    /// `used` body bytes went by, of which `visible` were captured.
+    fn keep(&mut self, visible: &[u8], used: u64) {
+        let seen = &visible[..visible.len().min(used as usize)];
+        let room = self.limit - self.bytes.len();
+        self.bytes.extend_from_slice(&seen[..seen.len().min(room)]);
+        if (seen.len() as u64) < used || seen.len() > room {
+            self.complete = false;
+        }
+    }
+}
+
 /// A request and its response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
@@ -56,6 +116,11 @@ pub struct Exchange {
     pub first_byte_ns: u64,
     /// Last byte of the response written.
     pub end_ns: u64,
+    /// The allowlisted request headers' values.
+    pub headers: Vec<(String, String)>,
+    /// Kept only when a route rule asked for them.
+    pub request_body: Option<BodyBytes>,
+    pub response_body: Option<BodyBytes>,
 }
 
 /// Why a connection is not parsed as HTTP/1.x.
@@ -169,6 +234,10 @@ struct Request {
     auth: Auth,
     from_loupe: bool,
     start_ns: u64,
+    headers: Vec<(String, String)>,
+    body: Option<BodyBytes>,
+    /// Response body bytes to keep.
+    wants_response: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -181,6 +250,7 @@ struct Response {
     body_ns: Option<u64>,
     last_ns: u64,
     body: Body,
+    kept: Option<BodyBytes>,
 }
 
 #[derive(Clone, Debug)]
@@ -216,7 +286,15 @@ impl HttpConn {
 
     /// Bytes held in partial heads (for the agent's memory budget).
     pub fn buffered(&self) -> usize {
-        self.head.capacity() + self.tx_head.capacity()
+        let kept = |body: Option<&BodyBytes>| body.map_or(0, |b| b.bytes.capacity());
+        self.head.capacity()
+            + self.tx_head.capacity()
+            + self
+                .pending
+                .iter()
+                .map(|r| kept(r.body.as_ref()))
+                .sum::<usize>()
+            + kept(self.response.as_ref().and_then(|r| r.kept.as_ref()))
     }
 
     /// Whether the connection still needs data to be watched.
@@ -262,21 +340,42 @@ impl HttpConn {
         false
     }
 
-    fn push_request(&mut self, head: RequestHead, start_ns: u64) {
+    fn push_request(&mut self, head: RequestHead, start_ns: u64, config: &ParseConfig<'_>) {
         if self.pending.len() == MAX_PENDING {
             self.pending.pop_front();
         }
+        let wants = if head.from_loupe {
+            BodyWants::default()
+        } else {
+            (config.bodies)(&head.method, &head.path)
+        };
+        // One kept request body per connection (pipelined ones go without).
+        let keeping = self.pending.iter().any(|r| r.body.is_some());
+        let body = match head.framing {
+            Framing::None | Framing::Close | Framing::Length(0) => None,
+            Framing::Length(_) | Framing::Chunked if wants.request == 0 || keeping => None,
+            Framing::Length(_) => Some(BodyBytes::new(wants.request, false)),
+            Framing::Chunked => Some(BodyBytes::new(wants.request, true)),
+        };
         self.pending.push_back(Request {
             method: head.method,
             path: head.path,
             auth: head.auth,
             from_loupe: head.from_loupe,
             start_ns,
+            headers: head.headers,
+            body,
+            wants_response: wants.response,
         });
     }
 
     /// Data the service read.
-    pub fn on_rx(&mut self, rx: &Transfer<'_>, auth: &AuthConfig, out: &mut impl FnMut(Outcome)) {
+    pub fn on_rx(
+        &mut self,
+        rx: &Transfer<'_>,
+        config: &ParseConfig<'_>,
+        out: &mut impl FnMut(Outcome),
+    ) {
         if rx.continues || rx.tail {
             return; // reads are captured from their start
         }
@@ -294,7 +393,11 @@ impl HttpConn {
         while pos < rx.len {
             let visible = rx.bytes.get(pos as usize..).unwrap_or_default();
             if self.rx_body != Body::None {
-                pos += self.rx_body.consume(rx.len - pos, visible);
+                let used = self.rx_body.consume(rx.len - pos, visible);
+                if let Some(kept) = self.pending.back_mut().and_then(|r| r.body.as_mut()) {
+                    kept.keep(visible, used);
+                }
+                pos += used;
                 if self.rx_body != Body::None {
                     return;
                 }
@@ -314,12 +417,12 @@ impl HttpConn {
             let room = MAX_HEAD - before;
             self.head
                 .extend_from_slice(&visible[..visible.len().min(room)]);
-            match parse_request(&self.head, auth) {
+            match parse_request(&self.head, config.auth) {
                 Parsed::Complete(head, len) => {
                     pos += (len - before) as u64;
                     self.rx_body = Body::of(head.framing);
                     self.head.clear();
-                    self.push_request(head, self.head_ns);
+                    self.push_request(head, self.head_ns, config);
                 }
                 Parsed::Partial if captured_all && self.head.len() < MAX_HEAD => return,
                 Parsed::Partial => {
@@ -328,7 +431,7 @@ impl HttpConn {
                     self.head = Vec::new();
                     match line {
                         Some(head) => {
-                            self.push_request(head, self.head_ns);
+                            self.push_request(head, self.head_ns, config);
                             self.rx_body = Body::Unknown;
                         }
                         None => self.give_up(Unparsed::MalformedHttp, out),
@@ -376,6 +479,9 @@ impl HttpConn {
                 response.body_ns.get_or_insert(tx.ts);
             }
             if tx.tail {
+                if let Some(kept) = &mut response.kept {
+                    kept.complete = false;
+                }
                 let ended = match response.body {
                     Body::ChunkedBlind => ends_body(tx.bytes),
                     Body::Chunked(_) => {
@@ -393,7 +499,11 @@ impl HttpConn {
                 return;
             }
             let visible = tx.bytes.get(pos as usize..).unwrap_or_default();
-            pos += response.body.consume(tx.len - pos, visible);
+            let used = response.body.consume(tx.len - pos, visible);
+            if let Some(kept) = &mut response.kept {
+                kept.keep(visible, used);
+            }
+            pos += used;
             if response.body == Body::None {
                 self.finish_response(out);
             } else {
@@ -424,6 +534,7 @@ impl HttpConn {
                 body_ns: None,
                 last_ns: tx.ts,
                 body: Body::Unknown,
+                kept: None,
             });
             self.tx_head = Vec::new();
             return rest;
@@ -440,6 +551,8 @@ impl HttpConn {
             .pending
             .front()
             .is_some_and(|r| r.method == Method::Head);
+        let wants = self.pending.front().map_or(0, |r| r.wants_response);
+        let mut kept = None;
         let (status, body, used) = match parse_response(&self.tx_head) {
             Parsed::Complete(head, len) => {
                 let no_body = is_head
@@ -451,6 +564,12 @@ impl HttpConn {
                 } else {
                     Body::of(head.framing)
                 };
+                if wants > 0 && body != Body::None {
+                    let mut bytes = BodyBytes::new(wants, head.framing == Framing::Chunked);
+                    bytes.gzip = head.gzip;
+                    bytes.event_stream = head.event_stream;
+                    kept = Some(bytes);
+                }
                 (Some(head.status), body, (len - before) as u64)
             }
             Parsed::Partial if captured_all && self.tx_head.len() < MAX_HEAD => return rest,
@@ -467,6 +586,7 @@ impl HttpConn {
             body_ns: None,
             last_ns: tx.ts,
             body,
+            kept,
         });
         if body == Body::None {
             self.finish_response(out);
@@ -495,6 +615,11 @@ impl HttpConn {
         if request.from_loupe {
             return;
         }
+        let ended = !response.body.open_ended();
+        let response_body = response.kept.map(|mut kept| {
+            kept.complete &= ended;
+            kept
+        });
         out(Outcome::Exchange(Exchange {
             method: request.method,
             path: request.path,
@@ -503,6 +628,9 @@ impl HttpConn {
             start_ns: request.start_ns,
             first_byte_ns: response.body_ns.unwrap_or(response.first_ns),
             end_ns: response.last_ns,
+            headers: request.headers,
+            request_body: request.body,
+            response_body,
         }));
     }
 

@@ -75,6 +75,9 @@ pub struct RequestHead {
     pub auth: Auth,
     /// `User-Agent: loupe/...`: the agent's own request, never counted.
     pub from_loupe: bool,
+    /// Values of the headers route rules read (`AuthConfig::label_headers`),
+    /// lower-case name first; nothing else of the headers is kept.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +85,10 @@ pub struct ResponseHead {
     pub status: u16,
     /// Framing as the headers say (the request method refines it).
     pub framing: Framing,
+    /// `Content-Encoding: gzip`.
+    pub gzip: bool,
+    /// `Content-Type: text/event-stream`.
+    pub event_stream: bool,
 }
 
 /// Outcome of parsing a buffer that starts with a head.
@@ -119,18 +126,20 @@ fn has_token(value: &[u8], token: &str) -> bool {
 }
 
 /// Body framing and connection facts from headers (shared by both sides).
+#[derive(Default)]
 struct Common {
     length: Option<u64>,
     chunked: bool,
     upgrade: bool,
+    gzip: bool,
+    event_stream: bool,
 }
 
+/// Longest header value kept for a route rule.
+const MAX_HEADER_VALUE: usize = 128;
+
 fn common(headers: &[httparse::Header<'_>]) -> Common {
-    let mut out = Common {
-        length: None,
-        chunked: false,
-        upgrade: false,
-    };
+    let mut out = Common::default();
     for header in headers {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -141,6 +150,14 @@ fn common(headers: &[httparse::Header<'_>]) -> Common {
             out.chunked = has_token(header.value, "chunked");
         } else if name.eq_ignore_ascii_case("upgrade") {
             out.upgrade = true;
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            out.gzip = has_token(header.value, "gzip");
+        } else if name.eq_ignore_ascii_case("content-type") {
+            out.event_stream = header
+                .value
+                .trim_ascii_start()
+                .get(..17)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"text/event-stream"));
         }
     }
     out
@@ -178,9 +195,29 @@ pub fn parse_request(buf: &[u8], auth: &AuthConfig) -> Parsed<RequestHead> {
             upgrade: common.upgrade,
             auth: classify(request.headers, auth),
             from_loupe,
+            headers: label_headers(request.headers, &auth.label_headers),
         },
         len,
     )
+}
+
+/// The values of the allowlisted headers, cut to a bounded length.
+fn label_headers(headers: &[httparse::Header<'_>], wanted: &[String]) -> Vec<(String, String)> {
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    headers
+        .iter()
+        .filter_map(|h| {
+            let name = wanted.iter().find(|w| h.name.eq_ignore_ascii_case(w))?;
+            let value = String::from_utf8_lossy(h.value.trim_ascii());
+            let mut cut = value.len().min(MAX_HEADER_VALUE);
+            while !value.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Some((name.clone(), value[..cut].to_owned()))
+        })
+        .collect()
 }
 
 /// Where a head ends (after the blank line), if visible.
@@ -206,6 +243,7 @@ pub fn parse_request_line(buf: &[u8]) -> Option<RequestHead> {
         upgrade: false,
         auth: Auth::default(),
         from_loupe: false,
+        headers: Vec::new(),
     })
 }
 
@@ -221,6 +259,8 @@ pub fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
                     ResponseHead {
                         status,
                         framing: Framing::Close,
+                        gzip: false,
+                        event_stream: false,
                     },
                     head_end(buf).unwrap_or(buf.len()),
                 ),
@@ -236,7 +276,15 @@ pub fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
     } else {
         common.length.map_or(Framing::Close, Framing::Length)
     };
-    Parsed::Complete(ResponseHead { status, framing }, len)
+    Parsed::Complete(
+        ResponseHead {
+            status,
+            framing,
+            gzip: common.gzip,
+            event_stream: common.event_stream,
+        },
+        len,
+    )
 }
 
 /// The status code of a status line that was cut short.
@@ -333,17 +381,21 @@ mod tests {
             Parsed::Complete(
                 ResponseHead {
                     status: 200,
-                    framing: Framing::Length(5)
+                    framing: Framing::Length(5),
+                    gzip: false,
+                    event_stream: false,
                 },
                 text.len() - 5
             )
         );
-        let Parsed::Complete(head, _) =
-            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        else {
+        let Parsed::Complete(head, _) = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\
+              Content-Type: Text/Event-Stream; charset=utf-8\r\n\r\n",
+        ) else {
             panic!()
         };
         assert_eq!(head.framing, Framing::Chunked);
+        assert!(head.gzip && head.event_stream);
         let Parsed::Complete(head, _) = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\n") else {
             panic!()
         };

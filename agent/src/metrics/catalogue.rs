@@ -111,6 +111,73 @@ pub const AGENT_REQUESTS_BY_PRINCIPAL: Def = def(
      __other__.",
     &["service", "auth_type", "principal"],
 );
+pub const AUTH_LOGIN: Def = def(
+    "auth_login_total",
+    Kind::Counter,
+    "Login attempts, by identity provider and outcome (route rules of family login).",
+    &["service", "provider", "success"],
+);
+pub const AUTH_TOKEN_REFRESH: Def = def(
+    "auth_token_refresh_total",
+    Kind::Counter,
+    "Token refreshes, by identity provider and outcome (route rules of family \
+     token_refresh).",
+    &["service", "provider", "success"],
+);
+pub const AUTH_FAILED_ATTEMPTS: Def = def(
+    "auth_failed_attempts_total",
+    Kind::Counter,
+    "Failed logins and token refreshes, by reason: an allowlisted error field of the \
+     response, else the configured status mapping (401 invalid_credentials, 403 forbidden, \
+     423 locked, 429 rate_limited by default), else other.",
+    &["service", "reason"],
+);
+pub const AGENT_INVOCATIONS: Def = def(
+    "agent_invocations_total",
+    Kind::Counter,
+    "Agent invocations, by agent and status (success or error).",
+    &["service", "agent_name", "status"],
+);
+pub const AGENT_EXECUTION_DURATION: Def = def(
+    "agent_execution_duration_seconds",
+    Kind::Histogram,
+    "Duration of agent invocations, from the request's first byte to the response's last \
+     (the end of the stream for streamed responses).",
+    &["service", "agent_name"],
+);
+pub const AGENT_TOKENS_USED: Def = def(
+    "agent_tokens_used_total",
+    Kind::Counter,
+    "Tokens agent invocations reported in their responses' usage objects, by type (input, \
+     output, and any further type the usage names, e.g. cached).",
+    &["service", "agent_name", "token_type"],
+);
+pub const TOOL_INVOCATIONS: Def = def(
+    "tool_invocations_total",
+    Kind::Counter,
+    "Tool executions, by tool and status (success or error).",
+    &["service", "tool_name", "status"],
+);
+pub const TOOL_EXECUTION_DURATION: Def = def(
+    "tool_execution_duration_seconds",
+    Kind::Histogram,
+    "Duration of tool executions, from the request's first byte to the response's last.",
+    &["service", "tool_name"],
+);
+pub const RULE_ERRORS: Def = def(
+    "loupe_rule_errors_total",
+    Kind::Counter,
+    "Fields a route rule could not read, by reason (not_captured, truncated, malformed_json, \
+     gzip, missing_field, not_numeric); the request itself is still counted.",
+    &["service", "rule", "reason"],
+);
+pub const LABEL_OVERFLOW: Def = def(
+    "loupe_label_overflow_total",
+    Kind::Counter,
+    "Values of a label fed from request data that were counted as __other__ because the \
+     service reached the label's budget of distinct values.",
+    &["service", "label"],
+);
 pub const UNPARSED_CONNECTIONS: Def = def(
     "loupe_unparsed_connections_total",
     Kind::Counter,
@@ -187,6 +254,14 @@ pub const ALL: &[Def] = &[
     AGENT_REQUEST_DURATION,
     AGENT_RESPONSE_FIRST_BYTE,
     AGENT_REQUESTS_BY_PRINCIPAL,
+    AUTH_LOGIN,
+    AUTH_TOKEN_REFRESH,
+    AUTH_FAILED_ATTEMPTS,
+    AGENT_INVOCATIONS,
+    AGENT_EXECUTION_DURATION,
+    AGENT_TOKENS_USED,
+    TOOL_INVOCATIONS,
+    TOOL_EXECUTION_DURATION,
     TCP_CONNECTIONS_ACTIVE,
     TCP_CONNECTIONS_OPENED,
     TCP_CONNECTIONS_ACTIVE_BY_PEER,
@@ -199,6 +274,8 @@ pub const ALL: &[Def] = &[
     TRACKED_SOCKETS,
     UNPARSED_CONNECTIONS,
     ENDPOINT_OVERFLOW,
+    RULE_ERRORS,
+    LABEL_OVERFLOW,
     ROUTE_TEMPLATES,
     CAPTURE_CONNECTIONS,
 ];

@@ -27,6 +27,11 @@ pub const PENDING_FD: &str = "PENDING_FD";
 pub const SWITCHES: &str = "SWITCHES";
 /// Event ring buffer shared by all probes.
 pub const EVENTS: &str = "EVENTS";
+/// Per service (by index): response bytes copied in full from the start of
+/// every response (route rules read response bodies), else 0.
+pub const SERVICE_CAPTURE: &str = "SERVICE_CAPTURE";
+/// Services with their own `SERVICE_CAPTURE` slot (others capture heads only).
+pub const SERVICE_CAPTURE_LEN: u32 = 256;
 /// Per-CPU counters, indexed by the `COUNTER_*` constants.
 pub const COUNTERS: &str = "COUNTERS";
 
@@ -98,8 +103,9 @@ pub struct FdInfo {
     pub conn: u64,
     /// Direction (`event::DIR_*`) of the last data syscall, 0 before any.
     pub last_dir: u32,
-    /// Bytes of further writes the agent asked to see in full (a route rule
-    /// wants body fields); consumed by the probes.
+    /// Bytes of further writes copied in full (a route rule wants body
+    /// fields): reset from `SERVICE_CAPTURE` when a request starts, raised
+    /// by the agent for one connection, consumed by the probes.
     pub capture: u32,
 }
 assert_size!(FdInfo, 24);

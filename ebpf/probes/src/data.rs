@@ -47,7 +47,7 @@ use loupe_common::{
 
 use crate::{
     emit::{header, submit},
-    maps::{EVENTS, FDS, bump, current, field, maybe_tracked, switch},
+    maps::{EVENTS, FDS, SERVICE_CAPTURE, bump, current, field, maybe_tracked, switch},
 };
 
 /// The argument registers of the current syscall (x86_64 order in
@@ -243,8 +243,17 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
-    // SAFETY: in-place update of the looked-up value (no map write).
-    unsafe { (*info).last_dir = u32::from(DIR_RX) };
+    // SAFETY: in-place reads and updates of the looked-up value (no map
+    // write). A read after a write (or the first) starts a request: the
+    // service's response capture applies to its response.
+    unsafe {
+        if (*info).last_dir != u32::from(DIR_RX) {
+            (*info).last_dir = u32::from(DIR_RX);
+            if let Some(bytes) = SERVICE_CAPTURE.get((*info).service) {
+                (*info).capture = (*info).capture.max(*bytes);
+            }
+        }
+    }
     let head = data_header(tgid, info, args.rdi as u32, DIR_RX, ret);
     emit_head(head, source, &args, ret);
     0

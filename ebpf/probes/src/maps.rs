@@ -10,8 +10,9 @@ use loupe_common::{
     layout::KernelOffsets,
     maps::{
         COUNTER_MAP_FULL, COUNTERS_LEN, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey,
-        LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY, SOCKETS_CAPACITY,
-        SWITCHES_LEN, SockOwner, TRACKED_BITS_WORDS, TRACKED_CAPACITY, Target, TupleKey,
+        LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY,
+        SERVICE_CAPTURE_LEN, SOCKETS_CAPACITY, SWITCHES_LEN, SockOwner, TRACKED_BITS_WORDS,
+        TRACKED_CAPACITY, Target, TupleKey,
     },
 };
 
@@ -42,6 +43,9 @@ pub static PENDING_FD: HashMap<u32, u32> = HashMap::with_max_entries(PENDING_FD_
 
 #[map]
 pub static SWITCHES: Array<u32> = Array::with_max_entries(SWITCHES_LEN, 0);
+
+#[map]
+pub static SERVICE_CAPTURE: Array<u32> = Array::with_max_entries(SERVICE_CAPTURE_LEN, 0);
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);

@@ -11,6 +11,10 @@ const TAIL: usize = loupe_common::event::CAPTURE_TAIL;
 struct Wire {
     conn: HttpConn,
     auth: AuthConfig,
+    /// Bodies kept for every request.
+    wants: BodyWants,
+    /// Later writes copied from their start too (a raised capture level).
+    full_writes: bool,
     ts: u64,
     last_tx: bool,
     out: Vec<Outcome>,
@@ -25,6 +29,8 @@ impl Wire {
         Self {
             conn,
             auth: AuthConfig::default(),
+            wants: BodyWants::default(),
+            full_writes: false,
             ts: 0,
             last_tx: false,
             out: Vec::new(),
@@ -45,14 +51,20 @@ impl Wire {
             continues: false,
         };
         let out = &mut self.out;
-        self.conn.on_rx(&rx, &self.auth, &mut |o| out.push(o));
+        let wants = self.wants;
+        let bodies = move |_: &Method, _: &str| wants;
+        let config = ParseConfig {
+            auth: &self.auth,
+            bodies: &bodies,
+        };
+        self.conn.on_rx(&rx, &config, &mut |o| out.push(o));
         self.last_tx = false;
         self
     }
 
     fn write(&mut self, bytes: &[u8]) -> &mut Self {
         let out = &mut self.out;
-        if self.last_tx {
+        if self.last_tx && !self.full_writes {
             let from = bytes.len().saturating_sub(TAIL);
             let tx = Transfer {
                 ts: self.ts,
@@ -445,4 +457,58 @@ fn arbitrary_input_never_panics_and_stays_bounded() {
             assert!(w.conn.buffered() <= 2 * MAX_HEAD + 64);
         }
     }
+}
+
+#[test]
+fn bodies_are_kept_for_rules_within_their_limit() {
+    let mut wire = Wire::new();
+    wire.wants = BodyWants {
+        request: 64,
+        response: 64,
+    };
+    wire.full_writes = true;
+    let form = br#"{"username":"alice","password":"pw","provider":"github"}"#;
+    let mut request = format!(
+        "POST /auth/login HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        form.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(form);
+    wire.at(0).read(&request);
+    // Head, then the body in two writes (as uvicorn writes them).
+    wire.at(5)
+        .write(b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n")
+        .write(b"{\"usage\": ")
+        .write(b"{\"n\": 1}}");
+    let x = wire.only();
+    let kept = x.request_body.as_ref().unwrap();
+    assert_eq!(kept.bytes, form);
+    assert!(kept.complete);
+    let kept = x.response_body.as_ref().unwrap();
+    assert_eq!(kept.bytes, br#"{"usage": {"n": 1}}"#);
+    assert!(kept.complete);
+
+    // Past the limit, or written before the capture was raised: cut short.
+    let mut wire = Wire::new();
+    wire.wants = BodyWants {
+        request: 4,
+        response: 64,
+    };
+    wire.at(0).read(&request);
+    wire.at(5)
+        .write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .write(b"5\r\nhello\r\n")
+        .write(b"0\r\n\r\n");
+    let x = wire.only();
+    assert_eq!(x.request_body.as_ref().unwrap().bytes, b"{\"us");
+    assert!(!x.request_body.as_ref().unwrap().complete);
+    let kept = x.response_body.as_ref().unwrap();
+    assert!(kept.chunked && !kept.complete, "{kept:?}");
+
+    // Nothing is kept where no rule asks.
+    let mut wire = Wire::new();
+    wire.at(0).read(&request);
+    wire.at(5).write(&ok("{}"));
+    assert_eq!(wire.only().request_body, None);
+    assert_eq!(wire.only().response_body, None);
 }

@@ -1,0 +1,313 @@
+//! Applying a matched rule to one finished exchange. Pure: it reads the
+//! named fields and nothing else; what it could not read is listed in
+//! [`Observation::errors`] and never stops the rest.
+use serde_json::Value;
+
+use super::{Family, LabelSource, Rule, Semantic, Side, Source, Tokens, body::documents};
+use crate::http::exchange::{BodyBytes, Exchange};
+
+/// Longest label value taken from request data.
+const MAX_VALUE_LEN: usize = 64;
+/// Subject value when a source yields nothing and has no default.
+pub const UNKNOWN: &str = "unknown";
+
+/// Why a rule could not read something (the rule-error self-metric's
+/// `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleError {
+    /// The body was not captured (not kept, or written before capture).
+    NotCaptured,
+    /// The body was longer than the limit or the capture, and the field
+    /// was not in the part seen.
+    Truncated,
+    MalformedJson,
+    Gzip,
+    MissingField,
+    NotNumeric,
+}
+
+impl RuleError {
+    pub const ALL: [Self; 6] = [
+        Self::NotCaptured,
+        Self::Truncated,
+        Self::MalformedJson,
+        Self::Gzip,
+        Self::MissingField,
+        Self::NotNumeric,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotCaptured => "not_captured",
+            Self::Truncated => "truncated",
+            Self::MalformedJson => "malformed_json",
+            Self::Gzip => "gzip",
+            Self::MissingField => "missing_field",
+            Self::NotNumeric => "not_numeric",
+        }
+    }
+}
+
+/// What one exchange says for a rule's family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub family: Family,
+    /// Value of the family's subject label (unbounded yet: the caller
+    /// applies the label budget).
+    pub subject: String,
+    pub success: bool,
+    pub seconds: f64,
+    /// For failed logins and refreshes.
+    pub failure_reason: Option<String>,
+    /// `(token_type, count)`.
+    pub tokens: Vec<(String, u64)>,
+    pub errors: Vec<RuleError>,
+}
+
+/// The parsed bodies of one exchange, decoded on first use.
+struct Bodies<'a> {
+    exchange: &'a Exchange,
+    limit: usize,
+    request: Option<Result<Vec<Value>, RuleError>>,
+    response: Option<Result<Vec<Value>, RuleError>>,
+    errors: Vec<RuleError>,
+}
+
+impl<'a> Bodies<'a> {
+    fn docs(&mut self, side: Side) -> Result<&[Value], RuleError> {
+        let (slot, body) = match side {
+            Side::Request => (&mut self.request, &self.exchange.request_body),
+            Side::Response => (&mut self.response, &self.exchange.response_body),
+        };
+        let limit = self.limit;
+        let errors = &mut self.errors;
+        let decoded = slot.get_or_insert_with(|| decode(body.as_ref(), limit, errors));
+        decoded.as_deref().map_err(|e| *e)
+    }
+
+    fn error(&mut self, err: RuleError) {
+        if !self.errors.contains(&err) {
+            self.errors.push(err);
+        }
+    }
+
+    /// The last document's value at `path` (streams repeat fields; the
+    /// latest is the most complete).
+    fn field(&mut self, side: Side, path: &super::FieldPath) -> Option<Value> {
+        match self.docs(side) {
+            Ok(docs) => docs.iter().rev().find_map(|d| path.get(d)).cloned(),
+            Err(err) => {
+                self.error(err);
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, rule: &Rule, source: &LabelSource) -> Option<String> {
+        let value = match &source.source {
+            Source::Path(name) => rule
+                .route
+                .captures(&self.exchange.path)
+                .and_then(|c| c.into_iter().find(|(n, _)| n == name))
+                .map(|(_, v)| v.to_owned()),
+            Source::Value(value) => Some(value.clone()),
+            Source::Header(name) => self
+                .exchange
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone()),
+            Source::Body(side, path) => match self.field(*side, path) {
+                Some(Value::String(text)) => Some(text),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(Value::Bool(b)) => Some(b.to_string()),
+                Some(_) | None => {
+                    // A missing field with a default is expected, not an error.
+                    if source.fallback.is_none() && self.docs(*side).is_ok() {
+                        self.error(RuleError::MissingField);
+                    }
+                    None
+                }
+            },
+        };
+        value
+            .filter(|v| !v.is_empty())
+            .map(|v| clean(&v))
+            .or_else(|| source.fallback.clone())
+    }
+}
+
+fn decode(
+    body: Option<&BodyBytes>,
+    limit: usize,
+    errors: &mut Vec<RuleError>,
+) -> Result<Vec<Value>, RuleError> {
+    let body = body.ok_or(RuleError::NotCaptured)?;
+    let (docs, err) = documents(body, limit);
+    match err {
+        Some(err) if docs.is_empty() => Err(err),
+        Some(err) => {
+            errors.push(err);
+            Ok(docs)
+        }
+        None => Ok(docs),
+    }
+}
+
+/// A label value: printable, bounded.
+fn clean(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_VALUE_LEN)
+        .collect()
+}
+
+fn truthy(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "success" | "ok" | "succeeded" | "1" => Some(true),
+        "false" | "error" | "failed" | "failure" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The token type a usage field stands for (`None`: not a token count).
+fn token_type(key: &str) -> Option<&str> {
+    match key.strip_suffix("_tokens")? {
+        "prompt" => Some("input"),
+        "completion" => Some("output"),
+        "total" | "" => None,
+        other => Some(other),
+    }
+}
+
+fn count(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+            .map(|f| f as u64)
+    })
+}
+
+impl Bodies<'_> {
+    fn tokens(&mut self, tokens: &Tokens) -> Vec<(String, u64)> {
+        let mut found: Vec<(String, u64)> = Vec::new();
+        let mut set = |kind: &str, n: u64| match found.iter_mut().find(|(k, _)| k == kind) {
+            Some(slot) => slot.1 = n,
+            None => found.push((kind.to_owned(), n)),
+        };
+        let mut bad = false;
+        match tokens {
+            Tokens::Objects(paths) => {
+                let mut any = false;
+                let mut sides: Vec<Side> = paths.iter().map(|(s, _)| *s).collect();
+                sides.dedup();
+                for side in sides {
+                    let Ok(docs) = self.docs(side) else {
+                        continue;
+                    };
+                    // Documents in order, each through the first path that
+                    // resolves: later events override earlier ones.
+                    for doc in docs {
+                        let usage = paths
+                            .iter()
+                            .filter(|(s, _)| *s == side)
+                            .find_map(|(_, path)| path.get(doc).and_then(Value::as_object));
+                        let Some(usage) = usage else {
+                            continue;
+                        };
+                        any = true;
+                        for (key, value) in usage {
+                            let Some(kind) = token_type(key) else {
+                                continue;
+                            };
+                            match count(value) {
+                                Some(n) => set(kind, n),
+                                None if value.is_object() => {} // e.g. details
+                                None => bad = true,
+                            }
+                        }
+                    }
+                }
+                if !any {
+                    let side = paths.first().map_or(Side::Response, |(s, _)| *s);
+                    match self.docs(side) {
+                        Ok(_) => self.error(RuleError::MissingField),
+                        Err(err) => self.error(err),
+                    }
+                }
+            }
+            Tokens::Fields(fields) => {
+                for (kind, side, path) in fields {
+                    match self.field(*side, path) {
+                        Some(value) => match count(&value) {
+                            Some(n) => set(kind, n),
+                            None => bad = true,
+                        },
+                        None if self.docs(*side).is_ok() => self.error(RuleError::MissingField),
+                        None => {}
+                    }
+                }
+            }
+        }
+        if bad {
+            self.error(RuleError::NotNumeric);
+        }
+        found.retain(|(_, n)| *n > 0);
+        found
+    }
+}
+
+/// Applies `rule` (which matched `exchange`) and says what to record.
+pub fn evaluate(rule: &Rule, semantic: &Semantic, exchange: &Exchange) -> Observation {
+    let mut bodies = Bodies {
+        exchange,
+        limit: semantic.max_body,
+        request: None,
+        response: None,
+        errors: Vec::new(),
+    };
+    let subject = bodies
+        .text(rule, &rule.subject)
+        .unwrap_or_else(|| UNKNOWN.to_owned());
+    let by_status = exchange.status.is_some_and(|s| (200..300).contains(&s));
+    let success = match &rule.success {
+        Some(source) => bodies
+            .text(rule, source)
+            .and_then(|v| truthy(&v))
+            .unwrap_or(by_status),
+        None => by_status,
+    };
+    let failure_reason = (rule.family.is_auth() && !success).then(|| {
+        let from_body = semantic
+            .failure_reason
+            .as_ref()
+            .and_then(|source| bodies.text(rule, source))
+            .filter(|reason| semantic.failure_reasons.contains(reason));
+        from_body
+            .or_else(|| {
+                exchange
+                    .status
+                    .and_then(|s| semantic.failure_statuses.get(&s).cloned())
+            })
+            .unwrap_or_else(|| "other".to_owned())
+    });
+    // Failed runs report no usage (an error body has none to read).
+    let tokens = match &rule.tokens {
+        Some(tokens) if rule.family == Family::Agent && success => bodies.tokens(tokens),
+        _ => Vec::new(),
+    };
+    Observation {
+        family: rule.family,
+        subject,
+        success,
+        seconds: exchange.end_ns.saturating_sub(exchange.start_ns) as f64 / 1e9,
+        failure_reason,
+        tokens,
+        errors: bodies.errors,
+    }
+}
+
+#[cfg(test)]
+mod tests;

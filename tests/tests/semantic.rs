@@ -1,0 +1,357 @@
+//! Business metrics from route rules, for the FastAPI agent-service fixture
+//! backed by PostgreSQL and Redis: a scripted session
+//! (`fixtures/agent_service/scenario.py`) gives exact values for every
+//! family; a differently laid-out service works with its own rule set.
+//! Root required: `cargo xtask test`.
+use std::{fs, process::Command};
+
+use loupe_tests::{Fixture, Scrape, fixture, free_port, http_get, series, served, watch_port};
+
+/// The agent service under uvicorn, with the databases `cargo xtask test`
+/// started (it checks that it reached both).
+fn agent_service(port: u16) -> Fixture {
+    let mut env = String::new();
+    for (var, name) in [
+        ("LOUPE_TEST_DATABASE_URL", "DATABASE_URL"),
+        ("LOUPE_TEST_REDIS_URL", "REDIS_URL"),
+    ] {
+        let url = std::env::var(var)
+            .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"));
+        env.push_str(&format!("{name}={url} "));
+    }
+    let sqlite = std::env::temp_dir().join(format!("loupe-semantic-{port}.sqlite3"));
+    let _ = fs::remove_file(&sqlite);
+    let server = served(
+        &format!(
+            "{env} DEMO_SQLITE={} python3 -m uvicorn app:app --app-dir {} --host 127.0.0.1 \
+             --port {port} --log-level warning",
+            sqlite.display(),
+            fixture("agent_service").display()
+        ),
+        port,
+    );
+    let health = http_get(port, "/health").expect("health");
+    assert!(
+        health.body.contains("\"postgres\":true") && health.body.contains("\"redis\":true"),
+        "the service must reach PostgreSQL and Redis: {}",
+        health.body
+    );
+    server
+}
+
+/// The value of `name{service, labels}`.
+fn value(scrape: &Scrape, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut all = vec![("service", service)];
+    all.extend_from_slice(labels);
+    scrape.get(&series(name, &all))
+}
+
+/// Runs the scripted session; returns how many requests it sent.
+fn scenario(port: u16) -> f64 {
+    let mut client = Fixture::python(
+        "agent_service/scenario.py",
+        &[&format!("http://127.0.0.1:{port}")],
+    );
+    let done = client.expect("done ");
+    done.trim_start_matches("done ")
+        .trim()
+        .parse()
+        .expect("a request count")
+}
+
+#[test]
+fn agent_service_business_metrics_are_exact() {
+    let port = free_port();
+    let _service = agent_service(port);
+    let svc = "agents";
+    let agent = watch_port(port, svc, &["--exclude-path", "/health"]);
+    let sent = scenario(port);
+    let total = agent.wait_for_total("agent_requests_total", svc, sent);
+    assert_eq!(total, sent);
+    agent.assert_nothing_lost();
+    let scrape = agent.scrape();
+    let expect = |name: &str, labels: &[(&str, &str)], expected: f64| {
+        let found = value(&scrape, svc, name, labels);
+        assert_eq!(found, Some(expected), "{name} {labels:?}\n{}", scrape.text);
+    };
+    let login = "auth_login_total";
+    expect(login, &[("provider", "password"), ("success", "true")], 3.0);
+    expect(
+        login,
+        &[("provider", "password"), ("success", "false")],
+        2.0,
+    );
+    expect(login, &[("provider", "google"), ("success", "true")], 1.0);
+    expect(login, &[("provider", "google"), ("success", "false")], 2.0);
+    expect(login, &[("provider", "github"), ("success", "true")], 1.0);
+    expect(login, &[("provider", "local"), ("success", "true")], 1.0);
+    let refresh = "auth_token_refresh_total";
+    expect(refresh, &[("provider", "local"), ("success", "true")], 2.0);
+    expect(refresh, &[("provider", "local"), ("success", "false")], 1.0);
+    let failed = "auth_failed_attempts_total";
+    expect(failed, &[("reason", "invalid_credentials")], 3.0);
+    expect(failed, &[("reason", "locked")], 1.0);
+    expect(failed, &[("reason", "rate_limited")], 1.0);
+
+    let runs = "agent_invocations_total";
+    expect(
+        runs,
+        &[("agent_name", "planner"), ("status", "success")],
+        3.0,
+    );
+    expect(runs, &[("agent_name", "coder"), ("status", "success")], 2.0);
+    expect(runs, &[("agent_name", "ghost"), ("status", "error")], 1.0);
+    expect(
+        runs,
+        &[("agent_name", "glitch"), ("status", "success")],
+        1.0,
+    );
+    let tokens = "agent_tokens_used_total";
+    // planner: 10 per prompt word (3 + 1 + 4 words), 30 out each.
+    expect(
+        tokens,
+        &[("agent_name", "planner"), ("token_type", "input")],
+        80.0,
+    );
+    expect(
+        tokens,
+        &[("agent_name", "planner"), ("token_type", "output")],
+        90.0,
+    );
+    // coder, streamed: input from the first event, output from the last.
+    expect(
+        tokens,
+        &[("agent_name", "coder"), ("token_type", "input")],
+        60.0,
+    );
+    expect(
+        tokens,
+        &[("agent_name", "coder"), ("token_type", "output")],
+        160.0,
+    );
+    expect(
+        tokens,
+        &[("agent_name", "verbose"), ("token_type", "output")],
+        5.0,
+    );
+    // Durations: planner thinks 0.12 s, coder streams for about 0.4 s.
+    let duration = "agent_execution_duration_seconds_bucket";
+    expect(duration, &[("agent_name", "planner"), ("le", "0.1")], 0.0);
+    expect(duration, &[("agent_name", "planner"), ("le", "0.25")], 3.0);
+    expect(duration, &[("agent_name", "coder"), ("le", "0.25")], 0.0);
+    expect(duration, &[("agent_name", "coder"), ("le", "1")], 2.0);
+
+    let tools = "tool_invocations_total";
+    expect(
+        tools,
+        &[("tool_name", "search"), ("status", "success")],
+        4.0,
+    );
+    expect(tools, &[("tool_name", "broken"), ("status", "error")], 2.0);
+    expect(
+        "tool_execution_duration_seconds_count",
+        &[("tool_name", "search")],
+        4.0,
+    );
+
+    // What could not be read is counted, and nothing else of the bodies
+    // shows up anywhere.
+    let errors = "loupe_rule_errors_total";
+    let rule = "default agent /agents/{agent_name}/invoke";
+    expect(errors, &[("rule", rule), ("reason", "malformed_json")], 1.0);
+    expect(errors, &[("rule", rule), ("reason", "not_numeric")], 1.0);
+    let all_errors: f64 = scrape.matching(errors).iter().map(|(_, v)| v).sum();
+    assert_eq!(
+        all_errors, 2.0,
+        "defaults cover missing providers: {}",
+        scrape.text
+    );
+    for secret in ["alice-password", "lk_demo_", "refresh_token", "eyJ"] {
+        assert!(!scrape.text.contains(secret), "{secret} leaked");
+        assert!(!agent.log().contains(secret), "{secret} in the log");
+    }
+}
+
+#[test]
+fn another_layout_needs_only_rules() {
+    // The same service seen through a proxy-like layout: nginx maps
+    // /v2/identity/session to the password login and /v2/runs/{agent} to the
+    // agent route; the provider comes from a header, tokens from fields.
+    let port = free_port();
+    let _service = agent_service(port);
+    let dir = std::env::temp_dir().join(format!("loupe-rules-{port}"));
+    fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("loupe.toml");
+    fs::write(
+        &config,
+        r#"
+[semantic]
+failure_statuses = { 401 = "bad_password" }
+
+[[rules]]
+family = "login"
+method = "POST"
+route = "/auth/{method}/login"
+provider = "header:x-idp|unknown"
+
+[[rules]]
+name = "runs"
+family = "agent"
+route = "/agents/{name}/invoke"
+agent_name = "path:name"
+tokens = { prompt = "response:usage.input_tokens" }
+"#,
+    )
+    .unwrap();
+    let checked = Command::new(loupe_tests::loupe_bin())
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{text}");
+    assert!(
+        text.contains("provider: request header `x-idp`, else `unknown`"),
+        "{text}"
+    );
+    let svc = "layout";
+    let agent = watch_port(port, svc, &["--config", config.to_str().unwrap()]);
+    let base = format!("http://127.0.0.1:{port}");
+    let curl = |args: &[&str]| {
+        let status = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&status.stdout).into_owned()
+    };
+    let login = |idp: &str, password: &str| {
+        curl(&[
+            "-H",
+            &format!("X-IdP: {idp}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!(r#"{{"username":"alice","password":"{password}"}}"#),
+            &format!("{base}/auth/password/login"),
+        ])
+    };
+    assert_eq!(login("okta", "alice-password"), "200");
+    assert_eq!(login("okta", "nope"), "401");
+    assert_eq!(login("azure", "alice-password"), "200");
+    let key = "X-API-Key: lk_demo_0123456789abcdef";
+    let run = |prompt: &str| {
+        curl(&[
+            "-H",
+            key,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!(r#"{{"prompt":"{prompt}"}}"#),
+            &format!("{base}/agents/planner/invoke"),
+        ])
+    };
+    assert_eq!(run("one two"), "200");
+    assert_eq!(run("three"), "200");
+    assert_eq!(agent.wait_for_total("agent_requests_total", svc, 5.0), 5.0);
+    let scrape = agent.scrape();
+    let get = |name: &str, labels: &[(&str, &str)]| value(&scrape, svc, name, labels);
+    let login = "auth_login_total";
+    assert_eq!(
+        get(login, &[("provider", "okta"), ("success", "true")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(login, &[("provider", "okta"), ("success", "false")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(login, &[("provider", "azure"), ("success", "true")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("auth_failed_attempts_total", &[("reason", "bad_password")]),
+        Some(1.0)
+    );
+    let tokens = "agent_tokens_used_total";
+    assert_eq!(
+        get(
+            tokens,
+            &[("agent_name", "planner"), ("token_type", "prompt")]
+        ),
+        Some(30.0)
+    );
+    assert_eq!(
+        get(
+            tokens,
+            &[("agent_name", "planner"), ("token_type", "output")]
+        ),
+        None,
+        "only the named fields are read"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn label_budgets_and_body_limits_hold() {
+    let port = free_port();
+    let _service = agent_service(port);
+    let dir = std::env::temp_dir().join(format!("loupe-budget-{port}"));
+    fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("loupe.toml");
+    // Default rules; two agent names per service; bodies cut at 48 bytes
+    // (the usage object sits past them).
+    fs::write(&config, "[semantic]\nmax_label_values = 2\nmax_body = 48\n").unwrap();
+    let svc = "budget";
+    let agent = watch_port(port, svc, &["--config", config.to_str().unwrap()]);
+    let base = format!("http://127.0.0.1:{port}");
+    for name in ["planner", "researcher", "coder", "ghost"] {
+        let status = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", "X-API-Key: lk_demo_0123456789abcdef", "-X", "POST"])
+            .arg(format!("{base}/agents/{name}/invoke"))
+            .output()
+            .unwrap();
+        let expected = if name == "ghost" { "404" } else { "200" };
+        assert_eq!(String::from_utf8_lossy(&status.stdout), expected);
+    }
+    assert_eq!(agent.wait_for_total("agent_requests_total", svc, 4.0), 4.0);
+    agent.assert_nothing_lost();
+    let scrape = agent.scrape();
+    let get = |name: &str, labels: &[(&str, &str)]| value(&scrape, svc, name, labels);
+    let runs = "agent_invocations_total";
+    assert_eq!(
+        get(runs, &[("agent_name", "planner"), ("status", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(runs, &[("agent_name", "researcher"), ("status", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(runs, &[("agent_name", "__other__"), ("status", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(runs, &[("agent_name", "__other__"), ("status", "error")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("loupe_label_overflow_total", &[("label", "agent_name")]),
+        Some(2.0)
+    );
+    assert!(
+        scrape.matching("agent_tokens_used_total").is_empty(),
+        "usage lies past the body limit:\n{}",
+        scrape.text
+    );
+    let rule = "default agent /agents/{agent_name}/invoke";
+    assert_eq!(
+        get(
+            "loupe_rule_errors_total",
+            &[("reason", "truncated"), ("rule", rule)]
+        ),
+        Some(3.0)
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
