@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use loupe_common::{
-    event::{DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, DataHeader},
+    event::{DATA_CONTINUED, DATA_MORE, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, DataHeader},
     maps::CONN_SEEDED,
 };
 
@@ -37,6 +37,42 @@ struct Stream {
     service: u32,
     http: HttpConn,
     last_ns: u64,
+    /// A write copied in pieces (`DATA_MORE`), until its last piece.
+    pieces: Option<(DataHeader, Vec<u8>)>,
+}
+
+impl Stream {
+    /// Hands one syscall's captured bytes to the parser.
+    fn feed(
+        &mut self,
+        head: &DataHeader,
+        bytes: &[u8],
+        auth: &AuthConfig,
+        bodies: BodyPolicy<'_>,
+        out: &mut impl FnMut(u32, Outcome),
+    ) {
+        let transfer = Transfer {
+            ts: head.header.ts_ns,
+            len: head.len,
+            bytes,
+            tail: head.flags & DATA_TAIL != 0,
+            continues: head.flags & DATA_SAME_SYSCALL != 0,
+        };
+        let service = self.service;
+        let mut emit = |outcome| out(service, outcome);
+        match head.dir {
+            DIR_RX => {
+                let bodies = |method: &Method, path: &str| bodies(service, method, path);
+                let config = ParseConfig {
+                    auth,
+                    bodies: &bodies,
+                };
+                self.http.on_rx(&transfer, &config, &mut emit);
+            }
+            DIR_TX => self.http.on_tx(&transfer, &mut emit),
+            _ => {}
+        }
+    }
 }
 
 #[derive(Default)]
@@ -88,32 +124,33 @@ impl Streams {
             service: head.service,
             http: HttpConn::new(head.conn & CONN_SEEDED != 0),
             last_ns: head.header.ts_ns,
+            pieces: None,
         });
         stream.last_ns = head.header.ts_ns;
         if !stream.http.is_parsing() {
             return;
         }
-        let transfer = Transfer {
-            ts: head.header.ts_ns,
-            len: head.len,
-            bytes,
-            tail: head.flags & DATA_TAIL != 0,
-            continues: head.flags & DATA_SAME_SYSCALL != 0,
-        };
-        let service = stream.service;
-        let mut emit = |outcome| out(service, outcome);
-        match head.dir {
-            DIR_RX => {
-                let bodies = |method: &Method, path: &str| bodies(service, method, path);
-                let config = ParseConfig {
-                    auth,
-                    bodies: &bodies,
-                };
-                stream.http.on_rx(&transfer, &config, &mut emit);
+        if head.flags & DATA_CONTINUED != 0 {
+            let Some((_, joined)) = &mut stream.pieces else {
+                return; // its first piece was lost: the write stays cut short
+            };
+            joined.extend_from_slice(bytes);
+            if head.flags & DATA_MORE == 0
+                && let Some((first, joined)) = stream.pieces.take()
+            {
+                stream.feed(&first, &joined, auth, bodies, out);
             }
-            DIR_TX => stream.http.on_tx(&transfer, &mut emit),
-            _ => {}
+            return;
         }
+        if let Some((first, joined)) = stream.pieces.take() {
+            // The rest of that write was lost: parse what arrived.
+            stream.feed(&first, &joined, auth, bodies, out);
+        }
+        if head.flags & DATA_MORE != 0 {
+            stream.pieces = Some((*head, bytes.to_vec()));
+            return;
+        }
+        stream.feed(head, bytes, auth, bodies, out);
     }
 
     /// The connection's fd was closed.
@@ -252,5 +289,39 @@ mod tests {
             tgid: 1,
             conn: MAX_STREAMS as u64 + 9
         }));
+    }
+
+    #[test]
+    fn a_write_copied_in_pieces_is_parsed_whole() {
+        let mut streams = Streams::default();
+        let wants = |_: u32, _: &Method, _: &str| BodyWants {
+            request: 0,
+            response: 8192,
+        };
+        let mut out = Vec::new();
+        let mut send = |head: DataHeader, bytes: &[u8]| {
+            streams.on_data(&head, bytes, &AuthConfig::default(), &wants, &mut |s, o| {
+                out.push((s, o))
+            });
+        };
+        send(record(1, 1, DIR_RX, 1, 18), b"POST /x HTTP/1.1\r\n\r\n");
+        let body = format!("{{\"text\": \"{}\", \"usage\": 1}}", "a".repeat(3000));
+        let write = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (first, rest) = write.as_bytes().split_at(2048);
+        let mut head = record(1, 1, DIR_TX, 2, write.len());
+        head.flags = DATA_MORE;
+        send(head, first);
+        head.flags = DATA_CONTINUED;
+        send(head, rest);
+        assert_eq!(out.len(), 1);
+        let Outcome::Exchange(exchange) = &out[0].1 else {
+            panic!("{out:?}")
+        };
+        let kept = exchange.response_body.as_ref().unwrap();
+        assert!(kept.complete);
+        assert_eq!(kept.bytes, body.as_bytes());
     }
 }

@@ -93,6 +93,9 @@ impl BodyBytes {
 
     /// `used` body bytes went by, of which `visible` were captured.
     fn keep(&mut self, visible: &[u8], used: u64) {
+        if !self.complete {
+            return; // past a gap, bytes would be glued to the wrong place
+        }
         let seen = &visible[..visible.len().min(used as usize)];
         let room = self.limit - self.bytes.len();
         self.bytes.extend_from_slice(&seen[..seen.len().min(room)]);

@@ -75,10 +75,18 @@ pub const DATA_NONE: u16 = 2;
 /// A second record of the same syscall (its tail, for a write longer than
 /// the capture); its `len` was counted with the first.
 pub const DATA_SAME_SYSCALL: u16 = 4;
+/// More bytes of the same write follow in the next record of this
+/// connection (a write copied in pieces under a raised capture level).
+pub const DATA_MORE: u16 = 8;
+/// The bytes continue those of the previous record (same write, next
+/// offset); its `len` was counted with the first.
+pub const DATA_CONTINUED: u16 = 16;
 
 /// Most bytes copied from one syscall: a request line with its headers, or
 /// a status line with its headers, and a small body (a login form).
 pub const CAPTURE_MAX: usize = 2048;
+/// Records one write may be copied in under a raised capture level.
+pub const CAPTURE_PIECES: usize = 8;
 /// Reads and writes up to this size use a smaller ring-buffer record.
 pub const CAPTURE_SMALL: usize = 256;
 /// Bytes copied from the end of a write that continues a response (enough

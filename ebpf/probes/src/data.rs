@@ -20,8 +20,10 @@
 //! - every read: its first `CAPTURE_MAX` bytes (a request head, a small body);
 //! - the first write after a read (a response head): its first `CAPTURE_MAX`
 //!   bytes (and its last `CAPTURE_TAIL` if it is longer); later writes of the
-//!   same response: their last `CAPTURE_TAIL` bytes, unless the agent raised
-//!   the connection's `capture` budget;
+//!   same response: their last `CAPTURE_TAIL` bytes;
+//! - under a capture budget (`FdInfo::capture`: the service's route rules
+//!   read response bodies, set when a request starts): every write from its
+//!   start, in up to `CAPTURE_PIECES` records, until the budget is spent;
 //! - `sendfile`: the length only.
 use aya_ebpf::{
     bindings::pt_regs,
@@ -35,8 +37,9 @@ use aya_ebpf::{
 };
 use loupe_common::{
     event::{
-        CAPTURE_MAX, CAPTURE_SMALL, CAPTURE_TAIL, DATA_NONE, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX,
-        DIR_TX, Data, DataHeader, KIND_CLOSE, KIND_DATA,
+        CAPTURE_MAX, CAPTURE_PIECES, CAPTURE_SMALL, CAPTURE_TAIL, DATA_CONTINUED, DATA_MORE,
+        DATA_NONE, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, Data, DataHeader, KIND_CLOSE,
+        KIND_DATA,
     },
     layout::{syscall, user},
     maps::{
@@ -276,13 +279,18 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
         return 0;
     }
     if budget > 0 {
-        let spent = if ret > CAPTURE_MAX as u64 {
-            CAPTURE_MAX as u32
-        } else {
-            ret as u32
-        };
+        // A response head gets its usual capture on top of the budget.
+        let head_room = if first { CAPTURE_MAX as u64 } else { 0 };
+        let copied = emit_pieces(head, source, &args, ret, u64::from(budget) + head_room);
+        let spent = copied.saturating_sub(head_room);
         // SAFETY: in-place update of the looked-up value.
-        unsafe { (*info).capture = budget.saturating_sub(spent) };
+        unsafe { (*info).capture = budget.saturating_sub(spent as u32) };
+        if copied < ret {
+            let mut tail = head;
+            tail.flags |= DATA_SAME_SYSCALL;
+            emit_tail(tail, source, &args, ret);
+        }
+        return 0;
     }
     emit_head(head, source, &args, ret);
     if ret > CAPTURE_MAX as u64 {
@@ -292,6 +300,47 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
         emit_tail(tail, source, &args, ret);
     }
     0
+}
+
+/// Copies the start of a write in up to `CAPTURE_PIECES` records (all of
+/// it, within `budget` and the first buffer); returns the bytes copied.
+#[inline(always)]
+fn emit_pieces(head: DataHeader, source: Source, args: &Args, ret: u64, budget: u64) -> u64 {
+    let Some((buf, buf_len)) = first_buffer(source, args, ret) else {
+        let mut head = head;
+        head.flags |= DATA_NONE;
+        emit_bytes::<0>(head, 0, 0);
+        return 0;
+    };
+    let mut want = if buf_len < ret { buf_len } else { ret };
+    if budget < want {
+        want = budget;
+    }
+    let max = (CAPTURE_PIECES * CAPTURE_MAX) as u64;
+    if want > max {
+        want = max;
+    }
+    let mut offset = 0u64;
+    for _ in 0..CAPTURE_PIECES {
+        let n = if want - offset > CAPTURE_MAX as u64 {
+            CAPTURE_MAX as u64
+        } else {
+            want - offset
+        };
+        let mut piece = head;
+        if offset > 0 {
+            piece.flags |= DATA_CONTINUED;
+        }
+        if offset + n < want {
+            piece.flags |= DATA_MORE;
+        }
+        emit_bytes::<CAPTURE_MAX>(piece, buf + offset, n);
+        offset += n;
+        if offset >= want {
+            break;
+        }
+    }
+    offset
 }
 
 /// The last bytes of the syscall.
