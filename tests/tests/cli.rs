@@ -71,6 +71,32 @@ fn missing_and_malformed_config_files_are_errors() {
 }
 
 #[test]
+fn config_check_prints_rules_or_names_the_bad_line() {
+    let path = std::env::temp_dir().join(format!("loupe-rules-{}.toml", std::process::id()));
+    let rules = "[[rules]]\nfamily = \"tool\"\nroute = \"/run/{tool_name}\"\n\n\
+                 [[rules]]\nfamily = \"agent\"\nroute = \"/run\"\n";
+    fs::write(&path, rules).unwrap();
+    let out = loupe(&["config", "check", path.to_str().unwrap()]);
+    let text = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("line 5: rule") && text.contains("agent_name = \"path:agent_name\""),
+        "{text}"
+    );
+    fs::write(&path, &rules[..rules.find("\n\n").unwrap()]).unwrap();
+    let out = loupe(&["config", "check", path.to_str().unwrap()]);
+    fs::remove_file(&path).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("rule tool /run/{tool_name}: any method /run/{tool_name} feeds tool")
+            && text.contains("tool_name: path parameter `tool_name`")
+            && text.contains("no [[services]]"),
+        "{text}"
+    );
+}
+
+#[test]
 fn nothing_to_monitor_is_an_error() {
     let out = loupe(&["run"]);
     assert!(!out.status.success());

@@ -9,6 +9,7 @@ pub const TARGETS: &[&str] = &[
     "http_heads",
     "probe_records",
     "kernel_texts",
+    "rule_bodies",
 ];
 
 pub fn run(seconds: u32) -> anyhow::Result<()> {

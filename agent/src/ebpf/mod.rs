@@ -327,18 +327,6 @@ impl Probes {
         }
     }
 
-    /// Raises the capture budget of one connection: its next writes are
-    /// copied from their start, up to `bytes` in all (see docs/capture.md for
-    /// the race with a response already written).
-    pub fn raise_capture(&mut self, tgid: u32, fd: u32, bytes: u32) -> bool {
-        let key = FdKey { tgid, fd };
-        let Ok(mut info) = self.fds.get(&key, 0) else {
-            return false; // closed meanwhile
-        };
-        info.capture = info.capture.max(bytes);
-        self.fds.insert(key, info, 0).is_ok()
-    }
-
     /// Response bytes copied in full from the start of every response of
     /// `service` (its route rules read response bodies). Services beyond
     /// the map's slots keep the default capture.
