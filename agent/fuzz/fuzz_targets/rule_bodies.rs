@@ -34,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
         "/auth/login"
     };
     let method = Method::parse("POST");
-    let rule = rules.matching("svc", &method, path).expect("a default rule");
+    let rule = rules
+        .matching("svc", &method, path)
+        .expect("a default rule");
     let exchange = Exchange {
         method,
         path: path.to_owned(),
