@@ -5,15 +5,59 @@
 use std::collections::HashMap;
 
 use loupe_common::{
-    event::{DATA_CONTINUED, DATA_MORE, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, DataHeader},
+    event::{
+        DATA_CONTINUED, DATA_MORE, DATA_OUTBOUND, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX,
+        DataHeader,
+    },
     maps::CONN_SEEDED,
 };
 
-use crate::http::{
-    auth::AuthConfig,
-    exchange::{BodyWants, HttpConn, Outcome, ParseConfig, Transfer},
-    head::Method,
+use crate::{
+    http::{
+        auth::AuthConfig,
+        exchange::{BodyWants, HttpConn, Outcome, ParseConfig, Transfer},
+        head::Method,
+    },
+    redis::{self, RedisConn},
 };
+
+/// What the parsers found on a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// On a connection the service accepted.
+    Http(Outcome),
+    /// On a connection the service opened to Redis.
+    Redis(redis::Op),
+}
+
+/// The protocol of a connection the service opened, told from its first
+/// write (clients speak first), ports being only a hint.
+#[derive(Clone, Debug)]
+enum Client {
+    Detect,
+    Redis(Box<RedisConn>),
+    /// Not a protocol loupe parses (yet): ignored.
+    Other,
+}
+
+impl Client {
+    fn classify(bytes: &[u8]) -> Self {
+        match bytes {
+            // A RESP array of bulk strings: `*<n>\r\n$`.
+            [b'*', rest @ ..] if rest.first().is_some_and(u8::is_ascii_digit) => {
+                Self::Redis(Box::default())
+            }
+            [] => Self::Detect,
+            _ => Self::Other,
+        }
+    }
+}
+
+enum Proto {
+    /// Accepted by the service: it serves HTTP.
+    Server(HttpConn),
+    Client(Client),
+}
 
 /// Which bodies route rules want, by service, method and path.
 pub type BodyPolicy<'a> = &'a dyn Fn(u32, &Method, &str) -> BodyWants;
@@ -35,7 +79,7 @@ pub struct StreamKey {
 
 struct Stream {
     service: u32,
-    http: HttpConn,
+    proto: Proto,
     last_ns: u64,
     /// A write copied in pieces (`DATA_MORE`), until its last piece.
     pieces: Option<(DataHeader, Vec<u8>)>,
@@ -49,17 +93,43 @@ impl Stream {
         bytes: &[u8],
         auth: &AuthConfig,
         bodies: BodyPolicy<'_>,
-        out: &mut impl FnMut(u32, Outcome),
+        out: &mut impl FnMut(u32, Found),
     ) {
+        let service = self.service;
+        let ts = head.header.ts_ns;
+        let (tail, continues) = (
+            head.flags & DATA_TAIL != 0,
+            head.flags & DATA_SAME_SYSCALL != 0,
+        );
+        let http = match &mut self.proto {
+            Proto::Server(http) => http,
+            Proto::Client(client) => {
+                if tail || continues {
+                    return; // commands and replies are read from their start
+                }
+                if matches!(client, Client::Detect) && head.dir == DIR_TX {
+                    *client = Client::classify(bytes);
+                }
+                if let Client::Redis(conn) = client {
+                    match head.dir {
+                        DIR_TX => conn.on_tx(ts, bytes, head.len),
+                        DIR_RX => conn.on_rx(ts, bytes, head.len, &mut |op| {
+                            out(service, Found::Redis(op));
+                        }),
+                        _ => {}
+                    }
+                }
+                return;
+            }
+        };
         let transfer = Transfer {
-            ts: head.header.ts_ns,
+            ts,
             len: head.len,
             bytes,
-            tail: head.flags & DATA_TAIL != 0,
-            continues: head.flags & DATA_SAME_SYSCALL != 0,
+            tail,
+            continues,
         };
-        let service = self.service;
-        let mut emit = |outcome| out(service, outcome);
+        let mut emit = |outcome| out(service, Found::Http(outcome));
         match head.dir {
             DIR_RX => {
                 let bodies = |method: &Method, path: &str| bodies(service, method, path);
@@ -67,11 +137,25 @@ impl Stream {
                     auth,
                     bodies: &bodies,
                 };
-                self.http.on_rx(&transfer, &config, &mut emit);
+                http.on_rx(&transfer, &config, &mut emit);
             }
-            DIR_TX => self.http.on_tx(&transfer, &mut emit),
+            DIR_TX => http.on_tx(&transfer, &mut emit),
             _ => {}
         }
+    }
+
+    fn is_parsing(&self) -> bool {
+        match &self.proto {
+            Proto::Server(http) => http.is_parsing(),
+            Proto::Client(Client::Detect) => true,
+            Proto::Client(Client::Redis(conn)) => conn.is_parsing(),
+            Proto::Client(Client::Other) => false,
+        }
+    }
+
+    /// A Redis connection (for `redis_connections_active`).
+    fn is_redis(&self) -> bool {
+        matches!(self.proto, Proto::Client(Client::Redis(_)))
     }
 }
 
@@ -111,7 +195,7 @@ impl Streams {
         bytes: &[u8],
         auth: &AuthConfig,
         bodies: BodyPolicy<'_>,
-        out: &mut impl FnMut(u32, Outcome),
+        out: &mut impl FnMut(u32, Found),
     ) {
         let key = StreamKey {
             tgid: head.header.tgid,
@@ -122,12 +206,16 @@ impl Streams {
         }
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             service: head.service,
-            http: HttpConn::new(head.conn & CONN_SEEDED != 0),
+            proto: if head.flags & DATA_OUTBOUND != 0 {
+                Proto::Client(Client::Detect)
+            } else {
+                Proto::Server(HttpConn::new(head.conn & CONN_SEEDED != 0))
+            },
             last_ns: head.header.ts_ns,
             pieces: None,
         });
         stream.last_ns = head.header.ts_ns;
-        if !stream.http.is_parsing() {
+        if !stream.is_parsing() {
             return;
         }
         if head.flags & DATA_CONTINUED != 0 {
@@ -154,15 +242,28 @@ impl Streams {
     }
 
     /// The connection's fd was closed.
-    pub fn on_close(&mut self, key: StreamKey, out: &mut impl FnMut(u32, Outcome)) {
-        if let Some(mut stream) = self.streams.remove(&key) {
-            let service = stream.service;
-            stream.http.on_close(&mut |outcome| out(service, outcome));
+    pub fn on_close(&mut self, key: StreamKey, out: &mut impl FnMut(u32, Found)) {
+        if let Some(Stream {
+            service,
+            proto: Proto::Server(mut http),
+            ..
+        }) = self.streams.remove(&key)
+        {
+            http.on_close(&mut |outcome| out(service, Found::Http(outcome)));
         }
     }
 
+    /// Open Redis connections per service.
+    pub fn redis_connections(&self) -> HashMap<u32, i64> {
+        let mut counts = HashMap::new();
+        for stream in self.streams.values().filter(|s| s.is_redis()) {
+            *counts.entry(stream.service).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// A process exited: its connections closed with it.
-    pub fn forget_process(&mut self, tgid: u32, out: &mut impl FnMut(u32, Outcome)) {
+    pub fn forget_process(&mut self, tgid: u32, out: &mut impl FnMut(u32, Found)) {
         let keys: Vec<StreamKey> = self
             .streams
             .keys()
@@ -176,15 +277,18 @@ impl Streams {
 
     /// Ends responses and forgets connections that went quiet (`now_ns` is
     /// monotonic, like the probes' timestamps).
-    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(u32, Outcome)) {
+    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(u32, Found)) {
         let response_cut = now_ns.saturating_sub(RESPONSE_IDLE_NS);
         let stream_cut = now_ns.saturating_sub(STREAM_IDLE_NS);
         self.streams.retain(|_, stream| {
             let service = stream.service;
-            stream
-                .http
-                .expire(response_cut, &mut |outcome| out(service, outcome));
-            stream.last_ns >= stream_cut
+            if let Proto::Server(http) = &mut stream.proto {
+                http.expire(response_cut, &mut |outcome| {
+                    out(service, Found::Http(outcome));
+                });
+            }
+            // An idle client connection (a pooled one) stays open.
+            stream.last_ns >= stream_cut || matches!(stream.proto, Proto::Client(_))
         });
     }
 }
@@ -230,7 +334,7 @@ mod tests {
         dir: u16,
         ts: u64,
         bytes: &[u8],
-    ) -> Vec<(u32, Outcome)> {
+    ) -> Vec<(u32, Found)> {
         let mut out = Vec::new();
         let head = record(tgid, conn, dir, ts, bytes.len());
         let none = |_: u32, _: &Method, _: &str| BodyWants::default();
@@ -317,7 +421,7 @@ mod tests {
         head.flags = DATA_CONTINUED;
         send(head, rest);
         assert_eq!(out.len(), 1);
-        let Outcome::Exchange(exchange) = &out[0].1 else {
+        let Found::Http(Outcome::Exchange(exchange)) = &out[0].1 else {
             panic!("{out:?}")
         };
         let kept = exchange.response_body.as_ref().unwrap();

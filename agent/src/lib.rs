@@ -21,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod procfs;
+pub mod redis;
 pub mod rules;
 pub mod server;
 

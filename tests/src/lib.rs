@@ -143,6 +143,16 @@ impl Scrape {
         self.values.get(series).copied()
     }
 
+    /// Sum of the series of `family` for `service`.
+    pub fn total(&self, family: &str, service: &str) -> f64 {
+        let label = format!("service=\"{service}\"");
+        self.matching(&format!("{family}{{"))
+            .iter()
+            .filter(|(k, _)| k.contains(&label))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// Series whose name starts with `prefix`.
     pub fn matching(&self, prefix: &str) -> Vec<(&str, f64)> {
         let mut found: Vec<(&str, f64)> = self
@@ -282,15 +292,8 @@ impl Agent {
     /// `expected`; returns their sum (which the caller asserts on).
     pub fn wait_for_total(&self, family: &str, service: &str, expected: f64) -> f64 {
         let deadline = Instant::now() + WAIT;
-        let label = format!("service=\"{service}\"");
         loop {
-            let scrape = self.scrape();
-            let total: f64 = scrape
-                .matching(&format!("{family}{{"))
-                .iter()
-                .filter(|(k, _)| k.contains(&label))
-                .map(|(_, v)| v)
-                .sum();
+            let total = self.scrape().total(family, service);
             if total == expected || Instant::now() >= deadline {
                 return total;
             }

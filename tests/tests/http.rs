@@ -329,7 +329,9 @@ fn latency_of_slow_and_streamed_responses() {
             scrape.text
         );
         // The first chunk after 20 ms (not the head some servers send
-        // first), the end after 200 ms; a loaded machine adds some delay.
+        // first), the end after 200 ms; a loaded machine adds some delay,
+        // and Node's timers count from their loop's cached clock, which can
+        // be a little older than the read of the request.
         let sum = |family: &str| {
             let key = series(
                 &format!("{family}_sum"),
@@ -344,7 +346,7 @@ fn latency_of_slow_and_streamed_responses() {
         let first_byte = sum(first);
         let total = sum(duration);
         assert!(
-            (0.02..0.15).contains(&first_byte),
+            (0.015..0.15).contains(&first_byte),
             "{service}: first byte {first_byte}"
         );
         assert!((0.2..0.5).contains(&total), "{service}: duration {total}");

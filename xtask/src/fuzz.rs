@@ -10,6 +10,7 @@ pub const TARGETS: &[&str] = &[
     "probe_records",
     "kernel_texts",
     "rule_bodies",
+    "redis_wire",
 ];
 
 pub fn run(seconds: u32) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use loupe_common::event::DataHeader;
 
 use super::state::State;
 use crate::{
-    capture::{BodyPolicy, StreamKey, Streams},
+    capture::{BodyPolicy, Found, StreamKey, Streams},
     http::{
         auth::AuthConfig,
         exchange::{Exchange, Outcome},
@@ -25,7 +25,7 @@ impl State {
     fn with_streams(
         &mut self,
         now: Instant,
-        feed: impl FnOnce(&mut Streams, &AuthConfig, BodyPolicy<'_>, &mut dyn FnMut(u32, Outcome)),
+        feed: impl FnOnce(&mut Streams, &AuthConfig, BodyPolicy<'_>, &mut dyn FnMut(u32, Found)),
     ) {
         let mut outcomes = std::mem::take(&mut self.outcomes);
         let (rules, services) = (&self.rules, &self.services);
@@ -79,16 +79,20 @@ impl State {
         self.metrics
             .capture_connections
             .set(self.streams.len() as i64);
+        self.publish_redis_connections();
     }
 
-    fn publish_outcomes(&mut self, outcomes: &mut Vec<(u32, Outcome)>, now: Instant) {
+    fn publish_outcomes(&mut self, outcomes: &mut Vec<(u32, Found)>, now: Instant) {
         for (service, outcome) in outcomes.drain(..) {
             if service as usize >= self.services.len() {
                 continue;
             }
             match outcome {
-                Outcome::Exchange(exchange) => self.publish_exchange(service, &exchange, now),
-                Outcome::Unparsed(why) => {
+                Found::Redis(op) => self.publish_redis(service, &op, now),
+                Found::Http(Outcome::Exchange(exchange)) => {
+                    self.publish_exchange(service, &exchange, now);
+                }
+                Found::Http(Outcome::Unparsed(why)) => {
                     let labels = [self.name(service), why.as_str()];
                     self.metrics.unparsed.with_label_values(&labels).inc();
                     let labels = labels.map(str::to_owned);

@@ -8,7 +8,7 @@ use std::{
 };
 
 use loupe_common::{
-    maps::{DIRECTION_INBOUND, ListenKey, SWITCH_CAPTURE_INBOUND, Target},
+    maps::{DIRECTION_INBOUND, ListenKey, SWITCH_CAPTURE_INBOUND, SWITCH_CAPTURE_OUTBOUND, Target},
     tcp,
 };
 use prometheus::IntCounter;
@@ -16,13 +16,13 @@ use tracing::{info, warn};
 
 use super::{MAX_PEERS, routes::SelfPorts};
 use crate::{
-    capture::Streams,
+    capture::{Found, Streams},
     config::{Config, ServiceSpec, http::HttpConfig},
     connections::{Connections, Delta},
     discovery::Discovery,
     ebpf::Probes,
     events::{DecodeError, Event, KINDS, UNDECODABLE},
-    http::{endpoint::Routes, exchange::Outcome},
+    http::endpoint::Routes,
     metrics::{LabelLimit, Metrics, SeriesClock, catalogue},
     procfs::Procfs,
     rules::RuleSet,
@@ -71,13 +71,15 @@ pub struct State {
     /// Principal label values per service, bounded.
     pub(super) principals: LabelLimit,
     /// Reused buffer of parser outcomes (no allocation per record).
-    pub(super) outcomes: Vec<(u32, Outcome)>,
+    pub(super) outcomes: Vec<(u32, Found)>,
     /// The agent's own connections to targets (OpenAPI fetches).
     pub(super) self_ports: SelfPorts,
     /// Route rules for the business metrics.
     pub(super) rules: RuleSet,
     /// Values of rule labels fed from request data, per service, bounded.
     pub(super) rule_labels: LabelLimit,
+    /// Services that have talked to Redis.
+    pub(super) redis_services: BTreeSet<u32>,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -95,6 +97,7 @@ pub(super) fn label_peer(peers: &mut LabelLimit, service: u32, peer: SocketAddr)
 impl State {
     pub fn new(config: &Config, mut probes: Probes, metrics: Metrics) -> Self {
         probes.set_switch(SWITCH_CAPTURE_INBOUND, config.http.capture);
+        probes.set_switch(SWITCH_CAPTURE_OUTBOUND, config.http.capture_clients);
         let services = config
             .services
             .iter()
@@ -137,6 +140,7 @@ impl State {
             self_ports: SelfPorts::default(),
             rules: config.rules.clone(),
             rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
+            redis_services: BTreeSet::new(),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);

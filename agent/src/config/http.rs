@@ -20,6 +20,9 @@ const MIN_SECRET_BYTES: usize = 16;
 pub struct FileHttp {
     /// Capture and parse the requests services serve (default true).
     pub capture: Option<bool>,
+    /// Capture and parse what services send as clients: Redis commands
+    /// (default true).
+    pub capture_clients: Option<bool>,
     /// Distinct `endpoint` values per service (default 100).
     pub max_endpoints: Option<usize>,
     /// Header names that carry an API key (default `x-api-key`, `api-key`).
@@ -57,6 +60,7 @@ pub struct OpenApiConfig {
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     pub capture: bool,
+    pub capture_clients: bool,
     pub max_endpoints: usize,
     pub auth: AuthConfig,
     pub openapi: Option<OpenApiConfig>,
@@ -67,6 +71,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             capture: true,
+            capture_clients: true,
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
             auth: AuthConfig::default(),
             openapi: Some(OpenApiConfig {
@@ -155,6 +160,7 @@ pub fn build(
     };
     Ok(HttpConfig {
         capture: http.capture.unwrap_or(true),
+        capture_clients: http.capture_clients.unwrap_or(true),
         max_endpoints,
         auth: AuthConfig {
             api_key_headers: http

@@ -164,6 +164,35 @@ pub const TOOL_EXECUTION_DURATION: Def = def(
     "Duration of tool executions, from the request's first byte to the response's last.",
     &["service", "tool_name"],
 );
+pub const REDIS_OPERATIONS: Def = def(
+    "redis_operations_total",
+    Kind::Counter,
+    "Redis commands the service sent and got a reply to, by lower-case command name \
+     (common commands by name, the rest as other); pipelined and queued (MULTI) \
+     commands count one by one.",
+    &["service", "operation"],
+);
+pub const REDIS_OPERATION_DURATION: Def = def(
+    "redis_operation_duration_seconds",
+    Kind::Histogram,
+    "Time from writing a Redis command to reading its reply (for pipelined commands, \
+     from the write that carried them).",
+    &["service", "operation"],
+);
+pub const REDIS_OPERATION_ERRORS: Def = def(
+    "redis_operation_errors_total",
+    Kind::Counter,
+    "Redis commands answered with an error reply.",
+    &["service", "operation"],
+);
+pub const REDIS_CONNECTIONS_ACTIVE: Def = def(
+    "redis_connections_active",
+    Kind::Gauge,
+    "Open connections from the service to Redis that loupe has seen carry a command \
+     (an idle pooled connection opened before loupe started counts from its first \
+     command).",
+    &["service"],
+);
 pub const RULE_ERRORS: Def = def(
     "loupe_rule_errors_total",
     Kind::Counter,
@@ -262,6 +291,10 @@ pub const ALL: &[Def] = &[
     AGENT_TOKENS_USED,
     TOOL_INVOCATIONS,
     TOOL_EXECUTION_DURATION,
+    REDIS_OPERATIONS,
+    REDIS_OPERATION_DURATION,
+    REDIS_OPERATION_ERRORS,
+    REDIS_CONNECTIONS_ACTIVE,
     TCP_CONNECTIONS_ACTIVE,
     TCP_CONNECTIONS_OPENED,
     TCP_CONNECTIONS_ACTIVE_BY_PEER,

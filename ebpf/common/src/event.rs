@@ -81,6 +81,8 @@ pub const DATA_MORE: u16 = 8;
 /// The bytes continue those of the previous record (same write, next
 /// offset); its `len` was counted with the first.
 pub const DATA_CONTINUED: u16 = 16;
+/// The connection is one the process opened (a client's), not accepted.
+pub const DATA_OUTBOUND: u16 = 32;
 
 /// Most bytes copied from one syscall: a request line with its headers, or
 /// a status line with its headers, and a small body (a login form).

@@ -38,8 +38,8 @@ use aya_ebpf::{
 use loupe_common::{
     event::{
         CAPTURE_MAX, CAPTURE_PIECES, CAPTURE_SMALL, CAPTURE_TAIL, DATA_CONTINUED, DATA_MORE,
-        DATA_NONE, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, Data, DataHeader, KIND_CLOSE,
-        KIND_DATA,
+        DATA_NONE, DATA_OUTBOUND, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, Data, DataHeader,
+        KIND_CLOSE, KIND_DATA,
     },
     layout::{syscall, user},
     maps::{
@@ -211,7 +211,7 @@ fn emit_bytes<const N: usize>(mut head: DataHeader, src: u64, n: u64) {
 #[inline(always)]
 fn data_header(tgid: u32, info: *const FdInfo, fd: u32, dir: u16, len: u64) -> DataHeader {
     // SAFETY: pointer from a successful lookup of plain data.
-    let (conn, service) = unsafe { ((*info).conn, (*info).service) };
+    let (conn, service, role) = unsafe { ((*info).conn, (*info).service, (*info).role) };
     DataHeader {
         header: header(KIND_DATA, tgid),
         conn,
@@ -219,7 +219,11 @@ fn data_header(tgid: u32, info: *const FdInfo, fd: u32, dir: u16, len: u64) -> D
         fd,
         service,
         dir,
-        flags: 0,
+        flags: if role == ROLE_OUTBOUND {
+            DATA_OUTBOUND
+        } else {
+            0
+        },
         captured: 0,
     }
 }

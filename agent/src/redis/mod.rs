@@ -1,0 +1,272 @@
+//! Redis from the wire, as the service's client connection shows it:
+//! commands written, replies read, matched in order (RESP is strictly
+//! request/response per connection, pipelined or not). Pure and total: any
+//! input yields operations or nothing, never a panic, and the state stays
+//! bounded.
+//!
+//! - Every command counts when it is written, queued ones in `MULTI` too.
+//! - A reply completes the oldest command waiting for one; an error reply
+//!   (`-`, `!`) counts as an error of that command. RESP3 pushes (`>`) and
+//!   attributes (`|`) are not replies.
+//! - After `SUBSCRIBE`/`PSUBSCRIBE`/`SSUBSCRIBE` on RESP2 the connection
+//!   carries messages, not replies: it is no longer timed.
+//! - Bytes the probes did not capture (a header past the first 2 KiB of a
+//!   syscall) lose the frame: waiting commands complete with that read, and
+//!   parsing resumes at the next write, where commands start.
+pub mod commands;
+pub mod resp;
+
+use std::collections::VecDeque;
+
+use self::resp::{Resp, Value};
+
+/// Commands awaiting their replies per connection.
+const MAX_PENDING: usize = 1024;
+
+/// One command and its reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    /// Lower-case command name from a bounded set (`other` otherwise).
+    pub operation: &'static str,
+    /// When the command was written.
+    pub start_ns: u64,
+    /// When its reply was read.
+    pub end_ns: u64,
+    pub error: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Commands,
+    /// RESP2 pub/sub: messages, not replies.
+    Subscribed,
+}
+
+#[derive(Clone, Debug)]
+pub struct RedisConn {
+    tx: Resp,
+    rx: Resp,
+    /// Waiting commands: name and when written.
+    pending: VecDeque<(&'static str, u64)>,
+    mode: Mode,
+    resp3: bool,
+    /// The write side lost its frame: skip until a write starts afresh.
+    tx_lost: bool,
+}
+
+impl Default for RedisConn {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RedisConn {
+    pub fn new() -> Self {
+        Self {
+            tx: Resp::default(),
+            rx: Resp::default(),
+            pending: VecDeque::new(),
+            mode: Mode::Commands,
+            resp3: false,
+            tx_lost: false,
+        }
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.tx.buffered() + self.rx.buffered() + self.pending.capacity() * 24
+    }
+
+    /// Whether replies are still being timed.
+    pub fn is_parsing(&self) -> bool {
+        self.mode == Mode::Commands
+    }
+
+    /// Bytes the service wrote (commands). `len` bytes went out, the first
+    /// `bytes` were captured.
+    pub fn on_tx(&mut self, ts: u64, bytes: &[u8], len: u64) {
+        if self.tx_lost && !self.tx.in_value() {
+            self.tx_lost = false;
+        }
+        if self.tx_lost {
+            self.tx.reset();
+            self.tx_lost = false;
+        }
+        let mut commands = Vec::new();
+        let result = self.tx.feed(bytes, len, &mut |value| commands.push(value));
+        for value in commands {
+            self.command(&value, ts);
+        }
+        if result.is_err() {
+            self.tx.reset();
+            self.tx_lost = true;
+        }
+    }
+
+    fn command(&mut self, value: &Value, ts: u64) {
+        let name = commands::operation(&value.word);
+        if value.word == b"HELLO" && value.second.first() == Some(&b'3') {
+            self.resp3 = true;
+        }
+        if self.pending.len() == MAX_PENDING {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((name, ts));
+    }
+
+    /// Bytes the service read (replies).
+    pub fn on_rx(&mut self, ts: u64, bytes: &[u8], len: u64, out: &mut impl FnMut(Op)) {
+        if self.mode != Mode::Commands {
+            return;
+        }
+        let mut replies = Vec::new();
+        let result = self.rx.feed(bytes, len, &mut |value| replies.push(value));
+        for value in replies {
+            // RESP3 confirms a subscription with a push, not a reply.
+            let confirms = value.push
+                && self
+                    .pending
+                    .front()
+                    .is_some_and(|(op, _)| commands::subscribes(op))
+                && commands::subscribes(commands::operation(&value.word));
+            if (value.push && !confirms) || value.attribute {
+                continue;
+            }
+            let Some((operation, start_ns)) = self.pending.pop_front() else {
+                continue; // a reply to a command sent before loupe saw it
+            };
+            out(Op {
+                operation,
+                start_ns,
+                end_ns: ts,
+                error: value.error,
+            });
+            if !self.resp3 && commands::subscribes(operation) && !value.error {
+                self.mode = Mode::Subscribed;
+                self.pending.clear();
+                return;
+            }
+        }
+        if result.is_err() {
+            // The rest of this read could not be followed: its replies end
+            // the waiting commands, as far as this read goes.
+            self.rx.reset();
+            for (operation, start_ns) in self.pending.drain(..) {
+                out(Op {
+                    operation,
+                    start_ns,
+                    end_ns: ts,
+                    error: false,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(steps: &[(bool, &[u8])]) -> Vec<Op> {
+        let mut conn = RedisConn::new();
+        let mut out = Vec::new();
+        for (i, (tx, bytes)) in steps.iter().enumerate() {
+            let ts = i as u64 * 10;
+            if *tx {
+                conn.on_tx(ts, bytes, bytes.len() as u64);
+            } else {
+                conn.on_rx(ts, bytes, bytes.len() as u64, &mut |op| out.push(op));
+            }
+        }
+        out
+    }
+
+    fn names(ops: &[Op]) -> Vec<(&'static str, bool)> {
+        ops.iter().map(|o| (o.operation, o.error)).collect()
+    }
+
+    #[test]
+    fn pipelines_and_errors_in_order() {
+        let ops = run(&[
+            (true, b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$4\r\nINCR\r\n$1\r\nb\r\n*1\r\n$4\r\nNOPE\r\n"),
+            (false, b"$1\r\nx\r\n-WRONGTYPE not an integer\r\n"),
+            (false, b"-ERR unknown command\r\n"),
+        ]);
+        assert_eq!(
+            names(&ops),
+            [("get", false), ("incr", true), ("other", true)]
+        );
+        assert_eq!((ops[0].start_ns, ops[0].end_ns), (0, 10));
+        assert_eq!(ops[2].end_ns, 20);
+    }
+
+    #[test]
+    fn transactions_count_every_command() {
+        let ops = run(&[
+            (true, b"*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n*1\r\n$4\r\nEXEC\r\n"),
+            (false, b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n-ERR not an integer\r\n"),
+        ]);
+        assert_eq!(
+            names(&ops),
+            [
+                ("multi", false),
+                ("set", false),
+                ("incr", false),
+                ("exec", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn resp2_subscribers_stop_being_timed_resp3_pushes_are_skipped() {
+        let ops = run(&[
+            (true, b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n"),
+            (false, b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"),
+            (false, b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n"),
+            (true, b"*1\r\n$4\r\nPING\r\n"),
+            (false, b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"),
+        ]);
+        assert_eq!(names(&ops), [("subscribe", false)]);
+        let ops = run(&[
+            (true, b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"),
+            (false, b"%1\r\n+server\r\n+redis\r\n"),
+            (
+                true,
+                b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n*1\r\n$4\r\nPING\r\n",
+            ),
+            (
+                false,
+                b">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n+PONG\r\n",
+            ),
+        ]);
+        assert_eq!(
+            names(&ops),
+            [("hello", false), ("subscribe", false), ("ping", false)],
+            "the push confirms SUBSCRIBE, PONG answers PING"
+        );
+    }
+
+    #[test]
+    fn lost_frames_end_the_waiting_commands_and_resume_at_the_next_write() {
+        let mut conn = RedisConn::new();
+        let mut out = Vec::new();
+        conn.on_tx(
+            0,
+            b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n",
+            30,
+        );
+        // A 5,000-byte read of which 100 bytes were captured: the second
+        // reply's header is not visible.
+        let mut reply = b"$3000\r\n".to_vec();
+        reply.extend(std::iter::repeat_n(b'v', 93));
+        conn.on_rx(10, &reply, 5_000, &mut |op| out.push(op));
+        assert_eq!(out.len(), 2);
+        conn.on_tx(20, b"*1\r\n$4\r\nPING\r\n", 14);
+        conn.on_rx(30, b"+PONG\r\n", 7, &mut |op| out.push(op));
+        assert_eq!(out.last().unwrap().operation, "ping");
+        // Garbage on the wire.
+        conn.on_tx(40, b"\x16\x03\x01garbage", 11);
+        conn.on_tx(50, b"*1\r\n$4\r\nPING\r\n", 14);
+        conn.on_rx(60, b"+PONG\r\n", 7, &mut |op| out.push(op));
+        assert_eq!(out.last().unwrap().start_ns, 50);
+    }
+}
