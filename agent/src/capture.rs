@@ -18,6 +18,7 @@ use crate::{
         exchange::{BodyWants, HttpConn, Outcome, ParseConfig, Transfer},
         head::Method,
     },
+    postgres::{self, PgConn},
     redis::{self, RedisConn},
 };
 
@@ -28,6 +29,17 @@ pub enum Found {
     Http(Outcome),
     /// On a connection the service opened to Redis.
     Redis(redis::Op),
+    /// On a connection the service opened to PostgreSQL.
+    Postgres(postgres::Statement),
+}
+
+/// Client connections of one service, by protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientCounts {
+    pub redis: i64,
+    pub postgres: i64,
+    /// PostgreSQL connections with a statement in flight or a transaction open.
+    pub postgres_busy: i64,
 }
 
 /// The protocol of a connection the service opened, told from its first
@@ -36,6 +48,7 @@ pub enum Found {
 enum Client {
     Detect,
     Redis(Box<RedisConn>),
+    Postgres(Box<PgConn>),
     /// Not a protocol loupe parses (yet): ignored.
     Other,
 }
@@ -48,7 +61,11 @@ impl Client {
                 Self::Redis(Box::default())
             }
             [] => Self::Detect,
-            _ => Self::Other,
+            _ => match PgConn::recognise(bytes) {
+                Some(false) => Self::Postgres(Box::default()),
+                Some(true) => Self::Postgres(Box::new(PgConn::mid_stream())),
+                None => Self::Other,
+            },
         }
     }
 }
@@ -104,20 +121,24 @@ impl Stream {
         let http = match &mut self.proto {
             Proto::Server(http) => http,
             Proto::Client(client) => {
-                if tail || continues {
-                    return; // commands and replies are read from their start
-                }
-                if matches!(client, Client::Detect) && head.dir == DIR_TX {
+                if matches!(client, Client::Detect) && head.dir == DIR_TX && !tail {
                     *client = Client::classify(bytes);
                 }
-                if let Client::Redis(conn) = client {
-                    match head.dir {
-                        DIR_TX => conn.on_tx(ts, bytes, head.len),
-                        DIR_RX => conn.on_rx(ts, bytes, head.len, &mut |op| {
-                            out(service, Found::Redis(op));
-                        }),
-                        _ => {}
+                match (client, head.dir) {
+                    // Commands and replies are read from their start; a
+                    // database reply's tail helps to resynchronise.
+                    (Client::Postgres(conn), DIR_RX) if !tail || continues => {
+                        conn.on_rx(ts, bytes, head.len, tail, &mut |st| {
+                            out(service, Found::Postgres(st));
+                        });
                     }
+                    (_, _) if tail || continues => {}
+                    (Client::Postgres(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
+                    (Client::Redis(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
+                    (Client::Redis(conn), DIR_RX) => conn.on_rx(ts, bytes, head.len, &mut |op| {
+                        out(service, Found::Redis(op));
+                    }),
+                    _ => {}
                 }
                 return;
             }
@@ -149,13 +170,20 @@ impl Stream {
             Proto::Server(http) => http.is_parsing(),
             Proto::Client(Client::Detect) => true,
             Proto::Client(Client::Redis(conn)) => conn.is_parsing(),
+            Proto::Client(Client::Postgres(conn)) => conn.is_parsing(),
             Proto::Client(Client::Other) => false,
         }
     }
 
-    /// A Redis connection (for `redis_connections_active`).
-    fn is_redis(&self) -> bool {
-        matches!(self.proto, Proto::Client(Client::Redis(_)))
+    fn count_into(&self, counts: &mut ClientCounts) {
+        match &self.proto {
+            Proto::Client(Client::Redis(_)) => counts.redis += 1,
+            Proto::Client(Client::Postgres(conn)) => {
+                counts.postgres += 1;
+                counts.postgres_busy += i64::from(conn.is_busy());
+            }
+            _ => {}
+        }
     }
 }
 
@@ -253,11 +281,13 @@ impl Streams {
         }
     }
 
-    /// Open Redis connections per service.
-    pub fn redis_connections(&self) -> HashMap<u32, i64> {
-        let mut counts = HashMap::new();
-        for stream in self.streams.values().filter(|s| s.is_redis()) {
-            *counts.entry(stream.service).or_insert(0) += 1;
+    /// Open client connections per service, by protocol.
+    pub fn client_counts(&self) -> HashMap<u32, ClientCounts> {
+        let mut counts: HashMap<u32, ClientCounts> = HashMap::new();
+        for stream in self.streams.values() {
+            if let Proto::Client(_) = stream.proto {
+                stream.count_into(counts.entry(stream.service).or_default());
+            }
         }
         counts
     }

@@ -20,10 +20,12 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod postgres;
 pub mod procfs;
 pub mod redis;
 pub mod rules;
 pub mod server;
+pub mod sql;
 
 /// An error followed by those of its causes its message does not already
 /// include (loupe's own messages name their cause inline; library errors

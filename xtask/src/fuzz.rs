@@ -11,6 +11,7 @@ pub const TARGETS: &[&str] = &[
     "kernel_texts",
     "rule_bodies",
     "redis_wire",
+    "postgres_wire",
 ];
 
 pub fn run(seconds: u32) -> anyhow::Result<()> {

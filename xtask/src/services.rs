@@ -22,7 +22,7 @@ pub fn run() -> anyhow::Result<()> {
 
 fn postgres() -> anyhow::Result<()> {
     if port_open(POSTGRES_PORT) {
-        return Ok(());
+        return postgres_plaintext();
     }
     let version = fs::read_dir("/usr/lib/postgresql")
         .context("PostgreSQL is not installed; run `cargo xtask setup`")?
@@ -37,7 +37,23 @@ fn postgres() -> anyhow::Result<()> {
         sh::run(Command::new("pg_createcluster").args([&version, "main"]))?;
     }
     sh::run(Command::new("pg_ctlcluster").args([&version, "main", "start"]))?;
-    wait_port(POSTGRES_PORT, 30, "PostgreSQL")
+    wait_port(POSTGRES_PORT, 30, "PostgreSQL")?;
+    postgres_plaintext()
+}
+
+/// Debian's cluster has `ssl = on`, and libpq and asyncpg prefer TLS: the
+/// test cluster talks plaintext, so that its wire can be read (a client's
+/// SSLRequest is then refused with `N`). TLS to the database belongs to the
+/// TLS uprobes.
+fn postgres_plaintext() -> anyhow::Result<()> {
+    let psql = |sql: &str| {
+        sh::output(Command::new("runuser").args(["-u", "postgres", "--", "psql", "-tAc", sql]))
+    };
+    if psql("SHOW ssl").is_some_and(|v| v.trim() == "on") {
+        psql("ALTER SYSTEM SET ssl = off").context("cannot turn PostgreSQL's ssl off")?;
+        psql("SELECT pg_reload_conf()").context("cannot reload PostgreSQL")?;
+    }
+    Ok(())
 }
 
 fn redis() -> anyhow::Result<()> {

@@ -79,7 +79,7 @@ impl State {
         self.metrics
             .capture_connections
             .set(self.streams.len() as i64);
-        self.publish_redis_connections();
+        self.publish_client_connections();
     }
 
     fn publish_outcomes(&mut self, outcomes: &mut Vec<(u32, Found)>, now: Instant) {
@@ -89,6 +89,7 @@ impl State {
             }
             match outcome {
                 Found::Redis(op) => self.publish_redis(service, &op, now),
+                Found::Postgres(st) => self.publish_statement(service, &st, now),
                 Found::Http(Outcome::Exchange(exchange)) => {
                     self.publish_exchange(service, &exchange, now);
                 }

@@ -78,8 +78,8 @@ pub struct State {
     pub(super) rules: RuleSet,
     /// Values of rule labels fed from request data, per service, bounded.
     pub(super) rule_labels: LabelLimit,
-    /// Services that have talked to Redis.
-    pub(super) redis_services: BTreeSet<u32>,
+    /// Services that have talked to Redis or a database.
+    pub(super) client_services: BTreeSet<u32>,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -140,7 +140,7 @@ impl State {
             self_ports: SelfPorts::default(),
             rules: config.rules.clone(),
             rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
-            redis_services: BTreeSet::new(),
+            client_services: BTreeSet::new(),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);

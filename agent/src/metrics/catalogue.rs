@@ -164,6 +164,35 @@ pub const TOOL_EXECUTION_DURATION: Def = def(
     "Duration of tool executions, from the request's first byte to the response's last.",
     &["service", "tool_name"],
 );
+pub const DB_QUERIES: Def = def(
+    "db_queries_total",
+    Kind::Counter,
+    "Statements the service ran on its database connections, by system (postgresql), \
+     type (the statement's leading keyword from a fixed set, other, or unknown for a \
+     statement prepared before loupe started) and status (ok or error).",
+    &["service", "db_system", "query_type", "status"],
+);
+pub const DB_QUERY_DURATION: Def = def(
+    "db_query_duration_seconds",
+    Kind::Histogram,
+    "Time from writing a statement to reading its completion (for pipelined statements, \
+     from the write that carried them).",
+    &["service", "db_system", "query_type"],
+);
+pub const DB_POOL_SIZE: Def = def(
+    "db_pool_size",
+    Kind::Gauge,
+    "Open connections from the service to the database, as seen from outside the \
+     process (a connection opened before loupe started counts from its first statement).",
+    &["service", "db_system"],
+);
+pub const DB_POOL_CHECKED_OUT: Def = def(
+    "db_pool_checked_out",
+    Kind::Gauge,
+    "Database connections of the service with a statement in flight or inside a \
+     transaction (from the transaction status the server reports).",
+    &["service", "db_system"],
+);
 pub const REDIS_OPERATIONS: Def = def(
     "redis_operations_total",
     Kind::Counter,
@@ -291,6 +320,10 @@ pub const ALL: &[Def] = &[
     AGENT_TOKENS_USED,
     TOOL_INVOCATIONS,
     TOOL_EXECUTION_DURATION,
+    DB_QUERIES,
+    DB_QUERY_DURATION,
+    DB_POOL_SIZE,
+    DB_POOL_CHECKED_OUT,
     REDIS_OPERATIONS,
     REDIS_OPERATION_DURATION,
     REDIS_OPERATION_ERRORS,

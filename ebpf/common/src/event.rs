@@ -94,6 +94,9 @@ pub const CAPTURE_SMALL: usize = 256;
 /// Bytes copied from the end of a write that continues a response (enough
 /// for the end of a chunked body, `0\r\n\r\n`).
 pub const CAPTURE_TAIL: usize = 16;
+/// Bytes copied from the end of a long read on a client connection (a
+/// database's last messages: command tag, ready for query).
+pub const CAPTURE_CLIENT_TAIL: usize = 64;
 
 /// Bytes transferred on a connection by one syscall.
 #[repr(C)]

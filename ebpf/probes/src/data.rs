@@ -37,9 +37,9 @@ use aya_ebpf::{
 };
 use loupe_common::{
     event::{
-        CAPTURE_MAX, CAPTURE_PIECES, CAPTURE_SMALL, CAPTURE_TAIL, DATA_CONTINUED, DATA_MORE,
-        DATA_NONE, DATA_OUTBOUND, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, Data, DataHeader,
-        KIND_CLOSE, KIND_DATA,
+        CAPTURE_CLIENT_TAIL, CAPTURE_MAX, CAPTURE_PIECES, CAPTURE_SMALL, CAPTURE_TAIL,
+        DATA_CONTINUED, DATA_MORE, DATA_NONE, DATA_OUTBOUND, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX,
+        DIR_TX, Data, DataHeader, KIND_CLOSE, KIND_DATA,
     },
     layout::{syscall, user},
     maps::{
@@ -263,6 +263,13 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     }
     let head = data_header(tgid, info, args.rdi as u32, DIR_RX, ret);
     emit_head(head, source, &args, ret);
+    if ret > CAPTURE_MAX as u64 && head.flags & DATA_OUTBOUND != 0 {
+        // A long reply to a client: its end too (where a database says it
+        // is ready for the next query).
+        let mut tail = head;
+        tail.flags |= DATA_SAME_SYSCALL;
+        emit_last::<CAPTURE_CLIENT_TAIL>(tail, source, &args, ret);
+    }
     0
 }
 
@@ -349,16 +356,22 @@ fn emit_pieces(head: DataHeader, source: Source, args: &Args, ret: u64, budget: 
 
 /// The last bytes of the syscall.
 #[inline(always)]
-fn emit_tail(mut head: DataHeader, source: Source, args: &Args, ret: u64) {
+fn emit_tail(head: DataHeader, source: Source, args: &Args, ret: u64) {
+    emit_last::<CAPTURE_TAIL>(head, source, args, ret);
+}
+
+/// The last (up to) `N` bytes of the syscall.
+#[inline(always)]
+fn emit_last<const N: usize>(mut head: DataHeader, source: Source, args: &Args, ret: u64) {
     head.flags |= DATA_TAIL;
     match last_bytes(source, args, ret) {
         Some((end, available)) => {
-            let n = if available < CAPTURE_TAIL as u64 {
+            let n = if available < N as u64 {
                 available
             } else {
-                CAPTURE_TAIL as u64
+                N as u64
             };
-            emit_bytes::<CAPTURE_TAIL>(head, end - n, n);
+            emit_bytes::<N>(head, end - n, n);
         }
         None => {
             head.flags |= DATA_NONE;
