@@ -18,8 +18,10 @@ use crate::{
         exchange::{BodyWants, HttpConn, Outcome, ParseConfig, Transfer},
         head::Method,
     },
-    postgres::{self, PgConn},
+    mysql::MysqlConn,
+    postgres::PgConn,
     redis::{self, RedisConn},
+    sql::Statement,
 };
 
 /// What the parsers found on a connection.
@@ -29,17 +31,40 @@ pub enum Found {
     Http(Outcome),
     /// On a connection the service opened to Redis.
     Redis(redis::Op),
-    /// On a connection the service opened to PostgreSQL.
-    Postgres(postgres::Statement),
+    /// On a connection the service opened to a database.
+    Db {
+        system: DbSystem,
+        statement: Statement,
+    },
+}
+
+/// The databases loupe reads the wire of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbSystem {
+    Postgres,
+    Mysql,
+}
+
+impl DbSystem {
+    pub const ALL: [Self; 2] = [Self::Postgres, Self::Mysql];
+
+    /// The `db_system` label (OpenTelemetry's names).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgresql",
+            Self::Mysql => "mysql",
+        }
+    }
 }
 
 /// Client connections of one service, by protocol.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientCounts {
     pub redis: i64,
-    pub postgres: i64,
-    /// PostgreSQL connections with a statement in flight or a transaction open.
-    pub postgres_busy: i64,
+    /// Database connections, by `DbSystem` index.
+    pub db: [i64; 2],
+    /// Those with a statement in flight or a transaction open.
+    pub db_busy: [i64; 2],
 }
 
 /// The protocol of a connection the service opened, told from its first
@@ -49,11 +74,22 @@ enum Client {
     Detect,
     Redis(Box<RedisConn>),
     Postgres(Box<PgConn>),
+    Mysql(Box<MysqlConn>),
     /// Not a protocol loupe parses (yet): ignored.
     Other,
 }
 
 impl Client {
+    /// From the first bytes the server sent (MySQL speaks first).
+    fn classify_reply(bytes: &[u8]) -> Self {
+        if MysqlConn::recognise(bytes) {
+            Self::Mysql(Box::default())
+        } else {
+            Self::Detect
+        }
+    }
+
+    /// From the first bytes the service wrote.
     fn classify(bytes: &[u8]) -> Self {
         match bytes {
             // A RESP array of bulk strings: `*<n>\r\n$`.
@@ -64,6 +100,9 @@ impl Client {
             _ => match PgConn::recognise(bytes) {
                 Some(false) => Self::Postgres(Box::default()),
                 Some(true) => Self::Postgres(Box::new(PgConn::mid_stream())),
+                None if MysqlConn::recognise_command(bytes) => {
+                    Self::Mysql(Box::new(MysqlConn::mid_stream()))
+                }
                 None => Self::Other,
             },
         }
@@ -121,19 +160,29 @@ impl Stream {
         let http = match &mut self.proto {
             Proto::Server(http) => http,
             Proto::Client(client) => {
-                if matches!(client, Client::Detect) && head.dir == DIR_TX && !tail {
-                    *client = Client::classify(bytes);
+                if matches!(client, Client::Detect) && !tail {
+                    *client = match head.dir {
+                        DIR_TX => Client::classify(bytes),
+                        _ => Client::classify_reply(bytes),
+                    };
                 }
+                let mut db = |system, statement| out(service, Found::Db { system, statement });
                 match (client, head.dir) {
                     // Commands and replies are read from their start; a
                     // database reply's tail helps to resynchronise.
-                    (Client::Postgres(conn), DIR_RX) if !tail || continues => {
+                    (Client::Postgres(conn), DIR_RX) => {
                         conn.on_rx(ts, bytes, head.len, tail, &mut |st| {
-                            out(service, Found::Postgres(st));
+                            db(DbSystem::Postgres, st);
+                        });
+                    }
+                    (Client::Mysql(conn), DIR_RX) => {
+                        conn.on_rx(ts, bytes, head.len, tail, &mut |st| {
+                            db(DbSystem::Mysql, st);
                         });
                     }
                     (_, _) if tail || continues => {}
                     (Client::Postgres(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
+                    (Client::Mysql(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
                     (Client::Redis(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
                     (Client::Redis(conn), DIR_RX) => conn.on_rx(ts, bytes, head.len, &mut |op| {
                         out(service, Found::Redis(op));
@@ -171,6 +220,7 @@ impl Stream {
             Proto::Client(Client::Detect) => true,
             Proto::Client(Client::Redis(conn)) => conn.is_parsing(),
             Proto::Client(Client::Postgres(conn)) => conn.is_parsing(),
+            Proto::Client(Client::Mysql(conn)) => conn.is_parsing(),
             Proto::Client(Client::Other) => false,
         }
     }
@@ -179,8 +229,12 @@ impl Stream {
         match &self.proto {
             Proto::Client(Client::Redis(_)) => counts.redis += 1,
             Proto::Client(Client::Postgres(conn)) => {
-                counts.postgres += 1;
-                counts.postgres_busy += i64::from(conn.is_busy());
+                counts.db[0] += 1;
+                counts.db_busy[0] += i64::from(conn.is_busy());
+            }
+            Proto::Client(Client::Mysql(conn)) => {
+                counts.db[1] += 1;
+                counts.db_busy[1] += i64::from(conn.is_busy());
             }
             _ => {}
         }

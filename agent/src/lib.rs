@@ -19,6 +19,7 @@ pub mod ebpf;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod mysql;
 pub mod openapi;
 pub mod postgres;
 pub mod procfs;

@@ -49,6 +49,17 @@ const KEYWORDS: &[&str] = &[
 ];
 
 pub const OTHER: &str = "other";
+
+/// One statement a client ran and its answer (any database).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub query_type: &'static str,
+    /// When the statement was written.
+    pub start_ns: u64,
+    /// When its completion was read.
+    pub end_ns: u64,
+    pub error: bool,
+}
 /// A statement prepared before loupe was watching.
 pub const UNKNOWN: &str = "unknown";
 

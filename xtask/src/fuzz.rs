@@ -12,6 +12,7 @@ pub const TARGETS: &[&str] = &[
     "rule_bodies",
     "redis_wire",
     "postgres_wire",
+    "mysql_wire",
 ];
 
 pub fn run(seconds: u32) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
-//! `cargo xtask services`: start PostgreSQL and Redis when they are not
-//! running (a fresh machine runs neither).
+//! `cargo xtask services`: start PostgreSQL, MariaDB and Redis when they
+//! are not running (a fresh machine runs none of them).
 use std::{fs, process::Command};
 
 use anyhow::Context as _;
@@ -8,16 +8,47 @@ use crate::sh::{self, port_open, wait_port};
 
 pub const POSTGRES_PORT: u16 = 5432;
 pub const REDIS_PORT: u16 = 6379;
+pub const MARIADB_PORT: u16 = 3306;
 
 pub fn start() -> anyhow::Result<()> {
     postgres()?;
+    mariadb()?;
     redis()
 }
 
 pub fn run() -> anyhow::Result<()> {
     start()?;
-    eprintln!("services: PostgreSQL on {POSTGRES_PORT}, Redis on {REDIS_PORT}");
+    eprintln!(
+        "services: PostgreSQL on {POSTGRES_PORT}, MariaDB on {MARIADB_PORT}, Redis on {REDIS_PORT}"
+    );
     Ok(())
+}
+
+fn mariadb() -> anyhow::Result<()> {
+    if !port_open(MARIADB_PORT) {
+        sh::run(Command::new("/etc/init.d/mariadb").arg("start"))
+            .context("cannot start MariaDB (cargo xtask setup installs it)")?;
+        wait_port(MARIADB_PORT, 30, "MariaDB")?;
+    }
+    Ok(())
+}
+
+/// Creates the demo user and database if MariaDB runs; returns its URL.
+pub fn demo_mariadb() -> Option<String> {
+    if !port_open(MARIADB_PORT) {
+        return None;
+    }
+    sh::output(Command::new("mariadb").args([
+        "-e",
+        &format!(
+            "CREATE DATABASE IF NOT EXISTS {DEMO_ROLE}; \
+             CREATE USER IF NOT EXISTS '{DEMO_ROLE}'@'127.0.0.1' IDENTIFIED BY '{DEMO_ROLE}'; \
+             GRANT ALL ON {DEMO_ROLE}.* TO '{DEMO_ROLE}'@'127.0.0.1'"
+        ),
+    ]))?;
+    Some(format!(
+        "mysql://{DEMO_ROLE}:{DEMO_ROLE}@127.0.0.1:{MARIADB_PORT}/{DEMO_ROLE}"
+    ))
 }
 
 fn postgres() -> anyhow::Result<()> {

@@ -51,6 +51,9 @@ pub fn run_tests(filter: Option<&str>) -> anyhow::Result<()> {
     if let Some(url) = services::demo_database() {
         test.env("LOUPE_TEST_DATABASE_URL", url);
     }
+    if let Some(url) = services::demo_mariadb() {
+        test.env("LOUPE_TEST_MARIADB_URL", url);
+    }
     if let Some(filter) = filter {
         test.arg(filter);
     }

@@ -3,9 +3,10 @@
 use std::time::Instant;
 
 use super::state::State;
-use crate::{metrics::catalogue, postgres::Statement, redis::Op};
+use crate::{capture::DbSystem, metrics::catalogue, redis::Op, sql::Statement};
 
-const POSTGRES: &str = "postgresql";
+/// Key of Redis in `State::clients_seen`.
+const REDIS: &str = "redis";
 
 impl State {
     pub(super) fn publish_redis(&mut self, service: u32, op: &Op, now: Instant) {
@@ -30,45 +31,66 @@ impl State {
         for family in families {
             self.clock.touch(family, &labels, now);
         }
-        self.client_services.insert(service);
+        self.clients_seen.insert((service, REDIS));
     }
 
-    pub(super) fn publish_statement(&mut self, service: u32, st: &Statement, now: Instant) {
+    pub(super) fn publish_statement(
+        &mut self,
+        service: u32,
+        system: DbSystem,
+        st: &Statement,
+        now: Instant,
+    ) {
         let name = self.name(service).to_owned();
         let status = if st.error { "error" } else { "ok" };
-        let counted = [name.as_str(), POSTGRES, st.query_type, status];
+        let system = system.as_str();
+        let counted = [name.as_str(), system, st.query_type, status];
         self.metrics.db_queries.with_label_values(&counted).inc();
         self.clock.touch(catalogue::DB_QUERIES.name, &counted, now);
-        let timed = [name.as_str(), POSTGRES, st.query_type];
+        let timed = [name.as_str(), system, st.query_type];
         self.metrics
             .db_duration
             .with_label_values(&timed)
             .observe(st.end_ns.saturating_sub(st.start_ns) as f64 / 1e9);
         self.clock
             .touch(catalogue::DB_QUERY_DURATION.name, &timed, now);
-        self.client_services.insert(service);
+        self.clients_seen.insert((service, system));
     }
 
-    /// Connection gauges of every service that has used Redis or a
-    /// database (others get no series).
+    /// Connection gauges of every service and client protocol seen so
+    /// far (none for protocols a service never used).
     pub(super) fn publish_client_connections(&mut self) {
         let open = self.streams.client_counts();
-        self.client_services.extend(open.keys().copied());
-        for &service in &self.client_services {
+        for (&service, counts) in &open {
+            if counts.redis > 0 {
+                self.clients_seen.insert((service, REDIS));
+            }
+            for (i, system) in DbSystem::ALL.iter().enumerate() {
+                if counts.db[i] > 0 {
+                    self.clients_seen.insert((service, system.as_str()));
+                }
+            }
+        }
+        for &(service, kind) in &self.clients_seen {
             let Some(name) = self.services[service as usize].name.as_deref() else {
                 continue;
             };
             let counts = open.get(&service).copied().unwrap_or_default();
             let m = &self.metrics;
-            m.redis_connections
-                .with_label_values(&[name])
-                .set(counts.redis);
-            m.db_pool_size
-                .with_label_values(&[name, POSTGRES])
-                .set(counts.postgres);
+            if kind == REDIS {
+                m.redis_connections
+                    .with_label_values(&[name])
+                    .set(counts.redis);
+                continue;
+            }
+            let Some(i) = DbSystem::ALL.iter().position(|s| s.as_str() == kind) else {
+                continue;
+            };
+            let labels = [name, kind];
+            m.db_pool_size.with_label_values(&labels).set(counts.db[i]);
             m.db_pool_checked_out
-                .with_label_values(&[name, POSTGRES])
-                .set(counts.postgres_busy);
+                .with_label_values(&labels)
+                .set(counts.db_busy[i]);
         }
     }
 }

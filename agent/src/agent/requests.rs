@@ -89,7 +89,9 @@ impl State {
             }
             match outcome {
                 Found::Redis(op) => self.publish_redis(service, &op, now),
-                Found::Postgres(st) => self.publish_statement(service, &st, now),
+                Found::Db { system, statement } => {
+                    self.publish_statement(service, system, &statement, now);
+                }
                 Found::Http(Outcome::Exchange(exchange)) => {
                     self.publish_exchange(service, &exchange, now);
                 }

@@ -78,8 +78,9 @@ pub struct State {
     pub(super) rules: RuleSet,
     /// Values of rule labels fed from request data, per service, bounded.
     pub(super) rule_labels: LabelLimit,
-    /// Services that have talked to Redis or a database.
-    pub(super) client_services: BTreeSet<u32>,
+    /// `(service, protocol)` pairs seen on client connections (`redis`,
+    /// or a `db_system`): their connection gauges are exported.
+    pub(super) clients_seen: BTreeSet<(u32, &'static str)>,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -140,7 +141,7 @@ impl State {
             self_ports: SelfPorts::default(),
             rules: config.rules.clone(),
             rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
-            client_services: BTreeSet::new(),
+            clients_seen: BTreeSet::new(),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);

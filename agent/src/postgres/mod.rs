@@ -26,7 +26,7 @@ pub mod frame;
 use std::collections::{HashMap, VecDeque};
 
 use self::frame::{Framer, Message, cstr, known_kind};
-use crate::sql::{self, UNKNOWN};
+use crate::sql::{self, Statement, UNKNOWN};
 
 /// Statements and portals remembered per connection.
 const MAX_NAMES: usize = 256;
@@ -39,15 +39,6 @@ const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
 const PROTOCOL_3: u32 = 196_608;
-
-/// One statement and its answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Statement {
-    pub query_type: &'static str,
-    pub start_ns: u64,
-    pub end_ns: u64,
-    pub error: bool,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
