@@ -324,14 +324,27 @@ impl Streams {
     }
 
     /// The connection's fd was closed.
-    pub fn on_close(&mut self, key: StreamKey, out: &mut impl FnMut(u32, Found)) {
-        if let Some(Stream {
-            service,
-            proto: Proto::Server(mut http),
-            ..
-        }) = self.streams.remove(&key)
-        {
-            http.on_close(&mut |outcome| out(service, Found::Http(outcome)));
+    /// A client's commands still waiting for answers failed with the
+    /// connection; `ts` is when it closed.
+    pub fn on_close(&mut self, key: StreamKey, ts: u64, out: &mut impl FnMut(u32, Found)) {
+        let Some(Stream { service, proto, .. }) = self.streams.remove(&key) else {
+            return;
+        };
+        let mut db = |system, statement| out(service, Found::Db { system, statement });
+        match proto {
+            Proto::Server(mut http) => {
+                http.on_close(&mut |outcome| out(service, Found::Http(outcome)));
+            }
+            Proto::Client(Client::Redis(mut conn)) => {
+                conn.on_close(ts, &mut |op| out(service, Found::Redis(op)));
+            }
+            Proto::Client(Client::Postgres(mut conn)) => {
+                conn.on_close(ts, &mut |st| db(DbSystem::Postgres, st));
+            }
+            Proto::Client(Client::Mysql(mut conn)) => {
+                conn.on_close(ts, &mut |st| db(DbSystem::Mysql, st));
+            }
+            Proto::Client(_) => {}
         }
     }
 
@@ -347,7 +360,7 @@ impl Streams {
     }
 
     /// A process exited: its connections closed with it.
-    pub fn forget_process(&mut self, tgid: u32, out: &mut impl FnMut(u32, Found)) {
+    pub fn forget_process(&mut self, tgid: u32, ts: u64, out: &mut impl FnMut(u32, Found)) {
         let keys: Vec<StreamKey> = self
             .streams
             .keys()
@@ -355,7 +368,7 @@ impl Streams {
             .copied()
             .collect();
         for key in keys {
-            self.on_close(key, out);
+            self.on_close(key, ts, out);
         }
     }
 
@@ -453,9 +466,11 @@ mod tests {
         feed(&mut streams, 1, 2, DIR_RX, 1, b"GET / HTTP/1.1\r\n\r\n");
         feed(&mut streams, 3, 3, DIR_RX, 1, b"GET / HTTP/1.1\r\n\r\n");
         let mut out = Vec::new();
-        streams.on_close(StreamKey { tgid: 1, conn: 1 }, &mut |s, o| out.push((s, o)));
+        streams.on_close(StreamKey { tgid: 1, conn: 1 }, 9, &mut |s, o| {
+            out.push((s, o))
+        });
         assert_eq!(out.len(), 1, "the response ran until the close");
-        streams.forget_process(1, &mut |_, _| {});
+        streams.forget_process(1, 9, &mut |_, _| {});
         assert_eq!(streams.len(), 1);
         streams.expire(STREAM_IDLE_NS + 10, &mut |_, _| {});
         assert!(streams.is_empty());

@@ -6,7 +6,7 @@ use loupe_common::event::DataHeader;
 
 use super::state::State;
 use crate::{
-    capture::{BodyPolicy, Found, StreamKey, Streams},
+    capture::{BodyPolicy, Found, StreamKey, Streams, monotonic_ns},
     http::{
         auth::AuthConfig,
         exchange::{Exchange, Outcome},
@@ -60,14 +60,14 @@ impl State {
             conn: head.conn,
         };
         self.with_streams(now, |streams, _, _, mut out| {
-            streams.on_close(key, &mut out);
+            streams.on_close(key, head.header.ts_ns, &mut out);
         });
     }
 
     /// A process exited: its connections closed with it.
     pub(super) fn forget_connections(&mut self, tgid: u32, now: Instant) {
         self.with_streams(now, |streams, _, _, mut out| {
-            streams.forget_process(tgid, &mut out);
+            streams.forget_process(tgid, monotonic_ns(), &mut out);
         });
     }
 

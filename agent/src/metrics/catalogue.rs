@@ -196,9 +196,9 @@ pub const DB_POOL_CHECKED_OUT: Def = def(
 pub const REDIS_OPERATIONS: Def = def(
     "redis_operations_total",
     Kind::Counter,
-    "Redis commands the service sent and got a reply to, by lower-case command name \
-     (common commands by name, the rest as other); pipelined and queued (MULTI) \
-     commands count one by one.",
+    "Redis commands the service sent, by lower-case command name (common commands by \
+     name, the rest as other), counted when answered (or, unanswered, when the \
+     connection closed); pipelined and queued (MULTI) commands count one by one.",
     &["service", "operation"],
 );
 pub const REDIS_OPERATION_DURATION: Def = def(
@@ -211,7 +211,8 @@ pub const REDIS_OPERATION_DURATION: Def = def(
 pub const REDIS_OPERATION_ERRORS: Def = def(
     "redis_operation_errors_total",
     Kind::Counter,
-    "Redis commands answered with an error reply.",
+    "Redis commands answered with an error reply, or never answered because the \
+     connection closed first.",
     &["service", "operation"],
 );
 pub const REDIS_CONNECTIONS_ACTIVE: Def = def(

@@ -332,6 +332,20 @@ impl MysqlConn {
         });
     }
 
+    /// The connection closed: statements never answered failed.
+    pub fn on_close(&mut self, ts: u64, out: &mut impl FnMut(Statement)) {
+        for command in self.pending.drain(..) {
+            if let Some(query_type) = command.query_type {
+                out(Statement {
+                    query_type,
+                    start_ns: command.start_ns,
+                    end_ns: ts.max(command.start_ns),
+                    error: true,
+                });
+            }
+        }
+    }
+
     /// Bytes the service read. `tail`: the last bytes of a long read.
     pub fn on_rx(
         &mut self,

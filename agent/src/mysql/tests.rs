@@ -179,3 +179,17 @@ fn recognises_handshakes_and_commands() {
     assert!(!MysqlConn::recognise_command(b"*1\r\n$4\r\nPING\r\n"));
     assert!(!MysqlConn::recognise(b"HTTP/1.1 200 OK\r\n"));
 }
+
+#[test]
+fn results_ended_by_ok_when_eof_is_deprecated() {
+    let mut wire = Wire::connected();
+    wire.conn.deprecate_eof = true;
+    wire.tx(&query("SELECT a FROM t"));
+    let mut answer = packet(1, &[1]);
+    answer.extend(packet(2, b"\x03def"));
+    answer.extend(packet(3, b"\x011"));
+    answer.extend(packet(4, b"\xfe\x00\x00\x03\x00\x00\x00")); // OK with header 0xfe, in a transaction
+    wire.rx(&answer);
+    assert_eq!(wire.seen(), [("select", false)]);
+    assert!(wire.conn.is_busy());
+}

@@ -271,6 +271,28 @@ impl PgConn {
         }
     }
 
+    /// The connection closed: statements never answered failed.
+    pub fn on_close(&mut self, ts: u64, out: &mut impl FnMut(Statement)) {
+        for pending in self.pending.drain(..) {
+            if let Pending::Execute {
+                query_type,
+                start_ns,
+            }
+            | Pending::Simple {
+                query_type,
+                start_ns,
+            } = pending
+            {
+                out(Statement {
+                    query_type,
+                    start_ns,
+                    end_ns: ts.max(start_ns),
+                    error: true,
+                });
+            }
+        }
+    }
+
     /// Bytes the service read. `tail`: the last bytes of a read whose
     /// start was already given (long reads).
     pub fn on_rx(

@@ -225,3 +225,17 @@ fn recognises_connections_by_their_first_bytes() {
     assert_eq!(PgConn::recognise(b"*1\r\n$4\r\nPING\r\n"), None);
     assert_eq!(PgConn::recognise(b"Q"), None);
 }
+
+#[test]
+fn copy_in_through_a_simple_query() {
+    let mut wire = Wire::new(PgConn::mid_stream());
+    wire.tx(&msg(b'Q', b"COPY t FROM STDIN\0"));
+    wire.rx(&msg(b'G', b"\0\0\x01\0\0"));
+    wire.tx(&cat(&[
+        msg(b'd', b"1\tx\n"),
+        msg(b'd', b"2\ty\n"),
+        msg(b'c', b""),
+    ]));
+    wire.rx(&cat(&[complete("COPY 2"), ready(b'I')]));
+    assert_eq!(wire.seen(), [("copy", false)]);
+}

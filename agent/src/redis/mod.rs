@@ -113,6 +113,21 @@ impl RedisConn {
         self.pending.push_back((name, ts));
     }
 
+    /// The connection closed: commands never answered failed.
+    pub fn on_close(&mut self, ts: u64, out: &mut impl FnMut(Op)) {
+        if self.mode != Mode::Commands {
+            return;
+        }
+        for (operation, start_ns) in self.pending.drain(..) {
+            out(Op {
+                operation,
+                start_ns,
+                end_ns: ts.max(start_ns),
+                error: true,
+            });
+        }
+    }
+
     /// Bytes the service read (replies).
     pub fn on_rx(&mut self, ts: u64, bytes: &[u8], len: u64, out: &mut impl FnMut(Op)) {
         if self.mode != Mode::Commands {

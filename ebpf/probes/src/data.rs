@@ -18,9 +18,10 @@
 //!
 //! What is copied (limits in `loupe_common::event`):
 //! - every read: its first `CAPTURE_MAX` bytes (a request head, a small body);
-//! - the first write after a read (a response head): its first `CAPTURE_MAX`
-//!   bytes (and its last `CAPTURE_TAIL` if it is longer); later writes of the
-//!   same response: their last `CAPTURE_TAIL` bytes;
+//! - the first write after a read (a response head), and every write on a
+//!   connection the process opened (client commands): its first
+//!   `CAPTURE_MAX` bytes (and its last `CAPTURE_TAIL` if it is longer);
+//!   later writes of the same response: their last `CAPTURE_TAIL` bytes;
 //! - under a capture budget (`FdInfo::capture`: the service's route rules
 //!   read response bodies, set when a request starts): every write from its
 //!   start, in up to `CAPTURE_PIECES` records, until the budget is spent;
@@ -278,9 +279,14 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
-    // SAFETY: in-place reads and updates of the looked-up value.
+    // SAFETY: in-place reads and updates of the looked-up value. A client
+    // starts a command or query with each write (pipelines too), so its
+    // writes are all copied from their start, like a response head.
     let (first, budget) = unsafe {
-        let state = ((*info).last_dir != u32::from(DIR_TX), (*info).capture);
+        let state = (
+            (*info).last_dir != u32::from(DIR_TX) || (*info).role == ROLE_OUTBOUND,
+            (*info).capture,
+        );
         (*info).last_dir = u32::from(DIR_TX);
         state
     };
