@@ -13,14 +13,13 @@ use loupe_common::{
 };
 
 use crate::{
+    client::{Client, ClientCounts, DbSystem},
     http::{
         auth::AuthConfig,
         exchange::{BodyWants, HttpConn, Outcome, ParseConfig, Transfer},
         head::Method,
     },
-    mysql::MysqlConn,
-    postgres::PgConn,
-    redis::{self, RedisConn},
+    redis,
     sql::Statement,
 };
 
@@ -36,77 +35,6 @@ pub enum Found {
         system: DbSystem,
         statement: Statement,
     },
-}
-
-/// The databases loupe reads the wire of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbSystem {
-    Postgres,
-    Mysql,
-}
-
-impl DbSystem {
-    pub const ALL: [Self; 2] = [Self::Postgres, Self::Mysql];
-
-    /// The `db_system` label (OpenTelemetry's names).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgresql",
-            Self::Mysql => "mysql",
-        }
-    }
-}
-
-/// Client connections of one service, by protocol.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClientCounts {
-    pub redis: i64,
-    /// Database connections, by `DbSystem` index.
-    pub db: [i64; 2],
-    /// Those with a statement in flight or a transaction open.
-    pub db_busy: [i64; 2],
-}
-
-/// The protocol of a connection the service opened, told from its first
-/// write (clients speak first), ports being only a hint.
-#[derive(Clone, Debug)]
-enum Client {
-    Detect,
-    Redis(Box<RedisConn>),
-    Postgres(Box<PgConn>),
-    Mysql(Box<MysqlConn>),
-    /// Not a protocol loupe parses (yet): ignored.
-    Other,
-}
-
-impl Client {
-    /// From the first bytes the server sent (MySQL speaks first).
-    fn classify_reply(bytes: &[u8]) -> Self {
-        if MysqlConn::recognise(bytes) {
-            Self::Mysql(Box::default())
-        } else {
-            Self::Detect
-        }
-    }
-
-    /// From the first bytes the service wrote.
-    fn classify(bytes: &[u8]) -> Self {
-        match bytes {
-            // A RESP array of bulk strings: `*<n>\r\n$`.
-            [b'*', rest @ ..] if rest.first().is_some_and(u8::is_ascii_digit) => {
-                Self::Redis(Box::default())
-            }
-            [] => Self::Detect,
-            _ => match PgConn::recognise(bytes) {
-                Some(false) => Self::Postgres(Box::default()),
-                Some(true) => Self::Postgres(Box::new(PgConn::mid_stream())),
-                None if MysqlConn::recognise_command(bytes) => {
-                    Self::Mysql(Box::new(MysqlConn::mid_stream()))
-                }
-                None => Self::Other,
-            },
-        }
-    }
 }
 
 enum Proto {
@@ -160,35 +88,7 @@ impl Stream {
         let http = match &mut self.proto {
             Proto::Server(http) => http,
             Proto::Client(client) => {
-                if matches!(client, Client::Detect) && !tail {
-                    *client = match head.dir {
-                        DIR_TX => Client::classify(bytes),
-                        _ => Client::classify_reply(bytes),
-                    };
-                }
-                let mut db = |system, statement| out(service, Found::Db { system, statement });
-                match (client, head.dir) {
-                    // Commands and replies are read from their start; a
-                    // database reply's tail helps to resynchronise.
-                    (Client::Postgres(conn), DIR_RX) => {
-                        conn.on_rx(ts, bytes, head.len, tail, &mut |st| {
-                            db(DbSystem::Postgres, st);
-                        });
-                    }
-                    (Client::Mysql(conn), DIR_RX) => {
-                        conn.on_rx(ts, bytes, head.len, tail, &mut |st| {
-                            db(DbSystem::Mysql, st);
-                        });
-                    }
-                    (_, _) if tail || continues => {}
-                    (Client::Postgres(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
-                    (Client::Mysql(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
-                    (Client::Redis(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
-                    (Client::Redis(conn), DIR_RX) => conn.on_rx(ts, bytes, head.len, &mut |op| {
-                        out(service, Found::Redis(op));
-                    }),
-                    _ => {}
-                }
+                client.on_data(head, bytes, &mut |found| out(service, found));
                 return;
             }
         };
@@ -217,26 +117,7 @@ impl Stream {
     fn is_parsing(&self) -> bool {
         match &self.proto {
             Proto::Server(http) => http.is_parsing(),
-            Proto::Client(Client::Detect) => true,
-            Proto::Client(Client::Redis(conn)) => conn.is_parsing(),
-            Proto::Client(Client::Postgres(conn)) => conn.is_parsing(),
-            Proto::Client(Client::Mysql(conn)) => conn.is_parsing(),
-            Proto::Client(Client::Other) => false,
-        }
-    }
-
-    fn count_into(&self, counts: &mut ClientCounts) {
-        match &self.proto {
-            Proto::Client(Client::Redis(_)) => counts.redis += 1,
-            Proto::Client(Client::Postgres(conn)) => {
-                counts.db[0] += 1;
-                counts.db_busy[0] += i64::from(conn.is_busy());
-            }
-            Proto::Client(Client::Mysql(conn)) => {
-                counts.db[1] += 1;
-                counts.db_busy[1] += i64::from(conn.is_busy());
-            }
-            _ => {}
+            Proto::Client(client) => client.is_parsing(),
         }
     }
 }
@@ -289,7 +170,7 @@ impl Streams {
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             service: head.service,
             proto: if head.flags & DATA_OUTBOUND != 0 {
-                Proto::Client(Client::Detect)
+                Proto::Client(Client::default())
             } else {
                 Proto::Server(HttpConn::new(head.conn & CONN_SEEDED != 0))
             },
@@ -330,21 +211,11 @@ impl Streams {
         let Some(Stream { service, proto, .. }) = self.streams.remove(&key) else {
             return;
         };
-        let mut db = |system, statement| out(service, Found::Db { system, statement });
         match proto {
             Proto::Server(mut http) => {
                 http.on_close(&mut |outcome| out(service, Found::Http(outcome)));
             }
-            Proto::Client(Client::Redis(mut conn)) => {
-                conn.on_close(ts, &mut |op| out(service, Found::Redis(op)));
-            }
-            Proto::Client(Client::Postgres(mut conn)) => {
-                conn.on_close(ts, &mut |st| db(DbSystem::Postgres, st));
-            }
-            Proto::Client(Client::Mysql(mut conn)) => {
-                conn.on_close(ts, &mut |st| db(DbSystem::Mysql, st));
-            }
-            Proto::Client(_) => {}
+            Proto::Client(client) => client.on_close(ts, &mut |found| out(service, found)),
         }
     }
 
@@ -352,8 +223,8 @@ impl Streams {
     pub fn client_counts(&self) -> HashMap<u32, ClientCounts> {
         let mut counts: HashMap<u32, ClientCounts> = HashMap::new();
         for stream in self.streams.values() {
-            if let Proto::Client(_) = stream.proto {
-                stream.count_into(counts.entry(stream.service).or_default());
+            if let Proto::Client(client) = &stream.proto {
+                client.count_into(counts.entry(stream.service).or_default());
             }
         }
         counts

@@ -6,12 +6,16 @@
 //! Layout: [`cli`] and [`config`] turn flags and the file into a [`config::Config`];
 //! [`agent`] runs it: [`discovery`] finds processes in [`procfs`], [`ebpf`] loads
 //! the probes, [`events`] decodes their records, [`connections`] keeps the
-//! picture, [`metrics`] exports it through [`server`]. [`check`] is the
-//! preflight report.
+//! picture, [`capture`] hands each connection's bytes to its parser ([`http`]
+//! for what the service serves, [`client`] for what it asks of [`redis`],
+//! [`postgres`] and [`mysql`]), [`rules`] derive business metrics from
+//! requests, and [`metrics`] exports it all through [`server`]. [`check`] is
+//! the preflight report.
 pub mod agent;
 pub mod capture;
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod connections;
 pub mod discovery;

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::state::State;
-use crate::{capture::DbSystem, metrics::catalogue, redis::Op, sql::Statement};
+use crate::{client::DbSystem, metrics::catalogue, redis::Op, sql::Statement};
 
 /// Key of Redis in `State::clients_seen`.
 const REDIS: &str = "redis";

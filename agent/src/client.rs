@@ -1,0 +1,147 @@
+//! Connections the service opened: which protocol each speaks (told from
+//! its first bytes, ports being only a hint), and the parser that follows
+//! it (Redis, PostgreSQL, MySQL).
+use loupe_common::event::{DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, DataHeader};
+
+use crate::{capture::Found, mysql::MysqlConn, postgres::PgConn, redis::RedisConn};
+
+/// The databases loupe reads the wire of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbSystem {
+    Postgres,
+    Mysql,
+}
+
+impl DbSystem {
+    pub const ALL: [Self; 2] = [Self::Postgres, Self::Mysql];
+
+    /// The `db_system` label (OpenTelemetry's names).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgresql",
+            Self::Mysql => "mysql",
+        }
+    }
+}
+
+/// Client connections of one service, by protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientCounts {
+    pub redis: i64,
+    /// Database connections, by [`DbSystem`] index.
+    pub db: [i64; 2],
+    /// Those with a statement in flight or a transaction open.
+    pub db_busy: [i64; 2],
+}
+
+/// One client connection.
+#[derive(Clone, Debug, Default)]
+pub enum Client {
+    /// Nothing seen yet.
+    #[default]
+    Detect,
+    Redis(Box<RedisConn>),
+    Postgres(Box<PgConn>),
+    Mysql(Box<MysqlConn>),
+    /// Not a protocol loupe parses: ignored.
+    Other,
+}
+
+impl Client {
+    /// From the first bytes the server sent (MySQL speaks first).
+    fn classify_reply(bytes: &[u8]) -> Self {
+        if MysqlConn::recognise(bytes) {
+            Self::Mysql(Box::default())
+        } else {
+            Self::Detect
+        }
+    }
+
+    /// From the first bytes the service wrote.
+    fn classify(bytes: &[u8]) -> Self {
+        match bytes {
+            // A RESP array of bulk strings: `*<n>\r\n$`.
+            [b'*', rest @ ..] if rest.first().is_some_and(u8::is_ascii_digit) => {
+                Self::Redis(Box::default())
+            }
+            [] => Self::Detect,
+            _ => match PgConn::recognise(bytes) {
+                Some(false) => Self::Postgres(Box::default()),
+                Some(true) => Self::Postgres(Box::new(PgConn::mid_stream())),
+                None if MysqlConn::recognise_command(bytes) => {
+                    Self::Mysql(Box::new(MysqlConn::mid_stream()))
+                }
+                None => Self::Other,
+            },
+        }
+    }
+
+    /// One syscall's captured bytes.
+    pub fn on_data(&mut self, head: &DataHeader, bytes: &[u8], out: &mut impl FnMut(Found)) {
+        let ts = head.header.ts_ns;
+        let tail = head.flags & DATA_TAIL != 0;
+        let continues = head.flags & DATA_SAME_SYSCALL != 0;
+        if matches!(self, Self::Detect) && !tail {
+            *self = match head.dir {
+                DIR_TX => Self::classify(bytes),
+                _ => Self::classify_reply(bytes),
+            };
+        }
+        let mut db = |system, statement| out(Found::Db { system, statement });
+        match (self, head.dir) {
+            // Commands and replies are read from their start; a database
+            // reply's tail helps to resynchronise after a long result.
+            (Self::Postgres(conn), DIR_RX) => {
+                conn.on_rx(ts, bytes, head.len, tail, &mut |st| {
+                    db(DbSystem::Postgres, st);
+                });
+            }
+            (Self::Mysql(conn), DIR_RX) => {
+                conn.on_rx(ts, bytes, head.len, tail, &mut |st| db(DbSystem::Mysql, st));
+            }
+            (_, _) if tail || continues => {}
+            (Self::Postgres(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
+            (Self::Mysql(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
+            (Self::Redis(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
+            (Self::Redis(conn), DIR_RX) => {
+                conn.on_rx(ts, bytes, head.len, &mut |op| out(Found::Redis(op)));
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection closed at `ts`: what never got an answer failed.
+    pub fn on_close(self, ts: u64, out: &mut impl FnMut(Found)) {
+        let mut db = |system, statement| out(Found::Db { system, statement });
+        match self {
+            Self::Redis(mut conn) => conn.on_close(ts, &mut |op| out(Found::Redis(op))),
+            Self::Postgres(mut conn) => conn.on_close(ts, &mut |st| db(DbSystem::Postgres, st)),
+            Self::Mysql(mut conn) => conn.on_close(ts, &mut |st| db(DbSystem::Mysql, st)),
+            Self::Detect | Self::Other => {}
+        }
+    }
+
+    pub fn is_parsing(&self) -> bool {
+        match self {
+            Self::Detect => true,
+            Self::Redis(conn) => conn.is_parsing(),
+            Self::Postgres(conn) => conn.is_parsing(),
+            Self::Mysql(conn) => conn.is_parsing(),
+            Self::Other => false,
+        }
+    }
+
+    pub fn count_into(&self, counts: &mut ClientCounts) {
+        let (index, busy) = match self {
+            Self::Redis(_) => {
+                counts.redis += 1;
+                return;
+            }
+            Self::Postgres(conn) => (0, conn.is_busy()),
+            Self::Mysql(conn) => (1, conn.is_busy()),
+            Self::Detect | Self::Other => return,
+        };
+        counts.db[index] += 1;
+        counts.db_busy[index] += i64::from(busy);
+    }
+}
