@@ -29,6 +29,20 @@ pub enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Collector-only mode: run the `[collectors]` of the config file and
+    /// serve their metrics, without eBPF or privileges (one replica per
+    /// cluster, while the per-node agents run with collectors off).
+    Collect(CollectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Configuration file (TOML) with a `[collectors]` section.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Address of the /metrics, /healthz and /readyz endpoint [default: 0.0.0.0:9477].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,7 @@ pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod collectors;
 pub mod config;
 pub mod connections;
 pub mod discovery;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Check => return loupe::check::run(),
         Command::Run(args) => run(&args),
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),
+        Command::Collect(args) => collect(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,6 +37,21 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::check_file(path, file)?;
     print!("{}", config.describe());
     println!("{}: valid", path.display());
+    Ok(())
+}
+
+fn collect(args: &loupe::cli::CollectArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(&args.config)?;
+    let flags = loupe::config::Overrides {
+        listen: args.listen.clone(),
+        ..Default::default()
+    };
+    let config = Config::for_collectors(Some((args.config.as_path(), file)), flags)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(loupe::agent::collect(config))?;
     Ok(())
 }
 

@@ -211,10 +211,19 @@ impl Agent {
     /// [`Agent::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
+        Self::spawn("run", args, env)
+    }
+
+    /// `loupe collect ARGS --listen ...` (collector-only mode, no eBPF).
+    pub fn collect(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn("collect", args, env)
+    }
+
+    fn spawn(command: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = scratch_file("agent.log");
         let child = Command::new(loupe_bin())
-            .arg("run")
+            .arg(command)
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .envs(env.iter().copied())

@@ -152,6 +152,31 @@ async fn shutdown_signal() -> Result<&'static str, AgentError> {
     })
 }
 
+/// Collector-only mode (`loupe collect`): the collectors and `/metrics`,
+/// no eBPF and no privileges, until SIGTERM or SIGINT.
+pub async fn collect(config: Config) -> Result<(), AgentError> {
+    let metrics = Metrics::new();
+    let listener = server::bind(config.listen).await?;
+    let endpoint = Endpoint {
+        metrics: metrics.clone(),
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    let server = tokio::spawn(server::serve(listener, endpoint));
+    if config.collectors.is_empty() {
+        warn!("no collector configured ([collectors] in the config file)");
+    }
+    let collectors = crate::collectors::spawn(&config.collectors, &metrics);
+    info!(collectors = collectors.len(), "collecting");
+    let outcome = shutdown_signal()
+        .await
+        .map(|name| info!(signal = name, "shutting down"));
+    for task in collectors.into_iter().chain([server]) {
+        task.abort();
+        let _ = task.await;
+    }
+    outcome
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentError> {
     let proc = Procfs::default();
@@ -185,6 +210,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
     ready.store(true, Ordering::Release);
     start_fetches(&state, Instant::now());
 
+    let collectors = crate::collectors::spawn(&config.collectors, &lock(&state).metrics);
     let mut events = tokio::spawn(read_events(ring, Arc::clone(&state)));
     let scans = {
         let state = Arc::clone(&state);
@@ -221,7 +247,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
     ready.store(false, Ordering::Release);
     events.abort();
     let _ = events.await;
-    for task in [scans, ticks, server] {
+    for task in collectors.into_iter().chain([scans, ticks, server]) {
         task.abort();
         let _ = task.await;
     }

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file's schema, its validation into typed structs,
 //! and how command-line flags override it. Unknown keys are an error that
 //! names the line.
+pub mod collectors;
 pub mod http;
 pub mod rules;
 use std::{
@@ -14,6 +15,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use self::{
+    collectors::{CollectorsConfig, FileCollectors},
     http::{FileHttp, FilePrincipals, HttpConfig},
     rules::{FileRule, FileSemantic},
 };
@@ -74,6 +76,8 @@ pub enum ConfigError {
     Principals { origin: String, reason: String },
     #[error("{origin}: {reason}")]
     Rule { origin: String, reason: String },
+    #[error("{origin}: {reason}")]
+    Collector { origin: String, reason: String },
 }
 
 /// The file, as written.
@@ -91,6 +95,8 @@ pub struct FileConfig {
     pub principals: FilePrincipals,
     #[serde(default)]
     pub semantic: FileSemantic,
+    #[serde(default)]
+    pub collectors: FileCollectors,
     #[serde(default)]
     pub rules: Vec<toml::Spanned<FileRule>>,
     /// Byte offsets where the file's lines start (for messages).
@@ -150,6 +156,7 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     pub http: HttpConfig,
     pub rules: RuleSet,
+    pub collectors: CollectorsConfig,
 }
 
 impl FileConfig {
@@ -293,6 +300,14 @@ impl Config {
         Self::validate(Some((path, file)), Overrides::default(), false)
     }
 
+    /// For `loupe collect`: collectors only, no services needed.
+    pub fn for_collectors(
+        file: Option<(&Path, FileConfig)>,
+        flags: Overrides,
+    ) -> Result<Self, ConfigError> {
+        Self::validate(file, flags, false)
+    }
+
     fn validate(
         file: Option<(&Path, FileConfig)>,
         flags: Overrides,
@@ -344,6 +359,7 @@ impl Config {
         if services.is_empty() && needs_services {
             return Err(ConfigError::NoServices);
         }
+        let collectors = collectors::build(&path, std::mem::take(&mut file.collectors))?;
         let mut http = http::build(file.http, file.principals, &path, &|var| {
             std::env::var(var).ok()
         })?;
@@ -360,6 +376,7 @@ impl Config {
             services,
             http,
             rules,
+            collectors,
         })
     }
 }

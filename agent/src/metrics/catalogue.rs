@@ -223,6 +223,97 @@ pub const REDIS_CONNECTIONS_ACTIVE: Def = def(
      command).",
     &["service"],
 );
+pub const REDIS_SERVER_CONNECTED_CLIENTS: Def = def(
+    "redis_server_connected_clients",
+    Kind::Gauge,
+    "Clients connected to the Redis server (its INFO, from the Redis collector).",
+    &[],
+);
+pub const REDIS_SERVER_BLOCKED_CLIENTS: Def = def(
+    "redis_server_blocked_clients",
+    Kind::Gauge,
+    "Clients blocked in a blocking command (BLPOP...), from the server's INFO.",
+    &[],
+);
+pub const REDIS_SERVER_OPS_PER_SECOND: Def = def(
+    "redis_server_ops_per_second",
+    Kind::Gauge,
+    "Commands per second the server reports (instantaneous_ops_per_sec).",
+    &[],
+);
+pub const REDIS_SERVER_MEMORY_USED: Def = def(
+    "redis_server_memory_used_bytes",
+    Kind::Gauge,
+    "Memory the Redis server uses (used_memory).",
+    &[],
+);
+pub const REDIS_SERVER_COMMANDS_PROCESSED: Def = def(
+    "redis_server_commands_processed_total",
+    Kind::Counter,
+    "Commands the Redis server processed, from all its clients (total_commands_processed; \
+     follows the server's counter, a restart of the server shows as a reset).",
+    &[],
+);
+pub const REDIS_SERVER_KEYSPACE_HITS: Def = def(
+    "redis_server_keyspace_hits_total",
+    Kind::Counter,
+    "Successful key lookups on the Redis server.",
+    &[],
+);
+pub const REDIS_SERVER_KEYSPACE_MISSES: Def = def(
+    "redis_server_keyspace_misses_total",
+    Kind::Counter,
+    "Failed key lookups on the Redis server.",
+    &[],
+);
+pub const REDIS_SERVER_COMMANDS: Def = def(
+    "redis_server_commands_total",
+    Kind::Counter,
+    "Calls of each command on the Redis server, from all its clients (INFO commandstats).",
+    &["cmd"],
+);
+pub const REDIS_SERVER_COMMAND_DURATION: Def = def(
+    "redis_server_command_duration_seconds_total",
+    Kind::Counter,
+    "Time the Redis server spent executing each command (INFO commandstats).",
+    &["cmd"],
+);
+pub const REDIS_SERVER_KEYSPACE_KEYS: Def = def(
+    "redis_server_keyspace_keys",
+    Kind::Gauge,
+    "Keys in each database of the Redis server.",
+    &["db"],
+);
+pub const REDIS_SERVER_KEYSPACE_EXPIRES: Def = def(
+    "redis_server_keyspace_expires",
+    Kind::Gauge,
+    "Keys with an expiry in each database of the Redis server.",
+    &["db"],
+);
+pub const COLLECTOR_UP: Def = def(
+    "loupe_collector_up",
+    Kind::Gauge,
+    "1 when the collector's last run succeeded, 0 when it failed or timed out.",
+    &["collector"],
+);
+pub const COLLECTOR_DURATION: Def = def(
+    "loupe_collector_duration_seconds",
+    Kind::Gauge,
+    "How long the collector's last run took.",
+    &["collector"],
+);
+pub const COLLECTOR_LAST_SUCCESS: Def = def(
+    "loupe_collector_last_success_timestamp_seconds",
+    Kind::Gauge,
+    "When the collector last succeeded (Unix time).",
+    &["collector"],
+);
+pub const COLLECTOR_ERRORS: Def = def(
+    "loupe_collector_errors_total",
+    Kind::Counter,
+    "Runs of the collector that failed or timed out.",
+    &["collector"],
+);
 pub const RULE_ERRORS: Def = def(
     "loupe_rule_errors_total",
     Kind::Counter,
@@ -329,6 +420,21 @@ pub const ALL: &[Def] = &[
     REDIS_OPERATION_DURATION,
     REDIS_OPERATION_ERRORS,
     REDIS_CONNECTIONS_ACTIVE,
+    REDIS_SERVER_CONNECTED_CLIENTS,
+    REDIS_SERVER_BLOCKED_CLIENTS,
+    REDIS_SERVER_OPS_PER_SECOND,
+    REDIS_SERVER_MEMORY_USED,
+    REDIS_SERVER_COMMANDS_PROCESSED,
+    REDIS_SERVER_KEYSPACE_HITS,
+    REDIS_SERVER_KEYSPACE_MISSES,
+    REDIS_SERVER_COMMANDS,
+    REDIS_SERVER_COMMAND_DURATION,
+    REDIS_SERVER_KEYSPACE_KEYS,
+    REDIS_SERVER_KEYSPACE_EXPIRES,
+    COLLECTOR_UP,
+    COLLECTOR_DURATION,
+    COLLECTOR_LAST_SUCCESS,
+    COLLECTOR_ERRORS,
     TCP_CONNECTIONS_ACTIVE,
     TCP_CONNECTIONS_OPENED,
     TCP_CONNECTIONS_ACTIVE_BY_PEER,

@@ -6,8 +6,8 @@ mod series;
 use std::collections::HashMap;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    process_collector::ProcessCollector,
+    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, process_collector::ProcessCollector,
 };
 pub use series::{LabelLimit, SeriesClock};
 
@@ -62,6 +62,18 @@ impl Builder {
         vec
     }
 
+    /// Fractional counters and gauges: the collectors' mirrors of server
+    /// statistics (refreshed every run, never expired).
+    fn float_counters(&self, def: &Def) -> CounterVec {
+        self.register(
+            CounterVec::new(Opts::new(def.name, def.help), def.labels).expect("valid def"),
+        )
+    }
+
+    fn float_gauges(&self, def: &Def) -> GaugeVec {
+        self.register(GaugeVec::new(Opts::new(def.name, def.help), def.labels).expect("valid def"))
+    }
+
     fn gauge(&self, def: &Def) -> IntGauge {
         self.register(IntGauge::with_opts(Opts::new(def.name, def.help)).expect("valid def"))
     }
@@ -69,6 +81,23 @@ impl Builder {
     fn counter(&self, def: &Def) -> IntCounter {
         self.register(IntCounter::with_opts(Opts::new(def.name, def.help)).expect("valid def"))
     }
+}
+
+/// What the Redis collector exports (the server's own view, all clients);
+/// vectors even without labels, so that nothing shows before a first run.
+#[derive(Clone)]
+pub struct RedisServer {
+    pub connected_clients: IntGaugeVec,
+    pub blocked_clients: IntGaugeVec,
+    pub ops_per_second: IntGaugeVec,
+    pub memory_used: IntGaugeVec,
+    pub commands_processed: CounterVec,
+    pub keyspace_hits: CounterVec,
+    pub keyspace_misses: CounterVec,
+    pub commands: CounterVec,
+    pub command_seconds: CounterVec,
+    pub keyspace_keys: IntGaugeVec,
+    pub keyspace_expires: IntGaugeVec,
 }
 
 /// Handles to every metric the agent writes.
@@ -96,6 +125,11 @@ pub struct Metrics {
     pub redis_duration: HistogramVec,
     pub redis_errors: IntCounterVec,
     pub redis_connections: IntGaugeVec,
+    pub redis_server: RedisServer,
+    pub collector_up: IntGaugeVec,
+    pub collector_duration: GaugeVec,
+    pub collector_last_success: GaugeVec,
+    pub collector_errors: IntCounterVec,
     pub rule_errors: IntCounterVec,
     pub label_overflow: IntCounterVec,
     pub tcp_active: IntGaugeVec,
@@ -147,6 +181,23 @@ impl Metrics {
             redis_duration: b.histograms(&c::REDIS_OPERATION_DURATION, buckets::DATABASE),
             redis_errors: b.counters(&c::REDIS_OPERATION_ERRORS),
             redis_connections: b.gauges(&c::REDIS_CONNECTIONS_ACTIVE),
+            redis_server: RedisServer {
+                connected_clients: b.gauges(&c::REDIS_SERVER_CONNECTED_CLIENTS),
+                blocked_clients: b.gauges(&c::REDIS_SERVER_BLOCKED_CLIENTS),
+                ops_per_second: b.gauges(&c::REDIS_SERVER_OPS_PER_SECOND),
+                memory_used: b.gauges(&c::REDIS_SERVER_MEMORY_USED),
+                commands_processed: b.float_counters(&c::REDIS_SERVER_COMMANDS_PROCESSED),
+                keyspace_hits: b.float_counters(&c::REDIS_SERVER_KEYSPACE_HITS),
+                keyspace_misses: b.float_counters(&c::REDIS_SERVER_KEYSPACE_MISSES),
+                commands: b.float_counters(&c::REDIS_SERVER_COMMANDS),
+                command_seconds: b.float_counters(&c::REDIS_SERVER_COMMAND_DURATION),
+                keyspace_keys: b.gauges(&c::REDIS_SERVER_KEYSPACE_KEYS),
+                keyspace_expires: b.gauges(&c::REDIS_SERVER_KEYSPACE_EXPIRES),
+            },
+            collector_up: b.gauges(&c::COLLECTOR_UP),
+            collector_duration: b.float_gauges(&c::COLLECTOR_DURATION),
+            collector_last_success: b.float_gauges(&c::COLLECTOR_LAST_SUCCESS),
+            collector_errors: b.counters(&c::COLLECTOR_ERRORS),
             rule_errors: b.counters(&c::RULE_ERRORS),
             label_overflow: b.counters(&c::LABEL_OVERFLOW),
             tcp_active: b.gauges(&c::TCP_CONNECTIONS_ACTIVE),

@@ -1,0 +1,91 @@
+//! Periodic collectors: what the agent asks the database and Redis
+//! directly, for what no socket shows. Each runs in its own task on its own
+//! timer with a timeout, so a slow or failing one delays neither the others
+//! nor `/metrics`; its health is exported (`loupe_collector_*`), and its
+//! state changes (up, down, up) are logged once each.
+pub mod redis;
+pub mod redis_info;
+
+use std::{
+    future::Future,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::{config::collectors::CollectorsConfig, metrics::Metrics};
+
+/// One collector.
+pub trait Collector: Send + 'static {
+    /// The `collector` label.
+    fn name(&self) -> &'static str;
+    /// One run; the error says what failed (never a secret).
+    fn collect(&mut self, metrics: &Metrics) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Starts every configured collector; abort the handles to stop them.
+pub fn spawn(config: &CollectorsConfig, metrics: &Metrics) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(url) = &config.redis {
+        let collector = redis::RedisCollector::new(url.clone());
+        tasks.push(tokio::spawn(run(
+            collector,
+            config.interval,
+            config.timeout,
+            metrics.clone(),
+        )));
+    }
+    tasks
+}
+
+async fn run<C: Collector>(
+    mut collector: C,
+    interval: Duration,
+    timeout: Duration,
+    metrics: Metrics,
+) {
+    let name = collector.name();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_up: Option<bool> = None;
+    loop {
+        ticker.tick().await;
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, collector.collect(&metrics)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("timed out after {timeout:?}")),
+        };
+        let labels = [name];
+        metrics
+            .collector_duration
+            .with_label_values(&labels)
+            .set(started.elapsed().as_secs_f64());
+        let up = result.is_ok();
+        metrics
+            .collector_up
+            .with_label_values(&labels)
+            .set(i64::from(up));
+        match &result {
+            Ok(()) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                metrics
+                    .collector_last_success
+                    .with_label_values(&labels)
+                    .set(now.as_secs_f64());
+                if was_up == Some(false) {
+                    info!(collector = name, "collector is back up");
+                }
+            }
+            Err(err) => {
+                metrics.collector_errors.with_label_values(&labels).inc();
+                if was_up != Some(false) {
+                    warn!(collector = name, error = %err, "collector failed; retrying every interval");
+                }
+            }
+        }
+        was_up = Some(up);
+    }
+}
