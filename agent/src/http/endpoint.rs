@@ -49,6 +49,20 @@ impl Template {
         })
     }
 
+    /// Whether the template matches `path` (no allocation: route rules ask
+    /// this of every request).
+    pub fn matches_path(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix('/') else {
+            return false;
+        };
+        let mut parts = rest.split('/');
+        self.segments.iter().all(|t| match (t, parts.next()) {
+            (Segment::Param(_), Some(s)) => !s.is_empty(),
+            (Segment::Literal(l), Some(s)) => l == s,
+            (_, None) => false,
+        }) && parts.next().is_none()
+    }
+
     /// The parameters' values in `path`, if the template matches it.
     pub fn captures<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
         let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
@@ -199,6 +213,18 @@ mod tests {
             "/api/v1/agents/planner"
         );
         assert_eq!(Template::parse("no-slash"), None);
+        let t = Template::parse("/agents/{name}/invoke").unwrap();
+        for (path, matches) in [
+            ("/agents/a/invoke", true),
+            ("/agents//invoke", false),
+            ("/agents/a/invoke/x", false),
+            ("/agents/a", false),
+            ("agents/a/invoke", false),
+        ] {
+            assert_eq!(t.matches_path(path), matches, "{path}");
+            assert_eq!(t.captures(path).is_some(), matches, "{path}");
+        }
+        assert_eq!(t.captures("/agents/a/invoke").unwrap(), [("name", "a")]);
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl Rule {
     }
 
     fn matches(&self, method: &Method, path: &str) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method) && self.route.captures(path).is_some()
+        self.method.as_ref().is_none_or(|m| m == method) && self.route.matches_path(path)
     }
 
     /// Which bodies this rule reads.
