@@ -87,3 +87,108 @@ fn redis_info_is_exported_and_outages_are_survived() {
     assert!(!log.contains(PASSWORD) && !text.contains(PASSWORD));
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The business gauges from seeded tables, and a database without them.
+fn business_gauges(kind: &str, target: &str, url: &str) {
+    let prefix = format!("t{}_", std::process::id());
+    Fixture::python("business_tables.py", &[kind, target, &prefix]).kill();
+    let dir = std::env::temp_dir().join(format!("loupe-business-{kind}-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("loupe.toml");
+    fs::write(
+        &config,
+        format!(
+            "[collectors]\ninterval = \"500ms\"\ntimeout = \"5s\"\n\
+             [collectors.database]\nurl_env = \"LOUPE_TEST_DB\"\n\
+             users_table = \"{prefix}users\"\napi_keys_table = \"{prefix}api_keys\"\n\
+             sessions_table = \"{prefix}sessions\"\n"
+        ),
+    )
+    .unwrap();
+    let agent = Agent::collect(
+        &["--config", config.to_str().unwrap()],
+        &[("LOUPE_TEST_DB", url)],
+    );
+    agent.wait_for("users_total", 3.0);
+    agent.wait_for("api_keys_active", 2.0);
+    agent.wait_for("sessions_active", 3.0);
+    agent.wait_for(
+        &series("loupe_collector_up", &[("collector", "database")]),
+        1.0,
+    );
+    drop(agent);
+
+    // The default table names do not exist in this database: the collector
+    // stays up, the gauges are absent, the query status says why.
+    fs::write(
+        &config,
+        "[collectors]\ninterval = \"500ms\"\n[collectors.database]\nurl_env = \"LOUPE_TEST_DB\"\n\
+         users_table = \"loupe_no_such_users\"\napi_keys_table = \"loupe_no_such_keys\"\n\
+         sessions_table = \"loupe_no_such_sessions\"\n",
+    )
+    .unwrap();
+    let agent = Agent::collect(
+        &["--config", config.to_str().unwrap()],
+        &[("LOUPE_TEST_DB", url)],
+    );
+    let query = |name| {
+        series(
+            "loupe_collector_query_success",
+            &[("collector", "database"), ("query", name)],
+        )
+    };
+    // Up is set after a run, whose queries set their status first.
+    let scrape = agent.wait_for(
+        &series("loupe_collector_up", &[("collector", "database")]),
+        1.0,
+    );
+    for name in ["users_total", "api_keys_active", "sessions_active"] {
+        assert_eq!(
+            scrape.get(&query(name)),
+            Some(0.0),
+            "{name}\n{}",
+            scrape.text
+        );
+        assert_eq!(scrape.get(name), None, "{name} must be absent");
+    }
+    let log = agent.log();
+    assert_eq!(log.matches("business gauge skipped").count(), 3, "{log}");
+    assert!(
+        !log.contains("loupe_demo:loupe_demo"),
+        "no password in the log"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn business_gauges_from_postgresql() {
+    let url = std::env::var("LOUPE_TEST_DATABASE_URL")
+        .expect("LOUPE_TEST_DATABASE_URL is not set: run the tests with `cargo xtask test`");
+    business_gauges("postgres", &url, &url);
+}
+
+#[test]
+fn business_gauges_from_mariadb() {
+    let url = std::env::var("LOUPE_TEST_MARIADB_URL")
+        .expect("LOUPE_TEST_MARIADB_URL is not set: run the tests with `cargo xtask test`");
+    // mysql://user:password@host:port/database
+    let rest = url.strip_prefix("mysql://").unwrap();
+    let (credentials, place) = rest.split_once('@').unwrap();
+    let (user, password) = credentials.split_once(':').unwrap();
+    let (address, database) = place.split_once('/').unwrap();
+    let (host, port) = address.split_once(':').unwrap();
+    business_gauges(
+        "mariadb",
+        &format!("{host},{port},{user},{password},{database}"),
+        &url,
+    );
+}
+
+#[test]
+fn business_gauges_from_sqlite() {
+    let file = std::env::temp_dir().join(format!("loupe-business-{}.sqlite3", std::process::id()));
+    let _ = fs::remove_file(&file);
+    let path = file.to_str().unwrap();
+    business_gauges("sqlite", path, &format!("sqlite://{path}"));
+    let _ = fs::remove_file(&file);
+}

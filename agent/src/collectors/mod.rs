@@ -3,6 +3,9 @@
 //! timer with a timeout, so a slow or failing one delays neither the others
 //! nor `/metrics`; its health is exported (`loupe_collector_*`), and its
 //! state changes (up, down, up) are logged once each.
+#[cfg(feature = "collectors")]
+pub mod database;
+#[cfg(feature = "collectors")]
 pub mod redis;
 pub mod redis_info;
 
@@ -25,20 +28,61 @@ pub trait Collector: Send + 'static {
 }
 
 /// Starts every configured collector; abort the handles to stop them.
+#[cfg(feature = "collectors")]
 pub fn spawn(config: &CollectorsConfig, metrics: &Metrics) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    if let Some(url) = &config.redis {
-        let collector = redis::RedisCollector::new(url.clone());
-        tasks.push(tokio::spawn(run(
+    let start = |collector| {
+        tokio::spawn(run(
             collector,
             config.interval,
             config.timeout,
             metrics.clone(),
+        ))
+    };
+    let mut tasks = Vec::new();
+    if let Some(url) = &config.redis {
+        tasks.push(start(Collectors::Redis(redis::RedisCollector::new(
+            url.clone(),
+        ))));
+    }
+    if let Some((url, tables)) = &config.database {
+        tasks.push(start(Collectors::Database(
+            database::DatabaseCollector::new(url.clone(), tables.clone()),
         )));
     }
     tasks
 }
 
+/// Without the `collectors` feature there are none to start.
+#[cfg(not(feature = "collectors"))]
+pub fn spawn(_config: &CollectorsConfig, _metrics: &Metrics) -> Vec<JoinHandle<()>> {
+    Vec::new()
+}
+
+/// The collectors there are (one task type for all).
+#[cfg(feature = "collectors")]
+enum Collectors {
+    Redis(redis::RedisCollector),
+    Database(database::DatabaseCollector),
+}
+
+#[cfg(feature = "collectors")]
+impl Collector for Collectors {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Redis(c) => c.name(),
+            Self::Database(c) => c.name(),
+        }
+    }
+
+    async fn collect(&mut self, metrics: &Metrics) -> Result<(), String> {
+        match self {
+            Self::Redis(c) => c.collect(metrics).await,
+            Self::Database(c) => c.collect(metrics).await,
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "collectors"), allow(dead_code))]
 async fn run<C: Collector>(
     mut collector: C,
     interval: Duration,

@@ -23,14 +23,10 @@ impl RedisCollector {
         }
     }
 
-    /// A Redis error without the connection string (which may hold a
+    /// An error without the connection string (which may hold a
     /// password).
     fn describe(&self, err: &::redis::RedisError) -> String {
-        let text = err.to_string();
-        match self.url.reveal() {
-            Ok(url) if !url.is_empty() && text.contains(&url) => text.replace(&url, "<url>"),
-            _ => text,
-        }
+        self.url.redact(err.to_string())
     }
 
     /// Adds the growth of a server counter since the last run.

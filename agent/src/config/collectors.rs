@@ -19,6 +19,46 @@ pub struct FileCollectors {
     /// How long one run may take before it is cut off (default 10s).
     pub timeout: Option<String>,
     pub redis: Option<FileEndpoint>,
+    pub database: Option<FileDatabase>,
+}
+
+/// The database collector: a connection string and the business tables.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDatabase {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub users_table: Option<String>,
+    pub api_keys_table: Option<String>,
+    pub api_keys_active_column: Option<String>,
+    pub api_keys_expires_column: Option<String>,
+    pub sessions_table: Option<String>,
+    pub sessions_expires_column: Option<String>,
+}
+
+/// Where the business gauges are counted (validated SQL identifiers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusinessTables {
+    pub users: String,
+    pub api_keys: String,
+    pub api_keys_active: String,
+    pub api_keys_expires: String,
+    pub sessions: String,
+    pub sessions_expires: String,
+}
+
+impl Default for BusinessTables {
+    fn default() -> Self {
+        Self {
+            users: "users".into(),
+            api_keys: "api_keys".into(),
+            api_keys_active: "is_active".into(),
+            api_keys_expires: "expires_at".into(),
+            sessions: "sessions".into(),
+            sessions_expires: "expires_at".into(),
+        }
+    }
 }
 
 /// A connection string: exactly one of the three.
@@ -50,6 +90,16 @@ impl fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// `text` (an error message) with the secret's value blanked out.
+    pub fn redact(&self, text: String) -> String {
+        match self.reveal() {
+            Ok(value) if !value.is_empty() && text.contains(&value) => {
+                text.replace(&value, "<redacted>")
+            }
+            _ => text,
+        }
+    }
+
     /// The value, or an error that names where it should have been (never
     /// the value).
     pub fn reveal(&self) -> Result<String, String> {
@@ -70,6 +120,7 @@ pub struct CollectorsConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub redis: Option<Secret>,
+    pub database: Option<(Secret, BusinessTables)>,
 }
 
 impl Default for CollectorsConfig {
@@ -78,14 +129,76 @@ impl Default for CollectorsConfig {
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
             redis: None,
+            database: None,
         }
     }
 }
 
 impl CollectorsConfig {
     pub fn is_empty(&self) -> bool {
-        self.redis.is_none()
+        self.redis.is_none() && self.database.is_none()
     }
+}
+
+/// A table or column name: letters, digits, `_`, and `.` for a schema.
+fn identifier(
+    origin: &str,
+    key: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_owned());
+    let valid = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if valid {
+        Ok(value)
+    } else {
+        Err(ConfigError::Collector {
+            origin: format!("{origin}.{key}"),
+            reason: format!("`{value}` is not a table or column name (letters, digits, _ and .)"),
+        })
+    }
+}
+
+fn database(origin: &str, raw: FileDatabase) -> Result<(Secret, BusinessTables), ConfigError> {
+    let d = BusinessTables::default();
+    let tables = BusinessTables {
+        users: identifier(origin, "users_table", raw.users_table, &d.users)?,
+        api_keys: identifier(origin, "api_keys_table", raw.api_keys_table, &d.api_keys)?,
+        api_keys_active: identifier(
+            origin,
+            "api_keys_active_column",
+            raw.api_keys_active_column,
+            &d.api_keys_active,
+        )?,
+        api_keys_expires: identifier(
+            origin,
+            "api_keys_expires_column",
+            raw.api_keys_expires_column,
+            &d.api_keys_expires,
+        )?,
+        sessions: identifier(origin, "sessions_table", raw.sessions_table, &d.sessions)?,
+        sessions_expires: identifier(
+            origin,
+            "sessions_expires_column",
+            raw.sessions_expires_column,
+            &d.sessions_expires,
+        )?,
+    };
+    let url = endpoint(
+        origin,
+        FileEndpoint {
+            url: raw.url,
+            url_env: raw.url_env,
+            url_file: raw.url_file,
+        },
+    )?;
+    Ok((url, tables))
 }
 
 fn endpoint(origin: &str, raw: FileEndpoint) -> Result<Secret, ConfigError> {
@@ -128,10 +241,15 @@ pub fn build(path: &str, raw: FileCollectors) -> Result<CollectorsConfig, Config
         .redis
         .map(|raw| endpoint(&origin("redis"), raw))
         .transpose()?;
+    let database = raw
+        .database
+        .map(|raw| database(&origin("database"), raw))
+        .transpose()?;
     Ok(CollectorsConfig {
         interval,
         timeout,
         redis,
+        database,
     })
 }
 
@@ -167,6 +285,16 @@ mod tests {
         };
         let err = endpoint("f", missing).unwrap_err().to_string();
         assert!(err.contains("LOUPE_TEST_NO_SUCH_VAR is not set"), "{err}");
+        let bad_table = FileDatabase {
+            url: Some("sqlite::memory:".into()),
+            users_table: Some("users; DROP TABLE x".into()),
+            ..FileDatabase::default()
+        };
+        let err = database("f", bad_table).unwrap_err().to_string();
+        assert!(
+            err.contains("users_table") && err.contains("not a table"),
+            "{err}"
+        );
         let zero = FileCollectors {
             interval: Some("0s".into()),
             ..FileCollectors::default()

@@ -100,6 +100,27 @@ pub struct RedisServer {
     pub keyspace_expires: IntGaugeVec,
 }
 
+/// The database collector's business gauges (vectors without labels, so
+/// that a gauge whose table is missing is absent rather than 0).
+#[derive(Clone)]
+pub struct Business {
+    pub users: IntGaugeVec,
+    pub api_keys: IntGaugeVec,
+    pub sessions: IntGaugeVec,
+}
+
+impl Business {
+    /// The gauge of a business metric, by name.
+    pub fn get(&self, name: &str) -> Option<&IntGaugeVec> {
+        match name {
+            "users_total" => Some(&self.users),
+            "api_keys_active" => Some(&self.api_keys),
+            "sessions_active" => Some(&self.sessions),
+            _ => None,
+        }
+    }
+}
+
 /// Handles to every metric the agent writes.
 #[derive(Clone)]
 pub struct Metrics {
@@ -126,6 +147,8 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     pub redis_connections: IntGaugeVec,
     pub redis_server: RedisServer,
+    pub business: Business,
+    pub collector_query_success: IntGaugeVec,
     pub collector_up: IntGaugeVec,
     pub collector_duration: GaugeVec,
     pub collector_last_success: GaugeVec,
@@ -194,6 +217,12 @@ impl Metrics {
                 keyspace_keys: b.gauges(&c::REDIS_SERVER_KEYSPACE_KEYS),
                 keyspace_expires: b.gauges(&c::REDIS_SERVER_KEYSPACE_EXPIRES),
             },
+            business: Business {
+                users: b.gauges(&c::USERS_TOTAL),
+                api_keys: b.gauges(&c::API_KEYS_ACTIVE),
+                sessions: b.gauges(&c::SESSIONS_ACTIVE),
+            },
+            collector_query_success: b.gauges(&c::COLLECTOR_QUERY_SUCCESS),
             collector_up: b.gauges(&c::COLLECTOR_UP),
             collector_duration: b.float_gauges(&c::COLLECTOR_DURATION),
             collector_last_success: b.float_gauges(&c::COLLECTOR_LAST_SUCCESS),
