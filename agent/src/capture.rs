@@ -255,8 +255,10 @@ impl Streams {
                     out(service, Found::Http(outcome));
                 });
             }
-            // An idle client connection (a pooled one) stays open.
-            stream.last_ns >= stream_cut || matches!(stream.proto, Proto::Client(_))
+            // An idle pooled connection to Redis or a database stays (it
+            // counts in the pool gauges until it closes).
+            stream.last_ns >= stream_cut
+                || matches!(&stream.proto, Proto::Client(client) if client.is_pooled())
         });
     }
 }

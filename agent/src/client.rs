@@ -121,6 +121,11 @@ impl Client {
         }
     }
 
+    /// A connection to Redis or a database (one of a pool).
+    pub fn is_pooled(&self) -> bool {
+        matches!(self, Self::Redis(_) | Self::Postgres(_) | Self::Mysql(_))
+    }
+
     pub fn is_parsing(&self) -> bool {
         match self {
             Self::Detect => true,

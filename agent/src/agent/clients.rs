@@ -1,4 +1,4 @@
-//! What the service does as a client: Redis commands and PostgreSQL
+//! What the service does as a client: Redis commands and database
 //! statements seen on the connections it opened.
 use std::time::Instant;
 
@@ -20,16 +20,16 @@ impl State {
             .redis_duration
             .with_label_values(&labels)
             .observe(op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9);
-        let mut families = vec![
+        for family in [
             catalogue::REDIS_OPERATIONS.name,
             catalogue::REDIS_OPERATION_DURATION.name,
-        ];
+        ] {
+            self.clock.touch(family, &labels, now);
+        }
         if op.error {
             self.metrics.redis_errors.with_label_values(&labels).inc();
-            families.push(catalogue::REDIS_OPERATION_ERRORS.name);
-        }
-        for family in families {
-            self.clock.touch(family, &labels, now);
+            self.clock
+                .touch(catalogue::REDIS_OPERATION_ERRORS.name, &labels, now);
         }
         self.clients_seen.insert((service, REDIS));
     }
