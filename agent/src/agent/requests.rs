@@ -22,19 +22,31 @@ const PRINCIPAL_SLOT: &str = "principal slot";
 impl State {
     /// Runs `feed` on the parsers and exports what it produced; the outcome
     /// buffer is reused (no allocation per record).
+    /// Feeds the parsers; `raise` is the connection a record came from,
+    /// whose capture level goes up at once if its request wants a response
+    /// body (see docs/capture.md for the race).
     fn with_streams(
         &mut self,
         now: Instant,
+        raise: Option<(u32, u32)>,
         feed: impl FnOnce(&mut Streams, &AuthConfig, BodyPolicy<'_>, &mut dyn FnMut(u32, Found)),
     ) {
         let mut outcomes = std::mem::take(&mut self.outcomes);
         let (rules, services) = (&self.rules, &self.services);
+        // A service whose requests want response bodies, seen for the first
+        // time: its capture level goes up after the feed.
+        let capturing = &self.capturing;
+        let newly = std::cell::Cell::new(None);
         let bodies = |service: u32, method: &Method, path: &str| {
             let name = services
                 .get(service as usize)
                 .and_then(|s| s.name.as_deref())
                 .unwrap_or("unknown");
-            rules.wants(name, method, path)
+            let wants = rules.wants(name, method, path);
+            if wants.response > 0 && !capturing.contains(&service) {
+                newly.set(Some((service, wants.response)));
+            }
+            wants
         };
         feed(
             &mut self.streams,
@@ -46,10 +58,14 @@ impl State {
         );
         self.publish_outcomes(&mut outcomes, now);
         self.outcomes = outcomes;
+        if let Some((service, bytes)) = newly.get() {
+            self.start_capturing(service, bytes, raise);
+        }
     }
 
     pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8], now: Instant) {
-        self.with_streams(now, |streams, auth, bodies, mut out| {
+        let connection = Some((head.header.tgid, head.fd));
+        self.with_streams(now, connection, |streams, auth, bodies, mut out| {
             streams.on_data(head, bytes, auth, bodies, &mut out);
         });
     }
@@ -59,21 +75,21 @@ impl State {
             tgid: head.header.tgid,
             conn: head.conn,
         };
-        self.with_streams(now, |streams, _, _, mut out| {
+        self.with_streams(now, None, |streams, _, _, mut out| {
             streams.on_close(key, head.header.ts_ns, &mut out);
         });
     }
 
     /// A process exited: its connections closed with it.
     pub(super) fn forget_connections(&mut self, tgid: u32, now: Instant) {
-        self.with_streams(now, |streams, _, _, mut out| {
+        self.with_streams(now, None, |streams, _, _, mut out| {
             streams.forget_process(tgid, monotonic_ns(), &mut out);
         });
     }
 
     /// Ends quiet responses and forgets quiet connections.
     pub(super) fn expire_streams(&mut self, now_ns: u64, now: Instant) {
-        self.with_streams(now, |streams, _, _, mut out| {
+        self.with_streams(now, None, |streams, _, _, mut out| {
             streams.expire(now_ns, &mut out);
         });
         self.metrics

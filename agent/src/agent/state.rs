@@ -78,6 +78,8 @@ pub struct State {
     pub(super) rules: RuleSet,
     /// Values of rule labels fed from request data, per service, bounded.
     pub(super) rule_labels: LabelLimit,
+    /// Services whose responses the probes copy for route rules.
+    pub(super) capturing: BTreeSet<u32>,
     /// `(service, protocol)` pairs seen on client connections (`redis`,
     /// or a `db_system`): their connection gauges are exported.
     pub(super) clients_seen: BTreeSet<(u32, &'static str)>,
@@ -119,7 +121,7 @@ impl State {
             .iter()
             .map(|kind| metrics.events.with_label_values(&[kind]))
             .collect();
-        let mut state = Self {
+        let state = Self {
             event_counts,
             services,
             tracked: HashMap::new(),
@@ -142,10 +144,10 @@ impl State {
             rules: config.rules.clone(),
             rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
             clients_seen: BTreeSet::new(),
+            capturing: BTreeSet::new(),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);
-            state.apply_response_capture(service as u32);
         }
         state
     }
@@ -175,16 +177,20 @@ impl State {
         };
         info!(service = %name, pid, "service named after its executable (set --service to choose)");
         self.services[index].name = Some(name);
-        self.apply_response_capture(service);
     }
 
-    /// Tells the probes how much of each response the service's route
-    /// rules need (rules name services, so this waits for the name).
-    fn apply_response_capture(&mut self, service: u32) {
-        if let Some(name) = &self.services[service as usize].name {
-            let bytes = self.rules.response_capture(name);
-            self.probes.set_service_capture(service, bytes);
+    /// A request of `service` wants its response body: from now on the
+    /// probes copy the service's responses from their start (up to `bytes`
+    /// each), beginning with the connection the request came on. Services
+    /// that never see such a request pay nothing.
+    pub(super) fn start_capturing(&mut self, service: u32, bytes: usize, on: Option<(u32, u32)>) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.capturing.insert(service);
+        self.probes.set_service_capture(service, bytes);
+        if let Some((tgid, fd)) = on {
+            self.probes.raise_capture(tgid, fd, bytes);
         }
+        info!(service = %self.name(service), bytes, "capturing response bodies for route rules");
     }
 
     pub(super) fn publish_targets(&self, service: u32) {

@@ -327,6 +327,16 @@ impl Probes {
         }
     }
 
+    /// Raises the capture budget of one connection: its next writes are
+    /// copied from their start, up to `bytes` in all.
+    pub fn raise_capture(&mut self, tgid: u32, fd: u32, bytes: u32) {
+        let key = FdKey { tgid, fd };
+        if let Ok(mut info) = self.fds.get(&key, 0) {
+            info.capture = info.capture.max(bytes);
+            let _ = self.fds.insert(key, info, 0); // closed meanwhile: nothing to do
+        }
+    }
+
     /// Response bytes copied in full from the start of every response of
     /// `service` (its route rules read response bodies). Services beyond
     /// the map's slots keep the default capture.

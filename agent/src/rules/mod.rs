@@ -334,20 +334,6 @@ impl RuleSet {
         wants
     }
 
-    /// Response bytes the probes copy per response for `service`: the body
-    /// limit when one of its rules reads response bodies, else 0.
-    pub fn response_capture(&self, service: &str) -> u32 {
-        let reads_responses = self
-            .rules
-            .iter()
-            .any(|r| r.applies_to(service) && r.sides(&self.semantic).any(|s| s == Side::Response));
-        if reads_responses {
-            u32::try_from(self.semantic.max_body).unwrap_or(u32::MAX)
-        } else {
-            0
-        }
-    }
-
     /// Request headers some rule reads (the parser's allowlist).
     pub fn label_headers(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -413,6 +399,5 @@ mod tests {
             rules.wants("svc", &Method::parse("GET"), "/agents/x/invoke"),
             BodyWants::default()
         );
-        assert_eq!(rules.response_capture("svc"), DEFAULT_MAX_BODY as u32);
     }
 }
