@@ -166,6 +166,27 @@ impl Scrape {
     }
 }
 
+/// Established TCP connections from process `pid` to `port`, as the kernel
+/// lists them (`ss`): the ground truth for pool gauges.
+pub fn established(pid: u32, port: u16) -> f64 {
+    let out = Command::new("ss")
+        .args([
+            "-Htnp",
+            "state",
+            "established",
+            "dport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .expect("ss");
+    let needle = format!("pid={pid},");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count() as f64
+}
+
 /// A response from [`http_get`].
 pub struct Response {
     pub status: u16,

@@ -4,9 +4,9 @@
 //! xtask test` starts (plaintext: its `ssl` is off, so clients that prefer
 //! TLS are refused and go on in the clear). The pools are open before loupe
 //! starts. Root required.
-use std::{collections::BTreeMap, process::Command};
+use std::collections::BTreeMap;
 
-use loupe_tests::{Agent, Fixture, Scrape, series, targets};
+use loupe_tests::{Agent, Fixture, Scrape, established, series, targets};
 
 const SVC: &str = "pg-client";
 const QUERIES: &str = "db_queries_total";
@@ -57,19 +57,6 @@ fn expect(pairs: &[(&str, &str, f64)]) -> BTreeMap<(String, String), f64> {
         .iter()
         .map(|(t, s, n)| ((t.to_string(), s.to_string()), *n))
         .collect()
-}
-
-/// Established connections from `pid` to PostgreSQL.
-fn open_connections(pid: u32) -> f64 {
-    let out = Command::new("ss")
-        .args(["-Htnp", "state", "established", "dport", "=", ":5432"])
-        .output()
-        .expect("ss");
-    let needle = format!("pid={pid},");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .count() as f64
 }
 
 #[test]
@@ -165,7 +152,7 @@ fn drivers_and_pools_give_exact_statement_counts() {
     session(&agent, &mut client, "hold 2", 4.0);
     let gauge = |name: &str| series(name, &[("service", SVC), ("db_system", "postgresql")]);
     agent.wait_for(&gauge("db_pool_checked_out"), 2.0);
-    agent.wait_for(&gauge("db_pool_size"), open_connections(client.pid()));
+    agent.wait_for(&gauge("db_pool_size"), established(client.pid(), 5432));
     session(&agent, &mut client, "release", 2.0);
     agent.wait_for(&gauge("db_pool_checked_out"), 0.0);
     agent.assert_nothing_lost();

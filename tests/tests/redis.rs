@@ -1,9 +1,7 @@
 //! Redis commands measured from the wire of the client's connections:
 //! redis-py sync and asyncio, plain, pipelined and transactional, against
 //! the Redis server `cargo xtask test` starts. Root required.
-use std::process::Command;
-
-use loupe_tests::{Agent, Fixture, Scrape, series, targets};
+use loupe_tests::{Agent, Fixture, Scrape, established, series, targets};
 
 const PORT: &str = "6379";
 
@@ -14,19 +12,6 @@ fn operations(scrape: &Scrape, family: &str, service: &str, operation: &str) -> 
             &[("service", service), ("operation", operation)],
         ))
         .unwrap_or(0.0)
-}
-
-/// Established connections from `pid` to Redis, as the kernel lists them.
-fn open_connections(pid: u32) -> f64 {
-    let out = Command::new("ss")
-        .args(["-Htnp", "state", "established", "dport", "=", ":6379"])
-        .output()
-        .expect("ss");
-    let needle = format!("pid={pid},");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .count() as f64
 }
 
 #[test]
@@ -106,7 +91,7 @@ fn redis_py_commands_pipelines_and_transactions_are_counted_exactly() {
     assert_eq!(operations(&scrape, family, svc, "other"), 0.0);
     // The connections still open: the two opened before loupe, and the
     // pipelines' pooled ones (the subscriber's was closed).
-    let open = open_connections(client.pid());
+    let open = established(client.pid(), 6379);
     assert!(open >= 2.0, "{open}");
     agent.wait_for(
         &series("redis_connections_active", &[("service", svc)]),

@@ -275,13 +275,11 @@ impl MysqlConn {
             self.tx = Framer::default();
             self.tx_lost = false;
         }
-        let mut packets = Vec::new();
-        let result = self
-            .tx
-            .feed(bytes, len, &mut |p| packets.push(p.body.to_vec()));
-        for body in packets {
-            self.client_packet(&body, ts);
-        }
+        // The framer is taken out while it calls back into `self` (no copy
+        // of the packets).
+        let mut tx = std::mem::take(&mut self.tx);
+        let result = tx.feed(bytes, len, &mut |p| self.client_packet(p.body, ts));
+        self.tx = tx;
         if result.is_err() {
             self.tx_lost = true;
         }
@@ -385,13 +383,11 @@ impl MysqlConn {
         if self.rx_lost {
             return;
         }
-        let mut packets = Vec::new();
-        let result = self
-            .rx
-            .feed(bytes, len, &mut |p| packets.push((p.len, p.body.to_vec())));
-        for (len, body) in packets {
-            self.server_packet(len, &body, ts, out);
-        }
+        let mut rx = std::mem::take(&mut self.rx);
+        let result = rx.feed(bytes, len, &mut |p| {
+            self.server_packet(p.len, p.body, ts, out)
+        });
+        self.rx = rx;
         if result.is_err() {
             self.rx_lost = true;
         }

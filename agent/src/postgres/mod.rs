@@ -191,13 +191,13 @@ impl PgConn {
             self.tx.reset();
             self.tx_lost = false;
         }
-        let mut messages = Vec::new();
-        let result = self.tx.feed(bytes, len, &mut |m: Message<'_>| {
-            messages.push((m.kind, m.body.to_vec()));
+        // The framer is taken out while it calls back into `self` (no copy
+        // of the messages).
+        let mut tx = std::mem::take(&mut self.tx);
+        let result = tx.feed(bytes, len, &mut |m: Message<'_>| {
+            self.frontend(m.kind, m.body, ts);
         });
-        for (kind, body) in messages {
-            self.frontend(kind, &body, ts);
-        }
+        self.tx = tx;
         if result.is_err() {
             self.tx_lost = true;
         }
@@ -323,13 +323,11 @@ impl PgConn {
         if self.rx_lost {
             return;
         }
-        let mut messages = Vec::new();
-        let result = self.rx.feed(bytes, len, &mut |m: Message<'_>| {
-            messages.push((m.kind, m.body.first().copied(), m.body.to_vec()));
+        let mut rx = std::mem::take(&mut self.rx);
+        let result = rx.feed(bytes, len, &mut |m: Message<'_>| {
+            self.backend(m.kind, m.body.first().copied(), m.body, ts, out);
         });
-        for (kind, first, body) in messages {
-            self.backend(kind, first, &body, ts, out);
-        }
+        self.rx = rx;
         if result.is_err() {
             self.rx.reset();
             self.rx_lost = true;
