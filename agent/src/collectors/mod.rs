@@ -25,6 +25,9 @@ pub trait Collector: Send + 'static {
     fn name(&self) -> &'static str;
     /// One run; the error says what failed (never a secret).
     fn collect(&mut self, metrics: &Metrics) -> impl Future<Output = Result<(), String>> + Send;
+    /// A run was cut off at the timeout: drop what it left half-used (a
+    /// connection in the middle of a reply).
+    fn abandon(&mut self) {}
 }
 
 /// Starts every configured collector; abort the handles to stop them.
@@ -44,10 +47,10 @@ pub fn spawn(config: &CollectorsConfig, metrics: &Metrics) -> Vec<JoinHandle<()>
             url.clone(),
         ))));
     }
-    if let Some((url, tables)) = &config.database {
-        tasks.push(start(Collectors::Database(
-            database::DatabaseCollector::new(url.clone(), tables.clone()),
-        )));
+    if let Some(database) = &config.database {
+        tasks.push(start(Collectors::Database(Box::new(
+            database::DatabaseCollector::new(database.clone(), config.timeout, metrics),
+        ))));
     }
     tasks
 }
@@ -62,7 +65,7 @@ pub fn spawn(_config: &CollectorsConfig, _metrics: &Metrics) -> Vec<JoinHandle<(
 #[cfg(feature = "collectors")]
 enum Collectors {
     Redis(redis::RedisCollector),
-    Database(database::DatabaseCollector),
+    Database(Box<database::DatabaseCollector>),
 }
 
 #[cfg(feature = "collectors")]
@@ -78,6 +81,13 @@ impl Collector for Collectors {
         match self {
             Self::Redis(c) => c.collect(metrics).await,
             Self::Database(c) => c.collect(metrics).await,
+        }
+    }
+
+    fn abandon(&mut self) {
+        match self {
+            Self::Redis(c) => c.abandon(),
+            Self::Database(c) => c.abandon(),
         }
     }
 }
@@ -98,7 +108,10 @@ async fn run<C: Collector>(
         let started = Instant::now();
         let result = match tokio::time::timeout(timeout, collector.collect(&metrics)).await {
             Ok(result) => result,
-            Err(_) => Err(format!("timed out after {timeout:?}")),
+            Err(_) => {
+                collector.abandon();
+                Err(format!("timed out after {timeout:?}"))
+            }
         };
         let labels = [name];
         metrics

@@ -115,4 +115,9 @@ impl Collector for RedisCollector {
             }
         }
     }
+
+    /// A reply cut off at the timeout would arrive on the next run.
+    fn abandon(&mut self) {
+        self.connection = None;
+    }
 }

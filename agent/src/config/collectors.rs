@@ -2,11 +2,14 @@
 //! directly, how often, and where the connection strings come from (the
 //! file, an environment variable, or a file such as a mounted Kubernetes
 //! Secret). Connection strings are secrets: never printed.
-use std::{fmt, fs, path::PathBuf, time::Duration};
+use std::{fmt, fs, net::IpAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use super::{ConfigError, duration};
+use super::{
+    ConfigError, MAX_NAME_LEN, duration,
+    queries::{self, CustomQuery, FileQuery},
+};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,13 +25,25 @@ pub struct FileCollectors {
     pub database: Option<FileDatabase>,
 }
 
-/// The database collector: a connection string and the business tables.
+/// The database collector: a connection string, the business tables, the
+/// custom queries, and whose connections the server-side view counts.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDatabase {
     pub url: Option<String>,
     pub url_env: Option<String>,
     pub url_file: Option<PathBuf>,
+    /// `false`: no users_total, api_keys_active, sessions_active.
+    pub business_gauges: Option<bool>,
+    /// The `service` label of `db_server_connections`.
+    pub service: Option<String>,
+    /// Which server-side connections are the service's (default: those of
+    /// the user the collector logs in as).
+    pub connections_user: Option<String>,
+    pub connections_application: Option<String>,
+    pub connections_client_addr: Option<String>,
+    #[serde(default)]
+    pub queries: Vec<FileQuery>,
     pub users_table: Option<String>,
     pub api_keys_table: Option<String>,
     pub api_keys_active_column: Option<String>,
@@ -59,6 +74,26 @@ impl Default for BusinessTables {
             sessions_expires: "expires_at".into(),
         }
     }
+}
+
+/// Which of the server's connections are the service's; all given filters
+/// apply, none given means the collector's own user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionFilter {
+    pub user: Option<String>,
+    pub application: Option<String>,
+    pub client_addr: Option<IpAddr>,
+}
+
+/// The database collector's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    /// `None`: the business gauges are switched off.
+    pub tables: Option<BusinessTables>,
+    pub queries: Vec<CustomQuery>,
+    pub service: String,
+    pub connections: ConnectionFilter,
 }
 
 /// A connection string: exactly one of the three.
@@ -120,7 +155,7 @@ pub struct CollectorsConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub redis: Option<Secret>,
-    pub database: Option<(Secret, BusinessTables)>,
+    pub database: Option<DatabaseConfig>,
 }
 
 impl Default for CollectorsConfig {
@@ -137,6 +172,57 @@ impl Default for CollectorsConfig {
 impl CollectorsConfig {
     pub fn is_empty(&self) -> bool {
         self.redis.is_none() && self.database.is_none()
+    }
+
+    /// What the collectors will do (for `config check`; secrets are named
+    /// by where they come from, never shown).
+    pub fn describe(&self) -> String {
+        if self.is_empty() {
+            return "collectors: none\n".to_owned();
+        }
+        let mut out = format!(
+            "collectors: every {:?}, each cut off after {:?}\n",
+            self.interval, self.timeout
+        );
+        if let Some(url) = &self.redis {
+            out.push_str(&format!("  redis: INFO from {url:?}\n"));
+        }
+        if let Some(db) = &self.database {
+            let business = if db.tables.is_some() {
+                "users_total, api_keys_active, sessions_active"
+            } else {
+                "business gauges off"
+            };
+            let queries: Vec<&str> = db.queries.iter().map(|q| q.name.as_str()).collect();
+            out.push_str(&format!(
+                "  database: {:?}; {business}; custom queries: [{}]; \
+                 db_server_connections{{service=\"{}\"}} where {}\n",
+                db.url,
+                queries.join(", "),
+                db.service,
+                db.connections
+            ));
+        }
+        out
+    }
+}
+
+impl fmt::Display for ConnectionFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Self::default() {
+            return f.write_str("user = the collector's own");
+        }
+        let parts: Vec<String> = [
+            self.user.as_ref().map(|u| format!("user = {u}")),
+            self.application
+                .as_ref()
+                .map(|a| format!("application = {a}")),
+            self.client_addr.map(|a| format!("client address = {a}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        f.write_str(&parts.join(" and "))
     }
 }
 
@@ -165,7 +251,30 @@ fn identifier(
     }
 }
 
-fn database(origin: &str, raw: FileDatabase) -> Result<(Secret, BusinessTables), ConfigError> {
+/// The service the server-side connections belong to: named, or the only
+/// named service of the file, or `unknown`.
+fn service_label(
+    origin: &str,
+    given: Option<String>,
+    default: Option<&str>,
+) -> Result<String, ConfigError> {
+    match given {
+        Some(name) if name.is_empty() || name.chars().count() > MAX_NAME_LEN => {
+            Err(ConfigError::BadName {
+                origin: format!("{origin}.service"),
+                name,
+            })
+        }
+        Some(name) => Ok(name),
+        None => Ok(default.unwrap_or("unknown").to_owned()),
+    }
+}
+
+fn database(
+    origin: &str,
+    raw: FileDatabase,
+    default_service: Option<&str>,
+) -> Result<DatabaseConfig, ConfigError> {
     let d = BusinessTables::default();
     let tables = BusinessTables {
         users: identifier(origin, "users_table", raw.users_table, &d.users)?,
@@ -190,6 +299,15 @@ fn database(origin: &str, raw: FileDatabase) -> Result<(Secret, BusinessTables),
             &d.sessions_expires,
         )?,
     };
+    let client_addr = raw
+        .connections_client_addr
+        .map(|addr| {
+            addr.parse().map_err(|_| ConfigError::Collector {
+                origin: format!("{origin}.connections_client_addr"),
+                reason: format!("`{addr}` is not an IP address"),
+            })
+        })
+        .transpose()?;
     let url = endpoint(
         origin,
         FileEndpoint {
@@ -198,7 +316,17 @@ fn database(origin: &str, raw: FileDatabase) -> Result<(Secret, BusinessTables),
             url_file: raw.url_file,
         },
     )?;
-    Ok((url, tables))
+    Ok(DatabaseConfig {
+        url,
+        tables: raw.business_gauges.unwrap_or(true).then_some(tables),
+        queries: queries::build(origin, raw.queries)?,
+        service: service_label(origin, raw.service, default_service)?,
+        connections: ConnectionFilter {
+            user: raw.connections_user,
+            application: raw.connections_application,
+            client_addr,
+        },
+    })
 }
 
 fn endpoint(origin: &str, raw: FileEndpoint) -> Result<Secret, ConfigError> {
@@ -222,7 +350,13 @@ fn endpoint(origin: &str, raw: FileEndpoint) -> Result<Secret, ConfigError> {
     Ok(secret)
 }
 
-pub fn build(path: &str, raw: FileCollectors) -> Result<CollectorsConfig, ConfigError> {
+/// `default_service`: the name `db_server_connections` is labelled with
+/// when `[collectors.database]` names none.
+pub fn build(
+    path: &str,
+    raw: FileCollectors,
+    default_service: Option<&str>,
+) -> Result<CollectorsConfig, ConfigError> {
     let origin = |key: &str| format!("{path}: collectors.{key}");
     let interval = match &raw.interval {
         Some(value) => duration(&origin("interval"), value)?,
@@ -243,7 +377,7 @@ pub fn build(path: &str, raw: FileCollectors) -> Result<CollectorsConfig, Config
         .transpose()?;
     let database = raw
         .database
-        .map(|raw| database(&origin("database"), raw))
+        .map(|raw| database(&origin("database"), raw, default_service))
         .transpose()?;
     Ok(CollectorsConfig {
         interval,
@@ -269,6 +403,7 @@ mod tests {
                 redis: Some(value.clone()),
                 ..FileCollectors::default()
             },
+            None,
         )
         .unwrap();
         assert_eq!(config.interval, DEFAULT_INTERVAL);
@@ -290,15 +425,28 @@ mod tests {
             users_table: Some("users; DROP TABLE x".into()),
             ..FileDatabase::default()
         };
-        let err = database("f", bad_table).unwrap_err().to_string();
+        let err = database("f", bad_table, None).unwrap_err().to_string();
         assert!(
             err.contains("users_table") && err.contains("not a table"),
             "{err}"
         );
+        let sqlite = FileDatabase {
+            url: Some("sqlite::memory:".into()),
+            ..FileDatabase::default()
+        };
+        let config = database("f", sqlite.clone(), Some("api")).unwrap();
+        assert_eq!(config.service, "api");
+        assert_eq!(config.connections, ConnectionFilter::default());
+        let bad_addr = FileDatabase {
+            connections_client_addr: Some("10.0.0.300".into()),
+            ..sqlite
+        };
+        let err = database("f", bad_addr, None).unwrap_err().to_string();
+        assert!(err.contains("not an IP address"), "{err}");
         let zero = FileCollectors {
             interval: Some("0s".into()),
             ..FileCollectors::default()
         };
-        assert!(build("f", zero).is_err());
+        assert!(build("f", zero, None).is_err());
     }
 }

@@ -3,7 +3,9 @@
 //! names the line.
 pub mod collectors;
 pub mod http;
+pub mod queries;
 pub mod rules;
+
 use std::{
     fs,
     net::SocketAddr,
@@ -25,7 +27,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
 pub const DEFAULT_SERIES_TTL: Duration = Duration::from_secs(600);
 /// Longest service name accepted (it becomes a label value).
-const MAX_NAME_LEN: usize = 64;
+pub(crate) const MAX_NAME_LEN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -286,6 +288,7 @@ impl Config {
                 semantic.failure_reasons.join(", ")
             );
         }
+        out.push_str(&self.collectors.describe());
         out
     }
 
@@ -359,7 +362,12 @@ impl Config {
         if services.is_empty() && needs_services {
             return Err(ConfigError::NoServices);
         }
-        let collectors = collectors::build(&path, std::mem::take(&mut file.collectors))?;
+        let named: Vec<&str> = services.iter().filter_map(|s| s.name.as_deref()).collect();
+        let only_service = (services.len() == 1)
+            .then(|| named.first().copied())
+            .flatten();
+        let collectors =
+            collectors::build(&path, std::mem::take(&mut file.collectors), only_service)?;
         let mut http = http::build(file.http, file.principals, &path, &|var| {
             std::env::var(var).ok()
         })?;

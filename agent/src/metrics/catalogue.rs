@@ -309,11 +309,20 @@ pub const SESSIONS_ACTIVE: Def = def(
     "Sessions whose expiry lies in the future (database collector).",
     &[],
 );
+pub const DB_SERVER_CONNECTIONS: Def = def(
+    "db_server_connections",
+    Kind::Gauge,
+    "The service's connections as the database server lists them (PostgreSQL \
+     pg_stat_activity, MySQL/MariaDB processlist; database collector), by state: active, \
+     idle, idle_in_transaction, idle_in_transaction_aborted (PostgreSQL) or other.",
+    &["service", "state"],
+);
 pub const COLLECTOR_QUERY_SUCCESS: Def = def(
     "loupe_collector_query_success",
     Kind::Gauge,
-    "1 when the collector's query worked in its last run, 0 when the database refused it \
-     (a missing table or column: the gauge it feeds is then absent).",
+    "1 when the collector's query (a business gauge, a custom query by its metric name, or \
+     db_server_connections) worked in its last run, 0 when it failed (a missing table or \
+     column, a bad value column, too many rows: the metric it feeds is then absent).",
     &["collector", "query"],
 );
 pub const COLLECTOR_UP: Def = def(
@@ -460,6 +469,7 @@ pub const ALL: &[Def] = &[
     USERS_TOTAL,
     API_KEYS_ACTIVE,
     SESSIONS_ACTIVE,
+    DB_SERVER_CONNECTIONS,
     COLLECTOR_QUERY_SUCCESS,
     COLLECTOR_UP,
     COLLECTOR_DURATION,

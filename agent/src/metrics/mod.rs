@@ -1,6 +1,7 @@
 //! The metric handles the agent updates, built from the catalogue, and the
 //! bookkeeping that keeps label sets bounded and expires idle series.
 pub mod catalogue;
+pub mod custom;
 mod series;
 
 use std::collections::HashMap;
@@ -148,6 +149,7 @@ pub struct Metrics {
     pub redis_connections: IntGaugeVec,
     pub redis_server: RedisServer,
     pub business: Business,
+    pub db_server_connections: IntGaugeVec,
     pub collector_query_success: IntGaugeVec,
     pub collector_up: IntGaugeVec,
     pub collector_duration: GaugeVec,
@@ -222,6 +224,7 @@ impl Metrics {
                 api_keys: b.gauges(&c::API_KEYS_ACTIVE),
                 sessions: b.gauges(&c::SESSIONS_ACTIVE),
             },
+            db_server_connections: b.gauges(&c::DB_SERVER_CONNECTIONS),
             collector_query_success: b.gauges(&c::COLLECTOR_QUERY_SUCCESS),
             collector_up: b.gauges(&c::COLLECTOR_UP),
             collector_duration: b.float_gauges(&c::COLLECTOR_DURATION),
