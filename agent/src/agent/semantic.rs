@@ -21,6 +21,8 @@ const SLOTS: [(&str, &str); 4] = [
     ("token_type slot", "token_type"),
 ];
 const SLOTS_PER_SERVICE: u32 = SLOTS.len() as u32;
+/// The labels route rules feed from request data (each with a budget).
+pub(super) const RULE_LABELS: [&str; 4] = [SLOTS[0].1, SLOTS[1].1, SLOTS[2].1, SLOTS[3].1];
 
 fn slot_of(label: &str) -> u32 {
     SLOTS.iter().position(|(_, l)| *l == label).unwrap_or(0) as u32

@@ -204,6 +204,14 @@ impl State {
                 .route_templates
                 .with_label_values(&[name])
                 .set(s.routes.len() as i64);
+            // The budget counters exist from the start at 0, so that
+            // `increase()` sees their first overflow.
+            self.metrics.endpoint_overflow.with_label_values(&[name]);
+            for label in super::semantic::RULE_LABELS {
+                self.metrics
+                    .label_overflow
+                    .with_label_values(&[name, label]);
+            }
         }
     }
 
