@@ -3,6 +3,8 @@
 //!
 //! Every test needs root (it loads eBPF programs); run them with
 //! `cargo xtask test`, which builds the agent and starts PostgreSQL and Redis.
+pub mod agent_service;
+
 use std::{
     collections::HashMap,
     fs,
@@ -213,6 +215,28 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<Response> {
         headers: head.to_owned(),
         body: body.to_owned(),
     })
+}
+
+/// `promtool check metrics` on an exposition: whether it passed, and what
+/// it reported.
+pub fn promtool_check_metrics(exposition: &str) -> (bool, String) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (cargo xtask setup installs it)");
+    promtool
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    let out = promtool.wait_with_output().expect("promtool ran");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), report)
 }
 
 /// The agent under test.

@@ -1,7 +1,7 @@
 //! The HTTP endpoint: format, content type, health and readiness.
-use std::process::{Command, Stdio};
-
-use loupe_tests::{Agent, free_port, http_get, http_server, requests, watch_port};
+use loupe_tests::{
+    Agent, free_port, http_get, http_server, promtool_check_metrics, requests, watch_port,
+};
 
 #[test]
 fn metrics_pass_promtool_and_carry_the_right_content_type() {
@@ -37,25 +37,8 @@ fn metrics_pass_promtool_and_carry_the_right_content_type() {
             response.body
         );
     }
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (cargo xtask setup installs it)");
-    std::io::Write::write_all(
-        &mut promtool.stdin.take().unwrap(),
-        response.body.as_bytes(),
-    )
-    .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (passed, report) = promtool_check_metrics(&response.body);
+    assert!(passed, "promtool: {report}");
 }
 
 #[test]

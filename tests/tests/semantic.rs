@@ -5,58 +5,17 @@
 //! Root required: `cargo xtask test`.
 use std::{fs, process::Command};
 
-use loupe_tests::{Fixture, Scrape, fixture, free_port, http_get, series, served, watch_port};
-
-/// The agent service under uvicorn, with the databases `cargo xtask test`
-/// started (it checks that it reached both).
-fn agent_service(port: u16) -> Fixture {
-    let mut env = String::new();
-    for (var, name) in [
-        ("LOUPE_TEST_DATABASE_URL", "DATABASE_URL"),
-        ("LOUPE_TEST_REDIS_URL", "REDIS_URL"),
-    ] {
-        let url = std::env::var(var)
-            .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"));
-        env.push_str(&format!("{name}={url} "));
-    }
-    let sqlite = std::env::temp_dir().join(format!("loupe-semantic-{port}.sqlite3"));
-    let _ = fs::remove_file(&sqlite);
-    let server = served(
-        &format!(
-            "{env} DEMO_SQLITE={} python3 -m uvicorn app:app --app-dir {} --host 127.0.0.1 \
-             --port {port} --log-level warning",
-            sqlite.display(),
-            fixture("agent_service").display()
-        ),
-        port,
-    );
-    let health = http_get(port, "/health").expect("health");
-    assert!(
-        health.body.contains("\"postgres\":true") && health.body.contains("\"redis\":true"),
-        "the service must reach PostgreSQL and Redis: {}",
-        health.body
-    );
-    server
-}
+use loupe_tests::{
+    Scrape,
+    agent_service::{agent_service, scenario},
+    free_port, series, watch_port,
+};
 
 /// The value of `name{service, labels}`.
 fn value(scrape: &Scrape, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut all = vec![("service", service)];
     all.extend_from_slice(labels);
     scrape.get(&series(name, &all))
-}
-
-/// Runs the scripted session; returns how many requests it sent.
-fn scenario(port: u16) -> f64 {
-    let mut client = Fixture::python(
-        "agent_service/scenario.py",
-        &[&format!("http://127.0.0.1:{port}")],
-    );
-    let done = client.expect("done ");
-    done.trim_start_matches("done ")
-        .trim()
-        .parse()
-        .expect("a request count")
 }
 
 #[test]

@@ -1,0 +1,51 @@
+//! The FastAPI agent-service fixture (`fixtures/agent_service`) under
+//! uvicorn, backed by the PostgreSQL and Redis `cargo xtask test` starts,
+//! and its scripted session.
+use std::fs;
+
+use crate::{Fixture, fixture, http_get, served};
+
+/// The agent service under uvicorn, with the databases `cargo xtask test`
+/// started (it checks that it reached both).
+pub fn agent_service(port: u16) -> Fixture {
+    let mut env = String::new();
+    for (var, name) in [
+        ("LOUPE_TEST_DATABASE_URL", "DATABASE_URL"),
+        ("LOUPE_TEST_REDIS_URL", "REDIS_URL"),
+    ] {
+        let url = std::env::var(var)
+            .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"));
+        env.push_str(&format!("{name}={url} "));
+    }
+    let sqlite = std::env::temp_dir().join(format!("loupe-semantic-{port}.sqlite3"));
+    let _ = fs::remove_file(&sqlite);
+    let server = served(
+        &format!(
+            "{env} DEMO_SQLITE={} python3 -m uvicorn app:app --app-dir {} --host 127.0.0.1 \
+             --port {port} --log-level warning",
+            sqlite.display(),
+            fixture("agent_service").display()
+        ),
+        port,
+    );
+    let health = http_get(port, "/health").expect("health");
+    assert!(
+        health.body.contains("\"postgres\":true") && health.body.contains("\"redis\":true"),
+        "the service must reach PostgreSQL and Redis: {}",
+        health.body
+    );
+    server
+}
+
+/// Runs the scripted session; returns how many requests it sent.
+pub fn scenario(port: u16) -> f64 {
+    let mut client = Fixture::python(
+        "agent_service/scenario.py",
+        &[&format!("http://127.0.0.1:{port}")],
+    );
+    let done = client.expect("done ");
+    done.trim_start_matches("done ")
+        .trim()
+        .parse()
+        .expect("a request count")
+}

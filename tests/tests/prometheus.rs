@@ -1,0 +1,179 @@
+//! The shipped Prometheus rules and Grafana dashboards against real data: a
+//! real Prometheus scrapes loupe while it watches the FastAPI agent service
+//! (backed by the real PostgreSQL and Redis) under the scripted session,
+//! with loupe's collectors on. Every dashboard panel's query and every
+//! alert's expression without its threshold must return data (whether an
+//! alert fires is `promtool test rules`' business, in deploy.rs), and
+//! `promtool check metrics` accepts the exposition but for `users_total`.
+//! Root required: `cargo xtask test`.
+use std::{
+    fs,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use loupe_tests::{
+    Agent, Fixture,
+    agent_service::{agent_service, scenario},
+    fixture, free_port, http_get, promtool_check_metrics, served, targets, workspace,
+};
+
+/// Percent-encodes a query parameter.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Prometheus scraping loupe every second, with loupe's rules.
+fn prometheus(dir: &Path, loupe_port: u16) -> (Fixture, u16) {
+    let port = free_port();
+    let rules = workspace().join("deploy/prometheus");
+    let config = dir.join("prometheus.yml");
+    fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\n  - {}\n\
+             scrape_configs:\n  - job_name: loupe\n    static_configs:\n\
+             \x20     - targets: ['127.0.0.1:{loupe_port}']\n",
+            rules.join("recording-rules.yml").display(),
+            rules.join("alert-rules.yml").display(),
+        ),
+    )
+    .unwrap();
+    let server = served(
+        &format!(
+            "exec prometheus --config.file={} --storage.tsdb.path={} \
+             --web.listen-address=127.0.0.1:{port} --log.level=warn",
+            config.display(),
+            dir.join("data").display()
+        ),
+        port,
+    );
+    (server, port)
+}
+
+/// The result of an instant query: `Err` for a query Prometheus refused,
+/// else how many series it returned.
+fn query(port: u16, expr: &str) -> Result<usize, String> {
+    let response = http_get(port, &format!("/api/v1/query?query={}", encode(expr)))
+        .map_err(|e| e.to_string())?;
+    let json: serde_json::Value =
+        serde_json::from_str(&response.body).map_err(|e| format!("{e}: {}", response.body))?;
+    if json["status"] != "success" {
+        return Err(response.body);
+    }
+    Ok(json["data"]["result"].as_array().map_or(0, Vec::len))
+}
+
+/// Waits until `expr` returns at least one series.
+fn wait_for_data(port: u16, expr: &str, within: Duration) -> Result<usize, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        match query(port, expr) {
+            Ok(n) if n > 0 => return Ok(n),
+            Err(err) => return Err(err),
+            Ok(_) if Instant::now() > deadline => return Err("no data".into()),
+            Ok(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+#[test]
+fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
+    let db = std::env::var("LOUPE_TEST_DATABASE_URL").expect("run with `cargo xtask test`");
+    let redis = std::env::var("LOUPE_TEST_REDIS_URL").expect("run with `cargo xtask test`");
+    let dir = std::env::temp_dir().join(format!("loupe-prometheus-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    // Business tables for the database collector, beside the service's.
+    let prefix = format!("e2e{}_", std::process::id());
+    Fixture::python("business_tables.py", &["postgres", &db, &prefix]).kill();
+
+    let port = free_port();
+    let _service = agent_service(port);
+    let config = dir.join("loupe.toml");
+    fs::write(
+        &config,
+        format!(
+            "[collectors]\ninterval = \"1s\"\n\
+             [collectors.redis]\nurl_env = \"LOUPE_TEST_REDIS_URL\"\n\
+             [collectors.database]\nurl_env = \"LOUPE_TEST_DATABASE_URL\"\n\
+             users_table = \"{prefix}users\"\napi_keys_table = \"{prefix}api_keys\"\n\
+             sessions_table = \"{prefix}sessions\"\n"
+        ),
+    )
+    .unwrap();
+    let port_arg = port.to_string();
+    let agent = Agent::start_with_env(
+        &[
+            "--port",
+            &port_arg,
+            "--service",
+            "agent-api",
+            "--exclude-path",
+            "/health",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[
+            ("LOUPE_TEST_DATABASE_URL", &db),
+            ("LOUPE_TEST_REDIS_URL", &redis),
+        ],
+    );
+    agent.wait_for(&targets("agent-api"), 1.0);
+    let (_prometheus, prom) = prometheus(&dir, agent.port);
+
+    // Two sessions, seconds apart, so that every rate has two scrapes.
+    let mut sent = scenario(port);
+    std::thread::sleep(Duration::from_secs(3));
+    sent += scenario(port);
+    let total = agent.wait_for_total("agent_requests_total", "agent-api", sent);
+    assert_eq!(total, sent);
+    // Prometheus holds what loupe counted.
+    let counted = format!("sum(agent_requests_total) == {sent}");
+    wait_for_data(prom, &counted, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{counted}: {e}"));
+
+    let listed = Command::new("python3")
+        .arg(fixture("deploy_queries.py"))
+        .arg(workspace().join("deploy"))
+        .output()
+        .expect("deploy_queries.py");
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let queries: Vec<(&str, &str)> = listed
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .collect();
+    assert!(queries.len() > 50, "{listed}");
+    let failures: Vec<String> = queries
+        .iter()
+        .filter_map(|(source, expr)| {
+            wait_for_data(prom, expr, Duration::from_secs(10))
+                .err()
+                .map(|err| format!("{source}: {expr}: {err}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The exposition passes promtool's lint, but for the documented
+    // users_total (a gauge whose name ends in _total).
+    let (_, report) = promtool_check_metrics(&agent.scrape().text);
+    let problems: Vec<&str> = report.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!problems.is_empty(), "users_total is reported: {report}");
+    assert!(
+        problems.iter().all(|l| l.starts_with("users_total")),
+        "{report}"
+    );
+
+    Fixture::python("business_tables.py", &["postgres", &db, &prefix, "drop"]).kill();
+    let _ = fs::remove_dir_all(&dir);
+}
