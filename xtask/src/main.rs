@@ -22,7 +22,12 @@ struct Cli {
 enum Command {
     /// Install what is missing: nightly rust-src, bpf-linker, system and
     /// Python packages. Idempotent; seconds when everything is present.
-    Setup,
+    Setup {
+        /// Only what building loupe needs (nightly rust-src, bpf-linker):
+        /// for a container image's build stage.
+        #[arg(long)]
+        build_only: bool,
+    },
     /// Start PostgreSQL and Redis if they are not running.
     Services,
     /// Format and lint checks, unit tests, root integration tests, and a
@@ -71,7 +76,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Setup => setup::run(),
+        Command::Setup { build_only } if build_only => setup::build_tools(),
+        Command::Setup { .. } => setup::run(),
         Command::Services => services::run(),
         Command::Test { filter, no_lint } => test::run(filter.as_deref(), !no_lint),
         Command::Lint => test::lint(),

