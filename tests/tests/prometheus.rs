@@ -1,9 +1,10 @@
 //! The shipped Prometheus rules and Grafana dashboards against real data: a
 //! real Prometheus scrapes loupe while it watches the FastAPI agent service
 //! (backed by the real PostgreSQL and Redis) under the scripted session,
-//! with loupe's collectors on. Every dashboard panel's query and every
-//! alert's expression without its threshold must return data (whether an
-//! alert fires is `promtool test rules`' business, in deploy.rs), and
+//! with loupe's collectors on. Every dashboard panel's query, every alert's
+//! expression and every example of docs/metrics.md, without their
+//! thresholds, must return data (whether an alert fires is `promtool test
+//! rules`' business, in deploy.rs), and
 //! `promtool check metrics` accepts the exposition but for `users_total`.
 //! Root required: `cargo xtask test`.
 use std::{
@@ -144,7 +145,7 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
 
     let listed = Command::new("python3")
         .arg(fixture("deploy_queries.py"))
-        .arg(workspace().join("deploy"))
+        .arg(workspace())
         .output()
         .expect("deploy_queries.py");
     assert!(listed.status.success(), "{listed:?}");

@@ -1,5 +1,5 @@
 //! Every metric loupe exports: name, type, help and labels, in one place.
-//! `docs/metrics.md` is rendered from this table (a test keeps them equal),
+//! `docs/metrics.md` is rendered from it (`reference.rs`; a test keeps them equal),
 //! and a test checks that `/metrics` exposes nothing that is not listed here.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -540,36 +540,6 @@ pub const PROCESS: &[Def] = &[
     ),
 ];
 
-/// The metric catalogue as Markdown (`docs/metrics.md`).
-pub fn markdown() -> String {
-    let mut out = String::from(
-        "# Metric catalogue\n\n\
-         Generated from `agent/src/metrics/catalogue.rs` (`LOUPE_BLESS=1 cargo test -p loupe \
-         catalogue` rewrites it).\n\n\
-         Conventions: `status` holds the numeric HTTP code as a string, `success` is \
-         `\"true\"`/`\"false\"`, the overflow value of a bounded label is `__other__`, a value \
-         that cannot be classified is `unknown`. Series of a target, peer or label value that \
-         has gone away expire after `series_ttl` (default 10m).\n\n\
-         | name | type | labels | help |\n| --- | --- | --- | --- |\n",
-    );
-    for def in ALL.iter().chain(PROCESS) {
-        let labels = def
-            .labels
-            .iter()
-            .map(|label| format!("`{label}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
-            def.name,
-            def.kind.as_str(),
-            labels,
-            def.help.replace('|', "\\|")
-        ));
-    }
-    out
-}
-
 /// The definition of an exported family, if it is catalogued.
 pub fn find(name: &str) -> Option<&'static Def> {
     ALL.iter().chain(PROCESS).find(|def| def.name == name)
@@ -577,7 +547,7 @@ pub fn find(name: &str) -> Option<&'static Def> {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashSet, path::Path};
+    use std::collections::HashSet;
 
     use super::*;
 
@@ -610,19 +580,5 @@ mod tests {
         for set in [buckets::HTTP, buckets::DATABASE, buckets::EXECUTION] {
             assert!(set.windows(2).all(|pair| pair[0] < pair[1]), "{set:?}");
         }
-    }
-
-    #[test]
-    fn docs_match_the_catalogue() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
-        let rendered = markdown();
-        if std::env::var_os("LOUPE_BLESS").is_some() {
-            std::fs::write(&path, &rendered).unwrap();
-        }
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == rendered,
-            "docs/metrics.md is stale; run LOUPE_BLESS=1 cargo test -p loupe catalogue"
-        );
     }
 }

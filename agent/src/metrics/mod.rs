@@ -2,6 +2,7 @@
 //! bookkeeping that keeps label sets bounded and expires idle series.
 pub mod catalogue;
 pub mod custom;
+pub mod reference;
 mod series;
 
 use std::collections::HashMap;
