@@ -67,6 +67,14 @@ pub struct RunArgs {
     /// Track the processes listening on this TCP port (repeatable).
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
+    /// Track the processes of this container: its id, or at least its
+    /// first 12 hex digits, as `docker ps` or `crictl ps` show it (repeatable).
+    #[arg(long = "container", value_name = "ID")]
+    pub containers: Vec<String>,
+    /// Track the processes of every container of this Kubernetes pod, by
+    /// its UID (repeatable).
+    #[arg(long = "pod-uid", value_name = "UID")]
+    pub pod_uids: Vec<String>,
     /// Name of the service the selector flags form (default: the first
     /// matched process's executable name).
     #[arg(long, value_name = "NAME")]
@@ -99,7 +107,11 @@ pub struct RunArgs {
 impl RunArgs {
     /// The flags as overrides of the configuration file.
     pub fn overrides(&self) -> Overrides {
-        let selects = !self.pids.is_empty() || !self.processes.is_empty() || !self.ports.is_empty();
+        let selects = !self.pids.is_empty()
+            || !self.processes.is_empty()
+            || !self.ports.is_empty()
+            || !self.containers.is_empty()
+            || !self.pod_uids.is_empty();
         Overrides {
             listen: self.listen.clone(),
             rescan_interval: self.rescan_interval.clone(),
@@ -109,6 +121,8 @@ impl RunArgs {
                 pids: self.pids.clone(),
                 processes: self.processes.clone(),
                 ports: self.ports.clone(),
+                containers: self.containers.clone(),
+                pod_uids: self.pod_uids.clone(),
                 routes: self.routes.clone(),
                 exclude_paths: self.exclude_paths.clone(),
             }),

@@ -1,11 +1,15 @@
 //! Finding the processes each service's selectors match in `/proc`: by PID,
-//! by command line, by listening TCP port, plus the descendants of every
-//! tracked process. Runs off the async runtime (it does blocking reads).
+//! by command line, by listening TCP port, by container or pod (from
+//! `/proc/PID/cgroup`), plus the descendants of every tracked process. Runs off the async runtime (it does blocking reads).
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use loupe_common::tcp;
 
-use crate::{config::ServiceSpec, procfs::Procfs};
+use crate::{
+    config::ServiceSpec,
+    container::{self, Container},
+    procfs::Procfs,
+};
 
 /// What one scan found, relative to the processes already tracked.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -54,6 +58,8 @@ pub fn discover(
             assign(pid, service);
         }
     }
+    // Read only when a service selects by container or pod, once per scan.
+    let mut containers: Option<HashMap<u32, Container>> = None;
     for (index, spec) in specs.iter().enumerate() {
         let service = index as u32;
         for &pid in &spec.pids {
@@ -74,6 +80,29 @@ pub fn discover(
         if !spec.ports.is_empty() {
             for pid in owners.listening_on(proc, &spec.ports, &parent) {
                 assign(pid, service);
+            }
+        }
+        if !spec.containers.is_empty() || !spec.pod_uids.is_empty() {
+            let containers = containers.get_or_insert_with(|| {
+                parent
+                    .keys()
+                    .filter_map(|&pid| Some((pid, container::parse(&proc.cgroup(pid)?))))
+                    .filter(|(_, c)| !c.is_empty())
+                    .collect()
+            });
+            for (&pid, c) in containers.iter() {
+                let by_id = c.id.as_ref().is_some_and(|id| {
+                    spec.containers
+                        .iter()
+                        .any(|prefix| id.starts_with(prefix.as_str()))
+                });
+                let by_pod = c
+                    .pod_uid
+                    .as_ref()
+                    .is_some_and(|uid| spec.pod_uids.contains(uid));
+                if by_id || by_pod {
+                    assign(pid, service);
+                }
             }
         }
     }
@@ -175,6 +204,8 @@ mod tests {
             pids,
             processes: processes.iter().map(|p| Regex::new(p).unwrap()).collect(),
             ports,
+            containers: Vec::new(),
+            pod_uids: Vec::new(),
             routes: Vec::new(),
             exclude_paths: Vec::new(),
             origin: "test".into(),

@@ -19,6 +19,7 @@ pub mod client;
 pub mod collectors;
 pub mod config;
 pub mod connections;
+pub mod container;
 pub mod discovery;
 pub mod ebpf;
 pub mod events;

@@ -172,6 +172,11 @@ impl Procfs {
         ))
     }
 
+    /// The text of `/proc/PID/cgroup` (see `container::parse`).
+    pub fn cgroup(&self, pid: u32) -> Option<String> {
+        fs::read_to_string(self.pid_path(pid, "cgroup")).ok()
+    }
+
     /// File name of the executable (`/proc/PID/exe`), falling back to `comm`.
     pub fn exe_name(&self, pid: u32) -> Option<String> {
         if let Ok(exe) = fs::read_link(self.pid_path(pid, "exe"))

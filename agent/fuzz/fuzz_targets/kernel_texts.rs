@@ -1,8 +1,9 @@
-//! What loupe reads from the kernel: /proc files, tracepoint formats, BTF.
+//! What loupe reads from the kernel: /proc files (cgroups too), tracepoint
+//! formats, BTF.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loupe::{ebpf, procfs};
+use loupe::{container, ebpf, procfs};
 
 fuzz_target!(|data: &[u8]| {
     let _ = ebpf::btf::Btf::parse(data).map(|btf| ebpf::btf::kernel_offsets(&btf));
@@ -12,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = procfs::parse_socket_link(&text);
     let _ = procfs::parse_ns_link(&text);
     let _ = procfs::parse_cmdline(data);
+    let _ = container::parse(&text);
     let _ = ebpf::tracefs::parse_format(&text);
     let _ = ebpf::tracefs::mount_points(&text, "tracefs");
 });

@@ -21,7 +21,7 @@ use self::{
     http::{FileHttp, FilePrincipals, HttpConfig},
     rules::{FileRule, FileSemantic},
 };
-use crate::{http::endpoint::Template, rules::RuleSet};
+use crate::{container, http::endpoint::Template, rules::RuleSet};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
@@ -58,8 +58,13 @@ pub enum ConfigError {
     PortZero { origin: String },
     #[error("{origin}: PID 0 cannot be selected")]
     PidZero { origin: String },
-    #[error("{origin}: service selects no process; give at least one of pids, processes, ports")]
+    #[error(
+        "{origin}: service selects no process; give at least one of pids, processes, ports, \
+         containers, pod_uids"
+    )]
     NoSelector { origin: String },
+    #[error("{origin}: {reason}")]
+    Selector { origin: String, reason: String },
     #[error("{origin}: service name `{name}` is empty or longer than {MAX_NAME_LEN} characters")]
     BadName { origin: String, name: String },
     #[error("service name `{0}` is used twice; service names must be unique")]
@@ -117,6 +122,12 @@ pub struct FileService {
     pub processes: Vec<String>,
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// Container ids (or their first 12 or more hex digits).
+    #[serde(default)]
+    pub containers: Vec<String>,
+    /// Kubernetes pod UIDs: every container of the pod.
+    #[serde(default)]
+    pub pod_uids: Vec<String>,
     /// Route templates for the `endpoint` label, e.g. `/users/{id}`.
     #[serde(default)]
     pub routes: Vec<String>,
@@ -143,6 +154,10 @@ pub struct ServiceSpec {
     pub pids: Vec<u32>,
     pub processes: Vec<Regex>,
     pub ports: Vec<u16>,
+    /// Lower-case container id prefixes.
+    pub containers: Vec<String>,
+    /// Lower-case pod UIDs.
+    pub pod_uids: Vec<String>,
     pub routes: Vec<Template>,
     pub exclude_paths: Vec<String>,
     /// Where it was defined, for messages.
@@ -199,7 +214,12 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
             name: name.clone(),
         });
     }
-    if raw.pids.is_empty() && raw.processes.is_empty() && raw.ports.is_empty() {
+    if raw.pids.is_empty()
+        && raw.processes.is_empty()
+        && raw.ports.is_empty()
+        && raw.containers.is_empty()
+        && raw.pod_uids.is_empty()
+    {
         return Err(ConfigError::NoSelector { origin });
     }
     if raw.ports.contains(&0) {
@@ -208,6 +228,33 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
     if raw.pids.contains(&0) {
         return Err(ConfigError::PidZero { origin });
     }
+    // Container and pod selectors, lower-cased, or the one that is not.
+    let select = |values: &[String], valid: fn(&str) -> bool, what: &str| {
+        values
+            .iter()
+            .map(|value| {
+                let value = value.to_ascii_lowercase();
+                if valid(&value) {
+                    Ok(value)
+                } else {
+                    Err(ConfigError::Selector {
+                        origin: origin.clone(),
+                        reason: format!("`{value}` is not {what}"),
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let containers = select(
+        &raw.containers,
+        container::is_id_prefix,
+        "a container id (12 to 64 hex digits)",
+    )?;
+    let pod_uids = select(
+        &raw.pod_uids,
+        container::is_pod_uid,
+        "a pod UID (metadata.uid: 8-4-4-4-12 hex digits)",
+    )?;
     let processes = raw
         .processes
         .iter()
@@ -234,6 +281,8 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
         pids: raw.pids,
         processes,
         ports: raw.ports,
+        containers,
+        pod_uids,
         routes,
         exclude_paths: raw.exclude_paths,
         origin,
@@ -253,10 +302,13 @@ impl Config {
             let name = s.name.as_deref().unwrap_or("(named after its executable)");
             let _ = writeln!(
                 out,
-                "service {name}: pids {:?}, processes {:?}, ports {:?}, {} route template(s)",
+                "service {name}: pids {:?}, processes {:?}, ports {:?}, containers {:?}, pod UIDs \
+                 {:?}, {} route template(s)",
                 s.pids,
                 s.processes.iter().map(Regex::as_str).collect::<Vec<_>>(),
                 s.ports,
+                s.containers,
+                s.pod_uids,
                 s.routes.len()
             );
         }
@@ -471,6 +523,31 @@ pids = [1]
         assert!(matches!(err, ConfigError::NoSelector { .. }), "{err}");
         let err = build("[[services]]\nports = [0]\n", Overrides::default()).unwrap_err();
         assert!(matches!(err, ConfigError::PortZero { .. }), "{err}");
+        let err = build(
+            "[[services]]\ncontainers = [\"abc\"]\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`abc` is not a container id"),
+            "{err}"
+        );
+        let err = build(
+            "[[services]]\npod_uids = [\"pod-1\"]\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not a pod UID"), "{err}");
+        let ok = build(
+            "[[services]]\ncontainers = [\"3F1C2B9E8D7A\"]\npod_uids = [\"7D3C9A1E-2B4F-4E6A-8C0D-1F2E3A4B5C6D\"]\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.services[0].containers, ["3f1c2b9e8d7a"]);
+        assert_eq!(
+            ok.services[0].pod_uids,
+            ["7d3c9a1e-2b4f-4e6a-8c0d-1f2e3a4b5c6d"]
+        );
         let err = build(
             "[[services]]\nname=\"a\"\npids=[1]\n[[services]]\nname=\"a\"\npids=[2]\n",
             Overrides::default(),
