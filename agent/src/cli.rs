@@ -125,6 +125,7 @@ impl RunArgs {
                 pod_uids: self.pod_uids.clone(),
                 routes: self.routes.clone(),
                 exclude_paths: self.exclude_paths.clone(),
+                ..FileService::default()
             }),
         }
     }

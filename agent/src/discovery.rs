@@ -8,6 +8,7 @@ use loupe_common::tcp;
 use crate::{
     config::ServiceSpec,
     container::{self, Container},
+    k8s::pods::PodIndex,
     procfs::Procfs,
 };
 
@@ -28,13 +29,15 @@ pub struct PortOwners {
 }
 
 /// Scans `/proc`. `tracked` maps tracked PIDs to their service; `exclude` is
-/// never matched (loupe itself).
+/// never matched (loupe itself); `pods` places containers in Kubernetes
+/// pods (empty outside Kubernetes).
 pub fn discover(
     proc: &Procfs,
     specs: &[ServiceSpec],
     tracked: &HashMap<u32, u32>,
     exclude: u32,
     owners: &mut PortOwners,
+    pods: &PodIndex,
 ) -> Discovery {
     let mut parent = HashMap::new();
     for pid in proc.pids() {
@@ -82,7 +85,7 @@ pub fn discover(
                 assign(pid, service);
             }
         }
-        if !spec.containers.is_empty() || !spec.pod_uids.is_empty() {
+        if !spec.containers.is_empty() || !spec.pod_uids.is_empty() || spec.k8s.is_some() {
             let containers = containers.get_or_insert_with(|| {
                 parent
                     .keys()
@@ -100,7 +103,13 @@ pub fn discover(
                     .pod_uid
                     .as_ref()
                     .is_some_and(|uid| spec.pod_uids.contains(uid));
-                if by_id || by_pod {
+                let by_k8s = spec.k8s.as_ref().is_some_and(|selector| {
+                    pods.place(c.id.as_deref(), c.pod_uid.as_deref())
+                        .is_some_and(|p| {
+                            selector.matches(&p.pod.namespace, &p.pod.name, p.container)
+                        })
+                });
+                if by_id || by_pod || by_k8s {
                     assign(pid, service);
                 }
             }
@@ -206,6 +215,7 @@ mod tests {
             ports,
             containers: Vec::new(),
             pod_uids: Vec::new(),
+            k8s: None,
             routes: Vec::new(),
             exclude_paths: Vec::new(),
             origin: "test".into(),
@@ -245,6 +255,7 @@ mod tests {
                 &HashMap::new(),
                 0,
                 &mut PortOwners::default(),
+                &PodIndex::default(),
             );
             if found.add.len() >= 2 {
                 break;
@@ -260,6 +271,7 @@ mod tests {
             &HashMap::new(),
             pid,
             &mut PortOwners::default(),
+            &PodIndex::default(),
         );
         assert!(!by_pid.add.iter().any(|(p, _)| *p == pid), "excluded pid");
     }
@@ -272,7 +284,14 @@ mod tests {
         child.0.kill().unwrap();
         child.0.wait().unwrap();
         let tracked = HashMap::from([(pid, 0)]);
-        let found = discover(&proc, &[], &tracked, 0, &mut PortOwners::default());
+        let found = discover(
+            &proc,
+            &[],
+            &tracked,
+            0,
+            &mut PortOwners::default(),
+            &PodIndex::default(),
+        );
         assert_eq!(found.gone, vec![pid]);
     }
 
@@ -289,6 +308,7 @@ mod tests {
             &HashMap::new(),
             0,
             &mut owners,
+            &PodIndex::default(),
         );
         assert!(found.add.contains(&(me, 0)), "{found:?}");
         // The second scan resolves the owner from the cache.
@@ -298,6 +318,7 @@ mod tests {
             &HashMap::new(),
             0,
             &mut owners,
+            &PodIndex::default(),
         );
         assert!(again.add.contains(&(me, 0)));
         let unused = discover(
@@ -306,6 +327,7 @@ mod tests {
             &HashMap::new(),
             0,
             &mut owners,
+            &PodIndex::default(),
         );
         assert!(unused.add.is_empty(), "{unused:?}");
     }

@@ -24,6 +24,7 @@ pub mod discovery;
 pub mod ebpf;
 pub mod events;
 pub mod http;
+pub mod k8s;
 pub mod metrics;
 pub mod mysql;
 pub mod openapi;

@@ -4,6 +4,7 @@
 //! Every test needs root (it loads eBPF programs); run them with
 //! `cargo xtask test`, which builds the agent and starts PostgreSQL and Redis.
 pub mod agent_service;
+pub mod cgroup;
 
 use std::{
     collections::HashMap,

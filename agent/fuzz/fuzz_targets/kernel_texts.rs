@@ -1,9 +1,9 @@
 //! What loupe reads from the kernel: /proc files (cgroups too), tracepoint
-//! formats, BTF.
+//! formats, BTF; and the Kubernetes API's pod list.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loupe::{container, ebpf, procfs};
+use loupe::{container, ebpf, k8s, procfs};
 
 fuzz_target!(|data: &[u8]| {
     let _ = ebpf::btf::Btf::parse(data).map(|btf| ebpf::btf::kernel_offsets(&btf));
@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = procfs::parse_ns_link(&text);
     let _ = procfs::parse_cmdline(data);
     let _ = container::parse(&text);
+    let _ = k8s::pods::PodIndex::parse(data);
     let _ = ebpf::tracefs::parse_format(&text);
     let _ = ebpf::tracefs::mount_points(&text, "tracefs");
 });

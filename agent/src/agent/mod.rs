@@ -28,6 +28,7 @@ use crate::{
     discovery::{self, PortOwners},
     ebpf::{DataHookChoice, LoadError, Probes},
     events,
+    k8s::pods::SharedPods,
     metrics::Metrics,
     procfs::Procfs,
     server::{self, BindError, Endpoint},
@@ -67,9 +68,15 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 /// Scans `/proc` on the blocking pool and applies the result.
-async fn rescan(state: &Arc<Mutex<State>>, specs: &Arc<Vec<ServiceSpec>>, owners: &mut PortOwners) {
+async fn rescan(
+    state: &Arc<Mutex<State>>,
+    specs: &Arc<Vec<ServiceSpec>>,
+    owners: &mut PortOwners,
+    pods: &SharedPods,
+) {
     let tracked = lock(state).tracked_snapshot();
     let specs = Arc::clone(specs);
+    let pods = pods.snapshot();
     let mut taken = std::mem::take(owners);
     let result = tokio::task::spawn_blocking(move || {
         let found = discovery::discover(
@@ -78,6 +85,7 @@ async fn rescan(state: &Arc<Mutex<State>>, specs: &Arc<Vec<ServiceSpec>>, owners
             &tracked,
             std::process::id(),
             &mut taken,
+            &pods,
         );
         (found, taken)
     })
@@ -177,6 +185,33 @@ pub async fn collect(config: Config) -> Result<(), AgentError> {
     outcome
 }
 
+/// The node's pod list, refreshed from the Kubernetes API when configured
+/// (a collector named `kubernetes`, with the collectors' health metrics).
+fn pod_lookup(
+    config: &Config,
+    pods: &SharedPods,
+    metrics: &Metrics,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let k8s = config.kubernetes.clone()?;
+    #[cfg(feature = "kubernetes")]
+    {
+        let interval = k8s.refresh;
+        let lookup = crate::k8s::api::PodLookup::new(k8s, pods.clone());
+        Some(tokio::spawn(crate::collectors::run(
+            lookup,
+            interval,
+            config.collectors.timeout,
+            metrics.clone(),
+        )))
+    }
+    #[cfg(not(feature = "kubernetes"))]
+    {
+        let _ = (k8s, pods, metrics);
+        warn!("built without the kubernetes feature: Kubernetes selectors match nothing");
+        None
+    }
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentError> {
     let proc = Procfs::default();
@@ -206,11 +241,14 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
     let state = Arc::new(Mutex::new(State::new(&config, probes, metrics)));
     let specs = Arc::new(config.services.clone());
     let mut owners = PortOwners::default();
-    rescan(&state, &specs, &mut owners).await;
+    let pods = SharedPods::default();
+    let lookup = pod_lookup(&config, &pods, &lock(&state).metrics);
+    rescan(&state, &specs, &mut owners, &pods).await;
     ready.store(true, Ordering::Release);
     start_fetches(&state, Instant::now());
 
-    let collectors = crate::collectors::spawn(&config.collectors, &lock(&state).metrics);
+    let mut collectors = crate::collectors::spawn(&config.collectors, &lock(&state).metrics);
+    collectors.extend(lookup);
     let mut events = tokio::spawn(read_events(ring, Arc::clone(&state)));
     let scans = {
         let state = Arc::clone(&state);
@@ -220,7 +258,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                rescan(&state, &specs, &mut owners).await;
+                rescan(&state, &specs, &mut owners, &pods).await;
             }
         })
     };

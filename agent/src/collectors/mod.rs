@@ -92,8 +92,13 @@ impl Collector for Collectors {
     }
 }
 
-#[cfg_attr(not(feature = "collectors"), allow(dead_code))]
-async fn run<C: Collector>(
+/// Runs `collector` every `interval`, each run cut off after `timeout`,
+/// until aborted.
+#[cfg_attr(
+    not(any(feature = "collectors", feature = "kubernetes")),
+    allow(dead_code)
+)]
+pub(crate) async fn run<C: Collector>(
     mut collector: C,
     interval: Duration,
     timeout: Duration,

@@ -3,6 +3,7 @@
 //! names the line.
 pub mod collectors;
 pub mod http;
+pub mod kubernetes;
 pub mod queries;
 pub mod rules;
 
@@ -60,7 +61,7 @@ pub enum ConfigError {
     PidZero { origin: String },
     #[error(
         "{origin}: service selects no process; give at least one of pids, processes, ports, \
-         containers, pod_uids"
+         containers, pod_uids, k8s_namespace, k8s_pods, k8s_containers"
     )]
     NoSelector { origin: String },
     #[error("{origin}: {reason}")]
@@ -104,6 +105,7 @@ pub struct FileConfig {
     pub semantic: FileSemantic,
     #[serde(default)]
     pub collectors: FileCollectors,
+    pub kubernetes: Option<kubernetes::FileKubernetes>,
     #[serde(default)]
     pub rules: Vec<toml::Spanned<FileRule>>,
     /// Byte offsets where the file's lines start (for messages).
@@ -128,6 +130,14 @@ pub struct FileService {
     /// Kubernetes pod UIDs: every container of the pod.
     #[serde(default)]
     pub pod_uids: Vec<String>,
+    /// By Kubernetes metadata (the pod list of the node, see
+    /// `[kubernetes]`): namespace, pod names (regular expressions over the
+    /// whole name), container names.
+    pub k8s_namespace: Option<String>,
+    #[serde(default)]
+    pub k8s_pods: Vec<String>,
+    #[serde(default)]
+    pub k8s_containers: Vec<String>,
     /// Route templates for the `endpoint` label, e.g. `/users/{id}`.
     #[serde(default)]
     pub routes: Vec<String>,
@@ -158,6 +168,7 @@ pub struct ServiceSpec {
     pub containers: Vec<String>,
     /// Lower-case pod UIDs.
     pub pod_uids: Vec<String>,
+    pub k8s: Option<kubernetes::K8sSelector>,
     pub routes: Vec<Template>,
     pub exclude_paths: Vec<String>,
     /// Where it was defined, for messages.
@@ -174,6 +185,9 @@ pub struct Config {
     pub http: HttpConfig,
     pub rules: RuleSet,
     pub collectors: CollectorsConfig,
+    /// Set when a service selects by Kubernetes metadata or the file has
+    /// a `[kubernetes]` section (`loupe run` only).
+    pub kubernetes: Option<kubernetes::KubernetesConfig>,
 }
 
 impl FileConfig {
@@ -219,6 +233,9 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
         && raw.ports.is_empty()
         && raw.containers.is_empty()
         && raw.pod_uids.is_empty()
+        && raw.k8s_namespace.is_none()
+        && raw.k8s_pods.is_empty()
+        && raw.k8s_containers.is_empty()
     {
         return Err(ConfigError::NoSelector { origin });
     }
@@ -283,6 +300,12 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
         ports: raw.ports,
         containers,
         pod_uids,
+        k8s: kubernetes::selector(
+            &origin,
+            raw.k8s_namespace,
+            &raw.k8s_pods,
+            raw.k8s_containers,
+        )?,
         routes,
         exclude_paths: raw.exclude_paths,
         origin,
@@ -311,6 +334,15 @@ impl Config {
                 s.pod_uids,
                 s.routes.len()
             );
+            if let Some(k8s) = &s.k8s {
+                let _ = writeln!(
+                    out,
+                    "  in Kubernetes: namespace {}, pods {:?}, containers {:?}",
+                    k8s.namespace.as_deref().unwrap_or("any"),
+                    k8s.pods.iter().map(Regex::as_str).collect::<Vec<_>>(),
+                    k8s.containers
+                );
+            }
         }
         let semantic = &self.rules.semantic;
         let _ = writeln!(
@@ -424,6 +456,14 @@ impl Config {
             std::env::var(var).ok()
         })?;
         http.auth.label_headers = rules.label_headers();
+        let by_k8s = services.iter().any(|s| s.k8s.is_some());
+        let kubernetes = if needs_services {
+            kubernetes::build(&path, file.kubernetes.take(), by_k8s, &|var| {
+                std::env::var(var).ok()
+            })?
+        } else {
+            None
+        };
         let mut names: Vec<&str> = services.iter().filter_map(|s| s.name.as_deref()).collect();
         names.sort_unstable();
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -437,6 +477,7 @@ impl Config {
             http,
             rules,
             collectors,
+            kubernetes,
         })
     }
 }
