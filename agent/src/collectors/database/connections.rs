@@ -71,14 +71,15 @@ pub fn query(
             ));
         }
     };
+    // No filter given: the collector's own user's connections.
     let unfiltered = *filter == ConnectionFilter::default();
-    let user = match (&filter.user, dialect) {
-        (Some(user), _) => placeholder(user.clone()),
-        (None, Dialect::Postgres) if unfiltered => "current_user".into(),
-        (None, _) if unfiltered => "SUBSTRING_INDEX(CURRENT_USER(), '@', 1)".into(),
-        (None, _) => String::new(),
+    let user = match &filter.user {
+        Some(user) => Some(placeholder(user.clone())),
+        None if !unfiltered => None,
+        None if dialect == Dialect::Postgres => Some("current_user".to_owned()),
+        None => Some("SUBSTRING_INDEX(CURRENT_USER(), '@', 1)".to_owned()),
     };
-    if !user.is_empty() {
+    if let Some(user) = user {
         let column = if dialect == Dialect::Postgres {
             "usename"
         } else {
