@@ -1,5 +1,5 @@
 //! Selecting a service by Kubernetes namespace, pod name and container
-//! name: a real HTTP server moved into a pod's container cgroup, and the
+//! name, and the `k8s_*` labels on its metrics: a real HTTP server moved into a pod's container cgroup, and the
 //! node's pod list from `fixtures/k8s_api.py`, a stand-in for the API server
 //! (no cluster runs here) speaking HTTPS with a CA of the test's own and
 //! checking the service account token. Root required: `cargo xtask test`.
@@ -8,7 +8,7 @@ use std::{fs, path::Path, process::Command};
 use loupe_tests::{
     Agent, Fixture,
     cgroup::{PodCgroup, UID},
-    http_server, requests, series, targets,
+    http_server, requests, series,
 };
 
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.test-service-account-token";
@@ -76,20 +76,51 @@ fn services_are_selected_by_namespace_pod_and_container_name() {
     let agent = Agent::start(&["--config", &d("loupe.toml")]);
     let up = series("loupe_collector_up", &[("collector", "kubernetes")]);
     agent.wait_for(&up, 1.0);
-    agent.wait_for(&targets("api"), 1.0);
+    assert_eq!(agent.wait_for_total("loupe_targets", "api", 1.0), 1.0);
     requests(outside, 5);
     requests(inside, 41);
     let total = agent.wait_for_total("agent_requests_total", "api", 41.0);
     assert_eq!(total, 41.0, "only the pod's server is measured");
     let scrape = agent.scrape();
     assert_eq!(
-        scrape.get(&targets("sidecar")).unwrap_or(0.0),
+        scrape.total("loupe_targets", "sidecar"),
         0.0,
         "no container named envoy"
+    );
+    // Every series of the service names its pod.
+    let pod = "k8s_container=\"api\",k8s_namespace=\"agents\",k8s_pod=\"agent-api-7c9f-x2k\"";
+    let requests_of_pod: f64 = scrape
+        .matching("agent_requests_total{")
+        .iter()
+        .filter(|(series, _)| series.contains(pod))
+        .map(|(_, value)| value)
+        .sum();
+    assert_eq!(requests_of_pod, 41.0, "{}", scrape.text);
+    assert_eq!(
+        scrape.get(&format!("loupe_targets{{{pod},service=\"api\"}}")),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
+    // The configured service itself (processes outside any pod) has none.
+    assert_eq!(
+        scrape.get(
+            "loupe_targets{k8s_container=\"\",k8s_namespace=\"\",k8s_pod=\"\",service=\"api\"}"
+        ),
+        Some(0.0)
     );
     agent.assert_nothing_lost();
     assert!(api.expect("request ").ends_with("200"));
     assert!(!agent.log().contains(TOKEN), "the token is never logged");
+    // The pod's process ends: the pod's own gauges go with it.
+    drop(server);
+    let gauge = format!("loupe_targets{{{pod},service=\"api\"}}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while agent.scrape().get(&gauge).is_some() {
+        assert!(std::time::Instant::now() < deadline, "{gauge} stays");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(agent.log().contains("pod gone"), "{}", agent.log());
     drop(agent);
 
     // A token the API server refuses: the lookup says why, once, and
@@ -105,9 +136,8 @@ fn services_are_selected_by_namespace_pod_and_container_name() {
     agent.wait_for_at_least(&errors, 2.0);
     let log = agent.log();
     assert_eq!(log.matches("token was refused").count(), 1, "{log}");
-    assert_eq!(agent.scrape().get(&targets("api")).unwrap_or(0.0), 0.0);
+    assert_eq!(agent.scrape().total("loupe_targets", "api"), 0.0);
     drop(agent);
-    drop(server);
     std::thread::sleep(std::time::Duration::from_millis(200));
     drop(cgroup);
     let _ = fs::remove_dir_all(&dir);

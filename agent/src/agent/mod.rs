@@ -223,7 +223,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
             });
         }
     }
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_kubernetes(config.kubernetes.is_some());
     let ready = Arc::new(AtomicBool::new(false));
     let listener = server::bind(config.listen).await?;
     let endpoint = Endpoint {
@@ -243,6 +243,15 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
     let mut owners = PortOwners::default();
     let pods = SharedPods::default();
     let lookup = pod_lookup(&config, &pods, &lock(&state).metrics);
+    if lookup.is_some() {
+        lock(&state).place_in_pods(pods.clone());
+        // Processes found before the node's pod list would be counted
+        // without their pod: give the first lookup a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pods.snapshot().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     rescan(&state, &specs, &mut owners, &pods).await;
     ready.store(true, Ordering::Release);
     start_fetches(&state, Instant::now());

@@ -42,7 +42,7 @@ impl State {
                 .get(service as usize)
                 .and_then(|s| s.name.as_deref())
                 .unwrap_or("unknown");
-            let wants = rules.wants(name, method, path);
+            let wants = rules.wants(crate::metrics::service_name(name), method, path);
             if wants.response > 0 && !capturing.contains(&service) {
                 newly.set(Some((service, wants.response)));
             }

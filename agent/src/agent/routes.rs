@@ -119,7 +119,7 @@ impl State {
         result: Result<Vec<String>, OpenApiError>,
         now: Instant,
     ) {
-        let name = self.name(job.service).to_owned();
+        let name = self.shown(job.service);
         let Some(service) = self.services.get_mut(job.service as usize) else {
             return;
         };

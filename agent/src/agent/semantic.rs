@@ -70,7 +70,11 @@ impl State {
     /// Applies the first rule matching the exchange, if any.
     pub(super) fn publish_rule(&mut self, service: u32, exchange: &Exchange, now: Instant) {
         let name = self.name(service).to_owned();
-        let Some(rule) = self.rules.matching(&name, &exchange.method, &exchange.path) else {
+        let Some(rule) = self.rules.matching(
+            crate::metrics::service_name(&name),
+            &exchange.method,
+            &exchange.path,
+        ) else {
             return;
         };
         let seen = evaluate(rule, &self.rules.semantic, exchange);

@@ -23,7 +23,8 @@ use crate::{
     ebpf::Probes,
     events::{DecodeError, Event, KINDS, UNDECODABLE},
     http::endpoint::Routes,
-    metrics::{LabelLimit, Metrics, SeriesClock, catalogue},
+    k8s::pods::SharedPods,
+    metrics::{LabelLimit, Metrics, SeriesClock, catalogue, service_value},
     procfs::Procfs,
     rules::RuleSet,
 };
@@ -83,6 +84,17 @@ pub struct State {
     /// `(service, protocol)` pairs seen on client connections (`redis`,
     /// or a `db_system`): their connection gauges are exported.
     pub(super) clients_seen: BTreeSet<(u32, &'static str)>,
+    /// In Kubernetes, the node's pods: a configured service's processes
+    /// are counted per pod and container, each as a service of its own
+    /// (appended after the configured ones) whose label value carries
+    /// them.
+    pods: Option<SharedPods>,
+    /// (configured service, namespace, pod, container) -> its service.
+    placed: HashMap<(u32, String, String, String), u32>,
+    /// How many services the configuration has (the placed ones follow).
+    configured: usize,
+    /// Placed services whose pod is gone, to reuse.
+    free: Vec<u32>,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -145,11 +157,80 @@ impl State {
             rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
             clients_seen: BTreeSet::new(),
             capturing: BTreeSet::new(),
+            pods: None,
+            placed: HashMap::new(),
+            configured: config.services.len(),
+            free: Vec::new(),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);
         }
         state
+    }
+
+    /// Counts processes per Kubernetes pod and container from now on.
+    pub fn place_in_pods(&mut self, pods: SharedPods) {
+        self.pods = Some(pods);
+    }
+
+    /// The service a newly found process of configured service `service`
+    /// counts under: in Kubernetes, the one of its pod and container
+    /// (made on first sight); else `service` itself.
+    fn placed_service(&mut self, service: u32, pid: u32) -> u32 {
+        let Some(pods) = &self.pods else {
+            return service;
+        };
+        // A process of a placed service (a child) stays where it is.
+        let configured = (service as usize) < self.configured;
+        let Some(cgroup) = self.proc.cgroup(pid).filter(|_| configured) else {
+            return service;
+        };
+        let container = crate::container::parse(&cgroup);
+        let index = pods.snapshot();
+        let Some(place) = index.place(container.id.as_deref(), container.pod_uid.as_deref()) else {
+            return service;
+        };
+        let key = (
+            service,
+            place.pod.namespace.clone(),
+            place.pod.name.clone(),
+            place.container.unwrap_or_default().to_owned(),
+        );
+        if let Some(&placed) = self.placed.get(&key) {
+            return placed;
+        }
+        self.ensure_name(service, pid);
+        let template = &self.services[service as usize];
+        let name = service_value(self.name(service), &key.1, &key.2, &key.3);
+        let placed = Service {
+            name: Some(name),
+            spec: template.spec.clone(),
+            targets: BTreeSet::new(),
+            listeners: HashSet::new(),
+            routes: Routes::new(template.spec.routes.iter().cloned()),
+            exclude_paths: template.exclude_paths.clone(),
+            listen_addrs: Vec::new(),
+            openapi_due: None,
+            openapi_failed: false,
+            waiting_logged: true,
+        };
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.services[index as usize] = placed;
+                index
+            }
+            None => {
+                self.services.push(placed);
+                self.services.len() as u32 - 1
+            }
+        };
+        self.placed.insert(key, index);
+        index
+    }
+
+    /// The service as logs show it (`name/namespace/pod/container`).
+    pub(super) fn shown(&self, service: u32) -> String {
+        self.name(service).replace('\u{1f}', "/")
     }
 
     pub(super) fn name(&self, service: u32) -> &str {
@@ -190,7 +271,7 @@ impl State {
         if let Some((tgid, fd)) = on {
             self.probes.raise_capture(tgid, fd, bytes);
         }
-        info!(service = %self.name(service), bytes, "capturing response bodies for route rules");
+        info!(service = %self.shown(service), bytes, "capturing response bodies for route rules");
     }
 
     pub(super) fn publish_targets(&self, service: u32) {
@@ -246,6 +327,7 @@ impl State {
         if self.tracked.contains_key(&pid) {
             return;
         }
+        let service = self.placed_service(service, pid);
         self.ensure_name(service, pid);
         if let Err(err) = self
             .probes
@@ -261,7 +343,7 @@ impl State {
         s.targets.insert(pid);
         s.waiting_logged = false;
         if parent == 0 {
-            info!(pid, service = %self.name(service), "tracking process");
+            info!(pid, service = %self.shown(service), "tracking process");
         }
         self.publish_targets(service);
         self.seed(pid, service, now);
@@ -281,9 +363,38 @@ impl State {
             for key in s.listeners.drain() {
                 let _ = self.probes.listeners.remove(&key);
             }
-            info!(pid, service = %self.name(service), "target exited; waiting for it to come back");
+            if (service as usize) >= self.configured {
+                self.retire(service);
+                return;
+            }
+            info!(pid, service = %self.shown(service), "target exited; waiting for it to come back");
         }
         self.publish_targets(service);
+    }
+
+    /// A placed service whose pod is gone: its per-service series go (the
+    /// counted ones expire with `series_ttl`), and its slot serves the
+    /// next pod, so that pod churn does not grow the agent.
+    fn retire(&mut self, service: u32) {
+        info!(service = %self.shown(service), "pod gone; its series expire");
+        let name = self.name(service).to_owned();
+        let m = &self.metrics;
+        for (family, labels) in [
+            (catalogue::TARGETS.name, vec![name.clone()]),
+            (catalogue::ROUTE_TEMPLATES.name, vec![name.clone()]),
+            (catalogue::ENDPOINT_OVERFLOW.name, vec![name.clone()]),
+        ]
+        .into_iter()
+        .chain(super::semantic::RULE_LABELS.iter().map(|label| {
+            (
+                catalogue::LABEL_OVERFLOW.name,
+                vec![name.clone(), (*label).to_owned()],
+            )
+        })) {
+            m.remove(family, &labels);
+        }
+        self.placed.retain(|_, &mut placed| placed != service);
+        self.free.push(service);
     }
 
     pub fn on_event(&mut self, event: Event<'_>, now: Instant) {
@@ -353,7 +464,8 @@ impl State {
         for (pid, service) in discovery.add {
             self.track(pid, service, 0, now);
         }
-        for s in &mut self.services {
+        // Placed services end with their pod; the configured one waits.
+        for s in &mut self.services[..self.configured] {
             if s.targets.is_empty() && !s.waiting_logged {
                 s.waiting_logged = true;
                 warn!(

@@ -55,7 +55,7 @@ impl RedisCollector {
             (&m.memory_used, info.memory_used_bytes),
         ] {
             if let Some(value) = value {
-                gauge.with_label_values::<&str>(&[]).set(value);
+                gauge.with_label_values(&[]).set(value);
             }
         }
         for (counter, key, value) in [

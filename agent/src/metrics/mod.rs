@@ -2,11 +2,13 @@
 //! bookkeeping that keeps label sets bounded and expires idle series.
 pub mod catalogue;
 pub mod custom;
+mod labelled;
 pub mod reference;
 mod series;
 
 use std::collections::HashMap;
 
+pub use labelled::{K8S_LABELS, Labelled, service_name, service_value};
 use prometheus::{
     CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, process_collector::ProcessCollector,
@@ -21,15 +23,17 @@ pub const OTHER: &str = "__other__";
 /// A labelled family, kept by name so that expired series can be removed.
 #[derive(Clone)]
 enum Family {
-    Gauge(IntGaugeVec),
-    Counter(IntCounterVec),
-    Histogram(HistogramVec),
+    Gauge(Labelled<IntGaugeVec>),
+    Counter(Labelled<IntCounterVec>),
+    Histogram(Labelled<HistogramVec>),
 }
 
 /// Builds families from catalogue entries and registers them.
 struct Builder {
     registry: Registry,
     families: HashMap<&'static str, Family>,
+    /// Families labelled by service also get the Kubernetes labels.
+    kubernetes: bool,
 }
 
 impl Builder {
@@ -40,25 +44,40 @@ impl Builder {
         c
     }
 
-    fn gauges(&mut self, def: &Def) -> IntGaugeVec {
-        let vec = self.register(
-            IntGaugeVec::new(Opts::new(def.name, def.help), def.labels).expect("valid def"),
-        );
+    /// The family's label names, and whether its service label expands.
+    fn labels(&self, def: &Def) -> (Vec<&'static str>, bool) {
+        let expand = self.kubernetes && def.labels.first() == Some(&"service");
+        let mut labels = def.labels.to_vec();
+        if expand {
+            labels.splice(1..1, K8S_LABELS);
+        }
+        (labels, expand)
+    }
+
+    fn gauges(&mut self, def: &Def) -> Labelled<IntGaugeVec> {
+        let (labels, expand) = self.labels(def);
+        let vec = self
+            .register(IntGaugeVec::new(Opts::new(def.name, def.help), &labels).expect("valid def"));
+        let vec = Labelled::new(vec, expand);
         self.families.insert(def.name, Family::Gauge(vec.clone()));
         vec
     }
 
-    fn counters(&mut self, def: &Def) -> IntCounterVec {
+    fn counters(&mut self, def: &Def) -> Labelled<IntCounterVec> {
+        let (labels, expand) = self.labels(def);
         let vec = self.register(
-            IntCounterVec::new(Opts::new(def.name, def.help), def.labels).expect("valid def"),
+            IntCounterVec::new(Opts::new(def.name, def.help), &labels).expect("valid def"),
         );
+        let vec = Labelled::new(vec, expand);
         self.families.insert(def.name, Family::Counter(vec.clone()));
         vec
     }
 
-    fn histograms(&mut self, def: &Def, buckets: &[f64]) -> HistogramVec {
+    fn histograms(&mut self, def: &Def, buckets: &[f64]) -> Labelled<HistogramVec> {
+        let (labels, expand) = self.labels(def);
         let opts = HistogramOpts::new(def.name, def.help).buckets(buckets.to_vec());
-        let vec = self.register(HistogramVec::new(opts, def.labels).expect("valid def"));
+        let vec = self.register(HistogramVec::new(opts, &labels).expect("valid def"));
+        let vec = Labelled::new(vec, expand);
         self.families
             .insert(def.name, Family::Histogram(vec.clone()));
         vec
@@ -89,31 +108,31 @@ impl Builder {
 /// vectors even without labels, so that nothing shows before a first run.
 #[derive(Clone)]
 pub struct RedisServer {
-    pub connected_clients: IntGaugeVec,
-    pub blocked_clients: IntGaugeVec,
-    pub ops_per_second: IntGaugeVec,
-    pub memory_used: IntGaugeVec,
+    pub connected_clients: Labelled<IntGaugeVec>,
+    pub blocked_clients: Labelled<IntGaugeVec>,
+    pub ops_per_second: Labelled<IntGaugeVec>,
+    pub memory_used: Labelled<IntGaugeVec>,
     pub commands_processed: CounterVec,
     pub keyspace_hits: CounterVec,
     pub keyspace_misses: CounterVec,
     pub commands: CounterVec,
     pub command_seconds: CounterVec,
-    pub keyspace_keys: IntGaugeVec,
-    pub keyspace_expires: IntGaugeVec,
+    pub keyspace_keys: Labelled<IntGaugeVec>,
+    pub keyspace_expires: Labelled<IntGaugeVec>,
 }
 
 /// The database collector's business gauges (vectors without labels, so
 /// that a gauge whose table is missing is absent rather than 0).
 #[derive(Clone)]
 pub struct Business {
-    pub users: IntGaugeVec,
-    pub api_keys: IntGaugeVec,
-    pub sessions: IntGaugeVec,
+    pub users: Labelled<IntGaugeVec>,
+    pub api_keys: Labelled<IntGaugeVec>,
+    pub sessions: Labelled<IntGaugeVec>,
 }
 
 impl Business {
     /// The gauge of a business metric, by name.
-    pub fn get(&self, name: &str) -> Option<&IntGaugeVec> {
+    pub fn get(&self, name: &str) -> Option<&Labelled<IntGaugeVec>> {
         match name {
             "users_total" => Some(&self.users),
             "api_keys_active" => Some(&self.api_keys),
@@ -128,57 +147,64 @@ impl Business {
 pub struct Metrics {
     pub registry: Registry,
     families: HashMap<&'static str, Family>,
-    pub requests: IntCounterVec,
-    pub request_duration: HistogramVec,
-    pub first_byte: HistogramVec,
-    pub requests_by_principal: IntCounterVec,
-    pub logins: IntCounterVec,
-    pub token_refreshes: IntCounterVec,
-    pub auth_failures: IntCounterVec,
-    pub agent_invocations: IntCounterVec,
-    pub agent_duration: HistogramVec,
-    pub agent_tokens: IntCounterVec,
-    pub tool_invocations: IntCounterVec,
-    pub tool_duration: HistogramVec,
-    pub db_queries: IntCounterVec,
-    pub db_duration: HistogramVec,
-    pub db_pool_size: IntGaugeVec,
-    pub db_pool_checked_out: IntGaugeVec,
-    pub redis_operations: IntCounterVec,
-    pub redis_duration: HistogramVec,
-    pub redis_errors: IntCounterVec,
-    pub redis_connections: IntGaugeVec,
+    pub requests: Labelled<IntCounterVec>,
+    pub request_duration: Labelled<HistogramVec>,
+    pub first_byte: Labelled<HistogramVec>,
+    pub requests_by_principal: Labelled<IntCounterVec>,
+    pub logins: Labelled<IntCounterVec>,
+    pub token_refreshes: Labelled<IntCounterVec>,
+    pub auth_failures: Labelled<IntCounterVec>,
+    pub agent_invocations: Labelled<IntCounterVec>,
+    pub agent_duration: Labelled<HistogramVec>,
+    pub agent_tokens: Labelled<IntCounterVec>,
+    pub tool_invocations: Labelled<IntCounterVec>,
+    pub tool_duration: Labelled<HistogramVec>,
+    pub db_queries: Labelled<IntCounterVec>,
+    pub db_duration: Labelled<HistogramVec>,
+    pub db_pool_size: Labelled<IntGaugeVec>,
+    pub db_pool_checked_out: Labelled<IntGaugeVec>,
+    pub redis_operations: Labelled<IntCounterVec>,
+    pub redis_duration: Labelled<HistogramVec>,
+    pub redis_errors: Labelled<IntCounterVec>,
+    pub redis_connections: Labelled<IntGaugeVec>,
     pub redis_server: RedisServer,
     pub business: Business,
-    pub db_server_connections: IntGaugeVec,
-    pub collector_query_success: IntGaugeVec,
-    pub collector_up: IntGaugeVec,
+    pub db_server_connections: Labelled<IntGaugeVec>,
+    pub collector_query_success: Labelled<IntGaugeVec>,
+    pub collector_up: Labelled<IntGaugeVec>,
     pub collector_duration: GaugeVec,
     pub collector_last_success: GaugeVec,
-    pub collector_errors: IntCounterVec,
-    pub rule_errors: IntCounterVec,
-    pub label_overflow: IntCounterVec,
-    pub tcp_active: IntGaugeVec,
-    pub tcp_opened: IntCounterVec,
-    pub tcp_active_by_peer: IntGaugeVec,
-    pub targets: IntGaugeVec,
+    pub collector_errors: Labelled<IntCounterVec>,
+    pub rule_errors: Labelled<IntCounterVec>,
+    pub label_overflow: Labelled<IntCounterVec>,
+    pub tcp_active: Labelled<IntGaugeVec>,
+    pub tcp_opened: Labelled<IntCounterVec>,
+    pub tcp_active_by_peer: Labelled<IntGaugeVec>,
+    pub targets: Labelled<IntGaugeVec>,
     pub programs_attached: IntGauge,
-    pub events: IntCounterVec,
+    pub events: Labelled<IntCounterVec>,
     pub events_lost: IntCounter,
     pub map_full: IntCounter,
-    pub tracked_sockets: IntGaugeVec,
-    pub unparsed: IntCounterVec,
-    pub endpoint_overflow: IntCounterVec,
-    pub route_templates: IntGaugeVec,
+    pub tracked_sockets: Labelled<IntGaugeVec>,
+    pub unparsed: Labelled<IntCounterVec>,
+    pub endpoint_overflow: Labelled<IntCounterVec>,
+    pub route_templates: Labelled<IntGaugeVec>,
     pub capture_connections: IntGauge,
 }
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_kubernetes(false)
+    }
+
+    /// With `kubernetes`, every family labelled by service also carries
+    /// `k8s_namespace`, `k8s_pod` and `k8s_container`.
+    pub fn with_kubernetes(kubernetes: bool) -> Self {
         use catalogue as c;
         let mut b = Builder {
             registry: Registry::new(),
             families: HashMap::new(),
+            kubernetes,
         };
         b.gauges(&c::BUILD_INFO)
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -281,6 +307,41 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_kubernetes_service_families_carry_the_pod() {
+        let metrics = Metrics::with_kubernetes(true);
+        let placed = service_value("api", "agents", "api-7c9f", "app");
+        metrics
+            .requests
+            .with_label_values(&[&placed, "GET", "/", "200", "none"])
+            .inc();
+        metrics.events.with_label_values(&["data"]).inc();
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "agent_requests_total{auth_type=\"none\",endpoint=\"/\",k8s_container=\"app\",\
+                 k8s_namespace=\"agents\",k8s_pod=\"api-7c9f\",method=\"GET\",service=\"api\",\
+                 status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("loupe_events_total{kind=\"data\"} 1"),
+            "{text}"
+        );
+        metrics.remove(
+            catalogue::AGENT_REQUESTS.name,
+            &[
+                placed,
+                "GET".into(),
+                "/".into(),
+                "200".into(),
+                "none".into(),
+            ],
+        );
+        assert!(!metrics.render().contains("agent_requests_total{"));
+    }
 
     #[test]
     fn exposes_only_catalogued_families_with_their_help() {

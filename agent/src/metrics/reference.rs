@@ -243,7 +243,9 @@ pub fn markdown() -> String {
          Conventions: `status` holds the numeric HTTP code as a string, `success` is \
          `\"true\"`/`\"false\"`, the overflow value of a bounded label is `__other__`, a value \
          that cannot be classified is `unknown`. Series of a target, peer or label value that \
-         has gone away expire after `series_ttl` (default 10m).\n",
+         has gone away expire after `series_ttl` (default 10m). With Kubernetes pod lookup on \
+         (`[kubernetes]`, docs/kubernetes.md), every family labelled by `service` also carries \
+         `k8s_namespace`, `k8s_pod` and `k8s_container` (empty for processes outside any pod).\n",
     );
     for section in SECTIONS {
         out.push_str(&format!(

@@ -235,7 +235,7 @@ impl DatabaseCollector {
                 continue;
             };
             match self.settle(metrics, gauge.name, result, BUSINESS_HINT)? {
-                Some(count) => vec.with_label_values::<&str>(&[]).set(count),
+                Some(count) => vec.with_label_values(&[]).set(count),
                 None => vec.reset(),
             }
         }
