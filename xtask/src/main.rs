@@ -47,7 +47,9 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         seconds: u32,
     },
-    /// Benchmark: nginx under wrk without and with loupe, side by side.
+    /// Benchmark: nginx, a hyper server and the FastAPI agent service under
+    /// wrk, without and with loupe (and FastAPI with its in-process
+    /// middleware), side by side; then the tax on untracked processes.
     Bench {
         /// Alternating rounds (bare, then with loupe).
         #[arg(long, default_value_t = 3)]
@@ -58,9 +60,12 @@ enum Command {
         /// wrk connections.
         #[arg(long, default_value_t = 16)]
         connections: u32,
-        /// loupe's data hook: `auto` or `tracepoints`.
+        /// loupe's data hook: `auto`, `tracepoints` or `sys-exit`.
         #[arg(long, default_value = "auto")]
         data_hook: String,
+        /// Only this target: nginx, hyper or fastapi.
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Build loupe, start the demo agent service and loupe beside it, send
     /// some traffic and keep serving /metrics until Ctrl-C.
@@ -88,11 +93,13 @@ fn main() -> anyhow::Result<()> {
             seconds,
             connections,
             data_hook,
+            target,
         } => bench::run(&bench::Options {
             rounds,
             seconds,
             connections,
             data_hook,
+            target,
         }),
     }
 }

@@ -1,0 +1,175 @@
+//! What the benchmark reads: wrk's report, the kernel's BPF statistics of
+//! loupe's programs, a process's CPU time and memory, loupe's own metrics.
+use std::{collections::BTreeMap, fs, process::Command};
+
+use anyhow::Context as _;
+
+use crate::sh::output;
+
+/// One wrk run.
+#[derive(Default, Clone, Copy)]
+pub struct Load {
+    pub requests: u64,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+pub fn wrk(url: &str, connections: u32, seconds: u32) -> anyhow::Result<Load> {
+    let text = output(Command::new("wrk").args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+        url,
+    ]))
+    .context("wrk failed (cargo xtask setup installs it)")?;
+    let micros = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|v| duration_us(v.trim()))
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Load {
+        requests: text
+            .lines()
+            .find(|l| l.contains(" requests in "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0),
+        rps: text
+            .lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0),
+        p50_us: micros("50%"),
+        p99_us: micros("99%"),
+    })
+}
+
+/// wrk prints `123.45us`, `1.20ms` or `2.00s`.
+pub fn duration_us(text: &str) -> f64 {
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        (text, f64::NAN)
+    };
+    number.parse::<f64>().unwrap_or(f64::NAN) * factor
+}
+
+/// Run time and run count of each BPF program, by program name.
+#[derive(Default, Clone)]
+pub struct Programs(pub BTreeMap<String, (u64, u64)>);
+
+impl Programs {
+    /// The programs `pid` holds, from its fdinfo (kernel BPF statistics).
+    pub fn of(pid: u32) -> Self {
+        let mut programs = BTreeMap::new();
+        let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            return Self(programs);
+        };
+        for info in entries.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok()) {
+            let value = |key: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let (Some(id), Some(ns), Some(runs)) =
+                (value("prog_id:"), value("run_time_ns:"), value("run_cnt:"))
+            else {
+                continue;
+            };
+            let entry = programs.entry(program_name(id)).or_insert((0, 0));
+            entry.0 += ns;
+            entry.1 += runs;
+        }
+        Self(programs)
+    }
+
+    pub fn since(&self, before: &Self) -> Self {
+        let mut delta = self.0.clone();
+        for (name, (ns, runs)) in &mut delta {
+            let (ns0, runs0) = before.0.get(name).copied().unwrap_or_default();
+            *ns -= ns0.min(*ns);
+            *runs -= runs0.min(*runs);
+        }
+        Self(delta)
+    }
+
+    pub fn total_ns(&self) -> u64 {
+        self.0.values().map(|(ns, _)| ns).sum()
+    }
+}
+
+/// `bpftool prog show id N` prints `N: type  name NAME  tag ...`.
+fn program_name(id: u64) -> String {
+    output(Command::new("bpftool").args(["prog", "show", "id", &id.to_string()]))
+        .and_then(|text| {
+            let mut words = text.split_whitespace();
+            words.find(|w| *w == "name")?;
+            words.next().map(str::to_owned)
+        })
+        .unwrap_or_else(|| format!("id {id}"))
+}
+
+/// A process's CPU time (ticks) and memory (kB, now and at its peak).
+pub struct Usage {
+    pub ticks: u64,
+    pub rss_kb: u64,
+    pub peak_kb: u64,
+}
+
+pub fn usage(pid: u32) -> Usage {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 11 and 12 after ")".
+    Usage {
+        ticks: ticks(11) + ticks(12),
+        rss_kb: kb("VmRSS:"),
+        peak_kb: kb("VmHWM:"),
+    }
+}
+
+/// The sum of the series starting with `series` on loupe's `/metrics`.
+pub fn scrape(port: u16, series: &str) -> f64 {
+    let text =
+        output(Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/metrics")]))
+            .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_us;
+
+    #[test]
+    fn reads_wrk_durations() {
+        assert_eq!(duration_us("81.69us"), 81.69);
+        assert_eq!(duration_us("4.20ms"), 4200.0);
+        assert_eq!(duration_us("1.5s"), 1_500_000.0);
+        assert!(duration_us("?").is_nan());
+    }
+}

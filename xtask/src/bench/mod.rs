@@ -1,0 +1,291 @@
+//! `cargo xtask bench`: servers under wrk without and with loupe, in
+//! alternating rounds of the same run (nginx, a hyper server, the FastAPI
+//! agent service; for FastAPI also with the in-process Prometheus
+//! middleware loupe replaces), then the tax loupe puts on processes it does
+//! not track. Prints throughput, latency, BPF time per request (kernel BPF
+//! statistics), agent CPU and memory, and whether loupe counted every
+//! request. A report, not a test: this machine is shared and noisy, so only
+//! side-by-side ratios mean something.
+mod measure;
+mod targets;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use self::{
+    measure::{Load, Programs, scrape, usage, wrk},
+    targets::Target,
+};
+use crate::sh::{self, Stop, is_root, root, wait_port};
+
+const LOUPE_PORT: u16 = 18_481;
+const NGINX_PORT: u16 = 18_480;
+const HYPER_PORT: u16 = 18_482;
+/// And the next port for the instrumented copy.
+const FASTAPI_PORT: u16 = 18_484;
+/// USER_HZ on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+/// 1-byte reads and writes of `dd` in the untracked-process measurement.
+const DD_BYTES: u32 = 500_000;
+
+pub struct Options {
+    pub rounds: u32,
+    pub seconds: u32,
+    pub connections: u32,
+    /// Passed to `loupe run --data-hook`.
+    pub data_hook: String,
+    /// Only this target (nginx, hyper, fastapi).
+    pub target: Option<String>,
+}
+
+/// What loupe cost during one run.
+#[derive(Default, Clone)]
+struct Cost {
+    bpf: Programs,
+    cpu_ticks: u64,
+    rss_kb: u64,
+    peak_kb: u64,
+    counted: f64,
+    lost: f64,
+}
+
+/// Starts `loupe run` on the target's port; stopped when dropped.
+fn start_loupe(options: &Options, loupe: &Path, target: &Target) -> anyhow::Result<Stop> {
+    let child = Command::new(loupe)
+        .args([
+            "run",
+            "--port",
+            &target.port.to_string(),
+            "--service",
+            target.name,
+        ])
+        .args(["--data-hook", &options.data_hook])
+        .args(["--listen", &format!("127.0.0.1:{LOUPE_PORT}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start loupe")?;
+    let agent = Stop(child);
+    wait_port(LOUPE_PORT, 30, "loupe")?;
+    sleep(Duration::from_secs(2));
+    Ok(agent)
+}
+
+fn with_loupe(options: &Options, loupe: &Path, target: &Target) -> anyhow::Result<(Load, Cost)> {
+    let agent = start_loupe(options, loupe, target)?;
+    let pid = agent.0.id();
+    let counted_before = scrape(LOUPE_PORT, "agent_requests_total");
+    let before = usage(pid);
+    let bpf_before = Programs::of(pid);
+    let load = wrk(
+        &target.url(target.port),
+        options.connections,
+        options.seconds,
+    )?;
+    sleep(Duration::from_secs(1));
+    let after = usage(pid);
+    let cost = Cost {
+        bpf: Programs::of(pid).since(&bpf_before),
+        cpu_ticks: after.ticks - before.ticks,
+        rss_kb: after.rss_kb,
+        peak_kb: after.peak_kb,
+        counted: scrape(LOUPE_PORT, "agent_requests_total") - counted_before,
+        lost: scrape(LOUPE_PORT, "loupe_events_lost_total"),
+    };
+    Ok((load, cost))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Rounds of bare / loupe (/ middleware) runs on one target.
+fn bench_target(options: &Options, loupe: &Path, target: &Target) -> anyhow::Result<()> {
+    println!(
+        "\n{} ({}{}), wrk -t1 -c{} -d{}s:",
+        target.name,
+        target.url(target.port),
+        if target.instrumented.is_some() {
+            "; `mw`: the same app with prometheus-fastapi-instrumentator, no loupe"
+        } else {
+            ""
+        },
+        options.connections,
+        options.seconds
+    );
+    println!(
+        "{:>5} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>13} {:>5} {:>9} {:>7}",
+        "round",
+        "rps bare",
+        "rps loupe",
+        "ratio",
+        "p50 +us",
+        "p99 +us",
+        "BPF ns",
+        "core/10k",
+        "CPU us",
+        "RSS MB",
+        "counted/sent",
+        "lost",
+        "rps mw",
+        "mw rat"
+    );
+    let (mut ratios, mut bpf, mut cpu, mut mw_ratios) = (vec![], vec![], vec![], vec![]);
+    let mut last = None;
+    for round in 1..=options.rounds {
+        let bare = wrk(
+            &target.url(target.port),
+            options.connections,
+            options.seconds,
+        )?;
+        let (load, cost) = with_loupe(options, loupe, target)?;
+        let middleware = target
+            .instrumented
+            .map(|port| wrk(&target.url(port), options.connections, options.seconds))
+            .transpose()?;
+        let ratio = load.rps / bare.rps;
+        let requests = load.requests.max(1) as f64;
+        let per_request = cost.bpf.total_ns() as f64 / requests;
+        let cpu_seconds = cost.cpu_ticks as f64 / TICKS_PER_SECOND;
+        let cores_per_10k = cpu_seconds / f64::from(options.seconds) / (load.rps / 10_000.0);
+        let cpu_us = cpu_seconds * 1e6 / requests;
+        let mw_ratio = middleware.map(|m| m.rps / bare.rps);
+        println!(
+            "{round:>5} {:>9.0} {:>9.0} {:>7.3} {:>8.0} {:>8.0} {:>8.0} {:>10.4} {:>8.2} {:>8.1} {:>13} {:>5} {:>9} {:>7}",
+            bare.rps,
+            load.rps,
+            ratio,
+            load.p50_us - bare.p50_us,
+            load.p99_us - bare.p99_us,
+            per_request,
+            cores_per_10k,
+            cpu_us,
+            cost.rss_kb as f64 / 1024.0,
+            format!("{:.0}/{}", cost.counted, load.requests),
+            cost.lost,
+            middleware.map_or("-".into(), |m| format!("{:.0}", m.rps)),
+            mw_ratio.map_or("-".into(), |r| format!("{r:.3}")),
+        );
+        ratios.push(ratio);
+        bpf.push(per_request);
+        cpu.push(cpu_us);
+        mw_ratios.extend(mw_ratio);
+        last = Some((cost.bpf, load.requests.max(1), cost.peak_kb));
+    }
+    let ratio = median(&mut ratios);
+    println!(
+        "median: throughput ratio {ratio:.3}, BPF {:.0} ns/request (target <= 500), agent \
+         userspace {:.2} us/request (target <= 2)",
+        median(&mut bpf),
+        median(&mut cpu)
+    );
+    if !mw_ratios.is_empty() {
+        let mw = median(&mut mw_ratios);
+        println!(
+            "in-process middleware: throughput ratio {mw:.3}; loupe's throughput cost is {:.2} of \
+             the middleware's (target <= 0.10)",
+            (1.0 - ratio) / (1.0 - mw)
+        );
+    }
+    println!("(counted/sent: wrk does not report requests still in flight when it stops)");
+    if let Some((programs, requests, peak_kb)) = last {
+        println!(
+            "agent peak RSS {:.1} MB; BPF time by program, last round ({requests} requests):",
+            peak_kb as f64 / 1024.0
+        );
+        for (name, (ns, runs)) in &programs.0 {
+            println!(
+                "  {name:<20} {:>7.2} runs/req {:>7.0} ns/run {:>7.0} ns/req",
+                *runs as f64 / requests as f64,
+                *ns as f64 / (*runs).max(1) as f64,
+                *ns as f64 / requests as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Seconds `dd` takes for DD_BYTES one-byte reads and writes.
+fn dd_seconds() -> anyhow::Result<f64> {
+    let started = Instant::now();
+    sh::run(Command::new("dd").args([
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=1",
+        &format!("count={DD_BYTES}"),
+        "status=none",
+    ]))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// What loupe adds to a syscall of a process it does not track (its
+/// tracepoints fire for every process).
+fn untracked_tax(options: &Options, loupe: &Path, target: &Target) -> anyhow::Result<()> {
+    let syscalls = 2.0 * f64::from(DD_BYTES);
+    let mut added = Vec::new();
+    println!(
+        "\nuntracked process: dd with {DD_BYTES} one-byte reads and writes, without and with \
+         loupe attached to {}:",
+        target.name
+    );
+    for round in 1..=options.rounds {
+        let bare = dd_seconds()?;
+        let agent = start_loupe(options, loupe, target)?;
+        let with = dd_seconds()?;
+        drop(agent);
+        let ns = (with - bare) * 1e9 / syscalls;
+        println!(
+            "{round:>5} {:>8.0} ns/syscall bare {:>8.0} with loupe {:>+6.0} added",
+            bare * 1e9 / syscalls,
+            with * 1e9 / syscalls,
+            ns
+        );
+        added.push(ns);
+    }
+    println!("median added per syscall: {:.0} ns", median(&mut added));
+    Ok(())
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the benchmark loads eBPF programs: run `cargo xtask bench` as root");
+    }
+    sh::run(Command::new("cargo").args(["build", "--release", "--package", "loupe"]))?;
+    let loupe = root().join("target/release/loupe");
+    let dir = PathBuf::from(format!("/tmp/loupe-bench-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    let wanted = |name: &str| options.target.as_deref().is_none_or(|t| t == name);
+    let mut chosen = Vec::new();
+    if wanted("nginx") {
+        chosen.push(targets::nginx(&dir, NGINX_PORT)?);
+    }
+    if wanted("hyper") {
+        chosen.push(targets::hyper(HYPER_PORT)?);
+    }
+    if wanted("fastapi") {
+        chosen.push(targets::fastapi(&dir, FASTAPI_PORT)?);
+    }
+    if chosen.is_empty() {
+        bail!("no such target; use nginx, hyper or fastapi");
+    }
+    sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=1"]))?;
+    println!(
+        "{} alternating rounds per target, data hook {}",
+        options.rounds, options.data_hook
+    );
+    let result = chosen
+        .iter()
+        .try_for_each(|target| bench_target(options, &loupe, target))
+        .and_then(|()| untracked_tax(options, &loupe, &chosen[0]));
+    sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]))?;
+    drop(chosen);
+    let _ = fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,112 @@
+//! The servers the benchmark loads: nginx (a small static answer), the
+//! hyper test server (a Rust service), and the FastAPI agent service under
+//! uvicorn, plain and with the Prometheus middleware it would otherwise use.
+use std::{fs, path::Path, process::Command};
+
+use anyhow::Context as _;
+
+use crate::sh::{Stop, root, wait_port};
+
+/// A server under load.
+pub struct Target {
+    pub name: &'static str,
+    pub port: u16,
+    pub path: &'static str,
+    /// The same service instrumented in-process (FastAPI only).
+    pub instrumented: Option<u16>,
+    /// Held so that dropping the target stops its servers.
+    _servers: Vec<Stop>,
+}
+
+impl Target {
+    pub fn url(&self, port: u16) -> String {
+        format!("http://127.0.0.1:{port}{}", self.path)
+    }
+}
+
+pub fn nginx(dir: &Path, port: u16) -> anyhow::Result<Target> {
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    fs::write(
+        &conf,
+        format!(
+            "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n \
+             fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n \
+             server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"hello\\n\"; }} }}\n}}\n"
+        ),
+    )?;
+    let child = Command::new("nginx")
+        .args([
+            "-c",
+            conf.to_str().context("UTF-8 path")?,
+            "-g",
+            "daemon off;",
+        ])
+        .spawn()
+        .context("cannot start nginx (cargo xtask setup installs it)")?;
+    let server = Stop(child);
+    wait_port(port, 10, "nginx")?;
+    Ok(Target {
+        name: "nginx",
+        port,
+        path: "/",
+        instrumented: None,
+        _servers: vec![server],
+    })
+}
+
+/// `tests/src/bin/http_app.rs` (hyper, one thread), built in release.
+pub fn hyper(port: u16) -> anyhow::Result<Target> {
+    crate::sh::run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "loupe-tests",
+        "--bin",
+        "http_app",
+    ]))?;
+    let child = Command::new(root().join("target/release/http_app"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start http_app")?;
+    let server = Stop(child);
+    wait_port(port, 10, "http_app")?;
+    Ok(Target {
+        name: "hyper",
+        port,
+        path: "/items/1",
+        instrumented: None,
+        _servers: vec![server],
+    })
+}
+
+/// The agent service (one uvicorn worker, SQLite only), twice: plain on
+/// `port`, with prometheus-fastapi-instrumentator on `port + 1`.
+pub fn fastapi(dir: &Path, port: u16) -> anyhow::Result<Target> {
+    let app = root().join("tests/fixtures/agent_service");
+    let start = |port: u16, instrument: bool| -> anyhow::Result<Stop> {
+        let mut command = Command::new("python3");
+        command
+            .args(["-m", "uvicorn", "app:app", "--app-dir"])
+            .arg(&app)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--log-level", "warning"])
+            .env("DEMO_SQLITE", dir.join(format!("agents-{port}.sqlite3")));
+        if instrument {
+            command.env("AGENT_SERVICE_INSTRUMENT", "1");
+        }
+        let server = Stop(command.spawn().context("cannot start uvicorn")?);
+        wait_port(port, 30, "uvicorn")?;
+        Ok(server)
+    };
+    Ok(Target {
+        name: "fastapi",
+        port,
+        path: "/health",
+        instrumented: Some(port + 1),
+        _servers: vec![start(port, false)?, start(port + 1, true)?],
+    })
+}
