@@ -1,5 +1,6 @@
 //! `cargo xtask fuzz`: runs every fuzz target of the parsers
-//! (`agent/fuzz`, cargo-fuzz with libFuzzer) for a while.
+//! (`agent/fuzz`, cargo-fuzz with libFuzzer) for a while, starting from the
+//! committed seeds (`agent/fuzz/seeds`, also replayed by a unit test).
 use std::process::Command;
 
 use crate::sh::{self, root};
@@ -18,9 +19,16 @@ pub const TARGETS: &[&str] = &[
 pub fn run(seconds: u32) -> anyhow::Result<()> {
     let dir = root().join("agent/fuzz");
     for target in TARGETS {
+        // The working corpus (not committed) first, then the committed
+        // seeds, which libFuzzer reads but never writes.
+        let corpus = dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
         sh::run(
             Command::new("cargo")
-                .args(["+nightly", "fuzz", "run", "-O", target, "--"])
+                .args(["+nightly", "fuzz", "run", "-O", target])
+                .arg(&corpus)
+                .arg(dir.join("seeds").join(target))
+                .arg("--")
                 .arg(format!("-max_total_time={seconds}"))
                 .current_dir(&dir),
         )?;

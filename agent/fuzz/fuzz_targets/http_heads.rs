@@ -1,30 +1,6 @@
-//! Request and response heads, status lines, chunked coding and endpoint
-//! templates over arbitrary bytes.
+//! See `loupe::fuzzing::http_heads`: the body is shared with the seed replay.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loupe::http::{
-    auth::AuthConfig,
-    chunked::Chunked,
-    endpoint::{Routes, Template},
-    head,
-};
 
-fuzz_target!(|data: &[u8]| {
-    let _ = head::parse_request(data, &AuthConfig::default());
-    let _ = head::parse_request_line(data);
-    let _ = head::parse_response(data);
-    let _ = head::parse_status_line(data);
-    let _ = head::looks_like_request(data);
-    let mut chunked = Chunked::default();
-    let used = chunked.feed(data);
-    assert!(used <= data.len());
-    if let Ok(text) = std::str::from_utf8(data) {
-        let routes = Routes::new(text.lines().filter_map(Template::parse));
-        for line in text.lines() {
-            let endpoint = routes.endpoint(line);
-            assert!(endpoint.starts_with('/'));
-        }
-    }
-    let _ = loupe::openapi::parse_paths(data);
-});
+fuzz_target!(|data: &[u8]| loupe::fuzzing::http_heads::run(data));

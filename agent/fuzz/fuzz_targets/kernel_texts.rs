@@ -1,20 +1,6 @@
-//! What loupe reads from the kernel: /proc files (cgroups too), tracepoint
-//! formats, BTF; and the Kubernetes API's pod list.
+//! See `loupe::fuzzing::kernel_texts`: the body is shared with the seed replay.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loupe::{container, ebpf, k8s, procfs};
 
-fuzz_target!(|data: &[u8]| {
-    let _ = ebpf::btf::Btf::parse(data).map(|btf| ebpf::btf::kernel_offsets(&btf));
-    let text = String::from_utf8_lossy(data);
-    let _ = procfs::parse_net_tcp(&text);
-    let _ = procfs::parse_stat(&text);
-    let _ = procfs::parse_socket_link(&text);
-    let _ = procfs::parse_ns_link(&text);
-    let _ = procfs::parse_cmdline(data);
-    let _ = container::parse(&text);
-    let _ = k8s::pods::PodIndex::parse(data);
-    let _ = ebpf::tracefs::parse_format(&text);
-    let _ = ebpf::tracefs::mount_points(&text, "tracefs");
-});
+fuzz_target!(|data: &[u8]| loupe::fuzzing::kernel_texts::run(data));

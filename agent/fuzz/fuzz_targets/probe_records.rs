@@ -1,10 +1,6 @@
-//! Ring-buffer records as the agent decodes them.
+//! See `loupe::fuzzing::probe_records`: the body is shared with the seed replay.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(loupe::events::Event::Data(head, bytes)) = loupe::events::decode(data) {
-        assert_eq!(bytes.len(), head.captured as usize);
-    }
-});
+fuzz_target!(|data: &[u8]| loupe::fuzzing::probe_records::run(data));

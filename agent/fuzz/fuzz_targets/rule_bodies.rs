@@ -1,54 +1,6 @@
-//! Arbitrary bodies through the route rules: de-chunking, gzip, event
-//! streams, JSON, field lookups and token counting never panic, and what
-//! they keep stays within the limit.
+//! See `loupe::fuzzing::rule_bodies`: the body is shared with the seed replay.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loupe::{
-    http::{
-        exchange::{BodyBytes, Exchange},
-        head::Method,
-    },
-    rules::{RuleSet, Semantic, body::documents, default_rules, eval::evaluate},
-};
 
-fuzz_target!(|data: &[u8]| {
-    let Some((&mode, bytes)) = data.split_first() else {
-        return;
-    };
-    let mut body = BodyBytes::whole(bytes);
-    body.chunked = mode & 1 != 0;
-    body.gzip = mode & 2 != 0;
-    body.event_stream = mode & 4 != 0;
-    body.complete = mode & 8 != 0;
-    let limit = 4096;
-    let (docs, _) = documents(&body, limit);
-    assert!(docs.len() <= bytes.len() / 2 + 1);
-    let rules = RuleSet {
-        rules: default_rules(),
-        semantic: Semantic::default(),
-    };
-    let path = if mode & 16 != 0 {
-        "/agents/a/invoke"
-    } else {
-        "/auth/login"
-    };
-    let method = Method::parse("POST");
-    let rule = rules
-        .matching("svc", &method, path)
-        .expect("a default rule");
-    let exchange = Exchange {
-        method,
-        path: path.to_owned(),
-        status: Some(if mode & 32 != 0 { 200 } else { 401 }),
-        auth: Default::default(),
-        start_ns: 0,
-        first_byte_ns: 1,
-        end_ns: 2,
-        headers: Vec::new(),
-        request_body: Some(body.clone()),
-        response_body: Some(body),
-    };
-    let seen = evaluate(rule, &rules.semantic, &exchange);
-    assert!(seen.subject.chars().count() <= 64);
-});
+fuzz_target!(|data: &[u8]| loupe::fuzzing::rule_bodies::run(data));

@@ -1,0 +1,27 @@
+//! Request and response heads, status lines, chunked coding and endpoint
+//! templates over arbitrary bytes.
+use crate::http::{
+    auth::AuthConfig,
+    chunked::Chunked,
+    endpoint::{Routes, Template},
+    head,
+};
+
+pub fn run(data: &[u8]) {
+    let _ = head::parse_request(data, &AuthConfig::default());
+    let _ = head::parse_request_line(data);
+    let _ = head::parse_response(data);
+    let _ = head::parse_status_line(data);
+    let _ = head::looks_like_request(data);
+    let mut chunked = Chunked::default();
+    let used = chunked.feed(data);
+    assert!(used <= data.len());
+    if let Ok(text) = std::str::from_utf8(data) {
+        let routes = Routes::new(text.lines().filter_map(Template::parse));
+        for line in text.lines() {
+            let endpoint = routes.endpoint(line);
+            assert!(endpoint.starts_with('/'));
+        }
+    }
+    let _ = crate::openapi::parse_paths(data);
+}

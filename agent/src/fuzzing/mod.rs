@@ -1,0 +1,53 @@
+//! The bodies of the fuzz targets (`agent/fuzz`, `cargo xtask fuzz`), here
+//! so that the committed seeds (`agent/fuzz/seeds/TARGET/`) are replayed by
+//! an ordinary unit test in every build, without a fuzzer.
+mod database;
+pub mod http_connection;
+pub mod http_heads;
+pub mod kernel_texts;
+pub mod mysql_wire;
+pub mod postgres_wire;
+pub mod probe_records;
+pub mod redis_wire;
+pub mod rule_bodies;
+
+/// The body of the fuzz target `name`.
+pub fn target(name: &str) -> Option<fn(&[u8])> {
+    Some(match name {
+        "http_connection" => http_connection::run,
+        "http_heads" => http_heads::run,
+        "kernel_texts" => kernel_texts::run,
+        "mysql_wire" => mysql_wire::run,
+        "postgres_wire" => postgres_wire::run,
+        "probe_records" => probe_records::run,
+        "redis_wire" => redis_wire::run,
+        "rule_bodies" => rule_bodies::run,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, path::Path};
+
+    use super::*;
+
+    #[test]
+    fn committed_seeds_replay_without_a_panic() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+        let mut targets = 0;
+        for dir in fs::read_dir(&seeds).unwrap() {
+            let dir = dir.unwrap().path();
+            let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+            let run = target(&name).unwrap_or_else(|| panic!("no fuzz target {name}"));
+            let mut files = 0;
+            for seed in fs::read_dir(&dir).unwrap() {
+                run(&fs::read(seed.unwrap().path()).unwrap());
+                files += 1;
+            }
+            assert!(files >= 3, "{name}: {files} seeds");
+            targets += 1;
+        }
+        assert_eq!(targets, 8, "every fuzz target has seeds");
+    }
+}

@@ -1,0 +1,6 @@
+//! Arbitrary client and server bytes on one MySQL connection (see
+//! `database`).
+
+pub fn run(data: &[u8]) {
+    super::database::run::<crate::mysql::MysqlConn>(data);
+}

@@ -1,0 +1,6 @@
+//! Arbitrary frontend and backend bytes on one PostgreSQL connection (see
+//! `database`).
+
+pub fn run(data: &[u8]) {
+    super::database::run::<crate::postgres::PgConn>(data);
+}
