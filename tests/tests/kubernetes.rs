@@ -112,12 +112,29 @@ fn services_are_selected_by_namespace_pod_and_container_name() {
     agent.assert_nothing_lost();
     assert!(api.expect("request ").ends_with("200"));
     assert!(!agent.log().contains(TOKEN), "the token is never logged");
-    // The pod's process ends: the pod's own gauges go with it.
+    // The pod's process ends: the pod's own gauges go with it (its counted
+    // series expire after series_ttl).
     drop(server);
-    let gauge = format!("loupe_targets{{{pod},service=\"api\"}}");
+    let gauges = [
+        "loupe_targets{",
+        "loupe_tracked_sockets{",
+        "loupe_route_templates{",
+        "loupe_endpoint_overflow_total{",
+        "loupe_label_overflow_total{",
+    ];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while agent.scrape().get(&gauge).is_some() {
-        assert!(std::time::Instant::now() < deadline, "{gauge} stays");
+    loop {
+        let scrape = agent.scrape();
+        let left: Vec<&str> = gauges
+            .iter()
+            .flat_map(|family| scrape.matching(family))
+            .map(|(series, _)| series)
+            .filter(|series| series.contains(pod))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left:?} stay");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(agent.log().contains("pod gone"), "{}", agent.log());

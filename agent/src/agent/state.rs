@@ -94,7 +94,7 @@ pub struct State {
     /// How many services the configuration has (the placed ones follow).
     configured: usize,
     /// Placed services whose pod is gone, to reuse.
-    free: Vec<u32>,
+    pub(super) free: Vec<u32>,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -378,21 +378,32 @@ impl State {
     fn retire(&mut self, service: u32) {
         info!(service = %self.shown(service), "pod gone; its series expire");
         let name = self.name(service).to_owned();
-        let m = &self.metrics;
-        for (family, labels) in [
-            (catalogue::TARGETS.name, vec![name.clone()]),
-            (catalogue::ROUTE_TEMPLATES.name, vec![name.clone()]),
-            (catalogue::ENDPOINT_OVERFLOW.name, vec![name.clone()]),
-        ]
-        .into_iter()
-        .chain(super::semantic::RULE_LABELS.iter().map(|label| {
-            (
+        let one = |family: &'static str| (family, vec![name.clone()]);
+        let mut gone = vec![
+            one(catalogue::TARGETS.name),
+            one(catalogue::ROUTE_TEMPLATES.name),
+            one(catalogue::ENDPOINT_OVERFLOW.name),
+            one(catalogue::TRACKED_SOCKETS.name),
+            one(catalogue::REDIS_CONNECTIONS_ACTIVE.name),
+        ];
+        for label in super::semantic::RULE_LABELS {
+            gone.push((
                 catalogue::LABEL_OVERFLOW.name,
-                vec![name.clone(), (*label).to_owned()],
-            )
-        })) {
-            m.remove(family, &labels);
+                vec![name.clone(), label.to_owned()],
+            ));
         }
+        for system in crate::client::DbSystem::ALL {
+            for family in [
+                catalogue::DB_POOL_SIZE.name,
+                catalogue::DB_POOL_CHECKED_OUT.name,
+            ] {
+                gone.push((family, vec![name.clone(), system.as_str().to_owned()]));
+            }
+        }
+        for (family, labels) in gone {
+            self.metrics.remove(family, &labels);
+        }
+        self.clients_seen.retain(|&(s, _)| s != service);
         self.placed.retain(|_, &mut placed| placed != service);
         self.free.push(service);
     }

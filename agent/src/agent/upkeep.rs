@@ -106,7 +106,10 @@ impl State {
                 }
             }
         }
-        for (service, count) in self.services.iter().zip(per_service) {
+        for (index, (service, count)) in self.services.iter().zip(per_service).enumerate() {
+            if self.free.contains(&(index as u32)) {
+                continue; // a gone pod's service
+            }
             if let Some(name) = &service.name {
                 self.metrics
                     .tracked_sockets
