@@ -578,6 +578,18 @@ pub fn served(command: &str, port: u16) -> Fixture {
     Fixture::start("bash", &["-c", &script])
 }
 
+/// A Redis server of the test's own on 127.0.0.1:`port` (no persistence),
+/// with `extra` arguments (e.g. `--requirepass ...`).
+pub fn redis_server(port: u16, extra: &str) -> Fixture {
+    served(
+        &format!(
+            "exec redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+             --loglevel warning {extra}"
+        ),
+        port,
+    )
+}
+
 /// nginx (master and two workers) on 127.0.0.1:`port`, its configuration
 /// and scratch files in a directory of its own, removed when dropped.
 pub struct Nginx {

@@ -3,19 +3,9 @@
 //! that the secret's handling is tested; stopped and restarted mid-run).
 use std::{fs, process::Command};
 
-use loupe_tests::{Agent, Fixture, free_port, series, served};
+use loupe_tests::{Agent, Fixture, free_port, redis_server, series};
 
 const PASSWORD: &str = "s3cr3t-collector-pass";
-
-fn redis_server(port: u16) -> Fixture {
-    served(
-        &format!(
-            "exec redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
-             --requirepass {PASSWORD} --loglevel warning"
-        ),
-        port,
-    )
-}
 
 fn redis_cli(port: u16, args: &[&str]) {
     let status = Command::new("redis-cli")
@@ -29,7 +19,7 @@ fn redis_cli(port: u16, args: &[&str]) {
 #[test]
 fn redis_info_is_exported_and_outages_are_survived() {
     let port = free_port();
-    let server = redis_server(port);
+    let server = redis_server(port, &format!("--requirepass {PASSWORD}"));
     // Database 3: five keys, two of them expiring.
     redis_cli(port, &["-n", "3", "MSET", "a", "1", "b", "2", "c", "3"]);
     redis_cli(port, &["-n", "3", "SET", "d", "4", "EX", "600"]);
@@ -77,7 +67,7 @@ fn redis_info_is_exported_and_outages_are_survived() {
     let errors = series("loupe_collector_errors_total", &[("collector", "redis")]);
     agent.wait_for_at_least(&errors, 1.0);
     // And comes back on the same port: the collector recovers by itself.
-    let _server = redis_server(port);
+    let _server = redis_server(port, &format!("--requirepass {PASSWORD}"));
     agent.wait_for(&up, 1.0);
     agent.wait_for(&series("redis_server_keyspace_keys", &[("db", "db3")]), 0.0);
     let log = agent.log();

@@ -4,8 +4,8 @@
 use std::{collections::HashMap, fs, thread};
 
 use loupe_tests::{
-    Agent, Fixture, Scrape, free_port, http_get, http_server, requests, series, served, targets,
-    watch_port,
+    Agent, Fixture, Scrape, free_port, http_get, http_server, redis_server, requests, series,
+    targets, watch_port,
 };
 
 /// Every histogram's `+Inf` bucket equals its `_count`: the exposition was
@@ -71,16 +71,6 @@ fn fifty_concurrent_scrapes_during_load_all_answer_consistently() {
     agent.assert_nothing_lost();
 }
 
-fn redis_server(port: u16) -> Fixture {
-    served(
-        &format!(
-            "exec redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
-             --loglevel warning"
-        ),
-        port,
-    )
-}
-
 /// Sends `n` INCRs; returns (answered, failed).
 fn incr(client: &mut Fixture, n: u32) -> (f64, f64) {
     let done = client.command(&format!("incr {n}"), "done ");
@@ -94,7 +84,7 @@ fn incr(client: &mut Fixture, n: u32) -> (f64, f64) {
 #[test]
 fn a_redis_restart_under_load_is_survived_on_both_sides() {
     let port = free_port();
-    let server = redis_server(port);
+    let server = redis_server(port, "");
     let mut client = Fixture::python("redis_incr.py", &[&port.to_string()]);
     let dir = std::env::temp_dir().join(format!("loupe-faults-{port}"));
     fs::create_dir_all(&dir).unwrap();
@@ -132,7 +122,7 @@ fn a_redis_restart_under_load_is_survived_on_both_sides() {
     agent.wait_for(&up, 0.0);
     // Back on the same port: the service reconnects by itself, loupe
     // follows the new connection, the collector recovers.
-    let _server = redis_server(port);
+    let _server = redis_server(port, "");
     assert_eq!(incr(&mut client, 30), (30.0, 0.0));
     agent.wait_for(&up, 1.0);
     // Every INCR that reached the wire is counted: the 80 answered, and

@@ -37,12 +37,18 @@ impl<V> Labelled<V> {
 
 impl<T: MetricVecBuilder> Labelled<MetricVec<T>> {
     pub fn with_label_values(&self, values: &[&str]) -> T::M {
-        let (buf, n) = expand(self.expand, values);
+        if !self.expand {
+            return self.inner.with_label_values(values);
+        }
+        let (buf, n) = expand(values);
         self.inner.with_label_values(&buf[..n])
     }
 
     pub fn remove_label_values(&self, values: &[&str]) -> prometheus::Result<()> {
-        let (buf, n) = expand(self.expand, values);
+        if !self.expand {
+            return self.inner.remove_label_values(values);
+        }
+        let (buf, n) = expand(values);
         self.inner.remove_label_values(&buf[..n])
     }
 
@@ -51,13 +57,11 @@ impl<T: MetricVecBuilder> Labelled<MetricVec<T>> {
     }
 }
 
-/// `values` with the first one split into its four parts when `on`.
-fn expand<'a>(on: bool, values: &[&'a str]) -> ([&'a str; MAX_LABELS], usize) {
+/// `values` with the first one split into its four parts.
+fn expand<'a>(values: &[&'a str]) -> ([&'a str; MAX_LABELS], usize) {
     let mut buf = [""; MAX_LABELS];
-    let Some((first, rest)) = values.split_first().filter(|_| on) else {
-        let n = values.len().min(MAX_LABELS);
-        buf[..n].copy_from_slice(&values[..n]);
-        return (buf, n);
+    let Some((first, rest)) = values.split_first() else {
+        return (buf, 0);
     };
     let mut parts = first.split(SEPARATOR);
     for slot in &mut buf[..4] {
@@ -76,13 +80,11 @@ mod tests {
     fn service_values_expand_into_four_labels() {
         let placed = service_value("api", "agents", "api-7c9f", "app");
         assert_eq!(service_name(&placed), "api");
-        let (buf, n) = expand(true, &[&placed, "GET"]);
+        let (buf, n) = expand(&[&placed, "GET"]);
         assert_eq!(&buf[..n], ["api", "agents", "api-7c9f", "app", "GET"]);
         // A service outside any pod: empty Kubernetes labels.
-        let (buf, n) = expand(true, &["api", "GET"]);
+        let (buf, n) = expand(&["api", "GET"]);
         assert_eq!(&buf[..n], ["api", "", "", "", "GET"]);
-        let (buf, n) = expand(false, &["api", "GET"]);
-        assert_eq!(&buf[..n], ["api", "GET"]);
         assert_eq!(service_name("api"), "api");
     }
 }
