@@ -107,7 +107,7 @@ fn try_hooks(report: &mut Report) {
         }
     };
     let result = (|| {
-        let program: &mut TracePoint = program(&mut ebpf, "loupe_check_tp")?;
+        let program: &mut TracePoint = program(&mut ebpf, ebpf::EMPTY_PROGRAM)?;
         program.load().map_err(|e| describe_error(&e))?;
         program
             .attach("syscalls", "sys_enter_getpid")

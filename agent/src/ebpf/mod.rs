@@ -17,6 +17,9 @@ use loupe_common::{
 };
 use tracing::{info, warn};
 
+/// A tracepoint program that returns at once (also loaded by `loupe check`).
+pub const EMPTY_PROGRAM: &str = "loupe_check_tp";
+
 /// The probes object, built by `build.rs`.
 #[cfg(feature = "probes")]
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loupe"));
@@ -71,6 +74,10 @@ pub enum DataHookChoice {
     Tracepoints,
     /// The BTF tracepoint on the raw `sys_exit` only.
     SysExit,
+    /// The data syscalls' exit tracepoints with programs that return at once:
+    /// captures nothing; the benchmark's floor (what the hooks cost alone).
+    #[value(hide = true)]
+    Empty,
 }
 
 /// How the data syscalls are hooked.
@@ -82,6 +89,8 @@ pub enum DataHook {
     /// One BTF tracepoint on the raw `sys_exit`: runs on every syscall exit
     /// of every process, for kernels older than `bpf_task_pt_regs` (5.15).
     BtfSysExit,
+    /// The syscall tracepoints with empty programs (`DataHookChoice::Empty`).
+    EmptyPrograms,
 }
 
 impl DataHook {
@@ -89,6 +98,7 @@ impl DataHook {
         match self {
             Self::BtfSysExit => "tp_btf/sys_exit",
             Self::SyscallTracepoints => "syscall tracepoints",
+            Self::EmptyPrograms => "syscall tracepoints, empty programs (captures nothing)",
         }
     }
 }
@@ -274,6 +284,18 @@ impl Probes {
                 attach_sys_exit(&mut ebpf)?;
                 attached += 1;
                 DataHook::BtfSysExit
+            }
+            DataHookChoice::Empty => {
+                for tp in DATA_TRACEPOINTS {
+                    tracefs::check_tracepoint(tracefs.path(), tp)?;
+                    let empty = Tracepoint {
+                        program: EMPTY_PROGRAM,
+                        ..*tp
+                    };
+                    attach_tracepoint(&mut ebpf, &empty)?;
+                    attached += 1;
+                }
+                DataHook::EmptyPrograms
             }
             DataHookChoice::Auto => match attach_data_tracepoints(&mut ebpf, tracefs.path()) {
                 Ok(count) => {

@@ -1,6 +1,6 @@
 //! What the benchmark reads: wrk's report, the kernel's BPF statistics of
 //! loupe's programs, a process's CPU time and memory, loupe's own metrics.
-use std::{collections::BTreeMap, fs, process::Command};
+use std::{collections::BTreeMap, fs, path::Path, process::Command};
 
 use anyhow::Context as _;
 
@@ -15,15 +15,39 @@ pub struct Load {
     pub p99_us: f64,
 }
 
+/// wrk at saturation: each connection sends its next request as soon as the
+/// answer is in.
 pub fn wrk(url: &str, connections: u32, seconds: u32) -> anyhow::Result<Load> {
-    let text = output(Command::new("wrk").args([
+    run_wrk(url, connections, seconds, None)
+}
+
+/// A wrk Lua script that waits a millisecond after each answer: a paced
+/// load of about `connections` thousand requests per second (less the
+/// server's latency), for latency below saturation.
+pub const PACE_SCRIPT: &str = "function delay()\n  return 1\nend\n";
+
+/// wrk paced by `script` (see [`PACE_SCRIPT`]).
+pub fn wrk_paced(url: &str, connections: u32, seconds: u32, script: &Path) -> anyhow::Result<Load> {
+    run_wrk(url, connections, seconds, Some(script))
+}
+
+fn run_wrk(
+    url: &str,
+    connections: u32,
+    seconds: u32,
+    script: Option<&Path>,
+) -> anyhow::Result<Load> {
+    let mut command = Command::new("wrk");
+    command.args([
         "-t1",
         &format!("-c{connections}"),
         &format!("-d{seconds}s"),
         "--latency",
-        url,
-    ]))
-    .context("wrk failed (cargo xtask setup installs it)")?;
+    ]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let text = output(command.arg(url)).context("wrk failed (cargo xtask setup installs it)")?;
     let micros = |label: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(label))

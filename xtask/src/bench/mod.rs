@@ -20,7 +20,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use self::{
-    measure::{Load, Programs, scrape, usage, wrk},
+    measure::{Load, PACE_SCRIPT, Programs, scrape, usage, wrk, wrk_paced},
     targets::Target,
 };
 use crate::sh::{self, Stop, is_root, root, wait_port};
@@ -56,8 +56,13 @@ struct Cost {
     lost: f64,
 }
 
-/// Starts `loupe run` on the target's port; stopped when dropped.
-fn start_loupe(options: &Options, loupe: &Path, target: &Target) -> anyhow::Result<Stop> {
+/// The data hook of the floor runs: the same tracepoints with programs that
+/// return at once.
+const FLOOR_HOOK: &str = "empty";
+
+/// Starts `loupe run` on the target's port with data hook `hook`; stopped
+/// when dropped.
+fn start_loupe(hook: &str, loupe: &Path, target: &Target) -> anyhow::Result<Stop> {
     let child = Command::new(loupe)
         .args([
             "run",
@@ -66,7 +71,7 @@ fn start_loupe(options: &Options, loupe: &Path, target: &Target) -> anyhow::Resu
             "--service",
             target.name,
         ])
-        .args(["--data-hook", &options.data_hook])
+        .args(["--data-hook", hook])
         .args(["--listen", &format!("127.0.0.1:{LOUPE_PORT}")])
         .stderr(Stdio::null())
         .spawn()
@@ -77,8 +82,36 @@ fn start_loupe(options: &Options, loupe: &Path, target: &Target) -> anyhow::Resu
     Ok(agent)
 }
 
-fn with_loupe(options: &Options, loupe: &Path, target: &Target) -> anyhow::Result<(Load, Cost)> {
-    let agent = start_loupe(options, loupe, target)?;
+/// What one bench run needs besides the target.
+struct Bench<'a> {
+    options: &'a Options,
+    loupe: PathBuf,
+    /// The wrk script of the paced runs.
+    pace: PathBuf,
+}
+
+impl Bench<'_> {
+    /// The paced load on `port` (see `measure::PACE_SCRIPT`).
+    fn paced(&self, target: &Target) -> anyhow::Result<Load> {
+        wrk_paced(
+            &target.url(target.port),
+            target.paced_connections,
+            self.options.seconds,
+            &self.pace,
+        )
+    }
+}
+
+/// A wrk run with loupe attached through data hook `hook` (then, if
+/// `paced`, a paced run with the same agent).
+fn with_loupe(
+    bench: &Bench,
+    hook: &str,
+    target: &Target,
+    paced: bool,
+) -> anyhow::Result<(Load, Cost, Option<Load>)> {
+    let options = bench.options;
+    let agent = start_loupe(hook, &bench.loupe, target)?;
     let pid = agent.0.id();
     let counted_before = scrape(LOUPE_PORT, "agent_requests_total");
     let before = usage(pid);
@@ -98,7 +131,8 @@ fn with_loupe(options: &Options, loupe: &Path, target: &Target) -> anyhow::Resul
         counted: scrape(LOUPE_PORT, "agent_requests_total") - counted_before,
         lost: scrape(LOUPE_PORT, "loupe_events_lost_total"),
     };
-    Ok((load, cost))
+    let paced = paced.then(|| bench.paced(target)).transpose()?;
+    Ok((load, cost, paced))
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -106,10 +140,12 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Rounds of bare / loupe (/ middleware) runs on one target.
-fn bench_target(options: &Options, loupe: &Path, target: &Target) -> anyhow::Result<()> {
+/// Rounds of bare / floor / loupe (/ middleware) runs on one target.
+fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
+    let options = bench.options;
     println!(
-        "\n{} ({}{}), wrk -t1 -c{} -d{}s:",
+        "\n{} ({}{}; `floor`: loupe's data hooks with empty programs), wrk -t1 -c{} -d{}s; \
+         `paced`: -c{} with 1 ms between an answer and the next request:",
         target.name,
         target.url(target.port),
         if target.instrumented.is_some() {
@@ -118,16 +154,22 @@ fn bench_target(options: &Options, loupe: &Path, target: &Target) -> anyhow::Res
             ""
         },
         options.connections,
-        options.seconds
+        options.seconds,
+        target.paced_connections
     );
     println!(
-        "{:>5} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>13} {:>5} {:>9} {:>7}",
+        "{:>5} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>15} {:>8} {:>8} {:>10} {:>8} {:>8} {:>13} {:>5} {:>9} {:>7}",
         "round",
         "rps bare",
+        "rps floor",
         "rps loupe",
+        "fl rat",
         "ratio",
         "p50 +us",
         "p99 +us",
+        "paced rps",
+        "paced p99 us",
+        "floor ns",
         "BPF ns",
         "core/10k",
         "CPU us",
@@ -138,6 +180,7 @@ fn bench_target(options: &Options, loupe: &Path, target: &Target) -> anyhow::Res
         "mw rat"
     );
     let (mut ratios, mut bpf, mut cpu, mut mw_ratios) = (vec![], vec![], vec![], vec![]);
+    let (mut floor_ratios, mut floor_bpf, mut paced_p99) = (vec![], vec![], vec![]);
     let mut last = None;
     for round in 1..=options.rounds {
         let bare = wrk(
@@ -145,25 +188,35 @@ fn bench_target(options: &Options, loupe: &Path, target: &Target) -> anyhow::Res
             options.connections,
             options.seconds,
         )?;
-        let (load, cost) = with_loupe(options, loupe, target)?;
+        let bare_paced = bench.paced(target)?;
+        let (floor, floor_cost, _) = with_loupe(bench, FLOOR_HOOK, target, false)?;
+        let (load, cost, paced) = with_loupe(bench, &options.data_hook, target, true)?;
+        let paced = paced.unwrap_or_default();
         let middleware = target
             .instrumented
             .map(|port| wrk(&target.url(port), options.connections, options.seconds))
             .transpose()?;
         let ratio = load.rps / bare.rps;
+        let floor_ratio = floor.rps / bare.rps;
         let requests = load.requests.max(1) as f64;
         let per_request = cost.bpf.total_ns() as f64 / requests;
+        let floor_per_request = floor_cost.bpf.total_ns() as f64 / floor.requests.max(1) as f64;
         let cpu_seconds = cost.cpu_ticks as f64 / TICKS_PER_SECOND;
         let cores_per_10k = cpu_seconds / f64::from(options.seconds) / (load.rps / 10_000.0);
         let cpu_us = cpu_seconds * 1e6 / requests;
         let mw_ratio = middleware.map(|m| m.rps / bare.rps);
         println!(
-            "{round:>5} {:>9.0} {:>9.0} {:>7.3} {:>8.0} {:>8.0} {:>8.0} {:>10.4} {:>8.2} {:>8.1} {:>13} {:>5} {:>9} {:>7}",
+            "{round:>5} {:>9.0} {:>9.0} {:>9.0} {:>7.3} {:>7.3} {:>8.0} {:>8.0} {:>8.0} {:>15} {:>8.0} {:>8.0} {:>10.4} {:>8.2} {:>8.1} {:>13} {:>5} {:>9} {:>7}",
             bare.rps,
+            floor.rps,
             load.rps,
+            floor_ratio,
             ratio,
             load.p50_us - bare.p50_us,
             load.p99_us - bare.p99_us,
+            paced.rps,
+            format!("{:.0} -> {:.0}", bare_paced.p99_us, paced.p99_us),
+            floor_per_request,
             per_request,
             cores_per_10k,
             cpu_us,
@@ -175,16 +228,25 @@ fn bench_target(options: &Options, loupe: &Path, target: &Target) -> anyhow::Res
         );
         ratios.push(ratio);
         bpf.push(per_request);
+        floor_ratios.push(floor_ratio);
+        floor_bpf.push(floor_per_request);
+        paced_p99.push(paced.p99_us / bare_paced.p99_us);
         cpu.push(cpu_us);
         mw_ratios.extend(mw_ratio);
         last = Some((cost.bpf, load.requests.max(1), cost.peak_kb));
     }
     let ratio = median(&mut ratios);
     println!(
-        "median: throughput ratio {ratio:.3}, BPF {:.0} ns/request (target <= 500), agent \
-         userspace {:.2} us/request (target <= 2)",
+        "median: throughput ratio {ratio:.3} (floor {:.3}), BPF {:.0} ns/request (target <= 500; \
+         floor {:.0}), agent userspace {:.2} us/request (target <= 2)",
+        median(&mut floor_ratios),
         median(&mut bpf),
+        median(&mut floor_bpf),
         median(&mut cpu)
+    );
+    println!(
+        "paced load: p99 with loupe / without {:.2} (target <= 1.10)",
+        median(&mut paced_p99)
     );
     if !mw_ratios.is_empty() {
         let mw = median(&mut mw_ratios);
@@ -225,31 +287,48 @@ fn dd_seconds() -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Seconds of `dd_seconds` while loupe runs with data hook `hook`.
+fn dd_seconds_with(bench: &Bench, hook: &str, target: &Target) -> anyhow::Result<f64> {
+    let _agent = start_loupe(hook, &bench.loupe, target)?;
+    dd_seconds()
+}
+
 /// What loupe adds to a syscall of a process it does not track (its
-/// tracepoints fire for every process).
-fn untracked_tax(options: &Options, loupe: &Path, target: &Target) -> anyhow::Result<()> {
+/// tracepoints fire for every process), next to the floor (the same hooks
+/// with empty programs). Measured with the kernel's BPF statistics off, as
+/// users run it.
+fn untracked_tax(bench: &Bench, target: &Target) -> anyhow::Result<()> {
+    let options = bench.options;
     let syscalls = 2.0 * f64::from(DD_BYTES);
-    let mut added = Vec::new();
+    let (mut added, mut floor_added) = (Vec::new(), Vec::new());
     println!(
-        "\nuntracked process: dd with {DD_BYTES} one-byte reads and writes, without and with \
-         loupe attached to {}:",
+        "\nuntracked process: dd with {DD_BYTES} one-byte reads and writes, without loupe, with \
+         loupe's hooks running empty programs (floor) and with loupe, attached to {}:",
         target.name
     );
     for round in 1..=options.rounds {
         let bare = dd_seconds()?;
-        let agent = start_loupe(options, loupe, target)?;
-        let with = dd_seconds()?;
-        drop(agent);
-        let ns = (with - bare) * 1e9 / syscalls;
+        let floor = dd_seconds_with(bench, FLOOR_HOOK, target)?;
+        let with = dd_seconds_with(bench, &options.data_hook, target)?;
+        let per_syscall = |seconds: f64| seconds * 1e9 / syscalls;
+        let (ns, floor_ns) = (per_syscall(with - bare), per_syscall(floor - bare));
         println!(
-            "{round:>5} {:>8.0} ns/syscall bare {:>8.0} with loupe {:>+6.0} added",
-            bare * 1e9 / syscalls,
-            with * 1e9 / syscalls,
-            ns
+            "{round:>5} {:>8.0} ns/syscall bare {:>8.0} floor {:>8.0} with loupe: {:>+6.0} \
+             added (floor {:>+6.0})",
+            per_syscall(bare),
+            per_syscall(floor),
+            per_syscall(with),
+            ns,
+            floor_ns
         );
         added.push(ns);
+        floor_added.push(floor_ns);
     }
-    println!("median added per syscall: {:.0} ns", median(&mut added));
+    println!(
+        "median added per syscall: {:.0} ns (floor {:.0} ns)",
+        median(&mut added),
+        median(&mut floor_added)
+    );
     Ok(())
 }
 
@@ -258,9 +337,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         bail!("the benchmark loads eBPF programs: run `cargo xtask bench` as root");
     }
     sh::run(Command::new("cargo").args(["build", "--release", "--package", "loupe"]))?;
-    let loupe = root().join("target/release/loupe");
     let dir = PathBuf::from(format!("/tmp/loupe-bench-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
+    let bench = Bench {
+        options,
+        loupe: root().join("target/release/loupe"),
+        pace: dir.join("pace.lua"),
+    };
+    fs::write(&bench.pace, PACE_SCRIPT)?;
     let wanted = |name: &str| options.target.as_deref().is_none_or(|t| t == name);
     let mut chosen = Vec::new();
     if wanted("nginx") {
@@ -282,9 +366,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     );
     let result = chosen
         .iter()
-        .try_for_each(|target| bench_target(options, &loupe, target))
-        .and_then(|()| untracked_tax(options, &loupe, &chosen[0]));
+        .try_for_each(|target| bench_target(&bench, target));
     sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]))?;
+    let result = result.and_then(|()| untracked_tax(&bench, &chosen[0]));
     drop(chosen);
     let _ = fs::remove_dir_all(&dir);
     result

@@ -14,6 +14,10 @@ pub struct Target {
     pub path: &'static str,
     /// The same service instrumented in-process (FastAPI only).
     pub instrumented: Option<u16>,
+    /// Connections of the paced load (each at most 1,000 requests/s; wrk's
+    /// millisecond timers make it about 750): about 10k requests/s, or
+    /// less than half of what a slower server can do.
+    pub paced_connections: u32,
     /// Held so that dropping the target stops its servers.
     _servers: Vec<Stop>,
 }
@@ -53,6 +57,7 @@ pub fn nginx(dir: &Path, port: u16) -> anyhow::Result<Target> {
         port,
         path: "/",
         instrumented: None,
+        paced_connections: 13,
         _servers: vec![server],
     })
 }
@@ -79,6 +84,7 @@ pub fn hyper(port: u16) -> anyhow::Result<Target> {
         port,
         path: "/items/1",
         instrumented: None,
+        paced_connections: 13,
         _servers: vec![server],
     })
 }
@@ -107,6 +113,7 @@ pub fn fastapi(dir: &Path, port: u16) -> anyhow::Result<Target> {
         port,
         path: "/health",
         instrumented: Some(port + 1),
+        paced_connections: 5,
         _servers: vec![start(port, false)?, start(port + 1, true)?],
     })
 }
