@@ -63,7 +63,13 @@ impl State {
         }
     }
 
+    /// Bytes on a connection. Records of a process no longer tracked are
+    /// dropped: a thread of a killed process may finish a write after the
+    /// process was forgotten, and its connection would linger.
     pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8], now: Instant) {
+        if !self.tracked.contains_key(&head.header.tgid) {
+            return;
+        }
         let connection = Some((head.header.tgid, head.fd));
         self.with_streams(now, connection, |streams, auth, bodies, mut out| {
             streams.on_data(head, bytes, auth, bodies, &mut out);

@@ -349,10 +349,14 @@ impl State {
         self.seed(pid, service, now);
     }
 
-    pub(super) fn untrack(&mut self, pid: u32) {
+    /// Stops tracking `pid` (gone): its connections closed with it, on
+    /// whichever path noticed first (its exit record, or a `/proc` scan
+    /// when the record came while it was still exiting).
+    pub(super) fn untrack(&mut self, pid: u32, now: Instant) {
         let Some(service) = self.tracked.remove(&pid) else {
             return;
         };
+        self.forget_connections(pid, now);
         let _ = self.probes.tracked.remove(&pid);
         self.probes.set_tracked_bit(pid, false);
         let s = &mut self.services[service as usize];
@@ -450,8 +454,7 @@ impl State {
             }
             Event::Exit(exit) => {
                 if !self.proc.is_running(exit.pid) {
-                    self.untrack(exit.pid);
-                    self.forget_connections(exit.pid, now);
+                    self.untrack(exit.pid, now);
                 }
             }
             Event::Data(head, bytes) => self.on_data(&head, bytes, now),
@@ -470,7 +473,7 @@ impl State {
     /// Applies one `/proc` scan.
     pub fn apply(&mut self, discovery: Discovery, now: Instant) {
         for pid in discovery.gone {
-            self.untrack(pid);
+            self.untrack(pid, now);
         }
         for (pid, service) in discovery.add {
             self.track(pid, service, 0, now);
