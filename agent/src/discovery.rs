@@ -159,9 +159,10 @@ impl PortOwners {
         let mut found = HashSet::new();
         for pids in namespaces.values() {
             let listening: HashSet<u64> = proc
-                .tcp_rows(pids[0])
+                .tcp_rows(pids[0], |row| {
+                    row.state == tcp::LISTEN && ports.contains(&row.local_port)
+                })
                 .into_iter()
-                .filter(|row| row.state == tcp::LISTEN && ports.contains(&row.local_port))
                 .map(|row| row.inode)
                 .collect();
             if listening.is_empty() {

@@ -61,6 +61,7 @@ fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let config = Config::build(file, args.overrides())?;
+    loupe::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

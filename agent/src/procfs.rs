@@ -4,6 +4,7 @@
 //! special-case.
 use std::{
     fs,
+    io::{BufRead, BufReader},
     net::{Ipv4Addr, Ipv6Addr},
     path::PathBuf,
 };
@@ -85,7 +86,29 @@ fn parse_endpoint(field: &str) -> Option<([u8; 16], u16)> {
 
 /// Parses `/proc/net/tcp` or `tcp6` text; malformed rows are skipped.
 pub fn parse_net_tcp(text: &str) -> Vec<TcpRow> {
-    text.lines().skip(1).filter_map(parse_tcp_row).collect()
+    let mut rows = Vec::new();
+    read_net_tcp(text.as_bytes(), |_| true, &mut rows);
+    rows
+}
+
+/// Appends the rows of `/proc/net/tcp` or `tcp6` that `keep` accepts, a
+/// line at a time: a busy host lists tens of thousands of sockets (most in
+/// `TIME_WAIT`), which need not be in memory at once.
+fn read_net_tcp(
+    mut reader: impl BufRead,
+    mut keep: impl FnMut(&TcpRow) -> bool,
+    rows: &mut Vec<TcpRow>,
+) {
+    let mut line = String::new();
+    let mut header = true;
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if header => header = false,
+            Ok(_) => rows.extend(parse_tcp_row(&line).filter(&mut keep)),
+        }
+    }
 }
 
 fn parse_tcp_row(line: &str) -> Option<TcpRow> {
@@ -210,13 +233,16 @@ impl Procfs {
             .collect()
     }
 
-    /// TCP sockets (IPv4 and IPv6) in the process's network namespace.
-    pub fn tcp_rows(&self, pid: u32) -> Vec<TcpRow> {
-        ["net/tcp", "net/tcp6"]
-            .iter()
-            .filter_map(|file| fs::read_to_string(self.pid_path(pid, file)).ok())
-            .flat_map(|text| parse_net_tcp(&text))
-            .collect()
+    /// The TCP sockets (IPv4 and IPv6) in the process's network namespace
+    /// that `keep` accepts.
+    pub fn tcp_rows(&self, pid: u32, mut keep: impl FnMut(&TcpRow) -> bool) -> Vec<TcpRow> {
+        let mut rows = Vec::new();
+        for file in ["net/tcp", "net/tcp6"] {
+            if let Ok(file) = fs::File::open(self.pid_path(pid, file)) {
+                read_net_tcp(BufReader::new(file), &mut keep, &mut rows);
+            }
+        }
+        rows
     }
 }
 
@@ -322,11 +348,8 @@ mod tests {
             .into_iter()
             .map(|(_, inode)| inode)
             .collect();
-        let row = proc
-            .tcp_rows(me)
-            .into_iter()
-            .find(|row| row.local_port == port && row.state == tcp::LISTEN)
-            .expect("our listener is in /proc/self/net/tcp");
+        let rows = proc.tcp_rows(me, |row| row.local_port == port && row.state == tcp::LISTEN);
+        let row = rows.first().expect("our listener is in /proc/self/net/tcp");
         assert!(inodes.contains(&row.inode));
     }
 }

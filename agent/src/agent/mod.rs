@@ -253,6 +253,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
         }
     }
     rescan(&state, &specs, &mut owners, &pods).await;
+    crate::memory::release_free();
     ready.store(true, Ordering::Release);
     start_fetches(&state, Instant::now());
 

@@ -52,12 +52,7 @@ impl State {
             return;
         }
         let netns = self.netns(pid);
-        let rows: Vec<_> = self
-            .proc
-            .tcp_rows(pid)
-            .into_iter()
-            .filter(|row| fds.contains_key(&row.inode))
-            .collect();
+        let rows = self.proc.tcp_rows(pid, |row| fds.contains_key(&row.inode));
         for row in rows.iter().filter(|row| row.state == tcp::LISTEN) {
             let key = ListenKey {
                 netns,
@@ -124,11 +119,13 @@ impl State {
     /// the probes' map was never seen closing: read `/proc` again and drop
     /// what is gone.
     fn verify_seeded(&mut self, pid: u32, seeded: &[TupleKey], now: Instant) {
+        let seeded_set: HashSet<&TupleKey> = seeded.iter().collect();
         let open: HashSet<TupleKey> = self
             .proc
-            .tcp_rows(pid)
+            .tcp_rows(pid, |row| {
+                row.is_connection() && seeded_set.contains(&row.tuple())
+            })
             .into_iter()
-            .filter(|row| row.is_connection())
             .map(|row| row.tuple())
             .collect();
         for tuple in seeded.iter().filter(|tuple| !open.contains(tuple)) {
