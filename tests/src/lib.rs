@@ -199,9 +199,14 @@ pub struct Response {
 
 /// A minimal HTTP/1.0 GET (the connection closes after the response).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<Response> {
+    http_get_with(port, path, "")
+}
+
+/// [`http_get`] with extra header lines (each ending in `\r\n`).
+pub fn http_get_with(port: u16, path: &str, headers: &str) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\r\n");
     stream.write_all(request.as_bytes())?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;
@@ -487,10 +492,23 @@ pub fn connect(port: u16, n: usize) -> Vec<TcpStream> {
 
 /// Sends `n` HTTP/1.0 requests, one connection each, asserting 200s.
 pub fn requests(port: u16, n: usize) {
+    requests_on(port, "/", n);
+}
+
+/// [`requests`] for `path`.
+pub fn requests_on(port: u16, path: &str, n: usize) {
     for _ in 0..n {
-        let response = http_get(port, "/").expect("HTTP request");
+        let response = http_get(port, path).expect("HTTP request");
         assert_eq!(response.status, 200, "{}", response.headers);
     }
+}
+
+/// The hyper test server (`tests/src/bin/http_app.rs`; integration tests
+/// pass `env!("CARGO_BIN_EXE_http_app")`) on a free port.
+pub fn http_app(binary: &str) -> (u16, Fixture) {
+    let port = free_port();
+    let server = Fixture::start(binary, &[&port.to_string()]);
+    (port, server)
 }
 
 /// `http_server.py` on a free port.
@@ -507,6 +525,31 @@ pub fn watch_port(port: u16, service: &str, extra: &[&str]) -> Agent {
     let mut args = vec!["--port", &port, "--service", service];
     args.extend_from_slice(extra);
     let agent = Agent::start(&args);
+    agent.wait_for(&targets(service), 1.0);
+    agent
+}
+
+/// An agent watching `port` as `service` with pseudonymised principals
+/// on, under HMAC `secret` (passed in the environment), once it tracks the
+/// server.
+pub fn watch_with_principals(port: u16, service: &str, secret: &str) -> Agent {
+    let config = std::env::temp_dir().join(format!("loupe-principals-{service}-{port}.toml"));
+    fs::write(
+        &config,
+        "[principals]\nenabled = true\nsecret_env = \"LOUPE_TEST_PRINCIPAL_SECRET\"\n",
+    )
+    .expect("write the config");
+    let port = port.to_string();
+    let args = [
+        "--config",
+        config.to_str().expect("UTF-8 path"),
+        "--port",
+        &port,
+        "--service",
+        service,
+    ];
+    let agent = Agent::start_with_env(&args, &[("LOUPE_TEST_PRINCIPAL_SECRET", secret)]);
+    let _ = fs::remove_file(&config);
     agent.wait_for(&targets(service), 1.0);
     agent
 }

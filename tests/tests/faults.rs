@@ -1,11 +1,22 @@
 //! The agent under abuse: many scrapes at once while the service is under
-//! load; the service's Redis killed and restarted while it works. Root
+//! load; the service's Redis killed and restarted while it works; the
+//! service itself killed and restarted under load; a burst that overflows
+//! the ring buffer; a flood of distinct paths and principals. Root
 //! required: `cargo xtask test`.
-use std::{collections::HashMap, fs, thread};
+use std::{
+    collections::HashMap,
+    fs,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
 
 use loupe_tests::{
-    Agent, Fixture, Scrape, free_port, http_get, http_server, redis_server, requests, series,
-    targets, watch_port,
+    Agent, Fixture, KeepAlive, Scrape, free_port, http_app, http_get, http_get_with, http_server,
+    redis_server, requests, requests_on, series, targets, watch_port, watch_with_principals,
 };
 
 /// Every histogram's `+Inf` bucket equals its `_count`: the exposition was
@@ -127,7 +138,7 @@ fn a_redis_restart_under_load_is_survived_on_both_sides() {
     agent.wait_for(&up, 1.0);
     // Every INCR that reached the wire is counted: the 80 answered, and
     // those written to the dying connection as errors.
-    let deadline = std::time::Instant::now() + loupe_tests::WAIT;
+    let deadline = Instant::now() + loupe_tests::WAIT;
     loop {
         let scrape = agent.scrape();
         let total = scrape.get(&incrby("redis_operations_total")).unwrap_or(0.0);
@@ -138,12 +149,239 @@ fn a_redis_restart_under_load_is_survived_on_both_sides() {
             assert!(errors <= 3.0, "{errors}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{}", scrape.text);
-        thread::sleep(std::time::Duration::from_millis(100));
+        assert!(Instant::now() < deadline, "{}", scrape.text);
+        thread::sleep(Duration::from_millis(100));
     }
     agent.assert_nothing_lost();
     let log = agent.log();
     assert_eq!(log.matches("collector failed").count(), 1, "{log}");
     assert_eq!(log.matches("collector is back up").count(), 1, "{log}");
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Requests to `path` on `port` in a loop until `stop`, ignoring failures
+/// (the server may be down); returns how many were answered.
+fn hammer(port: u16, path: &'static str, stop: &Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+    let stop = Arc::clone(stop);
+    thread::spawn(move || {
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) {
+            match http_get(port, path) {
+                Ok(response) if response.status == 200 => answered += 1,
+                _ => thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        answered
+    })
+}
+
+/// The sum of `agent_requests_total` of `service` for `endpoint`.
+fn requests_to(scrape: &Scrape, service: &str, endpoint: &str) -> f64 {
+    let service = format!("service=\"{service}\"");
+    let endpoint = format!("endpoint=\"{endpoint}\"");
+    scrape
+        .matching("agent_requests_total{")
+        .into_iter()
+        .filter(|(series, _)| series.contains(&service) && series.contains(&endpoint))
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// Resident memory of `pid` in kB.
+fn rss_kb(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_target_killed_and_restarted_under_load_leaves_no_state_behind() {
+    let port = free_port();
+    let svc = "phoenix";
+    let start = || Fixture::python("http_server.py", &[&port.to_string()]);
+    let mut server = start();
+    let agent = watch_port(port, svc, &[]);
+    let sockets = series("loupe_tracked_sockets", &[("service", svc)]);
+    let parsing = "loupe_capture_connections";
+    // (The agent's own OpenAPI fetch may still be open at first.)
+    agent.wait_for(parsing, 0.0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = hammer(port, "/load", &stop);
+    let (mut counted, mut rss_after_first) = (0.0, 0);
+    for round in 1..=6 {
+        // A known batch beside the load: counted exactly, every time.
+        requests_on(port, "/counted", 25);
+        counted += 25.0;
+        let deadline = Instant::now() + loupe_tests::WAIT;
+        while requests_to(&agent.scrape(), svc, "/counted") != counted {
+            assert!(Instant::now() < deadline, "round {round}: {}", agent.log());
+            thread::sleep(Duration::from_millis(100));
+        }
+        if round == 1 {
+            rss_after_first = rss_kb(agent.pid());
+        }
+        // Killed mid-load, a new process on the same port.
+        server.kill();
+        agent.wait_for(&targets(svc), 0.0);
+        server = start();
+        agent.wait_for(&targets(svc), 1.0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(load.join().unwrap() > 0, "the load was served");
+
+    // Nothing of the dead processes' connections is left: the kernel's fd
+    // map holds the new process's listener only, the parsers nothing.
+    agent.wait_for(&sockets, 1.0);
+    agent.wait_for(parsing, 0.0);
+    let grown = rss_kb(agent.pid()).saturating_sub(rss_after_first);
+    assert!(
+        grown < 8 * 1024,
+        "agent RSS grew by {grown} kB over five restarts"
+    );
+    let scrape = agent.scrape();
+    assert_eq!(requests_to(&scrape, svc, "/counted"), counted);
+    // No record lost: what the load sent to dying processes was dropped by
+    // the parsers, not by the ring buffer.
+    agent.assert_nothing_lost();
+}
+
+/// Sends SIGSTOP or SIGCONT to `pid`.
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: plain syscall on a child process of this test.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+}
+
+#[test]
+fn a_burst_that_overflows_the_ring_buffer_is_counted_and_survived() {
+    let (port, _server) = http_server();
+    let svc = "burst";
+    let agent = watch_port(port, svc, &[]);
+    // The agent stops reading while requests with large heads (2 KiB
+    // records) fill the 8 MiB ring buffer several times over.
+    signal(agent.pid(), libc::SIGSTOP);
+    let padding = format!("X-Padding: {}\r\n", "p".repeat(1800));
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let padding = padding.clone();
+            thread::spawn(move || {
+                for _ in 0..1500 {
+                    let response = http_get_with(port, "/burst", &padding).expect("burst");
+                    assert_eq!(response.status, 200);
+                }
+            })
+        })
+        .collect();
+    senders
+        .into_iter()
+        .for_each(|sender| sender.join().unwrap());
+    signal(agent.pid(), libc::SIGCONT);
+
+    // Counted as lost, not hidden; the agent answers and catches up.
+    let scrape = agent.wait_for_at_least("loupe_events_lost_total", 1.0);
+    let burst = requests_to(&scrape, svc, "/burst");
+    assert!(burst < 6000.0, "{burst} of 6000 counted despite the loss");
+    requests_on(port, "/after", 137);
+    let deadline = Instant::now() + loupe_tests::WAIT;
+    while requests_to(&agent.scrape(), svc, "/after") != 137.0 {
+        assert!(Instant::now() < deadline, "{}", agent.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing more was lost once the agent read again.
+    let lost = agent.scrape().get("loupe_events_lost_total");
+    requests_on(port, "/after", 13);
+    let deadline = Instant::now() + loupe_tests::WAIT;
+    while requests_to(&agent.scrape(), svc, "/after") != 150.0 {
+        assert!(Instant::now() < deadline, "{}", agent.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(agent.scrape().get("loupe_events_lost_total"), lost);
+}
+
+/// Path segment `n` in letters only (`b`, `c`, ..., `ba`, ...), which the
+/// endpoint heuristic keeps as it is.
+fn letters(mut n: usize) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'a' + (n % 26) as u8);
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn a_flood_of_distinct_paths_and_principals_stays_within_the_budgets() {
+    let (port, _server) = http_app(env!("CARGO_BIN_EXE_http_app"));
+    let svc = "flood";
+    let agent = watch_with_principals(port, svc, "flood-secret-0123456789");
+    // 100,000 requests, each to a path of its own, from 10,000 API keys
+    // (request i uses key i % 10,000), on four keep-alive connections.
+    const REQUESTS: usize = 100_000;
+    const KEYS: usize = 10_000;
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            thread::spawn(move || {
+                let mut connection = KeepAlive::connect(port);
+                for i in (client..REQUESTS).step_by(4) {
+                    let path = format!("/items/{}", letters(i));
+                    let key = format!("X-API-Key: flood-key-{}\r\n", i % KEYS);
+                    assert_eq!(connection.request("GET", &path, &key), 200);
+                }
+            })
+        })
+        .collect();
+    clients
+        .into_iter()
+        .for_each(|client| client.join().unwrap());
+    let total = agent.wait_for_total("agent_requests_total", svc, REQUESTS as f64);
+    assert_eq!(total, REQUESTS as f64);
+    agent.assert_nothing_lost();
+
+    let scrape = agent.scrape();
+    let of_service = |family: &str| {
+        let service = format!("service=\"{svc}\"");
+        scrape
+            .matching(&format!("{family}{{"))
+            .into_iter()
+            .filter(|(series, _)| series.contains(&service))
+            .collect::<Vec<_>>()
+    };
+    // Endpoints: the documented 100, the rest under `__other__`.
+    let requests = of_service("agent_requests_total");
+    let named: Vec<_> = requests
+        .iter()
+        .filter(|(series, _)| !series.contains("endpoint=\"__other__\""))
+        .collect();
+    assert_eq!(named.len(), 100, "{named:?}");
+    assert!(named.iter().all(|(_, value)| *value == 1.0));
+    let overflow = series("loupe_endpoint_overflow_total", &[("service", svc)]);
+    assert_eq!(scrape.get(&overflow), Some((REQUESTS - 100) as f64));
+    // Principals: the first 100 keys seen keep a series with all of their
+    // 10 requests each; everyone else is `__other__`.
+    let principals = of_service("agent_requests_by_principal_total");
+    let (other, named): (Vec<_>, Vec<_>) = principals
+        .iter()
+        .partition(|(series, _)| series.contains("principal=\"__other__\""));
+    assert_eq!(named.len(), 100, "{named:?}");
+    let per_key = (REQUESTS / KEYS) as f64;
+    assert!(
+        named.iter().all(|(_, value)| *value == per_key),
+        "{named:?}"
+    );
+    let other: f64 = other.iter().map(|(_, value)| value).sum();
+    assert_eq!(other, REQUESTS as f64 - 100.0 * per_key);
+    assert!(
+        !scrape.text.contains("flood-key"),
+        "keys never leave the agent"
+    );
+    // Memory stays within the documented 50 MB.
+    let rss = rss_kb(agent.pid());
+    assert!(rss < 50 * 1024, "agent RSS {rss} kB after the flood");
 }

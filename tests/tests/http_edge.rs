@@ -3,12 +3,10 @@
 //! (excluded paths, pseudonymised principals). Root required.
 use std::{io::Write, net::TcpStream, process::Command, time::Duration};
 
-use loupe_tests::{Agent, Fixture, KeepAlive, free_port, series, targets};
+use loupe_tests::{Agent, Fixture, KeepAlive, series, targets};
 
 fn hyper_server() -> (u16, Fixture) {
-    let port = free_port();
-    let server = Fixture::start(env!("CARGO_BIN_EXE_http_app"), &[&port.to_string()]);
-    (port, server)
+    loupe_tests::http_app(env!("CARGO_BIN_EXE_http_app"))
 }
 
 fn watch(port: u16, service: &str, extra: &[&str]) -> Agent {
@@ -165,26 +163,7 @@ fn excluded_paths_are_not_counted() {
 fn principals_are_pseudonymised_with_the_configured_secret() {
     let (port, _server) = hyper_server();
     let secret = "test-secret-0123456789";
-    let config = std::env::temp_dir().join(format!("loupe-principals-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        "[principals]\nenabled = true\nsecret_env = \"LOUPE_TEST_PRINCIPAL_SECRET\"\n",
-    )
-    .unwrap();
-    let port_arg = port.to_string();
-    let agent = Agent::start_with_env(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--port",
-            &port_arg,
-            "--service",
-            "who",
-        ],
-        &[("LOUPE_TEST_PRINCIPAL_SECRET", secret)],
-    );
-    std::fs::remove_file(&config).unwrap();
-    agent.wait_for(&targets("who"), 1.0);
+    let agent = loupe_tests::watch_with_principals(port, "who", secret);
     // {"sub":"user-42"}
     let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJl";
     let mut client = KeepAlive::connect(port);

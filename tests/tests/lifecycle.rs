@@ -1,6 +1,16 @@
 //! The agent's life: targets that restart, shutdown that leaves nothing
 //! loaded, services from a config file. Root required: `cargo xtask test`.
-use std::{collections::BTreeSet, fs, process::Command};
+use std::{
+    collections::BTreeSet,
+    fs,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
 
 use loupe_tests::{Agent, Fixture, http_server, requests, targets, watch_port};
 
@@ -53,7 +63,7 @@ fn exists(kind: &str, id: u32) -> bool {
 }
 
 #[test]
-fn sigterm_detaches_and_unloads_everything() {
+fn sigterm_under_load_exits_promptly_and_unloads_everything() {
     let (port, _server) = http_server();
     let agent = watch_port(port, "bye", &[]);
     let programs = bpf_ids(agent.pid(), "prog_id:");
@@ -62,8 +72,30 @@ fn sigterm_detaches_and_unloads_everything() {
     assert!(maps.len() >= 8, "maps held: {maps:?}");
     assert!(programs.iter().all(|&id| exists("prog", id)));
 
+    // Requests keep coming while the agent is told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) {
+                requests(port, 10);
+                sent += 10;
+            }
+            sent
+        })
+    };
+    agent.wait_for_at_least(&opened("bye"), 50.0);
+    let asked = Instant::now();
     let status = agent.stop();
+    let took = asked.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let sent = load.join().expect("the service answered throughout");
+    assert!(sent >= 50, "{sent}");
     assert!(status.success(), "exit status {status}");
+    // A bound on behaviour (orchestrators kill after their grace period),
+    // generous next to the usual tens of milliseconds.
+    assert!(took < Duration::from_secs(2), "took {took:?} to exit");
     // These IDs belonged to this agent alone; parallel tests hold others.
     // The kernel frees objects after their last reference in deferred work.
     let left = still_present("prog", &programs);
@@ -74,13 +106,13 @@ fn sigterm_detaches_and_unloads_everything() {
 
 /// The IDs among `ids` that still exist after up to five seconds.
 fn still_present(kind: &str, ids: &BTreeSet<u32>) -> Vec<u32> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let left: Vec<u32> = ids.iter().copied().filter(|&id| exists(kind, id)).collect();
-        if left.is_empty() || std::time::Instant::now() > deadline {
+        if left.is_empty() || Instant::now() > deadline {
             return left;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -119,7 +151,7 @@ fn idle_series_expire() {
     server.kill();
     agent.wait_for(&targets("fleeting"), 0.0);
     // Swept on the agent's 5-second tick once idle for more than 1s.
-    let deadline = std::time::Instant::now() + loupe_tests::WAIT;
+    let deadline = Instant::now() + loupe_tests::WAIT;
     loop {
         let scrape = agent.scrape();
         if scrape.get(&opened("fleeting")).is_none() {
@@ -130,11 +162,7 @@ fn idle_series_expire() {
             );
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not expired:\n{}",
-            scrape.text
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(Instant::now() < deadline, "not expired:\n{}", scrape.text);
+        thread::sleep(Duration::from_millis(200));
     }
 }
