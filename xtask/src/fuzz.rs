@@ -14,6 +14,7 @@ pub const TARGETS: &[&str] = &[
     "redis_wire",
     "postgres_wire",
     "mysql_wire",
+    "config_files",
 ];
 
 pub fn run(seconds: u32) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The bodies of the fuzz targets (`agent/fuzz`, `cargo xtask fuzz`), here
 //! so that the committed seeds (`agent/fuzz/seeds/TARGET/`) are replayed by
 //! an ordinary unit test in every build, without a fuzzer.
+pub mod config_files;
 mod database;
 pub mod http_connection;
 pub mod http_heads;
@@ -14,6 +15,7 @@ pub mod rule_bodies;
 /// The body of the fuzz target `name`.
 pub fn target(name: &str) -> Option<fn(&[u8])> {
     Some(match name {
+        "config_files" => config_files::run,
         "http_connection" => http_connection::run,
         "http_heads" => http_heads::run,
         "kernel_texts" => kernel_texts::run,
@@ -48,6 +50,6 @@ mod tests {
             assert!(files >= 3, "{name}: {files} seeds");
             targets += 1;
         }
-        assert_eq!(targets, 8, "every fuzz target has seeds");
+        assert_eq!(targets, 9, "every fuzz target has seeds");
     }
 }
