@@ -5,6 +5,7 @@
 //! `cargo xtask test`, which builds the agent and starts PostgreSQL and Redis.
 pub mod agent_service;
 pub mod cgroup;
+pub mod pg_cluster;
 
 use std::{
     collections::HashMap,

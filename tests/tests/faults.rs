@@ -1,8 +1,8 @@
 //! The agent under abuse: many scrapes at once while the service is under
-//! load; the service's Redis killed and restarted while it works; the
-//! service itself killed and restarted under load; a burst that overflows
-//! the ring buffer; a flood of distinct paths and principals. Root
-//! required: `cargo xtask test`.
+//! load; the service's Redis and PostgreSQL killed and restarted while it
+//! works; the service itself killed and restarted under load; a burst that
+//! overflows the ring buffer; a flood of distinct paths and principals.
+//! Root required: `cargo xtask test`.
 use std::{
     collections::HashMap,
     fs,
@@ -16,7 +16,8 @@ use std::{
 
 use loupe_tests::{
     Agent, Fixture, KeepAlive, Scrape, free_port, http_app, http_get, http_get_with, http_server,
-    redis_server, requests, requests_on, series, targets, watch_port, watch_with_principals,
+    pg_cluster::PgCluster, redis_server, requests, requests_on, series, targets, watch_port,
+    watch_with_principals,
 };
 
 /// Every histogram's `+Inf` bucket equals its `_count`: the exposition was
@@ -82,9 +83,9 @@ fn fifty_concurrent_scrapes_during_load_all_answer_consistently() {
     agent.assert_nothing_lost();
 }
 
-/// Sends `n` INCRs; returns (answered, failed).
-fn incr(client: &mut Fixture, n: u32) -> (f64, f64) {
-    let done = client.command(&format!("incr {n}"), "done ");
+/// Sends a fixture `line` answered by `done OK FAILED`; returns both.
+fn ok_failed(client: &mut Fixture, line: &str) -> (f64, f64) {
+    let done = client.command(line, "done ");
     let mut counts = done
         .split_whitespace()
         .skip(1)
@@ -92,49 +93,67 @@ fn incr(client: &mut Fixture, n: u32) -> (f64, f64) {
     (counts.next().unwrap(), counts.next().unwrap())
 }
 
+/// An agent on `client`'s process as `service`, running the collector
+/// `collector` (configured by `section`) every 500 ms; returns it once both
+/// are up, with the collector's `up` series.
+fn watch_with_collector(
+    client: &Fixture,
+    service: &str,
+    collector: &str,
+    section: &str,
+) -> (Agent, String) {
+    let config = std::env::temp_dir().join(format!("loupe-faults-{service}-{}.toml", client.pid()));
+    fs::write(
+        &config,
+        format!("[collectors]\ninterval = \"500ms\"\ntimeout = \"1s\"\n{section}"),
+    )
+    .unwrap();
+    let pid = client.pid().to_string();
+    let args = [
+        "--pid",
+        &pid,
+        "--service",
+        service,
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let agent = Agent::start(&args);
+    let _ = fs::remove_file(&config);
+    agent.wait_for(&targets(service), 1.0);
+    let up = series("loupe_collector_up", &[("collector", collector)]);
+    agent.wait_for(&up, 1.0);
+    (agent, up)
+}
+
+/// The collector's outage was logged once, and its recovery once.
+fn assert_one_outage(agent: &Agent) {
+    let log = agent.log();
+    assert_eq!(log.matches("collector failed").count(), 1, "{log}");
+    assert_eq!(log.matches("collector is back up").count(), 1, "{log}");
+}
+
 #[test]
 fn a_redis_restart_under_load_is_survived_on_both_sides() {
     let port = free_port();
     let server = redis_server(port, "");
     let mut client = Fixture::python("redis_incr.py", &[&port.to_string()]);
-    let dir = std::env::temp_dir().join(format!("loupe-faults-{port}"));
-    fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("loupe.toml");
-    fs::write(
-        &config,
-        format!(
-            "[collectors]\ninterval = \"500ms\"\ntimeout = \"1s\"\n\
-             [collectors.redis]\nurl = \"redis://127.0.0.1:{port}/\"\n"
-        ),
-    )
-    .unwrap();
     let svc = "redis-app";
-    let pid = client.pid().to_string();
-    let agent = Agent::start(&[
-        "--pid",
-        &pid,
-        "--service",
-        svc,
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    agent.wait_for(&targets(svc), 1.0);
-    let up = series("loupe_collector_up", &[("collector", "redis")]);
-    agent.wait_for(&up, 1.0);
+    let section = format!("[collectors.redis]\nurl = \"redis://127.0.0.1:{port}/\"\n");
+    let (agent, up) = watch_with_collector(&client, svc, "redis", &section);
     let incrby = |family| series(family, &[("service", svc), ("operation", "incrby")]);
 
-    assert_eq!(incr(&mut client, 50), (50.0, 0.0));
+    assert_eq!(ok_failed(&mut client, "incr 50"), (50.0, 0.0));
     agent.wait_for(&incrby("redis_operations_total"), 50.0);
 
     // Redis dies while the service keeps working.
     drop(server);
-    let (_, failed) = incr(&mut client, 3);
+    let (_, failed) = ok_failed(&mut client, "incr 3");
     assert_eq!(failed, 3.0);
     agent.wait_for(&up, 0.0);
     // Back on the same port: the service reconnects by itself, loupe
     // follows the new connection, the collector recovers.
     let _server = redis_server(port, "");
-    assert_eq!(incr(&mut client, 30), (30.0, 0.0));
+    assert_eq!(ok_failed(&mut client, "incr 30"), (30.0, 0.0));
     agent.wait_for(&up, 1.0);
     // Every INCR that reached the wire is counted: the 80 answered, and
     // those written to the dying connection as errors.
@@ -153,10 +172,7 @@ fn a_redis_restart_under_load_is_survived_on_both_sides() {
         thread::sleep(Duration::from_millis(100));
     }
     agent.assert_nothing_lost();
-    let log = agent.log();
-    assert_eq!(log.matches("collector failed").count(), 1, "{log}");
-    assert_eq!(log.matches("collector is back up").count(), 1, "{log}");
-    let _ = fs::remove_dir_all(&dir);
+    assert_one_outage(&agent);
 }
 
 /// Requests to `path` on `port` in a loop until `stop`, ignoring failures
@@ -384,4 +400,45 @@ fn a_flood_of_distinct_paths_and_principals_stays_within_the_budgets() {
     // Memory stays within the documented 50 MB.
     let rss = rss_kb(agent.pid());
     assert!(rss < 50 * 1024, "agent RSS {rss} kB after the flood");
+}
+
+#[test]
+fn a_postgresql_crash_under_load_is_survived_on_both_sides() {
+    let mut cluster = PgCluster::start(free_port());
+    let mut client = Fixture::python("pg_select.py", &[&cluster.url()]);
+    let svc = "pg-app";
+    let section = format!("[collectors.database]\nurl = \"{}\"\n", cluster.url());
+    let (agent, up) = watch_with_collector(&client, svc, "database", &section);
+    let selects = |status| {
+        series(
+            "db_queries_total",
+            &[
+                ("db_system", "postgresql"),
+                ("query_type", "select"),
+                ("service", svc),
+                ("status", status),
+            ],
+        )
+    };
+
+    assert_eq!(ok_failed(&mut client, "select 50"), (50.0, 0.0));
+    agent.wait_for(&selects("ok"), 50.0);
+
+    // PostgreSQL crashes (an immediate shutdown) while the service works.
+    cluster.kill();
+    let (_, failed) = ok_failed(&mut client, "select 3");
+    assert_eq!(failed, 3.0);
+    agent.wait_for(&up, 0.0);
+    // Back on the same port: the service reconnects by itself (its first
+    // statement after the crash may still fail), loupe follows the new
+    // connection, the collector recovers.
+    cluster.restart();
+    let (answered, failed) = ok_failed(&mut client, "select 30");
+    assert_eq!(answered + failed, 30.0);
+    assert!(failed <= 1.0, "{failed}");
+    agent.wait_for(&up, 1.0);
+    // Every statement answered is counted as such.
+    agent.wait_for(&selects("ok"), 50.0 + answered);
+    agent.assert_nothing_lost();
+    assert_one_outage(&agent);
 }
