@@ -68,8 +68,8 @@ pub enum ConfigError {
     Selector { origin: String, reason: String },
     #[error("{origin}: service name `{name}` is empty or longer than {MAX_NAME_LEN} characters")]
     BadName { origin: String, name: String },
-    #[error("service name `{0}` is used twice; service names must be unique")]
-    DuplicateName(String),
+    #[error("{origin}: service name `{name}` is used twice; service names must be unique")]
+    DuplicateName { origin: String, name: String },
     #[error(
         "nothing to monitor: give --pid, --process or --port, or a --config file with [[services]]"
     )]
@@ -464,10 +464,16 @@ impl Config {
         } else {
             None
         };
-        let mut names: Vec<&str> = services.iter().filter_map(|s| s.name.as_deref()).collect();
-        names.sort_unstable();
-        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(ConfigError::DuplicateName(pair[0].to_owned()));
+        let mut names = std::collections::HashSet::new();
+        for s in &services {
+            if let Some(name) = &s.name
+                && !names.insert(name.as_str())
+            {
+                return Err(ConfigError::DuplicateName {
+                    origin: s.origin.clone(),
+                    name: name.clone(),
+                });
+            }
         }
         Ok(Self {
             listen,
@@ -594,7 +600,8 @@ pids = [1]
             Overrides::default(),
         )
         .unwrap_err();
-        assert!(matches!(err, ConfigError::DuplicateName(_)), "{err}");
+        assert!(matches!(err, ConfigError::DuplicateName { .. }), "{err}");
+        assert!(err.to_string().starts_with("loupe.toml: services[1]: "), "{err}");
         let flags = Overrides {
             listen: Some("nowhere".into()),
             ..Default::default()
