@@ -601,7 +601,10 @@ pids = [1]
         )
         .unwrap_err();
         assert!(matches!(err, ConfigError::DuplicateName { .. }), "{err}");
-        assert!(err.to_string().starts_with("loupe.toml: services[1]: "), "{err}");
+        assert!(
+            err.to_string().starts_with("loupe.toml: services[1]: "),
+            "{err}"
+        );
         let flags = Overrides {
             listen: Some("nowhere".into()),
             ..Default::default()
