@@ -47,6 +47,7 @@ fn collect(args: &loupe::cli::CollectArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let config = Config::for_collectors(Some((args.config.as_path(), file)), flags)?;
+    loupe::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
