@@ -203,6 +203,20 @@ fn requests_to(scrape: &Scrape, service: &str, endpoint: &str) -> f64 {
         .sum()
 }
 
+/// Waits until the requests of `service` to `endpoint` add up to
+/// `expected`, panicking with the agent's log otherwise.
+fn wait_for_requests_to(agent: &Agent, service: &str, endpoint: &str, expected: f64) {
+    let deadline = Instant::now() + loupe_tests::WAIT;
+    while requests_to(&agent.scrape(), service, endpoint) != expected {
+        assert!(
+            Instant::now() < deadline,
+            "{endpoint}: expected {expected}\n{}",
+            agent.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Resident memory of `pid` in kB.
 fn rss_kb(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
@@ -232,11 +246,7 @@ fn a_target_killed_and_restarted_under_load_leaves_no_state_behind() {
         // A known batch beside the load: counted exactly, every time.
         requests_on(port, "/counted", 25);
         counted += 25.0;
-        let deadline = Instant::now() + loupe_tests::WAIT;
-        while requests_to(&agent.scrape(), svc, "/counted") != counted {
-            assert!(Instant::now() < deadline, "round {round}: {}", agent.log());
-            thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_requests_to(&agent, svc, "/counted", counted);
         if round == 1 {
             rss_after_first = rss_kb(agent.pid());
         }
@@ -256,7 +266,7 @@ fn a_target_killed_and_restarted_under_load_leaves_no_state_behind() {
     let grown = rss_kb(agent.pid()).saturating_sub(rss_after_first);
     assert!(
         grown < 8 * 1024,
-        "agent RSS grew by {grown} kB over five restarts"
+        "agent RSS grew by {grown} kB over six restarts"
     );
     let scrape = agent.scrape();
     assert_eq!(requests_to(&scrape, svc, "/counted"), counted);
@@ -301,19 +311,11 @@ fn a_burst_that_overflows_the_ring_buffer_is_counted_and_survived() {
     let burst = requests_to(&scrape, svc, "/burst");
     assert!(burst < 6000.0, "{burst} of 6000 counted despite the loss");
     requests_on(port, "/after", 137);
-    let deadline = Instant::now() + loupe_tests::WAIT;
-    while requests_to(&agent.scrape(), svc, "/after") != 137.0 {
-        assert!(Instant::now() < deadline, "{}", agent.log());
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_requests_to(&agent, svc, "/after", 137.0);
     // Nothing more was lost once the agent read again.
     let lost = agent.scrape().get("loupe_events_lost_total");
     requests_on(port, "/after", 13);
-    let deadline = Instant::now() + loupe_tests::WAIT;
-    while requests_to(&agent.scrape(), svc, "/after") != 150.0 {
-        assert!(Instant::now() < deadline, "{}", agent.log());
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_requests_to(&agent, svc, "/after", 150.0);
     assert_eq!(agent.scrape().get("loupe_events_lost_total"), lost);
 }
 
