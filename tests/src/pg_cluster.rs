@@ -26,12 +26,15 @@ fn bin_dir() -> PathBuf {
 pub struct PgCluster {
     pub port: u16,
     dir: PathBuf,
+    /// Where `initdb`, `postgres`, `pg_ctl` and `pg_isready` are.
+    bin: PathBuf,
     server: Option<Fixture>,
 }
 
 impl PgCluster {
     /// Creates the cluster and starts it.
     pub fn start(port: u16) -> Self {
+        let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!("loupe-pg-{port}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("cluster directory");
@@ -39,7 +42,7 @@ impl PgCluster {
         succeed(
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
-                .arg(bin_dir().join("initdb"))
+                .arg(bin.join("initdb"))
                 .args([
                     "-A",
                     "trust",
@@ -55,6 +58,7 @@ impl PgCluster {
         let mut cluster = Self {
             port,
             dir,
+            bin,
             server: None,
         };
         cluster.restart();
@@ -67,7 +71,7 @@ impl PgCluster {
         let command = format!(
             "exec runuser -u postgres -- {} -D {} -p {} -k {} -c listen_addresses=127.0.0.1 \
              -c fsync=off",
-            bin_dir().join("postgres").display(),
+            self.bin.join("postgres").display(),
             data(&self.dir).display(),
             self.port,
             self.dir.display()
@@ -75,7 +79,7 @@ impl PgCluster {
         self.server = Some(served(&command, self.port));
         let deadline = Instant::now() + Duration::from_secs(30);
         let port = self.port.to_string();
-        while !Command::new(bin_dir().join("pg_isready"))
+        while !Command::new(self.bin.join("pg_isready"))
             .args(["-q", "-h", "127.0.0.1", "-p", &port])
             .status()
             .is_ok_and(|status| status.success())
@@ -94,7 +98,7 @@ impl PgCluster {
         succeed(
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
-                .arg(bin_dir().join("pg_ctl"))
+                .arg(self.bin.join("pg_ctl"))
                 .args(["stop", "-m", "immediate", "-w", "-D"])
                 .arg(data(&self.dir)),
         );
