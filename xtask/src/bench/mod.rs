@@ -2,9 +2,9 @@
 //! alternating rounds of the same run (nginx, a hyper server, the FastAPI
 //! agent service; for FastAPI also with the in-process Prometheus
 //! middleware loupe replaces), then the tax loupe puts on processes it does
-//! not track. Prints throughput, latency, BPF time per request (kernel BPF
-//! statistics), agent CPU and memory, and whether loupe counted every
-//! request. A report, not a test: this machine is shared and noisy, so only
+//! not track. Prints throughput and latency (kernel BPF statistics off),
+//! BPF time per request (statistics on, in a run of its own), agent CPU and
+//! memory, and whether loupe counted every request. A report, not a test: this machine is shared and noisy, so only
 //! side-by-side ratios mean something.
 mod measure;
 mod targets;
@@ -49,6 +49,8 @@ pub struct Options {
 #[derive(Default, Clone)]
 struct Cost {
     bpf: Programs,
+    /// Requests wrk completed while `bpf` was measured.
+    bpf_requests: u64,
     cpu_ticks: u64,
     rss_kb: u64,
     peak_kb: u64,
@@ -102,8 +104,27 @@ impl Bench<'_> {
     }
 }
 
+/// The kernel's BPF run-time statistics, on while this lives. They cost
+/// two clock reads per program run, so throughput and latency are measured
+/// with them off, as users run loupe, and BPF time in a run of its own.
+struct BpfStats;
+
+impl BpfStats {
+    fn on() -> anyhow::Result<Self> {
+        sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=1"]))?;
+        Ok(Self)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]));
+    }
+}
+
 /// A wrk run with loupe attached through data hook `hook` (then, if
-/// `paced`, a paced run with the same agent).
+/// `paced`, a paced run with the same agent), then one more wrk run with
+/// BPF statistics on for the programs' run time.
 fn with_loupe(
     bench: &Bench,
     hook: &str,
@@ -111,27 +132,30 @@ fn with_loupe(
     paced: bool,
 ) -> anyhow::Result<(Load, Cost, Option<Load>)> {
     let options = bench.options;
+    let url = target.url(target.port);
     let agent = start_loupe(hook, &bench.loupe, target)?;
     let pid = agent.0.id();
     let counted_before = scrape(LOUPE_PORT, "agent_requests_total");
     let before = usage(pid);
-    let bpf_before = Programs::of(pid);
-    let load = wrk(
-        &target.url(target.port),
-        options.connections,
-        options.seconds,
-    )?;
+    let load = wrk(&url, options.connections, options.seconds)?;
     sleep(Duration::from_secs(1));
     let after = usage(pid);
+    let counted = scrape(LOUPE_PORT, "agent_requests_total") - counted_before;
+    let paced = paced.then(|| bench.paced(target)).transpose()?;
+    let stats = BpfStats::on()?;
+    let bpf_before = Programs::of(pid);
+    let timed = wrk(&url, options.connections, options.seconds)?;
+    let bpf = Programs::of(pid).since(&bpf_before);
+    drop(stats);
     let cost = Cost {
-        bpf: Programs::of(pid).since(&bpf_before),
+        bpf,
+        bpf_requests: timed.requests.max(1),
         cpu_ticks: after.ticks - before.ticks,
         rss_kb: after.rss_kb,
-        peak_kb: after.peak_kb,
-        counted: scrape(LOUPE_PORT, "agent_requests_total") - counted_before,
+        peak_kb: usage(pid).peak_kb,
+        counted,
         lost: scrape(LOUPE_PORT, "loupe_events_lost_total"),
     };
-    let paced = paced.then(|| bench.paced(target)).transpose()?;
     Ok((load, cost, paced))
 }
 
@@ -199,8 +223,8 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         let ratio = load.rps / bare.rps;
         let floor_ratio = floor.rps / bare.rps;
         let requests = load.requests.max(1) as f64;
-        let per_request = cost.bpf.total_ns() as f64 / requests;
-        let floor_per_request = floor_cost.bpf.total_ns() as f64 / floor.requests.max(1) as f64;
+        let per_request = cost.bpf.total_ns() as f64 / cost.bpf_requests as f64;
+        let floor_per_request = floor_cost.bpf.total_ns() as f64 / floor_cost.bpf_requests as f64;
         let cpu_seconds = cost.cpu_ticks as f64 / TICKS_PER_SECOND;
         let cores_per_10k = cpu_seconds / f64::from(options.seconds) / (load.rps / 10_000.0);
         let cpu_us = cpu_seconds * 1e6 / requests;
@@ -233,7 +257,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         paced_p99.push(paced.p99_us / bare_paced.p99_us);
         cpu.push(cpu_us);
         mw_ratios.extend(mw_ratio);
-        last = Some((cost.bpf, load.requests.max(1), cost.peak_kb));
+        last = Some((cost.bpf, cost.bpf_requests, cost.peak_kb));
     }
     let ratio = median(&mut ratios);
     println!(
@@ -359,16 +383,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     if chosen.is_empty() {
         bail!("no such target; use nginx, hyper or fastapi");
     }
-    sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=1"]))?;
     println!(
         "{} alternating rounds per target, data hook {}",
         options.rounds, options.data_hook
     );
     let result = chosen
         .iter()
-        .try_for_each(|target| bench_target(&bench, target));
-    sh::run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]))?;
-    let result = result.and_then(|()| untracked_tax(&bench, &chosen[0]));
+        .try_for_each(|target| bench_target(&bench, target))
+        .and_then(|()| untracked_tax(&bench, &chosen[0]));
     drop(chosen);
     let _ = fs::remove_dir_all(&dir);
     result
