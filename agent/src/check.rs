@@ -12,6 +12,8 @@ use loupe_common::layout::{KERNEL_OFFSETS_GLOBAL, KernelOffsets};
 use crate::{
     describe_error,
     ebpf::{self, Probes, btf, tracefs},
+    procfs::Procfs,
+    tls,
 };
 
 /// Capabilities that matter to loupe (bit number, name, why).
@@ -170,7 +172,7 @@ where
 }
 
 /// Builds the report text and whether loupe can run here.
-fn report() -> Report {
+fn report(pids: &[u32]) -> Report {
     let mut report = Report::default();
     report.line("loupe", env!("CARGO_PKG_VERSION"));
     report.line(
@@ -226,22 +228,37 @@ fn report() -> Report {
     }
     try_hooks(&mut report);
     match Probes::load(ebpf::DataHookChoice::Auto) {
-        Ok(probes) => report.line(
-            "loupe probes",
-            format!(
-                "yes ({} programs attached and detached; data syscalls through {})",
-                probes.attached,
-                probes.data_hook.as_str()
-            ),
-        ),
+        Ok(probes) => {
+            report.line(
+                "loupe probes",
+                format!(
+                    "yes ({} programs attached and detached; data syscalls through {})",
+                    probes.attached,
+                    probes.data_hook.as_str()
+                ),
+            );
+            report.line(
+                "tls plaintext",
+                probes.tls_unavailable.as_ref().map_or_else(
+                    || "yes (OpenSSL uprobes load; attached per process)".to_owned(),
+                    |why| format!("no: {why} (HTTPS served or called is not seen)"),
+                ),
+            );
+        }
         Err(err) => report.hook("loupe probes", true, Err(describe_error(&err))),
+    }
+    let proc = Procfs::default();
+    for pid in pids {
+        for line in tls::describe(&proc, *pid) {
+            report.line("tls", line);
+        }
     }
     report
 }
 
 /// Prints the report; the exit code says whether loupe can run here.
-pub fn run() -> ExitCode {
-    let report = report();
+pub fn run(pids: &[u32]) -> ExitCode {
+    let report = report(pids);
     print!("{}", report.text);
     if report.fatal.is_empty() {
         println!("{:<20}loupe can run here", "verdict");

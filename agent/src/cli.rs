@@ -25,7 +25,13 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Report what this machine allows (kernel, BTF, tracefs, capabilities,
     /// each hook type); exits non-zero when loupe cannot run here.
-    Check,
+    Check {
+        /// Also report how the TLS of this process would be seen: the
+        /// OpenSSL files it maps and the functions found in each
+        /// (repeatable).
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+    },
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),

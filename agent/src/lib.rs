@@ -36,6 +36,7 @@ pub mod redis;
 pub mod rules;
 pub mod server;
 pub mod sql;
+pub mod tls;
 
 /// An error followed by those of its causes its message does not already
 /// include (loupe's own messages name their cause inline; library errors

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Check => return loupe::check::run(),
+        Command::Check { pids } => return loupe::check::run(&pids),
         Command::Run(args) => run(&args),
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),
         Command::Collect(args) => collect(&args),

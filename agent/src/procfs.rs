@@ -211,6 +211,24 @@ impl Procfs {
         Some(comm.trim_end().to_owned())
     }
 
+    /// The text of `/proc/PID/maps`.
+    pub fn maps(&self, pid: u32) -> Option<String> {
+        fs::read_to_string(self.pid_path(pid, "maps")).ok()
+    }
+
+    /// Path of the process's executable, as the process sees it.
+    pub fn exe(&self, pid: u32) -> Option<String> {
+        let exe = fs::read_link(self.pid_path(pid, "exe")).ok()?;
+        Some(exe.to_string_lossy().into_owned())
+    }
+
+    /// A path inside the process's mount namespace, reachable from ours
+    /// (`/proc/PID/root/...`: containers see their own files).
+    pub fn in_root(&self, pid: u32, path: &str) -> PathBuf {
+        self.pid_path(pid, "root")
+            .join(path.trim_start_matches('/'))
+    }
+
     /// Inode of the process's network namespace.
     pub fn netns(&self, pid: u32) -> Option<u64> {
         let link = fs::read_link(self.pid_path(pid, "ns/net")).ok()?;

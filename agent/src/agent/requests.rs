@@ -2,14 +2,14 @@
 //! exporting each finished exchange under bounded labels.
 use std::time::Instant;
 
-use loupe_common::event::DataHeader;
+use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
 use super::state::State;
 use crate::{
     capture::{BodyPolicy, Found, StreamKey, Streams, monotonic_ns},
     http::{
         auth::AuthConfig,
-        exchange::{Exchange, Outcome},
+        exchange::{Exchange, Outcome, Unparsed},
         head::Method,
     },
     metrics::{OTHER, catalogue},
@@ -28,7 +28,7 @@ impl State {
     fn with_streams(
         &mut self,
         now: Instant,
-        raise: Option<(u32, u32)>,
+        raise: Option<(u32, u32, u64)>,
         feed: impl FnOnce(&mut Streams, &AuthConfig, BodyPolicy<'_>, &mut dyn FnMut(u32, Found)),
     ) {
         let mut outcomes = std::mem::take(&mut self.outcomes);
@@ -70,9 +70,17 @@ impl State {
         if !self.tracked.contains_key(&head.header.tgid) {
             return;
         }
-        let connection = Some((head.header.tgid, head.fd));
-        self.with_streams(now, connection, |streams, auth, bodies, mut out| {
-            streams.on_data(head, bytes, auth, bodies, &mut out);
+        let tgid = head.header.tgid;
+        // A process whose OpenSSL is hooked: its plaintext comes through
+        // the uprobes, the ciphertext at the socket is no news.
+        let plaintext_seen = head.conn & CONN_TLS == 0 && self.tls.is_hooked(tgid);
+        let connection = Some((tgid, head.fd, head.conn));
+        self.with_streams(now, connection, |streams, auth, bodies, out| {
+            streams.on_data(head, bytes, auth, bodies, &mut |service, found| {
+                if !(plaintext_seen && found == Found::Http(Outcome::Unparsed(Unparsed::Tls))) {
+                    out(service, found);
+                }
+            });
         });
     }
 

@@ -27,6 +27,7 @@ use crate::{
     metrics::{LabelLimit, Metrics, SeriesClock, catalogue, service_value},
     procfs::Procfs,
     rules::RuleSet,
+    tls::TlsHooks,
 };
 
 pub(super) struct Service {
@@ -95,6 +96,8 @@ pub struct State {
     configured: usize,
     /// Placed services whose pod is gone, to reuse.
     pub(super) free: Vec<u32>,
+    /// OpenSSL uprobes of tracked processes.
+    pub(super) tls: TlsHooks,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -161,6 +164,7 @@ impl State {
             placed: HashMap::new(),
             configured: config.services.len(),
             free: Vec::new(),
+            tls: TlsHooks::default(),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);
@@ -264,12 +268,17 @@ impl State {
     /// probes copy the service's responses from their start (up to `bytes`
     /// each), beginning with the connection the request came on. Services
     /// that never see such a request pay nothing.
-    pub(super) fn start_capturing(&mut self, service: u32, bytes: usize, on: Option<(u32, u32)>) {
+    pub(super) fn start_capturing(
+        &mut self,
+        service: u32,
+        bytes: usize,
+        on: Option<(u32, u32, u64)>,
+    ) {
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         self.capturing.insert(service);
         self.probes.set_service_capture(service, bytes);
-        if let Some((tgid, fd)) = on {
-            self.probes.raise_capture(tgid, fd, bytes);
+        if let Some((tgid, fd, conn)) = on {
+            self.probes.raise_capture(tgid, fd, conn, bytes);
         }
         info!(service = %self.shown(service), bytes, "capturing response bodies for route rules");
     }
@@ -347,6 +356,7 @@ impl State {
         }
         self.publish_targets(service);
         self.seed(pid, service, now);
+        self.tls.sync(&mut self.probes, &self.proc, pid);
     }
 
     /// Stops tracking `pid` (gone): its connections closed with it, on
@@ -357,6 +367,7 @@ impl State {
             return;
         };
         self.forget_connections(pid, now);
+        self.tls.forget(&mut self.probes, pid);
         let _ = self.probes.tracked.remove(&pid);
         self.probes.set_tracked_bit(pid, false);
         let s = &mut self.services[service as usize];
@@ -450,6 +461,8 @@ impl State {
             Event::Exec(exec) => {
                 if let Some(&service) = self.tracked.get(&exec.pid) {
                     self.reseed(exec.pid, service, now);
+                    self.tls.forget(&mut self.probes, exec.pid);
+                    self.tls.sync(&mut self.probes, &self.proc, exec.pid);
                 }
             }
             Event::Exit(exit) => {

@@ -13,6 +13,7 @@ impl State {
     pub fn tick(&mut self, now: Instant) {
         self.read_probe_counters();
         self.reconcile_tracked(now);
+        self.sync_tls();
         self.reconcile_sockets(now);
         self.sweep_pending_fds();
         if self.conns.seeded().next().is_none() {
@@ -43,6 +44,14 @@ impl State {
             );
             self.metrics.map_full.inc_by(new);
             self.probe_map_full = full;
+        }
+    }
+
+    /// OpenSSL libraries loaded (or unloaded) since the last look.
+    fn sync_tls(&mut self) {
+        let pids: Vec<u32> = self.tracked.keys().copied().collect();
+        for pid in pids {
+            self.tls.sync(&mut self.probes, &self.proc, pid);
         }
     }
 

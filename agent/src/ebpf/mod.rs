@@ -2,6 +2,7 @@
 //! maps. Dropping [`Probes`] detaches and unloads everything it created.
 pub mod btf;
 pub mod tracefs;
+pub mod uprobes;
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -9,11 +10,12 @@ use aya::{
     programs::{BtfTracePoint, ProgramError, TracePoint},
 };
 use loupe_common::{
+    event::TLS_FD,
     layout::{
         DATA_TRACEPOINTS, KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAM,
-        SYS_EXIT_TRACEPOINT, TRACEPOINTS, Tracepoint,
+        SYS_EXIT_TRACEPOINT, TRACEPOINTS, TlsHook, Tracepoint,
     },
-    maps::{self, FdInfo, FdKey, ListenKey, SockOwner, Target, TupleKey},
+    maps::{self, CONN_TLS, FdInfo, FdKey, ListenKey, SockOwner, Target, TlsKey, TupleKey},
 };
 use tracing::{info, warn};
 
@@ -179,6 +181,7 @@ pub struct Probes {
     pub tracked: HashMap<MapData, u32, Target>,
     tracked_bits: Array<MapData, u64>,
     pub fds: HashMap<MapData, FdKey, FdInfo>,
+    tls_conns: HashMap<MapData, TlsKey, FdInfo>,
     pub listeners: HashMap<MapData, ListenKey, SockOwner>,
     pub sockets: HashMap<MapData, u64, SockOwner>,
     pub preexisting: HashMap<MapData, TupleKey, SockOwner>,
@@ -192,8 +195,10 @@ pub struct Probes {
     pub data_hook: DataHook,
     /// Network namespaces are told apart (kernel offsets resolved from BTF).
     pub netns_aware: bool,
+    /// Why the OpenSSL uprobes could not be loaded, if they could not.
+    pub tls_unavailable: Option<String>,
     /// Owns the programs and their links (fields drop in order: this last).
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 fn map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
@@ -235,6 +240,24 @@ fn raise_memlock() {
     }
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard one: every attached uprobe
+/// holds a perf event fd (nine per hooked OpenSSL file and process).
+fn raise_nofile() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0
+            && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
+        }
+    }
+}
+
 /// Resolves the kernel offsets the probes use to tell network namespaces
 /// apart; without them ports are matched across namespaces.
 pub fn kernel_offsets() -> KernelOffsets {
@@ -256,6 +279,7 @@ impl Probes {
     /// their own tracepoints.
     pub fn load(choice: DataHookChoice) -> Result<Self, LoadError> {
         raise_memlock();
+        raise_nofile();
         let tracefs = tracefs::find_or_mount()?;
         if let tracefs::Mounted::MountedByLoupe(path) = &tracefs {
             info!(path = %path.display(), "mounted tracefs");
@@ -310,6 +334,13 @@ impl Probes {
                 }
             },
         };
+        let tls_unavailable = match uprobes::load(&mut ebpf) {
+            Ok(()) => None,
+            Err(err) => {
+                warn!(error = %err, "TLS plaintext will not be seen: uprobes do not load");
+                Some(err.to_string())
+            }
+        };
         info!(
             attached,
             netns_aware = offsets.valid == 1,
@@ -320,6 +351,7 @@ impl Probes {
             tracked: map(&mut ebpf, maps::TRACKED)?,
             tracked_bits: map(&mut ebpf, maps::TRACKED_BITS)?,
             fds: map(&mut ebpf, maps::FDS)?,
+            tls_conns: map(&mut ebpf, maps::TLS_CONNS)?,
             listeners: map(&mut ebpf, maps::LISTENERS)?,
             sockets: map(&mut ebpf, maps::SOCKETS)?,
             preexisting: map(&mut ebpf, maps::PREEXISTING)?,
@@ -331,7 +363,8 @@ impl Probes {
             attached,
             data_hook,
             netns_aware: offsets.valid == 1,
-            _ebpf: ebpf,
+            tls_unavailable,
+            ebpf,
         })
     }
 
@@ -349,14 +382,40 @@ impl Probes {
         }
     }
 
-    /// Raises the capture budget of one connection: its next writes are
-    /// copied from their start, up to `bytes` in all.
-    pub fn raise_capture(&mut self, tgid: u32, fd: u32, bytes: u32) {
-        let key = FdKey { tgid, fd };
-        if let Ok(mut info) = self.fds.get(&key, 0) {
-            info.capture = info.capture.max(bytes);
-            let _ = self.fds.insert(key, info, 0); // closed meanwhile: nothing to do
+    /// Raises the capture budget of one connection (`fd` and `conn` of its
+    /// records): its next writes are copied from their start, up to
+    /// `bytes` in all.
+    pub fn raise_capture(&mut self, tgid: u32, fd: u32, conn: u64, bytes: u32) {
+        let raise = |info: &mut FdInfo| info.capture = info.capture.max(bytes);
+        // Closed meanwhile: nothing to do.
+        if fd == TLS_FD {
+            let key = TlsKey {
+                tgid,
+                _pad: 0,
+                ssl: conn & !CONN_TLS,
+            };
+            if let Ok(mut info) = self.tls_conns.get(&key, 0) {
+                raise(&mut info);
+                let _ = self.tls_conns.insert(key, info, 0);
+            }
+        } else if let Ok(mut info) = self.fds.get(&FdKey { tgid, fd }, 0) {
+            raise(&mut info);
+            let _ = self.fds.insert(FdKey { tgid, fd }, info, 0);
         }
+    }
+
+    /// Attaches the OpenSSL uprobes found in `file` for process `pid`.
+    pub fn attach_tls(
+        &mut self,
+        pid: u32,
+        file: &std::path::Path,
+        found: &[(TlsHook, u64)],
+    ) -> Result<Vec<uprobes::TlsLink>, uprobes::AttachError> {
+        uprobes::attach(&mut self.ebpf, pid, file, found)
+    }
+
+    pub fn detach_tls(&mut self, links: Vec<uprobes::TlsLink>) {
+        uprobes::detach(&mut self.ebpf, links);
     }
 
     /// Response bytes copied in full from the start of every response of

@@ -1,6 +1,7 @@
-//! What loupe reads from the kernel: /proc files (cgroups too), tracepoint
-//! formats, BTF; and the Kubernetes API's pod list.
-use crate::{container, ebpf, k8s, procfs};
+//! What loupe reads from the kernel and the system: /proc files (cgroups
+//! and memory maps too), tracepoint formats, BTF, the ELF symbol tables of
+//! the files that may hold OpenSSL; and the Kubernetes API's pod list.
+use crate::{container, ebpf, k8s, procfs, tls};
 
 pub fn run(data: &[u8]) {
     let _ = ebpf::btf::Btf::parse(data).map(|btf| ebpf::btf::kernel_offsets(&btf));
@@ -14,4 +15,6 @@ pub fn run(data: &[u8]) {
     let _ = k8s::pods::PodIndex::parse(data);
     let _ = ebpf::tracefs::parse_format(&text);
     let _ = ebpf::tracefs::mount_points(&text, "tracefs");
+    let _ = tls::maps::tls_candidates(&text, Some("/usr/bin/node"));
+    let _ = tls::elf::function_offsets(data, &["SSL_read", "SSL_write_ex", "SSL_free"]);
 }

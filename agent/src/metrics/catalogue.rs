@@ -366,8 +366,8 @@ pub const LABEL_OVERFLOW: Def = def(
 pub const UNPARSED_CONNECTIONS: Def = def(
     "loupe_unparsed_connections_total",
     Kind::Counter,
-    "Inbound connections loupe saw but could not parse as HTTP/1.x, by reason (http2, tls, \
-     unknown_protocol, malformed_http).",
+    "Inbound connections loupe saw but could not parse as HTTP/1.x, by reason (http2, tls: \
+     TLS not through a hooked OpenSSL, unknown_protocol, malformed_http).",
     &["service", "reason"],
 );
 pub const ENDPOINT_OVERFLOW: Def = def(

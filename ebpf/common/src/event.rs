@@ -98,6 +98,9 @@ pub const CAPTURE_TAIL: usize = 16;
 /// database's last messages: command tag, ready for query).
 pub const CAPTURE_CLIENT_TAIL: usize = 64;
 
+/// The `fd` of records from the TLS uprobes (the `SSL*` is in `conn`).
+pub const TLS_FD: u32 = u32::MAX;
+
 /// Bytes transferred on a connection by one syscall.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -176,6 +176,31 @@ const fn exit(name: &'static str, program: &'static str) -> Tracepoint {
     }
 }
 
+/// An OpenSSL function the TLS uprobes hook: its symbol, the program run at
+/// its entry, and the one run at its return (none for `SSL_free`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsHook {
+    pub symbol: &'static str,
+    pub entry: &'static str,
+    pub ret: Option<&'static str>,
+}
+
+/// The functions through which an OpenSSL user reads and writes plaintext,
+/// and the one that ends a connection. `SSL_read`/`SSL_write` return the
+/// byte count; the `_ex` forms (OpenSSL 1.1.1+, used by CPython) write it
+/// through their fourth argument.
+pub const TLS_HOOKS: &[TlsHook] = &[
+    tls("SSL_read", "loupe_ssl_call", Some("loupe_ssl_rx")),
+    tls("SSL_read_ex", "loupe_ssl_call_ex", Some("loupe_ssl_rx")),
+    tls("SSL_write", "loupe_ssl_call", Some("loupe_ssl_tx")),
+    tls("SSL_write_ex", "loupe_ssl_call_ex", Some("loupe_ssl_tx")),
+    tls("SSL_free", "loupe_ssl_free", None),
+];
+
+const fn tls(symbol: &'static str, entry: &'static str, ret: Option<&'static str>) -> TlsHook {
+    TlsHook { symbol, entry, ret }
+}
+
 /// User-space ABI layouts the data probes read (x86_64, stable).
 pub mod user {
     /// `struct iovec`: base pointer, then length.

@@ -40,6 +40,8 @@ mod pod {
         maps::ListenKey,
         maps::SockOwner,
         maps::TupleKey,
+        maps::TlsKey,
+        maps::TlsCall,
         event::Header,
         event::TcpState,
         event::Process,

@@ -34,6 +34,14 @@ pub const SERVICE_CAPTURE: &str = "SERVICE_CAPTURE";
 pub const SERVICE_CAPTURE_LEN: u32 = 256;
 /// Per-CPU counters, indexed by the `COUNTER_*` constants.
 pub const COUNTERS: &str = "COUNTERS";
+/// TLS connections of tracked processes, by OpenSSL `SSL*`: `TlsKey ->
+/// FdInfo` (the same state the data probes keep per socket fd). LRU: an
+/// `SSL_free` missed (a killed process) cannot leak an entry.
+pub const TLS_CONNS: &str = "TLS_CONNS";
+/// The `SSL_read`/`SSL_write` call a tracked thread is in, between the
+/// uprobe and the uretprobe: `pid_tgid -> TlsCall`. LRU for threads that
+/// die inside a call.
+pub const TLS_CALLS: &str = "TLS_CALLS";
 
 pub const TRACKED_CAPACITY: u32 = 8192;
 /// Words of `TRACKED_BITS`: PIDs up to 4,194,304 (the kernel's `PID_MAX_LIMIT`).
@@ -43,6 +51,8 @@ pub const LISTENERS_CAPACITY: u32 = 1024;
 pub const SOCKETS_CAPACITY: u32 = 65_536;
 pub const PREEXISTING_CAPACITY: u32 = 16_384;
 pub const PENDING_FD_CAPACITY: u32 = 16_384;
+pub const TLS_CONNS_CAPACITY: u32 = 16_384;
+pub const TLS_CALLS_CAPACITY: u32 = 4096;
 /// Bytes of the event ring buffer (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Records are submitted without waking the agent (which polls on a short
@@ -124,6 +134,33 @@ impl FdInfo {
 
 /// Top bit of connection ids the agent assigns when it seeds from `/proc`.
 pub const CONN_SEEDED: u64 = 1 << 63;
+/// Bit of the connection ids of TLS connections (seen through the OpenSSL
+/// uprobes): the id is this bit or'ed with the `SSL*` (a user address,
+/// below bit 57).
+pub const CONN_TLS: u64 = 1 << 62;
+
+/// A TLS connection: the process and its OpenSSL `SSL*`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TlsKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub ssl: u64,
+}
+assert_size!(TlsKey, 16);
+
+/// Arguments of an OpenSSL read or write call, kept for its return.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TlsCall {
+    pub ssl: u64,
+    pub buf: u64,
+    /// `SSL_read_ex`/`SSL_write_ex`: where the byte count is written
+    /// (their return value is 1 or 0); 0 for `SSL_read`/`SSL_write`, which
+    /// return the count.
+    pub len_ptr: u64,
+}
+assert_size!(TlsCall, 24);
 
 /// A listening port in one network namespace. `netns` is the namespace's
 /// inode number, or 0 where the kernel's layout could not be resolved (then

@@ -57,10 +57,10 @@ use crate::{
 /// The argument registers of the current syscall (x86_64 order in
 /// `pt_regs`: rdx, rsi, rdi are adjacent).
 #[repr(C)]
-struct Args {
-    rdx: u64,
-    rsi: u64,
-    rdi: u64,
+pub struct Args {
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
 }
 
 /// The arguments from the registers saved at syscall entry: loads from the
@@ -82,7 +82,7 @@ fn syscall_args() -> Option<Args> {
 
 /// Where the syscall's bytes are.
 #[derive(Clone, Copy)]
-enum Source {
+pub enum Source {
     /// `buf` argument in rsi (read, recvfrom, write, sendto).
     Buf,
     /// `iovec` array in rsi, count in rdx (readv, writev).
@@ -150,7 +150,7 @@ fn last_bytes(source: Source, args: &Args, ret: u64) -> Option<(u64, u64)> {
 
 /// Whether the agent asked for this connection's bytes.
 #[inline(always)]
-fn captured_role(role: u32) -> bool {
+pub fn captured_role(role: u32) -> bool {
     (role == ROLE_INBOUND && switch(SWITCH_CAPTURE_INBOUND))
         || (role == ROLE_OUTBOUND && switch(SWITCH_CAPTURE_OUTBOUND))
 }
@@ -251,6 +251,13 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
+    rx(ret, &args, tgid, info, source);
+    0
+}
+
+/// `ret` bytes read on the connection `info` (`args.rdi` is its fd).
+#[inline(always)]
+pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     // SAFETY: in-place reads and updates of the looked-up value (no map
     // write). A read after a write (or the first) starts a request: the
     // service's response capture applies to its response.
@@ -263,15 +270,14 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
         }
     }
     let head = data_header(tgid, info, args.rdi as u32, DIR_RX, ret);
-    emit_head(head, source, &args, ret);
+    emit_head(head, source, args, ret);
     if ret > CAPTURE_MAX as u64 && head.flags & DATA_OUTBOUND != 0 {
         // A long reply to a client: its end too (where a database says it
         // is ready for the next query).
         let mut tail = head;
         tail.flags |= DATA_SAME_SYSCALL;
-        emit_last::<CAPTURE_CLIENT_TAIL>(tail, source, &args, ret);
+        emit_last::<CAPTURE_CLIENT_TAIL>(tail, source, args, ret);
     }
-    0
 }
 
 #[inline(always)]
@@ -279,6 +285,13 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
+    tx(ret, &args, tgid, info, source);
+    0
+}
+
+/// `ret` bytes written on the connection `info` (`args.rdi` is its fd).
+#[inline(always)]
+pub fn tx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     // SAFETY: in-place reads and updates of the looked-up value. A client
     // starts a command or query with each write (pipelines too), so its
     // writes are all copied from their start, like a response head.
@@ -292,31 +305,30 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     };
     let head = data_header(tgid, info, args.rdi as u32, DIR_TX, ret);
     if !first && budget == 0 {
-        emit_tail(head, source, &args, ret);
-        return 0;
+        emit_tail(head, source, args, ret);
+        return;
     }
     if budget > 0 {
         // A response head gets its usual capture on top of the budget.
         let head_room = if first { CAPTURE_MAX as u64 } else { 0 };
-        let copied = emit_pieces(head, source, &args, ret, u64::from(budget) + head_room);
+        let copied = emit_pieces(head, source, args, ret, u64::from(budget) + head_room);
         let spent = copied.saturating_sub(head_room);
         // SAFETY: in-place update of the looked-up value.
         unsafe { (*info).capture = budget.saturating_sub(spent as u32) };
         if copied < ret {
             let mut tail = head;
             tail.flags |= DATA_SAME_SYSCALL;
-            emit_tail(tail, source, &args, ret);
+            emit_tail(tail, source, args, ret);
         }
-        return 0;
+        return;
     }
-    emit_head(head, source, &args, ret);
+    emit_head(head, source, args, ret);
     if ret > CAPTURE_MAX as u64 {
         // Longer than the capture: its end too (where a chunked body ends).
         let mut tail = head;
         tail.flags |= DATA_SAME_SYSCALL;
-        emit_tail(tail, source, &args, ret);
+        emit_tail(tail, source, args, ret);
     }
-    0
 }
 
 /// Copies the start of a write in up to `CAPTURE_PIECES` records (all of

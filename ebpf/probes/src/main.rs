@@ -11,6 +11,8 @@
 //!   `sys_exit_accept{,4}`: which fds of a tracked process are TCP sockets.
 //! - `sock:inet_sock_set_state`: TCP connection lifecycle, keyed by socket.
 //! - `syscalls:sys_exit_*` of the data syscalls: bytes on captured connections.
+//! - uprobes on OpenSSL's `SSL_read`/`SSL_write` (and `_ex`) and `SSL_free`
+//!   in the processes the agent attaches them to: TLS plaintext.
 #![no_std]
 #![no_main]
 
@@ -21,6 +23,7 @@ mod maps;
 mod process;
 mod sockets;
 mod tcp_state;
+mod tls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -3,7 +3,7 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::bpf_get_current_pid_tgid,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use loupe_common::{
@@ -11,8 +11,9 @@ use loupe_common::{
     maps::{
         COUNTER_MAP_FULL, COUNTERS_LEN, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey,
         LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY,
-        SERVICE_CAPTURE_LEN, SOCKETS_CAPACITY, SWITCHES_LEN, SockOwner, TRACKED_BITS_WORDS,
-        TRACKED_CAPACITY, Target, TupleKey,
+        SERVICE_CAPTURE_LEN, SOCKETS_CAPACITY, SWITCHES_LEN, SockOwner, TLS_CALLS_CAPACITY,
+        TLS_CONNS_CAPACITY, TRACKED_BITS_WORDS, TRACKED_CAPACITY, Target, TlsCall, TlsKey,
+        TupleKey,
     },
 };
 
@@ -40,6 +41,14 @@ pub static PREEXISTING: HashMap<TupleKey, SockOwner> =
 /// are removed when consumed, and the agent sweeps those of dead threads.
 #[map]
 pub static PENDING_FD: HashMap<u32, u32> = HashMap::with_max_entries(PENDING_FD_CAPACITY, 0);
+
+#[map]
+pub static TLS_CONNS: LruHashMap<TlsKey, FdInfo> =
+    LruHashMap::with_max_entries(TLS_CONNS_CAPACITY, 0);
+
+#[map]
+pub static TLS_CALLS: LruHashMap<u64, TlsCall> =
+    LruHashMap::with_max_entries(TLS_CALLS_CAPACITY, 0);
 
 #[map]
 pub static SWITCHES: Array<u32> = Array::with_max_entries(SWITCHES_LEN, 0);

@@ -1,0 +1,118 @@
+//! The OpenSSL uprobes: loaded with the other probes, attached per tracked
+//! process and file (by file offset, to that process only: processes that
+//! merely share the library pay nothing), detached when the process goes.
+use std::{num::NonZeroU32, path::Path};
+
+use aya::{
+    Ebpf,
+    programs::{
+        ProgramError, UProbe,
+        uprobe::{UProbeLinkId, UProbeScope},
+    },
+};
+use loupe_common::layout::{TLS_HOOKS, TlsHook};
+
+use super::LoadError;
+
+/// One attached uprobe: its program and link.
+pub struct TlsLink {
+    program: &'static str,
+    link: UProbeLinkId,
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, LoadError> {
+    ebpf.program_mut(name)
+        .ok_or(LoadError::MissingProgram { program: name })?
+        .try_into()
+        .map_err(|source| LoadError::Load {
+            program: name,
+            source: Box::new(source),
+        })
+}
+
+/// The programs of every hook, entry and return, each once.
+fn programs() -> impl Iterator<Item = &'static str> {
+    let mut names: Vec<&'static str> = TLS_HOOKS
+        .iter()
+        .flat_map(|hook| [Some(hook.entry), hook.ret])
+        .flatten()
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter()
+}
+
+/// Loads the uprobe programs into the kernel (nothing is attached yet).
+pub fn load(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    for name in programs() {
+        program(ebpf, name)?
+            .load()
+            .map_err(|source| LoadError::Load {
+                program: name,
+                source: Box::new(source),
+            })?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("attaching {program} to {symbol} in {path} (process {pid}) failed: {source}")]
+pub struct AttachError {
+    program: &'static str,
+    symbol: &'static str,
+    path: String,
+    pid: u32,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Attaches the hooks found in `file` (`(hook, file offset)`) for process
+/// `pid` only: all of them, or none.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    pid: u32,
+    file: &Path,
+    found: &[(TlsHook, u64)],
+) -> Result<Vec<TlsLink>, AttachError> {
+    let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+    let mut links = Vec::new();
+    for (hook, offset) in found {
+        for name in [Some(hook.entry), hook.ret].into_iter().flatten() {
+            let attached = program(ebpf, name).map_err(Box::from).and_then(|p| {
+                p.attach(*offset, file, scope)
+                    .map_err(|err: ProgramError| Box::from(err))
+            });
+            match attached {
+                Ok(link) => links.push(TlsLink {
+                    program: name,
+                    link,
+                }),
+                Err(source) => {
+                    detach(ebpf, links);
+                    return Err(AttachError {
+                        program: name,
+                        symbol: hook.symbol,
+                        path: file.display().to_string(),
+                        pid,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(links)
+}
+
+/// Detaches uprobes (a process that exited has lost them already; the
+/// links are released all the same).
+pub fn detach(ebpf: &mut Ebpf, links: Vec<TlsLink>) {
+    for TlsLink {
+        program: name,
+        link,
+    } in links
+    {
+        if let Ok(p) = program(ebpf, name) {
+            let _ = p.detach(link);
+        }
+    }
+}

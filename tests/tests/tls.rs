@@ -1,0 +1,134 @@
+//! HTTPS served by the process itself, seen in plaintext through uprobes on
+//! OpenSSL: uvicorn (CPython's `ssl` module, `libssl.so.3`, memory BIOs)
+//! and Node.js (OpenSSL linked into the executable). Clients: Python
+//! requests and httpx, not tracked. Root required: `cargo xtask test`.
+use std::{path::PathBuf, process::Command};
+
+use loupe_tests::{Agent, Fixture, fixture, free_port, series, served, watch_port};
+
+/// A self-signed certificate and its key, in a directory of the test's own.
+struct Certificate {
+    dir: PathBuf,
+}
+
+impl Certificate {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("loupe-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("certificate directory");
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl req failed");
+        Self { dir }
+    }
+
+    fn cert(&self) -> String {
+        self.dir.join("cert.pem").display().to_string()
+    }
+
+    fn key(&self) -> String {
+        self.dir.join("key.pem").display().to_string()
+    }
+}
+
+impl Drop for Certificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `(method, path, count, status, endpoint)`: 2xx, 4xx and 5xx.
+const MIX: &[(&str, &str, u32, u16, &str)] = &[
+    ("GET", "/items/42", 37, 200, "/items/{item_id}"),
+    ("POST", "/items", 11, 201, "/items"),
+    ("DELETE", "/items/9", 5, 204, "/items/{item_id}"),
+    ("GET", "/fail", 3, 500, "/fail"),
+    ("GET", "/nope", 7, 404, "/nope"),
+];
+
+/// Route templates (no OpenAPI document is fetched over HTTPS).
+const ROUTES: &[&str] = &["--route", "/items/{item_id}", "--route", "/items"];
+
+/// Sends the mix over HTTPS with `library` and checks every count: exact,
+/// no other label set, and the ciphertext on the socket neither counted
+/// again nor reported as unparsed.
+fn check_mix(agent: &Agent, service: &str, port: u16, library: &str) {
+    let base = format!("https://127.0.0.1:{port}");
+    let mut client = Fixture::python("http_client.py", &[&base, library]);
+    for (method, path, count, ..) in MIX {
+        client.send(&format!("{method} {path} {count}"));
+    }
+    let total: u32 = MIX.iter().map(|(_, _, count, ..)| count).sum();
+    client.command("", &format!("done {total}"));
+    for (method, _, count, status, endpoint) in MIX {
+        agent.wait_for(
+            &series(
+                "agent_requests_total",
+                &[
+                    ("service", service),
+                    ("method", method),
+                    ("endpoint", endpoint),
+                    ("status", &status.to_string()),
+                    ("auth_type", "none"),
+                ],
+            ),
+            f64::from(*count),
+        );
+    }
+    agent.assert_nothing_lost();
+    let scrape = agent.scrape();
+    assert_eq!(
+        scrape.total("agent_requests_total", service),
+        f64::from(total)
+    );
+    let unparsed = scrape.matching("loupe_unparsed_connections_total{");
+    assert!(unparsed.is_empty(), "{unparsed:?}");
+    assert!(
+        agent.log().contains("TLS plaintext hooked"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn https_fastapi_under_uvicorn() {
+    let certificate = Certificate::new("uvicorn");
+    let port = free_port();
+    let _server = served(
+        &format!(
+            "python3 -m uvicorn http_app:app --app-dir {} --host 127.0.0.1 --port {port} \
+             --log-level warning --loop asyncio --ssl-certfile {} --ssl-keyfile {}",
+            fixture("").display(),
+            certificate.cert(),
+            certificate.key()
+        ),
+        port,
+    );
+    let agent = watch_port(port, "fastapi-tls", ROUTES);
+    check_mix(&agent, "fastapi-tls", port, "requests");
+}
+
+#[test]
+fn https_node_server() {
+    let certificate = Certificate::new("node");
+    let port = free_port();
+    let _server = Fixture::start(
+        "node",
+        &[
+            fixture("http_app.js").to_str().unwrap(),
+            &port.to_string(),
+            &certificate.cert(),
+            &certificate.key(),
+        ],
+    );
+    let agent = watch_port(port, "node-tls", ROUTES);
+    check_mix(&agent, "node-tls", port, "httpx");
+}
