@@ -16,7 +16,7 @@ use crate::{
     client::{Client, ClientCounts, DbSystem},
     http::{
         auth::AuthConfig,
-        exchange::{BodyWants, HttpConn, Outcome, ParseConfig, Transfer},
+        exchange::{BodyWants, Exchange, HttpConn, Outcome, ParseConfig, Transfer},
         head::Method,
     },
     redis,
@@ -35,6 +35,9 @@ pub enum Found {
         system: DbSystem,
         statement: Statement,
     },
+    /// An HTTP call the service made (a request it wrote, the response it
+    /// read).
+    HttpCall(Exchange),
 }
 
 enum Proto {
@@ -45,6 +48,17 @@ enum Proto {
 
 /// Which bodies route rules want, by service, method and path.
 pub type BodyPolicy<'a> = &'a dyn Fn(u32, &Method, &str) -> BodyWants;
+
+/// What the parsers need from the configuration.
+#[derive(Clone, Copy)]
+pub struct Parsing<'a> {
+    /// Requests served: how their authentication is read.
+    pub auth: &'a AuthConfig,
+    /// Requests served: which bodies route rules want.
+    pub bodies: BodyPolicy<'a>,
+    /// HTTP calls the services make.
+    pub calls: &'a ParseConfig<'a>,
+}
 
 /// Connections followed at once; beyond, the least recently active are
 /// dropped. With at most `2 * MAX_HEAD` bytes of partial heads each, this
@@ -75,30 +89,23 @@ impl Stream {
         &mut self,
         head: &DataHeader,
         bytes: &[u8],
-        auth: &AuthConfig,
-        bodies: BodyPolicy<'_>,
+        parsing: &Parsing<'_>,
         out: &mut impl FnMut(u32, Found),
     ) {
+        let Parsing {
+            auth,
+            bodies,
+            calls,
+        } = *parsing;
         let service = self.service;
-        let ts = head.header.ts_ns;
-        let (tail, continues) = (
-            head.flags & DATA_TAIL != 0,
-            head.flags & DATA_SAME_SYSCALL != 0,
-        );
         let http = match &mut self.proto {
             Proto::Server(http) => http,
             Proto::Client(client) => {
-                client.on_data(head, bytes, &mut |found| out(service, found));
+                client.on_data(head, bytes, calls, &mut |found| out(service, found));
                 return;
             }
         };
-        let transfer = Transfer {
-            ts,
-            len: head.len,
-            bytes,
-            tail,
-            continues,
-        };
+        let transfer = transfer(head, bytes);
         let mut emit = |outcome| out(service, Found::Http(outcome));
         match head.dir {
             DIR_RX => {
@@ -156,8 +163,7 @@ impl Streams {
         &mut self,
         head: &DataHeader,
         bytes: &[u8],
-        auth: &AuthConfig,
-        bodies: BodyPolicy<'_>,
+        parsing: &Parsing<'_>,
         out: &mut impl FnMut(u32, Found),
     ) {
         let key = StreamKey {
@@ -189,19 +195,19 @@ impl Streams {
             if head.flags & DATA_MORE == 0
                 && let Some((first, joined)) = stream.pieces.take()
             {
-                stream.feed(&first, &joined, auth, bodies, out);
+                stream.feed(&first, &joined, parsing, out);
             }
             return;
         }
         if let Some((first, joined)) = stream.pieces.take() {
             // The rest of that write was lost: parse what arrived.
-            stream.feed(&first, &joined, auth, bodies, out);
+            stream.feed(&first, &joined, parsing, out);
         }
         if head.flags & DATA_MORE != 0 {
             stream.pieces = Some((*head, bytes.to_vec()));
             return;
         }
-        stream.feed(head, bytes, auth, bodies, out);
+        stream.feed(head, bytes, parsing, out);
     }
 
     /// The connection's fd was closed.
@@ -250,16 +256,30 @@ impl Streams {
         let stream_cut = now_ns.saturating_sub(STREAM_IDLE_NS);
         self.streams.retain(|_, stream| {
             let service = stream.service;
-            if let Proto::Server(http) = &mut stream.proto {
-                http.expire(response_cut, &mut |outcome| {
+            match &mut stream.proto {
+                Proto::Server(http) => http.expire(response_cut, &mut |outcome| {
                     out(service, Found::Http(outcome));
-                });
+                }),
+                Proto::Client(client) => {
+                    client.expire(response_cut, &mut |found| out(service, found));
+                }
             }
             // An idle pooled connection to Redis or a database stays (it
             // counts in the pool gauges until it closes).
             stream.last_ns >= stream_cut
                 || matches!(&stream.proto, Proto::Client(client) if client.is_pooled())
         });
+    }
+}
+
+/// One record's bytes, as the HTTP parser takes them.
+pub fn transfer<'a>(head: &DataHeader, bytes: &'a [u8]) -> Transfer<'a> {
+    Transfer {
+        ts: head.header.ts_ns,
+        len: head.len,
+        bytes,
+        tail: head.flags & DATA_TAIL != 0,
+        continues: head.flags & DATA_SAME_SYSCALL != 0,
     }
 }
 
@@ -305,13 +325,54 @@ mod tests {
         ts: u64,
         bytes: &[u8],
     ) -> Vec<(u32, Found)> {
-        let mut out = Vec::new();
-        let head = record(tgid, conn, dir, ts, bytes.len());
+        feed_record(streams, &record(tgid, conn, dir, ts, bytes.len()), bytes)
+    }
+
+    /// Feeds one record with no bodies wanted; calls keep their `Host`.
+    fn feed_record(streams: &mut Streams, head: &DataHeader, bytes: &[u8]) -> Vec<(u32, Found)> {
         let none = |_: u32, _: &Method, _: &str| BodyWants::default();
-        streams.on_data(&head, bytes, &AuthConfig::default(), &none, &mut |s, o| {
-            out.push((s, o))
-        });
-        out
+        with_bodies(&none, |parsing| {
+            let mut out = Vec::new();
+            streams.on_data(head, bytes, parsing, &mut |s, o| out.push((s, o)));
+            out
+        })
+    }
+
+    fn with_bodies<T>(bodies: BodyPolicy<'_>, run: impl FnOnce(&Parsing<'_>) -> T) -> T {
+        let auth = AuthConfig::default();
+        let calls_auth = AuthConfig {
+            label_headers: vec!["host".into()],
+            ..AuthConfig::default()
+        };
+        let no_body = |_: &Method, _: &str| BodyWants::default();
+        run(&Parsing {
+            auth: &auth,
+            bodies,
+            calls: &ParseConfig {
+                auth: &calls_auth,
+                bodies: &no_body,
+            },
+        })
+    }
+
+    #[test]
+    fn calls_the_service_makes_are_parsed_from_the_other_end() {
+        let mut streams = Streams::default();
+        let mut write = record(1, 5, DIR_TX, 100, 0);
+        write.flags = DATA_OUTBOUND;
+        let request = b"GET /v1/models HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer sk-secret\r\n\r\n";
+        write.len = request.len() as u64;
+        assert!(feed_record(&mut streams, &write, request).is_empty());
+        let response = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
+        let mut read = record(1, 5, DIR_RX, 350, response.len());
+        read.flags = DATA_OUTBOUND;
+        let out = feed_record(&mut streams, &read, response);
+        let [(2, Found::HttpCall(call))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((call.method.as_str(), call.status), ("GET", Some(404)));
+        assert_eq!((call.start_ns, call.end_ns), (100, 350));
+        assert_eq!(call.headers, [("host".into(), "api.example.com".into())]);
     }
 
     #[test]
@@ -376,8 +437,8 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut send = |head: DataHeader, bytes: &[u8]| {
-            streams.on_data(&head, bytes, &AuthConfig::default(), &wants, &mut |s, o| {
-                out.push((s, o))
+            with_bodies(&wants, |parsing| {
+                streams.on_data(&head, bytes, parsing, &mut |s, o| out.push((s, o)));
             });
         };
         send(record(1, 1, DIR_RX, 1, 18), b"POST /x HTTP/1.1\r\n\r\n");

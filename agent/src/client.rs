@@ -1,9 +1,24 @@
 //! Connections the service opened: which protocol each speaks (told from
 //! its first bytes, ports being only a hint), and the parser that follows
-//! it (Redis, PostgreSQL, MySQL).
+//! it (HTTP/1.x, Redis, PostgreSQL, MySQL).
+//!
+//! An HTTP client connection is the server's parser seen from the other
+//! end: what the service writes are requests (parsed as a server parses
+//! what it reads), what it reads are responses. The timings mirror too: a
+//! call lasts from the write that carried its first byte to the read that
+//! brought the response's last byte.
 use loupe_common::event::{DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, DataHeader};
 
-use crate::{capture::Found, mysql::MysqlConn, postgres::PgConn, redis::RedisConn};
+use crate::{
+    capture::{Found, transfer},
+    http::{
+        exchange::{HttpConn, Outcome, ParseConfig},
+        head::looks_like_request,
+    },
+    mysql::MysqlConn,
+    postgres::PgConn,
+    redis::RedisConn,
+};
 
 /// The databases loupe reads the wire of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +49,16 @@ pub struct ClientCounts {
     pub db_busy: [i64; 2],
 }
 
+/// The HTTP calls among a client parser's outcomes (a connection that is
+/// not HTTP after all is simply no longer followed).
+fn calls(out: &mut impl FnMut(Found)) -> impl FnMut(Outcome) + '_ {
+    |outcome| {
+        if let Outcome::Exchange(exchange) = outcome {
+            out(Found::HttpCall(exchange));
+        }
+    }
+}
+
 /// One client connection.
 #[derive(Clone, Debug, Default)]
 pub enum Client {
@@ -43,6 +68,7 @@ pub enum Client {
     Redis(Box<RedisConn>),
     Postgres(Box<PgConn>),
     Mysql(Box<MysqlConn>),
+    Http(Box<HttpConn>),
     /// Not a protocol loupe parses: ignored.
     Other,
 }
@@ -65,6 +91,7 @@ impl Client {
                 Self::Redis(Box::default())
             }
             [] => Self::Detect,
+            _ if looks_like_request(bytes) => Self::Http(Box::new(HttpConn::new(false))),
             _ => match PgConn::recognise(bytes) {
                 Some(false) => Self::Postgres(Box::default()),
                 Some(true) => Self::Postgres(Box::new(PgConn::mid_stream())),
@@ -76,8 +103,14 @@ impl Client {
         }
     }
 
-    /// One syscall's captured bytes.
-    pub fn on_data(&mut self, head: &DataHeader, bytes: &[u8], out: &mut impl FnMut(Found)) {
+    /// One syscall's captured bytes; `http` is how HTTP calls are parsed.
+    pub fn on_data(
+        &mut self,
+        head: &DataHeader,
+        bytes: &[u8],
+        http: &ParseConfig<'_>,
+        out: &mut impl FnMut(Found),
+    ) {
         let ts = head.header.ts_ns;
         let tail = head.flags & DATA_TAIL != 0;
         let continues = head.flags & DATA_SAME_SYSCALL != 0;
@@ -86,6 +119,16 @@ impl Client {
                 DIR_TX => Self::classify(bytes),
                 _ => Self::classify_reply(bytes),
             };
+        }
+        if let Self::Http(conn) = self {
+            let transfer = transfer(head, bytes);
+            let mut call = calls(out);
+            match head.dir {
+                DIR_TX => conn.on_rx(&transfer, http, &mut call),
+                DIR_RX => conn.on_tx(&transfer, &mut call),
+                _ => {}
+            }
+            return;
         }
         let mut db = |system, statement| out(Found::Db { system, statement });
         match (self, head.dir) {
@@ -117,7 +160,16 @@ impl Client {
             Self::Redis(mut conn) => conn.on_close(ts, &mut |op| out(Found::Redis(op))),
             Self::Postgres(mut conn) => conn.on_close(ts, &mut |st| db(DbSystem::Postgres, st)),
             Self::Mysql(mut conn) => conn.on_close(ts, &mut |st| db(DbSystem::Mysql, st)),
+            Self::Http(mut conn) => conn.on_close(&mut calls(out)),
             Self::Detect | Self::Other => {}
+        }
+    }
+
+    /// Ends a response with no visible end that has seen no read since
+    /// `idle_since`.
+    pub fn expire(&mut self, idle_since: u64, out: &mut impl FnMut(Found)) {
+        if let Self::Http(conn) = self {
+            conn.expire(idle_since, &mut calls(out));
         }
     }
 
@@ -132,6 +184,7 @@ impl Client {
             Self::Redis(conn) => conn.is_parsing(),
             Self::Postgres(conn) => conn.is_parsing(),
             Self::Mysql(conn) => conn.is_parsing(),
+            Self::Http(conn) => conn.is_parsing(),
             Self::Other => false,
         }
     }
@@ -144,7 +197,7 @@ impl Client {
             }
             Self::Postgres(conn) => (0, conn.is_busy()),
             Self::Mysql(conn) => (1, conn.is_busy()),
-            Self::Detect | Self::Other => return,
+            Self::Http(_) | Self::Detect | Self::Other => return,
         };
         counts.db[index] += 1;
         counts.db_busy[index] += i64::from(busy);

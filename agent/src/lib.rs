@@ -26,6 +26,7 @@ pub mod events;
 pub mod fuzzing;
 pub mod http;
 pub mod k8s;
+pub mod llm;
 pub mod memory;
 pub mod metrics;
 pub mod mysql;

@@ -8,7 +8,13 @@ use crate::{Fixture, fixture, http_get, served};
 /// The agent service under uvicorn, with the databases `cargo xtask test`
 /// started (it checks that it reached both).
 pub fn agent_service(port: u16) -> Fixture {
-    let mut env = String::new();
+    agent_service_with(port, "")
+}
+
+/// [`agent_service`] with more environment (`NAME=value ...`), e.g.
+/// `MODEL_URL`.
+pub fn agent_service_with(port: u16, extra_env: &str) -> Fixture {
+    let mut env = format!("{extra_env} ");
     for (var, name) in [
         ("LOUPE_TEST_DATABASE_URL", "DATABASE_URL"),
         ("LOUPE_TEST_REDIS_URL", "REDIS_URL"),

@@ -6,6 +6,7 @@
 pub mod agent_service;
 pub mod cgroup;
 pub mod pg_cluster;
+pub mod tls;
 
 use std::{
     collections::HashMap,

@@ -2,48 +2,9 @@
 //! OpenSSL: uvicorn (CPython's `ssl` module, `libssl.so.3`, memory BIOs)
 //! and Node.js (OpenSSL linked into the executable). Clients: Python
 //! requests and httpx, not tracked. Root required: `cargo xtask test`.
-use std::{path::PathBuf, process::Command};
-
-use loupe_tests::{Agent, Fixture, fixture, free_port, series, served, watch_port};
-
-/// A self-signed certificate and its key, in a directory of the test's own.
-struct Certificate {
-    dir: PathBuf,
-}
-
-impl Certificate {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("loupe-tls-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("certificate directory");
-        let status = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
-            .arg(dir.join("key.pem"))
-            .arg("-out")
-            .arg(dir.join("cert.pem"))
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(status.success(), "openssl req failed");
-        Self { dir }
-    }
-
-    fn cert(&self) -> String {
-        self.dir.join("cert.pem").display().to_string()
-    }
-
-    fn key(&self) -> String {
-        self.dir.join("key.pem").display().to_string()
-    }
-}
-
-impl Drop for Certificate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use loupe_tests::{
+    Agent, Fixture, fixture, free_port, series, served, tls::Certificate, watch_port,
+};
 
 /// `(method, path, count, status, endpoint)`: 2xx, 4xx and 5xx.
 const MIX: &[(&str, &str, u32, u16, &str)] = &[

@@ -6,10 +6,9 @@ use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
 use super::state::State;
 use crate::{
-    capture::{BodyPolicy, Found, StreamKey, Streams, monotonic_ns},
+    capture::{Found, Parsing, StreamKey, Streams, monotonic_ns},
     http::{
-        auth::AuthConfig,
-        exchange::{Exchange, Outcome, Unparsed},
+        exchange::{Exchange, Outcome, ParseConfig, Unparsed},
         head::Method,
     },
     metrics::{OTHER, catalogue},
@@ -29,7 +28,7 @@ impl State {
         &mut self,
         now: Instant,
         raise: Option<(u32, u32, u64)>,
-        feed: impl FnOnce(&mut Streams, &AuthConfig, BodyPolicy<'_>, &mut dyn FnMut(u32, Found)),
+        feed: impl FnOnce(&mut Streams, &Parsing<'_>, &mut dyn FnMut(u32, Found)),
     ) {
         let mut outcomes = std::mem::take(&mut self.outcomes);
         let (rules, services) = (&self.rules, &self.services);
@@ -48,14 +47,19 @@ impl State {
             }
             wants
         };
-        feed(
-            &mut self.streams,
-            &self.http.auth,
-            &bodies,
-            &mut |service, outcome| {
-                outcomes.push((service, outcome));
+        let calls = &self.calls;
+        let call_bodies = |method: &Method, path: &str| calls.bodies(method, path);
+        let parsing = Parsing {
+            auth: &self.http.auth,
+            bodies: &bodies,
+            calls: &ParseConfig {
+                auth: &calls.auth,
+                bodies: &call_bodies,
             },
-        );
+        };
+        feed(&mut self.streams, &parsing, &mut |service, outcome| {
+            outcomes.push((service, outcome));
+        });
         self.publish_outcomes(&mut outcomes, now);
         self.outcomes = outcomes;
         if let Some((service, bytes)) = newly.get() {
@@ -75,8 +79,8 @@ impl State {
         // the uprobes, the ciphertext at the socket is no news.
         let plaintext_seen = head.conn & CONN_TLS == 0 && self.tls.is_hooked(tgid);
         let connection = Some((tgid, head.fd, head.conn));
-        self.with_streams(now, connection, |streams, auth, bodies, out| {
-            streams.on_data(head, bytes, auth, bodies, &mut |service, found| {
+        self.with_streams(now, connection, |streams, parsing, out| {
+            streams.on_data(head, bytes, parsing, &mut |service, found| {
                 if !(plaintext_seen && found == Found::Http(Outcome::Unparsed(Unparsed::Tls))) {
                     out(service, found);
                 }
@@ -89,21 +93,21 @@ impl State {
             tgid: head.header.tgid,
             conn: head.conn,
         };
-        self.with_streams(now, None, |streams, _, _, mut out| {
+        self.with_streams(now, None, |streams, _, mut out| {
             streams.on_close(key, head.header.ts_ns, &mut out);
         });
     }
 
     /// A process exited: its connections closed with it.
     pub(super) fn forget_connections(&mut self, tgid: u32, now: Instant) {
-        self.with_streams(now, None, |streams, _, _, mut out| {
+        self.with_streams(now, None, |streams, _, mut out| {
             streams.forget_process(tgid, monotonic_ns(), &mut out);
         });
     }
 
     /// Ends quiet responses and forgets quiet connections.
     pub(super) fn expire_streams(&mut self, now_ns: u64, now: Instant) {
-        self.with_streams(now, None, |streams, _, _, mut out| {
+        self.with_streams(now, None, |streams, _, mut out| {
             streams.expire(now_ns, &mut out);
         });
         self.metrics
@@ -122,6 +126,7 @@ impl State {
                 Found::Db { system, statement } => {
                     self.publish_statement(service, system, &statement, now);
                 }
+                Found::HttpCall(call) => self.publish_call(service, &call, now),
                 Found::Http(Outcome::Exchange(exchange)) => {
                     self.publish_exchange(service, &exchange, now);
                 }

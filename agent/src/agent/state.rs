@@ -14,7 +14,7 @@ use loupe_common::{
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-use super::{MAX_PEERS, routes::SelfPorts};
+use super::{MAX_PEERS, calls::Calls, routes::SelfPorts};
 use crate::{
     capture::{Found, Streams},
     config::{Config, ServiceSpec, http::HttpConfig},
@@ -98,6 +98,9 @@ pub struct State {
     pub(super) free: Vec<u32>,
     /// OpenSSL uprobes of tracked processes.
     pub(super) tls: TlsHooks,
+    /// HTTP calls the services make: how they are parsed, and the model
+    /// calls among them.
+    pub(super) calls: Calls,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -165,6 +168,7 @@ impl State {
             configured: config.services.len(),
             free: Vec::new(),
             tls: TlsHooks::default(),
+            calls: Calls::new(config),
         };
         for service in 0..state.services.len() {
             state.publish_targets(service as u32);

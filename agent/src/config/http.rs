@@ -10,6 +10,7 @@ use crate::http::auth::{AuthConfig, PrincipalKey};
 
 pub const DEFAULT_MAX_ENDPOINTS: usize = 100;
 pub const DEFAULT_MAX_PRINCIPALS: usize = 100;
+pub const DEFAULT_MAX_CLIENT_HOSTS: usize = 50;
 pub const DEFAULT_OPENAPI_PATH: &str = "/openapi.json";
 pub const DEFAULT_OPENAPI_REFRESH: Duration = Duration::from_secs(300);
 /// Shortest principal secret accepted.
@@ -20,9 +21,11 @@ const MIN_SECRET_BYTES: usize = 16;
 pub struct FileHttp {
     /// Capture and parse the requests services serve (default true).
     pub capture: Option<bool>,
-    /// Capture and parse what services send as clients: Redis commands
-    /// (default true).
+    /// Capture and parse what services send as clients: HTTP calls,
+    /// database queries, Redis commands (default true).
     pub capture_clients: Option<bool>,
+    /// Distinct `host` values of HTTP calls per service (default 50).
+    pub max_client_hosts: Option<usize>,
     /// Distinct `endpoint` values per service (default 100).
     pub max_endpoints: Option<usize>,
     /// Header names that carry an API key (default `x-api-key`, `api-key`).
@@ -65,6 +68,7 @@ pub struct HttpConfig {
     pub auth: AuthConfig,
     pub openapi: Option<OpenApiConfig>,
     pub max_principals: usize,
+    pub max_client_hosts: usize,
 }
 
 impl Default for HttpConfig {
@@ -79,6 +83,7 @@ impl Default for HttpConfig {
                 refresh: DEFAULT_OPENAPI_REFRESH,
             }),
             max_principals: DEFAULT_MAX_PRINCIPALS,
+            max_client_hosts: DEFAULT_MAX_CLIENT_HOSTS,
         }
     }
 }
@@ -174,6 +179,10 @@ pub fn build(
         },
         openapi,
         max_principals: principals.max.unwrap_or(DEFAULT_MAX_PRINCIPALS).max(1),
+        max_client_hosts: http
+            .max_client_hosts
+            .unwrap_or(DEFAULT_MAX_CLIENT_HOSTS)
+            .max(1),
     })
 }
 

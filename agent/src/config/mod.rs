@@ -4,6 +4,7 @@
 pub mod collectors;
 pub mod http;
 pub mod kubernetes;
+pub mod llm;
 pub mod queries;
 pub mod rules;
 
@@ -104,6 +105,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub semantic: FileSemantic,
     #[serde(default)]
+    pub llm: llm::FileLlm,
+    #[serde(default)]
     pub collectors: FileCollectors,
     pub kubernetes: Option<kubernetes::FileKubernetes>,
     #[serde(default)]
@@ -183,6 +186,7 @@ pub struct Config {
     pub series_ttl: Duration,
     pub services: Vec<ServiceSpec>,
     pub http: HttpConfig,
+    pub llm: llm::LlmConfig,
     pub rules: RuleSet,
     pub collectors: CollectorsConfig,
     /// Set when a service selects by Kubernetes metadata or the file has
@@ -475,12 +479,14 @@ impl Config {
                 });
             }
         }
+        let llm = llm::build(std::mem::take(&mut file.llm), &path)?;
         Ok(Self {
             listen,
             rescan_interval,
             series_ttl,
             services,
             http,
+            llm,
             rules,
             collectors,
             kubernetes,

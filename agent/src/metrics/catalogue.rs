@@ -223,6 +223,42 @@ pub const REDIS_CONNECTIONS_ACTIVE: Def = def(
      command).",
     &["service"],
 );
+pub const HTTP_CLIENT_REQUESTS: Def = def(
+    "http_client_requests_total",
+    Kind::Counter,
+    "HTTP/1.x calls the service made (plain or through OpenSSL), by the Host header it \
+     sent (bounded per service; beyond, __other__), method and response status (unknown \
+     when the response head was not seen), counted when the response ended.",
+    &["service", "host", "method", "status"],
+);
+pub const HTTP_CLIENT_REQUEST_DURATION: Def = def(
+    "http_client_request_duration_seconds",
+    Kind::Histogram,
+    "Time from writing a call's first byte to reading its response's last byte.",
+    &["service", "host"],
+);
+pub const LLM_TOKENS_USED: Def = def(
+    "llm_tokens_used_total",
+    Kind::Counter,
+    "Tokens reported in the usage object of a model provider's response ([llm] in the \
+     configuration), by model as the response names it and token type (input, output, \
+     cache_read_input, ...); for a stream, the last value of each type.",
+    &["service", "host", "model", "token_type"],
+);
+pub const LLM_REQUEST_DURATION: Def = def(
+    "llm_request_duration_seconds",
+    Kind::Histogram,
+    "Time of a call to a model provider, from its first byte written to the response's \
+     last byte read.",
+    &["service", "host", "model"],
+);
+pub const LLM_TIME_TO_FIRST_TOKEN: Def = def(
+    "llm_time_to_first_token_seconds",
+    Kind::Histogram,
+    "For a streamed (text/event-stream) model response: time from the call's first byte \
+     written to the first byte of the response body read.",
+    &["service", "host", "model"],
+);
 pub const REDIS_SERVER_CONNECTED_CLIENTS: Def = def(
     "redis_server_connected_clients",
     Kind::Gauge,
@@ -455,6 +491,11 @@ pub const ALL: &[Def] = &[
     REDIS_OPERATION_DURATION,
     REDIS_OPERATION_ERRORS,
     REDIS_CONNECTIONS_ACTIVE,
+    HTTP_CLIENT_REQUESTS,
+    HTTP_CLIENT_REQUEST_DURATION,
+    LLM_TOKENS_USED,
+    LLM_REQUEST_DURATION,
+    LLM_TIME_TO_FIRST_TOKEN,
     REDIS_SERVER_CONNECTED_CLIENTS,
     REDIS_SERVER_BLOCKED_CLIENTS,
     REDIS_SERVER_OPS_PER_SECOND,

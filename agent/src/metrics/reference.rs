@@ -116,6 +116,34 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        title: "HTTP calls and model providers, from the service's connections",
+        measured: "eBPF: the service's client sockets, and OpenSSL's plaintext through \
+                   uprobes, parsed as HTTP/1.x; model calls by request path ([llm] in the \
+                   configuration), tokens from the response's usage object.",
+        defs: &[
+            c::HTTP_CLIENT_REQUESTS,
+            c::HTTP_CLIENT_REQUEST_DURATION,
+            c::LLM_TOKENS_USED,
+            c::LLM_REQUEST_DURATION,
+            c::LLM_TIME_TO_FIRST_TOKEN,
+        ],
+        examples: &[
+            (
+                "Failed calls per second by host",
+                "sum by (service, host) (rate(http_client_requests_total{status=~\"5..|unknown\"}[5m]))",
+            ),
+            (
+                "Output tokens per minute by model",
+                "sum by (service, model) (rate(llm_tokens_used_total{token_type=\"output\"}[5m])) * 60",
+            ),
+            (
+                "P95 time to first token",
+                "histogram_quantile(0.95, sum by (service, model, le) \
+                 (rate(llm_time_to_first_token_seconds_bucket[5m])))",
+            ),
+        ],
+    },
+    Section {
         title: "The Redis server",
         measured: "The Redis collector: the server's INFO, every interval (docs/collectors.md).",
         defs: &[

@@ -3,7 +3,9 @@
 //! [`Observation::errors`] and never stops the rest.
 use serde_json::Value;
 
-use super::{Family, LabelSource, Rule, Semantic, Side, Source, Tokens, body::documents};
+use super::{
+    Family, FieldPath, LabelSource, Rule, Semantic, Side, Source, Tokens, body::documents,
+};
 use crate::http::exchange::{BodyBytes, Exchange};
 
 /// Longest label value taken from request data.
@@ -93,7 +95,7 @@ impl<'a> Bodies<'a> {
 
     /// The last document's value at `path` (streams repeat fields; the
     /// latest is the most complete).
-    fn field(&mut self, side: Side, path: &super::FieldPath) -> Option<Value> {
+    fn field(&mut self, side: Side, path: &FieldPath) -> Option<Value> {
         match self.docs(side) {
             Ok(docs) => docs.iter().rev().find_map(|d| path.get(d)).cloned(),
             Err(err) => {
@@ -190,47 +192,70 @@ fn count(value: &Value) -> Option<u64> {
     })
 }
 
+/// Token counts found in usage objects.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// `(token type, count)`, each type once, in order of appearance.
+    pub tokens: Vec<(String, u64)>,
+    /// Some document had a usage object.
+    pub found: bool,
+    /// A usage field was neither a count nor an object.
+    pub bad: bool,
+}
+
+impl Usage {
+    fn set(&mut self, kind: &str, n: u64) {
+        match self.tokens.iter_mut().find(|(k, _)| k == kind) {
+            Some(slot) => slot.1 = n,
+            None => self.tokens.push((kind.to_owned(), n)),
+        }
+    }
+
+    /// Reads `docs` in order, each through the first of `paths` that
+    /// resolves to an object: every numeric field `X_tokens` is token type
+    /// `X`, and later documents (a stream's events) override earlier ones.
+    pub fn read(&mut self, docs: &[Value], paths: &[&FieldPath]) {
+        for doc in docs {
+            let Some(usage) = paths
+                .iter()
+                .find_map(|path| path.get(doc).and_then(Value::as_object))
+            else {
+                continue;
+            };
+            self.found = true;
+            for (key, value) in usage {
+                let Some(kind) = token_type(key) else {
+                    continue;
+                };
+                match count(value) {
+                    Some(n) => self.set(kind, n),
+                    None if value.is_object() => {} // e.g. details
+                    None => self.bad = true,
+                }
+            }
+        }
+    }
+}
+
 impl Bodies<'_> {
     fn tokens(&mut self, tokens: &Tokens) -> Vec<(String, u64)> {
-        let mut found: Vec<(String, u64)> = Vec::new();
-        let mut set = |kind: &str, n: u64| match found.iter_mut().find(|(k, _)| k == kind) {
-            Some(slot) => slot.1 = n,
-            None => found.push((kind.to_owned(), n)),
-        };
-        let mut bad = false;
+        let mut usage = Usage::default();
         match tokens {
             Tokens::Objects(paths) => {
-                let mut any = false;
                 let mut sides: Vec<Side> = paths.iter().map(|(s, _)| *s).collect();
                 sides.dedup();
                 for side in sides {
                     let Ok(docs) = self.docs(side) else {
                         continue;
                     };
-                    // Documents in order, each through the first path that
-                    // resolves: later events override earlier ones.
-                    for doc in docs {
-                        let usage = paths
-                            .iter()
-                            .filter(|(s, _)| *s == side)
-                            .find_map(|(_, path)| path.get(doc).and_then(Value::as_object));
-                        let Some(usage) = usage else {
-                            continue;
-                        };
-                        any = true;
-                        for (key, value) in usage {
-                            let Some(kind) = token_type(key) else {
-                                continue;
-                            };
-                            match count(value) {
-                                Some(n) => set(kind, n),
-                                None if value.is_object() => {} // e.g. details
-                                None => bad = true,
-                            }
-                        }
-                    }
+                    let side_paths: Vec<&FieldPath> = paths
+                        .iter()
+                        .filter(|(s, _)| *s == side)
+                        .map(|(_, path)| path)
+                        .collect();
+                    usage.read(docs, &side_paths);
                 }
-                if !any {
+                if !usage.found {
                     let side = paths.first().map_or(Side::Response, |(s, _)| *s);
                     match self.docs(side) {
                         Ok(_) => self.error(RuleError::MissingField),
@@ -242,8 +267,8 @@ impl Bodies<'_> {
                 for (kind, side, path) in fields {
                     match self.field(*side, path) {
                         Some(value) => match count(&value) {
-                            Some(n) => set(kind, n),
-                            None => bad = true,
+                            Some(n) => usage.set(kind, n),
+                            None => usage.bad = true,
                         },
                         None if self.docs(*side).is_ok() => self.error(RuleError::MissingField),
                         None => {}
@@ -251,11 +276,11 @@ impl Bodies<'_> {
                 }
             }
         }
-        if bad {
+        if usage.bad {
             self.error(RuleError::NotNumeric);
         }
-        found.retain(|(_, n)| *n > 0);
-        found
+        usage.tokens.retain(|(_, n)| *n > 0);
+        usage.tokens
     }
 }
 

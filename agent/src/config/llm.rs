@@ -1,0 +1,185 @@
+//! The `[llm]` section: which HTTP calls of a service go to a model
+//! provider, and where their responses keep the model and the token usage.
+use serde::Deserialize;
+
+use super::ConfigError;
+use crate::{http::endpoint::Template, rules::FieldPath};
+
+/// Request paths of the common providers' generation APIs: OpenAI (and the
+/// many servers that copy it: vLLM, Ollama, LiteLLM, Groq, Mistral,
+/// OpenRouter), Azure OpenAI, Anthropic.
+const DEFAULT_PATHS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/openai/deployments/{deployment}/chat/completions",
+    "/openai/deployments/{deployment}/completions",
+    "/openai/deployments/{deployment}/embeddings",
+];
+/// Usage objects: OpenAI's `usage`, Anthropic's `usage` and the
+/// `message.usage` of its stream's first event.
+const DEFAULT_USAGE: &[&str] = &["usage", "message.usage"];
+const DEFAULT_MODEL: &[&str] = &["model", "message.model", "response.model"];
+pub const DEFAULT_MAX_BODY: usize = 64 << 10;
+pub const DEFAULT_MAX_MODELS: usize = 20;
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLlm {
+    /// Request paths (templates) of model calls (default: the OpenAI,
+    /// Azure OpenAI and Anthropic APIs).
+    pub paths: Option<Vec<String>>,
+    /// Only calls to these hosts (the `Host` header without its port;
+    /// `*.example.com` matches subdomains); empty or absent: any host.
+    pub hosts: Option<Vec<String>>,
+    /// Response fields holding the usage object, first found wins.
+    pub usage: Option<Vec<String>>,
+    /// Response fields holding the model name.
+    pub model: Option<Vec<String>>,
+    /// Response bytes kept per call for reading the usage (default 64 KiB).
+    pub max_body: Option<usize>,
+    /// Distinct `model` values per service (default 20).
+    pub max_models: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LlmConfig {
+    pub paths: Vec<Template>,
+    pub hosts: Vec<String>,
+    pub usage: Vec<FieldPath>,
+    pub model: Vec<FieldPath>,
+    pub max_body: usize,
+    pub max_models: usize,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        build(FileLlm::default(), "defaults").expect("valid defaults")
+    }
+}
+
+impl LlmConfig {
+    /// Whether a call on `path` is a model call (its response is kept).
+    pub fn is_model_call(&self, path: &str) -> bool {
+        self.paths.iter().any(|t| t.matches_path(path))
+    }
+
+    /// Whether a call to `host` (its `Host` header) counts as a model call.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host);
+        self.hosts.is_empty()
+            || self.hosts.iter().any(|h| match h.strip_prefix("*.") {
+                Some(domain) => name
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.ends_with('.')),
+                None => name == h,
+            })
+    }
+}
+
+/// `host` without its port (`[::1]:8443` -> `[::1]`).
+pub fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    }
+}
+
+pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
+    let origin = |field: &str| format!("{path}: llm.{field}");
+    let strings = |given: Option<Vec<String>>, defaults: &[&str]| {
+        given.unwrap_or_else(|| defaults.iter().map(|s| (*s).to_owned()).collect())
+    };
+    let paths = strings(file.paths, DEFAULT_PATHS)
+        .iter()
+        .map(|text| {
+            Template::parse(text).ok_or_else(|| ConfigError::Route {
+                origin: origin("paths"),
+                template: text.clone(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let fields = |field: &str, given, defaults| {
+        strings(given, defaults)
+            .iter()
+            .map(|text| {
+                FieldPath::parse(text).ok_or_else(|| ConfigError::Rule {
+                    origin: origin(field),
+                    reason: format!(
+                        "`{text}` is not a field path (e.g. `usage` or `message.usage`)"
+                    ),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let max = |field: &str, value: Option<usize>, default| match value.unwrap_or(default) {
+        0 => Err(ConfigError::Zero {
+            origin: origin(field),
+        }),
+        n => Ok(n),
+    };
+    Ok(LlmConfig {
+        paths,
+        hosts: file
+            .hosts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        usage: fields("usage", file.usage, DEFAULT_USAGE)?,
+        model: fields("model", file.model, DEFAULT_MODEL)?,
+        max_body: max("max_body", file.max_body, DEFAULT_MAX_BODY)?,
+        max_models: max("max_models", file.max_models, DEFAULT_MAX_MODELS)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_cover_the_common_providers() {
+        let config = LlmConfig::default();
+        assert!(config.is_model_call("/v1/chat/completions"));
+        assert!(config.is_model_call("/v1/messages"));
+        assert!(config.is_model_call("/openai/deployments/gpt4o/chat/completions"));
+        assert!(!config.is_model_call("/v1/models"));
+        assert!(config.host_allowed("api.openai.com"));
+    }
+
+    #[test]
+    fn hosts_match_exactly_or_by_domain() {
+        let file = FileLlm {
+            hosts: Some(vec!["api.openai.com".into(), "*.openai.azure.com".into()]),
+            ..FileLlm::default()
+        };
+        let config = build(file, "f").unwrap();
+        assert!(config.host_allowed("api.openai.com:443"));
+        assert!(config.host_allowed("me.openai.azure.com"));
+        assert!(!config.host_allowed("openai.azure.com"));
+        assert!(!config.host_allowed("evil-openai.azure.com"));
+        assert!(!config.host_allowed("api.anthropic.com"));
+        assert_eq!(host_name("[::1]:8443"), "[::1]");
+        assert_eq!(host_name("::1"), "::1");
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let file = FileLlm {
+            paths: Some(vec!["no-slash".into()]),
+            ..FileLlm::default()
+        };
+        let err = build(file, "f.toml").unwrap_err().to_string();
+        assert!(err.contains("f.toml: llm.paths"), "{err}");
+        let file = FileLlm {
+            max_models: Some(0),
+            ..FileLlm::default()
+        };
+        let err = build(file, "f.toml").unwrap_err().to_string();
+        assert!(err.contains("llm.max_models"), "{err}");
+    }
+}

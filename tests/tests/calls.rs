@@ -1,0 +1,146 @@
+//! HTTP calls a service makes, to model providers above all: the agent
+//! service (FastAPI, httpx) calls a fake provider
+//! (`fixtures/model_provider.py`) in the OpenAI and Anthropic formats, as
+//! JSON and as streams, over HTTPS (OpenSSL uprobes) and over plain TCP
+//! (syscalls), with known usage. Root required: `cargo xtask test`.
+use std::process::Command;
+
+use loupe_tests::{
+    Agent, agent_service::agent_service_with, fixture, free_port, series, served, tls::Certificate,
+    watch_port,
+};
+
+/// 5 words: 15 input tokens at the fake provider's 3 per word.
+const PROMPT: &str = "summarise the quarterly numbers please";
+const INPUT_TOKENS: u32 = 15;
+
+/// `(agent, stream, invocations)`: the planner calls gpt-4o-mini through
+/// the OpenAI API (17 output tokens each), the researcher
+/// claude-sonnet-4 through the Anthropic API (23 each).
+const PLAN: &[(&str, bool, u32)] = &[
+    ("planner", false, 4),
+    ("planner", true, 3),
+    ("researcher", false, 2),
+    ("researcher", true, 5),
+];
+/// `(agent, model, output tokens per call)`.
+const MODELS: &[(&str, &str, u32)] = &[
+    ("planner", "gpt-4o-mini", 17),
+    ("researcher", "claude-sonnet-4", 23),
+];
+
+fn invoke(port: u16, agent: &str, stream: bool) {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", "X-API-Key: lk_demo_0123456789abcdef"])
+        .args(["-H", "Content-Type: application/json"])
+        .args([
+            "-d",
+            &format!("{{\"prompt\": \"{PROMPT}\", \"stream\": {stream}}}"),
+        ])
+        .arg(format!("http://127.0.0.1:{port}/agents/{agent}/invoke"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200", "{agent}");
+}
+
+/// Runs the plan against a provider reached over HTTPS or plain HTTP and
+/// checks every call and token count.
+fn model_calls(service: &str, tls: bool) {
+    let certificate = tls.then(|| Certificate::new(service));
+    let provider_port = free_port();
+    let ssl = certificate.as_ref().map_or(String::new(), |c| {
+        format!("--ssl-certfile {} --ssl-keyfile {}", c.cert(), c.key())
+    });
+    let _provider = served(
+        &format!(
+            "python3 -m uvicorn model_provider:app --app-dir {} --host 127.0.0.1 \
+             --port {provider_port} --log-level warning {ssl}",
+            fixture("").display()
+        ),
+        provider_port,
+    );
+    let scheme = if tls { "https" } else { "http" };
+    let port = free_port();
+    let _service = agent_service_with(
+        port,
+        &format!("MODEL_URL={scheme}://127.0.0.1:{provider_port}"),
+    );
+    let agent = watch_port(port, service, &[]);
+    for (name, stream, count) in PLAN {
+        for _ in 0..*count {
+            invoke(port, name, *stream);
+        }
+    }
+    let calls: u32 = PLAN.iter().map(|(_, _, n)| n).sum();
+    let host = format!("127.0.0.1:{provider_port}");
+    let host = host.as_str();
+    agent.wait_for(
+        &series(
+            "http_client_requests_total",
+            &[
+                ("service", service),
+                ("host", host),
+                ("method", "POST"),
+                ("status", "200"),
+            ],
+        ),
+        f64::from(calls),
+    );
+    for (name, model, output) in MODELS {
+        let runs = |stream: Option<bool>| -> u32 {
+            PLAN.iter()
+                .filter(|(a, s, _)| a == name && stream.is_none_or(|want| *s == want))
+                .map(|(_, _, n)| n)
+                .sum()
+        };
+        let tokens = |token_type: &str| {
+            series(
+                "llm_tokens_used_total",
+                &[
+                    ("service", service),
+                    ("host", host),
+                    ("model", model),
+                    ("token_type", token_type),
+                ],
+            )
+        };
+        agent.wait_for(&tokens("input"), f64::from(INPUT_TOKENS * runs(None)));
+        agent.wait_for(&tokens("output"), f64::from(output * runs(None)));
+        let per_model = [("service", service), ("host", host), ("model", model)];
+        agent.wait_for(
+            &series("llm_request_duration_seconds_count", &per_model),
+            f64::from(runs(None)),
+        );
+        agent.wait_for(
+            &series("llm_time_to_first_token_seconds_count", &per_model),
+            f64::from(runs(Some(true))),
+        );
+    }
+    check_nothing_else(&agent, service, calls);
+}
+
+/// No other call, token type or model; nothing lost; no usage unread.
+fn check_nothing_else(agent: &Agent, service: &str, calls: u32) {
+    agent.assert_nothing_lost();
+    let scrape = agent.scrape();
+    assert_eq!(
+        scrape.total("http_client_requests_total", service),
+        f64::from(calls),
+        "the service's only HTTP calls are the model calls"
+    );
+    let token_series = scrape.matching("llm_tokens_used_total{");
+    assert_eq!(token_series.len(), 4, "{token_series:?}");
+    let errors = scrape.matching("loupe_rule_errors_total{");
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn model_calls_over_https() {
+    model_calls("agents-tls", true);
+}
+
+#[test]
+fn model_calls_over_plain_http() {
+    model_calls("agents-plain", false);
+}
