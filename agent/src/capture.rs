@@ -38,6 +38,9 @@ pub enum Found {
     /// An HTTP call the service made (a request it wrote, the response it
     /// read).
     HttpCall(Exchange),
+    /// The service sent a call whose reply is wanted whole (up to this
+    /// many bytes): the probes should copy the connection's reads in full.
+    WantsReply(usize),
 }
 
 enum Proto {

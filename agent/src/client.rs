@@ -122,10 +122,16 @@ impl Client {
         }
         if let Self::Http(conn) = self {
             let transfer = transfer(head, bytes);
-            let mut call = calls(out);
             match head.dir {
-                DIR_TX => conn.on_rx(&transfer, http, &mut call),
-                DIR_RX => conn.on_tx(&transfer, &mut call),
+                DIR_TX => {
+                    let waiting = conn.pending();
+                    conn.on_rx(&transfer, http, &mut calls(out));
+                    let wanted = conn.newest_wants_response();
+                    if conn.pending() > waiting && wanted > 0 {
+                        out(Found::WantsReply(wanted));
+                    }
+                }
+                DIR_RX => conn.on_tx(&transfer, &mut calls(out)),
                 _ => {}
             }
             return;

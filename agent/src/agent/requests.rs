@@ -57,9 +57,20 @@ impl State {
                 bodies: &call_bodies,
             },
         };
+        let mut wants_reply = None;
         feed(&mut self.streams, &parsing, &mut |service, outcome| {
-            outcomes.push((service, outcome));
+            if let Found::WantsReply(bytes) = outcome {
+                wants_reply = Some(bytes);
+            } else {
+                outcomes.push((service, outcome));
+            }
         });
+        if let (Some(bytes), Some((tgid, fd, conn))) = (wants_reply, raise) {
+            // Before the reply comes (a model answers in hundreds of ms;
+            // the agent reads records every 10 ms).
+            let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+            self.probes.raise_capture(tgid, fd, conn, bytes);
+        }
         self.publish_outcomes(&mut outcomes, now);
         self.outcomes = outcomes;
         if let Some((service, bytes)) = newly.get() {
@@ -127,6 +138,7 @@ impl State {
                     self.publish_statement(service, system, &statement, now);
                 }
                 Found::HttpCall(call) => self.publish_call(service, &call, now),
+                Found::WantsReply(_) => {} // acted on in `with_streams`
                 Found::Http(Outcome::Exchange(exchange)) => {
                     self.publish_exchange(service, &exchange, now);
                 }

@@ -300,6 +300,16 @@ impl HttpConn {
             + kept(self.response.as_ref().and_then(|r| r.kept.as_ref()))
     }
 
+    /// Requests waiting for their response.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Response bytes the newest waiting request wants kept (0: none).
+    pub fn newest_wants_response(&self) -> usize {
+        self.pending.back().map_or(0, |r| r.wants_response)
+    }
+
     /// Whether the connection still needs data to be watched.
     pub fn is_parsing(&self) -> bool {
         matches!(self.mode, Mode::Detect { .. } | Mode::Http)

@@ -23,8 +23,10 @@
 //!   `CAPTURE_MAX` bytes (and its last `CAPTURE_TAIL` if it is longer);
 //!   later writes of the same response: their last `CAPTURE_TAIL` bytes;
 //! - under a capture budget (`FdInfo::capture`: the service's route rules
-//!   read response bodies, set when a request starts): every write from its
-//!   start, in up to `CAPTURE_PIECES` records, until the budget is spent;
+//!   read response bodies, set when a request starts; or the agent wants a
+//!   client's reply whole, e.g. a model call's): every write (for a client,
+//!   every read) from its start, in up to `CAPTURE_PIECES` records, until
+//!   the budget is spent;
 //! - `sendfile`: the length only.
 use aya_ebpf::{
     bindings::pt_regs,
@@ -259,17 +261,34 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
 #[inline(always)]
 pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     // SAFETY: in-place reads and updates of the looked-up value (no map
-    // write). A read after a write (or the first) starts a request: the
-    // service's response capture applies to its response.
-    unsafe {
+    // write). On a served connection, a read after a write (or the first)
+    // starts a request: the service's response capture applies to its
+    // response.
+    let budget = unsafe {
         if (*info).last_dir != u32::from(DIR_RX) {
             (*info).last_dir = u32::from(DIR_RX);
-            if let Some(bytes) = SERVICE_CAPTURE.get((*info).service) {
+            if (*info).role == ROLE_INBOUND
+                && let Some(bytes) = SERVICE_CAPTURE.get((*info).service)
+            {
                 (*info).capture = (*info).capture.max(*bytes);
             }
         }
-    }
+        (*info).capture
+    };
     let head = data_header(tgid, info, args.rdi as u32, DIR_RX, ret);
+    if head.flags & DATA_OUTBOUND != 0 && budget > 0 {
+        // A reply the agent wants whole (a model call's usage comes last):
+        // copied from its start, within the budget.
+        let copied = emit_pieces(head, source, args, ret, u64::from(budget));
+        // SAFETY: in-place update of the looked-up value.
+        unsafe { (*info).capture = budget.saturating_sub(copied as u32) };
+        if copied < ret {
+            let mut tail = head;
+            tail.flags |= DATA_SAME_SYSCALL;
+            emit_last::<CAPTURE_CLIENT_TAIL>(tail, source, args, ret);
+        }
+        return;
+    }
     emit_head(head, source, args, ret);
     if ret > CAPTURE_MAX as u64 && head.flags & DATA_OUTBOUND != 0 {
         // A long reply to a client: its end too (where a database says it
