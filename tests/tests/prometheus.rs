@@ -16,7 +16,7 @@ use std::{
 
 use loupe_tests::{
     Agent, Fixture,
-    agent_service::{agent_service, scenario},
+    agent_service::{agent_service_with, scenario},
     fixture, free_port, http_get, promtool_check_metrics, served, targets, workspace,
 };
 
@@ -98,8 +98,18 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
     let prefix = format!("e2e{}_", std::process::id());
     Fixture::python("business_tables.py", &["postgres", &db, &prefix]).kill();
 
+    // A model provider the agents call, so that the model panels have data.
+    let provider = free_port();
+    let _provider = served(
+        &format!(
+            "python3 -m uvicorn model_provider:app --app-dir {} --host 127.0.0.1 \
+             --port {provider} --log-level warning",
+            fixture("").display()
+        ),
+        provider,
+    );
     let port = free_port();
-    let _service = agent_service(port);
+    let _service = agent_service_with(port, &format!("MODEL_URL=http://127.0.0.1:{provider}"));
     let config = dir.join("loupe.toml");
     fs::write(
         &config,

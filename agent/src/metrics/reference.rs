@@ -129,8 +129,8 @@ pub const SECTIONS: &[Section] = &[
         ],
         examples: &[
             (
-                "Failed calls per second by host",
-                "sum by (service, host) (rate(http_client_requests_total{status=~\"5..|unknown\"}[5m]))",
+                "Calls per second by host and status",
+                "sum by (service, host, status) (rate(http_client_requests_total[5m]))",
             ),
             (
                 "Output tokens per minute by model",
