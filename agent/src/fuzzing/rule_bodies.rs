@@ -1,13 +1,19 @@
-//! Arbitrary bodies through the route rules: de-chunking, gzip, event
-//! streams, JSON, field lookups and token counting never panic, and what
-//! they keep stays within the limit.
+//! Arbitrary bodies through the route rules and the model-call reader:
+//! de-chunking, gzip, event streams, JSON, field lookups and token counting
+//! never panic, and what they keep stays within the limit.
+use std::sync::LazyLock;
+
 use crate::{
+    config::llm::LlmConfig,
     http::{
         exchange::{BodyBytes, Exchange},
         head::Method,
     },
+    llm,
     rules::{RuleSet, Semantic, body::documents, default_rules, eval::evaluate},
 };
+
+static LLM: LazyLock<LlmConfig> = LazyLock::new(LlmConfig::default);
 
 pub fn run(data: &[u8]) {
     let Some((&mode, bytes)) = data.split_first() else {
@@ -21,6 +27,9 @@ pub fn run(data: &[u8]) {
     let limit = 4096;
     let (docs, _) = documents(&body, limit);
     assert!(docs.len() <= bytes.len() / 2 + 1);
+    if let Ok(call) = llm::read_call(&body, &LLM) {
+        assert!(call.model.len() <= 100 && call.tokens.iter().all(|(_, n)| *n > 0));
+    }
     let rules = RuleSet {
         rules: default_rules(),
         semantic: Semantic::default(),
