@@ -9,7 +9,7 @@ use loupe_common::{
         DATA_CONTINUED, DATA_MORE, DATA_OUTBOUND, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX,
         DataHeader,
     },
-    maps::CONN_SEEDED,
+    maps::{CONN_SEEDED, CONN_TLS},
 };
 
 use crate::{
@@ -228,11 +228,20 @@ impl Streams {
         }
     }
 
-    /// Open client connections per service, by protocol.
-    pub fn client_counts(&self) -> HashMap<u32, ClientCounts> {
+    /// Open client connections per service, by protocol. A connection
+    /// encrypted at the socket by a process whose plaintext is seen
+    /// (`plaintext_seen`: its OpenSSL is hooked) counts through its TLS
+    /// stream only.
+    pub fn client_counts(
+        &self,
+        plaintext_seen: impl Fn(u32) -> bool,
+    ) -> HashMap<u32, ClientCounts> {
         let mut counts: HashMap<u32, ClientCounts> = HashMap::new();
-        for stream in self.streams.values() {
+        for (key, stream) in &self.streams {
             if let Proto::Client(client) = &stream.proto {
+                if client.is_encrypted() && key.conn & CONN_TLS == 0 && plaintext_seen(key.tgid) {
+                    continue;
+                }
                 client.count_into(counts.entry(stream.service).or_default());
             }
         }

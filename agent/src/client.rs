@@ -195,6 +195,16 @@ impl Client {
         }
     }
 
+    /// A database connection that turned to TLS at the socket (its
+    /// plaintext, where OpenSSL is hooked, is another stream).
+    pub fn is_encrypted(&self) -> bool {
+        match self {
+            Self::Postgres(conn) => conn.is_encrypted(),
+            Self::Mysql(conn) => conn.is_encrypted(),
+            _ => false,
+        }
+    }
+
     pub fn count_into(&self, counts: &mut ClientCounts) {
         let (index, busy) = match self {
             Self::Redis(_) => {

@@ -25,6 +25,8 @@ fn bin_dir() -> PathBuf {
 /// no fsync), in a directory removed when dropped.
 pub struct PgCluster {
     pub port: u16,
+    /// `ssl = on`, with a self-signed certificate.
+    tls: bool,
     dir: PathBuf,
     /// Where `initdb`, `postgres`, `pg_ctl` and `pg_isready` are.
     bin: PathBuf,
@@ -34,6 +36,16 @@ pub struct PgCluster {
 impl PgCluster {
     /// Creates the cluster and starts it.
     pub fn start(port: u16) -> Self {
+        Self::create(port, false)
+    }
+
+    /// [`PgCluster::start`], accepting TLS (`ssl = on`; a self-signed
+    /// certificate in its data directory).
+    pub fn start_tls(port: u16) -> Self {
+        Self::create(port, true)
+    }
+
+    fn create(port: u16, tls: bool) -> Self {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!("loupe-pg-{port}"));
         let _ = fs::remove_dir_all(&dir);
@@ -55,8 +67,22 @@ impl PgCluster {
                 ])
                 .arg(data(&dir)),
         );
+        if tls {
+            let data = data(&dir);
+            succeed(
+                Command::new("runuser")
+                    .args(["-u", "postgres", "--", "openssl", "req", "-x509"])
+                    .args(["-newkey", "rsa:2048", "-nodes", "-days", "2"])
+                    .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+                    .arg(data.join("server.key"))
+                    .arg("-out")
+                    .arg(data.join("server.crt"))
+                    .stderr(std::process::Stdio::null()),
+            );
+        }
         let mut cluster = Self {
             port,
+            tls,
             dir,
             bin,
             server: None,
@@ -70,11 +96,12 @@ impl PgCluster {
     pub fn restart(&mut self) {
         let command = format!(
             "exec runuser -u postgres -- {} -D {} -p {} -k {} -c listen_addresses=127.0.0.1 \
-             -c fsync=off",
+             -c fsync=off -c ssl={}",
             self.bin.join("postgres").display(),
             data(&self.dir).display(),
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            if self.tls { "on" } else { "off" }
         );
         self.server = Some(served(&command, self.port));
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -2,11 +2,15 @@
 //! asyncpg (statement cache, pipelined executemany), psycopg 3, psycopg2 and
 //! a SQLAlchemy pool with overflow, against the PostgreSQL cluster `cargo
 //! xtask test` starts (plaintext: its `ssl` is off, so clients that prefer
-//! TLS are refused and go on in the clear). The pools are open before loupe
-//! starts. Root required.
+//! TLS are refused and go on in the clear), and the same over TLS against a
+//! cluster of the test's own (read through the OpenSSL uprobes: CPython's
+//! for asyncpg, libpq's bundled libssl for psycopg and psycopg2). The pools are open before
+//! loupe starts. Root required.
 use std::collections::BTreeMap;
 
-use loupe_tests::{Agent, Fixture, Scrape, established, series, targets};
+use loupe_tests::{
+    Agent, Fixture, Scrape, established, free_port, pg_cluster::PgCluster, series, targets,
+};
 
 const SVC: &str = "pg-client";
 const QUERIES: &str = "db_queries_total";
@@ -153,6 +157,43 @@ fn drivers_and_pools_give_exact_statement_counts() {
     let gauge = |name: &str| series(name, &[("service", SVC), ("db_system", "postgresql")]);
     agent.wait_for(&gauge("db_pool_checked_out"), 2.0);
     agent.wait_for(&gauge("db_pool_size"), established(client.pid(), 5432));
+    session(&agent, &mut client, "release", 2.0);
+    agent.wait_for(&gauge("db_pool_checked_out"), 0.0);
+    agent.assert_nothing_lost();
+}
+
+#[test]
+fn libpq_over_tls_is_read_in_plaintext() {
+    let cluster = PgCluster::start_tls(free_port());
+    let url = format!("{}?sslmode=require", cluster.url());
+    let mut client = Fixture::python("pg_client.py", &[&url]);
+    let pid = client.pid().to_string();
+    let agent = Agent::start(&["--pid", &pid, "--service", SVC]);
+    agent.wait_for(&targets(SVC), 1.0);
+    assert!(
+        agent.log().contains("TLS plaintext hooked"),
+        "{}",
+        agent.log()
+    );
+    // The same sessions as in the clear, statement for statement: asyncpg
+    // through CPython's ssl module (the system's libssl, memory BIOs).
+    session(&agent, &mut client, "asyncpg", 12.0);
+    let added = session(&agent, &mut client, "psycopg", 11.0);
+    assert_eq!(added.get(&("update".into(), "ok".into())), Some(&2.0));
+    assert_eq!(added.get(&("deallocate".into(), "ok".into())), Some(&1.0));
+    session(&agent, &mut client, "psycopg2", 9.0);
+    // New connections (the pool's overflow), each negotiated at the socket
+    // and then read through OpenSSL.
+    let added = session(&agent, &mut client, "sqlalchemy", 12.0);
+    assert_eq!(added.get(&("begin".into(), "ok".into())), Some(&4.0));
+    // Each connection counts once in the pool, not also as its ciphertext.
+    session(&agent, &mut client, "hold 2", 4.0);
+    let gauge = |name: &str| series(name, &[("service", SVC), ("db_system", "postgresql")]);
+    agent.wait_for(&gauge("db_pool_checked_out"), 2.0);
+    agent.wait_for(
+        &gauge("db_pool_size"),
+        established(client.pid(), cluster.port),
+    );
     session(&agent, &mut client, "release", 2.0);
     agent.wait_for(&gauge("db_pool_checked_out"), 0.0);
     agent.assert_nothing_lost();

@@ -63,7 +63,7 @@ enum Command {
         /// loupe's data hook: `auto`, `tracepoints` or `sys-exit`.
         #[arg(long, default_value = "auto")]
         data_hook: String,
-        /// Only this target: nginx, hyper or fastapi.
+        /// Only this target: nginx, nginx-tls, hyper or fastapi.
         #[arg(long)]
         target: Option<String>,
     },

@@ -60,7 +60,8 @@ impl State {
     /// Connection gauges of every service and client protocol seen so
     /// far (none for protocols a service never used).
     pub(super) fn publish_client_connections(&mut self) {
-        let open = self.streams.client_counts();
+        let tls = &self.tls;
+        let open = self.streams.client_counts(|tgid| tls.is_hooked(tgid));
         for (&service, counts) in &open {
             if counts.redis > 0 {
                 self.clients_seen.insert((service, REDIS));

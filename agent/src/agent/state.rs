@@ -167,7 +167,7 @@ impl State {
             placed: HashMap::new(),
             configured: config.services.len(),
             free: Vec::new(),
-            tls: TlsHooks::default(),
+            tls: TlsHooks::new(config.http.tls),
             calls: Calls::new(config),
         };
         for service in 0..state.services.len() {

@@ -26,6 +26,8 @@ pub struct FileHttp {
     pub capture_clients: Option<bool>,
     /// Distinct `host` values of HTTP calls per service (default 50).
     pub max_client_hosts: Option<usize>,
+    /// Read TLS plaintext through uprobes on OpenSSL (default true).
+    pub tls: Option<bool>,
     /// Distinct `endpoint` values per service (default 100).
     pub max_endpoints: Option<usize>,
     /// Header names that carry an API key (default `x-api-key`, `api-key`).
@@ -69,6 +71,7 @@ pub struct HttpConfig {
     pub openapi: Option<OpenApiConfig>,
     pub max_principals: usize,
     pub max_client_hosts: usize,
+    pub tls: bool,
 }
 
 impl Default for HttpConfig {
@@ -84,6 +87,7 @@ impl Default for HttpConfig {
             }),
             max_principals: DEFAULT_MAX_PRINCIPALS,
             max_client_hosts: DEFAULT_MAX_CLIENT_HOSTS,
+            tls: true,
         }
     }
 }
@@ -183,6 +187,7 @@ pub fn build(
             .max_client_hosts
             .unwrap_or(DEFAULT_MAX_CLIENT_HOSTS)
             .max(1),
+        tls: http.tls.unwrap_or(true),
     })
 }
 

@@ -258,6 +258,11 @@ impl MysqlConn {
         self.phase != Phase::Encrypted
     }
 
+    /// The client switched to TLS: the rest is ciphertext.
+    pub fn is_encrypted(&self) -> bool {
+        self.phase == Phase::Encrypted
+    }
+
     pub fn is_busy(&self) -> bool {
         self.phase == Phase::Commands && (!self.pending.is_empty() || self.in_transaction)
     }

@@ -163,6 +163,11 @@ impl PgConn {
         )
     }
 
+    /// The server accepted TLS: the rest is ciphertext.
+    pub fn is_encrypted(&self) -> bool {
+        self.phase == Phase::Encrypted
+    }
+
     /// A statement in flight, or an open transaction.
     pub fn is_busy(&self) -> bool {
         self.phase == Phase::Typed

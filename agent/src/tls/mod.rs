@@ -38,6 +38,8 @@ struct Hooked {
 
 #[derive(Default)]
 pub struct TlsHooks {
+    /// Off (`[http] tls = false`): nothing is hooked.
+    disabled: bool,
     processes: HashMap<u32, Vec<Hooked>>,
     resolved: HashMap<FileId, Found>,
     /// Files and conditions already logged (once each).
@@ -103,6 +105,13 @@ pub fn describe(proc: &Procfs, pid: u32) -> Vec<String> {
 }
 
 impl TlsHooks {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            disabled: !enabled,
+            ..Self::default()
+        }
+    }
+
     /// Whether `pid`'s OpenSSL calls are hooked.
     pub fn is_hooked(&self, pid: u32) -> bool {
         self.processes.contains_key(&pid)
@@ -115,7 +124,7 @@ impl TlsHooks {
 
     /// Brings `pid`'s uprobes in line with the files it maps now.
     pub fn sync(&mut self, probes: &mut Probes, proc: &Procfs, pid: u32) {
-        if probes.tls_unavailable.is_some() {
+        if self.disabled || probes.tls_unavailable.is_some() {
             return;
         }
         let Some(text) = proc.maps(pid) else {

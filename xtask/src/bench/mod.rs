@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: servers under wrk without and with loupe, in
-//! alternating rounds of the same run (nginx, a hyper server, the FastAPI
+//! alternating rounds of the same run (nginx over HTTP and HTTPS, a hyper
+//! server, the FastAPI
 //! agent service; for FastAPI also with the in-process Prometheus
 //! middleware loupe replaces), then the tax loupe puts on processes it does
 //! not track. Prints throughput and latency (kernel BPF statistics off),
@@ -28,6 +29,7 @@ use crate::sh::{self, Stop, is_root, root, wait_port};
 const LOUPE_PORT: u16 = 18_481;
 const NGINX_PORT: u16 = 18_480;
 const HYPER_PORT: u16 = 18_482;
+const NGINX_TLS_PORT: u16 = 18_483;
 /// And the next port for the instrumented copy.
 const FASTAPI_PORT: u16 = 18_484;
 /// USER_HZ on Linux.
@@ -41,7 +43,7 @@ pub struct Options {
     pub connections: u32,
     /// Passed to `loupe run --data-hook`.
     pub data_hook: String,
-    /// Only this target (nginx, hyper, fastapi).
+    /// Only this target (nginx, nginx-tls, hyper, fastapi).
     pub target: Option<String>,
 }
 
@@ -372,7 +374,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let wanted = |name: &str| options.target.as_deref().is_none_or(|t| t == name);
     let mut chosen = Vec::new();
     if wanted("nginx") {
-        chosen.push(targets::nginx(&dir, NGINX_PORT)?);
+        chosen.push(targets::nginx(&dir, NGINX_PORT, false)?);
+    }
+    if wanted("nginx-tls") {
+        chosen.push(targets::nginx(&dir, NGINX_TLS_PORT, true)?);
     }
     if wanted("hyper") {
         chosen.push(targets::hyper(HYPER_PORT)?);
@@ -381,7 +386,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         chosen.push(targets::fastapi(&dir, FASTAPI_PORT)?);
     }
     if chosen.is_empty() {
-        bail!("no such target; use nginx, hyper or fastapi");
+        bail!("no such target; use nginx, nginx-tls, hyper or fastapi");
     }
     println!(
         "{} alternating rounds per target, data hook {}",

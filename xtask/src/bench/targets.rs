@@ -1,15 +1,18 @@
-//! The servers the benchmark loads: nginx (a small static answer), the
-//! hyper test server (a Rust service), and the FastAPI agent service under
-//! uvicorn, plain and with the Prometheus middleware it would otherwise use.
+//! The servers the benchmark loads: nginx (a small static answer, over
+//! HTTP and over HTTPS), the hyper test server (a Rust service), and the
+//! FastAPI agent service under uvicorn, plain and with the Prometheus
+//! middleware it would otherwise use.
 use std::{fs, path::Path, process::Command};
 
 use anyhow::Context as _;
 
-use crate::sh::{Stop, root, wait_port};
+use crate::sh::{self, Stop, root, wait_port};
 
 /// A server under load.
 pub struct Target {
     pub name: &'static str,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     pub port: u16,
     pub path: &'static str,
     /// The same service instrumented in-process (FastAPI only).
@@ -24,12 +27,32 @@ pub struct Target {
 
 impl Target {
     pub fn url(&self, port: u16) -> String {
-        format!("http://127.0.0.1:{port}{}", self.path)
+        format!("{}://127.0.0.1:{port}{}", self.scheme, self.path)
     }
 }
 
-pub fn nginx(dir: &Path, port: u16) -> anyhow::Result<Target> {
+/// nginx on `port`; with `tls`, HTTPS (OpenSSL, a self-signed
+/// certificate made here), read through loupe's uprobes.
+pub fn nginx(dir: &Path, port: u16, tls: bool) -> anyhow::Result<Target> {
+    let dir = dir.join(if tls { "nginx-tls" } else { "nginx" });
+    fs::create_dir_all(&dir)?;
     let d = dir.display();
+    let listen = if tls {
+        sh::run(
+            Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+                .arg(dir.join("key.pem"))
+                .arg("-out")
+                .arg(dir.join("cert.pem"))
+                .stderr(std::process::Stdio::null()),
+        )?;
+        format!("{port} ssl; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem")
+    } else {
+        port.to_string()
+    };
     let conf = dir.join("nginx.conf");
     fs::write(
         &conf,
@@ -38,7 +61,7 @@ pub fn nginx(dir: &Path, port: u16) -> anyhow::Result<Target> {
              events {{ worker_connections 1024; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n \
              fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n \
-             server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"hello\\n\"; }} }}\n}}\n"
+             server {{ listen 127.0.0.1:{listen}; location / {{ return 200 \"hello\\n\"; }} }}\n}}\n"
         ),
     )?;
     let child = Command::new("nginx")
@@ -53,7 +76,8 @@ pub fn nginx(dir: &Path, port: u16) -> anyhow::Result<Target> {
     let server = Stop(child);
     wait_port(port, 10, "nginx")?;
     Ok(Target {
-        name: "nginx",
+        name: if tls { "nginx-tls" } else { "nginx" },
+        scheme: if tls { "https" } else { "http" },
         port,
         path: "/",
         instrumented: None,
@@ -81,6 +105,7 @@ pub fn hyper(port: u16) -> anyhow::Result<Target> {
     wait_port(port, 10, "http_app")?;
     Ok(Target {
         name: "hyper",
+        scheme: "http",
         port,
         path: "/items/1",
         instrumented: None,
@@ -110,6 +135,7 @@ pub fn fastapi(dir: &Path, port: u16) -> anyhow::Result<Target> {
     };
     Ok(Target {
         name: "fastapi",
+        scheme: "http",
         port,
         path: "/health",
         instrumented: Some(port + 1),
