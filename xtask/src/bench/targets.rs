@@ -2,7 +2,11 @@
 //! HTTP and over HTTPS), the hyper test server (a Rust service), and the
 //! FastAPI agent service under uvicorn, plain and with the Prometheus
 //! middleware it would otherwise use.
-use std::{fs, path::Path, process::Command};
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use anyhow::Context as _;
 
@@ -47,7 +51,7 @@ pub fn nginx(dir: &Path, port: u16, tls: bool) -> anyhow::Result<Target> {
                 .arg(dir.join("key.pem"))
                 .arg("-out")
                 .arg(dir.join("cert.pem"))
-                .stderr(std::process::Stdio::null()),
+                .stderr(Stdio::null()),
         )?;
         format!("{port} ssl; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem")
     } else {
@@ -88,7 +92,7 @@ pub fn nginx(dir: &Path, port: u16, tls: bool) -> anyhow::Result<Target> {
 
 /// `tests/src/bin/http_app.rs` (hyper, one thread), built in release.
 pub fn hyper(port: u16) -> anyhow::Result<Target> {
-    crate::sh::run(Command::new("cargo").args([
+    sh::run(Command::new("cargo").args([
         "build",
         "--release",
         "--package",
@@ -98,7 +102,7 @@ pub fn hyper(port: u16) -> anyhow::Result<Target> {
     ]))?;
     let child = Command::new(root().join("target/release/http_app"))
         .arg(port.to_string())
-        .stdout(std::process::Stdio::null())
+        .stdout(Stdio::null())
         .spawn()
         .context("cannot start http_app")?;
     let server = Stop(child);
