@@ -312,6 +312,22 @@ impl Agent {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the agent's log contains `text`; returns the log.
+    pub fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log within {WAIT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn scrape(&self) -> Scrape {
         let response = http_get(self.port, "/metrics").expect("scrape /metrics");
         assert_eq!(response.status, 200, "{}", response.body);

@@ -93,3 +93,74 @@ fn https_node_server() {
     let agent = watch_port(port, "node-tls", ROUTES);
     check_mix(&agent, "node-tls", port, "httpx");
 }
+
+#[test]
+fn openssl_loaded_after_the_agent_started_is_hooked() {
+    let certificate = Certificate::new("late");
+    let (port, tls_port) = (free_port(), free_port());
+    let mut server = Fixture::python("late_tls.py", &[&port.to_string()]);
+    let agent = watch_port(port, "late-tls", &[]);
+    assert!(
+        !agent.log().contains("TLS plaintext hooked"),
+        "{}",
+        agent.log()
+    );
+    server.command(
+        &format!(
+            "tls {} {} {tls_port}",
+            certificate.cert(),
+            certificate.key()
+        ),
+        "tls ready",
+    );
+    // Found at the agent's next upkeep (every 5 s).
+    agent.wait_for_log("TLS plaintext hooked");
+    let mut client = Fixture::python(
+        "http_client.py",
+        &[&format!("https://127.0.0.1:{tls_port}"), "requests"],
+    );
+    client.send("GET /late 25");
+    client.command("", "done 25");
+    agent.wait_for(
+        &series(
+            "agent_requests_total",
+            &[
+                ("service", "late-tls"),
+                ("method", "GET"),
+                ("endpoint", "/late"),
+                ("status", "200"),
+                ("auth_type", "none"),
+            ],
+        ),
+        25.0,
+    );
+    agent.assert_nothing_lost();
+}
+
+#[test]
+fn a_libssl_without_openssl_symbols_is_reported() {
+    // A library named like OpenSSL that is not (zlib under that name).
+    let dir = std::env::temp_dir().join(format!("loupe-fake-ssl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("libssl.so.3");
+    std::fs::copy("/usr/lib/x86_64-linux-gnu/libz.so.1", &fake).unwrap();
+    let port = free_port();
+    let mut server = Fixture::python("late_tls.py", &[&port.to_string()]);
+    let agent = watch_port(port, "fake-ssl", &[]);
+    server.command(&format!("load {}", fake.display()), "loaded");
+    let log = agent.wait_for_log("no SSL_read/SSL_write symbols");
+    assert!(log.contains(&fake.display().to_string()), "{log}");
+    let check = std::process::Command::new(loupe_tests::loupe_bin())
+        .args(["check", "--pid", &server.pid().to_string()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        report.contains(&format!(
+            "{}: no SSL_read/SSL_write symbols (stripped, or not OpenSSL)",
+            fake.display()
+        )),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
