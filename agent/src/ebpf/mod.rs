@@ -76,8 +76,9 @@ pub enum DataHookChoice {
     Tracepoints,
     /// The BTF tracepoint on the raw `sys_exit` only.
     SysExit,
-    /// The data syscalls' exit tracepoints with programs that return at once:
-    /// captures nothing; the benchmark's floor (what the hooks cost alone).
+    /// The data syscalls' exit tracepoints (and the OpenSSL uprobes) with
+    /// programs that return at once: captures nothing; the benchmark's
+    /// floor (what the hooks cost alone).
     #[value(hide = true)]
     Empty,
 }
@@ -334,7 +335,7 @@ impl Probes {
                 }
             },
         };
-        let tls_unavailable = match uprobes::load(&mut ebpf) {
+        let tls_unavailable = match uprobes::load(&mut ebpf, data_hook == DataHook::EmptyPrograms) {
             Ok(()) => None,
             Err(err) => {
                 warn!(error = %err, "TLS plaintext will not be seen: uprobes do not load");
@@ -411,7 +412,8 @@ impl Probes {
         file: &std::path::Path,
         found: &[(TlsHook, u64)],
     ) -> Result<Vec<uprobes::TlsLink>, uprobes::AttachError> {
-        uprobes::attach(&mut self.ebpf, pid, file, found)
+        let empty = self.data_hook == DataHook::EmptyPrograms;
+        uprobes::attach(&mut self.ebpf, pid, file, found, empty)
     }
 
     pub fn detach_tls(&mut self, links: Vec<uprobes::TlsLink>) {

@@ -30,11 +30,25 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe,
         })
 }
 
+/// Programs that return at once, in place of every hook's (the
+/// benchmark's floor: what the uprobes cost by themselves).
+const EMPTY_ENTRY: &str = "loupe_check_up";
+const EMPTY_RETURN: &str = "loupe_check_uret";
+
+/// The programs run at a hook's entry and return (empty ones for the floor).
+fn hook_programs(hook: &TlsHook, empty: bool) -> [Option<&'static str>; 2] {
+    if empty {
+        [Some(EMPTY_ENTRY), hook.ret.map(|_| EMPTY_RETURN)]
+    } else {
+        [Some(hook.entry), hook.ret]
+    }
+}
+
 /// The programs of every hook, entry and return, each once.
-fn programs() -> impl Iterator<Item = &'static str> {
+fn programs(empty: bool) -> impl Iterator<Item = &'static str> {
     let mut names: Vec<&'static str> = TLS_HOOKS
         .iter()
-        .flat_map(|hook| [Some(hook.entry), hook.ret])
+        .flat_map(|hook| hook_programs(hook, empty))
         .flatten()
         .collect();
     names.sort_unstable();
@@ -42,9 +56,10 @@ fn programs() -> impl Iterator<Item = &'static str> {
     names.into_iter()
 }
 
-/// Loads the uprobe programs into the kernel (nothing is attached yet).
-pub fn load(ebpf: &mut Ebpf) -> Result<(), LoadError> {
-    for name in programs() {
+/// Loads the uprobe programs into the kernel (nothing is attached yet);
+/// with `empty`, the ones that return at once.
+pub fn load(ebpf: &mut Ebpf, empty: bool) -> Result<(), LoadError> {
+    for name in programs(empty) {
         program(ebpf, name)?
             .load()
             .map_err(|source| LoadError::Load {
@@ -73,11 +88,12 @@ pub fn attach(
     pid: u32,
     file: &Path,
     found: &[(TlsHook, u64)],
+    empty: bool,
 ) -> Result<Vec<TlsLink>, AttachError> {
     let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
     let mut links = Vec::new();
     for (hook, offset) in found {
-        for name in [Some(hook.entry), hook.ret].into_iter().flatten() {
+        for name in hook_programs(hook, empty).into_iter().flatten() {
             let attached = program(ebpf, name).map_err(Box::from).and_then(|p| {
                 p.attach(*offset, file, scope)
                     .map_err(|err: ProgramError| Box::from(err))

@@ -1,8 +1,11 @@
 //! Programs that do nothing: `loupe check` loads and attaches each to learn
-//! which hook types this kernel allows.
+//! which hook types this kernel allows, and the benchmark's floor runs them
+//! on loupe's own hooks (what the hooks cost by themselves).
 use aya_ebpf::{
-    macros::{fentry, kprobe, raw_tracepoint, tracepoint, uprobe},
-    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
+    macros::{fentry, kprobe, raw_tracepoint, tracepoint, uprobe, uretprobe},
+    programs::{
+        FEntryContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext,
+    },
 };
 
 #[tracepoint]
@@ -17,6 +20,11 @@ pub fn loupe_check_raw(_ctx: RawTracePointContext) -> i32 {
 
 #[uprobe]
 pub fn loupe_check_up(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+#[uretprobe]
+pub fn loupe_check_uret(_ctx: RetProbeContext) -> u32 {
     0
 }
 
