@@ -10,6 +10,20 @@ pub struct Mapped {
     pub path: String,
 }
 
+/// A file, by device and inode.
+pub type FileId = (String, u64);
+
+impl Mapped {
+    pub fn id(&self) -> FileId {
+        (self.dev.clone(), self.inode)
+    }
+
+    /// Named like an OpenSSL library (else: the executable).
+    pub fn is_library(&self) -> bool {
+        is_libssl(&self.path)
+    }
+}
+
 /// Whether a file name looks like an OpenSSL library (`libssl.so.3`, a
 /// wheel's bundled `libssl-1a2b3c.so.1.1`).
 fn is_libssl(path: &str) -> bool {

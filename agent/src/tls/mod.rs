@@ -15,7 +15,7 @@ use std::{
 use loupe_common::layout::{TLS_HOOKS, TlsHook};
 use tracing::{info, warn};
 
-use self::maps::{Mapped, tls_candidates};
+use self::maps::{FileId, Mapped, tls_candidates};
 use crate::{
     ebpf::{Probes, uprobes::TlsLink},
     procfs::Procfs,
@@ -26,8 +26,8 @@ pub const MAX_PROCESSES: usize = 512;
 /// Files whose symbols are remembered.
 const MAX_FILES: usize = 1024;
 
-/// A file, by device and inode.
-type FileId = (String, u64);
+/// Why an OpenSSL-named library is not hooked.
+const NO_SYMBOLS: &str = "no SSL_read/SSL_write symbols (stripped, or not OpenSSL)";
 /// The hooks a file has, with their file offsets (empty: not OpenSSL).
 type Found = Arc<Vec<(TlsHook, u64)>>;
 
@@ -42,8 +42,10 @@ pub struct TlsHooks {
     disabled: bool,
     processes: HashMap<u32, Vec<Hooked>>,
     resolved: HashMap<FileId, Found>,
-    /// Files and conditions already logged (once each).
+    /// Files already logged (once each).
     reported: HashSet<FileId>,
+    /// `MAX_PROCESSES` reached and logged.
+    full_reported: bool,
 }
 
 /// Whether `found` covers reading and writing: a usable OpenSSL.
@@ -72,10 +74,8 @@ pub fn describe(proc: &Procfs, pid: u32) -> Vec<String> {
     };
     let lines: Vec<String> = tls_candidates(&text, proc.exe(pid).as_deref())
         .iter()
-        .filter_map(|candidate| {
-            let found = resolve(&proc.in_root(pid, &candidate.path));
-            let is_library = candidate.path.contains("libssl");
-            match found {
+        .filter_map(
+            |candidate| match resolve(&proc.in_root(pid, &candidate.path)) {
                 Ok(found) if usable(&found) => {
                     let names: Vec<&str> = found.iter().map(|(h, _)| h.symbol).collect();
                     Some(format!(
@@ -84,15 +84,14 @@ pub fn describe(proc: &Procfs, pid: u32) -> Vec<String> {
                         names.join(", ")
                     ))
                 }
-                Ok(_) if !is_library => None,
+                Ok(_) if !candidate.is_library() => None,
                 Ok(_) => Some(format!(
-                    "process {pid}: {}: no SSL_read/SSL_write symbols (stripped, or not \
-                     OpenSSL): its HTTPS is not seen",
+                    "process {pid}: {}: {NO_SYMBOLS}: its HTTPS is not seen",
                     candidate.path
                 )),
                 Err(err) => Some(format!("process {pid}: {}: {err}", candidate.path)),
-            }
-        })
+            },
+        )
         .collect();
     if lines.is_empty() {
         vec![format!(
@@ -117,11 +116,6 @@ impl TlsHooks {
         self.processes.contains_key(&pid)
     }
 
-    /// Processes whose OpenSSL calls are hooked.
-    pub fn hooked(&self) -> impl Iterator<Item = u32> + '_ {
-        self.processes.keys().copied()
-    }
-
     /// Brings `pid`'s uprobes in line with the files it maps now.
     pub fn sync(&mut self, probes: &mut Probes, proc: &Procfs, pid: u32) {
         if self.disabled || probes.tls_unavailable.is_some() {
@@ -131,22 +125,22 @@ impl TlsHooks {
             return; // gone: `forget` follows
         };
         let candidates = tls_candidates(&text, proc.exe(pid).as_deref());
-        let mut hooked = self.processes.remove(&pid).unwrap_or_default();
-        let id = |m: &Mapped| (m.dev.clone(), m.inode);
-        let (kept, gone): (Vec<_>, Vec<_>) = hooked
-            .drain(..)
-            .partition(|h| candidates.iter().any(|c| id(c) == h.file));
-        hooked = kept;
+        let (mut hooked, gone): (Vec<_>, Vec<_>) = self
+            .processes
+            .remove(&pid)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|h| candidates.iter().any(|c| c.id() == h.file));
         for h in gone {
             probes.detach_tls(h.links);
         }
         for candidate in &candidates {
-            let file = id(candidate);
+            let file = candidate.id();
             if hooked.iter().any(|h| h.file == file) {
                 continue;
             }
             if hooked.is_empty() && self.processes.len() >= MAX_PROCESSES {
-                if self.reported.insert(("processes".into(), 0)) {
+                if !std::mem::replace(&mut self.full_reported, true) {
                     warn!(
                         max = MAX_PROCESSES,
                         "too many processes with OpenSSL; TLS of further ones is not seen"
@@ -190,12 +184,10 @@ impl TlsHooks {
                 Vec::new()
             }
         };
-        let is_library = candidate.path.contains("libssl");
-        if is_library && !usable(&found) && self.reported.insert(file.clone()) {
+        if candidate.is_library() && !usable(&found) && self.reported.insert(file.clone()) {
             warn!(
                 file = %candidate.path,
-                "no SSL_read/SSL_write symbols (stripped, or not OpenSSL): \
-                 HTTPS through this library is not seen"
+                "{NO_SYMBOLS}: HTTPS through this library is not seen"
             );
         }
         if self.resolved.len() >= MAX_FILES {
