@@ -52,6 +52,11 @@ fn check_mix(agent: &Agent, service: &str, port: u16, library: &str) {
     );
     let unparsed = scrape.matching("loupe_unparsed_connections_total{");
     assert!(unparsed.is_empty(), "{unparsed:?}");
+    // Counted at the agent's upkeep (every 5 s).
+    agent.wait_for(
+        &series("loupe_tls_hooked_processes", &[("service", service)]),
+        1.0,
+    );
     assert!(
         agent.log().contains("TLS plaintext hooked"),
         "{}",
@@ -114,7 +119,10 @@ fn openssl_loaded_after_the_agent_started_is_hooked() {
         "tls ready",
     );
     // Found at the agent's next upkeep (every 5 s).
+    let hooked = series("loupe_tls_hooked_processes", &[("service", "late-tls")]);
+    assert_eq!(agent.scrape().get(&hooked).unwrap_or(0.0), 0.0);
     agent.wait_for_log("TLS plaintext hooked");
+    agent.wait_for(&hooked, 1.0);
     let mut client = Fixture::python(
         "http_client.py",
         &[&format!("https://127.0.0.1:{tls_port}"), "requests"],

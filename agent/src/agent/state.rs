@@ -403,6 +403,7 @@ impl State {
             one(catalogue::ROUTE_TEMPLATES.name),
             one(catalogue::ENDPOINT_OVERFLOW.name),
             one(catalogue::TRACKED_SOCKETS.name),
+            one(catalogue::TLS_HOOKED_PROCESSES.name),
             one(catalogue::REDIS_CONNECTIONS_ACTIVE.name),
         ];
         for label in super::semantic::RULE_LABELS {

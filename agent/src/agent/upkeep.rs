@@ -47,11 +47,26 @@ impl State {
         }
     }
 
-    /// OpenSSL libraries loaded (or unloaded) since the last look.
+    /// OpenSSL libraries loaded (or unloaded) since the last look; the
+    /// hooked processes per service.
     fn sync_tls(&mut self) {
-        let pids: Vec<u32> = self.tracked.keys().copied().collect();
-        for pid in pids {
+        let mut per_service = vec![0i64; self.services.len()];
+        let tracked: Vec<(u32, u32)> = self.tracked.iter().map(|(&p, &s)| (p, s)).collect();
+        for (pid, service) in tracked {
             self.tls.sync(&mut self.probes, &self.proc, pid);
+            if self.tls.is_hooked(pid) {
+                per_service[service as usize] += 1;
+            }
+        }
+        for (index, (service, count)) in self.services.iter().zip(per_service).enumerate() {
+            if let Some(name) = &service.name
+                && !self.free.contains(&(index as u32))
+            {
+                self.metrics
+                    .tls_hooked
+                    .with_label_values(&[name])
+                    .set(count);
+            }
         }
     }
 

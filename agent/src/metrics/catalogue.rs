@@ -462,6 +462,13 @@ pub const MAP_FULL: Def = def(
     "Inserts into a kernel map that failed because the map was full.",
     &[],
 );
+pub const TLS_HOOKED_PROCESSES: Def = def(
+    "loupe_tls_hooked_processes",
+    Kind::Gauge,
+    "The service's processes whose OpenSSL is hooked by uprobes (their TLS is read in \
+     plaintext); 0 while none maps OpenSSL, or with [http] tls = false.",
+    &["service"],
+);
 pub const TRACKED_SOCKETS: Def = def(
     "loupe_tracked_sockets",
     Kind::Gauge,
@@ -526,6 +533,7 @@ pub const ALL: &[Def] = &[
     EVENTS_LOST,
     MAP_FULL,
     TRACKED_SOCKETS,
+    TLS_HOOKED_PROCESSES,
     UNPARSED_CONNECTIONS,
     ENDPOINT_OVERFLOW,
     RULE_ERRORS,

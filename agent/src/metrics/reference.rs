@@ -233,6 +233,7 @@ pub const SECTIONS: &[Section] = &[
             c::EVENTS_LOST,
             c::MAP_FULL,
             c::TRACKED_SOCKETS,
+            c::TLS_HOOKED_PROCESSES,
             c::UNPARSED_CONNECTIONS,
             c::ENDPOINT_OVERFLOW,
             c::RULE_ERRORS,
