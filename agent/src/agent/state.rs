@@ -372,6 +372,7 @@ impl State {
         };
         self.forget_connections(pid, now);
         self.tls.forget(&mut self.probes, pid);
+        self.probes.forget_tls_connections(pid);
         let _ = self.probes.tracked.remove(&pid);
         self.probes.set_tracked_bit(pid, false);
         let s = &mut self.services[service as usize];

@@ -420,6 +420,20 @@ impl Probes {
         uprobes::detach(&mut self.ebpf, links);
     }
 
+    /// Drops the TLS connections of a process that is gone (a reused PID
+    /// must not find them).
+    pub fn forget_tls_connections(&mut self, tgid: u32) {
+        let keys: Vec<TlsKey> = self
+            .tls_conns
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| key.tgid == tgid)
+            .collect();
+        for key in keys {
+            let _ = self.tls_conns.remove(&key);
+        }
+    }
+
     /// Response bytes copied in full from the start of every response of
     /// `service` (its route rules read response bodies). Services beyond
     /// the map's slots keep the default capture.
