@@ -1,5 +1,13 @@
-//! TLS for the test servers: a self-signed certificate per test.
+//! TLS for the test servers: a self-signed certificate per test, and the
+//! agent configuration that turns the OpenSSL uprobes on.
 use std::{path::PathBuf, process::Command};
+
+/// A config file with `[http] tls = true`, named after `test`; its path.
+pub fn tls_config(test: &str) -> String {
+    let path = std::env::temp_dir().join(format!("loupe-tls-{test}-{}.toml", std::process::id()));
+    std::fs::write(&path, "[http]\ntls = true\n").expect("write the config");
+    path.display().to_string()
+}
 
 /// A self-signed certificate and its key, in a directory of the test's own.
 pub struct Certificate {

@@ -2,11 +2,15 @@
 //! service (FastAPI, httpx) calls a fake provider
 //! (`fixtures/model_provider.py`) in the OpenAI and Anthropic formats, as
 //! JSON and as streams, over HTTPS (OpenSSL uprobes) and over plain TCP
-//! (syscalls), with known usage. Root required: `cargo xtask test`.
+//! (syscalls), with known usage (`[http] tls = true`). Root required:
+//! `cargo xtask test`.
 use std::process::Command;
 
 use loupe_tests::{
-    Agent, agent_service::agent_service_with, fixture, free_port, series, served, tls::Certificate,
+    Agent,
+    agent_service::agent_service_with,
+    fixture, free_port, series, served,
+    tls::{Certificate, tls_config},
     watch_port,
 };
 
@@ -66,7 +70,8 @@ fn model_calls(service: &str, tls: bool) {
         port,
         &format!("MODEL_URL={scheme}://127.0.0.1:{provider_port}"),
     );
-    let agent = watch_port(port, service, &[]);
+    let config = tls_config(service);
+    let agent = watch_port(port, service, &["--config", &config]);
     for (name, stream, count) in PLAN {
         for _ in 0..*count {
             invoke(port, name, *stream);

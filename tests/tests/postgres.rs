@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use loupe_tests::{
     Agent, Fixture, Scrape, established, free_port, pg_cluster::PgCluster, series, targets,
+    tls::tls_config,
 };
 
 const SVC: &str = "pg-client";
@@ -168,7 +169,8 @@ fn libpq_over_tls_is_read_in_plaintext() {
     let url = format!("{}?sslmode=require", cluster.url());
     let mut client = Fixture::python("pg_client.py", &[&url]);
     let pid = client.pid().to_string();
-    let agent = Agent::start(&["--pid", &pid, "--service", SVC]);
+    let config = tls_config("libpq");
+    let agent = Agent::start(&["--pid", &pid, "--service", SVC, "--config", &config]);
     agent.wait_for(&targets(SVC), 1.0);
     assert!(
         agent.log().contains("TLS plaintext hooked"),

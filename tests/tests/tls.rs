@@ -1,9 +1,12 @@
 //! HTTPS served by the process itself, seen in plaintext through uprobes on
 //! OpenSSL: uvicorn (CPython's `ssl` module, `libssl.so.3`, memory BIOs)
-//! and Node.js (OpenSSL linked into the executable). Clients: Python
-//! requests and httpx, not tracked. Root required: `cargo xtask test`.
+//! and Node.js (OpenSSL linked into the executable), with `[http] tls =
+//! true`. Clients: Python requests and httpx, not tracked. Root required:
+//! `cargo xtask test`.
 use loupe_tests::{
-    Agent, Fixture, fixture, free_port, series, served, tls::Certificate, watch_port,
+    Agent, Fixture, fixture, free_port, series, served,
+    tls::{Certificate, tls_config},
+    watch_port,
 };
 
 /// `(method, path, count, status, endpoint)`: 2xx, 4xx and 5xx.
@@ -17,6 +20,14 @@ const MIX: &[(&str, &str, u32, u16, &str)] = &[
 
 /// Route templates (no OpenAPI document is fetched over HTTPS).
 const ROUTES: &[&str] = &["--route", "/items/{item_id}", "--route", "/items"];
+
+/// `watch_port` with the OpenSSL uprobes on.
+fn watch_tls(port: u16, service: &str, extra: &[&str]) -> Agent {
+    let config = tls_config(service);
+    let mut args = vec!["--config", config.as_str()];
+    args.extend_from_slice(extra);
+    watch_port(port, service, &args)
+}
 
 /// Sends the mix over HTTPS with `library` and checks every count: exact,
 /// no other label set, and the ciphertext on the socket neither counted
@@ -78,7 +89,7 @@ fn https_fastapi_under_uvicorn() {
         ),
         port,
     );
-    let agent = watch_port(port, "fastapi-tls", ROUTES);
+    let agent = watch_tls(port, "fastapi-tls", ROUTES);
     check_mix(&agent, "fastapi-tls", port, "requests");
 }
 
@@ -95,7 +106,7 @@ fn https_node_server() {
             &certificate.key(),
         ],
     );
-    let agent = watch_port(port, "node-tls", ROUTES);
+    let agent = watch_tls(port, "node-tls", ROUTES);
     check_mix(&agent, "node-tls", port, "httpx");
 }
 
@@ -104,7 +115,7 @@ fn openssl_loaded_after_the_agent_started_is_hooked() {
     let certificate = Certificate::new("late");
     let (port, tls_port) = (free_port(), free_port());
     let mut server = Fixture::python("late_tls.py", &[&port.to_string()]);
-    let agent = watch_port(port, "late-tls", &[]);
+    let agent = watch_tls(port, "late-tls", &[]);
     assert!(
         !agent.log().contains("TLS plaintext hooked"),
         "{}",
@@ -154,7 +165,7 @@ fn a_libssl_without_openssl_symbols_is_reported() {
     std::fs::copy("/usr/lib/x86_64-linux-gnu/libz.so.1", &fake).unwrap();
     let port = free_port();
     let mut server = Fixture::python("late_tls.py", &[&port.to_string()]);
-    let agent = watch_port(port, "fake-ssl", &[]);
+    let agent = watch_tls(port, "fake-ssl", &[]);
     server.command(&format!("load {}", fake.display()), "loaded");
     let log = agent.wait_for_log("no SSL_read/SSL_write symbols");
     assert!(log.contains(&fake.display().to_string()), "{log}");

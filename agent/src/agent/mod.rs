@@ -300,7 +300,9 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
         task.abort();
         let _ = task.await;
     }
-    // Last owner: dropping the state detaches and unloads every probe.
+    // Last owner: dropping the state detaches and unloads every probe (the
+    // uprobes first, in parallel: each waits for the kernel).
+    lock(&state).shutdown_tls();
     drop(state);
     info!("probes detached");
     outcome

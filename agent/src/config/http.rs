@@ -26,7 +26,8 @@ pub struct FileHttp {
     pub capture_clients: Option<bool>,
     /// Distinct `host` values of HTTP calls per service (default 50).
     pub max_client_hosts: Option<usize>,
-    /// Read TLS plaintext through uprobes on OpenSSL (default true).
+    /// Read TLS plaintext through uprobes on OpenSSL (default false: each
+    /// hooked OpenSSL call traps into the kernel, docs/capture.md).
     pub tls: Option<bool>,
     /// Distinct `endpoint` values per service (default 100).
     pub max_endpoints: Option<usize>,
@@ -87,7 +88,7 @@ impl Default for HttpConfig {
             }),
             max_principals: DEFAULT_MAX_PRINCIPALS,
             max_client_hosts: DEFAULT_MAX_CLIENT_HOSTS,
-            tls: true,
+            tls: false,
         }
     }
 }
@@ -187,7 +188,7 @@ pub fn build(
             .max_client_hosts
             .unwrap_or(DEFAULT_MAX_CLIENT_HOSTS)
             .max(1),
-        tls: http.tls.unwrap_or(true),
+        tls: http.tls.unwrap_or(false),
     })
 }
 

@@ -416,8 +416,14 @@ impl Probes {
         uprobes::attach(&mut self.ebpf, pid, file, found, empty)
     }
 
+    /// Detaches uprobes in the background.
     pub fn detach_tls(&mut self, links: Vec<uprobes::TlsLink>) {
         uprobes::detach(&mut self.ebpf, links);
+    }
+
+    /// Detaches uprobes, all at once, and waits (shutdown).
+    pub fn detach_tls_now(&mut self, links: Vec<uprobes::TlsLink>) {
+        uprobes::detach_now(&mut self.ebpf, links);
     }
 
     /// Drops the TLS connections of a process that is gone (a reused PID

@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
     programs::{
         ProgramError, UProbe,
-        uprobe::{UProbeLinkId, UProbeScope},
+        uprobe::{UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
 use loupe_common::layout::{TLS_HOOKS, TlsHook};
@@ -119,16 +119,46 @@ pub fn attach(
     Ok(links)
 }
 
-/// Detaches uprobes (a process that exited has lost them already; the
-/// links are released all the same).
-pub fn detach(ebpf: &mut Ebpf, links: Vec<TlsLink>) {
-    for TlsLink {
-        program: name,
-        link,
-    } in links
-    {
-        if let Ok(p) = program(ebpf, name) {
-            let _ = p.detach(link);
+/// Threads that release uprobes at once (see [`release`]).
+const RELEASERS: usize = 32;
+
+/// Takes `links` out of their programs: dropping what is returned detaches
+/// them.
+fn take(ebpf: &mut Ebpf, links: Vec<TlsLink>) -> Vec<UProbeLink> {
+    links
+        .into_iter()
+        .filter_map(
+            |TlsLink {
+                 program: name,
+                 link,
+             }| program(ebpf, name).ok()?.take_link(link).ok(),
+        )
+        .collect()
+}
+
+/// Detaches uprobes. Each detach waits for the kernel's grace periods
+/// (about 0.3 s here), so they are released in parallel.
+fn release(mut links: Vec<UProbeLink>) {
+    let per_thread = links.len().div_ceil(RELEASERS).max(1);
+    std::thread::scope(|scope| {
+        while !links.is_empty() {
+            let batch: Vec<UProbeLink> = links.drain(..per_thread.min(links.len())).collect();
+            scope.spawn(move || drop(batch));
         }
+    });
+}
+
+/// Detaches uprobes without waiting (a process that exited has lost them
+/// already; the links are released all the same, on a thread of their own,
+/// so that the agent goes on reading records meanwhile).
+pub fn detach(ebpf: &mut Ebpf, links: Vec<TlsLink>) {
+    let links = take(ebpf, links);
+    if !links.is_empty() {
+        std::thread::spawn(move || release(links));
     }
+}
+
+/// Detaches uprobes and waits until they are gone (shutdown).
+pub fn detach_now(ebpf: &mut Ebpf, links: Vec<TlsLink>) {
+    release(take(ebpf, links));
 }

@@ -67,14 +67,21 @@ const FLOOR_HOOK: &str = "empty";
 /// Starts `loupe run` on the target's port with data hook `hook`; stopped
 /// when dropped.
 fn start_loupe(hook: &str, loupe: &Path, target: &Target) -> anyhow::Result<Stop> {
-    let child = Command::new(loupe)
-        .args([
-            "run",
-            "--port",
-            &target.port.to_string(),
-            "--service",
-            target.name,
-        ])
+    let mut command = Command::new(loupe);
+    command.args([
+        "run",
+        "--port",
+        &target.port.to_string(),
+        "--service",
+        target.name,
+    ]);
+    if target.scheme == "https" {
+        // The OpenSSL uprobes are opt-in.
+        let config = std::env::temp_dir().join("loupe-bench-tls.toml");
+        fs::write(&config, "[http]\ntls = true\n")?;
+        command.arg("--config").arg(config);
+    }
+    let child = command
         .args(["--data-hook", hook])
         .args(["--listen", &format!("127.0.0.1:{LOUPE_PORT}")])
         .stderr(Stdio::null())
