@@ -300,9 +300,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
         task.abort();
         let _ = task.await;
     }
-    // Last owner: dropping the state detaches and unloads every probe (the
-    // uprobes first, in parallel: each waits for the kernel).
-    lock(&state).shutdown_tls();
+    // Last owner: dropping the state detaches and unloads every probe.
     drop(state);
     info!("probes detached");
     outcome

@@ -513,11 +513,6 @@ impl State {
         }
     }
 
-    /// Detaches every uprobe (at shutdown, before the probes go).
-    pub fn shutdown_tls(&mut self) {
-        self.tls.forget_all(&mut self.probes);
-    }
-
     pub fn tracked_snapshot(&self) -> HashMap<u32, u32> {
         self.tracked.clone()
     }

@@ -421,11 +421,6 @@ impl Probes {
         uprobes::detach(&mut self.ebpf, links);
     }
 
-    /// Detaches uprobes, all at once, and waits (shutdown).
-    pub fn detach_tls_now(&mut self, links: Vec<uprobes::TlsLink>) {
-        uprobes::detach_now(&mut self.ebpf, links);
-    }
-
     /// Drops the TLS connections of a process that is gone (a reused PID
     /// must not find them).
     pub fn forget_tls_connections(&mut self, tgid: u32) {

@@ -119,13 +119,12 @@ pub fn attach(
     Ok(links)
 }
 
-/// Threads that release uprobes at once (see [`release`]).
-const RELEASERS: usize = 32;
-
-/// Takes `links` out of their programs: dropping what is returned detaches
-/// them.
-fn take(ebpf: &mut Ebpf, links: Vec<TlsLink>) -> Vec<UProbeLink> {
-    links
+/// Detaches uprobes without waiting: each detach waits for a kernel grace
+/// period (about 80 ms here, one uprobe at a time), so the links of a
+/// process that went are dropped on a thread of their own while the agent
+/// goes on reading records.
+pub fn detach(ebpf: &mut Ebpf, links: Vec<TlsLink>) {
+    let links: Vec<UProbeLink> = links
         .into_iter()
         .filter_map(
             |TlsLink {
@@ -133,32 +132,8 @@ fn take(ebpf: &mut Ebpf, links: Vec<TlsLink>) -> Vec<UProbeLink> {
                  link,
              }| program(ebpf, name).ok()?.take_link(link).ok(),
         )
-        .collect()
-}
-
-/// Detaches uprobes. Each detach waits for the kernel's grace periods
-/// (about 0.3 s here), so they are released in parallel.
-fn release(mut links: Vec<UProbeLink>) {
-    let per_thread = links.len().div_ceil(RELEASERS).max(1);
-    std::thread::scope(|scope| {
-        while !links.is_empty() {
-            let batch: Vec<UProbeLink> = links.drain(..per_thread.min(links.len())).collect();
-            scope.spawn(move || drop(batch));
-        }
-    });
-}
-
-/// Detaches uprobes without waiting (a process that exited has lost them
-/// already; the links are released all the same, on a thread of their own,
-/// so that the agent goes on reading records meanwhile).
-pub fn detach(ebpf: &mut Ebpf, links: Vec<TlsLink>) {
-    let links = take(ebpf, links);
+        .collect();
     if !links.is_empty() {
-        std::thread::spawn(move || release(links));
+        std::thread::spawn(move || drop(links));
     }
-}
-
-/// Detaches uprobes and waits until they are gone (shutdown).
-pub fn detach_now(ebpf: &mut Ebpf, links: Vec<TlsLink>) {
-    release(take(ebpf, links));
 }

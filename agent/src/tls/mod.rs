@@ -198,17 +198,6 @@ impl TlsHooks {
         found
     }
 
-    /// Shutdown: every uprobe goes, at once.
-    pub fn forget_all(&mut self, probes: &mut Probes) {
-        let links = self
-            .processes
-            .drain()
-            .flat_map(|(_, hooked)| hooked)
-            .flat_map(|hooked| hooked.links)
-            .collect();
-        probes.detach_tls_now(links);
-    }
-
     /// `pid` is gone or replaced its program: its uprobes go.
     pub fn forget(&mut self, probes: &mut Probes, pid: u32) {
         for hooked in self.processes.remove(&pid).unwrap_or_default() {
