@@ -139,16 +139,7 @@ impl State {
     /// After `exec` the close-on-exec fds are gone without a `close()`:
     /// forget the process's fds and file them again.
     pub(super) fn reseed(&mut self, pid: u32, service: u32, now: Instant) {
-        let stale: Vec<FdKey> = self
-            .probes
-            .fds
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|key| key.tgid == pid)
-            .collect();
-        for key in stale {
-            let _ = self.probes.fds.remove(&key);
-        }
+        crate::ebpf::remove_keys(&mut self.probes.fds, |key| key.tgid == pid);
         self.seed(pid, service, now);
     }
 }

@@ -5,7 +5,7 @@ pub mod tracefs;
 pub mod uprobes;
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
+    Ebpf, EbpfError, EbpfLoader, Pod,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError, TracePoint},
 };
@@ -200,6 +200,19 @@ pub struct Probes {
     pub tls_unavailable: Option<String>,
     /// Owns the programs and their links (fields drop in order: this last).
     ebpf: Ebpf,
+}
+
+/// Removes the entries of `map` whose key matches `gone` (keys are listed
+/// first: the kernel's iteration does not survive removals).
+pub fn remove_keys<K: Pod, V: Pod>(map: &mut HashMap<MapData, K, V>, gone: impl Fn(&K) -> bool) {
+    let keys: Vec<K> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| gone(k))
+        .collect();
+    for key in keys {
+        let _ = map.remove(&key);
+    }
 }
 
 fn map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
@@ -424,15 +437,7 @@ impl Probes {
     /// Drops the TLS connections of a process that is gone (a reused PID
     /// must not find them).
     pub fn forget_tls_connections(&mut self, tgid: u32) {
-        let keys: Vec<TlsKey> = self
-            .tls_conns
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|key| key.tgid == tgid)
-            .collect();
-        for key in keys {
-            let _ = self.tls_conns.remove(&key);
-        }
+        remove_keys(&mut self.tls_conns, |key| key.tgid == tgid);
     }
 
     /// Response bytes copied in full from the start of every response of
