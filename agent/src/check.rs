@@ -171,6 +171,31 @@ where
         .map_err(|e: aya::programs::ProgramError| describe_error(&e))
 }
 
+/// Prefix of the kernel names of loupe's programs (kernel names keep 15
+/// characters).
+const PROGRAM_PREFIX: &str = "loupe_";
+
+/// The loupe programs loaded in the kernel now (a running agent's, or ones a
+/// killed agent left pinned): `none`, or how many and their names.
+fn loaded_programs() -> String {
+    let mut names = Vec::new();
+    for info in aya::programs::loaded_programs() {
+        match info {
+            Ok(info) => {
+                if let Some(name) = info.name_as_str().filter(|n| n.starts_with(PROGRAM_PREFIX)) {
+                    names.push(format!("{name} (id {})", info.id()));
+                }
+            }
+            Err(err) => return format!("unknown: {}", describe_error(&err)),
+        }
+    }
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        format!("{} loaded: {}", names.len(), names.join(", "))
+    }
+}
+
 /// Builds the report text and whether loupe can run here.
 fn report(pids: &[u32]) -> Report {
     let mut report = Report::default();
@@ -226,6 +251,8 @@ fn report(pids: &[u32]) -> Report {
         }
         None => report.line("capabilities", "unknown (cannot read /proc/self/status)"),
     }
+    // Before loupe check loads its own: what another loupe left loaded.
+    report.line("loupe programs", loaded_programs());
     try_hooks(&mut report);
     match Probes::load(ebpf::DataHookChoice::Auto) {
         Ok(probes) => {

@@ -1,9 +1,11 @@
-//! Project tasks: `cargo xtask setup | services | test | demo | lint`.
+//! Project tasks: `cargo xtask setup | services | test | demo | lint |
+//! kernels | bench | fuzz`.
 //! Each installs or starts what it needs first, so the README's two commands
 //! work on a fresh machine.
 mod bench;
 mod demo;
 mod fuzz;
+mod kernels;
 mod services;
 mod setup;
 mod sh;
@@ -67,6 +69,14 @@ enum Command {
         #[arg(long)]
         target: Option<String>,
     },
+    /// The kernel matrix: boot Debian's 6.1 and 6.12 kernels under qemu with
+    /// loupe and a busybox httpd in an initramfs, run the same smoke test
+    /// on this machine's kernel, and assert exact counts in each.
+    Kernels {
+        /// Only the places whose name contains this: `host`, or part of a
+        /// kernel package's name such as `6.1` or `6.12`.
+        only: Option<String>,
+    },
     /// Build loupe, start the demo agent service and loupe beside it, send
     /// some traffic and keep serving /metrics until Ctrl-C.
     Demo {
@@ -88,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         Command::Lint => test::lint(),
         Command::Demo { port, seconds } => demo::run(port, seconds),
         Command::Fuzz { seconds } => fuzz::run(seconds),
+        Command::Kernels { only } => kernels::run(only.as_deref()),
         Command::Bench {
             rounds,
             seconds,

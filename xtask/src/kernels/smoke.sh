@@ -1,0 +1,136 @@
+#!/bin/busybox sh
+# loupe's kernel smoke test. Runs as /init of a qemu guest (then powers the
+# guest off) or on the host (`cargo xtask kernels` runs both). Every result
+# is a line starting with "loupe-smoke:"; the host side reads them and
+# judges. Settings come from the environment (defaults: the guest's).
+#
+# For each data hook mode: a busybox httpd (one process forked per
+# connection; the child moves the socket to stdin/stdout with dup2), loupe
+# attached to it by PID, REQUESTS wget requests and IDLE connections that
+# send nothing, a scrape of /metrics, SIGTERM to loupe and how long it took
+# to exit. `loupe check` runs before and after (its "loupe programs" line
+# shows what a loupe left loaded).
+LOUPE=${LOUPE:-/loupe}
+BB=${BB:-/bin/busybox}
+WORK=${WORK:-/tmp/loupe-smoke}
+HTTP_PORT=${HTTP_PORT:-8080}
+METRICS_PORT=${METRICS_PORT:-9477}
+REQUESTS=${REQUESTS:-37}
+IDLE=${IDLE:-5}
+MODES=${MODES:-"auto tracepoints sys-exit"}
+GUEST=${GUEST:-0}
+
+say() { echo "loupe-smoke: $*"; }
+
+if [ "$GUEST" = 1 ]; then
+    export PATH=/bin
+    $BB mkdir -p /proc /sys /tmp /dev
+    $BB mount -t proc proc /proc
+    $BB mount -t sysfs sysfs /sys
+    $BB mount -t devtmpfs devtmpfs /dev 2>/dev/null
+    $BB mount -t tmpfs tmpfs /tmp
+    $BB ip link set lo up
+    # tracefs is left unmounted: loupe mounts it itself.
+fi
+
+# Tenths of a second since boot.
+now() { $BB awk '{ printf "%d\n", $1 * 10 }' /proc/uptime; }
+
+# Sums the samples of a metric family whose labels contain $2.
+metric() {
+    $BB wget -q -O - "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
+        $BB awk -v name="$1" -v want="$2" '
+            (index($0, name "{") == 1 || index($0, name " ") == 1) && index($0, want) > 0 {
+                sum += $NF
+            }
+            END { printf "%d\n", sum }'
+}
+
+# Waits up to $2 seconds for $1 to succeed (status 0); status 2 gives up.
+wait_for() {
+    i=0
+    while [ $i -lt "$2" ]; do
+        eval "$1"
+        case $? in 0) return 0 ;; 2) return 1 ;; esac
+        $BB sleep 1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+loupe_ready() {
+    $BB wget -q -O /dev/null "http://127.0.0.1:$METRICS_PORT/readyz" 2>/dev/null && return 0
+    kill -0 "$loupe" 2>/dev/null || return 2
+    return 1
+}
+
+all_counted() {
+    [ "$(metric agent_requests_total 'service="smoke"')" -ge "$REQUESTS" ]
+}
+
+check() {
+    $LOUPE check > "$WORK/check.out" 2>&1
+    code=$?
+    while IFS= read -r line; do say "check$1 $line"; done < "$WORK/check.out"
+    say "check$1-exit $code"
+}
+
+run_mode() {
+    mode=$1
+    $BB httpd -f -p "127.0.0.1:$HTTP_PORT" -h "$WORK/www" &
+    httpd=$!
+    $LOUPE run --pid "$httpd" --service smoke --data-hook "$mode" \
+        --listen "127.0.0.1:$METRICS_PORT" > "$WORK/loupe-$mode.log" 2>&1 &
+    loupe=$!
+    if ! wait_for loupe_ready 120; then
+        say "mode $mode error=not-ready"
+        $BB tail -n 20 "$WORK/loupe-$mode.log"
+        kill -TERM $loupe $httpd 2>/dev/null
+        wait
+        return
+    fi
+    n=0
+    while [ $n -lt "$IDLE" ]; do
+        # Connects, sends nothing, and closes after a second of silence.
+        $BB nc -w 1 127.0.0.1 "$HTTP_PORT" < /dev/null > /dev/null 2>&1 &
+        n=$((n + 1))
+    done
+    n=0
+    served=0
+    while [ $n -lt "$REQUESTS" ]; do
+        $BB wget -q -O /dev/null "http://127.0.0.1:$HTTP_PORT/index.html" && served=$((served + 1))
+        n=$((n + 1))
+    done
+    wait_for all_counted 30
+    # Idle connections end after a second; their close is counted then.
+    $BB sleep 2
+    opened=$(metric tcp_connections_opened_total 'direction="inbound",service="smoke"')
+    active=$(metric tcp_connections_active 'direction="inbound",service="smoke"')
+    requests=$(metric agent_requests_total 'service="smoke"')
+    ok=$(metric agent_requests_total 'status="200"')
+    lost=$(metric loupe_events_lost_total '')
+    unparsed=$(metric loupe_unparsed_connections_total 'service="smoke"')
+    start=$(now)
+    kill -TERM $loupe
+    wait $loupe
+    code=$?
+    stop=$(now)
+    kill -TERM $httpd
+    wait $httpd 2>/dev/null
+    say "mode $mode served=$served opened=$opened active=$active requests=$requests ok=$ok" \
+        "unparsed=$unparsed lost=$lost exit=$code exit_tenths=$((stop - start))"
+    if [ "$code" != 0 ]; then $BB tail -n 20 "$WORK/loupe-$mode.log"; fi
+}
+
+$BB mkdir -p "$WORK/www"
+echo "hello from the loupe kernel matrix" > "$WORK/www/index.html"
+say "kernel $($BB uname -r)"
+check ""
+for mode in $MODES; do run_mode "$mode"; done
+check "-after"
+say "done"
+
+if [ "$GUEST" = 1 ]; then
+    $BB sync
+    $BB poweroff -f
+fi
