@@ -206,15 +206,25 @@ fn report(pids: &[u32]) -> Report {
     );
     let btf_path = Path::new(btf::VMLINUX);
     match btf::Btf::from_file(btf_path).and_then(|b| btf::kernel_offsets(&b)) {
-        Ok(offsets) => report.line(
-            "btf",
-            format!(
-                "yes ({}; sock->skc_net at {}, net->ns.inum at {}: network namespaces told apart)",
-                btf_path.display(),
-                offsets.sock_net,
-                offsets.net_inum
-            ),
-        ),
+        Ok(offsets) => {
+            report.line(
+                "btf",
+                format!(
+                    "yes ({}; sock->skc_net at {}, net->ns.inum at {}: network namespaces told apart)",
+                    btf_path.display(),
+                    offsets.sock_net,
+                    offsets.net_inum
+                ),
+            );
+            report.line(
+                "fd table",
+                if offsets.files_valid == 1 {
+                    "yes (task->files->fdt offsets: connections moved with dup/dup2/dup3 are followed)"
+                } else {
+                    "no (offsets not in BTF: a forked child's connection moved with dup2 is missed)"
+                },
+            );
+        }
         Err(err) => report.line(
             "btf",
             format!("no: {err} (ports are matched across namespaces)"),

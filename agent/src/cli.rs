@@ -103,9 +103,10 @@ pub struct RunArgs {
     /// Series of a target, peer or label value idle this long are dropped [default: 10m].
     #[arg(long, value_name = "DURATION")]
     pub series_ttl: Option<String>,
-    /// How to hook the data syscalls: `auto` (the syscalls' own exit
-    /// tracepoints, else the BTF `sys_exit` tracepoint), `tracepoints` or
-    /// `sys-exit` (force one of them).
+    /// How to hook the data syscalls: `auto` (fexit on the syscalls'
+    /// functions where the kernel allows it, else their own exit
+    /// tracepoints, else the BTF `sys_exit` tracepoint), `fexit`,
+    /// `tracepoints` or `sys-exit` (force one of them).
     #[arg(long, value_enum, default_value_t = DataHookChoice::Auto)]
     pub data_hook: DataHookChoice,
 }

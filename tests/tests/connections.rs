@@ -60,6 +60,34 @@ fn fork_per_connection_server_is_counted_once_per_connection() {
 }
 
 #[test]
+fn inetd_style_children_are_read_through_their_dup2_fds() {
+    let port = free_port();
+    let server = Fixture::python("prefork_server.py", &[&port.to_string(), "inetd"]);
+    let agent = Agent::start(&["--pid", &server.pid().to_string(), "--service", "inetd"]);
+    agent.wait_for(&targets("inetd"), 1.0);
+    // The agent's OpenAPI fetch is answered after a second by a child the
+    // agent files meanwhile: it is neither counted nor left active.
+    agent.wait_for_log("no OpenAPI document");
+    requests(port, 29);
+    agent.wait_for(&opened("inetd", "inbound"), 29.0);
+    agent.wait_for(&active("inetd", "inbound"), 0.0);
+    // Each child reads the request on fd 0 and answers on fd 1, both dup2
+    // copies of a socket it inherited before the agent could file it.
+    let total = agent.wait_for_total("agent_requests_total", "inetd", 29.0);
+    let scrape = agent.scrape();
+    assert_eq!(total, 29.0, "{}", scrape.text);
+    assert_eq!(
+        scrape.get(&series(
+            "loupe_unparsed_connections_total",
+            &[("service", "inetd")]
+        )),
+        None,
+        "{}",
+        scrape.text
+    );
+}
+
+#[test]
 fn outbound_connections_are_counted_per_peer() {
     // Started first, the agent finds the client by its command line.
     let agent = Agent::start(&[

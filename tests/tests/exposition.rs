@@ -49,12 +49,14 @@ fn health_and_readiness() {
     assert_eq!(ready.status, 200, "ready even with no target yet");
     assert_eq!(http_get(agent.port, "/nope").unwrap().status, 404);
     let scrape = agent.scrape();
-    // The core tracepoints, then one BTF tracepoint for the data syscalls
-    // or (where BTF tracepoints do not load) their own tracepoints.
-    use loupe_common::layout::{DATA_TRACEPOINTS, TRACEPOINTS};
+    // The core tracepoints, then for the data syscalls one fexit program
+    // each, their own tracepoints, or one BTF tracepoint.
+    use loupe_common::layout::{DATA_FEXITS, DATA_TRACEPOINTS, TRACEPOINTS};
     let attached = scrape.get("loupe_programs_attached").unwrap_or(0.0) as usize;
     assert!(
-        attached == TRACEPOINTS.len() + 1 || attached == TRACEPOINTS.len() + DATA_TRACEPOINTS.len(),
+        [1, DATA_TRACEPOINTS.len(), DATA_FEXITS.len()]
+            .iter()
+            .any(|data| attached == TRACEPOINTS.len() + data),
         "{}",
         scrape.text
     );

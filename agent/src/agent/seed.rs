@@ -85,6 +85,16 @@ impl State {
             } else {
                 (DIRECTION_OUTBOUND, ROLE_OUTBOUND)
             };
+            if direction == DIRECTION_INBOUND
+                && self
+                    .self_ports
+                    .contains(ip_of(&row.local_addr), row.remote_port)
+            {
+                // The agent's own connection (an OpenAPI fetch) in a forked
+                // handler: its records are left out, so must its seed be (it
+                // would stay active for ever).
+                continue;
+            }
             self.file_fd(pid, fds[&row.inode], service, role);
             let owner = SockOwner { service, direction };
             let tuple = row.tuple();

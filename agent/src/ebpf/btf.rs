@@ -7,7 +7,7 @@
 //! an error, never a panic.
 use std::{fs, io, path::Path};
 
-use loupe_common::layout::KernelOffsets;
+use loupe_common::layout::{FileOffsets, KernelOffsets};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -243,13 +243,32 @@ fn parse_type(section: &[u8], at: usize) -> Result<(Type, usize), BtfError> {
     Ok((ty, 12 + extra))
 }
 
-/// The offsets the probes need, from the running kernel's BTF.
+/// The offsets the probes need, from the running kernel's BTF: those of
+/// the network namespace are required, those of the file table optional
+/// (`files_valid`).
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
+    // Optional: without them only fds the probes saw opened are followed.
+    let (files_valid, files) = file_offsets(btf).map_or((0, FileOffsets::default()), |f| (1, f));
     Ok(KernelOffsets {
         valid: 1,
         sock_net: btf.member_offset("sock", &["__sk_common", "skc_net", "net"])?,
         net_inum: btf.member_offset("net", &["ns", "inum"])?,
-        _pad: 0,
+        files_valid,
+        files,
+    })
+}
+
+/// The path from a task to the socket behind one of its fds.
+pub fn file_offsets(btf: &Btf) -> Result<FileOffsets, BtfError> {
+    Ok(FileOffsets {
+        task_files: btf.member_offset("task_struct", &["files"])?,
+        files_fdt: btf.member_offset("files_struct", &["fdt"])?,
+        fdt_max_fds: btf.member_offset("fdtable", &["max_fds"])?,
+        fdt_fd: btf.member_offset("fdtable", &["fd"])?,
+        file_inode: btf.member_offset("file", &["f_inode"])?,
+        file_private: btf.member_offset("file", &["private_data"])?,
+        inode_mode: btf.member_offset("inode", &["i_mode"])?,
+        socket_sk: btf.member_offset("socket", &["sk"])?,
     })
 }
 
@@ -361,5 +380,12 @@ mod tests {
             "{offsets:?}"
         );
         assert!(offsets.net_inum < 4096, "{offsets:?}");
+        // The file-table path of the dup probes.
+        assert_eq!(offsets.files_valid, 1, "{offsets:?}");
+        let f = offsets.files;
+        assert!(f.task_files > 0 && f.task_files < 16_384, "{f:?}");
+        assert!(f.fdt_fd > 0 && f.fdt_fd < 64, "{f:?}");
+        assert_ne!(f.file_private, f.file_inode, "{f:?}");
+        assert!(f.socket_sk > 0 && f.socket_sk < 128, "{f:?}");
     }
 }

@@ -7,12 +7,12 @@ pub mod uprobes;
 use aya::{
     Ebpf, EbpfError, EbpfLoader, Pod,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    programs::{BtfTracePoint, FExit, ProgramError, TracePoint},
 };
 use loupe_common::{
     event::TLS_FD,
     layout::{
-        DATA_TRACEPOINTS, KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAM,
+        DATA_FEXITS, DATA_TRACEPOINTS, KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAM,
         SYS_EXIT_TRACEPOINT, TRACEPOINTS, TlsHook, Tracepoint,
     },
     maps::{self, CONN_TLS, FdInfo, FdKey, ListenKey, SockOwner, Target, TlsKey, TupleKey},
@@ -68,10 +68,12 @@ pub enum LoadError {
 /// Which data-syscall hook to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DataHookChoice {
-    /// The syscall tracepoints where they load (Linux 5.15+), else the BTF
-    /// tracepoint.
+    /// `fexit` where the kernel allows it, else the syscall tracepoints
+    /// (Linux 5.15+), else the BTF tracepoint.
     #[default]
     Auto,
+    /// `fexit` on the data syscalls' `__x64_sys_*` functions only.
+    Fexit,
     /// The data syscalls' own exit tracepoints only.
     Tracepoints,
     /// The BTF tracepoint on the raw `sys_exit` only.
@@ -94,6 +96,8 @@ pub enum DataHook {
     BtfSysExit,
     /// The syscall tracepoints with empty programs (`DataHookChoice::Empty`).
     EmptyPrograms,
+    /// `fexit` on each data syscall's function: no trace record per call.
+    Fexit,
 }
 
 impl DataHook {
@@ -102,6 +106,7 @@ impl DataHook {
             Self::BtfSysExit => "tp_btf/sys_exit",
             Self::SyscallTracepoints => "syscall tracepoints",
             Self::EmptyPrograms => "syscall tracepoints, empty programs (captures nothing)",
+            Self::Fexit => "fexit",
         }
     }
 }
@@ -156,15 +161,48 @@ fn attach_data_tracepoints(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> Result
     Ok(attached)
 }
 
+/// The running kernel's BTF, for the programs that `program` names.
+fn kernel_btf(program: &'static str) -> Result<aya::Btf, LoadError> {
+    aya::Btf::from_sys_fs().map_err(|err| LoadError::Load {
+        program,
+        source: Box::new(ProgramError::Btf(err)),
+    })
+}
+
+/// Loads and attaches every data `fexit` program, or none: on an error
+/// those already loaded are unloaded again (which detaches them).
+fn attach_data_fexits(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
+    let btf = kernel_btf(DATA_FEXITS[0].1)?;
+    let result = DATA_FEXITS.iter().try_for_each(|&(function, name)| {
+        let load_err = |source| LoadError::Load {
+            program: name,
+            source: Box::new(source),
+        };
+        let program: &mut FExit = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram { program: name })?
+            .try_into()
+            .map_err(load_err)?;
+        program.load(function, &btf).map_err(load_err)?;
+        program.attach().map(drop).map_err(load_err)
+    });
+    if let Err(err) = result {
+        for &(_, name) in DATA_FEXITS {
+            if let Some(Ok(program)) = ebpf.program_mut(name).map(<&mut FExit>::try_from) {
+                let _ = program.unload();
+            }
+        }
+        return Err(err);
+    }
+    Ok(DATA_FEXITS.len())
+}
+
 fn attach_sys_exit(ebpf: &mut Ebpf) -> Result<(), LoadError> {
     let load_err = |source| LoadError::Load {
         program: SYS_EXIT_PROGRAM,
         source: Box::new(source),
     };
-    let btf = aya::Btf::from_sys_fs().map_err(|err| LoadError::Load {
-        program: SYS_EXIT_PROGRAM,
-        source: Box::new(ProgramError::Btf(err)),
-    })?;
+    let btf = kernel_btf(SYS_EXIT_PROGRAM)?;
     let program: &mut BtfTracePoint = ebpf
         .program_mut(SYS_EXIT_PROGRAM)
         .ok_or(LoadError::MissingProgram {
@@ -278,7 +316,14 @@ pub fn kernel_offsets() -> KernelOffsets {
     match btf::Btf::from_file(std::path::Path::new(btf::VMLINUX))
         .and_then(|btf| btf::kernel_offsets(&btf))
     {
-        Ok(offsets) => offsets,
+        Ok(offsets) => {
+            if offsets.files_valid == 0 {
+                warn!(
+                    "file-table offsets not in BTF: a connection a forked child moves with dup2 is not followed"
+                );
+            }
+            offsets
+        }
         Err(err) => {
             warn!(error = %err, "network namespaces will not be told apart");
             KernelOffsets::default()
@@ -335,18 +380,34 @@ impl Probes {
                 }
                 DataHook::EmptyPrograms
             }
-            DataHookChoice::Auto => match attach_data_tracepoints(&mut ebpf, tracefs.path()) {
-                Ok(count) => {
-                    attached += count;
-                    DataHook::SyscallTracepoints
+            DataHookChoice::Fexit => {
+                attached += attach_data_fexits(&mut ebpf)?;
+                DataHook::Fexit
+            }
+            DataHookChoice::Auto => {
+                let fexit = attach_data_fexits(&mut ebpf);
+                if let Err(err) = &fexit {
+                    info!(error = %crate::describe_error(err), "fexit unavailable for data; using the syscall tracepoints");
                 }
-                Err(err) => {
-                    info!(error = %err, "syscall tracepoints unavailable for data; using tp_btf/sys_exit");
-                    attach_sys_exit(&mut ebpf)?;
-                    attached += 1;
-                    DataHook::BtfSysExit
+                match fexit {
+                    Ok(count) => {
+                        attached += count;
+                        DataHook::Fexit
+                    }
+                    Err(_) => match attach_data_tracepoints(&mut ebpf, tracefs.path()) {
+                        Ok(count) => {
+                            attached += count;
+                            DataHook::SyscallTracepoints
+                        }
+                        Err(err) => {
+                            info!(error = %err, "syscall tracepoints unavailable for data; using tp_btf/sys_exit");
+                            attach_sys_exit(&mut ebpf)?;
+                            attached += 1;
+                            DataHook::BtfSysExit
+                        }
+                    },
                 }
-            },
+            }
         };
         let tls_unavailable = match uprobes::load(&mut ebpf, data_hook == DataHook::EmptyPrograms) {
             Ok(()) => None,

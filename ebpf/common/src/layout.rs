@@ -75,6 +75,10 @@ pub mod syscall {
     pub const ARG0: usize = 16;
     pub const RET: usize = 16;
     pub const ENTER_FD: &[Field] = &[field("fd", ARG0, 8)];
+    /// `dup(fildes)`.
+    pub const ENTER_FILDES: &[Field] = &[field("fildes", ARG0, 8)];
+    /// `dup2(oldfd, newfd)`, `dup3(oldfd, newfd, flags)`.
+    pub const ENTER_OLDFD: &[Field] = &[field("oldfd", ARG0, 8)];
     pub const EXIT_RET: &[Field] = &[field("ret", RET, 8)];
 }
 
@@ -146,6 +150,27 @@ pub const TRACEPOINTS: &[Tracepoint] = &[
         program: "loupe_close",
         fields: syscall::ENTER_FD,
     },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_enter_dup",
+        program: "loupe_dup",
+        fields: syscall::ENTER_FILDES,
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_enter_dup2",
+        program: "loupe_dup",
+        fields: syscall::ENTER_OLDFD,
+    },
+    Tracepoint {
+        category: "syscalls",
+        name: "sys_enter_dup3",
+        program: "loupe_dup",
+        fields: syscall::ENTER_OLDFD,
+    },
+    exit("sys_exit_dup", "loupe_dup_ret"),
+    exit("sys_exit_dup2", "loupe_dup_ret"),
+    exit("sys_exit_dup3", "loupe_dup_ret"),
 ];
 
 /// The BTF tracepoint (`tp_btf`) program that captures the data syscalls
@@ -165,6 +190,20 @@ pub const DATA_TRACEPOINTS: &[Tracepoint] = &[
     exit("sys_exit_writev", "loupe_tx_iov"),
     exit("sys_exit_sendmsg", "loupe_tx_msg"),
     exit("sys_exit_sendfile64", "loupe_tx_file"),
+];
+
+/// The `fexit` programs on the data syscalls' functions (kernels that allow
+/// fentry/fexit): `(kernel function, program)`.
+pub const DATA_FEXITS: &[(&str, &str)] = &[
+    ("__x64_sys_read", "loupe_fx_read"),
+    ("__x64_sys_recvfrom", "loupe_fx_recvfrom"),
+    ("__x64_sys_readv", "loupe_fx_readv"),
+    ("__x64_sys_recvmsg", "loupe_fx_recvmsg"),
+    ("__x64_sys_write", "loupe_fx_write"),
+    ("__x64_sys_sendto", "loupe_fx_sendto"),
+    ("__x64_sys_writev", "loupe_fx_writev"),
+    ("__x64_sys_sendmsg", "loupe_fx_sendmsg"),
+    ("__x64_sys_sendfile64", "loupe_fx_sendfile"),
 ];
 
 const fn exit(name: &'static str, program: &'static str) -> Tracepoint {
@@ -226,9 +265,42 @@ pub struct KernelOffsets {
     pub sock_net: u32,
     /// `offsetof(struct net, ns.inum)`.
     pub net_inum: u32,
-    pub _pad: u32,
+    /// 1 when the file-table offsets below are resolved: the probes may
+    /// then find the socket behind an fd they were not told about (a forked
+    /// child moving an inherited connection with `dup2`).
+    pub files_valid: u32,
+    pub files: FileOffsets,
 }
-assert_size!(KernelOffsets, 16);
+assert_size!(KernelOffsets, 48);
+
+/// The path from a task to the socket behind one of its fds:
+/// `task->files->fdt->fd[n]`, that file's `f_inode->i_mode` (is it a
+/// socket?) and `((struct socket *)private_data)->sk`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOffsets {
+    /// `offsetof(struct task_struct, files)`.
+    pub task_files: u32,
+    /// `offsetof(struct files_struct, fdt)`.
+    pub files_fdt: u32,
+    /// `offsetof(struct fdtable, max_fds)`.
+    pub fdt_max_fds: u32,
+    /// `offsetof(struct fdtable, fd)`.
+    pub fdt_fd: u32,
+    /// `offsetof(struct file, f_inode)`.
+    pub file_inode: u32,
+    /// `offsetof(struct file, private_data)`.
+    pub file_private: u32,
+    /// `offsetof(struct inode, i_mode)`.
+    pub inode_mode: u32,
+    /// `offsetof(struct socket, sk)`.
+    pub socket_sk: u32,
+}
+assert_size!(FileOffsets, 32);
+
+/// `S_IFMT` and `S_IFSOCK` from `include/uapi/linux/stat.h`.
+pub const S_IFMT: u16 = 0o170_000;
+pub const S_IFSOCK: u16 = 0o140_000;
 
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]`, `Copy`, no padding (size asserted), any bit pattern is valid.

@@ -10,7 +10,9 @@
 //!   they run for those syscalls only;
 //! - `tp_btf/sys_exit` ([`loupe_sys_exit`]): every syscall exit, the
 //!   registers read straight from the BTF-typed `pt_regs`; for older
-//!   kernels.
+//!   kernels;
+//! - `fexit` on each syscall's `__x64_sys_*` function, where the kernel
+//!   allows fentry/fexit (the cheapest: no trace record per call).
 //!
 //! The order of checks keeps the common cases cheap: another syscall, a
 //! failed or empty one, an untracked process, an fd that is not a captured
@@ -35,8 +37,8 @@ use aya_ebpf::{
         bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs,
         generated::bpf_probe_read_user as read_user_raw,
     },
-    macros::{btf_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, fexit, tracepoint},
+    programs::{BtfTracePointContext, FExitContext, TracePointContext},
 };
 use loupe_common::{
     event::{
@@ -500,16 +502,9 @@ fn on_sendfile(ret: i64, args: impl FnOnce() -> Option<Args>) -> u32 {
 pub fn loupe_sys_exit(ctx: BtfTracePointContext) -> i32 {
     let regs: *const pt_regs = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
+    let args = regs_args(regs);
     // SAFETY: `regs` is the BTF-typed syscall frame; the verifier checks the
-    // loads against its type.
-    let args = || unsafe {
-        Some(Args {
-            rdx: (*regs).rdx,
-            rsi: (*regs).rsi,
-            rdi: (*regs).rdi,
-        })
-    };
-    // SAFETY: as above.
+    // load against its type.
     let nr = unsafe { (*regs).orig_rax };
     (match nr {
         0 | 45 => on_rx(ret, args, Source::Buf),
@@ -522,6 +517,47 @@ pub fn loupe_sys_exit(ctx: BtfTracePointContext) -> i32 {
         _ => 0,
     }) as i32
 }
+
+/// The syscall's argument registers from its BTF-typed `pt_regs` (plain
+/// loads the verifier checks against the type; no helper call).
+#[inline(always)]
+fn regs_args(regs: *const pt_regs) -> impl FnOnce() -> Option<Args> {
+    // SAFETY: `regs` is a BTF-typed kernel pointer; the verifier guards
+    // each load.
+    move || unsafe {
+        Some(Args {
+            rdx: (*regs).rdx,
+            rsi: (*regs).rsi,
+            rdi: (*regs).rdi,
+        })
+    }
+}
+
+/// `fexit` on a data syscall's `__x64_sys_*` function (kernels that allow
+/// fentry/fexit): runs for that syscall only, without a trace record, and
+/// leaves untracked processes a trampoline call instead of the tracepoint
+/// path. The function's one argument is the syscall's `pt_regs`; the
+/// return value follows it.
+macro_rules! data_fexit {
+    ($program:ident, $function:tt, $on:ident $(, $source:expr)?) => {
+        #[fexit(function = $function)]
+        pub fn $program(ctx: FExitContext) -> i32 {
+            let regs: *const pt_regs = ctx.arg(0);
+            let ret: i64 = ctx.arg(1);
+            $on(ret, regs_args(regs) $(, $source)?) as i32
+        }
+    };
+}
+
+data_fexit!(loupe_fx_read, "__x64_sys_read", on_rx, Source::Buf);
+data_fexit!(loupe_fx_recvfrom, "__x64_sys_recvfrom", on_rx, Source::Buf);
+data_fexit!(loupe_fx_readv, "__x64_sys_readv", on_rx, Source::Iov);
+data_fexit!(loupe_fx_recvmsg, "__x64_sys_recvmsg", on_rx, Source::Msg);
+data_fexit!(loupe_fx_write, "__x64_sys_write", on_tx, Source::Buf);
+data_fexit!(loupe_fx_sendto, "__x64_sys_sendto", on_tx, Source::Buf);
+data_fexit!(loupe_fx_writev, "__x64_sys_writev", on_tx, Source::Iov);
+data_fexit!(loupe_fx_sendmsg, "__x64_sys_sendmsg", on_tx, Source::Msg);
+data_fexit!(loupe_fx_sendfile, "__x64_sys_sendfile64", on_sendfile);
 
 /// Tells the agent that a captured connection's fd was closed (called by
 /// the `close` probe before it forgets the fd).

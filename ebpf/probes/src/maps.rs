@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use loupe_common::{
-    layout::KernelOffsets,
+    layout::{FileOffsets, KernelOffsets},
     maps::{
         COUNTER_MAP_FULL, COUNTERS_LEN, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey,
         LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY,
@@ -68,7 +68,17 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     valid: 0,
     sock_net: 0,
     net_inum: 0,
-    _pad: 0,
+    files_valid: 0,
+    files: FileOffsets {
+        task_files: 0,
+        files_fdt: 0,
+        fdt_max_fds: 0,
+        fdt_fd: 0,
+        file_inode: 0,
+        file_private: 0,
+        inode_mode: 0,
+        socket_sk: 0,
+    },
 };
 
 #[inline(always)]

@@ -22,10 +22,10 @@ use loupe_common::{
 use crate::{
     emit::{emit, header},
     maps::{
-        FDS, LISTENERS, PENDING_FD, PREEXISTING, SOCKETS, current, field, insert, kernel_offsets,
+        FDS, LISTENERS, PREEXISTING, SOCKETS, current, field, insert, kernel_offsets,
         maybe_tracked, switch, tracked,
     },
-    sockets::new_conn_id,
+    sockets::{new_conn_id, take_stashed},
 };
 
 #[tracepoint]
@@ -139,10 +139,7 @@ fn on_syscall_transition(ctx: &TracePointContext, skaddr: u64, new: u32) -> Resu
         insert(&LISTENERS, &key, &owner);
         (owner, ROLE_LISTENER, netns)
     };
-    if let Some(fd) = PENDING_FD.get_ptr(tid) {
-        // SAFETY: pointer from a successful lookup of plain data.
-        let fd = unsafe { *fd };
-        let _ = PENDING_FD.remove(tid);
+    if let Some(fd) = take_stashed(tid) {
         let info = FdInfo::new(target.service, role, new_conn_id());
         insert(&FDS, &FdKey { tgid, fd }, &info);
     }
