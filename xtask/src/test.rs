@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::bail;
 
 use crate::{
-    fuzz, services, setup,
+    fuzz, kernels, services, setup,
     sh::{self, is_root, root},
 };
 
@@ -71,6 +71,7 @@ pub fn run(filter: Option<&str>, with_lint: bool) -> anyhow::Result<()> {
     }
     run_tests(filter)?;
     if filter.is_none() {
+        kernels::run(None)?;
         fuzz::run(FUZZ_SMOKE_SECONDS)?;
     }
     Ok(())
