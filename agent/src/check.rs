@@ -269,7 +269,7 @@ fn report(pids: &[u32]) -> Report {
             report.line(
                 "loupe probes",
                 format!(
-                    "yes ({} programs attached and detached; data syscalls through {})",
+                    "yes ({} programs attached and detached; syscalls through {})",
                     probes.attached,
                     probes.data_hook.as_str()
                 ),

@@ -103,11 +103,11 @@ pub struct RunArgs {
     /// Series of a target, peer or label value idle this long are dropped [default: 10m].
     #[arg(long, value_name = "DURATION")]
     pub series_ttl: Option<String>,
-    /// How to hook the data syscalls: `auto` (fexit on the syscalls'
-    /// functions where the kernel allows it, else their own exit
-    /// tracepoints, else the BTF `sys_exit` tracepoint), `fexit`,
-    /// `tracepoints` or `sys-exit` (force one of them).
-    #[arg(long, value_enum, default_value_t = DataHookChoice::Auto)]
+    /// How to hook the syscalls: `auto` (fentry/fexit on the syscalls'
+    /// functions where the kernel allows it, else their tracepoints, with
+    /// the BTF `sys_exit` tracepoint for the data syscalls where theirs do
+    /// not load), `fentry`, `tracepoints` or `sys-exit` (force one of them).
+    #[arg(long, alias = "syscall-hook", value_enum, default_value_t = DataHookChoice::Auto)]
     pub data_hook: DataHookChoice,
 }
 

@@ -49,14 +49,18 @@ fn health_and_readiness() {
     assert_eq!(ready.status, 200, "ready even with no target yet");
     assert_eq!(http_get(agent.port, "/nope").unwrap().status, 404);
     let scrape = agent.scrape();
-    // The core tracepoints, then for the data syscalls one fexit program
-    // each, their own tracepoints, or one BTF tracepoint.
-    use loupe_common::layout::{DATA_FEXITS, DATA_TRACEPOINTS, TRACEPOINTS};
+    // The core tracepoints, then the syscalls through fentry/fexit, or
+    // through tracepoints (the data syscalls' own, or one BTF tracepoint).
+    use loupe_common::layout::{
+        CONTROL_FUNCTIONS, CONTROL_TRACEPOINTS, DATA_FUNCTIONS, DATA_TRACEPOINTS, TRACEPOINTS,
+    };
     let attached = scrape.get("loupe_programs_attached").unwrap_or(0.0) as usize;
+    let functions = CONTROL_FUNCTIONS.len() + DATA_FUNCTIONS.len();
+    let tracepoints = [1, DATA_TRACEPOINTS.len()].map(|data| CONTROL_TRACEPOINTS.len() + data);
     assert!(
-        [1, DATA_TRACEPOINTS.len(), DATA_FEXITS.len()]
+        [functions, tracepoints[0], tracepoints[1]]
             .iter()
-            .any(|data| attached == TRACEPOINTS.len() + data),
+            .any(|syscalls| attached == TRACEPOINTS.len() + syscalls),
         "{}",
         scrape.text
     );

@@ -62,7 +62,7 @@ enum Command {
         /// wrk connections.
         #[arg(long, default_value_t = 16)]
         connections: u32,
-        /// loupe's data hook: `auto`, `fexit`, `tracepoints` or `sys-exit`.
+        /// loupe's syscall hooks: `auto`, `fentry`, `tracepoints` or `sys-exit`.
         #[arg(long, default_value = "auto")]
         data_hook: String,
         /// Only this target: nginx, nginx-tls, hyper or fastapi.

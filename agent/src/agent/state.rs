@@ -76,6 +76,8 @@ pub struct State {
     pub(super) outcomes: Vec<(u32, Found)>,
     /// The agent's own connections to targets (OpenAPI fetches).
     pub(super) self_ports: SelfPorts,
+    /// Tracked processes the last `/proc` scan found gone.
+    gone_at_last_scan: HashSet<u32>,
     /// Route rules for the business metrics.
     pub(super) rules: RuleSet,
     /// Values of rule labels fed from request data, per service, bounded.
@@ -159,6 +161,7 @@ impl State {
             http: config.http.clone(),
             outcomes: Vec::new(),
             self_ports: SelfPorts::default(),
+            gone_at_last_scan: HashSet::new(),
             rules: config.rules.clone(),
             rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
             clients_seen: BTreeSet::new(),
@@ -489,9 +492,18 @@ impl State {
         }
     }
 
-    /// Applies one `/proc` scan.
+    /// Applies one `/proc` scan. A process the scan finds gone is
+    /// untracked at the next scan: its last records (and the exit record
+    /// that untracks it first, as a rule) may still wait in the ring, and
+    /// records of an untracked process are dropped.
     pub fn apply(&mut self, discovery: Discovery, now: Instant) {
-        for pid in discovery.gone {
+        let gone: HashSet<u32> = discovery.gone.into_iter().collect();
+        let last = std::mem::replace(&mut self.gone_at_last_scan, gone);
+        for pid in last
+            .intersection(&self.gone_at_last_scan)
+            .copied()
+            .collect::<Vec<_>>()
+        {
             self.untrack(pid, now);
         }
         for (pid, service) in discovery.add {

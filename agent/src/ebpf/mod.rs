@@ -7,13 +7,14 @@ pub mod uprobes;
 use aya::{
     Ebpf, EbpfError, EbpfLoader, Pod,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FExit, ProgramError, TracePoint},
+    programs::{BtfTracePoint, Program, ProgramError, TracePoint},
 };
 use loupe_common::{
     event::TLS_FD,
     layout::{
-        DATA_FEXITS, DATA_TRACEPOINTS, KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAM,
-        SYS_EXIT_TRACEPOINT, TRACEPOINTS, TlsHook, Tracepoint,
+        CONTROL_FUNCTIONS, CONTROL_TRACEPOINTS, DATA_FUNCTIONS, DATA_TRACEPOINTS, FunctionHook,
+        KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAM, SYS_EXIT_TRACEPOINT, TRACEPOINTS,
+        TlsHook, Tracepoint,
     },
     maps::{self, CONN_TLS, FdInfo, FdKey, ListenKey, SockOwner, Target, TlsKey, TupleKey},
 };
@@ -65,15 +66,16 @@ pub enum LoadError {
     },
 }
 
-/// Which data-syscall hook to use.
+/// How to hook the syscalls (the connection syscalls, and the data
+/// syscalls whose bytes are read).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DataHookChoice {
-    /// `fexit` where the kernel allows it, else the syscall tracepoints
-    /// (Linux 5.15+), else the BTF tracepoint.
+    /// fentry/fexit where the kernel allows it, else the syscall
+    /// tracepoints (Linux 5.15+), else the BTF tracepoint for the data.
     #[default]
     Auto,
-    /// `fexit` on the data syscalls' `__x64_sys_*` functions only.
-    Fexit,
+    /// fentry/fexit on the syscalls' `__x64_sys_*` functions only.
+    Fentry,
     /// The data syscalls' own exit tracepoints only.
     Tracepoints,
     /// The BTF tracepoint on the raw `sys_exit` only.
@@ -85,7 +87,7 @@ pub enum DataHookChoice {
     Empty,
 }
 
-/// How the data syscalls are hooked.
+/// How the syscalls are hooked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataHook {
     /// The data syscalls' own exit tracepoints: they run for those nine
@@ -96,8 +98,10 @@ pub enum DataHook {
     BtfSysExit,
     /// The syscall tracepoints with empty programs (`DataHookChoice::Empty`).
     EmptyPrograms,
-    /// `fexit` on each data syscall's function: no trace record per call.
-    Fexit,
+    /// fentry/fexit on each hooked syscall's function: no trace record
+    /// per call, and no syscall tracepoint (which puts every syscall of
+    /// every process on the kernel's slower tracing path).
+    Fentry,
 }
 
 impl DataHook {
@@ -106,7 +110,7 @@ impl DataHook {
             Self::BtfSysExit => "tp_btf/sys_exit",
             Self::SyscallTracepoints => "syscall tracepoints",
             Self::EmptyPrograms => "syscall tracepoints, empty programs (captures nothing)",
-            Self::Fexit => "fexit",
+            Self::Fentry => "fentry/fexit",
         }
     }
 }
@@ -137,18 +141,19 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tp: &Tracepoint) -> Result<(), LoadError> 
     Ok(())
 }
 
-/// Attaches every data tracepoint, or none: on an error those already
+/// Attaches every tracepoint of `list`, or none: on an error those already
 /// attached are detached again. Returns how many were attached.
-fn attach_data_tracepoints(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> Result<usize, LoadError> {
-    let mut attached = 0;
-    let result = DATA_TRACEPOINTS.iter().try_for_each(|tp| {
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    tracefs: &std::path::Path,
+    list: &[Tracepoint],
+) -> Result<usize, LoadError> {
+    let result = list.iter().try_for_each(|tp| {
         tracefs::check_tracepoint(tracefs, tp)?;
-        attach_tracepoint(ebpf, tp)?;
-        attached += 1;
-        Ok(())
+        attach_tracepoint(ebpf, tp)
     });
     if let Err(err) = result {
-        for tp in DATA_TRACEPOINTS {
+        for tp in list {
             if let Some(Ok(program)) = ebpf
                 .program_mut(tp.program)
                 .map(<&mut TracePoint>::try_from)
@@ -158,7 +163,7 @@ fn attach_data_tracepoints(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> Result
         }
         return Err(err);
     }
-    Ok(attached)
+    Ok(list.len())
 }
 
 /// The running kernel's BTF, for the programs that `program` names.
@@ -169,32 +174,44 @@ fn kernel_btf(program: &'static str) -> Result<aya::Btf, LoadError> {
     })
 }
 
-/// Loads and attaches every data `fexit` program, or none: on an error
-/// those already loaded are unloaded again (which detaches them).
-fn attach_data_fexits(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
-    let btf = kernel_btf(DATA_FEXITS[0].1)?;
-    let result = DATA_FEXITS.iter().try_for_each(|&(function, name)| {
-        let load_err = |source| LoadError::Load {
-            program: name,
-            source: Box::new(source),
-        };
-        let program: &mut FExit = ebpf
-            .program_mut(name)
-            .ok_or(LoadError::MissingProgram { program: name })?
-            .try_into()
-            .map_err(load_err)?;
-        program.load(function, &btf).map_err(load_err)?;
-        program.attach().map(drop).map_err(load_err)
-    });
-    if let Err(err) = result {
-        for &(_, name) in DATA_FEXITS {
-            if let Some(Ok(program)) = ebpf.program_mut(name).map(<&mut FExit>::try_from) {
-                let _ = program.unload();
-            }
+/// Loads and attaches a fentry or fexit program on its kernel function.
+fn attach_function(ebpf: &mut Ebpf, btf: &aya::Btf, hook: &FunctionHook) -> Result<(), LoadError> {
+    let load_err = |source| LoadError::Load {
+        program: hook.program,
+        source: Box::new(source),
+    };
+    match ebpf.program_mut(hook.program) {
+        Some(Program::FEntry(program)) => {
+            program.load(hook.function, btf).map_err(load_err)?;
+            program.attach().map(drop).map_err(load_err)
+        }
+        Some(Program::FExit(program)) => {
+            program.load(hook.function, btf).map_err(load_err)?;
+            program.attach().map(drop).map_err(load_err)
+        }
+        _ => Err(LoadError::MissingProgram {
+            program: hook.program,
+        }),
+    }
+}
+
+/// Every syscall hook through fentry/fexit (`CONTROL_FUNCTIONS` and
+/// `DATA_FUNCTIONS`), or none: on an error those already loaded are
+/// unloaded again (which detaches them).
+fn attach_functions(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
+    let hooks = || CONTROL_FUNCTIONS.iter().chain(DATA_FUNCTIONS);
+    let btf = kernel_btf(CONTROL_FUNCTIONS[0].program)?;
+    if let Err(err) = hooks().try_for_each(|hook| attach_function(ebpf, &btf, hook)) {
+        for hook in hooks() {
+            let _ = match ebpf.program_mut(hook.program) {
+                Some(Program::FEntry(program)) => program.unload(),
+                Some(Program::FExit(program)) => program.unload(),
+                _ => Ok(()),
+            };
         }
         return Err(err);
     }
-    Ok(DATA_FEXITS.len())
+    Ok(hooks().count())
 }
 
 fn attach_sys_exit(ebpf: &mut Ebpf) -> Result<(), LoadError> {
@@ -358,43 +375,47 @@ impl Probes {
             attach_tracepoint(&mut ebpf, tp)?;
             attached += 1;
         }
-        let data_hook = match choice {
-            DataHookChoice::Tracepoints => {
-                attached += attach_data_tracepoints(&mut ebpf, tracefs.path())?;
-                DataHook::SyscallTracepoints
-            }
-            DataHookChoice::SysExit => {
-                attach_sys_exit(&mut ebpf)?;
-                attached += 1;
-                DataHook::BtfSysExit
-            }
-            DataHookChoice::Empty => {
-                for tp in DATA_TRACEPOINTS {
-                    tracefs::check_tracepoint(tracefs.path(), tp)?;
-                    let empty = Tracepoint {
-                        program: EMPTY_PROGRAM,
-                        ..*tp
-                    };
-                    attach_tracepoint(&mut ebpf, &empty)?;
+        let functions = match choice {
+            DataHookChoice::Fentry => Some(attach_functions(&mut ebpf)?),
+            DataHookChoice::Auto => attach_functions(&mut ebpf)
+                .inspect_err(|err| {
+                    info!(error = %crate::describe_error(err), "fentry/fexit unavailable; using the syscall tracepoints");
+                })
+                .ok(),
+            _ => None,
+        };
+        let data_hook = if let Some(count) = functions {
+            attached += count;
+            DataHook::Fentry
+        } else {
+            let tracefs = tracefs.path();
+            attached += attach_tracepoints(&mut ebpf, tracefs, CONTROL_TRACEPOINTS)?;
+            match choice {
+                DataHookChoice::SysExit => {
+                    attach_sys_exit(&mut ebpf)?;
                     attached += 1;
+                    DataHook::BtfSysExit
                 }
-                DataHook::EmptyPrograms
-            }
-            DataHookChoice::Fexit => {
-                attached += attach_data_fexits(&mut ebpf)?;
-                DataHook::Fexit
-            }
-            DataHookChoice::Auto => {
-                let fexit = attach_data_fexits(&mut ebpf);
-                if let Err(err) = &fexit {
-                    info!(error = %crate::describe_error(err), "fexit unavailable for data; using the syscall tracepoints");
-                }
-                match fexit {
-                    Ok(count) => {
-                        attached += count;
-                        DataHook::Fexit
+                DataHookChoice::Empty => {
+                    for tp in DATA_TRACEPOINTS {
+                        tracefs::check_tracepoint(tracefs, tp)?;
+                        let empty = Tracepoint {
+                            program: EMPTY_PROGRAM,
+                            ..*tp
+                        };
+                        attach_tracepoint(&mut ebpf, &empty)?;
+                        attached += 1;
                     }
-                    Err(_) => match attach_data_tracepoints(&mut ebpf, tracefs.path()) {
+                    DataHook::EmptyPrograms
+                }
+                DataHookChoice::Tracepoints => {
+                    attached += attach_tracepoints(&mut ebpf, tracefs, DATA_TRACEPOINTS)?;
+                    DataHook::SyscallTracepoints
+                }
+                // `Auto` where fentry/fexit were refused (`Fentry` returned
+                // with the error above).
+                DataHookChoice::Auto | DataHookChoice::Fentry => {
+                    match attach_tracepoints(&mut ebpf, tracefs, DATA_TRACEPOINTS) {
                         Ok(count) => {
                             attached += count;
                             DataHook::SyscallTracepoints
@@ -405,7 +426,7 @@ impl Probes {
                             attached += 1;
                             DataHook::BtfSysExit
                         }
-                    },
+                    }
                 }
             }
         };

@@ -82,7 +82,7 @@ pub mod syscall {
     pub const EXIT_RET: &[Field] = &[field("ret", RET, 8)];
 }
 
-/// Every tracepoint the agent attaches, with its program.
+/// The tracepoints the agent always attaches, with their programs.
 pub const TRACEPOINTS: &[Tracepoint] = &[
     Tracepoint {
         category: "sock",
@@ -108,69 +108,48 @@ pub const TRACEPOINTS: &[Tracepoint] = &[
         program: "loupe_exec",
         fields: &[],
     },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_enter_connect",
-        program: "loupe_connect",
-        fields: syscall::ENTER_FD,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_enter_listen",
-        program: "loupe_listen",
-        fields: syscall::ENTER_FD,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_enter_accept",
-        program: "loupe_accept",
-        fields: syscall::ENTER_FD,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_enter_accept4",
-        program: "loupe_accept",
-        fields: syscall::ENTER_FD,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_exit_accept",
-        program: "loupe_accept_ret",
-        fields: syscall::EXIT_RET,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_exit_accept4",
-        program: "loupe_accept_ret",
-        fields: syscall::EXIT_RET,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_enter_close",
-        program: "loupe_close",
-        fields: syscall::ENTER_FD,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_enter_dup",
-        program: "loupe_dup",
-        fields: syscall::ENTER_FILDES,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_enter_dup2",
-        program: "loupe_dup",
-        fields: syscall::ENTER_OLDFD,
-    },
-    Tracepoint {
-        category: "syscalls",
-        name: "sys_enter_dup3",
-        program: "loupe_dup",
-        fields: syscall::ENTER_OLDFD,
-    },
+];
+
+/// The syscalls that tell which fds are TCP sockets, through their
+/// tracepoints (where [`CONTROL_FUNCTIONS`] do not load).
+pub const CONTROL_TRACEPOINTS: &[Tracepoint] = &[
+    enter("sys_enter_connect", "loupe_stash_fd", syscall::ENTER_FD),
+    enter("sys_enter_listen", "loupe_stash_fd", syscall::ENTER_FD),
+    enter("sys_enter_accept", "loupe_stash_fd", syscall::ENTER_FD),
+    enter("sys_enter_accept4", "loupe_stash_fd", syscall::ENTER_FD),
+    exit("sys_exit_accept", "loupe_accept_ret"),
+    exit("sys_exit_accept4", "loupe_accept_ret"),
+    enter("sys_enter_close", "loupe_close", syscall::ENTER_FD),
+    enter("sys_enter_dup", "loupe_stash_fd", syscall::ENTER_FILDES),
+    enter("sys_enter_dup2", "loupe_stash_fd", syscall::ENTER_OLDFD),
+    enter("sys_enter_dup3", "loupe_stash_fd", syscall::ENTER_OLDFD),
     exit("sys_exit_dup", "loupe_dup_ret"),
     exit("sys_exit_dup2", "loupe_dup_ret"),
     exit("sys_exit_dup3", "loupe_dup_ret"),
+];
+
+/// A program attached to a kernel function with fentry or fexit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionHook {
+    pub function: &'static str,
+    pub program: &'static str,
+}
+
+const fn function(function: &'static str, program: &'static str) -> FunctionHook {
+    FunctionHook { function, program }
+}
+
+/// The same syscalls as [`CONTROL_TRACEPOINTS`], through fentry/fexit on
+/// their functions (kernels that allow it).
+pub const CONTROL_FUNCTIONS: &[FunctionHook] = &[
+    function("__x64_sys_connect", "loupe_fe_connect"),
+    function("__x64_sys_listen", "loupe_fe_listen"),
+    function("__x64_sys_accept", "loupe_fx_accept"),
+    function("__x64_sys_accept4", "loupe_fx_accept4"),
+    function("__x64_sys_close", "loupe_fe_close"),
+    function("__x64_sys_dup", "loupe_fx_dup"),
+    function("__x64_sys_dup2", "loupe_fx_dup2"),
+    function("__x64_sys_dup3", "loupe_fx_dup3"),
 ];
 
 /// The BTF tracepoint (`tp_btf`) program that captures the data syscalls
@@ -192,19 +171,28 @@ pub const DATA_TRACEPOINTS: &[Tracepoint] = &[
     exit("sys_exit_sendfile64", "loupe_tx_file"),
 ];
 
-/// The `fexit` programs on the data syscalls' functions (kernels that allow
-/// fentry/fexit): `(kernel function, program)`.
-pub const DATA_FEXITS: &[(&str, &str)] = &[
-    ("__x64_sys_read", "loupe_fx_read"),
-    ("__x64_sys_recvfrom", "loupe_fx_recvfrom"),
-    ("__x64_sys_readv", "loupe_fx_readv"),
-    ("__x64_sys_recvmsg", "loupe_fx_recvmsg"),
-    ("__x64_sys_write", "loupe_fx_write"),
-    ("__x64_sys_sendto", "loupe_fx_sendto"),
-    ("__x64_sys_writev", "loupe_fx_writev"),
-    ("__x64_sys_sendmsg", "loupe_fx_sendmsg"),
-    ("__x64_sys_sendfile64", "loupe_fx_sendfile"),
+/// The data syscalls through fexit on their functions (kernels that allow
+/// it; instead of [`DATA_TRACEPOINTS`]).
+pub const DATA_FUNCTIONS: &[FunctionHook] = &[
+    function("__x64_sys_read", "loupe_fx_read"),
+    function("__x64_sys_recvfrom", "loupe_fx_recvfrom"),
+    function("__x64_sys_readv", "loupe_fx_readv"),
+    function("__x64_sys_recvmsg", "loupe_fx_recvmsg"),
+    function("__x64_sys_write", "loupe_fx_write"),
+    function("__x64_sys_sendto", "loupe_fx_sendto"),
+    function("__x64_sys_writev", "loupe_fx_writev"),
+    function("__x64_sys_sendmsg", "loupe_fx_sendmsg"),
+    function("__x64_sys_sendfile64", "loupe_fx_sendfile"),
 ];
+
+const fn enter(name: &'static str, program: &'static str, fields: &'static [Field]) -> Tracepoint {
+    Tracepoint {
+        category: "syscalls",
+        name,
+        program,
+        fields,
+    }
+}
 
 const fn exit(name: &'static str, program: &'static str) -> Tracepoint {
     Tracepoint {

@@ -1,7 +1,7 @@
 //! The maps every probe shares, and small helpers around them.
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::bpf_get_current_pid_tgid,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
@@ -86,6 +86,14 @@ pub fn kernel_offsets() -> KernelOffsets {
     // SAFETY: a plain read of a global the loader may have rewritten; volatile
     // so that the compiler does not fold the default value in.
     unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS) }
+}
+
+/// Reads a value of kernel memory at `addr` (through offsets the agent
+/// resolved from BTF).
+#[inline(always)]
+pub fn read_kernel<T>(addr: u64) -> Option<T> {
+    // SAFETY: a checked kernel read (`bpf_probe_read_kernel` faults safely).
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
 /// `(tgid, tid)` of the current task.

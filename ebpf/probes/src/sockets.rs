@@ -7,10 +7,16 @@
 //! the listening fd is a known TCP listener, `dup` fds at exit (from the
 //! old fd's entry, or the task's file table). The agent seeds `FDS` from
 //! `/proc` for processes it attaches to.
+//!
+//! Each syscall is hooked by its tracepoints, or, where the kernel allows
+//! fentry/fexit, by programs on its `__x64_sys_*` function (no syscall
+//! tracepoint then: every syscall on the host skips the tracepoint path).
+//! Both call the same functions below.
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::tracepoint,
-    programs::TracePointContext,
+    bindings::pt_regs,
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns},
+    macros::{fentry, fexit, tracepoint},
+    programs::{FEntryContext, FExitContext, TracePointContext},
 };
 use loupe_common::{
     layout::{S_IFMT, S_IFSOCK, syscall},
@@ -22,22 +28,22 @@ use loupe_common::{
 use crate::{
     data::report_close,
     maps::{
-        FDS, PENDING_FD, SOCKETS, current, field, insert, kernel_offsets, maybe_tracked, tracked,
+        FDS, PENDING_FD, SOCKETS, current, field, insert, kernel_offsets, maybe_tracked,
+        read_kernel, tracked,
     },
 };
 
+/// Keeps `fd` for the current thread's syscall (a tracked process only).
 #[inline(always)]
-fn stash_fd(ctx: &TracePointContext) -> u32 {
+fn stash(fd: u64) {
     let (tgid, tid) = current();
     if !maybe_tracked(tgid) || tracked(tgid).is_none() {
-        return 0;
+        return;
     }
-    let fd: u64 = field(ctx, syscall::ARG0);
     insert(&PENDING_FD, &tid, &(fd as u32));
-    0
 }
 
-/// The fd [`stash_fd`] kept for thread `tid`'s current syscall, taken out.
+/// The fd [`stash`] kept for thread `tid`'s current syscall, taken out.
 #[inline(always)]
 pub fn take_stashed(tid: u32) -> Option<u32> {
     let fd = PENDING_FD.get_ptr(tid)?;
@@ -47,41 +53,15 @@ pub fn take_stashed(tid: u32) -> Option<u32> {
     Some(fd)
 }
 
-/// `syscalls:sys_enter_connect`: remember the fd for the `SYN_SENT` transition.
-#[tracepoint]
-pub fn loupe_connect(ctx: TracePointContext) -> u32 {
-    stash_fd(&ctx)
-}
-
-/// `syscalls:sys_enter_listen`: remember the fd for the `LISTEN` transition.
-#[tracepoint]
-pub fn loupe_listen(ctx: TracePointContext) -> u32 {
-    stash_fd(&ctx)
-}
-
-/// `syscalls:sys_enter_accept` and `sys_enter_accept4`: remember the listening fd.
-#[tracepoint]
-pub fn loupe_accept(ctx: TracePointContext) -> u32 {
-    stash_fd(&ctx)
-}
-
-/// `syscalls:sys_exit_accept` and `sys_exit_accept4`: file the new fd as an
-/// inbound TCP connection when the listening fd is a TCP listener.
-#[tracepoint]
-pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
-    let (tgid, tid) = current();
-    if !maybe_tracked(tgid) {
-        return 0;
-    }
+/// `accept` on `listen_fd` returned `ret`: the new fd is an inbound TCP
+/// connection when the listening fd is a TCP listener.
+#[inline(always)]
+fn accepted(tgid: u32, listen_fd: u32, ret: i64) {
     let Some(target) = tracked(tgid) else {
-        return 0;
+        return;
     };
-    let Some(listen_fd) = take_stashed(tid) else {
-        return 0;
-    };
-    let ret: i64 = field(&ctx, syscall::RET);
     if ret < 0 || !is_listener(tgid, target.parent, listen_fd) {
-        return 0;
+        return;
     }
     let info = FdInfo::new(target.service, ROLE_INBOUND, new_conn_id());
     insert(
@@ -92,7 +72,6 @@ pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
         },
         &info,
     );
-    0
 }
 
 /// Whether `fd` is a TCP listener of `tgid`, or inherited from its parent
@@ -111,21 +90,18 @@ fn is_listener(tgid: u32, parent: u32, fd: u32) -> bool {
     }
 }
 
-/// `syscalls:sys_enter_close`: the fd no longer names the socket. The
-/// connection itself ends when its state becomes `CLOSE` (other processes
-/// may still hold it).
-#[tracepoint]
-pub fn loupe_close(ctx: TracePointContext) -> u32 {
+/// `close(fd)`: the fd no longer names the socket. The connection itself
+/// ends when its state becomes `CLOSE` (other processes may still hold it).
+#[inline(always)]
+fn closing(fd: u64) {
     let (tgid, _) = current();
     if !maybe_tracked(tgid) {
-        return 0;
+        return;
     }
-    let fd: u64 = field(&ctx, syscall::ARG0);
     forget_fd(FdKey {
         tgid,
         fd: fd as u32,
     });
-    0
 }
 
 /// The fd `key` no longer names what `FDS` says (closed, or replaced by
@@ -140,32 +116,17 @@ fn forget_fd(key: FdKey) {
     }
 }
 
-/// `syscalls:sys_enter_dup`, `sys_enter_dup2`, `sys_enter_dup3`: remember
-/// the old fd.
-#[tracepoint]
-pub fn loupe_dup(ctx: TracePointContext) -> u32 {
-    stash_fd(&ctx)
-}
-
-/// `syscalls:sys_exit_dup`, `sys_exit_dup2`, `sys_exit_dup3`: the new fd
-/// names the same connection as the old one. A forked child's inherited
-/// fds are not in `FDS` (the agent files them when it hears of the fork,
-/// often after the child has used them): such an old fd is looked up in
-/// the task's file table. This is how a forking server's child that moves
-/// its connection to stdin/stdout (busybox httpd, inetd-style services) is
+/// `dup`, `dup2` or `dup3` of `old` returned `ret`: the new fd names the
+/// same connection as the old one. A forked child's inherited fds are not
+/// in `FDS` (the agent files them when it hears of the fork, often after
+/// the child has used them): such an old fd is looked up in the task's
+/// file table. This is how a forking server's child that moves its
+/// connection to stdin/stdout (busybox httpd, inetd-style services) is
 /// seen.
-#[tracepoint]
-pub fn loupe_dup_ret(ctx: TracePointContext) -> u32 {
-    let (tgid, tid) = current();
-    if !maybe_tracked(tgid) {
-        return 0;
-    }
-    let Some(old) = take_stashed(tid) else {
-        return 0;
-    };
-    let ret: i64 = field(&ctx, syscall::RET);
+#[inline(always)]
+fn duplicated(tgid: u32, old: u32, ret: i64) {
     if ret < 0 || ret as u32 == old {
-        return 0;
+        return;
     }
     let new = FdKey {
         tgid,
@@ -179,7 +140,7 @@ pub fn loupe_dup_ret(ctx: TracePointContext) -> u32 {
         Some(info) => unsafe { *info },
         None => {
             let Some(owner) = socket_owner(old) else {
-                return 0;
+                return;
             };
             let role = if owner.direction == DIRECTION_OUTBOUND {
                 ROLE_OUTBOUND
@@ -190,15 +151,100 @@ pub fn loupe_dup_ret(ctx: TracePointContext) -> u32 {
         }
     };
     insert(&FDS, &new, &info);
+}
+
+/// `syscalls:sys_enter_connect`, `sys_enter_listen`: the fd for the
+/// `SYN_SENT` or `LISTEN` transition; `sys_enter_accept{,4}`: the listening
+/// fd; `sys_enter_dup{,2,3}`: the old fd.
+#[tracepoint]
+pub fn loupe_stash_fd(ctx: TracePointContext) -> u32 {
+    stash(field(&ctx, syscall::ARG0));
     0
 }
 
-/// Reads a kernel pointer-sized (or smaller) value at `addr`.
-#[inline(always)]
-fn read_kernel<T>(addr: u64) -> Option<T> {
-    // SAFETY: a checked kernel read (`bpf_probe_read_kernel` faults safely).
-    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+/// `syscalls:sys_exit_accept` and `sys_exit_accept4`.
+#[tracepoint]
+pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    if !maybe_tracked(tgid) {
+        return 0;
+    }
+    if let Some(listen_fd) = take_stashed(tid) {
+        accepted(tgid, listen_fd, field(&ctx, syscall::RET));
+    }
+    0
 }
+
+/// `syscalls:sys_enter_close`.
+#[tracepoint]
+pub fn loupe_close(ctx: TracePointContext) -> u32 {
+    closing(field(&ctx, syscall::ARG0));
+    0
+}
+
+/// `syscalls:sys_exit_dup`, `sys_exit_dup2`, `sys_exit_dup3`.
+#[tracepoint]
+pub fn loupe_dup_ret(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    if !maybe_tracked(tgid) {
+        return 0;
+    }
+    if let Some(old) = take_stashed(tid) {
+        duplicated(tgid, old, field(&ctx, syscall::RET));
+    }
+    0
+}
+
+/// The first argument register of the syscall whose `pt_regs` a fentry or
+/// fexit program on its `__x64_sys_*` function gets.
+#[inline(always)]
+fn first_arg(regs: *const pt_regs) -> u64 {
+    // SAFETY: `regs` is a BTF-typed kernel pointer; the verifier guards the load.
+    unsafe { (*regs).rdi }
+}
+
+/// fentry on `__x64_sys_connect` and `__x64_sys_listen` (kernels that allow
+/// fentry; instead of the syscall tracepoints): the fd for the TCP state
+/// probe.
+#[fentry(function = "__x64_sys_connect")]
+pub fn loupe_fe_connect(ctx: FEntryContext) -> i32 {
+    stash(first_arg(ctx.arg(0)));
+    0
+}
+
+#[fentry(function = "__x64_sys_listen")]
+pub fn loupe_fe_listen(ctx: FEntryContext) -> i32 {
+    stash(first_arg(ctx.arg(0)));
+    0
+}
+
+#[fentry(function = "__x64_sys_close")]
+pub fn loupe_fe_close(ctx: FEntryContext) -> i32 {
+    closing(first_arg(ctx.arg(0)));
+    0
+}
+
+/// fexit on a syscall that makes a new fd from `rdi`: `after(tgid, rdi,
+/// returned fd)` for a tracked process; no stash (fexit sees both).
+macro_rules! fd_fexit {
+    ($program:ident, $function:tt, $after:ident) => {
+        #[fexit(function = $function)]
+        pub fn $program(ctx: FExitContext) -> i32 {
+            let (tgid, _) = current();
+            if maybe_tracked(tgid) && tracked(tgid).is_some() {
+                let regs: *const pt_regs = ctx.arg(0);
+                $after(tgid, first_arg(regs) as u32, ctx.arg(1));
+            }
+            0
+        }
+    };
+}
+
+fd_fexit!(loupe_fx_accept, "__x64_sys_accept", accepted);
+fd_fexit!(loupe_fx_accept4, "__x64_sys_accept4", accepted);
+fd_fexit!(loupe_fx_dup, "__x64_sys_dup", duplicated);
+fd_fexit!(loupe_fx_dup2, "__x64_sys_dup2", duplicated);
+fd_fexit!(loupe_fx_dup3, "__x64_sys_dup3", duplicated);
 
 /// The owner of the TCP socket behind the current task's `fd`, if it is a
 /// socket of a tracked service: `task->files->fdt->fd[fd]`, a socket inode,

@@ -8,7 +8,7 @@
 //! `listen`). A passive open (`SYN_RECV -> ESTABLISHED`) belongs to the
 //! service that listens on its local port in its network namespace. From then
 //! on the socket is known by its address in `SOCKETS` until it reaches `CLOSE`.
-use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use loupe_common::{
     event::{KIND_TCP_STATE, TCP_FLAG_ADOPTED, TcpState},
     layout::inet_sock_set_state as f,
@@ -23,7 +23,7 @@ use crate::{
     emit::{emit, header},
     maps::{
         FDS, LISTENERS, PREEXISTING, SOCKETS, current, field, insert, kernel_offsets,
-        maybe_tracked, switch, tracked,
+        maybe_tracked, read_kernel, switch, tracked,
     },
     sockets::{new_conn_id, take_stashed},
 };
@@ -192,12 +192,8 @@ fn netns_of(skaddr: u64) -> u32 {
     if offsets.valid == 0 {
         return 0;
     }
-    let net_field = (skaddr + u64::from(offsets.sock_net)) as *const u64;
-    // SAFETY: a checked kernel read (`bpf_probe_read_kernel` faults safely).
-    let Ok(net) = (unsafe { bpf_probe_read_kernel(net_field) }) else {
+    let Some(net) = read_kernel::<u64>(skaddr + u64::from(offsets.sock_net)) else {
         return 0;
     };
-    let inum_field = (net + u64::from(offsets.net_inum)) as *const u32;
-    // SAFETY: as above.
-    unsafe { bpf_probe_read_kernel(inum_field) }.unwrap_or(0)
+    read_kernel::<u32>(net + u64::from(offsets.net_inum)).unwrap_or(0)
 }

@@ -13,7 +13,8 @@ pub struct Report {
     pub check_exit: Option<i32>,
     /// `loupe check` after the runs.
     pub check_after: BTreeMap<String, String>,
-    /// Data hook mode -> its `key=value` results.
+    /// Data hook mode (or `bare`: timings without loupe) -> its
+    /// `key=value` results.
     pub modes: BTreeMap<String, BTreeMap<String, String>>,
     pub done: bool,
 }
@@ -82,7 +83,7 @@ impl Report {
     pub fn chosen(&self) -> &str {
         self.check
             .get("loupe probes")
-            .and_then(|v| v.split_once("data syscalls through "))
+            .and_then(|v| v.split_once("syscalls through "))
             .map_or("?", |(_, hook)| hook.trim_end_matches(')'))
     }
 
@@ -136,11 +137,11 @@ mod tests {
 loupe-smoke: kernel 6.1.0-57-cloud-amd64\r
 loupe-smoke: check kprobe              yes
 loupe-smoke: check fentry              no: EPERM
-loupe-smoke: check loupe probes        yes (30 programs attached and detached; data syscalls through syscall tracepoints)
+loupe-smoke: check loupe probes        yes (30 programs attached and detached; syscalls through syscall tracepoints)
 loupe-smoke: check-exit 0
-loupe-smoke: mode auto served=3 opened=5 active=0 requests=3 ok=3 unparsed=0 lost=0 exit=0 exit_tenths=4
+loupe-smoke: mode auto served=3 opened=5 active=0 requests=3 ok=3 unparsed=0 lost=0 exit=0 exit_ms=400
 2026-12-04T18:00:00Z INFO loupe: probes attached
-loupe-smoke: mode sys-exit served=3 opened=4 active=1 requests=3 ok=3 unparsed=0 lost=0 exit=0 exit_tenths=4
+loupe-smoke: mode sys-exit served=3 opened=4 active=1 requests=3 ok=3 unparsed=0 lost=0 exit=0 exit_ms=400
 loupe-smoke: check-after loupe programs      none
 loupe-smoke: done
 ";
@@ -155,7 +156,7 @@ loupe-smoke: done
         assert_eq!(report.chosen(), "syscall tracepoints");
         assert_eq!(report.check_exit, Some(0));
         assert_eq!(report.modes.len(), 2);
-        assert_eq!(report.modes["auto"]["exit_tenths"], "4");
+        assert_eq!(report.modes["auto"]["exit_ms"], "400");
         assert!(report.done);
     }
 

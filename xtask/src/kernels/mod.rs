@@ -39,6 +39,9 @@ const EXPECTED: judge::Expected = judge::Expected {
     modes: &["auto", "tracepoints", "sys-exit"],
 };
 
+/// One-byte copies of the untracked dd (the script's default).
+const DD_COUNT: u32 = 300_000;
+
 /// Ports of the host run (the guests use the script's defaults).
 const HOST_HTTP_PORT: u16 = 28_080;
 const HOST_METRICS_PORT: u16 = 29_477;
@@ -79,24 +82,30 @@ pub fn run(only: Option<&str>) -> anyhow::Result<()> {
     let mut failed = false;
     println!(
         "\n{:<28} {:<24} {:<6} {:<6} {:<22} result",
-        "place", "kernel", "kprobe", "fentry", "data hook (auto)"
+        "place", "kernel", "kprobe", "fentry", "syscall hooks (auto)"
     );
     for place in &places {
         let problems = place.report.problems(EXPECTED);
         let yes_no = |hook| if place.report.has(hook) { "yes" } else { "no" };
         let result = if problems.is_empty() {
-            let exits: Vec<String> = EXPECTED
-                .modes
-                .iter()
-                .filter_map(|m| place.report.modes.get(*m)?.get("exit_tenths"))
-                .map(|t| format!("{:.1}", t.parse::<f64>().unwrap_or(0.0) / 10.0))
-                .collect();
+            let timings = |key: &str, modes: &[&str]| -> String {
+                modes
+                    .iter()
+                    .map(|m| place.report.modes.get(*m).and_then(|r| r.get(key)))
+                    .map(|ms| ms.map_or("?", String::as_str).to_owned())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            };
+            let mut with_bare = vec!["bare"];
+            with_bare.extend(EXPECTED.modes);
             format!(
-                "pass: {} requests, {} connections in each of {} modes; SIGTERM exit {} s; {:.0} s",
+                "pass: {} requests, {} connections in each of {} modes; SIGTERM exit {} ms; \
+                 untracked dd {} ms; {:.0} s",
                 EXPECTED.requests,
                 EXPECTED.requests + EXPECTED.idle,
                 EXPECTED.modes.len(),
-                exits.join("/"),
+                timings("exit_ms", EXPECTED.modes),
+                timings("untracked_ms", &with_bare),
                 place.seconds
             )
         } else {
@@ -112,6 +121,12 @@ pub fn run(only: Option<&str>) -> anyhow::Result<()> {
             place.report.chosen(),
         );
     }
+    println!(
+        "(timings per mode: {}; untracked dd: {} one-byte copies by a process loupe does not track, \
+         first without loupe)",
+        EXPECTED.modes.join("/"),
+        DD_COUNT
+    );
     println!("kernel matrix: {:.0} s", started.elapsed().as_secs_f64());
     if failed {
         bail!(
@@ -257,6 +272,7 @@ fn host(dir: &Path, loupe: &Path) -> anyhow::Result<Place> {
         .env("WORK", dir.join("host"))
         .env("HTTP_PORT", HOST_HTTP_PORT.to_string())
         .env("METRICS_PORT", HOST_METRICS_PORT.to_string())
+        .env("DD_COUNT", DD_COUNT.to_string())
         .stdin(Stdio::null())
         .output()
         .context("cannot run the smoke script with busybox")?;
@@ -280,14 +296,11 @@ fn guest(label: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<Place> {
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 quiet GUEST=1",
-            "-nographic",
-            "-no-reboot",
-            "-nic",
-            "none",
-        ])
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 panic=-1 quiet GUEST=1 DD_COUNT={DD_COUNT}"
+        ))
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

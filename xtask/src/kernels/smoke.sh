@@ -8,7 +8,8 @@
 # connection; the child moves the socket to stdin/stdout with dup2), loupe
 # attached to it by PID, REQUESTS wget requests and IDLE connections that
 # send nothing, a scrape of /metrics, SIGTERM to loupe and how long it took
-# to exit. `loupe check` runs before and after (its "loupe programs" line
+# to exit; and how long an untracked dd takes, without loupe ("bare") and
+# beside each mode (timings are printed, never judged). `loupe check` runs before and after (its "loupe programs" line
 # shows what a loupe left loaded).
 LOUPE=${LOUPE:-/loupe}
 BB=${BB:-/bin/busybox}
@@ -17,6 +18,7 @@ HTTP_PORT=${HTTP_PORT:-8080}
 METRICS_PORT=${METRICS_PORT:-9477}
 REQUESTS=${REQUESTS:-37}
 IDLE=${IDLE:-5}
+DD_COUNT=${DD_COUNT:-300000}
 MODES=${MODES:-"auto tracepoints sys-exit"}
 GUEST=${GUEST:-0}
 
@@ -33,8 +35,16 @@ if [ "$GUEST" = 1 ]; then
     # tracefs is left unmounted: loupe mounts it itself.
 fi
 
-# Tenths of a second since boot.
-now() { $BB awk '{ printf "%d\n", $1 * 10 }' /proc/uptime; }
+# Milliseconds since boot (in steps of 10).
+now() { $BB awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+
+# Milliseconds an untracked process takes for DD_COUNT one-byte copies:
+# what loupe's hooks cost processes it does not watch.
+untracked_ms() {
+    t0=$(now)
+    $BB dd if=/dev/zero of=/dev/null bs=1 count="$DD_COUNT" 2>/dev/null
+    echo $(($(now) - t0))
+}
 
 # Sums the samples of a metric family whose labels contain $2.
 metric() {
@@ -93,6 +103,7 @@ run_mode() {
         wait
         return
     fi
+    dd_ms=$(untracked_ms)
     n=0
     idle=""
     while [ $n -lt "$IDLE" ]; do
@@ -126,7 +137,7 @@ run_mode() {
     kill -TERM $httpd
     wait $httpd 2>/dev/null
     say "mode $mode served=$served opened=$opened active=$active requests=$requests ok=$ok" \
-        "unparsed=$unparsed lost=$lost exit=$code exit_tenths=$((stop - start))"
+        "unparsed=$unparsed lost=$lost exit=$code exit_ms=$((stop - start)) untracked_ms=$dd_ms"
     if [ "$code" != 0 ] || [ "$active" != 0 ] || [ "$requests" != "$REQUESTS" ]; then
         # What the host needs to tell why: the agent's log and the sockets.
         $BB tail -n 30 "$WORK/loupe-$mode.log"
@@ -139,6 +150,7 @@ $BB mkdir -p "$WORK/www"
 echo "hello from the loupe kernel matrix" > "$WORK/www/index.html"
 say "kernel $($BB uname -r)"
 check ""
+say "mode bare untracked_ms=$(untracked_ms)"
 for mode in $MODES; do run_mode "$mode"; done
 # The kernel frees a detached program after an RCU grace period: until then
 # it is still listed, though nothing holds it.
