@@ -162,17 +162,24 @@ pub fn loupe_stash_fd(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `syscalls:sys_exit_accept` and `sys_exit_accept4`.
-#[tracepoint]
-pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
+/// The exit of a syscall whose entry stashed an fd, in a tracked thread:
+/// `after(tgid, stashed fd, returned value)`.
+#[inline(always)]
+fn after_stashed(ctx: &TracePointContext, after: impl FnOnce(u32, u32, i64)) -> u32 {
     let (tgid, tid) = current();
     if !maybe_tracked(tgid) {
         return 0;
     }
-    if let Some(listen_fd) = take_stashed(tid) {
-        accepted(tgid, listen_fd, field(&ctx, syscall::RET));
+    if let Some(fd) = take_stashed(tid) {
+        after(tgid, fd, field(ctx, syscall::RET));
     }
     0
+}
+
+/// `syscalls:sys_exit_accept` and `sys_exit_accept4`.
+#[tracepoint]
+pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
+    after_stashed(&ctx, accepted)
 }
 
 /// `syscalls:sys_enter_close`.
@@ -185,14 +192,7 @@ pub fn loupe_close(ctx: TracePointContext) -> u32 {
 /// `syscalls:sys_exit_dup`, `sys_exit_dup2`, `sys_exit_dup3`.
 #[tracepoint]
 pub fn loupe_dup_ret(ctx: TracePointContext) -> u32 {
-    let (tgid, tid) = current();
-    if !maybe_tracked(tgid) {
-        return 0;
-    }
-    if let Some(old) = take_stashed(tid) {
-        duplicated(tgid, old, field(&ctx, syscall::RET));
-    }
-    0
+    after_stashed(&ctx, duplicated)
 }
 
 /// The first argument register of the syscall whose `pt_regs` a fentry or
