@@ -13,7 +13,7 @@ use loupe_common::{
 };
 
 use crate::{
-    client::{Client, ClientCounts, DbSystem},
+    client::{Client, ClientCounts, DbSystem, Guess},
     http::{
         auth::AuthConfig,
         exchange::{BodyWants, Exchange, HttpConn, Outcome, ParseConfig, Transfer},
@@ -45,7 +45,7 @@ pub enum Found {
 
 enum Proto {
     /// Accepted by the service: it serves HTTP.
-    Server(HttpConn),
+    Server(Box<HttpConn>),
     Client(Client),
 }
 
@@ -82,16 +82,26 @@ struct Stream {
     service: u32,
     proto: Proto,
     last_ns: u64,
-    /// A write copied in pieces (`DATA_MORE`), until its last piece.
-    pieces: Option<(DataHeader, Vec<u8>)>,
+    /// A syscall whose records are still arriving (`DATA_MORE`).
+    partial: Option<Syscall>,
+}
+
+/// One syscall's records joined: its first bytes (several pieces under a
+/// capture budget) and its last bytes.
+struct Syscall {
+    head: DataHeader,
+    first: Vec<u8>,
+    last: Vec<u8>,
 }
 
 impl Stream {
-    /// Hands one syscall's captured bytes to the parser.
+    /// Hands one syscall's captured bytes to the parser: `bytes` from its
+    /// start, `last` from its end (when `bytes` does not reach it).
     fn feed(
         &mut self,
         head: &DataHeader,
         bytes: &[u8],
+        last: &[u8],
         parsing: &Parsing<'_>,
         out: &mut impl FnMut(u32, Found),
     ) {
@@ -104,11 +114,11 @@ impl Stream {
         let http = match &mut self.proto {
             Proto::Server(http) => http,
             Proto::Client(client) => {
-                client.on_data(head, bytes, calls, &mut |found| out(service, found));
+                client.on_data(head, bytes, last, calls, &mut |found| out(service, found));
                 return;
             }
         };
-        let transfer = transfer(head, bytes);
+        let transfer = transfer(head, bytes, last);
         let mut emit = |outcome| out(service, Found::Http(outcome));
         match head.dir {
             DIR_RX => {
@@ -181,36 +191,64 @@ impl Streams {
             proto: if head.flags & DATA_OUTBOUND != 0 {
                 Proto::Client(Client::default())
             } else {
-                Proto::Server(HttpConn::new(head.conn & CONN_SEEDED != 0))
+                Proto::Server(Box::new(HttpConn::new(head.conn & CONN_SEEDED != 0)))
             },
             last_ns: head.header.ts_ns,
-            pieces: None,
+            partial: None,
         });
         stream.last_ns = head.header.ts_ns;
         if !stream.is_parsing() {
             return;
         }
-        if head.flags & DATA_CONTINUED != 0 {
-            let Some((_, joined)) = &mut stream.pieces else {
-                return; // its first piece was lost: the write stays cut short
+        let more = head.flags & DATA_MORE != 0;
+        if head.flags & (DATA_CONTINUED | DATA_SAME_SYSCALL) != 0 {
+            // A later record of the syscall in `partial`: the next piece of
+            // its start, or its end.
+            let Some(partial) = &mut stream.partial else {
+                if head.flags & DATA_TAIL != 0 {
+                    // Its first record was lost: the end alone.
+                    stream.feed(head, &[], bytes, parsing, out);
+                }
+                return;
             };
-            joined.extend_from_slice(bytes);
-            if head.flags & DATA_MORE == 0
-                && let Some((first, joined)) = stream.pieces.take()
-            {
-                stream.feed(&first, &joined, parsing, out);
+            if head.flags & DATA_TAIL != 0 {
+                partial.last = bytes.to_vec();
+            } else {
+                partial.first.extend_from_slice(bytes);
+            }
+            if !more && let Some(done) = stream.partial.take() {
+                stream.feed(&done.head, &done.first, &done.last, parsing, out);
             }
             return;
         }
-        if let Some((first, joined)) = stream.pieces.take() {
-            // The rest of that write was lost: parse what arrived.
-            stream.feed(&first, &joined, parsing, out);
+        if let Some(cut) = stream.partial.take() {
+            // The rest of that syscall was lost: parse what arrived.
+            stream.feed(&cut.head, &cut.first, &cut.last, parsing, out);
         }
-        if head.flags & DATA_MORE != 0 {
-            stream.pieces = Some((*head, bytes.to_vec()));
+        if more {
+            stream.partial = Some(Syscall {
+                head: *head,
+                first: bytes.to_vec(),
+                last: Vec::new(),
+            });
             return;
         }
-        stream.feed(head, bytes, parsing, out);
+        stream.feed(head, bytes, &[], parsing, out);
+    }
+
+    /// A connection the service opened before loupe attached, to a server
+    /// whose port suggests `guess`: counted in the pool gauges from now,
+    /// parsed as that protocol when bytes come (unless they say otherwise).
+    pub fn seed_client(&mut self, key: StreamKey, service: u32, guess: Guess, now_ns: u64) {
+        if self.streams.len() >= MAX_STREAMS {
+            return;
+        }
+        self.streams.entry(key).or_insert_with(|| Stream {
+            service,
+            proto: Proto::Client(Client::Seeded(guess)),
+            last_ns: now_ns,
+            partial: None,
+        });
     }
 
     /// The connection's fd was closed.
@@ -284,14 +322,13 @@ impl Streams {
     }
 }
 
-/// One record's bytes, as the HTTP parser takes them.
-pub fn transfer<'a>(head: &DataHeader, bytes: &'a [u8]) -> Transfer<'a> {
+/// One syscall's bytes, as the HTTP parser takes them.
+pub fn transfer<'a>(head: &DataHeader, first: &'a [u8], last: &'a [u8]) -> Transfer<'a> {
     Transfer {
         ts: head.header.ts_ns,
         len: head.len,
-        bytes,
-        tail: head.flags & DATA_TAIL != 0,
-        continues: head.flags & DATA_SAME_SYSCALL != 0,
+        head: first,
+        tail: last,
     }
 }
 
@@ -453,7 +490,7 @@ mod tests {
                 streams.on_data(&head, bytes, parsing, &mut |s, o| out.push((s, o)));
             });
         };
-        send(record(1, 1, DIR_RX, 1, 18), b"POST /x HTTP/1.1\r\n\r\n");
+        send(record(1, 1, DIR_RX, 1, 20), b"POST /x HTTP/1.1\r\n\r\n");
         let body = format!("{{\"text\": \"{}\", \"usage\": 1}}", "a".repeat(3000));
         let write = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",

@@ -7,7 +7,7 @@
 //! what it reads), what it reads are responses. The timings mirror too: a
 //! call lasts from the write that carried its first byte to the read that
 //! brought the response's last byte.
-use loupe_common::event::{DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX, DataHeader};
+use loupe_common::event::{DIR_RX, DIR_TX, DataHeader};
 
 use crate::{
     capture::{Found, transfer},
@@ -29,6 +29,11 @@ pub enum DbSystem {
 
 impl DbSystem {
     pub const ALL: [Self; 2] = [Self::Postgres, Self::Mysql];
+
+    /// Its place in [`Self::ALL`] (and in [`ClientCounts::db`]).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
 
     /// The `db_system` label (OpenTelemetry's names).
     pub const fn as_str(self) -> &'static str {
@@ -59,12 +64,44 @@ fn calls(out: &mut impl FnMut(Found)) -> impl FnMut(Outcome) + '_ {
     }
 }
 
+/// What a connection open before loupe attached is taken for, from the
+/// server's well-known port, until its bytes say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guess {
+    Redis,
+    Db(DbSystem),
+}
+
+impl Guess {
+    /// From the port the connection goes to.
+    pub fn from_port(port: u16) -> Option<Self> {
+        match port {
+            6379 => Some(Self::Redis),
+            5432 => Some(Self::Db(DbSystem::Postgres)),
+            3306 => Some(Self::Db(DbSystem::Mysql)),
+            _ => None,
+        }
+    }
+
+    /// The parser for the guessed protocol, picked up mid-stream.
+    fn client(self) -> Client {
+        match self {
+            Self::Redis => Client::Redis(Box::default()),
+            Self::Db(DbSystem::Postgres) => Client::Postgres(Box::new(PgConn::mid_stream())),
+            Self::Db(DbSystem::Mysql) => Client::Mysql(Box::new(MysqlConn::mid_stream())),
+        }
+    }
+}
+
 /// One client connection.
 #[derive(Clone, Debug, Default)]
 pub enum Client {
     /// Nothing seen yet.
     #[default]
     Detect,
+    /// Open before loupe attached, to a server's well-known port, no bytes
+    /// seen yet: counted in the pool gauges as what the port says.
+    Seeded(Guess),
     Redis(Box<RedisConn>),
     Postgres(Box<PgConn>),
     Mysql(Box<MysqlConn>),
@@ -103,25 +140,37 @@ impl Client {
         }
     }
 
-    /// One syscall's captured bytes; `http` is how HTTP calls are parsed.
+    /// One syscall's captured bytes: `bytes` from its start, `last` from
+    /// its end when `bytes` does not reach it; `http` is how HTTP calls are
+    /// parsed.
     pub fn on_data(
         &mut self,
         head: &DataHeader,
         bytes: &[u8],
+        last: &[u8],
         http: &ParseConfig<'_>,
         out: &mut impl FnMut(Found),
     ) {
         let ts = head.header.ts_ns;
-        let tail = head.flags & DATA_TAIL != 0;
-        let continues = head.flags & DATA_SAME_SYSCALL != 0;
-        if matches!(self, Self::Detect) && !tail {
-            *self = match head.dir {
-                DIR_TX => Self::classify(bytes),
-                _ => Self::classify_reply(bytes),
-            };
+        match *self {
+            Self::Detect => {
+                *self = match head.dir {
+                    DIR_TX => Self::classify(bytes),
+                    _ => Self::classify_reply(bytes),
+                };
+            }
+            // A command written mid-stream tells the protocol; a reply
+            // alone does not, and the port's guess stands.
+            Self::Seeded(guess) => {
+                *self = match (head.dir, Self::classify(bytes)) {
+                    (DIR_TX, Self::Detect) | (DIR_RX, _) => guess.client(),
+                    (_, found) => found,
+                };
+            }
+            _ => {}
         }
         if let Self::Http(conn) = self {
-            let transfer = transfer(head, bytes);
+            let transfer = transfer(head, bytes, last);
             match head.dir {
                 DIR_TX => {
                     let waiting = conn.pending();
@@ -139,16 +188,21 @@ impl Client {
         let mut db = |system, statement| out(Found::Db { system, statement });
         match (self, head.dir) {
             // Commands and replies are read from their start; a database
-            // reply's tail helps to resynchronise after a long result.
+            // reply's end helps to resynchronise after a long result.
             (Self::Postgres(conn), DIR_RX) => {
-                conn.on_rx(ts, bytes, head.len, tail, &mut |st| {
-                    db(DbSystem::Postgres, st);
-                });
+                let mut found = |st| db(DbSystem::Postgres, st);
+                conn.on_rx(ts, bytes, head.len, false, &mut found);
+                if !last.is_empty() {
+                    conn.on_rx(ts, last, head.len, true, &mut found);
+                }
             }
             (Self::Mysql(conn), DIR_RX) => {
-                conn.on_rx(ts, bytes, head.len, tail, &mut |st| db(DbSystem::Mysql, st));
+                let mut found = |st| db(DbSystem::Mysql, st);
+                conn.on_rx(ts, bytes, head.len, false, &mut found);
+                if !last.is_empty() {
+                    conn.on_rx(ts, last, head.len, true, &mut found);
+                }
             }
-            (_, _) if tail || continues => {}
             (Self::Postgres(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
             (Self::Mysql(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
             (Self::Redis(conn), DIR_TX) => conn.on_tx(ts, bytes, head.len),
@@ -167,7 +221,7 @@ impl Client {
             Self::Postgres(mut conn) => conn.on_close(ts, &mut |st| db(DbSystem::Postgres, st)),
             Self::Mysql(mut conn) => conn.on_close(ts, &mut |st| db(DbSystem::Mysql, st)),
             Self::Http(mut conn) => conn.on_close(&mut calls(out)),
-            Self::Detect | Self::Other => {}
+            Self::Detect | Self::Seeded(_) | Self::Other => {}
         }
     }
 
@@ -181,12 +235,15 @@ impl Client {
 
     /// A connection to Redis or a database (one of a pool).
     pub fn is_pooled(&self) -> bool {
-        matches!(self, Self::Redis(_) | Self::Postgres(_) | Self::Mysql(_))
+        matches!(
+            self,
+            Self::Redis(_) | Self::Postgres(_) | Self::Mysql(_) | Self::Seeded(_)
+        )
     }
 
     pub fn is_parsing(&self) -> bool {
         match self {
-            Self::Detect => true,
+            Self::Detect | Self::Seeded(_) => true,
             Self::Redis(conn) => conn.is_parsing(),
             Self::Postgres(conn) => conn.is_parsing(),
             Self::Mysql(conn) => conn.is_parsing(),
@@ -207,12 +264,13 @@ impl Client {
 
     pub fn count_into(&self, counts: &mut ClientCounts) {
         let (index, busy) = match self {
-            Self::Redis(_) => {
+            Self::Redis(_) | Self::Seeded(Guess::Redis) => {
                 counts.redis += 1;
                 return;
             }
-            Self::Postgres(conn) => (0, conn.is_busy()),
-            Self::Mysql(conn) => (1, conn.is_busy()),
+            Self::Postgres(conn) => (DbSystem::Postgres.index(), conn.is_busy()),
+            Self::Mysql(conn) => (DbSystem::Mysql.index(), conn.is_busy()),
+            Self::Seeded(Guess::Db(system)) => (system.index(), false),
             Self::Http(_) | Self::Detect | Self::Other => return,
         };
         counts.db[index] += 1;

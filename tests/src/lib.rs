@@ -572,8 +572,9 @@ pub fn watch_with_principals(port: u16, service: &str, secret: &str) -> Agent {
     agent
 }
 
-/// A keep-alive HTTP/1.1 client on one connection (responses with
-/// `Content-Length` only, as the test servers send).
+/// A keep-alive HTTP/1.1 client on one connection. It reads responses by
+/// their framing: `Content-Length`, chunked (with trailers), or none for
+/// `HEAD`, 1xx, 204 and 304.
 pub struct KeepAlive {
     stream: BufReader<TcpStream>,
 }
@@ -596,35 +597,63 @@ impl KeepAlive {
             .get_mut()
             .write_all(request.as_bytes())
             .expect("send request");
-        let mut status = 0;
-        let mut length = 0usize;
-        let mut line = String::new();
         loop {
-            line.clear();
-            self.stream
-                .read_line(&mut line)
-                .expect("read response head");
-            let trimmed = line.trim_end();
-            if trimmed.is_empty() {
-                break;
-            }
-            if status == 0 {
-                status = trimmed
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-            } else if let Some((name, value)) = trimmed.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            let status = self.read_response(method == "HEAD");
+            if !(100..200).contains(&status) {
+                return status;
             }
         }
-        let mut body = vec![0; length];
-        self.stream
-            .read_exact(&mut body)
-            .expect("read response body");
-        status
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).expect("read a line");
+        line.trim_end().to_owned()
+    }
+
+    /// Reads one response; returns its status.
+    fn read_response(&mut self, head_only: bool) -> u16 {
+        let status_line = self.line();
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
+        let (mut length, mut chunked) = (0usize, false);
+        loop {
+            let line = self.line();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = value.trim().eq_ignore_ascii_case("chunked");
+                }
+            }
+        }
+        if head_only || (100..200).contains(&status) || status == 204 || status == 304 {
+            return status;
+        }
+        if !chunked {
+            let mut body = vec![0; length];
+            self.stream
+                .read_exact(&mut body)
+                .expect("read response body");
+            return status;
+        }
+        loop {
+            let size_line = self.line();
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .unwrap_or_else(|_| panic!("not a chunk size: {size_line:?}"));
+            if size == 0 {
+                while !self.line().is_empty() {} // trailers
+                return status;
+            }
+            let mut chunk = vec![0; size + 2];
+            self.stream.read_exact(&mut chunk).expect("read a chunk");
+        }
     }
 }
 

@@ -200,3 +200,23 @@ fn libpq_over_tls_is_read_in_plaintext() {
     agent.wait_for(&gauge("db_pool_checked_out"), 0.0);
     agent.assert_nothing_lost();
 }
+
+#[test]
+fn pool_connections_open_and_idle_before_loupe_count_from_the_first_scrape() {
+    let url = std::env::var("LOUPE_TEST_DATABASE_URL")
+        .expect("LOUPE_TEST_DATABASE_URL is not set: run the tests with `cargo xtask test`");
+    // Seven connections (idle, idle in a transaction, aborted, one running
+    // pg_sleep), all opened before loupe attaches, none used after.
+    let held = Fixture::python("db_connections.py", &["postgres", &url, "loupe-seeded"]);
+    let pid = held.pid().to_string();
+    let agent = Agent::start(&["--pid", &pid, "--service", "seeded-pool"]);
+    agent.wait_for(&targets("seeded-pool"), 1.0);
+    let pool = series(
+        "db_pool_size",
+        &[("service", "seeded-pool"), ("db_system", "postgresql")],
+    );
+    agent.wait_for(&pool, 7.0);
+    // Gone with the process.
+    held.kill();
+    agent.wait_for(&pool, 0.0);
+}

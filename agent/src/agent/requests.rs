@@ -20,10 +20,10 @@ const PRINCIPAL_SLOT: &str = "principal slot";
 
 impl State {
     /// Runs `feed` on the parsers and exports what it produced; the outcome
-    /// buffer is reused (no allocation per record).
-    /// Feeds the parsers; `raise` is the connection a record came from,
-    /// whose capture level goes up at once if its request wants a response
-    /// body (see docs/capture.md for the race).
+    /// buffer is reused (no allocation per record). `raise` is the
+    /// connection a record came from: a call the service made whose reply
+    /// is wanted whole raises its capture budget at once (the probes set a
+    /// served response's budget themselves, from the route prefixes).
     fn with_streams(
         &mut self,
         now: Instant,
@@ -32,20 +32,12 @@ impl State {
     ) {
         let mut outcomes = std::mem::take(&mut self.outcomes);
         let (rules, services) = (&self.rules, &self.services);
-        // A service whose requests want response bodies, seen for the first
-        // time: its capture level goes up after the feed.
-        let capturing = &self.capturing;
-        let newly = std::cell::Cell::new(None);
         let bodies = |service: u32, method: &Method, path: &str| {
             let name = services
                 .get(service as usize)
                 .and_then(|s| s.name.as_deref())
                 .unwrap_or("unknown");
-            let wants = rules.wants(crate::metrics::service_name(name), method, path);
-            if wants.response > 0 && !capturing.contains(&service) {
-                newly.set(Some((service, wants.response)));
-            }
-            wants
+            rules.wants(crate::metrics::service_name(name), method, path)
         };
         let calls = &self.calls;
         let call_bodies = |method: &Method, path: &str| calls.bodies(method, path);
@@ -73,9 +65,6 @@ impl State {
         }
         self.publish_outcomes(&mut outcomes, now);
         self.outcomes = outcomes;
-        if let Some((service, bytes)) = newly.get() {
-            self.start_capturing(service, bytes, raise);
-        }
     }
 
     /// Bytes on a connection. Records of a process no longer tracked are

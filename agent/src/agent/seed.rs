@@ -17,6 +17,10 @@ use loupe_common::{
 use tracing::warn;
 
 use super::state::{State, ip_of, label_peer};
+use crate::{
+    capture::{StreamKey, monotonic_ns},
+    client::Guess,
+};
 
 /// `bpf_map_update_elem` flag: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -33,12 +37,17 @@ impl State {
         }
     }
 
-    fn file_fd(&mut self, pid: u32, fd: u32, service: u32, role: u32) {
+    /// Enters a socket fd in the probes' map; returns the connection id its
+    /// records carry.
+    fn file_fd(&mut self, pid: u32, fd: u32, service: u32, role: u32) -> u64 {
         let key = FdKey { tgid: pid, fd };
         self.seeded_conns += 1;
         let info = FdInfo::new(service, role, CONN_SEEDED | self.seeded_conns);
         // BPF_NOEXIST: a probe that filed the fd first knows it better.
-        let _ = self.probes.fds.insert(key, info, BPF_NOEXIST);
+        match self.probes.fds.insert(key, info, BPF_NOEXIST) {
+            Ok(()) => info.conn,
+            Err(_) => self.probes.fds.get(&key, 0).map_or(info.conn, |i| i.conn),
+        }
     }
 
     pub(super) fn seed(&mut self, pid: u32, service: u32, now: Instant) {
@@ -74,6 +83,7 @@ impl State {
             self.file_fd(pid, fds[&row.inode], service, ROLE_LISTENER);
         }
         let mut seeded = Vec::new();
+        let mut clients = false;
         for row in rows.iter().filter(|row| row.is_connection()) {
             let local = ListenKey {
                 netns,
@@ -95,7 +105,17 @@ impl State {
                 // would stay active for ever).
                 continue;
             }
-            self.file_fd(pid, fds[&row.inode], service, role);
+            let conn = self.file_fd(pid, fds[&row.inode], service, role);
+            if direction == DIRECTION_OUTBOUND
+                && let Some(guess) = Guess::from_port(row.remote_port)
+            {
+                // A pooled connection to a database or Redis, idle since
+                // before loupe: in the pool gauges from the first scrape.
+                let key = StreamKey { tgid: pid, conn };
+                self.streams
+                    .seed_client(key, service, guess, monotonic_ns());
+                clients = true;
+            }
             let owner = SockOwner { service, direction };
             let tuple = row.tuple();
             let peers = &mut self.peers;
@@ -117,6 +137,9 @@ impl State {
                 continue;
             }
             seeded.push(tuple);
+        }
+        if clients {
+            self.publish_client_connections();
         }
         if !seeded.is_empty() {
             // On before any of them changes state again.

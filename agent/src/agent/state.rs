@@ -8,7 +8,10 @@ use std::{
 };
 
 use loupe_common::{
-    maps::{DIRECTION_INBOUND, ListenKey, SWITCH_CAPTURE_INBOUND, SWITCH_CAPTURE_OUTBOUND, Target},
+    maps::{
+        CAPTURE_ROUTES_LEN, CaptureRoute, DIRECTION_INBOUND, ListenKey, SWITCH_CAPTURE_INBOUND,
+        SWITCH_CAPTURE_OUTBOUND, Target,
+    },
     tcp,
 };
 use prometheus::IntCounter;
@@ -82,8 +85,6 @@ pub struct State {
     pub(super) rules: RuleSet,
     /// Values of rule labels fed from request data, per service, bounded.
     pub(super) rule_labels: LabelLimit,
-    /// Services whose responses the probes copy for route rules.
-    pub(super) capturing: BTreeSet<u32>,
     /// `(service, protocol)` pairs seen on client connections (`redis`,
     /// or a `db_system`): their connection gauges are exported.
     pub(super) clients_seen: BTreeSet<(u32, &'static str)>,
@@ -117,10 +118,32 @@ pub(super) fn label_peer(peers: &mut LabelLimit, service: u32, peer: SocketAddr)
     peers.label(service, &peer.to_string())
 }
 
+/// The probes' response capture routes for `rules`: one per request-line
+/// prefix whose responses a rule reads, or, past the map's room, one that
+/// matches every request (more copying, nothing missed).
+fn capture_routes(rules: &RuleSet) -> Vec<CaptureRoute> {
+    let budget = u32::try_from(rules.semantic.max_body).unwrap_or(u32::MAX);
+    let prefixes = rules.response_prefixes();
+    if prefixes.len() > CAPTURE_ROUTES_LEN as usize {
+        info!(
+            prefixes = prefixes.len(),
+            room = CAPTURE_ROUTES_LEN,
+            "more response-reading route prefixes than the probes compare: every response is \
+             copied from its start"
+        );
+        return vec![CaptureRoute::new(b"", budget)];
+    }
+    prefixes
+        .iter()
+        .map(|prefix| CaptureRoute::new(prefix.as_bytes(), budget))
+        .collect()
+}
+
 impl State {
     pub fn new(config: &Config, mut probes: Probes, metrics: Metrics) -> Self {
         probes.set_switch(SWITCH_CAPTURE_INBOUND, config.http.capture);
         probes.set_switch(SWITCH_CAPTURE_OUTBOUND, config.http.capture_clients);
+        probes.set_capture_routes(&capture_routes(&config.rules));
         let services = config
             .services
             .iter()
@@ -165,7 +188,6 @@ impl State {
             rules: config.rules.clone(),
             rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
             clients_seen: BTreeSet::new(),
-            capturing: BTreeSet::new(),
             pods: None,
             placed: HashMap::new(),
             configured: config.services.len(),
@@ -269,25 +291,6 @@ impl State {
         };
         info!(service = %name, pid, "service named after its executable (set --service to choose)");
         self.services[index].name = Some(name);
-    }
-
-    /// A request of `service` wants its response body: from now on the
-    /// probes copy the service's responses from their start (up to `bytes`
-    /// each), beginning with the connection the request came on. Services
-    /// that never see such a request pay nothing.
-    pub(super) fn start_capturing(
-        &mut self,
-        service: u32,
-        bytes: usize,
-        on: Option<(u32, u32, u64)>,
-    ) {
-        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        self.capturing.insert(service);
-        self.probes.set_service_capture(service, bytes);
-        if let Some((tgid, fd, conn)) = on {
-            self.probes.raise_capture(tgid, fd, conn, bytes);
-        }
-        info!(service = %self.shown(service), bytes, "capturing response bodies for route rules");
     }
 
     pub(super) fn publish_targets(&self, service: u32) {

@@ -16,7 +16,9 @@ use loupe_common::{
         KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAM, SYS_EXIT_TRACEPOINT, TRACEPOINTS,
         TlsHook, Tracepoint,
     },
-    maps::{self, CONN_TLS, FdInfo, FdKey, ListenKey, SockOwner, Target, TlsKey, TupleKey},
+    maps::{
+        self, CONN_TLS, CaptureRoute, FdInfo, FdKey, ListenKey, SockOwner, Target, TlsKey, TupleKey,
+    },
 };
 use tracing::{info, warn};
 
@@ -243,7 +245,7 @@ pub struct Probes {
     pub preexisting: HashMap<MapData, TupleKey, SockOwner>,
     pub pending_fd: HashMap<MapData, u32, u32>,
     pub switches: Array<MapData, u32>,
-    service_capture: Array<MapData, u32>,
+    capture_routes: Array<MapData, CaptureRoute>,
     pub counters: PerCpuArray<MapData, u64>,
     /// Taken by the event reader.
     pub events: Option<RingBuf<MapData>>,
@@ -453,7 +455,7 @@ impl Probes {
             preexisting: map(&mut ebpf, maps::PREEXISTING)?,
             pending_fd: map(&mut ebpf, maps::PENDING_FD)?,
             switches: map(&mut ebpf, maps::SWITCHES)?,
-            service_capture: map(&mut ebpf, maps::SERVICE_CAPTURE)?,
+            capture_routes: map(&mut ebpf, maps::CAPTURE_ROUTES)?,
             counters: map(&mut ebpf, maps::COUNTERS)?,
             events: Some(map(&mut ebpf, maps::EVENTS)?),
             attached,
@@ -522,15 +524,19 @@ impl Probes {
         remove_keys(&mut self.tls_conns, |key| key.tgid == tgid);
     }
 
-    /// Response bytes copied in full from the start of every response of
-    /// `service` (its route rules read response bodies). Services beyond
-    /// the map's slots keep the default capture.
-    pub fn set_service_capture(&mut self, service: u32, bytes: u32) {
-        if service >= maps::SERVICE_CAPTURE_LEN {
-            return;
+    /// The request-line prefixes whose responses the probes copy from
+    /// their start (at most `CAPTURE_ROUTES_LEN`; the caller folds more
+    /// into one that matches everything).
+    pub fn set_capture_routes(&mut self, routes: &[CaptureRoute]) {
+        let mut used = 0;
+        for (index, route) in (0..maps::CAPTURE_ROUTES_LEN).zip(routes) {
+            match self.capture_routes.set(index, route, 0) {
+                Ok(()) => used += 1,
+                Err(err) => warn!(index, error = %err, "cannot set a response capture route"),
+            }
         }
-        if let Err(err) = self.service_capture.set(service, bytes, 0) {
-            warn!(service, error = %err, "cannot set a service's response capture");
+        if let Err(err) = self.switches.set(maps::SWITCH_CAPTURE_ROUTES, used, 0) {
+            warn!(error = %err, "cannot turn the response capture routes on");
         }
     }
 

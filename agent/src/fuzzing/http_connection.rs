@@ -30,13 +30,19 @@ pub fn run(data: &[u8]) {
         let (bytes, next) = tail.split_at(take);
         input = next;
         ts += 1_000;
-        let extra = u64::from(control & 0x04) * 300;
+        // Bit 2: a gap of 1200 bytes after the captured ones; bit 1: the
+        // bytes are split into the syscall's first and last ones, around it.
+        let gap = u64::from(control & 0x04) * 300;
+        let (first, last) = if control & 0x02 != 0 {
+            bytes.split_at(bytes.len() / 2)
+        } else {
+            (bytes, &[][..])
+        };
         let transfer = Transfer {
             ts,
-            len: bytes.len() as u64 + extra,
-            bytes,
-            tail: control & 0x02 != 0,
-            continues: false,
+            len: bytes.len() as u64 + gap,
+            head: first,
+            tail: last,
         };
         let mut out = |_| outcomes += 1;
         match control & 0x01 {

@@ -41,6 +41,13 @@ impl Template {
         &self.text
     }
 
+    /// The template up to its first parameter (`/api/v1/agents/` of
+    /// `/api/v1/agents/{agent_name}/invoke`): every matching path starts
+    /// with it.
+    pub fn literal_prefix(&self) -> &str {
+        self.text.split('{').next().unwrap_or_default()
+    }
+
     /// Names of the template's parameters.
     pub fn param_names(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {

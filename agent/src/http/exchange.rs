@@ -3,12 +3,17 @@
 //! length, and its first (or last) bytes. Pure and total: any input yields
 //! outcomes or nothing, never a panic, and the state stays bounded.
 //!
-//! The probes copy the start of every read and of the first write after a
-//! read, and the end of later writes. Bodies are skipped by length, so a
-//! large upload or download costs nothing. Where bytes were not captured
-//! (a head longer than the capture), the connection falls back to
-//! alternation: the next read after a write starts a new request, and a
-//! response whose end was not visible ended with its last write.
+//! The probes copy the start of every read and write (gathered across the
+//! buffers of a vectored call), and the end of a write longer than that.
+//! Each syscall arrives as one [`Transfer`]: its first bytes, a gap, its
+//! last bytes. The parser walks the bytes as one stream, so a head is found
+//! wherever it starts (pipelined responses, a 103 before the 200, a head
+//! written one byte at a time) and a body ends wherever its last byte is
+//! written. Bodies are skipped by length, so a large upload or download
+//! costs nothing. Where a head falls in a gap (one longer than the
+//! capture), the connection falls back to alternation: the next read after
+//! a write starts a new request, and a response whose end was not visible
+//! ends with the next request, the close, or an idle timer.
 use std::collections::VecDeque;
 
 use super::{
@@ -34,12 +39,40 @@ pub struct Transfer<'a> {
     pub ts: u64,
     /// Bytes the syscall transferred.
     pub len: u64,
-    /// Captured bytes: the first ones, or the last ones if `tail`.
-    pub bytes: &'a [u8],
-    pub tail: bool,
-    /// An extra record with the last bytes of the previous syscall, whose
-    /// length was already counted.
-    pub continues: bool,
+    /// Its first bytes, as far as they were captured.
+    pub head: &'a [u8],
+    /// Its last bytes, when `head` does not reach its end (else empty).
+    pub tail: &'a [u8],
+}
+
+impl<'a> Transfer<'a> {
+    /// A syscall captured from its start only.
+    pub fn new(ts: u64, len: u64, head: &'a [u8]) -> Self {
+        Self {
+            ts,
+            len,
+            head,
+            tail: &[],
+        }
+    }
+
+    /// The captured bytes from `pos` on, and where that run ends: the end
+    /// of the head, of the gap (no bytes), or of the syscall.
+    pub fn at(&self, pos: u64) -> (&'a [u8], u64) {
+        let head = (self.head.len() as u64).min(self.len);
+        if pos < head {
+            return (&self.head[pos as usize..head as usize], head);
+        }
+        let tail = (self.tail.len() as u64).min(self.len);
+        let tail_start = self.len - tail;
+        if pos >= tail_start {
+            let skip = self.tail.len() - tail as usize;
+            let from = skip + (pos - tail_start) as usize;
+            (&self.tail[from..], self.len)
+        } else {
+            (&[], tail_start)
+        }
+    }
 }
 
 /// How many body bytes a route rule wants kept for one request (0: none).
@@ -177,8 +210,9 @@ enum Body {
     None,
     Left(u64),
     Chunked(Chunked),
-    /// Chunked, but the decoder lost its place: watch the tails for the end.
-    ChunkedBlind,
+    /// Chunked, but the decoder lost its place (a size line in a gap):
+    /// the last bytes of the syscalls are watched for the end.
+    ChunkedBlind(Recent),
     Close,
     /// Not known: ends with the direction.
     Unknown,
@@ -195,8 +229,9 @@ impl Body {
     }
 
     /// Consumes up to `len` transferred bytes of which `visible` were
-    /// captured (starting at the same place); returns the bytes used.
-    fn consume(&mut self, len: u64, visible: &[u8]) -> u64 {
+    /// captured (all or none of them, from the same place); `ends_syscall`:
+    /// they reach the end of the syscall. Returns the bytes used.
+    fn consume(&mut self, len: u64, visible: &[u8], ends_syscall: bool) -> u64 {
         match self {
             Self::Left(left) => {
                 let take = (*left).min(len);
@@ -214,19 +249,58 @@ impl Body {
                 }
                 let unseen = len - (visible.len() as u64).min(len);
                 if *decoder == Chunked::Broken || !decoder.skip(unseen) {
-                    *self = Self::ChunkedBlind;
+                    *self = Self::ChunkedBlind(Recent::default());
+                    return self.consume(len, visible, ends_syscall);
+                }
+                len
+            }
+            Self::ChunkedBlind(recent) => {
+                recent.push(visible, len);
+                if ends_syscall && ends_body(recent.bytes()) {
+                    *self = Self::None;
                 }
                 len
             }
             Self::None => 0,
-            Self::ChunkedBlind | Self::Close | Self::Unknown => len,
+            Self::Close | Self::Unknown => len,
         }
     }
 
     /// The message has no visible end: the next message in the other
     /// direction ends it.
     fn open_ended(self) -> bool {
-        matches!(self, Self::ChunkedBlind | Self::Close | Self::Unknown)
+        matches!(self, Self::ChunkedBlind(_) | Self::Close | Self::Unknown)
+    }
+}
+
+/// The last bytes of a direction's stream, as far as they were captured
+/// without a gap (where a chunked body that lost its framing may end,
+/// even when the end is split across writes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Recent {
+    bytes: [u8; RECENT],
+    len: u8,
+}
+
+/// Bytes kept by [`Recent`]: the longest end [`ends_body`] looks for.
+const RECENT: usize = 16;
+
+impl Recent {
+    /// `len` transferred bytes, of which `visible` were captured.
+    fn push(&mut self, visible: &[u8], len: u64) {
+        if (visible.len() as u64) < len {
+            *self = Self::default(); // a gap: what came before is not adjacent
+        }
+        let new = &visible[visible.len().saturating_sub(RECENT)..];
+        let keep = (RECENT - new.len()).min(usize::from(self.len));
+        let old = usize::from(self.len);
+        self.bytes.copy_within(old - keep..old, 0);
+        self.bytes[keep..keep + new.len()].copy_from_slice(new);
+        self.len = (keep + new.len()) as u8;
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 }
 
@@ -363,10 +437,17 @@ impl HttpConn {
             (config.bodies)(&head.method, &head.path)
         };
         // One kept request body per connection (pipelined ones go without).
-        let keeping = self.pending.iter().any(|r| r.body.is_some());
+        let keeping = self
+            .pending
+            .iter()
+            .any(|r| r.body.as_ref().is_some_and(|b| !b.bytes.is_empty()));
         let body = match head.framing {
-            Framing::None | Framing::Close | Framing::Length(0) => None,
-            Framing::Length(_) | Framing::Chunked if wants.request == 0 || keeping => None,
+            _ if wants.request == 0 => None,
+            // No body: kept as an empty one, which a rule reads as such.
+            Framing::None | Framing::Close | Framing::Length(0) => {
+                Some(BodyBytes::new(wants.request, false))
+            }
+            Framing::Length(_) | Framing::Chunked if keeping => None,
             Framing::Length(_) => Some(BodyBytes::new(wants.request, false)),
             Framing::Chunked => Some(BodyBytes::new(wants.request, true)),
         };
@@ -389,10 +470,7 @@ impl HttpConn {
         config: &ParseConfig<'_>,
         out: &mut impl FnMut(Outcome),
     ) {
-        if rx.continues || rx.tail {
-            return; // reads are captured from their start
-        }
-        if !self.detect(rx.bytes, out) && self.mode != Mode::Http {
+        if !self.detect(rx.head, out) && self.mode != Mode::Http {
             return;
         }
         if self.response.as_ref().is_some_and(|r| r.body.open_ended()) {
@@ -403,163 +481,139 @@ impl HttpConn {
             self.rx_body = Body::None;
         }
         let mut pos = 0u64;
-        while pos < rx.len {
-            let visible = rx.bytes.get(pos as usize..).unwrap_or_default();
+        while pos < rx.len && self.mode == Mode::Http {
+            let (visible, run_end) = rx.at(pos);
             if self.rx_body != Body::None {
-                let used = self.rx_body.consume(rx.len - pos, visible);
+                let used = self
+                    .rx_body
+                    .consume(run_end - pos, visible, run_end == rx.len);
                 if let Some(kept) = self.pending.back_mut().and_then(|r| r.body.as_mut()) {
                     kept.keep(visible, used);
                 }
                 pos += used;
-                if self.rx_body != Body::None {
-                    return;
-                }
                 continue;
             }
             if visible.is_empty() {
-                // Bytes of this read were not captured: resynchronise at
-                // the next read after a write.
+                // A head that was not captured: resynchronise at the next
+                // read after a write.
                 self.rx_body = Body::Unknown;
-                return;
+                continue;
             }
-            let captured_all = pos + visible.len() as u64 == rx.len;
-            if self.head.is_empty() {
-                self.head_ns = rx.ts;
+            pos += self.read_request_head(rx.ts, visible, run_end == rx.len, config, out);
+        }
+    }
+
+    /// Reads a request head from `visible`, the bytes of a run that reaches
+    /// the end of the syscall when `to_end`; returns the bytes used.
+    fn read_request_head(
+        &mut self,
+        ts: u64,
+        visible: &[u8],
+        to_end: bool,
+        config: &ParseConfig<'_>,
+        out: &mut impl FnMut(Outcome),
+    ) -> u64 {
+        let run = visible.len() as u64;
+        if self.head.is_empty() {
+            self.head_ns = ts;
+        }
+        let before = self.head.len();
+        let room = MAX_HEAD - before;
+        self.head
+            .extend_from_slice(&visible[..visible.len().min(room)]);
+        match parse_request(&self.head, config.auth) {
+            Parsed::Complete(head, len) => {
+                self.rx_body = Body::of(head.framing);
+                self.head.clear();
+                self.push_request(head, self.head_ns, config);
+                (len - before) as u64
             }
-            let before = self.head.len();
-            let room = MAX_HEAD - before;
-            self.head
-                .extend_from_slice(&visible[..visible.len().min(room)]);
-            match parse_request(&self.head, config.auth) {
-                Parsed::Complete(head, len) => {
-                    pos += (len - before) as u64;
-                    self.rx_body = Body::of(head.framing);
-                    self.head.clear();
-                    self.push_request(head, self.head_ns, config);
-                }
-                Parsed::Partial if captured_all && self.head.len() < MAX_HEAD => return,
-                Parsed::Partial => {
-                    // Cut short: keep what its first line says.
-                    let line = parse_request_line(&self.head);
-                    self.head = Vec::new();
-                    match line {
-                        Some(head) => {
-                            self.push_request(head, self.head_ns, config);
-                            self.rx_body = Body::Unknown;
-                        }
-                        None => self.give_up(Unparsed::MalformedHttp, out),
+            Parsed::Partial if to_end && self.head.len() < MAX_HEAD => run,
+            Parsed::Partial => {
+                // Cut short: keep what its first line says.
+                let line = parse_request_line(&self.head);
+                self.head = Vec::new();
+                match line {
+                    Some(head) => {
+                        self.push_request(head, self.head_ns, config);
+                        self.rx_body = Body::Unknown;
                     }
-                    return;
+                    None => self.give_up(Unparsed::MalformedHttp, out),
                 }
-                Parsed::Invalid => {
-                    let why = if self.head.starts_with(b"PRI * HTTP/2") {
-                        Unparsed::Http2
-                    } else {
-                        Unparsed::MalformedHttp
-                    };
-                    self.give_up(why, out);
-                    return;
-                }
+                run
+            }
+            Parsed::Invalid => {
+                let why = if self.head.starts_with(b"PRI * HTTP/2") {
+                    Unparsed::Http2
+                } else {
+                    Unparsed::MalformedHttp
+                };
+                self.give_up(why, out);
+                run
             }
         }
     }
 
     /// Data the service wrote.
     pub fn on_tx(&mut self, tx: &Transfer<'_>, out: &mut impl FnMut(Outcome)) {
-        if self.mode != Mode::Http {
-            return;
-        }
-        if tx.continues {
-            if let Some(response) = &self.response
-                && response.body == Body::ChunkedBlind
-                && ends_body(tx.bytes)
-            {
-                self.finish_response(out);
-            }
-            return;
-        }
         let mut pos = 0u64;
-        while pos < tx.len {
+        while pos < tx.len && self.mode == Mode::Http {
+            let (visible, run_end) = tx.at(pos);
+            let to_end = run_end == tx.len;
             let Some(response) = &mut self.response else {
                 if self.pending.is_empty() {
                     return; // written without a request (or its request was lost)
                 }
-                pos += self.start_response(tx, pos, out);
+                pos += self.start_response(tx.ts, visible, run_end - pos, to_end, out);
                 continue;
             };
             response.last_ns = tx.ts;
             if response.body != Body::None {
                 response.body_ns.get_or_insert(tx.ts);
             }
-            if tx.tail {
-                if let Some(kept) = &mut response.kept {
-                    kept.complete = false;
-                }
-                let ended = match response.body {
-                    Body::ChunkedBlind => ends_body(tx.bytes),
-                    Body::Chunked(_) => {
-                        response.body = Body::ChunkedBlind;
-                        ends_body(tx.bytes)
-                    }
-                    _ => {
-                        response.body.consume(tx.len - pos, &[]);
-                        response.body == Body::None
-                    }
-                };
-                if ended {
-                    self.finish_response(out);
-                }
-                return;
-            }
-            let visible = tx.bytes.get(pos as usize..).unwrap_or_default();
-            let used = response.body.consume(tx.len - pos, visible);
+            let used = response.body.consume(run_end - pos, visible, to_end);
             if let Some(kept) = &mut response.kept {
                 kept.keep(visible, used);
             }
             pos += used;
             if response.body == Body::None {
                 self.finish_response(out);
-            } else {
-                return;
             }
         }
     }
 
-    /// Reads a response head at `pos` of a write; returns the bytes used.
+    /// Reads a response head from `visible`, the captured bytes of a run of
+    /// `run` bytes (none: a gap) that reaches the end of the syscall when
+    /// `to_end`; returns the bytes used.
     fn start_response(
         &mut self,
-        tx: &Transfer<'_>,
-        pos: u64,
+        ts: u64,
+        visible: &[u8],
+        run: u64,
+        to_end: bool,
         out: &mut impl FnMut(Outcome),
     ) -> u64 {
-        let rest = tx.len - pos;
-        let visible = if tx.tail {
-            &[][..]
-        } else {
-            tx.bytes.get(pos as usize..).unwrap_or_default()
-        };
         if visible.is_empty() {
             // A response whose head was not captured (or only its start).
             let started = !self.tx_head.is_empty();
             self.response = Some(Response {
                 status: parse_status_line(&self.tx_head),
-                first_ns: if started { self.tx_head_ns } else { tx.ts },
+                first_ns: if started { self.tx_head_ns } else { ts },
                 body_ns: None,
-                last_ns: tx.ts,
+                last_ns: ts,
                 body: Body::Unknown,
                 kept: None,
             });
             self.tx_head = Vec::new();
-            return rest;
+            return run;
         }
         if self.tx_head.is_empty() {
-            self.tx_head_ns = tx.ts;
+            self.tx_head_ns = ts;
         }
         let before = self.tx_head.len();
         let room = MAX_HEAD - before;
         self.tx_head
             .extend_from_slice(&visible[..visible.len().min(room)]);
-        let captured_all = visible.len() as u64 == rest;
         let is_head = self
             .pending
             .front()
@@ -577,19 +631,21 @@ impl HttpConn {
                 } else {
                     Body::of(head.framing)
                 };
-                if wants > 0 && body != Body::None {
-                    let mut bytes = BodyBytes::new(wants, head.framing == Framing::Chunked);
-                    bytes.gzip = head.gzip;
+                if wants > 0 {
+                    // Without a body (204, HEAD), an empty one.
+                    let chunked = body != Body::None && head.framing == Framing::Chunked;
+                    let mut bytes = BodyBytes::new(wants, chunked);
+                    bytes.gzip = body != Body::None && head.gzip;
                     bytes.event_stream = head.event_stream;
                     kept = Some(bytes);
                 }
                 (Some(head.status), body, (len - before) as u64)
             }
-            Parsed::Partial if captured_all && self.tx_head.len() < MAX_HEAD => return rest,
-            Parsed::Partial => (parse_status_line(&self.tx_head), Body::Unknown, rest),
+            Parsed::Partial if to_end && self.tx_head.len() < MAX_HEAD => return run,
+            Parsed::Partial => (parse_status_line(&self.tx_head), Body::Unknown, run),
             Parsed::Invalid => {
                 self.give_up(Unparsed::MalformedHttp, out);
-                return rest;
+                return run;
             }
         };
         self.tx_head = Vec::new();
@@ -597,7 +653,7 @@ impl HttpConn {
             status,
             first_ns: self.tx_head_ns,
             body_ns: None,
-            last_ns: tx.ts,
+            last_ns: ts,
             body,
             kept,
         });

@@ -183,7 +183,8 @@ pub const DB_POOL_SIZE: Def = def(
     "db_pool_size",
     Kind::Gauge,
     "Open connections from the service to the database, as seen from outside the \
-     process (a connection opened before loupe started counts from its first statement).",
+     process (a connection opened before loupe started counts from the start, by its port \
+     5432 or 3306, until its bytes say otherwise).",
     &["service", "db_system"],
 );
 pub const DB_POOL_CHECKED_OUT: Def = def(

@@ -28,6 +28,9 @@ pub fn documents(body: &BodyBytes, limit: usize) -> (Vec<Value>, Option<RuleErro
             Err(err) => return (Vec::new(), Some(err)),
         }
     }
+    if complete && text.trim_ascii().is_empty() {
+        return (Vec::new(), None); // no body: no documents, and no error
+    }
     if body.event_stream {
         return events(&text, complete);
     }

@@ -17,7 +17,8 @@ pub const UNKNOWN: &str = "unknown";
 /// `reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuleError {
-    /// The body was not captured (not kept, or written before capture).
+    /// The body was not captured (not kept, or written before capture);
+    /// never said of a message that has no body.
     NotCaptured,
     /// The body was longer than the limit or the capture, and the field
     /// was not in the part seen.
@@ -87,6 +88,12 @@ impl<'a> Bodies<'a> {
         decoded.as_deref().map_err(|e| *e)
     }
 
+    /// Whether `side` had a body that was read: only then is a missing
+    /// field an error (a request or response without a body has none).
+    fn read_some(&mut self, side: Side) -> bool {
+        self.docs(side).is_ok_and(|docs| !docs.is_empty())
+    }
+
     fn error(&mut self, err: RuleError) {
         if !self.errors.contains(&err) {
             self.errors.push(err);
@@ -125,7 +132,7 @@ impl<'a> Bodies<'a> {
                 Some(Value::Bool(b)) => Some(b.to_string()),
                 Some(_) | None => {
                     // A missing field with a default is expected, not an error.
-                    if source.fallback.is_none() && self.docs(*side).is_ok() {
+                    if source.fallback.is_none() && self.read_some(*side) {
                         self.error(RuleError::MissingField);
                     }
                     None
@@ -258,6 +265,7 @@ impl Bodies<'_> {
                 if !usage.found {
                     let side = paths.first().map_or(Side::Response, |(s, _)| *s);
                     match self.docs(side) {
+                        Ok([]) => {}
                         Ok(_) => self.error(RuleError::MissingField),
                         Err(err) => self.error(err),
                     }
@@ -270,7 +278,7 @@ impl Bodies<'_> {
                             Some(n) => usage.set(kind, n),
                             None => usage.bad = true,
                         },
-                        None if self.docs(*side).is_ok() => self.error(RuleError::MissingField),
+                        None if self.read_some(*side) => self.error(RuleError::MissingField),
                         None => {}
                     }
                 }

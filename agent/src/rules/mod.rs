@@ -334,6 +334,35 @@ impl RuleSet {
         wants
     }
 
+    /// Request-line prefixes (`POST /api/v1/agents/`) of the requests whose
+    /// response bodies some rule reads, sorted and without repeats: the
+    /// probes copy those responses from their start. A prefix matches more
+    /// than its rule (the route's first parameter and the rest are left
+    /// out; a rule for some services applies its prefix to all): the
+    /// agent keeps bytes only for requests a rule matches. A rule without a
+    /// method gives one prefix per method that carries requests to APIs.
+    pub fn response_prefixes(&self) -> Vec<String> {
+        const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+        let mut prefixes: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|rule| {
+                rule.sides(&self.semantic)
+                    .any(|side| side == Side::Response)
+            })
+            .flat_map(|rule| {
+                let path = rule.route.literal_prefix();
+                match &rule.method {
+                    Some(method) => vec![format!("{} {path}", method.as_str())],
+                    None => METHODS.iter().map(|m| format!("{m} {path}")).collect(),
+                }
+            })
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        prefixes
+    }
+
     /// Request headers some rule reads (the parser's allowlist).
     pub fn label_headers(&self) -> Vec<String> {
         let mut names: Vec<String> = self

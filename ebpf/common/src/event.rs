@@ -75,8 +75,8 @@ pub const DATA_NONE: u16 = 2;
 /// A second record of the same syscall (its tail, for a write longer than
 /// the capture); its `len` was counted with the first.
 pub const DATA_SAME_SYSCALL: u16 = 4;
-/// More bytes of the same write follow in the next record of this
-/// connection (a write copied in pieces under a raised capture level).
+/// More records of the same syscall follow on this connection: the next
+/// piece of a write copied in pieces, or the syscall's tail.
 pub const DATA_MORE: u16 = 8;
 /// The bytes continue those of the previous record (same write, next
 /// offset); its `len` was counted with the first.
@@ -91,8 +91,13 @@ pub const CAPTURE_MAX: usize = 2048;
 pub const CAPTURE_PIECES: usize = 8;
 /// Reads and writes up to this size use a smaller ring-buffer record.
 pub const CAPTURE_SMALL: usize = 256;
-/// Bytes copied from the end of a write that continues a response (enough
-/// for the end of a chunked body, `0\r\n\r\n`).
+/// Room of the record that gathers the first `CAPTURE_MAX` bytes of a
+/// vectored syscall across its buffers: each buffer is copied at an offset
+/// below `CAPTURE_MAX` with a length of at most `CAPTURE_MAX`, which is
+/// what the verifier can bound.
+pub const CAPTURE_GATHER: usize = 2 * CAPTURE_MAX;
+/// Bytes copied from the end of a write longer than the capture (where a
+/// chunked body ends, `0\r\n\r\n`).
 pub const CAPTURE_TAIL: usize = 16;
 /// Bytes copied from the end of a long read on a client connection (a
 /// database's last messages: command tag, ready for query).

@@ -235,7 +235,7 @@ pub mod user {
     /// `struct user_msghdr`: `msg_iov`, followed by `msg_iovlen`.
     pub const MSG_IOV: usize = 16;
     /// iovecs looked at per syscall (`writev` of headers plus body uses 2).
-    pub const MAX_IOVECS: usize = 8;
+    pub const MAX_IOVECS: usize = 32;
 }
 
 /// Name of the probes' global holding [`KernelOffsets`].

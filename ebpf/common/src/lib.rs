@@ -42,6 +42,7 @@ mod pod {
         maps::TupleKey,
         maps::TlsKey,
         maps::TlsCall,
+        maps::CaptureRoute,
         event::Header,
         event::TcpState,
         event::Process,

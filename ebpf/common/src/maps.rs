@@ -27,11 +27,13 @@ pub const PENDING_FD: &str = "PENDING_FD";
 pub const SWITCHES: &str = "SWITCHES";
 /// Event ring buffer shared by all probes.
 pub const EVENTS: &str = "EVENTS";
-/// Per service (by index): response bytes copied in full from the start of
-/// every response (route rules read response bodies), else 0.
-pub const SERVICE_CAPTURE: &str = "SERVICE_CAPTURE";
-/// Services with their own `SERVICE_CAPTURE` slot (others capture heads only).
-pub const SERVICE_CAPTURE_LEN: u32 = 256;
+/// Request-line prefixes whose responses route rules read:
+/// `index -> CaptureRoute`, the first `SWITCH_CAPTURE_ROUTES` in use. A
+/// read that starts a request on a served connection is compared with them
+/// before its response is written, so the response is copied from its
+/// start, the first one too.
+pub const CAPTURE_ROUTES: &str = "CAPTURE_ROUTES";
+pub const CAPTURE_ROUTES_LEN: u32 = 16;
 /// Per-CPU counters, indexed by the `COUNTER_*` constants.
 pub const COUNTERS: &str = "COUNTERS";
 /// TLS connections of tracked processes, by OpenSSL `SSL*`: `TlsKey ->
@@ -73,7 +75,9 @@ pub const SWITCH_PREEXISTING: u32 = 0;
 pub const SWITCH_CAPTURE_INBOUND: u32 = 1;
 /// Non-zero: the data probes capture outbound connections too.
 pub const SWITCH_CAPTURE_OUTBOUND: u32 = 2;
-pub const SWITCHES_LEN: u32 = 3;
+/// How many `CAPTURE_ROUTES` entries are in use (0: none, no comparison).
+pub const SWITCH_CAPTURE_ROUTES: u32 = 3;
+pub const SWITCHES_LEN: u32 = 4;
 
 /// A tracked process: which service it belongs to, and the tracked process
 /// that forked it (0 for a process the agent selected itself). A child looks
@@ -114,8 +118,8 @@ pub struct FdInfo {
     /// Direction (`event::DIR_*`) of the last data syscall, 0 before any.
     pub last_dir: u32,
     /// Bytes of further writes copied in full (a route rule wants body
-    /// fields): reset from `SERVICE_CAPTURE` when a request starts, raised
-    /// by the agent for one connection, consumed by the probes.
+    /// fields): set from `CAPTURE_ROUTES` when a request starts, raised by
+    /// the agent for one client connection, consumed by the probes.
     pub capture: u32,
 }
 assert_size!(FdInfo, 24);
@@ -205,4 +209,96 @@ pub const fn ipv4_mapped(v4: [u8; 4]) -> [u8; 16] {
     [
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
     ]
+}
+
+/// Words of a request line a [`CaptureRoute`] compares: its first 48 bytes.
+pub const CAPTURE_ROUTE_WORDS: usize = 6;
+
+/// A request-line prefix (`POST /api/v1/agents/`) whose responses are
+/// copied from their start, up to `budget` bytes: compared word by word
+/// under a mask, so the probes' comparison has a fixed shape.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CaptureRoute {
+    /// The prefix's bytes, as little-endian words, zero past its end.
+    pub words: [u64; CAPTURE_ROUTE_WORDS],
+    /// Which bits of each word the prefix covers.
+    pub masks: [u64; CAPTURE_ROUTE_WORDS],
+    /// The prefix's length: a request needs at least this many bytes.
+    pub len: u32,
+    /// Response bytes copied from their start.
+    pub budget: u32,
+}
+assert_size!(CaptureRoute, 104);
+
+impl CaptureRoute {
+    /// A route for `prefix` (cut to `8 * CAPTURE_ROUTE_WORDS` bytes, which
+    /// only widens what it matches).
+    pub fn new(prefix: &[u8], budget: u32) -> Self {
+        let mut words = [0u64; CAPTURE_ROUTE_WORDS];
+        let mut masks = [0u64; CAPTURE_ROUTE_WORDS];
+        let len = prefix.len().min(8 * CAPTURE_ROUTE_WORDS);
+        let mut i = 0;
+        while i < len {
+            let shift = 8 * (i % 8);
+            words[i / 8] |= u64::from(prefix[i]) << shift;
+            masks[i / 8] |= 0xff << shift;
+            i += 1;
+        }
+        Self {
+            words,
+            masks,
+            len: len as u32,
+            budget,
+        }
+    }
+
+    /// Whether a request whose first bytes are `line` (little-endian
+    /// words), `captured` of them real, starts with the prefix.
+    #[inline(always)]
+    pub fn matches(&self, line: &[u64; CAPTURE_ROUTE_WORDS], captured: u32) -> bool {
+        if captured < self.len {
+            return false;
+        }
+        let mut i = 0;
+        while i < CAPTURE_ROUTE_WORDS {
+            if line[i] & self.masks[i] != self.words[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request line as the probes read it: little-endian words.
+    fn words(line: &[u8]) -> [u64; CAPTURE_ROUTE_WORDS] {
+        let mut out = [0u64; CAPTURE_ROUTE_WORDS];
+        for (i, byte) in line.iter().take(8 * CAPTURE_ROUTE_WORDS).enumerate() {
+            out[i / 8] |= u64::from(*byte) << (8 * (i % 8));
+        }
+        out
+    }
+
+    #[test]
+    fn a_route_matches_request_lines_that_start_with_its_prefix() {
+        let route = CaptureRoute::new(b"POST /api/v1/agents/", 16_384);
+        let line = b"POST /api/v1/agents/planner/invoke HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(route.matches(&words(line), line.len() as u32));
+        assert!(!route.matches(&words(b"GET /api/v1/agents/planner HTTP/1.1\r\n"), 40));
+        assert!(!route.matches(&words(b"POST /api/v1/agent/x HTTP/1.1\r\n"), 33));
+        // Fewer captured bytes than the prefix: stale bytes never match.
+        assert!(!route.matches(&words(line), 10));
+        // A prefix longer than the words compares its first 48 bytes.
+        let long = [b'a'; 60];
+        let route = CaptureRoute::new(&long, 1);
+        assert_eq!(route.len, 48);
+        assert!(route.matches(&words(&long), 60));
+        // The empty prefix matches every request.
+        assert!(CaptureRoute::new(b"", 1).matches(&words(b"GET / HTTP/1.1"), 14));
+    }
 }

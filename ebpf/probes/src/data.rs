@@ -18,12 +18,15 @@
 //! failed or empty one, an untracked process, an fd that is not a captured
 //! TCP socket, all return before any copy.
 //!
-//! What is copied (limits in `loupe_common::event`):
-//! - every read: its first `CAPTURE_MAX` bytes (a request head, a small body);
-//! - the first write after a read (a response head), and every write on a
-//!   connection the process opened (client commands): its first
-//!   `CAPTURE_MAX` bytes (and its last `CAPTURE_TAIL` if it is longer);
-//!   later writes of the same response: their last `CAPTURE_TAIL` bytes;
+//! What is copied (limits in `loupe_common::event`), so that no count
+//! depends on how a runtime cuts its bytes into syscalls:
+//! - every read and every write: its first `CAPTURE_MAX` bytes, gathered
+//!   across the buffers of a vectored call (`writev` of a head and a body,
+//!   node-postgres's Parse/Bind/Execute/Sync in one `writev`);
+//! - a write longer than that (and a long read on a connection the process
+//!   opened): also its last `CAPTURE_TAIL` (`CAPTURE_CLIENT_TAIL`) bytes,
+//!   where a chunked body or a database's reply ends; the first record then
+//!   carries `DATA_MORE`;
 //! - under a capture budget (`FdInfo::capture`: the service's route rules
 //!   read response bodies, set when a request starts; or the agent wants a
 //!   client's reply whole, e.g. a model call's): every write (for a client,
@@ -42,20 +45,23 @@ use aya_ebpf::{
 };
 use loupe_common::{
     event::{
-        CAPTURE_CLIENT_TAIL, CAPTURE_MAX, CAPTURE_PIECES, CAPTURE_SMALL, CAPTURE_TAIL,
-        DATA_CONTINUED, DATA_MORE, DATA_NONE, DATA_OUTBOUND, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX,
-        DIR_TX, Data, DataHeader, KIND_CLOSE, KIND_DATA,
+        CAPTURE_CLIENT_TAIL, CAPTURE_GATHER, CAPTURE_MAX, CAPTURE_PIECES, CAPTURE_SMALL,
+        CAPTURE_TAIL, DATA_CONTINUED, DATA_MORE, DATA_NONE, DATA_OUTBOUND, DATA_SAME_SYSCALL,
+        DATA_TAIL, DIR_RX, DIR_TX, Data, DataHeader, KIND_CLOSE, KIND_DATA,
     },
     layout::{syscall, user},
     maps::{
-        COUNTER_EVENTS_LOST, FdInfo, FdKey, ROLE_INBOUND, ROLE_OUTBOUND, SWITCH_CAPTURE_INBOUND,
-        SWITCH_CAPTURE_OUTBOUND,
+        CAPTURE_ROUTE_WORDS, CAPTURE_ROUTES_LEN, CONN_SEEDED, COUNTER_EVENTS_LOST, FdInfo, FdKey,
+        ROLE_INBOUND, ROLE_OUTBOUND, SWITCH_CAPTURE_INBOUND, SWITCH_CAPTURE_OUTBOUND,
+        SWITCH_CAPTURE_ROUTES,
     },
 };
 
 use crate::{
     emit::{header, submit},
-    maps::{EVENTS, FDS, SERVICE_CAPTURE, bump, current, field, maybe_tracked, switch},
+    maps::{
+        CAPTURE_ROUTES, EVENTS, FDS, bump, current, field, maybe_tracked, switch, switch_value,
+    },
 };
 
 /// The argument registers of the current syscall (x86_64 order in
@@ -122,16 +128,6 @@ fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
     }
 }
 
-/// `(address, length)` of the first buffer.
-#[inline(always)]
-fn first_buffer(source: Source, args: &Args, ret: u64) -> Option<(u64, u64)> {
-    match iovecs(source, args) {
-        None => Some((args.rsi, ret)),
-        Some((iov, count)) if count > 0 => read_iovec(iov),
-        Some(_) => None,
-    }
-}
-
 /// `(end address, bytes available before it)` of the last byte transferred.
 #[inline(always)]
 fn last_bytes(source: Source, args: &Args, ret: u64) -> Option<(u64, u64)> {
@@ -189,15 +185,26 @@ fn connection(
 /// negative").
 #[inline(always)]
 fn cap<const N: usize>(n: u64) -> u64 {
+    min(n, N as u64)
+}
+
+/// `n`, at most `max`, in assembly laid out for the verifier: it walks the
+/// fall-through first, so the path that keeps `n` (a range) reaches the
+/// join first, and the clamped one (a constant, or `max`'s range, inside
+/// it) is pruned there instead of doubling the states after every clamp.
+#[inline(always)]
+fn min(n: u64, max: u64) -> u64 {
     let mut n = n;
     // SAFETY: register arithmetic only.
     unsafe {
         core::arch::asm!(
-            "if {n} <= {max} goto 2f",
-            "{n} = {max}",
+            "if {n} > {max} goto 2f",
+            "goto 3f",
             "2:",
+            "{n} = {max}",
+            "3:",
             n = inout(reg) n,
-            max = const N,
+            max = in(reg) max,
             options(pure, nomem, nostack),
         );
     }
@@ -206,13 +213,21 @@ fn cap<const N: usize>(n: u64) -> u64 {
 
 /// Writes a data record with up to `N` bytes copied from `src`.
 #[inline(always)]
-fn emit_bytes<const N: usize>(mut head: DataHeader, src: u64, n: u64) {
+fn emit_bytes<const N: usize>(head: DataHeader, src: u64, n: u64) {
+    emit_inspected::<N>(head, src, n, Inspect::NOTHING);
+}
+
+/// [`emit_bytes`], with `inspect` run on the copied bytes before the
+/// record is handed over.
+#[inline(always)]
+fn emit_inspected<const N: usize>(mut head: DataHeader, src: u64, n: u64, inspect: Inspect) {
     let Some(mut entry) = EVENTS.reserve::<Data<N>>(0) else {
         bump(COUNTER_EVENTS_LOST);
         return;
     };
     let record = entry.as_mut_ptr();
-    let n = cap::<N>(n);
+    // SAFETY: a field of the reserved record.
+    let n = cap::<N>(unsafe { launder(record, n) });
     if n > 0 {
         // SAFETY: `n <= N` bytes into the record's reserved byte array from
         // a user address, through the checked helper.
@@ -225,6 +240,8 @@ fn emit_bytes<const N: usize>(mut head: DataHeader, src: u64, n: u64) {
         };
         if rc == 0 {
             head.captured = n as u32;
+            // SAFETY: the record's bytes, `N` of them.
+            inspect.run::<N>(unsafe { core::ptr::addr_of!((*record).bytes) }.cast(), n);
         } else {
             head.flags |= DATA_NONE;
         }
@@ -232,6 +249,73 @@ fn emit_bytes<const N: usize>(mut head: DataHeader, src: u64, n: u64) {
     // SAFETY: the header field of the reserved record.
     unsafe { core::ptr::addr_of_mut!((*record).head).write(head) };
     submit(entry);
+}
+
+/// What a served connection's read that starts a request is looked at
+/// for, in its record before it is handed over: whether one of the route
+/// prefixes (`CAPTURE_ROUTES`) starts it. The response's capture budget is
+/// then set before the response is written.
+#[derive(Clone, Copy)]
+struct Inspect {
+    /// The connection, or null: nothing to look at.
+    info: *mut FdInfo,
+    /// `CAPTURE_ROUTES` entries in use.
+    routes: u32,
+}
+
+impl Inspect {
+    const NOTHING: Self = Self {
+        info: core::ptr::null_mut(),
+        routes: 0,
+    };
+
+    /// `captured` bytes at `bytes`, in a record with room for `N`.
+    #[inline(always)]
+    fn run<const N: usize>(self, bytes: *const u8, captured: u64) {
+        if self.info.is_null() || N < 8 * CAPTURE_ROUTE_WORDS {
+            return;
+        }
+        let mut line = [0u64; CAPTURE_ROUTE_WORDS];
+        for (i, word) in line.iter_mut().enumerate() {
+            // SAFETY: within the record's `N` bytes (checked above); ring
+            // records are 8-byte aligned, and so is their byte array.
+            *word = unsafe { bytes.cast::<u64>().add(i).read() };
+        }
+        let mut budget = 0;
+        for i in 0..CAPTURE_ROUTES_LEN {
+            if i >= self.routes {
+                break;
+            }
+            if let Some(route) = CAPTURE_ROUTES.get(i)
+                && route.matches(&line, captured as u32)
+            {
+                budget = route.budget;
+                break;
+            }
+        }
+        // SAFETY: in-place update of the looked-up value.
+        unsafe { (*self.info).capture = budget };
+    }
+}
+
+/// `value`, stored in the reserved record's `len` field (which the header
+/// overwrites later) and read back. The verifier does not follow values
+/// through ring-buffer memory: the bound a copy needs then comes from `cap`
+/// alone, and the syscall's length, from which `value` was computed, is not
+/// marked precise. Otherwise every comparison on that length (is there a
+/// tail, is the first buffer shorter) splits the states the verifier must
+/// walk through the copies, past its limit on vectored calls.
+///
+/// # Safety
+/// `record` points to a reserved ring-buffer record.
+#[inline(always)]
+unsafe fn launder<const N: usize>(record: *mut Data<N>, value: u64) -> u64 {
+    // SAFETY: the caller's record; volatile so that the round trip stays.
+    unsafe {
+        let slot = core::ptr::addr_of_mut!((*record).head.len);
+        slot.write_volatile(value);
+        slot.read_volatile()
+    }
 }
 
 #[inline(always)]
@@ -254,20 +338,131 @@ fn data_header(tgid: u32, info: *const FdInfo, fd: u32, dir: u16, len: u64) -> D
     }
 }
 
-/// The first bytes of the syscall, in the smallest record that holds them.
+/// The first bytes of the syscall (up to `CAPTURE_MAX`, gathered across
+/// the buffers of a vectored call), in the smallest record that holds
+/// them. With `with_tail`, a record with its last bytes is to follow if
+/// these do not reach its end (`DATA_MORE` says so): returns whether.
 #[inline(always)]
-fn emit_head(head: DataHeader, source: Source, args: &Args, ret: u64) {
-    let Some((buf, buf_len)) = first_buffer(source, args, ret) else {
-        let mut head = head;
-        head.flags |= DATA_NONE;
-        emit_bytes::<0>(head, 0, 0);
-        return;
+fn emit_first(
+    mut head: DataHeader,
+    source: Source,
+    args: &Args,
+    ret: u64,
+    with_tail: bool,
+    inspect: Inspect,
+) -> bool {
+    let want = min(ret, CAPTURE_MAX as u64);
+    let (buf, buf_len) = match iovecs(source, args) {
+        None => (args.rsi, ret),
+        Some((iov, count)) => match if count > 0 { read_iovec(iov) } else { None } {
+            Some((base, len)) if len < want && count > 1 => {
+                return emit_gathered(head, iov, count, ret, (base, len), with_tail, inspect);
+            }
+            Some(first) => first,
+            None => {
+                head.flags |= DATA_NONE;
+                emit_bytes::<0>(head, 0, 0);
+                return false;
+            }
+        },
     };
-    let n = if buf_len < ret { buf_len } else { ret };
+    let tail = with_tail && ret > CAPTURE_MAX as u64;
+    if tail {
+        head.flags |= DATA_MORE;
+    }
+    let n = min(buf_len, want);
     if n <= CAPTURE_SMALL as u64 {
-        emit_bytes::<CAPTURE_SMALL>(head, buf, n);
+        emit_inspected::<CAPTURE_SMALL>(head, buf, n, inspect);
     } else {
-        emit_bytes::<CAPTURE_MAX>(head, buf, n);
+        emit_inspected::<CAPTURE_MAX>(head, buf, n, inspect);
+    }
+    tail
+}
+
+/// The first (up to `CAPTURE_MAX`) of the `ret` bytes of a vectored
+/// syscall, gathered from its buffers into one record; `first` is its
+/// first `iovec`, already read. Returns whether a tail is to follow, as
+/// [`emit_first`] does: also when more buffers than `MAX_IOVECS` (or an
+/// unreadable one) cut the gathering short.
+#[inline(always)]
+fn emit_gathered(
+    mut head: DataHeader,
+    iov: u64,
+    count: u64,
+    ret: u64,
+    first: (u64, u64),
+    with_tail: bool,
+    inspect: Inspect,
+) -> bool {
+    let want = min(ret, CAPTURE_MAX as u64);
+    let Some(mut entry) = EVENTS.reserve::<Data<CAPTURE_GATHER>>(0) else {
+        bump(COUNTER_EVENTS_LOST);
+        return false;
+    };
+    let record = entry.as_mut_ptr();
+    // SAFETY: the byte array of the reserved record.
+    let bytes = unsafe { core::ptr::addr_of_mut!((*record).bytes) }.cast::<u8>();
+    let (mut base, mut len) = first;
+    let mut copied = 0u64;
+    for i in 0..user::MAX_IOVECS as u64 {
+        if i > 0 {
+            if i >= count || copied >= want {
+                break;
+            }
+            match read_iovec(iov + i * user::IOVEC_SIZE as u64) {
+                Some(next) => (base, len) = next,
+                None => break,
+            }
+        }
+        // Bounded for the verifier: an offset below `CAPTURE_MAX` and a
+        // length of at most `CAPTURE_MAX` stay inside `CAPTURE_GATHER`.
+        // SAFETY: a field of the reserved record.
+        let at = cap::<{ CAPTURE_MAX - 1 }>(unsafe { launder(record, copied) });
+        // SAFETY: as above.
+        let n = cap::<CAPTURE_MAX>(unsafe { launder(record, min(len, want - copied)) });
+        // SAFETY: `at + n <= CAPTURE_GATHER` bytes into the reserved
+        // record, from a user address, through the checked helper.
+        let rc = unsafe {
+            read_user_raw(
+                bytes.add(at as usize).cast::<c_void>(),
+                n as u32,
+                base as *const c_void,
+            )
+        };
+        if rc != 0 {
+            break;
+        }
+        copied = at + n;
+    }
+    head.captured = copied as u32;
+    if copied == 0 {
+        head.flags |= DATA_NONE;
+    }
+    inspect.run::<CAPTURE_GATHER>(bytes, copied);
+    let tail = with_tail && (copied < want || ret > CAPTURE_MAX as u64);
+    if tail {
+        head.flags |= DATA_MORE;
+    }
+    // SAFETY: the header field of the reserved record.
+    unsafe { core::ptr::addr_of_mut!((*record).head).write(head) };
+    submit(entry);
+    tail
+}
+
+/// The first bytes of the syscall and, when `with_tail` and they do not
+/// cover it, its last `T` bytes in a second record.
+#[inline(always)]
+fn emit_ends<const T: usize>(
+    mut head: DataHeader,
+    source: Source,
+    args: &Args,
+    ret: u64,
+    with_tail: bool,
+    inspect: Inspect,
+) {
+    if emit_first(head, source, args, ret, with_tail, inspect) {
+        head.flags |= DATA_SAME_SYSCALL;
+        emit_last::<T>(head, source, args, ret);
     }
 }
 
@@ -285,41 +480,39 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
 pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     // SAFETY: in-place reads and updates of the looked-up value (no map
     // write). On a served connection, a read after a write (or the first)
-    // starts a request: the service's response capture applies to its
-    // response.
-    let budget = unsafe {
-        if (*info).last_dir != u32::from(DIR_RX) {
-            (*info).last_dir = u32::from(DIR_RX);
-            if (*info).role == ROLE_INBOUND
-                && let Some(bytes) = SERVICE_CAPTURE.get((*info).service)
-            {
-                (*info).capture = (*info).capture.max(*bytes);
-            }
-        }
-        (*info).capture
+    // starts a request: compared with the route prefixes, it sets the
+    // capture budget of its response.
+    let (budget, inspect) = unsafe {
+        let starts = (*info).last_dir != u32::from(DIR_RX);
+        (*info).last_dir = u32::from(DIR_RX);
+        let routes = if starts && (*info).role == ROLE_INBOUND {
+            switch_value(SWITCH_CAPTURE_ROUTES)
+        } else {
+            0
+        };
+        let inspect = if routes > 0 {
+            Inspect { info, routes }
+        } else {
+            Inspect::NOTHING
+        };
+        ((*info).capture, inspect)
     };
     let head = data_header(tgid, info, args.rdi as u32, DIR_RX, ret);
-    if head.flags & DATA_OUTBOUND != 0 && budget > 0 {
+    let outbound = head.flags & DATA_OUTBOUND != 0;
+    if outbound
+        && budget > 0
+        && let Some(copied) =
+            emit_pieces::<CAPTURE_CLIENT_TAIL>(head, source, args, ret, u64::from(budget))
+    {
         // A reply the agent wants whole (a model call's usage comes last):
         // copied from its start, within the budget.
-        let copied = emit_pieces(head, source, args, ret, u64::from(budget));
         // SAFETY: in-place update of the looked-up value.
         unsafe { (*info).capture = budget.saturating_sub(copied as u32) };
-        if copied < ret {
-            let mut tail = head;
-            tail.flags |= DATA_SAME_SYSCALL;
-            emit_last::<CAPTURE_CLIENT_TAIL>(tail, source, args, ret);
-        }
         return;
     }
-    emit_head(head, source, args, ret);
-    if ret > CAPTURE_MAX as u64 && head.flags & DATA_OUTBOUND != 0 {
-        // A long reply to a client: its end too (where a database says it
-        // is ready for the next query).
-        let mut tail = head;
-        tail.flags |= DATA_SAME_SYSCALL;
-        emit_last::<CAPTURE_CLIENT_TAIL>(tail, source, args, ret);
-    }
+    // A long reply to a client: its end too (where a database says it is
+    // ready for the next query).
+    emit_ends::<CAPTURE_CLIENT_TAIL>(head, source, args, ret, outbound, inspect);
 }
 
 #[inline(always)]
@@ -334,9 +527,7 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
 /// `ret` bytes written on the connection `info` (`args.rdi` is its fd).
 #[inline(always)]
 pub fn tx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
-    // SAFETY: in-place reads and updates of the looked-up value. A client
-    // starts a command or query with each write (pipelines too), so its
-    // writes are all copied from their start, like a response head.
+    // SAFETY: in-place reads and updates of the looked-up value.
     let (first, budget) = unsafe {
         let state = (
             (*info).last_dir != u32::from(DIR_TX) || (*info).role == ROLE_OUTBOUND,
@@ -346,51 +537,47 @@ pub fn tx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
         state
     };
     let head = data_header(tgid, info, args.rdi as u32, DIR_TX, ret);
-    if !first && budget == 0 {
-        emit_tail(head, source, args, ret);
-        return;
-    }
-    if budget > 0 {
-        // A response head gets its usual capture on top of the budget.
-        let head_room = if first { CAPTURE_MAX as u64 } else { 0 };
-        let copied = emit_pieces(head, source, args, ret, u64::from(budget) + head_room);
+    // A response's first write gets its usual capture on top of the budget.
+    let head_room = if first { CAPTURE_MAX as u64 } else { 0 };
+    if budget > 0
+        && let Some(copied) =
+            emit_pieces::<CAPTURE_TAIL>(head, source, args, ret, u64::from(budget) + head_room)
+    {
         let spent = copied.saturating_sub(head_room);
         // SAFETY: in-place update of the looked-up value.
         unsafe { (*info).capture = budget.saturating_sub(spent as u32) };
-        if copied < ret {
-            let mut tail = head;
-            tail.flags |= DATA_SAME_SYSCALL;
-            emit_tail(tail, source, args, ret);
-        }
         return;
     }
-    emit_head(head, source, args, ret);
-    if ret > CAPTURE_MAX as u64 {
-        // Longer than the capture: its end too (where a chunked body ends).
-        let mut tail = head;
-        tail.flags |= DATA_SAME_SYSCALL;
-        emit_tail(tail, source, args, ret);
-    }
+    // Every write from its start, wherever a head begins (pipelined
+    // responses, a 103 before the 200, a head split across writes).
+    emit_ends::<CAPTURE_TAIL>(head, source, args, ret, true, Inspect::NOTHING);
 }
 
-/// Copies the start of a write in up to `CAPTURE_PIECES` records (all of
-/// it, within `budget` and the first buffer); returns the bytes copied.
+/// Copies the start of a syscall in up to `CAPTURE_PIECES` records (all
+/// of it, within `budget` and its first buffer), then its last `T` bytes if
+/// that did not cover it; returns the bytes copied from the start. `None`,
+/// with nothing copied, for a vectored call whose first buffer is shorter:
+/// it is copied like any other (its first `CAPTURE_MAX` bytes, gathered,
+/// and its end).
 #[inline(always)]
-fn emit_pieces(head: DataHeader, source: Source, args: &Args, ret: u64, budget: u64) -> u64 {
-    let Some((buf, buf_len)) = first_buffer(source, args, ret) else {
-        let mut head = head;
-        head.flags |= DATA_NONE;
-        emit_bytes::<0>(head, 0, 0);
-        return 0;
+fn emit_pieces<const T: usize>(
+    head: DataHeader,
+    source: Source,
+    args: &Args,
+    ret: u64,
+    budget: u64,
+) -> Option<u64> {
+    let mut want = min(min(ret, budget), (CAPTURE_PIECES * CAPTURE_MAX) as u64);
+    let (buf, buf_len) = match iovecs(source, args) {
+        None => (args.rsi, ret),
+        Some((iov, count)) => match if count > 0 { read_iovec(iov) } else { None } {
+            Some((_, len)) if len < want && count > 1 => return None,
+            Some(first) => first,
+            None => return None,
+        },
     };
-    let mut want = if buf_len < ret { buf_len } else { ret };
-    if budget < want {
-        want = budget;
-    }
-    let max = (CAPTURE_PIECES * CAPTURE_MAX) as u64;
-    if want > max {
-        want = max;
-    }
+    want = min(want, buf_len);
+    let tail = want < ret;
     // Each round's offset is a constant (the loop is unrolled): the
     // verifier then sees the same state in every round instead of one per
     // path through the previous rounds (Linux 6.1 hit its 1M-instruction
@@ -404,18 +591,17 @@ fn emit_pieces(head: DataHeader, source: Source, args: &Args, ret: u64, budget: 
         if round > 0 {
             piece.flags |= DATA_CONTINUED;
         }
-        if offset + (CAPTURE_MAX as u64) < want {
+        if offset + (CAPTURE_MAX as u64) < want || tail {
             piece.flags |= DATA_MORE;
         }
         emit_bytes::<CAPTURE_MAX>(piece, buf + offset, want - offset);
     }
-    want
-}
-
-/// The last bytes of the syscall.
-#[inline(always)]
-fn emit_tail(head: DataHeader, source: Source, args: &Args, ret: u64) {
-    emit_last::<CAPTURE_TAIL>(head, source, args, ret);
+    if tail {
+        let mut last = head;
+        last.flags |= DATA_SAME_SYSCALL;
+        emit_last::<T>(last, source, args, ret);
+    }
+    Some(want)
 }
 
 /// The last (up to) `N` bytes of the syscall.
@@ -563,8 +749,10 @@ data_fexit!(loupe_fx_sendfile, "__x64_sys_sendfile64", on_sendfile);
 /// the `close` probe before it forgets the fd).
 #[inline(always)]
 pub fn report_close(tgid: u32, fd: u32, info: &FdInfo) {
-    if info.last_dir == 0 {
-        return; // no data seen: nothing to finish
+    if info.last_dir == 0 && info.conn & CONN_SEEDED == 0 {
+        // No data seen: nothing to finish (a connection from before loupe
+        // may be counted in a pool gauge all the same).
+        return;
     }
     let mut head = data_header(tgid, info, fd, 0, 0);
     head.header.kind = KIND_CLOSE;

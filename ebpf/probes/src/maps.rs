@@ -9,9 +9,9 @@ use aya_ebpf::{
 use loupe_common::{
     layout::{FileOffsets, KernelOffsets},
     maps::{
-        COUNTER_MAP_FULL, COUNTERS_LEN, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey,
-        LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY,
-        SERVICE_CAPTURE_LEN, SOCKETS_CAPACITY, SWITCHES_LEN, SockOwner, TLS_CALLS_CAPACITY,
+        CAPTURE_ROUTES_LEN, COUNTER_MAP_FULL, COUNTERS_LEN, CaptureRoute, EVENTS_BYTES,
+        FDS_CAPACITY, FdInfo, FdKey, LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY,
+        PREEXISTING_CAPACITY, SOCKETS_CAPACITY, SWITCHES_LEN, SockOwner, TLS_CALLS_CAPACITY,
         TLS_CONNS_CAPACITY, TRACKED_BITS_WORDS, TRACKED_CAPACITY, Target, TlsCall, TlsKey,
         TupleKey,
     },
@@ -54,7 +54,7 @@ pub static TLS_CALLS: LruHashMap<u64, TlsCall> =
 pub static SWITCHES: Array<u32> = Array::with_max_entries(SWITCHES_LEN, 0);
 
 #[map]
-pub static SERVICE_CAPTURE: Array<u32> = Array::with_max_entries(SERVICE_CAPTURE_LEN, 0);
+pub static CAPTURE_ROUTES: Array<CaptureRoute> = Array::with_max_entries(CAPTURE_ROUTES_LEN, 0);
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -144,7 +144,13 @@ pub fn tracked(tgid: u32) -> Option<Target> {
 /// Whether the agent turned a switch on.
 #[inline(always)]
 pub fn switch(index: u32) -> bool {
-    SWITCHES.get(index).is_some_and(|value| *value != 0)
+    switch_value(index) != 0
+}
+
+/// The value the agent set in a switch (0 if unset).
+#[inline(always)]
+pub fn switch_value(index: u32) -> u32 {
+    SWITCHES.get(index).copied().unwrap_or(0)
 }
 
 #[inline(always)]

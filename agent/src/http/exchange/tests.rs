@@ -1,6 +1,6 @@
 //! Table tests of the connection state machine, fed the way the probes
-//! capture: reads from their start, the first write after a read from its
-//! start, later writes by their tail.
+//! capture: every read and write from its start, and the end of a write
+//! longer than that.
 use super::*;
 use crate::http::auth::AuthType;
 
@@ -16,7 +16,6 @@ struct Wire {
     /// Later writes copied from their start too (a raised capture level).
     full_writes: bool,
     ts: u64,
-    last_tx: bool,
     out: Vec<Outcome>,
 }
 
@@ -32,7 +31,6 @@ impl Wire {
             wants: BodyWants::default(),
             full_writes: false,
             ts: 0,
-            last_tx: false,
             out: Vec::new(),
         }
     }
@@ -43,13 +41,7 @@ impl Wire {
     }
 
     fn read(&mut self, bytes: &[u8]) -> &mut Self {
-        let rx = Transfer {
-            ts: self.ts,
-            len: bytes.len() as u64,
-            bytes: &bytes[..bytes.len().min(CAP)],
-            tail: false,
-            continues: false,
-        };
+        let rx = Transfer::new(self.ts, bytes.len() as u64, &bytes[..bytes.len().min(CAP)]);
         let out = &mut self.out;
         let wants = self.wants;
         let bodies = move |_: &Method, _: &str| wants;
@@ -58,43 +50,25 @@ impl Wire {
             bodies: &bodies,
         };
         self.conn.on_rx(&rx, &config, &mut |o| out.push(o));
-        self.last_tx = false;
         self
     }
 
     fn write(&mut self, bytes: &[u8]) -> &mut Self {
         let out = &mut self.out;
-        if self.last_tx && !self.full_writes {
-            let from = bytes.len().saturating_sub(TAIL);
-            let tx = Transfer {
-                ts: self.ts,
-                len: bytes.len() as u64,
-                bytes: &bytes[from..],
-                tail: true,
-                continues: false,
-            };
-            self.conn.on_tx(&tx, &mut |o| out.push(o));
+        let first = if self.full_writes { 8 * CAP } else { CAP };
+        let head = &bytes[..bytes.len().min(first)];
+        let tail = if bytes.len() > first {
+            &bytes[bytes.len() - TAIL..]
         } else {
-            let head = Transfer {
-                ts: self.ts,
-                len: bytes.len() as u64,
-                bytes: &bytes[..bytes.len().min(CAP)],
-                tail: false,
-                continues: false,
-            };
-            self.conn.on_tx(&head, &mut |o| out.push(o));
-            if bytes.len() > CAP {
-                let tail = Transfer {
-                    ts: self.ts,
-                    len: bytes.len() as u64,
-                    bytes: &bytes[bytes.len() - TAIL..],
-                    tail: true,
-                    continues: true,
-                };
-                self.conn.on_tx(&tail, &mut |o| out.push(o));
-            }
-        }
-        self.last_tx = true;
+            &[]
+        };
+        let tx = Transfer {
+            ts: self.ts,
+            len: bytes.len() as u64,
+            head,
+            tail,
+        };
+        self.conn.on_tx(&tx, &mut |o| out.push(o));
         self
     }
 
@@ -166,11 +140,9 @@ fn heads_split_across_reads_and_writes() {
     w.at(4).read(b"{}");
     assert!(w.out.is_empty());
     w.at(5).write(b"HTTP/1.1 401 Unauthorized\r\n");
-    // The probes copy only the tail of a second write: the head stays
-    // partial, its status line is kept, the end comes with the next read.
+    // The head continues in the next write: the response ends with its
+    // body, without waiting for the next request.
     w.at(6).write(b"Content-Length: 2\r\n\r\nno");
-    assert!(w.out.is_empty());
-    w.at(7).read(b"GET / HTTP/1.1\r\n\r\n");
     let e = w.only();
     assert_eq!(
         (e.method, e.path.as_str(), e.status),
@@ -178,7 +150,7 @@ fn heads_split_across_reads_and_writes() {
     );
     assert_eq!(
         (e.start_ns, e.first_byte_ns, e.end_ns),
-        (1_000_000, 5_000_000, 6_000_000)
+        (1_000_000, 6_000_000, 6_000_000)
     );
 }
 
@@ -216,17 +188,99 @@ fn pipelined_requests_in_one_read() {
     let mut responses = ok("a");
     responses.extend(ok("bb"));
     w.write(&responses);
-    // The third response is a later write: only its tail is captured.
+    // The third response is a later write, read from its start too.
     w.write(&ok("ccc"));
-    w.read(b"GET /4 HTTP/1.1\r\n\r\n");
     assert_eq!(
         w.exchanges(),
         [
             ex("GET", "/1", 200),
             ex("GET", "/2", 200),
-            ("POST".into(), "/3".into(), None)
+            ex("POST", "/3", 200)
         ]
     );
+}
+
+#[test]
+fn pipelined_responses_one_write_each_or_one_byte_at_a_time() {
+    let mut w = Wire::new();
+    let requests: Vec<u8> = (1..=5)
+        .flat_map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes())
+        .collect();
+    w.read(&requests);
+    for i in 1..=3 {
+        w.write(&ok(&"x".repeat(i)));
+    }
+    // The fourth response one byte per write, the fifth with its status
+    // line split after `HTTP/1.1 2`.
+    for byte in ok("four") {
+        w.write(&[byte]);
+    }
+    let fifth = ok("five");
+    w.write(&fifth[..10]).write(&fifth[10..]);
+    let expected: Vec<_> = (1..=5).map(|i| ex("GET", &format!("/{i}"), 200)).collect();
+    assert_eq!(w.exchanges(), expected);
+}
+
+#[test]
+fn early_hints_in_their_own_write_or_with_the_final_response() {
+    let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+    let mut w = Wire::new();
+    w.at(1).read(b"GET /a HTTP/1.1\r\n\r\n");
+    w.at(2).write(hints).at(5).write(&ok("page"));
+    let mut both = hints.to_vec();
+    both.extend(ok("page"));
+    w.at(6).read(b"GET /b HTTP/1.1\r\n\r\n");
+    w.at(7).write(&both);
+    assert_eq!(w.exchanges(), [ex("GET", "/a", 200), ex("GET", "/b", 200)]);
+    let Outcome::Exchange(first) = &w.out[0] else {
+        panic!("{:?}", w.out)
+    };
+    assert_eq!(first.end_ns, 5_000_000);
+}
+
+#[test]
+fn a_chunked_end_split_across_writes_ends_the_response_at_its_last_byte() {
+    // Node.js: head and chunk size, CRLF, body, CRLF, last chunk; here the
+    // last chunk in two writes, then the connection stays idle.
+    let mut w = Wire::new();
+    w.at(1).read(b"GET /n HTTP/1.1\r\n\r\n");
+    w.at(2)
+        .write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n");
+    assert!(w.out.is_empty());
+    w.at(3).write(b"\r\n");
+    assert_eq!(w.only().end_ns, 3_000_000);
+    // Trailers, written a line at a time.
+    w.at(4).read(b"GET /t HTTP/1.1\r\n\r\n");
+    w.at(5)
+        .write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .write(b"3\r\nabc\r\n")
+        .write(b"0\r\n")
+        .write(b"X-Checksum: 1\r\n")
+        .at(6)
+        .write(b"\r\n");
+    assert_eq!(w.exchanges().len(), 2);
+    let Outcome::Exchange(second) = &w.out[1] else {
+        panic!("{:?}", w.out)
+    };
+    assert_eq!(second.end_ns, 6_000_000);
+}
+
+#[test]
+fn a_chunked_body_that_lost_its_framing_ends_at_a_split_terminator() {
+    // Two chunks in one large write: the second size line falls in the gap
+    // between the write's captured start and end.
+    let mut w = Wire::new();
+    w.at(1).read(b"GET /big HTTP/1.1\r\n\r\n");
+    let mut big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..2 {
+        big.extend(b"bb8\r\n");
+        big.extend(vec![b'z'; 3000]);
+        big.extend(b"\r\n");
+    }
+    w.at(2).write(&big).write(b"0\r\n");
+    assert!(w.out.is_empty());
+    w.at(3).write(b"\r\n");
+    assert_eq!(w.only().end_ns, 3_000_000);
 }
 
 #[test]
@@ -488,7 +542,8 @@ fn bodies_are_kept_for_rules_within_their_limit() {
     assert_eq!(kept.bytes, br#"{"usage": {"n": 1}}"#);
     assert!(kept.complete);
 
-    // Past the limit, or written before the capture was raised: cut short.
+    // Past the limit: the request body cut short; the response's chunked
+    // framing kept as written.
     let mut wire = Wire::new();
     wire.wants = BodyWants {
         request: 4,
@@ -503,7 +558,8 @@ fn bodies_are_kept_for_rules_within_their_limit() {
     assert_eq!(x.request_body.as_ref().unwrap().bytes, b"{\"us");
     assert!(!x.request_body.as_ref().unwrap().complete);
     let kept = x.response_body.as_ref().unwrap();
-    assert!(kept.chunked && !kept.complete, "{kept:?}");
+    assert!(kept.chunked && kept.complete, "{kept:?}");
+    assert_eq!(kept.bytes, b"5\r\nhello\r\n0\r\n\r\n");
 
     // Nothing is kept where no rule asks.
     let mut wire = Wire::new();
@@ -511,4 +567,38 @@ fn bodies_are_kept_for_rules_within_their_limit() {
     wire.at(5).write(&ok("{}"));
     assert_eq!(wire.only().request_body, None);
     assert_eq!(wire.only().response_body, None);
+}
+
+#[test]
+fn a_request_without_a_body_keeps_an_empty_one_for_rules() {
+    let mut w = Wire::new();
+    w.wants = BodyWants {
+        request: 64,
+        response: 64,
+    };
+    w.read(b"POST /auth/refresh HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    w.write(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let e = w.only();
+    for kept in [&e.request_body, &e.response_body] {
+        let kept = kept.as_ref().expect("kept");
+        assert!(kept.bytes.is_empty() && kept.complete, "{kept:?}");
+    }
+}
+
+#[test]
+fn a_transfer_is_its_first_bytes_a_gap_and_its_last_bytes() {
+    let t = Transfer {
+        ts: 0,
+        len: 10,
+        head: b"abc",
+        tail: b"xy",
+    };
+    assert_eq!(t.at(0), (&b"abc"[..], 3));
+    assert_eq!(t.at(2), (&b"c"[..], 3));
+    assert_eq!(t.at(3), (&b""[..], 8));
+    assert_eq!(t.at(8), (&b"xy"[..], 10));
+    assert_eq!(t.at(9), (&b"y"[..], 10));
+    // Captured bytes beyond the length are ignored.
+    let odd = Transfer::new(0, 2, b"abcd");
+    assert_eq!(odd.at(0), (&b"ab"[..], 2));
 }

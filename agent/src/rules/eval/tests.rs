@@ -190,3 +190,30 @@ fn other_layouts_use_headers_fields_and_success_overrides() {
     assert_eq!(seen.tokens, [("reasoning".to_owned(), 12)]);
     assert!(matches!(default_tokens(), Tokens::Objects(_)));
 }
+
+#[test]
+fn a_message_without_a_body_is_no_capture_error() {
+    // The token-refresh rule reads `provider` from the request body, with
+    // `local` as its fallback: a refresh that sends no body uses it.
+    let rule = rule_for("/auth/refresh");
+    let mut x = exchange("/auth/refresh", 200);
+    x.request_body = body("");
+    let seen = evaluate(&rule, &Semantic::default(), &x);
+    assert_eq!(
+        (seen.subject.as_str(), seen.errors.as_slice()),
+        ("local", &[][..])
+    );
+    // An agent run answered 204: no usage to read, and nothing lost.
+    let rule = rule_for("/agents/planner/invoke");
+    let mut x = exchange("/agents/planner/invoke", 204);
+    x.response_body = body("");
+    let seen = evaluate(&rule, &Semantic::default(), &x);
+    assert!(seen.success && seen.tokens.is_empty());
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    // A body that was there but not captured still is one.
+    x.response_body = None;
+    assert_eq!(
+        evaluate(&rule, &Semantic::default(), &x).errors,
+        [RuleError::NotCaptured]
+    );
+}
