@@ -5,6 +5,7 @@
 //! `cargo xtask test`, which builds the agent and starts PostgreSQL and Redis.
 pub mod agent_service;
 pub mod cgroup;
+pub mod matrix;
 pub mod pg_cluster;
 pub mod tls;
 
@@ -14,7 +15,7 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     os::unix::process::CommandExt as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -67,7 +68,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn scratch_file(tag: &str) -> PathBuf {
+/// A path for a test's own files, unique to this process and call.
+pub fn scratch_file(tag: &str) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     std::env::temp_dir().join(format!(
         "loupe-test-{}-{}-{tag}",
@@ -572,28 +574,52 @@ pub fn watch_with_principals(port: u16, service: &str, secret: &str) -> Agent {
     agent
 }
 
-/// A keep-alive HTTP/1.1 client on one connection. It reads responses by
-/// their framing: `Content-Length`, chunked (with trailers), or none for
-/// `HEAD`, 1xx, 204 and 304.
+/// A keep-alive HTTP/1.1 client. It reads responses by their framing:
+/// `Content-Length`, chunked (with trailers), none for `HEAD`, 1xx, 204
+/// and 304, or the close; after a server's `Connection: close` it connects
+/// again for the next request.
 pub struct KeepAlive {
-    stream: BufReader<TcpStream>,
+    port: u16,
+    stream: Option<BufReader<TcpStream>>,
 }
 
 impl KeepAlive {
     pub fn connect(port: u16) -> Self {
-        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        Self {
-            stream: BufReader::new(stream),
-        }
+        let mut client = Self { port, stream: None };
+        client.reader();
+        client
+    }
+
+    fn reader(&mut self) -> &mut BufReader<TcpStream> {
+        let port = self.port;
+        self.stream.get_or_insert_with(|| {
+            let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            BufReader::new(stream)
+        })
     }
 
     /// Sends `method path` with extra header lines; returns the status.
     pub fn request(&mut self, method: &str, path: &str, headers: &str) -> u16 {
-        let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n");
-        self.stream
+        self.send(method, path, headers, "")
+    }
+
+    /// Sends `method path` with extra header lines and a JSON body (none
+    /// when empty); returns the status.
+    pub fn send(&mut self, method: &str, path: &str, headers: &str, body: &str) -> u16 {
+        let length = if body.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+        };
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}{length}\r\n{body}");
+        self.reader()
             .get_mut()
             .write_all(request.as_bytes())
             .expect("send request");
@@ -607,7 +633,7 @@ impl KeepAlive {
 
     fn line(&mut self) -> String {
         let mut line = String::new();
-        self.stream.read_line(&mut line).expect("read a line");
+        self.reader().read_line(&mut line).expect("read a line");
         line.trim_end().to_owned()
     }
 
@@ -619,40 +645,57 @@ impl KeepAlive {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
-        let (mut length, mut chunked) = (0usize, false);
+        let (mut length, mut chunked) = (None, false);
+        let mut close = status_line.starts_with("HTTP/1.0");
         loop {
             let line = self.line();
             if line.is_empty() {
                 break;
             }
             if let Some((name, value)) = line.split_once(':') {
+                let value = value.trim();
                 if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
+                    length = value.parse().ok();
                 } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = value.trim().eq_ignore_ascii_case("chunked");
+                    chunked = value.eq_ignore_ascii_case("chunked");
+                } else if name.eq_ignore_ascii_case("connection") {
+                    close = value.eq_ignore_ascii_case("close");
                 }
             }
         }
         if head_only || (100..200).contains(&status) || status == 204 || status == 304 {
-            return status;
-        }
-        if !chunked {
+        } else if chunked {
+            self.read_chunks();
+        } else if let Some(length) = length {
             let mut body = vec![0; length];
-            self.stream
+            self.reader()
                 .read_exact(&mut body)
                 .expect("read response body");
-            return status;
+        } else {
+            // Delimited by the close.
+            let mut body = Vec::new();
+            self.reader()
+                .read_to_end(&mut body)
+                .expect("read response body");
+            close = true;
         }
+        if close {
+            self.stream = None;
+        }
+        status
+    }
+
+    fn read_chunks(&mut self) {
         loop {
             let size_line = self.line();
             let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
                 .unwrap_or_else(|_| panic!("not a chunk size: {size_line:?}"));
             if size == 0 {
                 while !self.line().is_empty() {} // trailers
-                return status;
+                return;
             }
             let mut chunk = vec![0; size + 2];
-            self.stream.read_exact(&mut chunk).expect("read a chunk");
+            self.reader().read_exact(&mut chunk).expect("read a chunk");
         }
     }
 }
@@ -711,6 +754,11 @@ impl Nginx {
             port,
         );
         Self { server, dir }
+    }
+
+    /// Its document root.
+    pub fn root(&self) -> &Path {
+        &self.dir
     }
 }
 

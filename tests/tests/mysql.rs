@@ -57,7 +57,10 @@ fn pymysql_statements_results_and_transactions() {
         );
     }
     let gauge = |name: &str| series(name, &[("service", SVC), ("db_system", "mysql")]);
-    agent.wait_for(&gauge("db_pool_size"), 1.0);
+    // Both connections were open before loupe: counted from the start
+    // (by MySQL's port), the second one idle so far.
+    agent.wait_for(&gauge("db_pool_size"), 2.0);
+    agent.wait_for(&gauge("db_pool_checked_out"), 0.0);
     // The second connection inside a transaction (MariaDB's status flags).
     client.command("hold", "done hold");
     agent.wait_for(&gauge("db_pool_size"), 2.0);

