@@ -68,6 +68,10 @@ enum Command {
         /// Only this target: nginx, nginx-tls, hyper or fastapi.
         #[arg(long)]
         target: Option<String>,
+        /// An earlier loupe binary, run in every round too (columns `base`),
+        /// to show a change's effect side by side.
+        #[arg(long)]
+        baseline: Option<std::path::PathBuf>,
     },
     /// The kernel matrix: boot Debian's 6.1 and 6.12 kernels under qemu with
     /// loupe and a busybox httpd in an initramfs, run the same smoke test
@@ -105,12 +109,14 @@ fn main() -> anyhow::Result<()> {
             connections,
             data_hook,
             target,
+            baseline,
         } => bench::run(&bench::Options {
             rounds,
             seconds,
             connections,
             data_hook,
             target,
+            baseline,
         }),
     }
 }

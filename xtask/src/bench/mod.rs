@@ -45,6 +45,8 @@ pub struct Options {
     pub data_hook: String,
     /// Only this target (nginx, nginx-tls, hyper, fastapi).
     pub target: Option<String>,
+    /// An earlier loupe binary measured in every round too.
+    pub baseline: Option<PathBuf>,
 }
 
 /// What loupe cost during one run.
@@ -140,9 +142,20 @@ fn with_loupe(
     target: &Target,
     paced: bool,
 ) -> anyhow::Result<(Load, Cost, Option<Load>)> {
+    with_binary(bench, &bench.loupe, hook, target, paced)
+}
+
+/// [`with_loupe`] with the loupe binary `loupe`.
+fn with_binary(
+    bench: &Bench,
+    loupe: &Path,
+    hook: &str,
+    target: &Target,
+    paced: bool,
+) -> anyhow::Result<(Load, Cost, Option<Load>)> {
     let options = bench.options;
     let url = target.url(target.port);
-    let agent = start_loupe(hook, &bench.loupe, target)?;
+    let agent = start_loupe(hook, loupe, target)?;
     let pid = agent.0.id();
     let counted_before = scrape(LOUPE_PORT, "agent_requests_total");
     let before = usage(pid);
@@ -191,7 +204,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         target.paced_connections
     );
     println!(
-        "{:>5} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>15} {:>8} {:>8} {:>10} {:>8} {:>8} {:>13} {:>5} {:>9} {:>7}",
+        "{:>5} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>15} {:>8} {:>8} {:>10} {:>8} {:>8} {:>13} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8}",
         "round",
         "rps bare",
         "rps floor",
@@ -210,10 +223,14 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         "counted/sent",
         "lost",
         "rps mw",
-        "mw rat"
+        "mw rat",
+        "base rat",
+        "base ns",
+        "base us"
     );
     let (mut ratios, mut bpf, mut cpu, mut mw_ratios) = (vec![], vec![], vec![], vec![]);
     let (mut floor_ratios, mut floor_bpf, mut paced_p99) = (vec![], vec![], vec![]);
+    let (mut base_ratios, mut base_bpf, mut base_cpu) = (vec![], vec![], vec![]);
     let mut last = None;
     for round in 1..=options.rounds {
         let bare = wrk(
@@ -225,6 +242,20 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         let (floor, floor_cost, _) = with_loupe(bench, FLOOR_HOOK, target, false)?;
         let (load, cost, paced) = with_loupe(bench, &options.data_hook, target, true)?;
         let paced = paced.unwrap_or_default();
+        let base = options
+            .baseline
+            .as_deref()
+            .map(|loupe| with_binary(bench, loupe, &options.data_hook, target, false))
+            .transpose()?
+            .map(|(load, cost, _)| {
+                let cpu_us =
+                    cost.cpu_ticks as f64 / TICKS_PER_SECOND * 1e6 / load.requests.max(1) as f64;
+                (
+                    load.rps / bare.rps,
+                    cost.bpf.total_ns() as f64 / cost.bpf_requests as f64,
+                    cpu_us,
+                )
+            });
         let middleware = target
             .instrumented
             .map(|port| wrk(&target.url(port), options.connections, options.seconds))
@@ -239,7 +270,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         let cpu_us = cpu_seconds * 1e6 / requests;
         let mw_ratio = middleware.map(|m| m.rps / bare.rps);
         println!(
-            "{round:>5} {:>9.0} {:>9.0} {:>9.0} {:>7.3} {:>7.3} {:>8.0} {:>8.0} {:>8.0} {:>15} {:>8.0} {:>8.0} {:>10.4} {:>8.2} {:>8.1} {:>13} {:>5} {:>9} {:>7}",
+            "{round:>5} {:>9.0} {:>9.0} {:>9.0} {:>7.3} {:>7.3} {:>8.0} {:>8.0} {:>8.0} {:>15} {:>8.0} {:>8.0} {:>10.4} {:>8.2} {:>8.1} {:>13} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8}",
             bare.rps,
             floor.rps,
             load.rps,
@@ -258,7 +289,15 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
             cost.lost,
             middleware.map_or("-".into(), |m| format!("{:.0}", m.rps)),
             mw_ratio.map_or("-".into(), |r| format!("{r:.3}")),
+            base.map_or("-".into(), |b| format!("{:.3}", b.0)),
+            base.map_or("-".into(), |b| format!("{:.0}", b.1)),
+            base.map_or("-".into(), |b| format!("{:.2}", b.2)),
         );
+        if let Some((ratio, ns, us)) = base {
+            base_ratios.push(ratio);
+            base_bpf.push(ns);
+            base_cpu.push(us);
+        }
         ratios.push(ratio);
         bpf.push(per_request);
         floor_ratios.push(floor_ratio);
@@ -281,6 +320,15 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         "paced load: p99 with loupe / without {:.2} (target <= 1.10)",
         median(&mut paced_p99)
     );
+    if !base_ratios.is_empty() {
+        println!(
+            "baseline binary: throughput ratio {:.3}, BPF {:.0} ns/request, agent userspace \
+             {:.2} us/request",
+            median(&mut base_ratios),
+            median(&mut base_bpf),
+            median(&mut base_cpu)
+        );
+    }
     if !mw_ratios.is_empty() {
         let mw = median(&mut mw_ratios);
         println!(
