@@ -169,6 +169,7 @@ pub const DATA_TRACEPOINTS: &[Tracepoint] = &[
     exit("sys_exit_writev", "loupe_tx_iov"),
     exit("sys_exit_sendmsg", "loupe_tx_msg"),
     exit("sys_exit_sendfile64", "loupe_tx_file"),
+    exit("sys_exit_splice", "loupe_splice"),
 ];
 
 /// The data syscalls through fexit on their functions (kernels that allow
@@ -183,6 +184,7 @@ pub const DATA_FUNCTIONS: &[FunctionHook] = &[
     function("__x64_sys_writev", "loupe_fx_writev"),
     function("__x64_sys_sendmsg", "loupe_fx_sendmsg"),
     function("__x64_sys_sendfile64", "loupe_fx_sendfile"),
+    function("__x64_sys_splice", "loupe_fx_splice"),
 ];
 
 const fn enter(name: &'static str, program: &'static str, fields: &'static [Field]) -> Tracepoint {

@@ -5,7 +5,7 @@
 //! saved at syscall entry, so nothing is stashed at entry and no map is
 //! written per syscall. Two hooks share the logic below:
 //! - the exit tracepoints of the data syscalls (`syscalls:sys_exit_{read,
-//!   recvfrom,readv,recvmsg,write,sendto,writev,sendmsg,sendfile64}`), the
+//!   recvfrom,readv,recvmsg,write,sendto,writev,sendmsg,sendfile64,splice}`), the
 //!   registers found with `bpf_task_pt_regs` (5.15+); the default, since
 //!   they run for those syscalls only;
 //! - `tp_btf/sys_exit` ([`loupe_sys_exit`]): every syscall exit, the
@@ -32,7 +32,7 @@
 //!   client's reply whole, e.g. a model call's): every write (for a client,
 //!   every read) from its start, in up to `CAPTURE_PIECES` records, until
 //!   the budget is spent;
-//! - `sendfile`: the length only.
+//! - `sendfile` and `splice`: the length only.
 use aya_ebpf::{
     bindings::pt_regs,
     cty::c_void,
@@ -162,6 +162,15 @@ fn connection(
     ret: i64,
     args: impl FnOnce() -> Option<Args>,
 ) -> Option<(u64, Args, u32, *mut FdInfo)> {
+    let (ret, args, tgid) = tracked_call(ret, args)?;
+    let info = captured_fd(tgid, args.rdi as u32)?;
+    Some((ret, args, tgid, info))
+}
+
+/// A syscall of a tracked process that moved bytes: `(bytes, arguments,
+/// process)`.
+#[inline(always)]
+fn tracked_call(ret: i64, args: impl FnOnce() -> Option<Args>) -> Option<(u64, Args, u32)> {
     if ret <= 0 {
         return None;
     }
@@ -169,14 +178,15 @@ fn connection(
     if !maybe_tracked(tgid) {
         return None;
     }
-    let args = args()?;
-    let fd = args.rdi as u32;
+    Some((ret as u64, args()?, tgid))
+}
+
+/// The fd map's entry of `fd`, if it is a captured connection.
+#[inline(always)]
+fn captured_fd(tgid: u32, fd: u32) -> Option<*mut FdInfo> {
     let info = FDS.get_ptr_mut(FdKey { tgid, fd })?;
     // SAFETY: pointer from a successful lookup of plain data.
-    if !captured_role(unsafe { (*info).role }) {
-        return None;
-    }
-    Some((ret as u64, args, tgid, info))
+    captured_role(unsafe { (*info).role }).then_some(info)
 }
 
 /// `n`, at most `N`. The comparison is written in assembly so that the
@@ -672,12 +682,41 @@ fn on_sendfile(ret: i64, args: impl FnOnce() -> Option<Args>) -> u32 {
     let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
+    emit_length(tgid, info, args.rdi as u32, DIR_TX, ret);
+    0
+}
+
+/// `sys_exit_splice`: the length only, like `sendfile`. Bytes go from
+/// `fd_in` (first argument) to `fd_out` (third): a socket on either side
+/// (Go's `io.Copy` between two connections splices, a proxy's answer).
+#[tracepoint]
+pub fn loupe_splice(ctx: TracePointContext) -> u32 {
+    on_splice(field(&ctx, syscall::RET), syscall_args)
+}
+
+#[inline(always)]
+fn on_splice(ret: i64, args: impl FnOnce() -> Option<Args>) -> u32 {
+    let Some((ret, args, tgid)) = tracked_call(ret, args) else {
+        return 0;
+    };
+    let (out, into) = (args.rdx as u32, args.rdi as u32);
+    if let Some(info) = captured_fd(tgid, out) {
+        emit_length(tgid, info, out, DIR_TX, ret);
+    } else if let Some(info) = captured_fd(tgid, into) {
+        emit_length(tgid, info, into, DIR_RX, ret);
+    }
+    0
+}
+
+/// A record of `len` bytes moved on `fd` in direction `dir` without
+/// passing through the process's memory (nothing to copy).
+#[inline(always)]
+fn emit_length(tgid: u32, info: *mut FdInfo, fd: u32, dir: u16, len: u64) {
     // SAFETY: in-place update of the looked-up value.
-    unsafe { (*info).last_dir = u32::from(DIR_TX) };
-    let mut head = data_header(tgid, info, args.rdi as u32, DIR_TX, ret);
+    unsafe { (*info).last_dir = u32::from(dir) };
+    let mut head = data_header(tgid, info, fd, dir, len);
     head.flags |= DATA_NONE;
     emit_bytes::<0>(head, 0, 0);
-    0
 }
 
 /// `tp_btf/sys_exit` (all syscalls, where BTF tracepoints are allowed): one
@@ -700,6 +739,7 @@ pub fn loupe_sys_exit(ctx: BtfTracePointContext) -> i32 {
         20 => on_tx(ret, args, Source::Iov),
         46 => on_tx(ret, args, Source::Msg),
         40 => on_sendfile(ret, args),
+        275 => on_splice(ret, args),
         _ => 0,
     }) as i32
 }
@@ -744,6 +784,7 @@ data_fexit!(loupe_fx_sendto, "__x64_sys_sendto", on_tx, Source::Buf);
 data_fexit!(loupe_fx_writev, "__x64_sys_writev", on_tx, Source::Iov);
 data_fexit!(loupe_fx_sendmsg, "__x64_sys_sendmsg", on_tx, Source::Msg);
 data_fexit!(loupe_fx_sendfile, "__x64_sys_sendfile64", on_sendfile);
+data_fexit!(loupe_fx_splice, "__x64_sys_splice", on_splice);
 
 /// Tells the agent that a captured connection's fd was closed (called by
 /// the `close` probe before it forgets the fd).
