@@ -13,7 +13,7 @@ use loupe_common::{
     event::TLS_FD,
     layout::{
         CONTROL_FUNCTIONS, CONTROL_TRACEPOINTS, DATA_FUNCTIONS, DATA_TRACEPOINTS, FunctionHook,
-        KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAM, SYS_EXIT_TRACEPOINT, TRACEPOINTS,
+        KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAMS, SYS_EXIT_TRACEPOINT, TRACEPOINTS,
         TlsHook, Tracepoint,
     },
     maps::{
@@ -216,22 +216,23 @@ fn attach_functions(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     Ok(hooks().count())
 }
 
-fn attach_sys_exit(ebpf: &mut Ebpf) -> Result<(), LoadError> {
-    let load_err = |source| LoadError::Load {
-        program: SYS_EXIT_PROGRAM,
-        source: Box::new(source),
-    };
-    let btf = kernel_btf(SYS_EXIT_PROGRAM)?;
-    let program: &mut BtfTracePoint = ebpf
-        .program_mut(SYS_EXIT_PROGRAM)
-        .ok_or(LoadError::MissingProgram {
-            program: SYS_EXIT_PROGRAM,
-        })?
-        .try_into()
-        .map_err(load_err)?;
-    program.load(SYS_EXIT_TRACEPOINT, &btf).map_err(load_err)?;
-    program.attach().map_err(load_err)?;
-    Ok(())
+/// Loads and attaches the `tp_btf/sys_exit` programs; returns how many.
+fn attach_sys_exit(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
+    let btf = kernel_btf(SYS_EXIT_PROGRAMS[0])?;
+    for &name in SYS_EXIT_PROGRAMS {
+        let load_err = |source| LoadError::Load {
+            program: name,
+            source: Box::new(source),
+        };
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram { program: name })?
+            .try_into()
+            .map_err(load_err)?;
+        program.load(SYS_EXIT_TRACEPOINT, &btf).map_err(load_err)?;
+        program.attach().map_err(load_err)?;
+    }
+    Ok(SYS_EXIT_PROGRAMS.len())
 }
 
 /// The loaded, attached probes and their maps.
@@ -394,8 +395,7 @@ impl Probes {
             attached += attach_tracepoints(&mut ebpf, tracefs, CONTROL_TRACEPOINTS)?;
             match choice {
                 DataHookChoice::SysExit => {
-                    attach_sys_exit(&mut ebpf)?;
-                    attached += 1;
+                    attached += attach_sys_exit(&mut ebpf)?;
                     DataHook::BtfSysExit
                 }
                 DataHookChoice::Empty => {
@@ -424,8 +424,7 @@ impl Probes {
                         }
                         Err(err) => {
                             info!(error = %err, "syscall tracepoints unavailable for data; using tp_btf/sys_exit");
-                            attach_sys_exit(&mut ebpf)?;
-                            attached += 1;
+                            attached += attach_sys_exit(&mut ebpf)?;
                             DataHook::BtfSysExit
                         }
                     }

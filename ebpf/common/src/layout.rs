@@ -152,9 +152,11 @@ pub const CONTROL_FUNCTIONS: &[FunctionHook] = &[
     function("__x64_sys_dup3", "loupe_fx_dup3"),
 ];
 
-/// The BTF tracepoint (`tp_btf`) program that captures the data syscalls
-/// from the raw `sys_exit` tracepoint, where the kernel allows it.
-pub const SYS_EXIT_PROGRAM: &str = "loupe_sys_exit";
+/// The BTF tracepoint (`tp_btf`) programs that capture the data syscalls
+/// from the raw `sys_exit` tracepoint, where the kernel allows it: one for
+/// the reads, one for the writes (a program for all of them is too large
+/// for the verifier of Linux 6.1).
+pub const SYS_EXIT_PROGRAMS: &[&str] = &["loupe_sys_exit_rx", "loupe_sys_exit_tx"];
 pub const SYS_EXIT_TRACEPOINT: &str = "sys_exit";
 
 /// The data syscalls' own tracepoints: the fallback for kernels without

@@ -8,7 +8,8 @@
 //!   recvfrom,readv,recvmsg,write,sendto,writev,sendmsg,sendfile64,splice}`), the
 //!   registers found with `bpf_task_pt_regs` (5.15+); the default, since
 //!   they run for those syscalls only;
-//! - `tp_btf/sys_exit` ([`loupe_sys_exit`]): every syscall exit, the
+//! - `tp_btf/sys_exit` ([`loupe_sys_exit_rx`], [`loupe_sys_exit_tx`]): every
+//!   syscall exit, the
 //!   registers read straight from the BTF-typed `pt_regs`; for older
 //!   kernels;
 //! - `fexit` on each syscall's `__x64_sys_*` function, where the kernel
@@ -719,29 +720,45 @@ fn emit_length(tgid: u32, info: *mut FdInfo, fd: u32, dir: u16, len: u64) {
     emit_bytes::<0>(head, 0, 0);
 }
 
-/// `tp_btf/sys_exit` (all syscalls, where BTF tracepoints are allowed): one
-/// program instead of nine syscall tracepoints. The arguments are loads from
-/// the BTF-typed `pt_regs` (no helper calls); syscalls other than the data
-/// ones return after one comparison. x86_64 syscall numbers.
+/// `tp_btf/sys_exit` (all syscalls, where BTF tracepoints are allowed), the
+/// reads: one program instead of four syscall tracepoints. The arguments
+/// are loads from the BTF-typed `pt_regs` (no helper calls); other
+/// syscalls return after a comparison. x86_64 syscall numbers.
 #[btf_tracepoint(function = "sys_exit")]
-pub fn loupe_sys_exit(ctx: BtfTracePointContext) -> i32 {
+pub fn loupe_sys_exit_rx(ctx: BtfTracePointContext) -> i32 {
+    let (regs, ret, nr) = sys_exit_args(&ctx);
+    (match nr {
+        0 | 45 => on_rx(ret, regs_args(regs), Source::Buf),
+        19 => on_rx(ret, regs_args(regs), Source::Iov),
+        47 => on_rx(ret, regs_args(regs), Source::Msg),
+        _ => 0,
+    }) as i32
+}
+
+/// `tp_btf/sys_exit`, the writes (and `sendfile`, `splice`): a program of
+/// their own, as the verifier of older kernels refuses one for all.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn loupe_sys_exit_tx(ctx: BtfTracePointContext) -> i32 {
+    let (regs, ret, nr) = sys_exit_args(&ctx);
+    (match nr {
+        1 | 44 => on_tx(ret, regs_args(regs), Source::Buf),
+        20 => on_tx(ret, regs_args(regs), Source::Iov),
+        46 => on_tx(ret, regs_args(regs), Source::Msg),
+        40 => on_sendfile(ret, regs_args(regs)),
+        275 => on_splice(ret, regs_args(regs)),
+        _ => 0,
+    }) as i32
+}
+
+/// The syscall frame, return value and number of a `sys_exit` record.
+#[inline(always)]
+fn sys_exit_args(ctx: &BtfTracePointContext) -> (*const pt_regs, i64, u64) {
     let regs: *const pt_regs = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    let args = regs_args(regs);
     // SAFETY: `regs` is the BTF-typed syscall frame; the verifier checks the
     // load against its type.
     let nr = unsafe { (*regs).orig_rax };
-    (match nr {
-        0 | 45 => on_rx(ret, args, Source::Buf),
-        19 => on_rx(ret, args, Source::Iov),
-        47 => on_rx(ret, args, Source::Msg),
-        1 | 44 => on_tx(ret, args, Source::Buf),
-        20 => on_tx(ret, args, Source::Iov),
-        46 => on_tx(ret, args, Source::Msg),
-        40 => on_sendfile(ret, args),
-        275 => on_splice(ret, args),
-        _ => 0,
-    }) as i32
+    (regs, ret, nr)
 }
 
 /// The syscall's argument registers from its BTF-typed `pt_regs` (plain
