@@ -478,6 +478,31 @@ mod tests {
     }
 
     #[test]
+    fn a_long_write_is_its_start_a_gap_and_its_end() {
+        // A 6 KiB chunked response in one write: its first bytes and, in a
+        // second record, its last ones, where the body ends.
+        let mut streams = Streams::default();
+        let request = b"GET /big HTTP/1.1\r\n\r\n";
+        assert!(feed(&mut streams, 1, 1, DIR_RX, 1, request).is_empty());
+        let mut write = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..2 {
+            write.extend(b"bb8\r\n");
+            write.extend(vec![b'z'; 3000]);
+            write.extend(b"\r\n");
+        }
+        write.extend(b"0\r\n\r\n");
+        let mut head = record(1, 1, DIR_TX, 2, write.len());
+        head.flags = DATA_MORE;
+        assert!(feed_record(&mut streams, &head, &write[..2048]).is_empty());
+        head.flags = DATA_SAME_SYSCALL | DATA_TAIL;
+        let out = feed_record(&mut streams, &head, &write[write.len() - 16..]);
+        let [(2, Found::Http(Outcome::Exchange(exchange)))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((exchange.status, exchange.end_ns), (Some(200), 2));
+    }
+
+    #[test]
     fn a_write_copied_in_pieces_is_parsed_whole() {
         let mut streams = Streams::default();
         let wants = |_: u32, _: &Method, _: &str| BodyWants {

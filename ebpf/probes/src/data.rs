@@ -111,6 +111,15 @@ fn read_iovec(addr: u64) -> Option<(u64, u64)> {
     Some((base, len))
 }
 
+/// The first two `struct iovec`s at `addr`, in one user read (the array
+/// must hold two).
+#[inline(always)]
+fn read_two_iovecs(addr: u64) -> Option<[(u64, u64); 2]> {
+    // SAFETY: a checked user-memory read.
+    let [b0, l0, b1, l1] = unsafe { bpf_probe_read_user(addr as *const [u64; 4]) }.ok()?;
+    Some([(b0, l0), (b1, l1)])
+}
+
 /// `(iovec array, count)` of the syscall, or `None` for a plain buffer.
 #[inline(always)]
 fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
@@ -365,11 +374,24 @@ fn emit_first(
     let want = min(ret, CAPTURE_MAX as u64);
     let (buf, buf_len) = match iovecs(source, args) {
         None => (args.rsi, ret),
-        Some((iov, count)) => match if count > 0 { read_iovec(iov) } else { None } {
-            Some((base, len)) if len < want && count > 1 => {
-                return emit_gathered(head, iov, count, ret, (base, len), with_tail, inspect);
+        // Two buffers in one read where there are two (a head and a body).
+        Some((iov, count)) => match match count {
+            0 => None,
+            1 => read_iovec(iov).map(|first| [first, (0, 0)]),
+            _ => read_two_iovecs(iov),
+        } {
+            Some(pair @ [(_, len), _]) if len < want && count > 1 => {
+                return if want <= CAPTURE_SMALL as u64 {
+                    emit_gathered::<CAPTURE_SMALL, { 2 * CAPTURE_SMALL }>(
+                        head, iov, count, ret, pair, with_tail, inspect,
+                    )
+                } else {
+                    emit_gathered::<CAPTURE_MAX, CAPTURE_GATHER>(
+                        head, iov, count, ret, pair, with_tail, inspect,
+                    )
+                };
             }
-            Some(first) => first,
+            Some([first, _]) => first,
             None => {
                 head.flags |= DATA_NONE;
                 emit_bytes::<0>(head, 0, 0);
@@ -390,48 +412,49 @@ fn emit_first(
     tail
 }
 
-/// The first (up to `CAPTURE_MAX`) of the `ret` bytes of a vectored
-/// syscall, gathered from its buffers into one record; `first` is its
-/// first `iovec`, already read. Returns whether a tail is to follow, as
-/// [`emit_first`] does: also when more buffers than `MAX_IOVECS` (or an
-/// unreadable one) cut the gathering short.
+/// The first (up to `N`, at most `CAPTURE_MAX`) of the `ret` bytes of a
+/// vectored syscall, gathered from its buffers into one record of `R =
+/// 2 N` bytes (a short write, such as nginx's head and small body, takes a
+/// small one); `pair` is its first two `iovec`s, already read. Returns whether
+/// a tail is to follow, as [`emit_first`] does: also when more buffers than
+/// `MAX_IOVECS` (or an unreadable one) cut the gathering short.
 #[inline(always)]
-fn emit_gathered(
+fn emit_gathered<const N: usize, const R: usize>(
     mut head: DataHeader,
     iov: u64,
     count: u64,
     ret: u64,
-    first: (u64, u64),
+    pair: [(u64, u64); 2],
     with_tail: bool,
     inspect: Inspect,
 ) -> bool {
-    let want = min(ret, CAPTURE_MAX as u64);
-    let Some(mut entry) = EVENTS.reserve::<Data<CAPTURE_GATHER>>(0) else {
+    let want = min(ret, N as u64);
+    let Some(mut entry) = EVENTS.reserve::<Data<R>>(0) else {
         bump(COUNTER_EVENTS_LOST);
         return false;
     };
     let record = entry.as_mut_ptr();
     // SAFETY: the byte array of the reserved record.
     let bytes = unsafe { core::ptr::addr_of_mut!((*record).bytes) }.cast::<u8>();
-    let (mut base, mut len) = first;
     let mut copied = 0u64;
     for i in 0..user::MAX_IOVECS as u64 {
-        if i > 0 {
-            if i >= count || copied >= want {
-                break;
-            }
-            match read_iovec(iov + i * user::IOVEC_SIZE as u64) {
-                Some(next) => (base, len) = next,
-                None => break,
-            }
+        if i > 0 && (i >= count || copied >= want) {
+            break;
         }
-        // Bounded for the verifier: an offset below `CAPTURE_MAX` and a
-        // length of at most `CAPTURE_MAX` stay inside `CAPTURE_GATHER`.
+        let (base, len) = match i {
+            0 | 1 => pair[i as usize],
+            _ => match read_iovec(iov + i * user::IOVEC_SIZE as u64) {
+                Some(next) => next,
+                None => break,
+            },
+        };
+        // Bounded for the verifier: an offset below `N` and a length of at
+        // most `N` stay inside the record's `R = 2 N` bytes.
         // SAFETY: a field of the reserved record.
-        let at = cap::<{ CAPTURE_MAX - 1 }>(unsafe { launder(record, copied) });
+        let at = min(unsafe { launder(record, copied) }, N as u64 - 1);
         // SAFETY: as above.
-        let n = cap::<CAPTURE_MAX>(unsafe { launder(record, min(len, want - copied)) });
-        // SAFETY: `at + n <= CAPTURE_GATHER` bytes into the reserved
+        let n = cap::<N>(unsafe { launder(record, min(len, want - copied)) });
+        // SAFETY: `at + n <= R` bytes into the reserved
         // record, from a user address, through the checked helper.
         let rc = unsafe {
             read_user_raw(
@@ -449,7 +472,7 @@ fn emit_gathered(
     if copied == 0 {
         head.flags |= DATA_NONE;
     }
-    inspect.run::<CAPTURE_GATHER>(bytes, copied);
+    inspect.run::<R>(bytes, copied);
     let tail = with_tail && (copied < want || ret > CAPTURE_MAX as u64);
     if tail {
         head.flags |= DATA_MORE;
