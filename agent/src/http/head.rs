@@ -164,18 +164,37 @@ fn common(headers: &[httparse::Header<'_>]) -> Common {
 }
 
 pub fn parse_request(buf: &[u8], auth: &AuthConfig) -> Parsed<RequestHead> {
+    with_headers(buf, |headers| request_with(buf, auth, headers))
+}
+
+/// Runs `parse` with room for 64 headers, and again with room for as many
+/// as `buf` has lines when that was too few: any number of headers within
+/// the head's bound (`MAX_HEAD`) is read, so the framing headers are found
+/// wherever they are.
+fn with_headers<'b, T>(
+    buf: &'b [u8],
+    parse: impl Fn(&mut [httparse::Header<'b>]) -> Result<Parsed<T>, httparse::Error>,
+) -> Parsed<T> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let len = match request.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
+    match parse(&mut headers) {
         Err(httparse::Error::TooManyHeaders) => {
-            return match parse_request_line(buf) {
-                Some(head) => Parsed::Complete(head, head_end(buf).unwrap_or(buf.len())),
-                None => Parsed::Invalid,
-            };
+            let lines = buf.iter().filter(|&&b| b == b'\n').count();
+            let mut many = vec![httparse::EMPTY_HEADER; lines + 1];
+            parse(&mut many).unwrap_or(Parsed::Invalid)
         }
-        Err(_) => return Parsed::Invalid,
+        result => result.unwrap_or(Parsed::Invalid),
+    }
+}
+
+fn request_with<'b>(
+    buf: &'b [u8],
+    auth: &AuthConfig,
+    headers: &mut [httparse::Header<'b>],
+) -> Result<Parsed<RequestHead>, httparse::Error> {
+    let mut request = httparse::Request::new(headers);
+    let len = match request.parse(buf)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(Parsed::Partial),
     };
     let common = common(request.headers);
     let from_loupe = request
@@ -187,7 +206,7 @@ pub fn parse_request(buf: &[u8], auth: &AuthConfig) -> Parsed<RequestHead> {
     } else {
         common.length.map_or(Framing::None, Framing::Length)
     };
-    Parsed::Complete(
+    Ok(Parsed::Complete(
         RequestHead {
             method: Method::parse(request.method.unwrap_or_default()),
             path: path_of(request.path.unwrap_or("/")),
@@ -198,7 +217,7 @@ pub fn parse_request(buf: &[u8], auth: &AuthConfig) -> Parsed<RequestHead> {
             headers: label_headers(request.headers, &auth.label_headers),
         },
         len,
-    )
+    ))
 }
 
 /// The values of the allowlisted headers, cut to a bounded length.
@@ -220,13 +239,8 @@ fn label_headers(headers: &[httparse::Header<'_>], wanted: &[String]) -> Vec<(St
         .collect()
 }
 
-/// Where a head ends (after the blank line), if visible.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
 /// The request line alone, for a head that was cut short (not captured in
-/// full, or too many headers): method and path, nothing else known.
+/// full): method and path, nothing else known.
 pub fn parse_request_line(buf: &[u8]) -> Option<RequestHead> {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     let line = std::str::from_utf8(&buf[..line_end]).ok()?.trim_end();
@@ -248,26 +262,17 @@ pub fn parse_request_line(buf: &[u8]) -> Option<RequestHead> {
 }
 
 pub fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(httparse::Error::TooManyHeaders) => {
-            return match parse_status_line(buf) {
-                Some(status) => Parsed::Complete(
-                    ResponseHead {
-                        status,
-                        framing: Framing::Close,
-                        gzip: false,
-                        event_stream: false,
-                    },
-                    head_end(buf).unwrap_or(buf.len()),
-                ),
-                None => Parsed::Invalid,
-            };
-        }
-        Err(_) => return Parsed::Invalid,
+    with_headers(buf, |headers| response_with(buf, headers))
+}
+
+fn response_with<'b>(
+    buf: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+) -> Result<Parsed<ResponseHead>, httparse::Error> {
+    let mut response = httparse::Response::new(headers);
+    let len = match response.parse(buf)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(Parsed::Partial),
     };
     let status = response.code.unwrap_or(0);
     let common = common(response.headers);
@@ -276,7 +281,7 @@ pub fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
     } else {
         common.length.map_or(Framing::Close, Framing::Length)
     };
-    Parsed::Complete(
+    Ok(Parsed::Complete(
         ResponseHead {
             status,
             framing,
@@ -284,7 +289,7 @@ pub fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
             event_stream: common.event_stream,
         },
         len,
-    )
+    ))
 }
 
 /// The status code of a status line that was cut short.

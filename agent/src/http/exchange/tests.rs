@@ -602,3 +602,31 @@ fn a_transfer_is_its_first_bytes_a_gap_and_its_last_bytes() {
     let odd = Transfer::new(0, 2, b"abcd");
     assert_eq!(odd.at(0), (&b"ab"[..], 2));
 }
+
+#[test]
+fn any_number_of_headers_keeps_the_body_framing() {
+    // 100 custom headers before Content-Length: the body is skipped by its
+    // length, not read as the next request, and the same for a response.
+    let custom: String = (0..100).map(|i| format!("X-Custom-{i}: {i}\r\n")).collect();
+    let body = "GET /not-a-request HTTP/1.1\r\n\r\n";
+    let mut w = Wire::new();
+    w.read(
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\n{custom}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    w.write(
+        format!(
+            "HTTP/1.1 201 Created\r\n{custom}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    w.read(b"GET /next HTTP/1.1\r\n\r\n").write(&ok("n"));
+    assert_eq!(
+        w.exchanges(),
+        [ex("POST", "/upload", 201), ex("GET", "/next", 200)]
+    );
+}
