@@ -9,7 +9,10 @@
 //!   (`-`, `!`) counts as an error of that command. RESP3 pushes (`>`) and
 //!   attributes (`|`) are not replies.
 //! - After `SUBSCRIBE`/`PSUBSCRIBE`/`SSUBSCRIBE` on RESP2 the connection
-//!   carries messages, not replies: it is no longer timed.
+//!   carries messages besides replies: messages are skipped, each
+//!   (un)subscription is confirmed with the number of subscriptions left,
+//!   and when that reaches 0 the connection is back to plain commands
+//!   (RESP3 tells pushes apart by their type).
 //! - Bytes the probes did not capture (a header past the first 2 KiB of a
 //!   syscall) lose the frame: waiting commands complete with that read, and
 //!   parsing resumes at the next write, where commands start.
@@ -38,7 +41,7 @@ pub struct Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Commands,
-    /// RESP2 pub/sub: messages, not replies.
+    /// RESP2 pub/sub: messages and confirmations besides replies.
     Subscribed,
 }
 
@@ -76,9 +79,10 @@ impl RedisConn {
         self.tx.buffered() + self.rx.buffered() + self.pending.capacity() * 24
     }
 
-    /// Whether replies are still being timed.
+    /// Whether the connection is still followed (always: a subscribed
+    /// one comes back to commands when its last subscription ends).
     pub fn is_parsing(&self) -> bool {
-        self.mode == Mode::Commands
+        true
     }
 
     /// Bytes the service wrote (commands). `len` bytes went out, the first
@@ -115,9 +119,6 @@ impl RedisConn {
 
     /// The connection closed: commands never answered failed.
     pub fn on_close(&mut self, ts: u64, out: &mut impl FnMut(Op)) {
-        if self.mode != Mode::Commands {
-            return;
-        }
         for (operation, start_ns) in self.pending.drain(..) {
             out(Op {
                 operation,
@@ -130,20 +131,10 @@ impl RedisConn {
 
     /// Bytes the service read (replies).
     pub fn on_rx(&mut self, ts: u64, bytes: &[u8], len: u64, out: &mut impl FnMut(Op)) {
-        if self.mode != Mode::Commands {
-            return;
-        }
         let mut replies = Vec::new();
         let result = self.rx.feed(bytes, len, &mut |value| replies.push(value));
         for value in replies {
-            // RESP3 confirms a subscription with a push, not a reply.
-            let confirms = value.push
-                && self
-                    .pending
-                    .front()
-                    .is_some_and(|(op, _)| commands::subscribes(op))
-                && commands::subscribes(commands::operation(&value.word));
-            if (value.push && !confirms) || value.attribute {
+            if !self.answers(&value) {
                 continue;
             }
             let Some((operation, start_ns)) = self.pending.pop_front() else {
@@ -155,10 +146,8 @@ impl RedisConn {
                 end_ns: ts,
                 error: value.error,
             });
-            if !self.resp3 && commands::subscribes(operation) && !value.error {
-                self.mode = Mode::Subscribed;
-                self.pending.clear();
-                return;
+            if !self.resp3 && !value.error {
+                self.follow_subscriptions(operation, &value);
             }
         }
         if result.is_err() {
@@ -174,6 +163,89 @@ impl RedisConn {
                 });
             }
         }
+    }
+
+    /// Whether `value` answers the oldest waiting command (rather than
+    /// being a message, a push, an attribute, or a further confirmation of
+    /// a command that named several channels).
+    fn answers(&mut self, value: &Value) -> bool {
+        let front = self.pending.front().map(|(op, _)| *op);
+        if value.attribute {
+            return false;
+        }
+        if value.push {
+            // RESP3 confirms a subscription with a push, not a reply.
+            return front.is_some_and(commands::subscribes)
+                && commands::subscribes(commands::operation(&value.word));
+        }
+        if self.mode != Mode::Subscribed || value.error {
+            return true;
+        }
+        match confirmation(&value.word) {
+            Some(Confirms::Message) => false,
+            Some(kind) => {
+                // A confirmation answers a waiting command of its kind; the
+                // ones after it (one per channel) only update the count.
+                let answers = front.is_some_and(|op| kind.of(op));
+                if !answers {
+                    self.end_subscriptions(kind, value);
+                }
+                answers
+            }
+            None => true,
+        }
+    }
+
+    /// After a (un)subscription's reply on RESP2: subscribed while the
+    /// server counts subscriptions, back to commands at 0 (or `RESET`).
+    fn follow_subscriptions(&mut self, operation: &str, value: &Value) {
+        if operation == "reset" {
+            self.mode = Mode::Commands;
+            return;
+        }
+        if let Some(kind) = confirmation(&value.word) {
+            if kind == Confirms::Subscribe {
+                self.mode = Mode::Subscribed;
+            }
+            self.end_subscriptions(kind, value);
+        }
+    }
+
+    fn end_subscriptions(&mut self, kind: Confirms, value: &Value) {
+        if kind == Confirms::Unsubscribe && value.count == Some(0) {
+            self.mode = Mode::Commands;
+        }
+    }
+}
+
+/// What a RESP2 pub/sub array is, by its first word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Confirms {
+    Subscribe,
+    Unsubscribe,
+    /// A published message: no reply to anything.
+    Message,
+}
+
+impl Confirms {
+    /// Whether a confirmation of this kind answers command `operation`.
+    fn of(self, operation: &str) -> bool {
+        match self {
+            Self::Subscribe => commands::subscribes(operation),
+            Self::Unsubscribe => {
+                matches!(operation, "unsubscribe" | "punsubscribe" | "sunsubscribe")
+            }
+            Self::Message => false,
+        }
+    }
+}
+
+fn confirmation(word: &[u8]) -> Option<Confirms> {
+    match word {
+        b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" => Some(Confirms::Subscribe),
+        b"UNSUBSCRIBE" | b"PUNSUBSCRIBE" | b"SUNSUBSCRIBE" => Some(Confirms::Unsubscribe),
+        b"MESSAGE" | b"PMESSAGE" | b"SMESSAGE" => Some(Confirms::Message),
+        _ => None,
     }
 }
 
@@ -232,15 +304,38 @@ mod tests {
     }
 
     #[test]
-    fn resp2_subscribers_stop_being_timed_resp3_pushes_are_skipped() {
+    fn resp2_subscribers_are_followed_until_their_last_unsubscription() {
+        // ioredis: SUBSCRIBE two channels, a message, PING, UNSUBSCRIBE
+        // (both confirmations), then plain commands again.
         let ops = run(&[
-            (true, b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n"),
-            (false, b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"),
+            (true, b"*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n$1\r\nd\r\n"),
+            (
+                false,
+                b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nd\r\n:2\r\n",
+            ),
             (false, b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n"),
             (true, b"*1\r\n$4\r\nPING\r\n"),
             (false, b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"),
+            (true, b"*1\r\n$11\r\nUNSUBSCRIBE\r\n"),
+            (
+                false,
+                b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nd\r\n:0\r\n",
+            ),
+            (true, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+            (false, b"$-1\r\n"),
+            (true, b"*1\r\n$4\r\nQUIT\r\n"),
+            (false, b"+OK\r\n"),
         ]);
-        assert_eq!(names(&ops), [("subscribe", false)]);
+        assert_eq!(
+            names(&ops),
+            [
+                ("subscribe", false),
+                ("ping", false),
+                ("unsubscribe", false),
+                ("get", false),
+                ("quit", false)
+            ]
+        );
         let ops = run(&[
             (true, b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"),
             (false, b"%1\r\n+server\r\n+redis\r\n"),
@@ -257,6 +352,22 @@ mod tests {
             names(&ops),
             [("hello", false), ("subscribe", false), ("ping", false)],
             "the push confirms SUBSCRIBE, PONG answers PING"
+        );
+    }
+
+    #[test]
+    fn reset_ends_a_resp2_subscription() {
+        let ops = run(&[
+            (true, b"*2\r\n$10\r\nPSUBSCRIBE\r\n$2\r\nc*\r\n"),
+            (false, b"*3\r\n$10\r\npsubscribe\r\n$2\r\nc*\r\n:1\r\n"),
+            (true, b"*1\r\n$5\r\nRESET\r\n"),
+            (false, b"+RESET\r\n"),
+            (true, b"*1\r\n$4\r\nPING\r\n"),
+            (false, b"+PONG\r\n"),
+        ]);
+        assert_eq!(
+            names(&ops),
+            [("psubscribe", false), ("reset", false), ("ping", false)]
         );
     }
 

@@ -25,6 +25,9 @@ pub struct Value {
     pub word: Vec<u8>,
     /// The second word, for commands named by two (`CLIENT SETINFO`).
     pub second: Vec<u8>,
+    /// The last integer element of a top-level array (a pub/sub
+    /// confirmation's subscription count).
+    pub count: Option<i64>,
 }
 
 /// The stream cannot be followed (bytes not captured, or not RESP).
@@ -170,6 +173,7 @@ impl Resp {
                 attribute: kind == b'|',
                 word: Vec::new(),
                 second: Vec::new(),
+                count: None,
             });
         }
     }
@@ -182,6 +186,12 @@ impl Resp {
         match kind {
             b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {
                 self.start(kind);
+                if kind == b':'
+                    && self.stack.len() == 1
+                    && let Some(value) = &mut self.current
+                {
+                    value.count = number(rest);
+                }
                 self.element_done(out);
             }
             b'$' | b'!' | b'=' => {
