@@ -574,6 +574,31 @@ pub fn watch_with_principals(port: u16, service: &str, secret: &str) -> Agent {
     agent
 }
 
+/// One request on a connection of its own (`Connection: close`), with a
+/// JSON body when `body` is given (an empty one too: `Content-Length: 0`);
+/// returns the status.
+pub fn one_shot(port: u16, method: &str, path: &str, body: Option<&str>) -> u16 {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+    let body_headers = body.map_or(String::new(), |body| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    });
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{body_headers}Connection: close\r\n\r\n{}",
+        body.unwrap_or_default()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read");
+    String::from_utf8_lossy(&response)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A keep-alive HTTP/1.1 client. It reads responses by their framing:
 /// `Content-Length`, chunked (with trailers), none for `HEAD`, 1xx, 204
 /// and 304, or the close; after a server's `Connection: close` it connects

@@ -12,13 +12,9 @@
 //!
 //! Static servers (nginx, Apache) answer what their files and methods
 //! allow; the expected counts come from the statuses the client got.
-use std::{
-    collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{Ipv4Addr, TcpStream},
-};
+use std::collections::BTreeMap;
 
-use crate::{Agent, KeepAlive, Scrape, series};
+use crate::{Agent, KeepAlive, Scrape, one_shot, series};
 
 /// The `--route` template the agent is given for the items.
 pub const ITEMS: &str = "/items/{id}";
@@ -75,21 +71,6 @@ impl Expected {
     }
 }
 
-/// One request on a connection of its own (`Connection: close`).
-fn one_shot(port: u16, method: &str, path: &str) -> u16 {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read");
-    String::from_utf8_lossy(&response)
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Sends the mix to `port`; returns the expected counts and the keep-alive
 /// connection, left idle after its last request (the caller keeps it open
 /// until the counts are checked).
@@ -128,7 +109,7 @@ pub fn run(port: u16, features: Features) -> (Expected, KeepAlive) {
         }
     }
     for id in ["5", "6", "missing-2"] {
-        let status = one_shot(port, "GET", &format!("/items/{id}"));
+        let status = one_shot(port, "GET", &format!("/items/{id}"), None);
         expected.add("GET", ITEMS, status);
     }
     if features.slow {

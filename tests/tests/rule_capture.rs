@@ -3,34 +3,11 @@
 //! as soon as they arrive, one new connection each, right after loupe
 //! attaches. And a rule that reads a request body it does not get (a token
 //! refresh without one) takes its fallback, not an error. Root required.
-use std::{
-    io::{Read as _, Write as _},
-    net::{Ipv4Addr, TcpStream},
-};
-
-use loupe_tests::{Agent, fixture, free_port, require_root, series, served, targets};
+use loupe_tests::{Agent, fixture, free_port, one_shot, require_root, series, served, targets};
 
 const SERVICE: &str = "flask-agents";
 const INVOCATIONS: u64 = 17;
 const REFRESHES: u64 = 5;
-
-/// One request on a connection of its own; returns the status.
-fn post(port: u16, path: &str, body: &str) -> u16 {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 fn the_first_matching_responses_are_read_and_bodiless_requests_use_fallbacks() {
@@ -49,11 +26,17 @@ fn the_first_matching_responses_are_read_and_bodiless_requests_use_fallbacks() {
     let mut input = 0;
     for n in 1..=INVOCATIONS {
         let body = format!("{{\"n\": {n}}}");
-        assert_eq!(post(port, "/api/v1/agents/planner/invoke", &body), 200);
+        assert_eq!(
+            one_shot(port, "POST", "/api/v1/agents/planner/invoke", Some(&body)),
+            200
+        );
         input += n;
     }
     for _ in 0..REFRESHES {
-        assert_eq!(post(port, "/api/v1/auth/refresh", ""), 200);
+        assert_eq!(
+            one_shot(port, "POST", "/api/v1/auth/refresh", Some("")),
+            200
+        );
     }
     let tokens = |kind: &str| {
         series(

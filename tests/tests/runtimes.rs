@@ -328,26 +328,21 @@ struct FpmDir(PathBuf);
 
 impl Drop for FpmDir {
     fn drop(&mut self) {
-        stop_by_pid_file(&self.0.join("fpm.pid"));
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn stop_by_pid_file(path: &std::path::Path) {
-    let Some(pid) = fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok())
-    else {
-        return;
-    };
-    // SAFETY: plain syscalls on a pid the server wrote.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    for _ in 0..100 {
-        // SAFETY: as above; signal 0 only checks that it exists.
-        if unsafe { libc::kill(pid, 0) } != 0 {
-            return;
+        let pid = fs::read_to_string(self.0.join("fpm.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok());
+        if let Some(pid) = pid {
+            // SAFETY: plain syscalls on a pid the server wrote.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..100 {
+                // SAFETY: as above; signal 0 only checks that it exists.
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -388,17 +383,24 @@ fn php_fpm_behind_nginx() {
     drop(idle);
 }
 
-#[test]
-fn nginx_as_a_reverse_proxy_counts_both_sides() {
-    let upstream = free_port();
-    let _app = served(
+/// The FastAPI app of the matrix under uvicorn, unwatched (an upstream or a
+/// client's server), on a free port.
+fn fastapi_app() -> (u16, loupe_tests::Fixture) {
+    let port = free_port();
+    let app = served(
         &format!(
-            "python3 -m uvicorn asgi_app:app --app-dir {} --host 127.0.0.1 --port {upstream} \
+            "python3 -m uvicorn asgi_app:app --app-dir {} --host 127.0.0.1 --port {port} \
              --no-access-log",
             fixtures().display()
         ),
-        upstream,
+        port,
     );
+    (port, app)
+}
+
+#[test]
+fn nginx_as_a_reverse_proxy_counts_both_sides() {
+    let (upstream, _app) = fastapi_app();
     let port = free_port();
     let _nginx = Nginx::start(
         port,
@@ -437,15 +439,7 @@ fn client_plan() -> std::collections::BTreeMap<(String, u16), u64> {
 /// A client (`command`, with `{port}` and `{dir}` filled in) calling the
 /// FastAPI app: every call counted by method and status.
 fn client(service: &str, command: &str) {
-    let port = free_port();
-    let _app = served(
-        &format!(
-            "python3 -m uvicorn asgi_app:app --app-dir {} --host 127.0.0.1 --port {port} \
-             --no-access-log",
-            fixtures().display()
-        ),
-        port,
-    );
+    let (port, _app) = fastapi_app();
     let command = command
         .replace("{port}", &port.to_string())
         .replace("{dir}", &fixtures().display().to_string());
