@@ -11,6 +11,7 @@ const KEYWORDS: &[&str] = &[
     "merge",
     "with",
     "values",
+    "table",
     "begin",
     "start",
     "commit",
@@ -76,12 +77,8 @@ pub fn query_type(sql: &[u8]) -> &'static str {
                 .position(|&b| b == b'\n')
                 .map_or(after.len(), |i| i + 1);
             rest = &after[end..];
-        } else if let Some(after) = trimmed.strip_prefix(b"/*") {
-            let end = after
-                .windows(2)
-                .position(|w| w == b"*/")
-                .map_or(after.len(), |i| i + 2);
-            rest = &after[end..];
+        } else if trimmed.starts_with(b"/*") {
+            rest = &trimmed[skip_comment(trimmed, 2)..];
         } else if let Some(after) = trimmed.strip_prefix(b"(") {
             rest = after;
         } else {
@@ -105,6 +102,131 @@ pub fn query_type(sql: &[u8]) -> &'static str {
     }
 }
 
+/// Statements typed per text of one simple query, at most.
+pub const MAX_TYPED: usize = 32;
+
+/// The leading keyword of each statement of `sql`, a query that may hold
+/// several separated by `;` (PostgreSQL's simple protocol runs them in
+/// turn). Semicolons inside quotes, quoted identifiers, dollar quotes and
+/// comments do not separate; empty statements are skipped, as the server
+/// skips them. `complete`: `sql` is the whole text; when it is only a
+/// start, the unterminated last statement is left out (its keyword may be
+/// cut). At most [`MAX_TYPED`].
+pub fn statement_types(sql: &[u8], complete: bool) -> Vec<&'static str> {
+    let mut types = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    let push = |piece: &[u8], types: &mut Vec<&'static str>| {
+        if types.len() < MAX_TYPED && !is_blank(piece) {
+            types.push(query_type(piece));
+        }
+    };
+    while i < sql.len() {
+        i = match sql[i] {
+            b';' => {
+                push(&sql[start..i], &mut types);
+                start = i + 1;
+                i + 1
+            }
+            b'\'' => {
+                // E'..' strings escape with a backslash.
+                let escapes = i > 0 && sql[i - 1].eq_ignore_ascii_case(&b'e');
+                skip_quoted(sql, i + 1, b'\'', escapes)
+            }
+            b'"' => skip_quoted(sql, i + 1, b'"', false),
+            b'-' if sql.get(i + 1) == Some(&b'-') => sql[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(sql.len(), |n| i + n + 1),
+            b'/' if sql.get(i + 1) == Some(&b'*') => skip_comment(sql, i + 2),
+            b'$' => skip_dollar(sql, i),
+            _ => i + 1,
+        };
+    }
+    if complete {
+        push(&sql[start..], &mut types);
+    }
+    types
+}
+
+/// Only whitespace and comments.
+fn is_blank(sql: &[u8]) -> bool {
+    let mut i = 0;
+    while i < sql.len() {
+        i = match sql[i] {
+            b if b.is_ascii_whitespace() => i + 1,
+            b'-' if sql.get(i + 1) == Some(&b'-') => sql[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(sql.len(), |n| i + n + 1),
+            b'/' if sql.get(i + 1) == Some(&b'*') => skip_comment(sql, i + 2),
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// Past the closing `quote` of a string or identifier opened before
+/// `from` (a doubled quote stays inside).
+fn skip_quoted(sql: &[u8], from: usize, quote: u8, escapes: bool) -> usize {
+    let mut i = from;
+    while i < sql.len() {
+        match sql[i] {
+            b'\\' if escapes => i += 2,
+            b if b == quote && sql.get(i + 1) == Some(&quote) => i += 2,
+            b if b == quote => return i + 1,
+            _ => i += 1,
+        }
+    }
+    sql.len()
+}
+
+/// Past the end of a block comment opened before `from` (PostgreSQL's
+/// nest).
+fn skip_comment(sql: &[u8], from: usize) -> usize {
+    let mut depth = 1;
+    let mut i = from;
+    while i < sql.len() {
+        if sql[i..].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else if sql[i..].starts_with(b"/*") {
+            depth += 1;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    sql.len()
+}
+
+/// Past a dollar-quoted string starting at `at` (`$tag$ ... $tag$`), or
+/// one byte on when `$` does not open one (`$1`, a name with `$`).
+fn skip_dollar(sql: &[u8], at: usize) -> usize {
+    let tag_end = sql[at + 1..]
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .map(|n| at + 1 + n);
+    let after_word = at > 0 && (sql[at - 1].is_ascii_alphanumeric() || sql[at - 1] == b'_');
+    match tag_end {
+        Some(end)
+            if sql[end] == b'$'
+                && !after_word
+                && !sql[at + 1..end].first().is_some_and(u8::is_ascii_digit) =>
+        {
+            let tag = &sql[at..=end];
+            sql[end + 1..]
+                .windows(tag.len())
+                .position(|w| w == tag)
+                .map_or(sql.len(), |n| end + 1 + n + tag.len())
+        }
+        _ => at + 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +244,52 @@ mod tests {
         assert_eq!(query_type(b"selectx"), OTHER);
         assert_eq!(query_type(b""), OTHER);
         assert_eq!(query_type(b"/* never closed"), OTHER);
+    }
+
+    #[test]
+    fn statements_of_one_query() {
+        let types = |sql: &str| statement_types(sql.as_bytes(), true);
+        assert_eq!(
+            types("TABLE t; WITH a AS (SELECT 1) SELECT * FROM a"),
+            ["table", "with"]
+        );
+        assert_eq!(
+            types("select ';'; insert into t values ('a;''b')"),
+            ["select", "insert"]
+        );
+        assert_eq!(
+            types(r"select E'\';' ; update t set x = 1"),
+            ["select", "update"]
+        );
+        assert_eq!(
+            types(r#"select 1 as "a;b"; delete from t"#),
+            ["select", "delete"]
+        );
+        assert_eq!(
+            types(
+                "create function f() returns int as $body$ select 1; $body$ language sql; select f()"
+            ),
+            ["create", "select"]
+        );
+        assert_eq!(
+            types("select $1; select a$b; commit"),
+            ["select", "select", "commit"]
+        );
+        assert_eq!(
+            types("-- a;\nselect 1; /* b; /* c; */ d; */ begin"),
+            ["select", "begin"]
+        );
+        assert_eq!(types(" ; ;select 1;; "), ["select"]);
+        assert_eq!(types(""), Vec::<&str>::new());
+        assert_eq!(
+            statement_types(b"select 1; insert into t val", false),
+            ["select"]
+        );
+        assert_eq!(
+            statement_types(b"select 'never closed; x", true),
+            ["select"]
+        );
+        let many = "select 1;".repeat(100);
+        assert_eq!(types(&many).len(), MAX_TYPED);
     }
 }

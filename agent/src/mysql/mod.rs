@@ -7,8 +7,12 @@
 //! - Commands start a sequence (id 0): `COM_QUERY` is a statement typed by
 //!   its SQL; `COM_STMT_PREPARE` remembers the statement id the server
 //!   assigns, and each `COM_STMT_EXECUTE` is a statement of that type
-//!   (`unknown` when prepared before loupe watched). Other commands (ping,
-//!   change of database...) are not statements.
+//!   (`unknown` when prepared before loupe watched; MariaDB's id
+//!   `0xffffffff` names the statement prepared last, which Connector/J
+//!   pipelines behind its prepare). MariaDB's `COM_STMT_BULK_EXECUTE`
+//!   (Connector/J's `useBulkStmts`) runs a statement for many parameter
+//!   rows in one command and one answer: it is counted once. Other
+//!   commands (ping, change of database...) are not statements.
 //! - Answers: `OK`, `ERR`, or a result set (column count, column
 //!   definitions, rows, end), with `EOF` packets unless the client asked to
 //!   deprecate them; the status flags of the last `OK`/`EOF` say whether a
@@ -24,6 +28,10 @@ use crate::sql::{self, Statement, UNKNOWN};
 const COM_QUERY: u8 = 0x03;
 const COM_STMT_PREPARE: u8 = 0x16;
 const COM_STMT_EXECUTE: u8 = 0x17;
+/// MariaDB: one statement, many rows of parameters.
+const COM_STMT_BULK_EXECUTE: u8 = 0xfa;
+/// MariaDB: the statement id that means "the one prepared last".
+const LAST_PREPARED: u32 = u32::MAX;
 /// Commands the server does not answer.
 const COM_STMT_CLOSE: u8 = 0x19;
 const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
@@ -151,6 +159,8 @@ pub struct MysqlConn {
     pending: VecDeque<Command>,
     answer: Answer,
     statements: HashMap<u32, &'static str>,
+    /// The type of the statement this client prepared last.
+    last_prepare: Option<&'static str>,
     deprecate_eof: bool,
     in_transaction: bool,
     rx_lost: bool,
@@ -208,6 +218,7 @@ impl MysqlConn {
             pending: VecDeque::new(),
             answer: Answer::Start,
             statements: HashMap::new(),
+            last_prepare: None,
             deprecate_eof: false,
             in_transaction: false,
             rx_lost: false,
@@ -243,7 +254,12 @@ impl MysqlConn {
         len + 4 == bytes.len()
             && matches!(
                 command,
-                COM_QUERY | COM_STMT_PREPARE | COM_STMT_EXECUTE | 0x0e | 0x02
+                COM_QUERY
+                    | COM_STMT_PREPARE
+                    | COM_STMT_EXECUTE
+                    | COM_STMT_BULK_EXECUTE
+                    | 0x0e
+                    | 0x02
             )
     }
 
@@ -312,15 +328,20 @@ impl MysqlConn {
         };
         let (query_type, prepares) = match command {
             COM_QUERY => (Some(sql::query_type(rest)), None),
-            COM_STMT_PREPARE => (None, Some(sql::query_type(rest))),
-            COM_STMT_EXECUTE => {
+            COM_STMT_PREPARE => {
+                let query_type = sql::query_type(rest);
+                self.last_prepare = Some(query_type);
+                (None, Some(query_type))
+            }
+            COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE => {
                 let id = rest
                     .get(..4)
                     .map_or(0, |i| u32::from_le_bytes([i[0], i[1], i[2], i[3]]));
-                (
-                    Some(self.statements.get(&id).copied().unwrap_or(UNKNOWN)),
-                    None,
-                )
+                let known = match id {
+                    LAST_PREPARED => self.last_prepare,
+                    _ => self.statements.get(&id).copied(),
+                };
+                (Some(known.unwrap_or(UNKNOWN)), None)
             }
             COM_STMT_CLOSE | COM_STMT_SEND_LONG_DATA | COM_QUIT => return,
             _ => (None, None),

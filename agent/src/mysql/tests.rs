@@ -193,3 +193,34 @@ fn results_ended_by_ok_when_eof_is_deprecated() {
     assert_eq!(wire.seen(), [("select", false)]);
     assert!(wire.conn.is_busy());
 }
+
+#[test]
+fn mariadb_bulk_execute_and_execute_of_the_last_prepared() {
+    let mut wire = Wire::connected();
+    // Connector/J pipelines a prepare and an execute of id 0xffffffff in
+    // one write; the answers follow in one read.
+    let mut prepare = vec![COM_STMT_PREPARE];
+    prepare.extend_from_slice(b"INSERT INTO t VALUES (?)");
+    let mut both = packet(0, &prepare);
+    both.extend(packet(
+        0,
+        b"\x17\xff\xff\xff\xff\x00\x01\x00\x00\x00\x00\x01\x03\x00\x05\x00\x00\x00",
+    ));
+    wire.tx(&both);
+    // OK, id 3, 0 columns, 1 param; its definition and an EOF; then the
+    // execute's OK.
+    let mut answer = packet(1, b"\x00\x03\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00");
+    answer.extend(packet(2, b"\x03def"));
+    answer.extend(eof(0x0002));
+    answer.extend(ok(0x0002));
+    wire.rx(&answer);
+    // A bulk execution of statement 3 with three rows: one statement.
+    let mut bulk = b"\xfa\x03\x00\x00\x00\x80\x00\x03\x00".to_vec();
+    for row in 1..=3u32 {
+        bulk.push(0); // no indicator
+        bulk.extend_from_slice(&row.to_le_bytes());
+    }
+    wire.tx(&packet(0, &bulk)).rx(&ok(0x0002));
+    assert_eq!(wire.seen(), [("insert", false), ("insert", false)]);
+    assert!(MysqlConn::recognise_command(&packet(0, &bulk)));
+}

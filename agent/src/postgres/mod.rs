@@ -6,7 +6,10 @@
 //!   TLS: the connection is counted, its payload skipped (also for an
 //!   accepted `GSSENCRequest`). A `CancelRequest` connection carries nothing.
 //! - Simple query (`Q`): each `CommandComplete` is one statement, typed by
-//!   its command tag; an `ErrorResponse` ends the query as an error.
+//!   its leading keyword like an extended one (the query's text is split at
+//!   its top-level semicolons; a statement past the kept start of a long
+//!   text is typed by its command tag); an `ErrorResponse` ends the query,
+//!   its failing statement counted as an error.
 //! - Extended protocol: `Parse` remembers each statement's type by name,
 //!   `Bind` maps the portal to it, each `Execute` is one statement, answered
 //!   by `CommandComplete`, `PortalSuspended`, `EmptyQueryResponse` or
@@ -61,9 +64,10 @@ enum Pending {
         query_type: &'static str,
         start_ns: u64,
     },
-    /// A simple query; `answered` once one statement completed.
+    /// A simple query: the types of its statements not yet completed,
+    /// last first (those the kept text shows).
     Simple {
-        query_type: &'static str,
+        types: Vec<&'static str>,
         start_ns: u64,
     },
     /// A `Sync`: the answer is `ReadyForQuery`. `prepared`: the batch
@@ -238,9 +242,12 @@ impl PgConn {
     fn frontend(&mut self, kind: u8, body: &[u8], ts: u64) {
         match kind {
             b'Q' => {
-                let query_type = sql::query_type(body);
+                // The text's NUL was kept when all of it was.
+                let (text, _) = cstr(body);
+                let mut types = sql::statement_types(text, text.len() < body.len());
+                types.reverse();
                 self.push(Pending::Simple {
-                    query_type,
+                    types,
                     start_ns: ts,
                 });
             }
@@ -279,22 +286,20 @@ impl PgConn {
     /// The connection closed: statements never answered failed.
     pub fn on_close(&mut self, ts: u64, out: &mut impl FnMut(Statement)) {
         for pending in self.pending.drain(..) {
-            if let Pending::Execute {
-                query_type,
-                start_ns,
-            }
-            | Pending::Simple {
-                query_type,
-                start_ns,
-            } = pending
-            {
-                out(Statement {
+            let (query_type, start_ns) = match pending {
+                Pending::Execute {
                     query_type,
                     start_ns,
-                    end_ns: ts.max(start_ns),
-                    error: true,
-                });
-            }
+                } => (query_type, start_ns),
+                Pending::Simple { types, start_ns } => (next_type(&types, None), start_ns),
+                Pending::Sync { .. } => continue,
+            };
+            out(Statement {
+                query_type,
+                start_ns,
+                end_ns: ts.max(start_ns),
+                error: true,
+            });
         }
     }
 
@@ -360,12 +365,9 @@ impl PgConn {
                         });
                     }
                 }
-                Pending::Simple {
-                    query_type,
-                    start_ns,
-                } => {
+                Pending::Simple { types, start_ns } => {
                     out(Statement {
-                        query_type,
+                        query_type: next_type(&types, None),
                         start_ns,
                         end_ns: ts,
                         error: false,
@@ -390,8 +392,8 @@ impl PgConn {
     ) {
         match kind {
             // CommandComplete, PortalSuspended.
-            b'C' | b's' => match self.pending.front().cloned() {
-                Some(Pending::Execute {
+            b'C' | b's' => match self.pending.front_mut() {
+                Some(&mut Pending::Execute {
                     query_type,
                     start_ns,
                 }) => {
@@ -403,13 +405,17 @@ impl PgConn {
                         error: false,
                     });
                 }
-                // One statement of a simple query, typed by its tag.
-                Some(Pending::Simple { start_ns, .. }) if kind == b'C' => out(Statement {
-                    query_type: sql::query_type(cstr(body).0),
-                    start_ns,
-                    end_ns: ts,
-                    error: false,
-                }),
+                // One statement of a simple query.
+                Some(Pending::Simple { types, start_ns }) if kind == b'C' => {
+                    let query_type = next_type(types, Some(cstr(body).0));
+                    types.pop();
+                    out(Statement {
+                        query_type,
+                        start_ns: *start_ns,
+                        end_ns: ts,
+                        error: false,
+                    });
+                }
                 _ => {}
             },
             // EmptyQueryResponse: an empty statement, not counted.
@@ -435,14 +441,11 @@ impl PgConn {
                         self.pending.pop_front();
                     }
                 }
-                Some(Pending::Simple {
-                    query_type,
-                    start_ns,
-                }) => {
-                    // The failing statement of the query (the first one's
-                    // keyword stands for it); ReadyForQuery ends the query.
+                Some(Pending::Simple { types, start_ns }) => {
+                    // The failing statement of the query; ReadyForQuery
+                    // ends the query.
                     out(Statement {
-                        query_type,
+                        query_type: next_type(&types, None),
                         start_ns,
                         end_ns: ts,
                         error: true,
@@ -493,6 +496,17 @@ impl PgConn {
 impl Default for PgConn {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The type of a simple query's next statement: its leading keyword where
+/// the kept text showed it, else the keyword of its command `tag` (when
+/// completed), else `other`.
+fn next_type(types: &[&'static str], tag: Option<&[u8]>) -> &'static str {
+    match (types.last(), tag) {
+        (Some(&known), _) => known,
+        (None, Some(tag)) => sql::query_type(tag),
+        (None, None) => sql::OTHER,
     }
 }
 

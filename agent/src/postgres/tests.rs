@@ -239,3 +239,30 @@ fn copy_in_through_a_simple_query() {
     wire.rx(&cat(&[complete("COPY 2"), ready(b'I')]));
     assert_eq!(wire.seen(), [("copy", false)]);
 }
+
+#[test]
+fn simple_queries_typed_by_their_leading_keywords_like_extended_ones() {
+    let mut wire = Wire::new(PgConn::mid_stream());
+    // The server tags both SELECT; the text says table and with.
+    wire.tx(&msg(b'Q', b"TABLE t; WITH a AS (SELECT 1) SELECT * FROM a\0"));
+    wire.rx(&cat(&[complete("SELECT 2"), complete("SELECT 1"), ready(b'I')]));
+    assert_eq!(wire.seen(), [("table", false), ("with", false)]);
+    // A text longer than what is kept: statements past it by their tags.
+    let mut long = "select 1;".repeat(100);
+    long.push_str(" insert into t values (1)\0");
+    wire.out.clear();
+    wire.tx(&msg(b'Q', long.as_bytes()));
+    let mut answer: Vec<Vec<u8>> = (0..100).map(|_| complete("SELECT 1")).collect();
+    answer.push(complete("INSERT 0 1"));
+    answer.push(ready(b'I'));
+    wire.rx(&cat(&answer));
+    let seen = wire.seen();
+    assert_eq!(seen.len(), 101);
+    assert_eq!(seen[..100], [("select", false); 100]);
+    assert_eq!(seen[100], ("insert", false));
+    // The second statement fails: counted as what it is.
+    wire.out.clear();
+    wire.tx(&msg(b'Q', b"select 1; update t set x = 0; delete from t\0"));
+    wire.rx(&cat(&[complete("SELECT 1"), msg(b'E', b"SERROR\0\0"), ready(b'I')]));
+    assert_eq!(wire.seen(), [("select", false), ("update", true)]);
+}
