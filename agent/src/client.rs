@@ -13,7 +13,7 @@ use crate::{
     capture::{Found, transfer},
     http::{
         exchange::{HttpConn, Outcome, ParseConfig},
-        head::looks_like_request,
+        head::{could_start_request, looks_like_request},
     },
     mysql::MysqlConn,
     postgres::PgConn,
@@ -128,7 +128,10 @@ impl Client {
                 Self::Redis(Box::default())
             }
             [] => Self::Detect,
-            _ if looks_like_request(bytes) => Self::Http(Box::new(HttpConn::new(false))),
+            // A request, or its first letters (a head written in pieces).
+            _ if looks_like_request(bytes) || could_start_request(bytes) => {
+                Self::Http(Box::new(HttpConn::new(false)))
+            }
             _ => match PgConn::recognise(bytes) {
                 Some(false) => Self::Postgres(Box::default()),
                 Some(true) => Self::Postgres(Box::new(PgConn::mid_stream())),

@@ -139,6 +139,9 @@ impl Routes {
 
     /// The endpoint label of a path (already without its query string).
     pub fn endpoint(&self, path: &str) -> String {
+        if path == "*" {
+            return path.to_owned(); // the asterisk form of `OPTIONS *`
+        }
         let trimmed = path.strip_prefix('/').unwrap_or(path);
         let segments: Vec<&str> = trimmed.split('/').collect();
         if let Some(template) = self.templates.iter().find(|t| t.matches(&segments)) {
@@ -209,6 +212,7 @@ mod tests {
             "/api/v1/agents/{agent_name}/invoke"
         );
         assert_eq!(r.endpoint("/users/me"), "/users/me");
+        assert_eq!(r.endpoint("*"), "*", "OPTIONS *");
         assert_eq!(r.endpoint("/users/alice"), "/users/{id}");
         assert_eq!(
             r.endpoint("/users/"),

@@ -20,8 +20,8 @@ use super::{
     auth::{Auth, AuthConfig},
     chunked::{Chunked, ends_body},
     head::{
-        Framing, Method, Parsed, RequestHead, looks_like_request, parse_request,
-        parse_request_line, parse_response, parse_status_line,
+        Framing, Method, Parsed, RequestHead, could_start_request, looks_like_request,
+        parse_request, parse_request_start, parse_response, parse_status_line,
     },
 };
 
@@ -184,13 +184,6 @@ pub enum Outcome {
     Exchange(Exchange),
     /// The connection turned out not to be HTTP/1.x; reported once.
     Unparsed(Unparsed),
-}
-
-/// Bytes too few to tell whether they start a request: a method's letters
-/// so far, perhaps with its space.
-fn could_start_request(bytes: &[u8]) -> bool {
-    let token = bytes.strip_suffix(b" ").unwrap_or(bytes);
-    bytes.len() < 16 && !token.is_empty() && token.iter().all(u8::is_ascii_uppercase)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -530,8 +523,8 @@ impl HttpConn {
             }
             Parsed::Partial if to_end && self.head.len() < MAX_HEAD => run,
             Parsed::Partial => {
-                // Cut short: keep what its first line says.
-                let line = parse_request_line(&self.head);
+                // Cut short: keep what its first lines say.
+                let line = parse_request_start(&self.head, config.auth);
                 self.head = Vec::new();
                 match line {
                     Some(head) => {

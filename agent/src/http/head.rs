@@ -239,9 +239,26 @@ fn label_headers(headers: &[httparse::Header<'_>], wanted: &[String]) -> Vec<(St
         .collect()
 }
 
-/// The request line alone, for a head that was cut short (not captured in
-/// full): method and path, nothing else known.
-pub fn parse_request_line(buf: &[u8]) -> Option<RequestHead> {
+/// What the start of a head that was cut short (not captured in full)
+/// says: its request line and the header lines captured whole (a `Host`
+/// or `Authorization` near the top is still read). Its framing is not
+/// known: a `Content-Length` may be among the lines not seen, so the
+/// caller treats the body as unknown whatever this reports.
+pub fn parse_request_start(buf: &[u8], auth: &AuthConfig) -> Option<RequestHead> {
+    let line = parse_request_line(buf)?;
+    let Some(lines_end) = buf.windows(2).rposition(|w| w == b"\r\n") else {
+        return Some(line);
+    };
+    let mut whole = buf[..lines_end + 2].to_vec();
+    whole.extend_from_slice(b"\r\n");
+    match parse_request(&whole, auth) {
+        Parsed::Complete(head, _) => Some(head),
+        _ => Some(line),
+    }
+}
+
+/// The request line alone: method and path, nothing else known.
+fn parse_request_line(buf: &[u8]) -> Option<RequestHead> {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     let line = std::str::from_utf8(&buf[..line_end]).ok()?.trim_end();
     let mut parts = line.split(' ');
@@ -302,6 +319,13 @@ pub fn parse_status_line(buf: &[u8]) -> Option<u16> {
     std::str::from_utf8(code).ok()?.parse().ok()
 }
 
+/// Bytes too few to tell whether they start a request: a method's letters
+/// so far, perhaps with its space (a client writing its head in pieces).
+pub fn could_start_request(bytes: &[u8]) -> bool {
+    let token = bytes.strip_suffix(b" ").unwrap_or(bytes);
+    bytes.len() < 16 && !token.is_empty() && token.iter().all(u8::is_ascii_uppercase)
+}
+
 /// Whether bytes at the start of a connection look like an HTTP/1.x request.
 pub fn looks_like_request(buf: &[u8]) -> bool {
     let Some(space) = buf.iter().take(24).position(|&b| b == b' ') else {
@@ -319,6 +343,26 @@ mod tests {
 
     fn request(text: &str) -> Parsed<RequestHead> {
         parse_request(text.as_bytes(), &AuthConfig::default())
+    }
+
+    #[test]
+    fn a_head_cut_short_keeps_the_header_lines_captured_whole() {
+        let auth = AuthConfig {
+            label_headers: vec!["host".to_owned()],
+            ..AuthConfig::default()
+        };
+        let cut = b"POST /x?k=v HTTP/1.1\r\nHost: api.example\r\nX-Many: 1\r\nX-Ma";
+        let head = parse_request_start(cut, &auth).expect("a request line");
+        assert_eq!((head.method, head.path.as_str()), (Method::Post, "/x"));
+        assert_eq!(
+            head.headers,
+            [("host".to_owned(), "api.example".to_owned())]
+        );
+        // The request line alone, cut inside a header name or not.
+        let head = parse_request_start(b"GET /y HTTP/1.1\r\nHo", &auth).expect("line");
+        assert_eq!((head.path.as_str(), head.headers.len()), ("/y", 0));
+        assert!(parse_request_start(b"GET /y HTTP/1.1", &auth).is_some());
+        assert!(parse_request_start(b"\x16\x03\x01", &auth).is_none());
     }
 
     #[test]

@@ -244,8 +244,15 @@ fn copy_in_through_a_simple_query() {
 fn simple_queries_typed_by_their_leading_keywords_like_extended_ones() {
     let mut wire = Wire::new(PgConn::mid_stream());
     // The server tags both SELECT; the text says table and with.
-    wire.tx(&msg(b'Q', b"TABLE t; WITH a AS (SELECT 1) SELECT * FROM a\0"));
-    wire.rx(&cat(&[complete("SELECT 2"), complete("SELECT 1"), ready(b'I')]));
+    wire.tx(&msg(
+        b'Q',
+        b"TABLE t; WITH a AS (SELECT 1) SELECT * FROM a\0",
+    ));
+    wire.rx(&cat(&[
+        complete("SELECT 2"),
+        complete("SELECT 1"),
+        ready(b'I'),
+    ]));
     assert_eq!(wire.seen(), [("table", false), ("with", false)]);
     // A text longer than what is kept: statements past it by their tags.
     let mut long = "select 1;".repeat(100);
@@ -263,6 +270,10 @@ fn simple_queries_typed_by_their_leading_keywords_like_extended_ones() {
     // The second statement fails: counted as what it is.
     wire.out.clear();
     wire.tx(&msg(b'Q', b"select 1; update t set x = 0; delete from t\0"));
-    wire.rx(&cat(&[complete("SELECT 1"), msg(b'E', b"SERROR\0\0"), ready(b'I')]));
+    wire.rx(&cat(&[
+        complete("SELECT 1"),
+        msg(b'E', b"SERROR\0\0"),
+        ready(b'I'),
+    ]));
     assert_eq!(wire.seen(), [("select", false), ("update", true)]);
 }

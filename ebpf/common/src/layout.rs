@@ -163,7 +163,7 @@ pub const SYS_EXIT_TRACEPOINT: &str = "sys_exit";
 /// BTF tracepoints (each syscall exit costs a trace record there).
 pub const DATA_TRACEPOINTS: &[Tracepoint] = &[
     exit("sys_exit_read", "loupe_rx_buf"),
-    exit("sys_exit_recvfrom", "loupe_rx_buf"),
+    exit("sys_exit_recvfrom", "loupe_rx_from"),
     exit("sys_exit_readv", "loupe_rx_iov"),
     exit("sys_exit_recvmsg", "loupe_rx_msg"),
     exit("sys_exit_write", "loupe_tx_buf"),
@@ -240,6 +240,8 @@ pub mod user {
     pub const MSG_IOV: usize = 16;
     /// iovecs looked at per syscall (`writev` of headers plus body uses 2).
     pub const MAX_IOVECS: usize = 32;
+    /// `recv*` flag: the bytes stay queued for the next read (a peek).
+    pub const MSG_PEEK: u64 = 2;
 }
 
 /// Name of the probes' global holding [`KernelOffsets`].

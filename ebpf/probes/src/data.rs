@@ -66,12 +66,13 @@ use crate::{
 };
 
 /// The argument registers of the current syscall (x86_64 order in
-/// `pt_regs`: rdx, rsi, rdi are adjacent).
+/// `pt_regs`: rdx, rsi, rdi are adjacent; r10 holds the fourth).
 #[repr(C)]
 pub struct Args {
     pub rdx: u64,
     pub rsi: u64,
     pub rdi: u64,
+    pub r10: u64,
 }
 
 /// The arguments from the registers saved at syscall entry: loads from the
@@ -87,6 +88,7 @@ fn syscall_args() -> Option<Args> {
             rdx: (*regs).rdx,
             rsi: (*regs).rsi,
             rdi: (*regs).rdi,
+            r10: (*regs).r10,
         })
     }
 }
@@ -94,8 +96,10 @@ fn syscall_args() -> Option<Args> {
 /// Where the syscall's bytes are.
 #[derive(Clone, Copy)]
 pub enum Source {
-    /// `buf` argument in rsi (read, recvfrom, write, sendto).
+    /// `buf` argument in rsi (read, write, sendto).
     Buf,
+    /// `buf` in rsi, `flags` in r10 (recvfrom).
+    BufFlags,
     /// `iovec` array in rsi, count in rdx (readv, writev).
     Iov,
     /// `user_msghdr` in rsi (recvmsg, sendmsg).
@@ -124,7 +128,7 @@ fn read_two_iovecs(addr: u64) -> Option<[(u64, u64); 2]> {
 #[inline(always)]
 fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
     match source {
-        Source::Buf => None,
+        Source::Buf | Source::BufFlags => None,
         Source::Iov => Some((args.rsi, args.rdx)),
         Source::Msg => {
             // `msg_iov` and `msg_iovlen` are adjacent: one read.
@@ -505,6 +509,16 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
+    // A peek leaves the bytes queued: the read that takes them is the one
+    // that counts (a server telling protocols apart peeks first).
+    let flags = match source {
+        Source::BufFlags => args.r10,
+        Source::Msg => args.rdx,
+        Source::Buf | Source::Iov => 0,
+    };
+    if flags & user::MSG_PEEK != 0 {
+        return 0;
+    }
     rx(ret, &args, tgid, info, source);
     0
 }
@@ -658,10 +672,16 @@ fn emit_last<const N: usize>(mut head: DataHeader, source: Source, args: &Args, 
     }
 }
 
-/// `sys_exit_read`, `sys_exit_recvfrom`.
+/// `sys_exit_read`.
 #[tracepoint]
 pub fn loupe_rx_buf(ctx: TracePointContext) -> u32 {
     on_rx(field(&ctx, syscall::RET), syscall_args, Source::Buf)
+}
+
+/// `sys_exit_recvfrom`.
+#[tracepoint]
+pub fn loupe_rx_from(ctx: TracePointContext) -> u32 {
+    on_rx(field(&ctx, syscall::RET), syscall_args, Source::BufFlags)
 }
 
 /// `sys_exit_readv`.
@@ -751,7 +771,8 @@ fn emit_length(tgid: u32, info: *mut FdInfo, fd: u32, dir: u16, len: u64) {
 pub fn loupe_sys_exit_rx(ctx: BtfTracePointContext) -> i32 {
     let (regs, ret, nr) = sys_exit_args(&ctx);
     (match nr {
-        0 | 45 => on_rx(ret, regs_args(regs), Source::Buf),
+        0 => on_rx(ret, regs_args(regs), Source::Buf),
+        45 => on_rx(ret, regs_args(regs), Source::BufFlags),
         19 => on_rx(ret, regs_args(regs), Source::Iov),
         47 => on_rx(ret, regs_args(regs), Source::Msg),
         _ => 0,
@@ -795,6 +816,7 @@ fn regs_args(regs: *const pt_regs) -> impl FnOnce() -> Option<Args> {
             rdx: (*regs).rdx,
             rsi: (*regs).rsi,
             rdi: (*regs).rdi,
+            r10: (*regs).r10,
         })
     }
 }
@@ -816,7 +838,12 @@ macro_rules! data_fexit {
 }
 
 data_fexit!(loupe_fx_read, "__x64_sys_read", on_rx, Source::Buf);
-data_fexit!(loupe_fx_recvfrom, "__x64_sys_recvfrom", on_rx, Source::Buf);
+data_fexit!(
+    loupe_fx_recvfrom,
+    "__x64_sys_recvfrom",
+    on_rx,
+    Source::BufFlags
+);
 data_fexit!(loupe_fx_readv, "__x64_sys_readv", on_rx, Source::Iov);
 data_fexit!(loupe_fx_recvmsg, "__x64_sys_recvmsg", on_rx, Source::Msg);
 data_fexit!(loupe_fx_write, "__x64_sys_write", on_tx, Source::Buf);

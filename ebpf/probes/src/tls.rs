@@ -109,6 +109,7 @@ fn on_return(ctx: &RetProbeContext, dir: u16) {
         rdx: len,
         rsi: call.buf,
         rdi: u64::from(TLS_FD),
+        r10: 0,
     };
     if dir == DIR_RX {
         data::rx(len, &args, tgid, info, Source::Buf);
