@@ -14,8 +14,9 @@ const SERVICE: &str = "conformance";
 /// The `Host` header of every call (`host` label of the client side).
 const HOST: &str = "conformance";
 
-/// `(method, path, status) -> count`, as the fixture declares its cases.
-type Expected = BTreeMap<(String, String, String), f64>;
+/// `(role, method, path, status) -> count`, as the fixture declares its
+/// cases; role: `served`, `called` or `abandoned`.
+type Expected = BTreeMap<[String; 4], f64>;
 
 fn play(fixture: &mut Fixture) -> Expected {
     fixture.send("run");
@@ -29,10 +30,10 @@ fn play(fixture: &mut Fixture) -> Expected {
             continue;
         };
         let fields: Vec<&str> = rest.split(' ').collect();
-        let [method, path, status, count] = fields[..] else {
+        let [role, method, path, status, count] = fields[..] else {
             panic!("bad expect line {line:?}");
         };
-        let key = (method.to_owned(), path.to_owned(), status.to_owned());
+        let key = [role, method, path, status].map(str::to_owned);
         expected.insert(key, count.parse().expect("count"));
     }
 }
@@ -66,56 +67,68 @@ fn conformance(data_hook: &str) {
     let mut fixture = Fixture::python("conformance.py", &[&port.to_string()]);
     let agent = watch_port(port, SERVICE, &["--data-hook", data_hook]);
     let expected = play(&mut fixture);
-    let total: f64 = expected.values().sum();
-    assert!(total > 60.0, "the cases make {total} requests");
-    agent.wait_for_total("agent_requests_total", SERVICE, total);
-    agent.wait_for_total("http_client_requests_total", SERVICE, total);
+    let role_total = |role: &str| -> f64 {
+        expected
+            .iter()
+            .filter(|(key, _)| key[0] == role)
+            .map(|(_, count)| count)
+            .sum()
+    };
+    let (answered, called) = (role_total("served"), role_total("called"));
+    assert!(answered > 60.0, "the cases make {answered} requests");
+    agent.wait_for_total("agent_requests_total", SERVICE, answered);
+    agent.wait_for_total("http_client_requests_total", SERVICE, called);
+    agent.wait_for_total(
+        "agent_requests_abandoned_total",
+        SERVICE,
+        role_total("abandoned"),
+    );
     let scrape = agent.scrape();
 
-    // Served: by method, endpoint and status, and nothing else.
-    let mut served = BTreeMap::new();
-    let mut durations = BTreeMap::new();
-    let mut calls = BTreeMap::new();
-    for ((method, path, status), &count) in &expected {
-        let labels = [
-            ("service", SERVICE),
-            ("method", method.as_str()),
-            ("endpoint", path.as_str()),
-            ("status", status.as_str()),
-            ("auth_type", "none"),
-        ];
-        *served
-            .entry(series("agent_requests_total", &labels))
-            .or_insert(0.0) += count;
-        let timed = [
-            ("service", SERVICE),
-            ("method", method.as_str()),
-            ("endpoint", path.as_str()),
-        ];
-        *durations
-            .entry(series("agent_request_duration_seconds_count", &timed))
-            .or_insert(0.0) += count;
-        let called = [
-            ("service", SERVICE),
-            ("host", HOST),
-            ("method", method.as_str()),
-            ("status", status.as_str()),
-        ];
-        *calls
-            .entry(series("http_client_requests_total", &called))
-            .or_insert(0.0) += count;
+    // By method, endpoint and status, and nothing else.
+    let mut want: BTreeMap<&str, BTreeMap<String, f64>> = BTreeMap::new();
+    for ([role, method, path, status], &count) in &expected {
+        let (method, path) = (method.as_str(), path.as_str());
+        let mut add = |family, labels: &[(&str, &str)]| {
+            *want
+                .entry(family)
+                .or_default()
+                .entry(series(family, labels))
+                .or_insert(0.0) += count;
+        };
+        let endpoint = [("service", SERVICE), ("method", method), ("endpoint", path)];
+        match role.as_str() {
+            "served" => {
+                let mut labels = endpoint.to_vec();
+                labels.extend([("status", status.as_str()), ("auth_type", "none")]);
+                add("agent_requests_total", &labels);
+                add("agent_request_duration_seconds_count", &endpoint);
+            }
+            "called" => add(
+                "http_client_requests_total",
+                &[
+                    ("service", SERVICE),
+                    ("host", HOST),
+                    ("method", method),
+                    ("status", status.as_str()),
+                ],
+            ),
+            "abandoned" => add("agent_requests_abandoned_total", &endpoint),
+            other => panic!("role {other}"),
+        }
     }
-    assert_eq!(counted(&scrape, "agent_requests_total"), served);
-    assert_eq!(
-        counted(&scrape, "agent_request_duration_seconds_count"),
-        durations
-    );
-    assert_eq!(counted(&scrape, "http_client_requests_total"), calls);
+    for (family, series) in &want {
+        assert_eq!(&counted(&scrape, family), series, "{family}");
+    }
     let call_durations = series(
         "http_client_request_duration_seconds_count",
         &[("service", SERVICE), ("host", HOST)],
     );
-    assert_eq!(scrape.get(&call_durations), Some(total), "{call_durations}");
+    assert_eq!(
+        scrape.get(&call_durations),
+        Some(called),
+        "{call_durations}"
+    );
     assert_eq!(
         scrape.total("loupe_unparsed_connections_total", SERVICE),
         0.0,

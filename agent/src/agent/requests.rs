@@ -131,6 +131,14 @@ impl State {
                 Found::Http(Outcome::Exchange(exchange)) => {
                     self.publish_exchange(service, &exchange, now);
                 }
+                Found::Http(Outcome::Abandoned { method, path }) => {
+                    if let Some((name, endpoint)) = self.endpoint_of(service, &path, now) {
+                        let labels = [name.as_str(), method.as_str(), endpoint.as_str()];
+                        self.metrics.abandoned.with_label_values(&labels).inc();
+                        self.clock
+                            .touch(catalogue::AGENT_REQUESTS_ABANDONED.name, &labels, now);
+                    }
+                }
                 Found::Http(Outcome::Unparsed(why)) => {
                     let labels = [self.name(service), why.as_str()];
                     self.metrics.unparsed.with_label_values(&labels).inc();
@@ -145,14 +153,16 @@ impl State {
         }
     }
 
-    fn publish_exchange(&mut self, service: u32, exchange: &Exchange, now: Instant) {
+    /// The service's name and the `endpoint` label of `path` (within the
+    /// endpoint budget); `None` for an excluded path.
+    fn endpoint_of(&mut self, service: u32, path: &str, now: Instant) -> Option<(String, String)> {
         let s = &self.services[service as usize];
-        if s.exclude_paths.contains(&exchange.path) {
-            return;
+        if s.exclude_paths.iter().any(|p| p == path) {
+            return None;
         }
-        let template = s.routes.endpoint(&exchange.path);
+        let template = s.routes.endpoint(path);
         if s.exclude_paths.contains(&template) {
-            return;
+            return None;
         }
         let name = self.name(service).to_owned();
         let endpoint = self.endpoints.label(service, &template);
@@ -166,6 +176,13 @@ impl State {
         } else {
             self.clock.touch(ENDPOINT_SLOT, &[&name, &endpoint], now);
         }
+        Some((name, endpoint))
+    }
+
+    fn publish_exchange(&mut self, service: u32, exchange: &Exchange, now: Instant) {
+        let Some((name, endpoint)) = self.endpoint_of(service, &exchange.path, now) else {
+            return;
+        };
         let method = exchange.method.as_str();
         let status = exchange
             .status

@@ -182,6 +182,12 @@ impl Unparsed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Exchange(Exchange),
+    /// A request whose connection closed before any response to it was
+    /// written (the client gave up, or the server dropped it).
+    Abandoned {
+        method: Method,
+        path: String,
+    },
     /// The connection turned out not to be HTTP/1.x; reported once.
     Unparsed(Unparsed),
 }
@@ -697,10 +703,16 @@ impl HttpConn {
     }
 
     /// The connection closed: a response that ran until the close is
-    /// complete; requests never answered are dropped.
+    /// complete; requests never answered are abandoned.
     pub fn on_close(&mut self, out: &mut impl FnMut(Outcome)) {
         if self.mode == Mode::Http {
             self.finish_response(out);
+            for request in self.pending.drain(..).filter(|r| !r.from_loupe) {
+                out(Outcome::Abandoned {
+                    method: request.method,
+                    path: request.path,
+                });
+            }
         }
         self.pending.clear();
         self.head = Vec::new();

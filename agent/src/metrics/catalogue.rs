@@ -88,6 +88,15 @@ pub const AGENT_REQUESTS: Def = def(
      authentication scheme (jwt, bearer, api_key, basic, session, none).",
     &["service", "method", "endpoint", "status", "auth_type"],
 );
+pub const AGENT_REQUESTS_ABANDONED: Def = def(
+    "agent_requests_abandoned_total",
+    Kind::Counter,
+    "HTTP requests the service read whose connection closed before any response to them \
+     was written: the client gave up (nginx logs these as 499) or the server dropped the \
+     connection. Not in agent_requests_total, which counts answered requests (an answer \
+     written after the client left is counted there).",
+    &["service", "method", "endpoint"],
+);
 pub const AGENT_REQUEST_DURATION: Def = def(
     "agent_request_duration_seconds",
     Kind::Histogram,
@@ -480,6 +489,7 @@ pub const TRACKED_SOCKETS: Def = def(
 /// Metrics loupe defines.
 pub const ALL: &[Def] = &[
     AGENT_REQUESTS,
+    AGENT_REQUESTS_ABANDONED,
     AGENT_REQUEST_DURATION,
     AGENT_RESPONSE_FIRST_BYTE,
     AGENT_REQUESTS_BY_PRINCIPAL,

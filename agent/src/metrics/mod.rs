@@ -148,6 +148,7 @@ pub struct Metrics {
     pub registry: Registry,
     families: HashMap<&'static str, Family>,
     pub requests: Labelled<IntCounterVec>,
+    pub abandoned: Labelled<IntCounterVec>,
     pub request_duration: Labelled<HistogramVec>,
     pub first_byte: Labelled<HistogramVec>,
     pub requests_by_principal: Labelled<IntCounterVec>,
@@ -220,6 +221,7 @@ impl Metrics {
             .expect("registered once");
         Self {
             requests: b.counters(&c::AGENT_REQUESTS),
+            abandoned: b.counters(&c::AGENT_REQUESTS_ABANDONED),
             request_duration: b.histograms(&c::AGENT_REQUEST_DURATION, buckets::HTTP),
             first_byte: b.histograms(&c::AGENT_RESPONSE_FIRST_BYTE, buckets::HTTP),
             requests_by_principal: b.counters(&c::AGENT_REQUESTS_BY_PRINCIPAL),

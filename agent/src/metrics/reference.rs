@@ -19,6 +19,7 @@ pub const SECTIONS: &[Section] = &[
                    (docs/capture.md).",
         defs: &[
             c::AGENT_REQUESTS,
+            c::AGENT_REQUESTS_ABANDONED,
             c::AGENT_REQUEST_DURATION,
             c::AGENT_RESPONSE_FIRST_BYTE,
             c::AGENT_REQUESTS_BY_PRINCIPAL,
@@ -32,6 +33,10 @@ pub const SECTIONS: &[Section] = &[
                 "Share of 5xx answers",
                 "sum by (service) (rate(agent_requests_total{status=~\"5..\"}[5m])) / sum by \
                  (service) (rate(agent_requests_total[5m]))",
+            ),
+            (
+                "Requests whose clients gave up, per second by endpoint",
+                "sum by (service, endpoint) (rate(agent_requests_abandoned_total[5m]))",
             ),
             (
                 "P95 latency by endpoint",

@@ -85,7 +85,7 @@ impl Wire {
                 Outcome::Exchange(e) => {
                     Some((e.method.as_str().to_owned(), e.path.clone(), e.status))
                 }
-                Outcome::Unparsed(_) => None,
+                Outcome::Unparsed(_) | Outcome::Abandoned { .. } => None,
             })
             .collect()
     }
@@ -96,7 +96,7 @@ impl Wire {
             .iter()
             .filter_map(|o| match o {
                 Outcome::Exchange(e) => Some(e),
-                Outcome::Unparsed(_) => None,
+                Outcome::Unparsed(_) | Outcome::Abandoned { .. } => None,
             })
             .collect();
         assert_eq!(all.len(), 1, "{:?}", self.out);
