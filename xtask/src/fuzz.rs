@@ -1,7 +1,6 @@
 //! `cargo xtask fuzz`: runs every fuzz target of the parsers
 //! (`agent/fuzz`, cargo-fuzz with libFuzzer) for a while, starting from the
 //! committed seeds (`agent/fuzz/seeds`, also replayed by a unit test).
-use std::process::Command;
 
 use crate::sh::{self, root};
 
@@ -25,7 +24,7 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
         let corpus = dir.join("corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
         sh::run(
-            Command::new("cargo")
+            sh::cargo()
                 .args(["+nightly", "fuzz", "run", "-O", target])
                 .arg(&corpus)
                 .arg(dir.join("seeds").join(target))

@@ -81,15 +81,23 @@ enum Command {
         /// kernel package's name such as `6.1` or `6.12`.
         only: Option<String>,
     },
-    /// Build loupe, start the demo agent service and loupe beside it, send
-    /// some traffic and keep serving /metrics until Ctrl-C.
+    /// Build loupe, start the demo agent service (with a PostgreSQL, a
+    /// Redis and a model provider of its own) and loupe beside it, keep
+    /// traffic flowing and serve /metrics until Ctrl-C, SIGTERM or SIGHUP;
+    /// then stop everything it started.
     Demo {
         /// Port of loupe's /metrics endpoint.
         #[arg(long, default_value_t = 9477)]
         port: u16,
-        /// Stop after this many seconds instead of waiting for Ctrl-C.
+        /// Port of the demo service.
+        #[arg(long, default_value_t = 8000)]
+        service_port: u16,
+        /// Stop after this many seconds instead of waiting for a signal.
         #[arg(long)]
         seconds: Option<u64>,
+        /// Run this loupe binary instead of building one.
+        #[arg(long)]
+        loupe: Option<std::path::PathBuf>,
     },
 }
 
@@ -100,7 +108,17 @@ fn main() -> anyhow::Result<()> {
         Command::Services => services::run(),
         Command::Test { filter, no_lint } => test::run(filter.as_deref(), !no_lint),
         Command::Lint => test::lint(),
-        Command::Demo { port, seconds } => demo::run(port, seconds),
+        Command::Demo {
+            port,
+            service_port,
+            seconds,
+            loupe,
+        } => demo::run(&demo::Options {
+            port,
+            service_port,
+            seconds,
+            loupe,
+        }),
         Command::Fuzz { seconds } => fuzz::run(seconds),
         Command::Kernels { only } => kernels::run(only.as_deref()),
         Command::Bench {

@@ -6,16 +6,21 @@ use anyhow::{Context as _, bail};
 
 use crate::sh::{self, is_root, output, succeeds};
 
-/// Debian packages the tests and the demo use.
+/// Debian packages the demo uses: the servers of its service, and curl.
+const DEMO_APT_PACKAGES: &[&str] = &["postgresql", "redis-server", "curl"];
+/// Python modules the demo imports: the service, its model provider, the
+/// seeding of its tables (requirements.txt pins them).
+const DEMO_PYTHON_MODULES: &[&str] = &[
+    "fastapi", "uvicorn", "redis", "asyncpg", "httpx", "psycopg2",
+];
+
+/// Debian packages the tests use beyond the demo's.
 const APT_PACKAGES: &[&str] = &[
-    "postgresql",
-    "redis-server",
     "mariadb-server",
     "nginx",
     "bpftool",
     "prometheus", // promtool checks the exposition
     "wrk",
-    "curl",
     // The kernel matrix (`cargo xtask kernels`): qemu boots Debian's
     // kernels with an initramfs of loupe and a static busybox.
     "qemu-system-x86",
@@ -61,11 +66,21 @@ const LLVM_PREFIX: &str = "/opt/rust-llvm";
 pub fn run() -> anyhow::Result<()> {
     build_tools()?;
     ensure_cargo_fuzz()?;
-    ensure_apt_packages()?;
-    ensure_python_packages()?;
+    ensure_apt_packages(&[DEMO_APT_PACKAGES, APT_PACKAGES].concat())?;
+    ensure_python_packages(None)?;
     ensure_npm_packages()?;
     eprintln!("setup: everything is in place");
     Ok(())
+}
+
+/// What `cargo xtask demo` needs, and nothing else; `build`: the tools
+/// that build loupe too.
+pub fn demo(build: bool) -> anyhow::Result<()> {
+    if build {
+        build_tools()?;
+    }
+    ensure_apt_packages(DEMO_APT_PACKAGES)?;
+    ensure_python_packages(Some(DEMO_PYTHON_MODULES))
 }
 
 /// What `cargo build -p loupe` needs beyond stable Rust: the nightly's
@@ -150,7 +165,7 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     std::os::unix::fs::symlink(&library, &link)
         .with_context(|| format!("cannot link {}", link.display()))?;
     sh::run(
-        Command::new("cargo")
+        sh::cargo()
             .args([
                 "install",
                 "bpf-linker",
@@ -165,10 +180,10 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 }
 
 fn ensure_cargo_fuzz() -> anyhow::Result<()> {
-    if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+    if succeeds(sh::cargo().args(["fuzz", "--version"])) {
         return Ok(());
     }
-    sh::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+    sh::run(sh::cargo().args(["install", "cargo-fuzz", "--locked"]))
 }
 
 fn installed(package: &str) -> bool {
@@ -176,12 +191,8 @@ fn installed(package: &str) -> bool {
         .is_some_and(|status| status.contains("install ok installed"))
 }
 
-fn ensure_apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !installed(p))
-        .collect();
+fn ensure_apt_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -189,12 +200,27 @@ fn ensure_apt_packages() -> anyhow::Result<()> {
         bail!("missing packages {missing:?}; run `cargo xtask setup` as root to install them");
     }
     sh::run(Command::new("apt-get").args(["update", "-q"]))?;
+    // `--no-remove`: apt aborts instead of removing an installed package
+    // to make room (it once took qemu-utils away).
     sh::run(
         Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "--no-remove",
+            ])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+    .with_context(|| {
+        format!(
+            "apt-get did not install {missing:?}; if it says it would remove packages, \
+             nothing was changed: install them by hand, choosing what to keep, then run \
+             this again"
+        )
+    })
 }
 
 /// All of them in one `npm install` (one installing alone would remove the
@@ -222,15 +248,24 @@ fn ensure_npm_packages() -> anyhow::Result<()> {
     .context("installing packages from the npm registry (needs Node.js and npm)")
 }
 
-fn ensure_python_packages() -> anyhow::Result<()> {
+/// The packages of `tests/fixtures/requirements.txt` (those importing
+/// `only`'s modules, or all), installed when one does not import.
+fn ensure_python_packages(only: Option<&[&str]>) -> anyhow::Result<()> {
     let requirements = sh::root().join("tests/fixtures/requirements.txt");
-    let modules = fs::read_to_string(&requirements)
-        .with_context(|| format!("cannot read {}", requirements.display()))?
+    let text = fs::read_to_string(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    // `package==version  # import module`
+    let wanted: Vec<(&str, &str)> = text
         .lines()
         .filter_map(|line| {
-            line.split_once("# import ")
-                .map(|(_, module)| module.trim().to_owned())
+            let (package, module) = line.split_once("# import ")?;
+            Some((package.trim(), module.trim()))
         })
+        .filter(|(_, module)| only.is_none_or(|only| only.contains(module)))
+        .collect();
+    let modules = wanted
+        .iter()
+        .map(|(_, m)| *m)
         .collect::<Vec<_>>()
         .join(", ");
     if succeeds(Command::new("python3").args(["-c", &format!("import {modules}")])) {
@@ -238,14 +273,7 @@ fn ensure_python_packages() -> anyhow::Result<()> {
     }
     sh::run(
         Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements),
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(wanted.iter().map(|(package, _)| package)),
     )
 }

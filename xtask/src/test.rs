@@ -1,6 +1,5 @@
 //! `cargo xtask test` (the README's test command, and what `.ci/run` calls)
 //! and `cargo xtask lint`.
-use std::process::Command;
 
 use anyhow::bail;
 
@@ -13,17 +12,12 @@ use crate::{
 const FUZZ_SMOKE_SECONDS: u32 = 10;
 
 pub fn lint() -> anyhow::Result<()> {
-    sh::run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
-    sh::run(Command::new("cargo").args([
-        "fmt",
-        "--manifest-path",
-        "agent/fuzz/Cargo.toml",
-        "--check",
-    ]))?;
-    sh::run(Command::new("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    sh::run(sh::cargo().args(["fmt", "--all", "--check"]))?;
+    sh::run(sh::cargo().args(["fmt", "--manifest-path", "agent/fuzz/Cargo.toml", "--check"]))?;
+    sh::run(sh::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     // The probes build for the BPF target with the nightly toolchain.
     sh::run(
-        Command::new("cargo")
+        sh::cargo()
             .args([
                 "+nightly",
                 "clippy",
@@ -40,10 +34,12 @@ pub fn lint() -> anyhow::Result<()> {
 pub fn run_tests(filter: Option<&str>) -> anyhow::Result<()> {
     // The agent under test is the release build users run: a debug build
     // cannot keep up with the load some tests put on it.
-    sh::run(Command::new("cargo").args(["build", "--release", "--package", "loupe"]))?;
-    let mut test = Command::new("cargo");
+    sh::run(sh::cargo().args(["build", "--release", "--package", "loupe"]))?;
+    let mut test = sh::cargo();
     test.args(["test", "--workspace", "--exclude", "loupe-probes"])
         .env("LOUPE_BIN", root().join("target/release/loupe"))
+        // The demo test runs `xtask demo` (this binary) with that loupe.
+        .env("LOUPE_XTASK", std::env::current_exe()?)
         .env(
             "LOUPE_TEST_REDIS_URL",
             format!("redis://127.0.0.1:{}/0", services::REDIS_PORT),

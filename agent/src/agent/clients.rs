@@ -26,11 +26,14 @@ impl State {
         ] {
             self.clock.touch(family, &labels, now);
         }
+        // Errors exported from the first operation on, at 0 until one fails
+        // (so that an error ratio has both sides).
+        let errors = self.metrics.redis_errors.with_label_values(&labels);
         if op.error {
-            self.metrics.redis_errors.with_label_values(&labels).inc();
-            self.clock
-                .touch(catalogue::REDIS_OPERATION_ERRORS.name, &labels, now);
+            errors.inc();
         }
+        self.clock
+            .touch(catalogue::REDIS_OPERATION_ERRORS.name, &labels, now);
         self.clients_seen.insert((service, REDIS));
     }
 

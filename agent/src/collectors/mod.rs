@@ -108,6 +108,8 @@ pub(crate) async fn run<C: Collector>(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_up: Option<bool> = None;
+    // Errors start at 0, so that `rate()` and `increase()` see the first.
+    metrics.collector_errors.with_label_values(&[name]);
     loop {
         ticker.tick().await;
         let started = Instant::now();

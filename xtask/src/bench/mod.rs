@@ -417,7 +417,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmark loads eBPF programs: run `cargo xtask bench` as root");
     }
-    sh::run(Command::new("cargo").args(["build", "--release", "--package", "loupe"]))?;
+    sh::run(sh::cargo().args(["build", "--release", "--package", "loupe"]))?;
     let dir = PathBuf::from(format!("/tmp/loupe-bench-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     let bench = Bench {

@@ -92,7 +92,7 @@ pub fn nginx(dir: &Path, port: u16, tls: bool) -> anyhow::Result<Target> {
 
 /// `tests/src/bin/http_app.rs` (hyper, one thread), built in release.
 pub fn hyper(port: u16) -> anyhow::Result<Target> {
-    sh::run(Command::new("cargo").args([
+    sh::run(sh::cargo().args([
         "build",
         "--release",
         "--package",

@@ -60,7 +60,7 @@ struct Place {
 pub fn run(only: Option<&str>) -> anyhow::Result<()> {
     let wanted = |name: &str| only.is_none_or(|only| name.contains(only));
     let started = Instant::now();
-    sh::run(Command::new("cargo").args(["build", "--release", "--package", "loupe"]))?;
+    sh::run(sh::cargo().args(["build", "--release", "--package", "loupe"]))?;
     let dir = root().join("target/kernels");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let loupe = root().join("target/release/loupe");
