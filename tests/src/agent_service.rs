@@ -55,3 +55,19 @@ pub fn scenario(port: u16) -> f64 {
         .parse()
         .expect("a request count")
 }
+
+/// A client that gives up: it asks the slow agent (with the demo API key)
+/// and closes its connection at once; uvicorn then never answers, and the
+/// request is counted as abandoned.
+pub fn give_up(port: u16) {
+    use std::io::Write as _;
+    let body = r#"{"prompt": "never mind"}"#;
+    let request = format!(
+        "POST /agents/researcher/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         X-API-Key: lk_demo_0123456789abcdef\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.write_all(request.as_bytes()).expect("send");
+}

@@ -19,10 +19,6 @@ use loupe_tests::{free_port, http_get, loupe_bin, require_root, workspace};
 /// Families the demo cannot show, and why.
 const NOT_IN_THE_DEMO: &[(&str, &str)] = &[
     (
-        "agent_requests_abandoned_total",
-        "uvicorn answers a client that left",
-    ),
-    (
         "loupe_endpoint_overflow_total",
         "the service has fewer endpoints than its budget",
     ),

@@ -16,7 +16,7 @@ use std::{
 
 use loupe_tests::{
     Agent, Fixture,
-    agent_service::{agent_service_with, scenario},
+    agent_service::{agent_service_with, give_up, scenario},
     fixture, free_port, http_get, promtool_check_metrics, served, targets, workspace,
 };
 
@@ -142,10 +142,13 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
     agent.wait_for(&targets("agent-api"), 1.0);
     let (_prometheus, prom) = prometheus(&dir, agent.port);
 
-    // Two sessions, seconds apart, so that every rate has two scrapes.
+    // Two sessions, seconds apart, so that every rate has two scrapes;
+    // after each, a client that gives up before its answer.
     let mut sent = scenario(port);
+    give_up(port);
     std::thread::sleep(Duration::from_secs(3));
     sent += scenario(port);
+    give_up(port);
     let total = agent.wait_for_total("agent_requests_total", "agent-api", sent);
     assert_eq!(total, sent);
     // Prometheus holds what loupe counted.
