@@ -13,7 +13,7 @@ use crate::{
     describe_error,
     ebpf::{self, Probes, btf, tracefs},
     procfs::Procfs,
-    tls,
+    refusal, tls,
 };
 
 /// Capabilities that matter to loupe (bit number, name, why).
@@ -143,20 +143,18 @@ fn try_hooks(report: &mut Report) {
     report.hook("uprobe", false, result);
     let result = (|| {
         let program: &mut KProbe = program(&mut ebpf, "loupe_check_kp")?;
-        program.load().map_err(|e| describe_error(&e))?;
+        program.load().map_err(|e| refusal(&e))?;
         program
             .attach(KERNEL_FN, 0)
             .map(drop)
-            .map_err(|e| describe_error(&e))
+            .map_err(|e| refusal(&e))
     })();
     report.hook("kprobe", false, result);
     let result = (|| {
         let btf = Btf::from_sys_fs().map_err(|e| describe_error(&e))?;
         let program: &mut FEntry = program(&mut ebpf, "loupe_check_fe")?;
-        program
-            .load(KERNEL_FN, &btf)
-            .map_err(|e| describe_error(&e))?;
-        program.attach().map(drop).map_err(|e| describe_error(&e))
+        program.load(KERNEL_FN, &btf).map_err(|e| refusal(&e))?;
+        program.attach().map(drop).map_err(|e| refusal(&e))
     })();
     report.hook("fentry", false, result);
 }

@@ -22,6 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach to the selected processes and serve their metrics.
+    #[command(after_long_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Report what this machine allows (kernel, BTF, tracefs, capabilities,
     /// each hook type); exits non-zero when loupe cannot run here.
@@ -40,6 +41,27 @@ pub enum Command {
     /// cluster, while the per-node agents run with collectors off).
     Collect(CollectArgs),
 }
+
+/// The common ways to run the agent (the end of `loupe run --help`).
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # The service listening on port 8000, named agent-api
+  loupe run --port 8000 --service agent-api
+
+  # Every process whose command line matches (gunicorn and its workers)
+  loupe run --process 'gunicorn .*app:app' --service agent-api
+
+  # Everything from a configuration file (several services, rules,
+  # collectors); check it first
+  loupe config check /etc/loupe/loupe.toml
+  loupe run --config /etc/loupe/loupe.toml
+
+  # In a Kubernetes DaemonSet (hostPID, privileged): the node's pods
+  # selected by [[services]] k8s_namespace / k8s_pods in the mounted config
+  loupe run --config /etc/loupe/loupe.toml --listen 0.0.0.0:9477
+
+  # What this machine allows before anything is attached
+  loupe check";
 
 #[derive(Debug, Args)]
 pub struct CollectArgs {

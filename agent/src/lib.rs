@@ -30,6 +30,7 @@ pub mod llm;
 pub mod memory;
 pub mod metrics;
 pub mod mysql;
+pub mod naming;
 pub mod openapi;
 pub mod postgres;
 pub mod procfs;
@@ -56,9 +57,37 @@ pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Why the kernel refused a program, in a few words: the errno of a load
+/// or attach, without the verifier's log (for one plain log line).
+pub fn refusal(err: &(dyn std::error::Error + 'static)) -> String {
+    let text = describe_error(err);
+    let errno = |n: u32| text.contains(&format!("(os error {n})"));
+    if errno(1) {
+        "the kernel does not permit it (EPERM on load)".to_owned()
+    } else if errno(524) || errno(95) {
+        "the kernel does not support it (ENOTSUPP)".to_owned()
+    } else if errno(22) {
+        "the kernel rejects it (EINVAL)".to_owned()
+    } else {
+        let brief = text.split("Verifier output").next().unwrap_or(&text);
+        brief.trim_end_matches([' ', '.', ':']).to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::describe_error;
+    use super::{describe_error, refusal};
+
+    #[test]
+    fn refusals_in_a_few_words() {
+        let eperm = std::io::Error::from_raw_os_error(1);
+        assert_eq!(
+            refusal(&eperm),
+            "the kernel does not permit it (EPERM on load)"
+        );
+        let other = std::io::Error::other("load failed. Verifier output: 0: r1 = ...");
+        assert_eq!(refusal(&other), "load failed");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("outer says {source}")]

@@ -17,6 +17,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if !matches!(cli.command, Command::Run(_) | Command::Collect(_)) {
+        // A command that prints and ends: a reader that stops reading
+        // (`| head`) ends it quietly, as it does any other tool. The
+        // servers keep SIGPIPE ignored, so that a scraper that goes away
+        // is an error on its socket, not the end of the agent.
+        // SAFETY: changes this process's disposition before any thread
+        // starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Check { pids } => return loupe::check::run(&pids),
         Command::Run(args) => run(&args),

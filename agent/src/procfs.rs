@@ -195,6 +195,17 @@ impl Procfs {
         ))
     }
 
+    /// The arguments of the process (`/proc/PID/cmdline`), `argv[0]` first.
+    pub fn argv(&self, pid: u32) -> Option<Vec<String>> {
+        let raw = fs::read(self.pid_path(pid, "cmdline")).ok()?;
+        let raw = raw.strip_suffix(b"\0").unwrap_or(&raw);
+        Some(
+            raw.split(|&b| b == 0)
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect(),
+        )
+    }
+
     /// The text of `/proc/PID/cgroup` (see `container::parse`).
     pub fn cgroup(&self, pid: u32) -> Option<String> {
         fs::read_to_string(self.pid_path(pid, "cgroup")).ok()

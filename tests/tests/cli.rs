@@ -165,3 +165,47 @@ fn check_reports_the_hooks_of_this_kernel() {
         );
     }
 }
+
+#[test]
+fn a_service_without_a_name_is_named_after_what_the_interpreter_runs() {
+    require_root();
+    let port = free_port();
+    let _server = loupe_tests::served(
+        &format!("exec python3 -m http.server {port} --bind 127.0.0.1"),
+        port,
+    );
+    let agent = Agent::start(&["--port", &port.to_string()]);
+    // `python3 -m http.server`: the module's last part, not `python3.11`.
+    agent.wait_for(&targets("server"), 1.0);
+    assert!(
+        agent
+            .log()
+            .contains("service named after what its process runs"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    // `loupe config check FILE | head -1`, the reader gone before loupe
+    // writes: a pipe whose read end is already closed.
+    use std::os::unix::process::ExitStatusExt as _;
+    let example = loupe_tests::workspace().join("deploy/loupe.example.toml");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(loupe_bin())
+        .args(["config", "check"])
+        .arg(&example)
+        .stdout(writer)
+        .output()
+        .expect("run loupe");
+    let stderr = stderr(&out);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}

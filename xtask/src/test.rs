@@ -35,8 +35,14 @@ pub fn run_tests(filter: Option<&str>) -> anyhow::Result<()> {
     // The agent under test is the release build users run: a debug build
     // cannot keep up with the load some tests put on it.
     sh::run(sh::cargo().args(["build", "--release", "--package", "loupe"]))?;
+    // Every scratch file of the tests (configs, logs, SQLite files, test
+    // clusters) goes into one directory, removed after the run.
+    let scratch = std::env::temp_dir().join(format!("loupe-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let _remove = RemoveDir(scratch.clone());
     let mut test = sh::cargo();
     test.args(["test", "--workspace", "--exclude", "loupe-probes"])
+        .env("TMPDIR", &scratch)
         .env("LOUPE_BIN", root().join("target/release/loupe"))
         // The demo test runs `xtask demo` (this binary) with that loupe.
         .env("LOUPE_XTASK", std::env::current_exe()?)
@@ -54,6 +60,15 @@ pub fn run_tests(filter: Option<&str>) -> anyhow::Result<()> {
         test.arg(filter);
     }
     sh::run(&mut test)
+}
+
+/// A directory removed when dropped.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub fn run(filter: Option<&str>, with_lint: bool) -> anyhow::Result<()> {

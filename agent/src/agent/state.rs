@@ -273,13 +273,17 @@ impl State {
             .unwrap_or("unknown")
     }
 
-    /// Names an unnamed service after its first process's executable.
+    /// Names an unnamed service after what its first process runs (the
+    /// program an interpreter was given, else the executable).
     fn ensure_name(&mut self, service: u32, pid: u32) {
         let index = service as usize;
         if self.services[index].name.is_some() {
             return;
         }
-        let base = self.proc.exe_name(pid).unwrap_or_else(|| "unknown".into());
+        let exe = self.proc.exe_name(pid).unwrap_or_else(|| "unknown".into());
+        let argv = self.proc.argv(pid).unwrap_or_default();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let base = crate::naming::program_name(&exe, &argv);
         let taken = self
             .services
             .iter()
@@ -289,7 +293,7 @@ impl State {
         } else {
             base
         };
-        info!(service = %name, pid, "service named after its executable (set --service to choose)");
+        info!(service = %name, pid, "service named after what its process runs (set --service to choose)");
         self.services[index].name = Some(name);
     }
 

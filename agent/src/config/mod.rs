@@ -72,7 +72,9 @@ pub enum ConfigError {
     #[error("{origin}: service name `{name}` is used twice; service names must be unique")]
     DuplicateName { origin: String, name: String },
     #[error(
-        "nothing to monitor: give --pid, --process or --port, or a --config file with [[services]]"
+        "nothing to monitor: give --pid, --process, --port, --container or --pod-uid, or a \
+         --config file with [[services]] (which may also select by Kubernetes namespace, pod \
+         and container names)"
     )]
     NoServices,
     #[error(
@@ -323,7 +325,10 @@ impl Config {
         let mut out = String::new();
         let _ = writeln!(out, "listen: {}", self.listen);
         if self.services.is_empty() {
-            out.push_str("no [[services]]: give --pid, --process or --port when running\n");
+            out.push_str(
+                "no [[services]]: give --pid, --process, --port, --container or --pod-uid when \
+                 running\n",
+            );
         }
         for s in &self.services {
             let name = s.name.as_deref().unwrap_or("(named after its executable)");

@@ -382,7 +382,11 @@ impl Probes {
             DataHookChoice::Fentry => Some(attach_functions(&mut ebpf)?),
             DataHookChoice::Auto => attach_functions(&mut ebpf)
                 .inspect_err(|err| {
-                    info!(error = %crate::describe_error(err), "fentry/fexit unavailable; using the syscall tracepoints");
+                    info!(
+                        reason = %crate::refusal(err),
+                        "fentry/fexit not available here: the data syscalls are hooked with \
+                         their tracepoints"
+                    );
                 })
                 .ok(),
             _ => None,
@@ -423,7 +427,11 @@ impl Probes {
                             DataHook::SyscallTracepoints
                         }
                         Err(err) => {
-                            info!(error = %err, "syscall tracepoints unavailable for data; using tp_btf/sys_exit");
+                            info!(
+                                reason = %crate::refusal(&err),
+                                "the data syscalls' tracepoints are not available here: they \
+                                 are hooked with tp_btf/sys_exit"
+                            );
                             attached += attach_sys_exit(&mut ebpf)?;
                             DataHook::BtfSysExit
                         }

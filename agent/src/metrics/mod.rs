@@ -3,6 +3,7 @@
 pub mod catalogue;
 pub mod custom;
 mod labelled;
+mod process;
 pub mod reference;
 mod series;
 
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 pub use labelled::{K8S_LABELS, Labelled, service_name, service_value};
 use prometheus::{
     CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, process_collector::ProcessCollector,
+    IntGaugeVec, Opts, Registry,
 };
 pub use series::{LabelLimit, SeriesClock};
 
@@ -217,7 +218,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         b.registry
-            .register(Box::new(ProcessCollector::for_self()))
+            .register(Box::new(process::SelfProcess::new()))
             .expect("registered once");
         Self {
             requests: b.counters(&c::AGENT_REQUESTS),
