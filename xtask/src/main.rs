@@ -98,6 +98,10 @@ enum Command {
         /// Run this loupe binary instead of building one.
         #[arg(long)]
         loupe: Option<std::path::PathBuf>,
+        /// Also start Prometheus scraping loupe with the shipped recording
+        /// and alert rules, and print its URL.
+        #[arg(long)]
+        prometheus: bool,
     },
 }
 
@@ -113,11 +117,13 @@ fn main() -> anyhow::Result<()> {
             service_port,
             seconds,
             loupe,
+            prometheus,
         } => demo::run(&demo::Options {
             port,
             service_port,
             seconds,
             loupe,
+            prometheus,
         }),
         Command::Fuzz { seconds } => fuzz::run(seconds),
         Command::Kernels { only } => kernels::run(only.as_deref()),

@@ -74,12 +74,15 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 /// What `cargo xtask demo` needs, and nothing else; `build`: the tools
-/// that build loupe too.
-pub fn demo(build: bool) -> anyhow::Result<()> {
+/// that build loupe too; `prometheus`: the Prometheus server.
+pub fn demo(build: bool, prometheus: bool) -> anyhow::Result<()> {
     if build {
         build_tools()?;
     }
     ensure_apt_packages(DEMO_APT_PACKAGES)?;
+    if prometheus {
+        ensure_apt_packages(&["prometheus"])?;
+    }
     ensure_python_packages(Some(DEMO_PYTHON_MODULES))
 }
 

@@ -1,7 +1,7 @@
 //! What the demo service talks to, private to one demo run: a PostgreSQL
 //! cluster in the run's directory (the system's cluster is left alone), a
-//! Redis server, the fake model provider. Each runs in a process group of
-//! its own and stops when dropped.
+//! Redis server, the fake model provider, and on request a Prometheus. Each
+//! runs in a process group of its own and stops when dropped.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -153,6 +153,49 @@ impl ModelProvider {
             libc::SIGTERM,
         )?;
         wait_port(port, 30, "the demo's model provider")?;
+        Ok(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            _server: server,
+        })
+    }
+}
+
+/// A Prometheus server scraping loupe every 5 s with the shipped recording
+/// and alert rules (`deploy/prometheus`), its data in `dir`.
+pub struct Prometheus {
+    pub url: String,
+    _server: Group,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, loupe_port: u16) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let rules = root().join("deploy/prometheus");
+        let config = dir.join("prometheus.yml");
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
+                 rule_files:\n  - {}\n  - {}\n\
+                 scrape_configs:\n  - job_name: loupe\n    static_configs:\n\
+                 \x20     - targets: ['127.0.0.1:{loupe_port}']\n",
+                rules.join("recording-rules.yml").display(),
+                rules.join("alert-rules.yml").display(),
+            ),
+        )?;
+        let server = Group::spawn(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("prometheus").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn"),
+            "Prometheus",
+            libc::SIGTERM,
+        )?;
+        wait_port(port, 30, "the demo's Prometheus")?;
         Ok(Self {
             url: format!("http://127.0.0.1:{port}"),
             _server: server,

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use self::backends::{ModelProvider, Postgres, Redis};
+use self::backends::{ModelProvider, Postgres, Prometheus, Redis};
 use crate::{
     setup,
     sh::{self, Group, catch_stop_signals, is_root, port_open, root, stop_signal, wait_port},
@@ -34,6 +34,8 @@ pub struct Options {
     pub seconds: Option<u64>,
     /// A loupe binary to run instead of building one.
     pub loupe: Option<PathBuf>,
+    /// Also a Prometheus scraping loupe with the shipped rules.
+    pub prometheus: bool,
 }
 
 /// A directory of this run, removed at the end.
@@ -58,7 +60,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             bail!("port {port} ({what}) is taken; stop whatever listens there first");
         }
     }
-    setup::demo(options.loupe.is_none())?;
+    setup::demo(options.loupe.is_none(), options.prometheus)?;
     let loupe_bin = match &options.loupe {
         Some(path) => path.clone(),
         None => {
@@ -139,10 +141,22 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         "the demo traffic",
         libc::SIGTERM,
     )?;
+    let prometheus = if options.prometheus {
+        Some(Prometheus::start(&dir.0, options.port)?)
+    } else {
+        None
+    };
     // The collectors run every 5 s: their first results are in.
     std::thread::sleep(Duration::from_secs(6));
     stopping()?;
     print!("{}", summary(options.port, options.service_port));
+    if let Some(prometheus) = &prometheus {
+        println!(
+            "Prometheus: {url} (the shipped recording and alert rules; try \
+             {url}/alerts and {url}/graph?g0.expr=service:agent_requests:rate5m)",
+            url = prometheus.url
+        );
+    }
 
     let deadline = options
         .seconds
