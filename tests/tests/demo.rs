@@ -91,6 +91,17 @@ impl Demo {
         }
     }
 
+    /// [`Demo::start`], once it says where to scrape.
+    fn serving(port: u16, service_port: u16) -> Self {
+        let mut demo = Self::start(port, service_port);
+        assert!(
+            demo.read_until("Scrape:", Duration::from_secs(300)),
+            "the demo did not come up\n{}",
+            demo.output
+        );
+        demo
+    }
+
     /// Reads its output until a line starts with `prefix` (or it ends).
     fn read_until(&mut self, prefix: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
@@ -175,12 +186,7 @@ impl Drop for Demo {
 fn the_demo_shows_every_family_it_can_and_sigterm_stops_all_of_it() {
     require_root();
     let (port, service_port) = (free_port(), free_port());
-    let mut demo = Demo::start(port, service_port);
-    assert!(
-        demo.read_until("Scrape:", Duration::from_secs(300)),
-        "the demo did not come up\n{}",
-        demo.output
-    );
+    let mut demo = Demo::serving(port, service_port);
     let mut wanted = catalogue();
     assert!(wanted.len() > 60, "{wanted:?}");
     for (family, _) in NOT_IN_THE_DEMO {
@@ -217,12 +223,7 @@ fn the_demo_shows_every_family_it_can_and_sigterm_stops_all_of_it() {
 fn sigint_to_the_xtask_process_alone_stops_the_whole_demo() {
     require_root();
     let (port, service_port) = (free_port(), free_port());
-    let mut demo = Demo::start(port, service_port);
-    assert!(
-        demo.read_until("Scrape:", Duration::from_secs(300)),
-        "the demo did not come up\n{}",
-        demo.output
-    );
+    let mut demo = Demo::serving(port, service_port);
     demo.stop(libc::SIGINT);
     demo.assert_all_gone(&[port, service_port]);
 }
