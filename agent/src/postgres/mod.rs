@@ -157,7 +157,15 @@ impl PgConn {
         self.tx.buffered()
             + self.rx.buffered()
             + (self.statements.len() + self.portals.len()) * (MAX_NAME + 48)
-            + self.pending.capacity() * 24
+            + self.pending.capacity() * size_of::<Pending>()
+            + self
+                .pending
+                .iter()
+                .map(|p| match p {
+                    Pending::Simple { types, .. } => types.capacity() * size_of::<&str>(),
+                    _ => 0,
+                })
+                .sum::<usize>()
     }
 
     pub fn is_parsing(&self) -> bool {
