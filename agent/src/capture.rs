@@ -13,35 +13,14 @@ use loupe_common::{
 };
 
 use crate::{
-    client::{Client, ClientCounts, DbSystem, Guess},
+    client::{Client, ClientCounts, Guess},
+    found::Found,
     http::{
         auth::AuthConfig,
-        exchange::{BodyWants, Exchange, HttpConn, Outcome, ParseConfig, Transfer},
+        exchange::{BodyWants, HttpConn, ParseConfig, Transfer},
         head::Method,
     },
-    redis,
-    sql::Statement,
 };
-
-/// What the parsers found on a connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Found {
-    /// On a connection the service accepted.
-    Http(Outcome),
-    /// On a connection the service opened to Redis.
-    Redis(redis::Op),
-    /// On a connection the service opened to a database.
-    Db {
-        system: DbSystem,
-        statement: Statement,
-    },
-    /// An HTTP call the service made (a request it wrote, the response it
-    /// read).
-    HttpCall(Exchange),
-    /// The service sent a call whose reply is wanted whole (up to this
-    /// many bytes): the probes should copy the connection's reads in full.
-    WantsReply(usize),
-}
 
 enum Proto {
     /// Accepted by the service: it serves HTTP.
@@ -118,7 +97,7 @@ impl Stream {
                 return;
             }
         };
-        let transfer = transfer(head, bytes, last);
+        let transfer = Transfer::of_record(head, bytes, last);
         let mut emit = |outcome| out(service, Found::Http(outcome));
         match head.dir {
             DIR_RX => {
@@ -322,16 +301,6 @@ impl Streams {
     }
 }
 
-/// One syscall's bytes, as the HTTP parser takes them.
-pub fn transfer<'a>(head: &DataHeader, first: &'a [u8], last: &'a [u8]) -> Transfer<'a> {
-    Transfer {
-        ts: head.header.ts_ns,
-        len: head.len,
-        head: first,
-        tail: last,
-    }
-}
-
 /// Monotonic nanoseconds, on the probes' clock (`bpf_ktime_get_ns`).
 pub fn monotonic_ns() -> u64 {
     let mut now = libc::timespec {
@@ -348,6 +317,7 @@ mod tests {
     use loupe_common::event::{Header, KIND_DATA};
 
     use super::*;
+    use crate::http::exchange::Outcome;
 
     fn record(tgid: u32, conn: u64, dir: u16, ts: u64, len: usize) -> DataHeader {
         DataHeader {

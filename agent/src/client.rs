@@ -10,39 +10,16 @@
 use loupe_common::event::{DIR_RX, DIR_TX, DataHeader};
 
 use crate::{
-    capture::{Found, transfer},
+    found::Found,
     http::{
-        exchange::{HttpConn, Outcome, ParseConfig},
+        exchange::{HttpConn, Outcome, ParseConfig, Transfer},
         head::{could_start_request, looks_like_request},
     },
     mysql::MysqlConn,
     postgres::PgConn,
     redis::RedisConn,
+    sql::DbSystem,
 };
-
-/// The databases loupe reads the wire of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbSystem {
-    Postgres,
-    Mysql,
-}
-
-impl DbSystem {
-    pub const ALL: [Self; 2] = [Self::Postgres, Self::Mysql];
-
-    /// Its place in [`Self::ALL`] (and in [`ClientCounts::db`]).
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The `db_system` label (OpenTelemetry's names).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgresql",
-            Self::Mysql => "mysql",
-        }
-    }
-}
 
 /// Client connections of one service, by protocol.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -173,7 +150,7 @@ impl Client {
             _ => {}
         }
         if let Self::Http(conn) = self {
-            let transfer = transfer(head, bytes, last);
+            let transfer = Transfer::of_record(head, bytes, last);
             match head.dir {
                 DIR_TX => {
                     let waiting = conn.pending();

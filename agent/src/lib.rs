@@ -23,6 +23,7 @@ pub mod container;
 pub mod discovery;
 pub mod ebpf;
 pub mod events;
+pub mod found;
 pub mod fuzzing;
 pub mod http;
 pub mod k8s;

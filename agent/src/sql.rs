@@ -49,6 +49,30 @@ const KEYWORDS: &[&str] = &[
     "use",
 ];
 
+/// The databases loupe reads the wire of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbSystem {
+    Postgres,
+    Mysql,
+}
+
+impl DbSystem {
+    pub const ALL: [Self; 2] = [Self::Postgres, Self::Mysql];
+
+    /// Its place in [`Self::ALL`] (and in [`ClientCounts::db`]).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `db_system` label (OpenTelemetry's names).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgresql",
+            Self::Mysql => "mysql",
+        }
+    }
+}
+
 pub const OTHER: &str = "other";
 
 /// One statement a client ran and its answer (any database).

@@ -3,7 +3,11 @@
 use std::time::Instant;
 
 use super::state::State;
-use crate::{client::DbSystem, metrics::catalogue, redis::Op, sql::Statement};
+use crate::{
+    metrics::catalogue,
+    redis::Op,
+    sql::{DbSystem, Statement},
+};
 
 /// Key of Redis in `State::clients_seen`.
 const REDIS: &str = "redis";

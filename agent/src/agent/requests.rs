@@ -6,7 +6,8 @@ use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
 use super::state::State;
 use crate::{
-    capture::{Found, Parsing, StreamKey, Streams, monotonic_ns},
+    capture::{Parsing, StreamKey, Streams, monotonic_ns},
+    found::Found,
     http::{
         exchange::{Exchange, Outcome, ParseConfig, Unparsed},
         head::Method,

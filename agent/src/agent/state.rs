@@ -19,12 +19,13 @@ use tracing::{info, warn};
 
 use super::{MAX_PEERS, calls::Calls, routes::SelfPorts};
 use crate::{
-    capture::{Found, Streams},
+    capture::Streams,
     config::{Config, ServiceSpec, http::HttpConfig},
     connections::{Connections, Delta},
     discovery::Discovery,
     ebpf::Probes,
     events::{DecodeError, Event, KINDS, UNDECODABLE},
+    found::Found,
     http::endpoint::Routes,
     k8s::pods::SharedPods,
     metrics::{LabelLimit, Metrics, SeriesClock, catalogue, service_value},
@@ -423,7 +424,7 @@ impl State {
                 vec![name.clone(), label.to_owned()],
             ));
         }
-        for system in crate::client::DbSystem::ALL {
+        for system in crate::sql::DbSystem::ALL {
             for family in [
                 catalogue::DB_POOL_SIZE.name,
                 catalogue::DB_POOL_CHECKED_OUT.name,

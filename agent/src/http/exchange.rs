@@ -16,6 +16,8 @@
 //! ends with the next request, the close, or an idle timer.
 use std::collections::VecDeque;
 
+use loupe_common::event::DataHeader;
+
 use super::{
     auth::{Auth, AuthConfig},
     chunked::{Chunked, ends_body},
@@ -46,6 +48,17 @@ pub struct Transfer<'a> {
 }
 
 impl<'a> Transfer<'a> {
+    /// The syscall a probe record describes: `first`, its bytes from the
+    /// start, `last` those from its end (empty when `first` reaches it).
+    pub fn of_record(head: &DataHeader, first: &'a [u8], last: &'a [u8]) -> Self {
+        Self {
+            ts: head.header.ts_ns,
+            len: head.len,
+            head: first,
+            tail: last,
+        }
+    }
+
     /// A syscall captured from its start only.
     pub fn new(ts: u64, len: u64, head: &'a [u8]) -> Self {
         Self {

@@ -5,7 +5,7 @@ use std::io::Read as _;
 
 use serde_json::Value;
 
-use super::eval::RuleError;
+use super::error::RuleError;
 use crate::http::exchange::BodyBytes;
 
 /// The documents of a body: one for JSON, one per `data:` event of a

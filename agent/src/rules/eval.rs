@@ -3,6 +3,7 @@
 //! [`Observation::errors`] and never stops the rest.
 use serde_json::Value;
 
+pub use super::error::RuleError;
 use super::{
     Family, FieldPath, LabelSource, Rule, Semantic, Side, Source, Tokens, body::documents,
 };
@@ -12,44 +13,6 @@ use crate::http::exchange::{BodyBytes, Exchange};
 const MAX_VALUE_LEN: usize = 64;
 /// Subject value when a source yields nothing and has no default.
 pub const UNKNOWN: &str = "unknown";
-
-/// Why a rule could not read something (the rule-error self-metric's
-/// `reason`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuleError {
-    /// The body was not captured (not kept, or written before capture);
-    /// never said of a message that has no body.
-    NotCaptured,
-    /// The body was longer than the limit or the capture, and the field
-    /// was not in the part seen.
-    Truncated,
-    MalformedJson,
-    Gzip,
-    MissingField,
-    NotNumeric,
-}
-
-impl RuleError {
-    pub const ALL: [Self; 6] = [
-        Self::NotCaptured,
-        Self::Truncated,
-        Self::MalformedJson,
-        Self::Gzip,
-        Self::MissingField,
-        Self::NotNumeric,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::NotCaptured => "not_captured",
-            Self::Truncated => "truncated",
-            Self::MalformedJson => "malformed_json",
-            Self::Gzip => "gzip",
-            Self::MissingField => "missing_field",
-            Self::NotNumeric => "not_numeric",
-        }
-    }
-}
 
 /// What one exchange says for a rule's family.
 #[derive(Clone, Debug, PartialEq)]

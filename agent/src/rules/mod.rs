@@ -10,6 +10,7 @@
 //! ([`eval`]); nothing else of a body leaves the parser.
 pub mod body;
 mod defaults;
+mod error;
 pub mod eval;
 
 use std::{collections::BTreeMap, fmt};
