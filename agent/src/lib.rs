@@ -24,6 +24,7 @@ pub mod discovery;
 pub mod ebpf;
 pub mod events;
 pub mod found;
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod http;
 pub mod k8s;
