@@ -4,14 +4,14 @@
 //! `/metrics` endpoint.
 //!
 //! Layout: [`cli`] and [`config`] turn flags and the file into a [`config::Config`];
-//! [`agent`] runs it: [`discovery`] finds processes in [`procfs`], [`ebpf`] loads
+//! [`runtime`] runs it: [`discovery`] finds processes in [`procfs`], [`ebpf`] loads
 //! the probes, [`events`] decodes their records, [`connections`] keeps the
 //! picture, [`capture`] hands each connection's bytes to its parser ([`http`]
 //! for what the service serves, [`client`] for what it asks of [`redis`],
-//! [`postgres`] and [`mysql`]), [`rules`] derive business metrics from
+//! [`postgres`] and [`mysql`]; what they find is a [`found::Found`]),
+//! [`rules`] derive business metrics from
 //! requests, and [`metrics`] exports it all through [`server`]. [`check`] is
 //! the preflight report.
-pub mod agent;
 pub mod capture;
 pub mod check;
 pub mod cli;
@@ -38,6 +38,7 @@ pub mod postgres;
 pub mod procfs;
 pub mod redis;
 pub mod rules;
+pub mod runtime;
 pub mod server;
 pub mod sql;
 pub mod tls;

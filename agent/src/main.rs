@@ -61,7 +61,7 @@ fn collect(args: &loupe::cli::CollectArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(loupe::agent::collect(config))?;
+    runtime.block_on(loupe::runtime::collect(config))?;
     Ok(())
 }
 
@@ -76,6 +76,6 @@ fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(loupe::agent::run(config, args.data_hook))?;
+    runtime.block_on(loupe::runtime::run(config, args.data_hook))?;
     Ok(())
 }
