@@ -92,24 +92,19 @@ pub const UNKNOWN: &str = "unknown";
 /// parentheses; `start` (transaction) is reported as `begin`, `end` as
 /// `commit`.
 pub fn query_type(sql: &[u8]) -> &'static str {
-    let mut rest = sql;
+    // Past whitespace, comments and opening parentheses.
+    let mut i = 0;
     loop {
-        let trimmed = rest.trim_ascii_start();
-        if let Some(after) = trimmed.strip_prefix(b"--") {
-            let end = after
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(after.len(), |i| i + 1);
-            rest = &after[end..];
-        } else if trimmed.starts_with(b"/*") {
-            rest = &trimmed[skip_comment(trimmed, 2)..];
-        } else if let Some(after) = trimmed.strip_prefix(b"(") {
-            rest = after;
-        } else {
-            rest = trimmed;
-            break;
+        while sql.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        match comment_end(sql, i) {
+            Some(end) => i = end,
+            None if sql.get(i) == Some(&b'(') => i += 1,
+            None => break,
         }
     }
+    let rest = &sql[i..];
     let word_len = rest
         .iter()
         .position(|b| !b.is_ascii_alphabetic())
@@ -146,6 +141,10 @@ pub fn statement_types(sql: &[u8], complete: bool) -> Vec<&'static str> {
         }
     };
     while i < sql.len() {
+        if let Some(end) = comment_end(sql, i) {
+            i = end;
+            continue;
+        }
         i = match sql[i] {
             b';' => {
                 push(&sql[start..i], &mut types);
@@ -158,11 +157,6 @@ pub fn statement_types(sql: &[u8], complete: bool) -> Vec<&'static str> {
                 skip_quoted(sql, i + 1, b'\'', escapes)
             }
             b'"' => skip_quoted(sql, i + 1, b'"', false),
-            b'-' if sql.get(i + 1) == Some(&b'-') => sql[i..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(sql.len(), |n| i + n + 1),
-            b'/' if sql.get(i + 1) == Some(&b'*') => skip_comment(sql, i + 2),
             b'$' => skip_dollar(sql, i),
             _ => i + 1,
         };
@@ -177,17 +171,28 @@ pub fn statement_types(sql: &[u8], complete: bool) -> Vec<&'static str> {
 fn is_blank(sql: &[u8]) -> bool {
     let mut i = 0;
     while i < sql.len() {
-        i = match sql[i] {
-            b if b.is_ascii_whitespace() => i + 1,
-            b'-' if sql.get(i + 1) == Some(&b'-') => sql[i..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(sql.len(), |n| i + n + 1),
-            b'/' if sql.get(i + 1) == Some(&b'*') => skip_comment(sql, i + 2),
-            _ => return false,
+        i = match comment_end(sql, i) {
+            Some(end) => end,
+            None if sql[i].is_ascii_whitespace() => i + 1,
+            None => return false,
         };
     }
     true
+}
+
+/// Where the comment starting at `i` ends (`--` to the end of its line,
+/// `/* */` nested as PostgreSQL nests them), if one starts there.
+fn comment_end(sql: &[u8], i: usize) -> Option<usize> {
+    match sql.get(i..i + 2)? {
+        b"--" => Some(
+            sql[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(sql.len(), |n| i + n + 1),
+        ),
+        b"/*" => Some(skip_comment(sql, i + 2)),
+        _ => None,
+    }
 }
 
 /// Past the closing `quote` of a string or identifier opened before

@@ -60,8 +60,6 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
 
 #[cfg(test)]
 mod tests {
-    use std::{fs, path::Path};
-
     use super::*;
 
     /// The conformance cases (`tests/fixtures/conformance.py` writes them
@@ -70,17 +68,14 @@ mod tests {
     /// status or abandoned as the case says, nothing unparsed.
     #[test]
     fn conformance_seeds_answer_every_request() {
-        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/http_connection");
         let mut cases = 0;
-        for seed in fs::read_dir(seeds).unwrap() {
-            let path = seed.unwrap().path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        for (name, bytes) in crate::fuzzing::seeds("http_connection") {
             let Some(rest) = name.strip_prefix("conformance-") else {
                 continue;
             };
             let count = |i: usize| -> usize { rest.split('-').nth(i).unwrap().parse().unwrap() };
             let (mut answered, mut abandoned) = (0, 0);
-            replay(&fs::read(&path).unwrap(), &mut |outcome| match outcome {
+            replay(&bytes, &mut |outcome| match outcome {
                 Outcome::Exchange(e) => {
                     assert!(e.status.is_some(), "{name}: {e:?}");
                     answered += 1;

@@ -28,26 +28,41 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
     })
 }
 
+/// The committed seeds of fuzz target `target` (`agent/fuzz/seeds/`), as
+/// `(file name, bytes)`.
+#[cfg(test)]
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+        .map(|entry| {
+            let path = entry.expect("a directory entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).expect("a seed"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use std::{fs, path::Path};
+    use std::fs;
 
     use super::*;
 
     #[test]
     fn committed_seeds_replay_without_a_panic() {
-        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
         let mut targets = 0;
-        for dir in fs::read_dir(&seeds).unwrap() {
-            let dir = dir.unwrap().path();
-            let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        for entry in fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             let run = target(&name).unwrap_or_else(|| panic!("no fuzz target {name}"));
-            let mut files = 0;
-            for seed in fs::read_dir(&dir).unwrap() {
-                run(&fs::read(seed.unwrap().path()).unwrap());
-                files += 1;
+            let seeds = seeds(&name);
+            for (_, bytes) in &seeds {
+                run(bytes);
             }
-            assert!(files >= 3, "{name}: {files} seeds");
+            assert!(seeds.len() >= 3, "{name}: {} seeds", seeds.len());
             targets += 1;
         }
         assert_eq!(targets, 9, "every fuzz target has seeds");

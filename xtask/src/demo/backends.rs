@@ -13,6 +13,13 @@ use anyhow::{Context as _, bail};
 
 use crate::sh::{self, Group, free_port, root, wait_port};
 
+/// A server of the demo: where to reach it, and its process group (stopped
+/// when this is dropped).
+pub struct Backend {
+    pub url: String,
+    _server: Group,
+}
+
 /// `initdb`, `postgres` and `pg_isready` of the newest PostgreSQL
 /// installed (Debian's layout).
 fn postgres_bin() -> anyhow::Result<PathBuf> {
@@ -26,179 +33,151 @@ fn postgres_bin() -> anyhow::Result<PathBuf> {
 
 /// A PostgreSQL cluster in `dir` (trust authentication over loopback, user
 /// `postgres`), on a free port; its log in `dir/postgres.log`.
-pub struct Postgres {
-    pub url: String,
-    _server: Group,
-}
-
-impl Postgres {
-    pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        let bin = postgres_bin()?;
-        let data = dir.join("postgres");
-        fs::create_dir_all(&data)?;
-        sh::run(
-            Command::new("chown")
-                .arg("-R")
-                .arg("postgres:postgres")
-                .arg(dir),
-        )?;
-        let as_postgres = |program: &str| {
-            let mut command = Command::new("runuser");
-            command
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join(program));
-            command
-        };
-        sh::quiet(
-            as_postgres("initdb")
-                .args([
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                    "-D",
-                ])
-                .arg(&data),
-        )?;
-        let port = free_port()?;
-        let log = fs::File::create(dir.join("postgres.log"))?;
-        let server = Group::spawn(
-            as_postgres("postgres")
-                .stderr(log)
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-k"])
-                .arg(dir)
-                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
-            "PostgreSQL",
-            libc::SIGINT, // fast shutdown: sessions are cut, nothing waits
-        )?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !sh::succeeds(Command::new(bin.join("pg_isready")).args([
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])) {
-            if Instant::now() > deadline {
-                bail!("the demo's PostgreSQL did not start on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
+pub fn postgres(dir: &Path) -> anyhow::Result<Backend> {
+    let bin = postgres_bin()?;
+    let data = dir.join("postgres");
+    fs::create_dir_all(&data)?;
+    sh::run(
+        Command::new("chown")
+            .arg("-R")
+            .arg("postgres:postgres")
+            .arg(dir),
+    )?;
+    let as_postgres = |program: &str| {
+        let mut command = Command::new("runuser");
+        command
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join(program));
+        command
+    };
+    sh::quiet(
+        as_postgres("initdb")
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data),
+    )?;
+    let port = free_port()?;
+    let log = fs::File::create(dir.join("postgres.log"))?;
+    let server = Group::spawn(
+        as_postgres("postgres")
+            .stderr(log)
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
+        "PostgreSQL",
+        libc::SIGINT, // fast shutdown: sessions are cut, nothing waits
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sh::succeeds(Command::new(bin.join("pg_isready")).args([
+        "-q",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ])) {
+        if Instant::now() > deadline {
+            bail!("the demo's PostgreSQL did not start on port {port}");
         }
-        Ok(Self {
-            url: format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
-            _server: server,
-        })
+        std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(Backend {
+        url: format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
+        _server: server,
+    })
 }
 
 /// A Redis server on a free port, nothing saved; its log in
 /// `dir/redis.log`.
-pub struct Redis {
-    pub url: String,
-    _server: Group,
-}
-
-impl Redis {
-    pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let server = Group::spawn(
-            Command::new("redis-server")
-                .arg("--logfile")
-                .arg(dir.join("redis.log"))
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--loglevel",
-                    "warning",
-                ]),
-            "Redis",
-            libc::SIGTERM,
-        )?;
-        wait_port(port, 10, "the demo's Redis")?;
-        Ok(Self {
-            url: format!("redis://127.0.0.1:{port}/0"),
-            _server: server,
-        })
-    }
+pub fn redis(dir: &Path) -> anyhow::Result<Backend> {
+    let port = free_port()?;
+    let server = Group::spawn(
+        Command::new("redis-server")
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+            ]),
+        "Redis",
+        libc::SIGTERM,
+    )?;
+    wait_port(port, 10, "the demo's Redis")?;
+    Ok(Backend {
+        url: format!("redis://127.0.0.1:{port}/0"),
+        _server: server,
+    })
 }
 
 /// The fake model provider of the tests (OpenAI- and Anthropic-style
 /// answers with usage), so that the service's model calls are real calls.
-pub struct ModelProvider {
-    pub url: String,
-    _server: Group,
-}
-
-impl ModelProvider {
-    pub fn start() -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let server = Group::spawn(
-            Command::new("python3")
-                .args(["-m", "uvicorn", "model_provider:app", "--app-dir"])
-                .arg(root().join("tests/fixtures"))
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--log-level", "warning"]),
-            "the model provider",
-            libc::SIGTERM,
-        )?;
-        wait_port(port, 30, "the demo's model provider")?;
-        Ok(Self {
-            url: format!("http://127.0.0.1:{port}"),
-            _server: server,
-        })
-    }
+pub fn model_provider() -> anyhow::Result<Backend> {
+    let port = free_port()?;
+    let server = Group::spawn(
+        Command::new("python3")
+            .args(["-m", "uvicorn", "model_provider:app", "--app-dir"])
+            .arg(root().join("tests/fixtures"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--log-level", "warning"]),
+        "the model provider",
+        libc::SIGTERM,
+    )?;
+    wait_port(port, 30, "the demo's model provider")?;
+    Ok(Backend {
+        url: format!("http://127.0.0.1:{port}"),
+        _server: server,
+    })
 }
 
 /// A Prometheus server scraping loupe every 5 s with the shipped recording
 /// and alert rules (`deploy/prometheus`), its data in `dir`.
-pub struct Prometheus {
-    pub url: String,
-    _server: Group,
-}
-
-impl Prometheus {
-    pub fn start(dir: &Path, loupe_port: u16) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let rules = root().join("deploy/prometheus");
-        let config = dir.join("prometheus.yml");
-        fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
+pub fn prometheus(dir: &Path, loupe_port: u16) -> anyhow::Result<Backend> {
+    let port = free_port()?;
+    let rules = root().join("deploy/prometheus");
+    let config = dir.join("prometheus.yml");
+    fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
                  rule_files:\n  - {}\n  - {}\n\
                  scrape_configs:\n  - job_name: loupe\n    static_configs:\n\
                  \x20     - targets: ['127.0.0.1:{loupe_port}']\n",
-                rules.join("recording-rules.yml").display(),
-                rules.join("alert-rules.yml").display(),
-            ),
-        )?;
-        let server = Group::spawn(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("prometheus").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=warn"),
-            "Prometheus",
-            libc::SIGTERM,
-        )?;
-        wait_port(port, 30, "the demo's Prometheus")?;
-        Ok(Self {
-            url: format!("http://127.0.0.1:{port}"),
-            _server: server,
-        })
-    }
+            rules.join("recording-rules.yml").display(),
+            rules.join("alert-rules.yml").display(),
+        ),
+    )?;
+    let server = Group::spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prometheus").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn"),
+        "Prometheus",
+        libc::SIGTERM,
+    )?;
+    wait_port(port, 30, "the demo's Prometheus")?;
+    Ok(Backend {
+        url: format!("http://127.0.0.1:{port}"),
+        _server: server,
+    })
 }

@@ -16,7 +16,6 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use self::backends::{ModelProvider, Postgres, Prometheus, Redis};
 use crate::{
     setup,
     sh::{self, Group, catch_stop_signals, is_root, port_open, root, stop_signal, wait_port},
@@ -74,15 +73,15 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     fs::create_dir_all(&dir.0)?;
 
     // Declared in start order: dropped (stopped) in the reverse one.
-    let postgres = Postgres::start(&dir.0)?;
+    let postgres = backends::postgres(&dir.0)?;
     stopping()?;
     sh::quiet(
         Command::new("python3")
             .arg(root().join("tests/fixtures/business_tables.py"))
             .args(["postgres", &postgres.url, ""]),
     )?;
-    let redis = Redis::start(&dir.0)?;
-    let model = ModelProvider::start()?;
+    let redis = backends::redis(&dir.0)?;
+    let model = backends::model_provider()?;
     stopping()?;
     let service_port = options.service_port.to_string();
     let fixtures = root().join("tests/fixtures/agent_service");
@@ -142,7 +141,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         libc::SIGTERM,
     )?;
     let prometheus = if options.prometheus {
-        Some(Prometheus::start(&dir.0, options.port)?)
+        Some(backends::prometheus(&dir.0, options.port)?)
     } else {
         None
     };
