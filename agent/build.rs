@@ -1,6 +1,6 @@
 //! Builds the eBPF probes (`ebpf/probes`, target `bpfel-unknown-none`, with
 //! the nightly toolchain and bpf-linker) and leaves the object in `OUT_DIR`,
-//! where `src/ebpf/mod.rs` embeds it. `cargo xtask setup` installs what this
+//! where `src/kernel/mod.rs` embeds it. `cargo xtask setup` installs what this
 //! needs.
 //!
 //! What aya-build does, with the nested build's progress kept quiet: only

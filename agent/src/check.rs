@@ -11,9 +11,10 @@ use loupe_common::layout::{KERNEL_OFFSETS_GLOBAL, KernelOffsets};
 
 use crate::{
     describe_error,
-    ebpf::{self, Probes, btf, tracefs},
-    procfs::Procfs,
-    refusal, tls,
+    kernel::{self, Probes, btf, tracefs},
+    refusal,
+    targets::procfs::Procfs,
+    targets::tls,
 };
 
 /// Capabilities that matter to loupe (bit number, name, why).
@@ -96,7 +97,7 @@ fn effective_capabilities() -> Option<u64> {
 fn try_hooks(report: &mut Report) {
     let ebpf = EbpfLoader::new()
         .override_global(KERNEL_OFFSETS_GLOBAL, &KernelOffsets::default(), true)
-        .load(ebpf::OBJECT);
+        .load(kernel::OBJECT);
     let mut ebpf: Ebpf = match ebpf {
         Ok(ebpf) => {
             report.line("ring buffer", "yes");
@@ -109,7 +110,7 @@ fn try_hooks(report: &mut Report) {
         }
     };
     let result = (|| {
-        let program: &mut TracePoint = program(&mut ebpf, ebpf::EMPTY_PROGRAM)?;
+        let program: &mut TracePoint = program(&mut ebpf, kernel::EMPTY_PROGRAM)?;
         program.load().map_err(|e| describe_error(&e))?;
         program
             .attach("syscalls", "sys_enter_getpid")
@@ -262,7 +263,7 @@ fn report(pids: &[u32]) -> Report {
     // Before loupe check loads its own: what another loupe left loaded.
     report.line("loupe programs", loaded_programs());
     try_hooks(&mut report);
-    match Probes::load(ebpf::DataHookChoice::Auto) {
+    match Probes::load(kernel::DataHookChoice::Auto) {
         Ok(probes) => {
             report.line(
                 "loupe probes",

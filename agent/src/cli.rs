@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     config::{FileService, Overrides},
-    ebpf::DataHookChoice,
+    kernel::DataHookChoice,
 };
 
 /// loupe: eBPF-assisted Prometheus metrics for services you do not modify.

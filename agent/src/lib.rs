@@ -3,45 +3,29 @@
 //! their requests and queries) from the kernel, and serves the result on one
 //! `/metrics` endpoint.
 //!
-//! Layout: [`cli`] and [`config`] turn flags and the file into a [`config::Config`];
-//! [`runtime`] runs it: [`discovery`] finds processes in [`procfs`], [`ebpf`] loads
-//! the probes, [`events`] decodes their records, [`connections`] keeps the
-//! picture, [`capture`] hands each connection's bytes to its parser ([`http`]
-//! for what the service serves, [`client`] for what it asks of [`redis`],
-//! [`postgres`] and [`mysql`]; what they find is a [`found::Found`]),
-//! [`rules`] derive business metrics from
-//! requests, and [`metrics`] exports it all through [`server`]. [`check`] is
-//! the preflight report.
+//! The data path, one stage per folder (`docs/architecture.md` draws it):
+//! [`targets`] finds the processes of each service; [`kernel`] loads the
+//! probes and attaches them to those processes; [`capture`] decodes what the
+//! probes deliver and hands each connection's bytes to its parser in
+//! [`protocols`]; [`enrich`] turns what the parsers found into labelled
+//! observations (route templates, rules, model calls); [`export`] holds the
+//! metric families and serves `/metrics`. [`runtime`] runs the stages;
+//! [`config`] and [`cli`] say how, [`collectors`] ask databases and Redis
+//! directly, and [`check`] is the preflight report.
 pub mod capture;
 pub mod check;
 pub mod cli;
-pub mod client;
 pub mod collectors;
 pub mod config;
-pub mod connections;
-pub mod container;
-pub mod discovery;
-pub mod ebpf;
-pub mod events;
-pub mod found;
+pub mod enrich;
+pub mod export;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
-pub mod http;
-pub mod k8s;
-pub mod llm;
+pub mod kernel;
 pub mod memory;
-pub mod metrics;
-pub mod mysql;
-pub mod naming;
-pub mod openapi;
-pub mod postgres;
-pub mod procfs;
-pub mod redis;
-pub mod rules;
+pub mod protocols;
 pub mod runtime;
-pub mod server;
-pub mod sql;
-pub mod tls;
+pub mod targets;
 
 /// An error followed by those of its causes its message does not already
 /// include (loupe's own messages name their cause inline; library errors

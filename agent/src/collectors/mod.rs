@@ -17,7 +17,7 @@ use std::{
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::{config::collectors::CollectorsConfig, metrics::Metrics};
+use crate::{config::collectors::CollectorsConfig, export::Metrics};
 
 /// One collector.
 pub trait Collector: Send + 'static {

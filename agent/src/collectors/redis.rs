@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{Collector, redis_info};
-use crate::{config::collectors::Secret, metrics::Metrics};
+use crate::{config::collectors::Secret, export::Metrics};
 
 pub struct RedisCollector {
     url: Secret,

@@ -6,7 +6,7 @@ use std::{fs, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use super::{ConfigError, duration};
-use crate::http::auth::{AuthConfig, PrincipalKey};
+use crate::protocols::http1::auth::{AuthConfig, PrincipalKey};
 
 pub const DEFAULT_MAX_ENDPOINTS: usize = 100;
 pub const DEFAULT_MAX_PRINCIPALS: usize = 100;

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::{http::endpoint::Template, rules::FieldPath};
+use crate::{enrich::endpoint::Template, enrich::rules::FieldPath};
 
 /// Request paths of the common providers' generation APIs: OpenAI (and the
 /// many servers that copy it: vLLM, Ollama, LiteLLM, Groq, Mistral,

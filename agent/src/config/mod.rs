@@ -23,7 +23,7 @@ use self::{
     http::{FileHttp, FilePrincipals, HttpConfig},
     rules::{FileRule, FileSemantic},
 };
-use crate::{container, http::endpoint::Template, rules::RuleSet};
+use crate::{enrich::endpoint::Template, enrich::rules::RuleSet, targets::container};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);

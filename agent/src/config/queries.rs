@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::metrics::catalogue;
+use crate::export::catalogue;
 
 /// Series one query may export when it sets no `max_series`.
 pub const DEFAULT_MAX_SERIES: usize = 100;

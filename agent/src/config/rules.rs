@@ -8,11 +8,12 @@ use toml::Spanned;
 
 use super::ConfigError;
 use crate::{
-    http::{endpoint::Template, head::Method},
-    rules::{
+    enrich::endpoint::Template,
+    enrich::rules::{
         DEFAULT_MAX_BODY, DEFAULT_MAX_LABEL_VALUES, Family, LabelSource, Rule, RuleSet, Semantic,
         Side, Source, Tokens, default_rules, default_tokens,
     },
+    protocols::http1::head::Method,
 };
 
 /// Largest body limit accepted (the probes copy at most this per response).
@@ -62,7 +63,10 @@ pub struct FileRule {
     pub tokens: Option<FileTokens>,
 }
 
-fn body_field(origin: &str, text: &str) -> Result<(Side, crate::rules::FieldPath), ConfigError> {
+fn body_field(
+    origin: &str,
+    text: &str,
+) -> Result<(Side, crate::enrich::rules::FieldPath), ConfigError> {
     let bad = |reason: String| ConfigError::Rule {
         origin: origin.to_owned(),
         reason,

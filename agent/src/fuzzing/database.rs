@@ -1,7 +1,7 @@
 //! The PostgreSQL and MySQL targets' shared body: arbitrary client and
 //! server bytes on one connection, cut anywhere, partly uncaptured, with
 //! tails: no panic, bounded state, statements end after they start.
-use crate::{mysql::MysqlConn, postgres::PgConn, sql::Statement};
+use crate::{protocols::mysql::MysqlConn, protocols::postgres::PgConn, protocols::sql::Statement};
 
 /// A database connection parser, as both protocols' parsers are driven.
 pub trait Wire {

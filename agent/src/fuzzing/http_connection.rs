@@ -1,6 +1,6 @@
 //! Arbitrary reads, writes and closes on one HTTP connection: no panic,
 //! bounded buffers. The first bytes of the input choose how it is split.
-use crate::http::{
+use crate::protocols::http1::{
     auth::AuthConfig,
     exchange::{BodyWants, HttpConn, MAX_HEAD, Outcome, ParseConfig, Transfer},
     head::Method,

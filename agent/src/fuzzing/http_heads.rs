@@ -1,10 +1,8 @@
 //! Request and response heads, status lines, chunked coding and endpoint
 //! templates over arbitrary bytes.
-use crate::http::{
-    auth::AuthConfig,
-    chunked::Chunked,
-    endpoint::{Routes, Template},
-    head,
+use crate::{
+    enrich::endpoint::{Routes, Template},
+    protocols::http1::{auth::AuthConfig, chunked::Chunked, head},
 };
 
 pub fn run(data: &[u8]) {
@@ -23,5 +21,5 @@ pub fn run(data: &[u8]) {
             assert!(endpoint.starts_with('/') || endpoint == "*");
         }
     }
-    let _ = crate::openapi::parse_paths(data);
+    let _ = crate::enrich::openapi::parse_paths(data);
 }

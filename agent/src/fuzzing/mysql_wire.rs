@@ -2,5 +2,5 @@
 //! `database`).
 
 pub fn run(data: &[u8]) {
-    super::database::run::<crate::mysql::MysqlConn>(data);
+    super::database::run::<crate::protocols::mysql::MysqlConn>(data);
 }

@@ -2,5 +2,5 @@
 //! `database`).
 
 pub fn run(data: &[u8]) {
-    super::database::run::<crate::postgres::PgConn>(data);
+    super::database::run::<crate::protocols::postgres::PgConn>(data);
 }

@@ -1,6 +1,6 @@
 //! Arbitrary commands and replies on one Redis connection, cut anywhere and
 //! partly uncaptured: no panic, bounded state, no reply without a command.
-use crate::redis::RedisConn;
+use crate::protocols::redis::RedisConn;
 
 pub fn run(data: &[u8]) {
     let mut conn = RedisConn::new();

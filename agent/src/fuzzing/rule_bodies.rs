@@ -5,12 +5,12 @@ use std::sync::LazyLock;
 
 use crate::{
     config::llm::LlmConfig,
-    http::{
+    enrich::llm,
+    enrich::rules::{RuleSet, Semantic, body::documents, default_rules, eval::evaluate},
+    protocols::http1::{
         exchange::{BodyBytes, Exchange},
         head::Method,
     },
-    llm,
-    rules::{RuleSet, Semantic, body::documents, default_rules, eval::evaluate},
 };
 
 static LLM: LazyLock<LlmConfig> = LazyLock::new(LlmConfig::default);

@@ -7,13 +7,13 @@ use std::time::Instant;
 use super::state::State;
 use crate::{
     config::{Config, llm::LlmConfig},
-    http::{
+    enrich::llm,
+    export::{LabelLimit, catalogue},
+    protocols::http1::{
         auth::AuthConfig,
         exchange::{BodyWants, Exchange},
         head::Method,
     },
-    llm,
-    metrics::{LabelLimit, catalogue},
 };
 
 /// Distinct token types per service (usage objects name their own).

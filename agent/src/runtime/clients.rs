@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use super::state::State;
 use crate::{
-    metrics::catalogue,
-    redis::Op,
-    sql::{DbSystem, Statement},
+    export::catalogue,
+    protocols::redis::Op,
+    protocols::sql::{DbSystem, Statement},
 };
 
 /// Key of Redis in `State::clients_seen`.

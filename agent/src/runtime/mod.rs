@@ -25,14 +25,14 @@ use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
 use crate::{
+    capture::records,
     config::{Config, ServiceSpec},
-    discovery::{self, PortOwners},
-    ebpf::{DataHookChoice, LoadError, Probes},
-    events,
-    k8s::pods::SharedPods,
-    metrics::Metrics,
-    procfs::Procfs,
-    server::{self, BindError, Endpoint},
+    export::Metrics,
+    export::server::{self, BindError, Endpoint},
+    kernel::{DataHookChoice, LoadError, Probes},
+    targets::discovery::{self, PortOwners},
+    targets::k8s::pods::SharedPods,
+    targets::procfs::Procfs,
 };
 
 /// Distinct peers exported per service before `__other__`.
@@ -121,7 +121,7 @@ fn drain(ring: &mut RingBuf<MapData>, state: &Mutex<State>) {
             let Some(item) = ring.next() else {
                 return;
             };
-            match events::decode(&item) {
+            match records::decode(&item) {
                 Ok(event) => state.on_event(event, now),
                 Err(err) => state.on_decode_error(&err),
             }
@@ -197,7 +197,7 @@ fn pod_lookup(
     #[cfg(feature = "kubernetes")]
     {
         let interval = k8s.refresh;
-        let lookup = crate::k8s::api::PodLookup::new(k8s, pods.clone());
+        let lookup = crate::targets::k8s::api::PodLookup::new(k8s, pods.clone());
         Some(tokio::spawn(crate::collectors::run(
             lookup,
             interval,

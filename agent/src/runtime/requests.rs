@@ -6,13 +6,13 @@ use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
 use super::state::State;
 use crate::{
-    capture::{Parsing, StreamKey, Streams, monotonic_ns},
-    found::Found,
-    http::{
+    capture::streams::{Parsing, StreamKey, Streams, monotonic_ns},
+    export::{OTHER, catalogue},
+    protocols::found::Found,
+    protocols::http1::{
         exchange::{Exchange, Outcome, ParseConfig, Unparsed},
         head::Method,
     },
-    metrics::{OTHER, catalogue},
 };
 
 /// Series clock keys that track label slots rather than a metric.
@@ -38,7 +38,7 @@ impl State {
                 .get(service as usize)
                 .and_then(|s| s.name.as_deref())
                 .unwrap_or("unknown");
-            rules.wants(crate::metrics::service_name(name), method, path)
+            rules.wants(crate::export::service_name(name), method, path)
         };
         let calls = &self.calls;
         let call_bodies = |method: &Method, path: &str| calls.bodies(method, path);

@@ -1,6 +1,6 @@
 //! Route templates from each service's OpenAPI document: when to fetch it,
 //! and what to do with the answer. The fetch itself runs on a thread of its
-//! own (it enters the target's network namespace); see `crate::openapi`.
+//! own (it enters the target's network namespace); see `crate::enrich::openapi`.
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
@@ -11,8 +11,8 @@ use tracing::{debug, info};
 
 use super::state::State;
 use crate::{
-    http::endpoint::Template,
-    openapi::{self, OpenApiError},
+    enrich::endpoint::Template,
+    enrich::openapi::{self, OpenApiError},
 };
 
 /// How long after a fetch its connection is still recognised as the agent's.

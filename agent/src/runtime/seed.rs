@@ -18,8 +18,8 @@ use tracing::warn;
 
 use super::state::{State, ip_of, label_peer};
 use crate::{
-    capture::{StreamKey, monotonic_ns},
-    client::Guess,
+    capture::streams::{StreamKey, monotonic_ns},
+    protocols::detect::Guess,
 };
 
 /// `bpf_map_update_elem` flag: insert only if the key is absent.
@@ -172,7 +172,7 @@ impl State {
     /// After `exec` the close-on-exec fds are gone without a `close()`:
     /// forget the process's fds and file them again.
     pub(super) fn reseed(&mut self, pid: u32, service: u32, now: Instant) {
-        crate::ebpf::remove_keys(&mut self.probes.fds, |key| key.tgid == pid);
+        crate::kernel::remove_keys(&mut self.probes.fds, |key| key.tgid == pid);
         self.seed(pid, service, now);
     }
 }

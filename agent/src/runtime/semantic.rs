@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use super::state::State;
 use crate::{
-    http::exchange::Exchange,
-    metrics::{OTHER, catalogue},
-    rules::{
+    enrich::rules::{
         Family,
         eval::{Observation, evaluate},
     },
+    export::{OTHER, catalogue},
+    protocols::http1::exchange::Exchange,
 };
 
 /// Series-clock keys of the bounded labels, and their scope slot.
@@ -71,7 +71,7 @@ impl State {
     pub(super) fn publish_rule(&mut self, service: u32, exchange: &Exchange, now: Instant) {
         let name = self.name(service).to_owned();
         let Some(rule) = self.rules.matching(
-            crate::metrics::service_name(&name),
+            crate::export::service_name(&name),
             &exchange.method,
             &exchange.path,
         ) else {

@@ -19,19 +19,19 @@ use tracing::{info, warn};
 
 use super::{MAX_PEERS, calls::Calls, routes::SelfPorts};
 use crate::{
-    capture::Streams,
+    capture::connections::{Connections, Delta},
+    capture::records::{DecodeError, Event, KINDS, UNDECODABLE},
+    capture::streams::Streams,
     config::{Config, ServiceSpec, http::HttpConfig},
-    connections::{Connections, Delta},
-    discovery::Discovery,
-    ebpf::Probes,
-    events::{DecodeError, Event, KINDS, UNDECODABLE},
-    found::Found,
-    http::endpoint::Routes,
-    k8s::pods::SharedPods,
-    metrics::{LabelLimit, Metrics, SeriesClock, catalogue, service_value},
-    procfs::Procfs,
-    rules::RuleSet,
-    tls::TlsHooks,
+    enrich::endpoint::Routes,
+    enrich::rules::RuleSet,
+    export::{LabelLimit, Metrics, SeriesClock, catalogue, service_value},
+    kernel::Probes,
+    protocols::found::Found,
+    targets::discovery::Discovery,
+    targets::k8s::pods::SharedPods,
+    targets::procfs::Procfs,
+    targets::tls::TlsHooks,
 };
 
 pub(super) struct Service {
@@ -219,7 +219,7 @@ impl State {
         let Some(cgroup) = self.proc.cgroup(pid).filter(|_| configured) else {
             return service;
         };
-        let container = crate::container::parse(&cgroup);
+        let container = crate::targets::container::parse(&cgroup);
         let index = pods.snapshot();
         let Some(place) = index.place(container.id.as_deref(), container.pod_uid.as_deref()) else {
             return service;
@@ -284,7 +284,7 @@ impl State {
         let exe = self.proc.exe_name(pid).unwrap_or_else(|| "unknown".into());
         let argv = self.proc.argv(pid).unwrap_or_default();
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let base = crate::naming::program_name(&exe, &argv);
+        let base = crate::targets::naming::program_name(&exe, &argv);
         let taken = self
             .services
             .iter()
@@ -424,7 +424,7 @@ impl State {
                 vec![name.clone(), label.to_owned()],
             ));
         }
-        for system in crate::sql::DbSystem::ALL {
+        for system in crate::protocols::sql::DbSystem::ALL {
             for family in [
                 catalogue::DB_POOL_SIZE.name,
                 catalogue::DB_POOL_CHECKED_OUT.name,

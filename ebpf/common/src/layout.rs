@@ -3,7 +3,7 @@
 //!
 //! Tracepoint records have a stable layout in practice, but the probes do not
 //! take that on faith: the agent compares every offset listed here with the
-//! tracepoint's `format` file before attaching (see `agent/src/ebpf/tracefs.rs`)
+//! tracepoint's `format` file before attaching (see `agent/src/kernel/tracefs.rs`)
 //! and refuses to attach a probe whose layout differs.
 use crate::assert_size;
 

@@ -5,7 +5,7 @@ use futures_util::TryStreamExt;
 use sqlx::{AnyPool, Row, any::AnyRow};
 
 use super::QueryError;
-use crate::{config::queries::CustomQuery, metrics::custom::Sample};
+use crate::{config::queries::CustomQuery, export::custom::Sample};
 
 /// Longest label value kept (characters); longer ones are cut.
 const MAX_LABEL_VALUE: usize = 128;

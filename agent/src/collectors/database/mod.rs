@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::Collector;
 use crate::{
     config::collectors::{BusinessTables, DatabaseConfig},
-    metrics::{Metrics, custom::CustomFamilies},
+    export::{Metrics, custom::CustomFamilies},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
