@@ -9,6 +9,17 @@ use serde::Deserialize;
 
 use super::{ConfigError, duration};
 
+/// Selectors: enough of a container id to select it: 12 to 64 hex digits.
+pub fn is_id_prefix(text: &str) -> bool {
+    (12..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A pod UID as the API spells it: 8-4-4-4-12 hex digits.
+pub fn is_pod_uid(text: &str) -> bool {
+    let groups: Vec<usize> = text.split('-').map(str::len).collect();
+    groups == [8, 4, 4, 4, 12] && text.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
 

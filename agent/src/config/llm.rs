@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::ConfigError;
+pub use crate::enrich::llm::LlmConfig;
 use crate::{enrich::endpoint::Template, enrich::rules::FieldPath};
 
 /// Request paths of the common providers' generation APIs: OpenAI (and the
@@ -42,51 +43,6 @@ pub struct FileLlm {
     pub max_body: Option<usize>,
     /// Distinct `model` values per service (default 20).
     pub max_models: Option<usize>,
-}
-
-#[derive(Clone, Debug)]
-pub struct LlmConfig {
-    pub paths: Vec<Template>,
-    pub hosts: Vec<String>,
-    pub usage: Vec<FieldPath>,
-    pub model: Vec<FieldPath>,
-    pub max_body: usize,
-    pub max_models: usize,
-}
-
-impl Default for LlmConfig {
-    fn default() -> Self {
-        build(FileLlm::default(), "defaults").expect("valid defaults")
-    }
-}
-
-impl LlmConfig {
-    /// Whether a call on `path` is a model call (its response is kept).
-    pub fn is_model_call(&self, path: &str) -> bool {
-        self.paths.iter().any(|t| t.matches_path(path))
-    }
-
-    /// Whether a call to `host` (its `Host` header) counts as a model call.
-    pub fn host_allowed(&self, host: &str) -> bool {
-        let name = host_name(host);
-        self.hosts.is_empty()
-            || self.hosts.iter().any(|h| match h.strip_prefix("*.") {
-                Some(domain) => name
-                    .strip_suffix(domain)
-                    .is_some_and(|sub| sub.ends_with('.')),
-                None => name == h,
-            })
-    }
-}
-
-/// `host` without its port (`[::1]:8443` -> `[::1]`).
-pub fn host_name(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
-            name
-        }
-        _ => host,
-    }
 }
 
 pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
@@ -137,6 +93,13 @@ pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
     })
 }
 
+/// The defaults of the `[llm]` section.
+impl Default for LlmConfig {
+    fn default() -> Self {
+        build(FileLlm::default(), "defaults").expect("valid defaults")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,8 +126,8 @@ mod tests {
         assert!(!config.host_allowed("openai.azure.com"));
         assert!(!config.host_allowed("evil-openai.azure.com"));
         assert!(!config.host_allowed("api.anthropic.com"));
-        assert_eq!(host_name("[::1]:8443"), "[::1]");
-        assert_eq!(host_name("::1"), "::1");
+        assert_eq!(crate::enrich::llm::host_name("[::1]:8443"), "[::1]");
+        assert_eq!(crate::enrich::llm::host_name("::1"), "::1");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use self::{
     http::{FileHttp, FilePrincipals, HttpConfig},
     rules::{FileRule, FileSemantic},
 };
-use crate::{enrich::endpoint::Template, enrich::rules::RuleSet, targets::container};
+use crate::enrich::{endpoint::Template, rules::RuleSet};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
@@ -270,12 +270,12 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
     };
     let containers = select(
         &raw.containers,
-        container::is_id_prefix,
+        kubernetes::is_id_prefix,
         "a container id (12 to 64 hex digits)",
     )?;
     let pod_uids = select(
         &raw.pod_uids,
-        container::is_pod_uid,
+        kubernetes::is_pod_uid,
         "a pod UID (metadata.uid: 8-4-4-4-12 hex digits)",
     )?;
     let processes = raw

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use crate::export::catalogue;
+pub use crate::export::custom::{CustomQuery, QueryKind};
 
 /// Series one query may export when it sets no `max_series`.
 pub const DEFAULT_MAX_SERIES: usize = 100;
@@ -25,24 +26,6 @@ pub struct FileQuery {
     #[serde(default)]
     pub labels: Vec<String>,
     pub max_series: Option<usize>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueryKind {
-    Gauge,
-    Counter,
-}
-
-/// A validated custom query.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CustomQuery {
-    pub name: String,
-    pub help: String,
-    pub kind: QueryKind,
-    pub sql: String,
-    pub value_column: String,
-    pub label_columns: Vec<String>,
-    pub max_series: usize,
 }
 
 fn metric_name(name: &str) -> bool {

@@ -2,14 +2,57 @@
 //! and the tokens its usage object reports. Pure; the body is dropped by
 //! the caller afterwards.
 use crate::{
-    config::llm::LlmConfig,
-    enrich::rules::{
-        FieldPath,
-        body::documents,
-        eval::{RuleError, Usage},
+    enrich::{
+        endpoint::Template,
+        rules::{
+            FieldPath,
+            body::documents,
+            eval::{RuleError, Usage},
+        },
     },
     protocols::http1::exchange::BodyBytes,
 };
+
+/// Which calls are model calls, and where their answers keep the model
+/// and the usage (the `[llm]` section).
+#[derive(Clone, Debug)]
+pub struct LlmConfig {
+    pub paths: Vec<Template>,
+    pub hosts: Vec<String>,
+    pub usage: Vec<FieldPath>,
+    pub model: Vec<FieldPath>,
+    pub max_body: usize,
+    pub max_models: usize,
+}
+
+impl LlmConfig {
+    /// Whether a call on `path` is a model call (its response is kept).
+    pub fn is_model_call(&self, path: &str) -> bool {
+        self.paths.iter().any(|t| t.matches_path(path))
+    }
+
+    /// Whether a call to `host` (its `Host` header) counts as a model call.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host);
+        self.hosts.is_empty()
+            || self.hosts.iter().any(|h| match h.strip_prefix("*.") {
+                Some(domain) => name
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.ends_with('.')),
+                None => name == h,
+            })
+    }
+}
+
+/// `host` without its port (`[::1]:8443` -> `[::1]`).
+pub fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    }
+}
 
 /// Longest model name exported; longer ones are cut.
 const MAX_MODEL_LEN: usize = 100;

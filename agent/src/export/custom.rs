@@ -13,7 +13,23 @@ use prometheus::{
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
 };
 
-use crate::config::queries::{CustomQuery, QueryKind};
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryKind {
+    Gauge,
+    Counter,
+}
+
+/// A validated custom query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomQuery {
+    pub name: String,
+    pub help: String,
+    pub kind: QueryKind,
+    pub sql: String,
+    pub value_column: String,
+    pub label_columns: Vec<String>,
+    pub max_series: usize,
+}
 
 /// One series: label values (in the query's label order) and its value.
 pub type Sample = (Vec<String>, f64);

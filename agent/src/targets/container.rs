@@ -4,6 +4,7 @@
 //! `libpod-<id>.scope`, or a bare `<id>` directory), and the kubelet puts it
 //! under its pod's cgroup (`pod<uid>` with the cgroupfs driver,
 //! `kubepods-<class>-pod<uid_with_underscores>.slice` with systemd).
+use crate::config::kubernetes::is_pod_uid;
 
 /// A process's container, as far as its cgroup path tells.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,17 +23,6 @@ impl Container {
 
 fn hex64(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Enough of a container id to select it: 12 to 64 hex digits.
-pub fn is_id_prefix(text: &str) -> bool {
-    (12..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A pod UID as the API spells it: 8-4-4-4-12 hex digits.
-pub fn is_pod_uid(text: &str) -> bool {
-    let groups: Vec<usize> = text.split('-').map(str::len).collect();
-    groups == [8, 4, 4, 4, 12] && text.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
 /// The container id a cgroup path component names, if any.
