@@ -2,6 +2,7 @@
 //! that turn a connection's bytes into findings.
 pub mod detect;
 pub mod found;
+pub mod framer;
 pub mod http1;
 pub mod mysql;
 pub mod postgres;

@@ -23,7 +23,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::protocols::sql::{self, Statement, UNKNOWN};
+use crate::protocols::{
+    framer::{self, Header},
+    sql::{self, Statement, UNKNOWN},
+};
 
 const COM_QUERY: u8 = 0x03;
 const COM_STMT_PREPARE: u8 = 0x16;
@@ -47,76 +50,24 @@ const KEEP: usize = 256;
 const MAX_STATEMENTS: usize = 256;
 const MAX_PENDING: usize = 1024;
 
-/// One packet: its payload length and first bytes.
-struct Packet<'a> {
-    len: u32,
-    body: &'a [u8],
-}
+/// MySQL's packet header: a 3-byte little-endian payload length and a
+/// sequence id.
+#[derive(Debug)]
+struct My;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Desync;
+impl Header for My {
+    const LEN: usize = 4;
+    const KEEP: usize = KEEP;
 
-/// Packet framing for one direction: 3-byte little-endian length, sequence
-/// id, payload (skipped by length beyond what is kept).
-#[derive(Clone, Debug, Default)]
-struct Framer {
-    buf: Vec<u8>,
-    len: u32,
-    left: Option<u64>,
-}
-
-impl Framer {
-    fn feed(
-        &mut self,
-        visible: &[u8],
-        total: u64,
-        out: &mut impl FnMut(Packet<'_>),
-    ) -> Result<(), Desync> {
-        let mut pos = 0;
-        let mut unseen = total.saturating_sub(visible.len() as u64);
-        loop {
-            match self.left {
-                None => {
-                    if pos == visible.len() {
-                        return if unseen == 0 { Ok(()) } else { Err(Desync) };
-                    }
-                    let take = (4 - self.buf.len()).min(visible.len() - pos);
-                    self.buf.extend_from_slice(&visible[pos..pos + take]);
-                    pos += take;
-                    if self.buf.len() < 4 {
-                        continue;
-                    }
-                    self.len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], 0]);
-                    self.buf.clear();
-                    self.left = Some(u64::from(self.len));
-                }
-                Some(left) => {
-                    let take = left.min((visible.len() - pos) as u64) as usize;
-                    let room = KEEP.saturating_sub(self.buf.len());
-                    self.buf
-                        .extend_from_slice(&visible[pos..pos + take.min(room)]);
-                    pos += take;
-                    let mut left = left - take as u64;
-                    if left > 0 {
-                        let skip = left.min(unseen);
-                        unseen -= skip;
-                        left -= skip;
-                        if left > 0 {
-                            self.left = Some(left);
-                            return Ok(());
-                        }
-                    }
-                    out(Packet {
-                        len: self.len,
-                        body: &self.buf,
-                    });
-                    self.buf.clear();
-                    self.left = None;
-                }
-            }
-        }
+    fn parse(header: &[u8]) -> Option<(u8, u32)> {
+        Some((
+            header[3],
+            u32::from_le_bytes([header[0], header[1], header[2], 0]),
+        ))
     }
 }
+
+type Framer = framer::Framer<My>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -264,8 +215,8 @@ impl MysqlConn {
     }
 
     pub fn buffered(&self) -> usize {
-        self.tx.buf.capacity()
-            + self.rx.buf.capacity()
+        self.tx.buffered()
+            + self.rx.buffered()
             + self.pending.capacity() * 32
             + self.statements.len() * 16
     }

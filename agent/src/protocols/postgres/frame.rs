@@ -1,24 +1,13 @@
-//! PostgreSQL message framing over captured bytes: a type byte, a 4-byte
-//! big-endian length that counts itself, a body. Bodies are skipped by
-//! length (a 10 MB `DataRow` costs nothing); only the start of a body is
-//! kept. A header outside the captured bytes loses the frame.
+//! PostgreSQL message framing: a type byte, a 4-byte big-endian length
+//! that counts itself, a body (see [`framer`] for the rest).
+use crate::protocols::framer::{self, Header};
+pub use crate::protocols::framer::{Desync, Frame};
 
 /// Body bytes kept per message (enough for a statement name and the start
 /// of its SQL, a command tag, a transaction status).
 pub const KEEP: usize = 512;
 /// Longest message believed (the server's own limit is 1 GB).
 const MAX_LEN: u32 = 1 << 30;
-
-/// One complete message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message<'a> {
-    pub kind: u8,
-    /// The body's first bytes (all of it when short).
-    pub body: &'a [u8],
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Desync;
 
 /// Whether `kind` is a message type a PostgreSQL frontend or backend sends.
 pub fn known_kind(kind: u8) -> bool {
@@ -57,96 +46,23 @@ pub fn known_kind(kind: u8) -> bool {
     )
 }
 
+/// PostgreSQL's message header: the type byte, then the length.
+#[derive(Debug)]
+pub struct Pg;
+
+impl Header for Pg {
+    const LEN: usize = 5;
+    const KEEP: usize = KEEP;
+
+    fn parse(header: &[u8]) -> Option<(u8, u32)> {
+        let kind = header[0];
+        let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        (known_kind(kind) && (4..MAX_LEN).contains(&length)).then(|| (kind, length - 4))
+    }
+}
+
 /// One direction of a connection.
-#[derive(Clone, Debug, Default)]
-pub struct Framer {
-    /// Partial header, or the kept body of the current message.
-    head: Vec<u8>,
-    kind: u8,
-    /// Body bytes still to come; `None` while reading a header.
-    left: Option<u64>,
-}
-
-impl Framer {
-    pub fn buffered(&self) -> usize {
-        self.head.capacity()
-    }
-
-    pub fn reset(&mut self) {
-        *self = Self::default();
-    }
-
-    /// At a message boundary.
-    pub fn is_clean(&self) -> bool {
-        self.left.is_none() && self.head.is_empty()
-    }
-
-    /// Feeds `len` transferred bytes of which the first `visible` were
-    /// captured; calls `out` with each complete message.
-    pub fn feed(
-        &mut self,
-        visible: &[u8],
-        len: u64,
-        out: &mut impl FnMut(Message<'_>),
-    ) -> Result<(), Desync> {
-        let mut pos = 0usize;
-        let mut unseen = len.saturating_sub(visible.len() as u64);
-        loop {
-            match self.left {
-                None => {
-                    if pos == visible.len() {
-                        return if unseen == 0 { Ok(()) } else { Err(Desync) };
-                    }
-                    let need = 5 - self.head.len();
-                    let take = need.min(visible.len() - pos);
-                    self.head.extend_from_slice(&visible[pos..pos + take]);
-                    pos += take;
-                    if self.head.len() < 5 {
-                        continue;
-                    }
-                    let kind = self.head[0];
-                    let length = u32::from_be_bytes([
-                        self.head[1],
-                        self.head[2],
-                        self.head[3],
-                        self.head[4],
-                    ]);
-                    if !known_kind(kind) || !(4..MAX_LEN).contains(&length) {
-                        return Err(Desync);
-                    }
-                    self.kind = kind;
-                    self.head.clear();
-                    self.left = Some(u64::from(length) - 4);
-                }
-                Some(left) => {
-                    let here = (visible.len() - pos) as u64;
-                    let take = left.min(here) as usize;
-                    let room = KEEP.saturating_sub(self.head.len());
-                    self.head
-                        .extend_from_slice(&visible[pos..pos + take.min(room)]);
-                    pos += take;
-                    let mut left = left - take as u64;
-                    if left > 0 {
-                        // The captured bytes ran out: skip the rest by length.
-                        let skip = left.min(unseen);
-                        unseen -= skip;
-                        left -= skip;
-                        if left > 0 {
-                            self.left = Some(left);
-                            return Ok(());
-                        }
-                    }
-                    out(Message {
-                        kind: self.kind,
-                        body: &self.head,
-                    });
-                    self.head.clear();
-                    self.left = None;
-                }
-            }
-        }
-    }
-}
+pub type Framer = framer::Framer<Pg>;
 
 /// The NUL-terminated string at the start of `bytes`, and what follows it.
 pub fn cstr(bytes: &[u8]) -> (&[u8], &[u8]) {
@@ -174,7 +90,7 @@ mod tests {
         for cut in 0..wire.len() {
             let mut framer = Framer::default();
             let mut kinds = Vec::new();
-            let mut out = |m: Message<'_>| kinds.push((m.kind, m.body.to_vec()));
+            let mut out = |m: Frame<'_>| kinds.push((m.tag, m.body.to_vec()));
             framer.feed(&wire[..cut], cut as u64, &mut out).unwrap();
             framer
                 .feed(&wire[cut..], (wire.len() - cut) as u64, &mut out)

@@ -28,7 +28,7 @@ pub mod frame;
 
 use std::collections::{HashMap, VecDeque};
 
-use self::frame::{Framer, Message, cstr, known_kind};
+use self::frame::{Frame, Framer, cstr, known_kind};
 use crate::protocols::sql::{self, Statement, UNKNOWN};
 
 /// Statements and portals remembered per connection.
@@ -211,8 +211,8 @@ impl PgConn {
         // The framer is taken out while it calls back into `self` (no copy
         // of the messages).
         let mut tx = std::mem::take(&mut self.tx);
-        let result = tx.feed(bytes, len, &mut |m: Message<'_>| {
-            self.frontend(m.kind, m.body, ts);
+        let result = tx.feed(bytes, len, &mut |m: Frame<'_>| {
+            self.frontend(m.tag, m.body, ts);
         });
         self.tx = tx;
         if result.is_err() {
@@ -342,8 +342,8 @@ impl PgConn {
             return;
         }
         let mut rx = std::mem::take(&mut self.rx);
-        let result = rx.feed(bytes, len, &mut |m: Message<'_>| {
-            self.backend(m.kind, m.body.first().copied(), m.body, ts, out);
+        let result = rx.feed(bytes, len, &mut |m: Frame<'_>| {
+            self.backend(m.tag, m.body.first().copied(), m.body, ts, out);
         });
         self.rx = rx;
         if result.is_err() {
