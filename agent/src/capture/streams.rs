@@ -12,21 +12,16 @@ use loupe_common::{
     maps::{CONN_SEEDED, CONN_TLS},
 };
 
-use crate::{
-    protocols::detect::{Client, ClientCounts, Guess},
-    protocols::found::Found,
-    protocols::http1::{
+use crate::protocols::{
+    Command, Context, Direction, Observation, Pool, Protocol, Sink, Transfer, WellKnown,
+    detect::Outbound,
+    http1::{
         auth::AuthConfig,
-        exchange::{BodyWants, HttpConn, ParseConfig, Transfer},
+        exchange::{BodyWants, ParseConfig},
         head::Method,
     },
+    inbound,
 };
-
-enum Proto {
-    /// Accepted by the service: it serves HTTP.
-    Server(Box<HttpConn>),
-    Client(Client),
-}
 
 /// Which bodies route rules want, by service, method and path.
 pub type BodyPolicy<'a> = &'a dyn Fn(u32, &Method, &str) -> BodyWants;
@@ -40,6 +35,38 @@ pub struct Parsing<'a> {
     pub bodies: BodyPolicy<'a>,
     /// HTTP calls the services make.
     pub calls: &'a ParseConfig<'a>,
+}
+
+/// What the parsers found, by service, and what they asked of the probes
+/// for the connection of the record being fed.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub observations: Vec<(u32, Observation)>,
+    pub commands: Vec<Command>,
+}
+
+/// The findings of one service's connection.
+struct Of<'a> {
+    service: u32,
+    findings: &'a mut Findings,
+}
+
+impl Sink for Of<'_> {
+    fn observe(&mut self, observation: Observation) {
+        self.findings.observations.push((self.service, observation));
+    }
+
+    fn command(&mut self, command: Command) {
+        self.findings.commands.push(command);
+    }
+}
+
+/// Open client connections of one service in one pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolCount {
+    pub open: i64,
+    /// Those with a statement in flight or a transaction open.
+    pub busy: i64,
 }
 
 /// Connections followed at once; beyond, the least recently active are
@@ -59,7 +86,7 @@ pub struct StreamKey {
 
 struct Stream {
     service: u32,
-    proto: Proto,
+    proto: Box<dyn Protocol>,
     last_ns: u64,
     /// A syscall whose records are still arriving (`DATA_MORE`).
     partial: Option<Syscall>,
@@ -82,42 +109,30 @@ impl Stream {
         bytes: &[u8],
         last: &[u8],
         parsing: &Parsing<'_>,
-        out: &mut impl FnMut(u32, Found),
+        findings: &mut Findings,
     ) {
-        let Parsing {
-            auth,
-            bodies,
-            calls,
-        } = *parsing;
-        let service = self.service;
-        let http = match &mut self.proto {
-            Proto::Server(http) => http,
-            Proto::Client(client) => {
-                client.on_data(head, bytes, last, calls, &mut |found| out(service, found));
-                return;
-            }
+        let dir = match head.dir {
+            DIR_RX => Direction::Received,
+            DIR_TX => Direction::Sent,
+            _ => return,
         };
-        let transfer = Transfer::of_record(head, bytes, last);
-        let mut emit = |outcome| out(service, Found::Http(outcome));
-        match head.dir {
-            DIR_RX => {
-                let bodies = |method: &Method, path: &str| bodies(service, method, path);
-                let config = ParseConfig {
-                    auth,
-                    bodies: &bodies,
-                };
-                http.on_rx(&transfer, &config, &mut emit);
-            }
-            DIR_TX => http.on_tx(&transfer, &mut emit),
-            _ => {}
-        }
-    }
-
-    fn is_parsing(&self) -> bool {
-        match &self.proto {
-            Proto::Server(http) => http.is_parsing(),
-            Proto::Client(client) => client.is_parsing(),
-        }
+        let transfer = Transfer {
+            ts: head.header.ts_ns,
+            len: head.len,
+            head: bytes,
+            tail: last,
+        };
+        let service = self.service;
+        let bodies = |method: &Method, path: &str| (parsing.bodies)(service, method, path);
+        let context = Context {
+            served: ParseConfig {
+                auth: parsing.auth,
+                bodies: &bodies,
+            },
+            calls: *parsing.calls,
+        };
+        let mut sink = Of { service, findings };
+        self.proto.on_bytes(dir, &transfer, &context, &mut sink);
     }
 }
 
@@ -150,13 +165,13 @@ impl Streams {
         self.evicted += cut as u64;
     }
 
-    /// One data record; `out` receives the service and each outcome.
+    /// One data record; `findings` receives what its parser found.
     pub fn on_data(
         &mut self,
         head: &DataHeader,
         bytes: &[u8],
         parsing: &Parsing<'_>,
-        out: &mut impl FnMut(u32, Found),
+        findings: &mut Findings,
     ) {
         let key = StreamKey {
             tgid: head.header.tgid,
@@ -168,15 +183,15 @@ impl Streams {
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             service: head.service,
             proto: if head.flags & DATA_OUTBOUND != 0 {
-                Proto::Client(Client::default())
+                Box::new(Outbound::Detect)
             } else {
-                Proto::Server(Box::new(HttpConn::new(head.conn & CONN_SEEDED != 0)))
+                inbound(head.conn & CONN_SEEDED != 0)
             },
             last_ns: head.header.ts_ns,
             partial: None,
         });
         stream.last_ns = head.header.ts_ns;
-        if !stream.is_parsing() {
+        if !stream.proto.is_parsing() {
             return;
         }
         let more = head.flags & DATA_MORE != 0;
@@ -186,7 +201,7 @@ impl Streams {
             let Some(partial) = &mut stream.partial else {
                 if head.flags & DATA_TAIL != 0 {
                     // Its first record was lost: the end alone.
-                    stream.feed(head, &[], bytes, parsing, out);
+                    stream.feed(head, &[], bytes, parsing, findings);
                 }
                 return;
             };
@@ -196,13 +211,13 @@ impl Streams {
                 partial.first.extend_from_slice(bytes);
             }
             if !more && let Some(done) = stream.partial.take() {
-                stream.feed(&done.head, &done.first, &done.last, parsing, out);
+                stream.feed(&done.head, &done.first, &done.last, parsing, findings);
             }
             return;
         }
         if let Some(cut) = stream.partial.take() {
             // The rest of that syscall was lost: parse what arrived.
-            stream.feed(&cut.head, &cut.first, &cut.last, parsing, out);
+            stream.feed(&cut.head, &cut.first, &cut.last, parsing, findings);
         }
         if more {
             stream.partial = Some(Syscall {
@@ -212,61 +227,68 @@ impl Streams {
             });
             return;
         }
-        stream.feed(head, bytes, &[], parsing, out);
+        stream.feed(head, bytes, &[], parsing, findings);
     }
 
     /// A connection the service opened before loupe attached, to a server
-    /// whose port suggests `guess`: counted in the pool gauges from now,
-    /// parsed as that protocol when bytes come (unless they say otherwise).
-    pub fn seed_client(&mut self, key: StreamKey, service: u32, guess: Guess, now_ns: u64) {
+    /// whose port is `known`'s: counted in the pool gauges from now, parsed
+    /// as that protocol when bytes come (unless they say otherwise).
+    pub fn seed_client(
+        &mut self,
+        key: StreamKey,
+        service: u32,
+        known: &'static WellKnown,
+        now_ns: u64,
+    ) {
         if self.streams.len() >= MAX_STREAMS {
             return;
         }
         self.streams.entry(key).or_insert_with(|| Stream {
             service,
-            proto: Proto::Client(Client::Seeded(guess)),
+            proto: Box::new(Outbound::Seeded(known)),
             last_ns: now_ns,
             partial: None,
         });
     }
 
-    /// The connection's fd was closed.
-    /// A client's commands still waiting for answers failed with the
-    /// connection; `ts` is when it closed.
-    pub fn on_close(&mut self, key: StreamKey, ts: u64, out: &mut impl FnMut(u32, Found)) {
-        let Some(Stream { service, proto, .. }) = self.streams.remove(&key) else {
+    /// The connection's fd was closed at `ts`: what never got an answer
+    /// ends with it.
+    pub fn on_close(&mut self, key: StreamKey, ts: u64, findings: &mut Findings) {
+        let Some(mut stream) = self.streams.remove(&key) else {
             return;
         };
-        match proto {
-            Proto::Server(mut http) => {
-                http.on_close(&mut |outcome| out(service, Found::Http(outcome)));
-            }
-            Proto::Client(client) => client.on_close(ts, &mut |found| out(service, found)),
-        }
+        let mut sink = Of {
+            service: stream.service,
+            findings,
+        };
+        stream.proto.on_close(ts, &mut sink);
     }
 
-    /// Open client connections per service, by protocol. A connection
+    /// Open client connections per service and pool. A connection
     /// encrypted at the socket by a process whose plaintext is seen
     /// (`plaintext_seen`: its OpenSSL is hooked) counts through its TLS
     /// stream only.
-    pub fn client_counts(
+    pub fn pool_counts(
         &self,
         plaintext_seen: impl Fn(u32) -> bool,
-    ) -> HashMap<u32, ClientCounts> {
-        let mut counts: HashMap<u32, ClientCounts> = HashMap::new();
+    ) -> HashMap<(u32, Pool), PoolCount> {
+        let mut counts: HashMap<(u32, Pool), PoolCount> = HashMap::new();
         for (key, stream) in &self.streams {
-            if let Proto::Client(client) = &stream.proto {
-                if client.is_encrypted() && key.conn & CONN_TLS == 0 && plaintext_seen(key.tgid) {
-                    continue;
-                }
-                client.count_into(counts.entry(stream.service).or_default());
+            let Some(used) = stream.proto.pool() else {
+                continue;
+            };
+            if used.encrypted && key.conn & CONN_TLS == 0 && plaintext_seen(key.tgid) {
+                continue;
             }
+            let count = counts.entry((stream.service, used.pool)).or_default();
+            count.open += 1;
+            count.busy += i64::from(used.busy);
         }
         counts
     }
 
     /// A process exited: its connections closed with it.
-    pub fn forget_process(&mut self, tgid: u32, ts: u64, out: &mut impl FnMut(u32, Found)) {
+    pub fn forget_process(&mut self, tgid: u32, ts: u64, findings: &mut Findings) {
         let keys: Vec<StreamKey> = self
             .streams
             .keys()
@@ -274,29 +296,24 @@ impl Streams {
             .copied()
             .collect();
         for key in keys {
-            self.on_close(key, ts, out);
+            self.on_close(key, ts, findings);
         }
     }
 
     /// Ends responses and forgets connections that went quiet (`now_ns` is
     /// monotonic, like the probes' timestamps).
-    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(u32, Found)) {
+    pub fn expire(&mut self, now_ns: u64, findings: &mut Findings) {
         let response_cut = now_ns.saturating_sub(RESPONSE_IDLE_NS);
         let stream_cut = now_ns.saturating_sub(STREAM_IDLE_NS);
         self.streams.retain(|_, stream| {
-            let service = stream.service;
-            match &mut stream.proto {
-                Proto::Server(http) => http.expire(response_cut, &mut |outcome| {
-                    out(service, Found::Http(outcome));
-                }),
-                Proto::Client(client) => {
-                    client.expire(response_cut, &mut |found| out(service, found));
-                }
-            }
+            let mut sink = Of {
+                service: stream.service,
+                findings: &mut *findings,
+            };
+            stream.proto.expire(response_cut, &mut sink);
             // An idle pooled connection to Redis or a database stays (it
             // counts in the pool gauges until it closes).
-            stream.last_ns >= stream_cut
-                || matches!(&stream.proto, Proto::Client(client) if client.is_pooled())
+            stream.last_ns >= stream_cut || stream.proto.pool().is_some()
         });
     }
 }
@@ -343,17 +360,21 @@ mod tests {
         dir: u16,
         ts: u64,
         bytes: &[u8],
-    ) -> Vec<(u32, Found)> {
+    ) -> Vec<(u32, Observation)> {
         feed_record(streams, &record(tgid, conn, dir, ts, bytes.len()), bytes)
     }
 
     /// Feeds one record with no bodies wanted; calls keep their `Host`.
-    fn feed_record(streams: &mut Streams, head: &DataHeader, bytes: &[u8]) -> Vec<(u32, Found)> {
+    fn feed_record(
+        streams: &mut Streams,
+        head: &DataHeader,
+        bytes: &[u8],
+    ) -> Vec<(u32, Observation)> {
         let none = |_: u32, _: &Method, _: &str| BodyWants::default();
         with_bodies(&none, |parsing| {
-            let mut out = Vec::new();
-            streams.on_data(head, bytes, parsing, &mut |s, o| out.push((s, o)));
-            out
+            let mut found = Findings::default();
+            streams.on_data(head, bytes, parsing, &mut found);
+            found.observations
         })
     }
 
@@ -386,7 +407,7 @@ mod tests {
         let mut read = record(1, 5, DIR_RX, 350, response.len());
         read.flags = DATA_OUTBOUND;
         let out = feed_record(&mut streams, &read, response);
-        let [(2, Found::HttpCall(call))] = &out[..] else {
+        let [(2, Observation::Call(call))] = &out[..] else {
             panic!("{out:?}")
         };
         assert_eq!((call.method.as_str(), call.status), ("GET", Some(404)));
@@ -418,14 +439,16 @@ mod tests {
         feed(&mut streams, 1, 1, DIR_TX, 2, b"HTTP/1.0 200 OK\r\n\r\n");
         feed(&mut streams, 1, 2, DIR_RX, 1, b"GET / HTTP/1.1\r\n\r\n");
         feed(&mut streams, 3, 3, DIR_RX, 1, b"GET / HTTP/1.1\r\n\r\n");
-        let mut out = Vec::new();
-        streams.on_close(StreamKey { tgid: 1, conn: 1 }, 9, &mut |s, o| {
-            out.push((s, o))
-        });
-        assert_eq!(out.len(), 1, "the response ran until the close");
-        streams.forget_process(1, 9, &mut |_, _| {});
+        let mut found = Findings::default();
+        streams.on_close(StreamKey { tgid: 1, conn: 1 }, 9, &mut found);
+        assert_eq!(
+            found.observations.len(),
+            1,
+            "the response ran until the close"
+        );
+        streams.forget_process(1, 9, &mut found);
         assert_eq!(streams.len(), 1);
-        streams.expire(STREAM_IDLE_NS + 10, &mut |_, _| {});
+        streams.expire(STREAM_IDLE_NS + 10, &mut found);
         assert!(streams.is_empty());
     }
 
@@ -466,7 +489,7 @@ mod tests {
         assert!(feed_record(&mut streams, &head, &write[..2048]).is_empty());
         head.flags = DATA_SAME_SYSCALL | DATA_TAIL;
         let out = feed_record(&mut streams, &head, &write[write.len() - 16..]);
-        let [(2, Found::Http(Outcome::Exchange(exchange)))] = &out[..] else {
+        let [(2, Observation::Served(Outcome::Exchange(exchange)))] = &out[..] else {
             panic!("{out:?}")
         };
         assert_eq!((exchange.status, exchange.end_ns), (Some(200), 2));
@@ -479,10 +502,10 @@ mod tests {
             request: 0,
             response: 8192,
         };
-        let mut out = Vec::new();
+        let mut found = Findings::default();
         let mut send = |head: DataHeader, bytes: &[u8]| {
             with_bodies(&wants, |parsing| {
-                streams.on_data(&head, bytes, parsing, &mut |s, o| out.push((s, o)));
+                streams.on_data(&head, bytes, parsing, &mut found);
             });
         };
         send(record(1, 1, DIR_RX, 1, 20), b"POST /x HTTP/1.1\r\n\r\n");
@@ -497,8 +520,9 @@ mod tests {
         send(head, first);
         head.flags = DATA_CONTINUED;
         send(head, rest);
+        let out = found.observations;
         assert_eq!(out.len(), 1);
-        let Found::Http(Outcome::Exchange(exchange)) = &out[0].1 else {
+        let Observation::Served(Outcome::Exchange(exchange)) = &out[0].1 else {
             panic!("{out:?}")
         };
         let kept = exchange.response_body.as_ref().unwrap();

@@ -1,9 +1,14 @@
 //! Arbitrary reads, writes and closes on one HTTP connection: no panic,
 //! bounded buffers. The first bytes of the input choose how it is split.
-use crate::protocols::http1::{
-    auth::AuthConfig,
-    exchange::{BodyWants, HttpConn, MAX_HEAD, Outcome, ParseConfig, Transfer},
-    head::Method,
+use super::Collect;
+use crate::protocols::{
+    Context, Direction, Observation, Protocol, Transfer,
+    http1::{
+        Server,
+        auth::AuthConfig,
+        exchange::{BodyWants, MAX_HEAD, Outcome, ParseConfig},
+        head::Method,
+    },
 };
 
 pub fn run(data: &[u8]) {
@@ -16,7 +21,7 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mut conn = HttpConn::new(mode & 1 == 1);
+    let mut conn = Server::new(mode & 1 == 1);
     let auth = AuthConfig::default();
     // Bodies kept too, when the mode says so (route rules).
     let keep = usize::from(mode >> 1) * 16;
@@ -28,6 +33,15 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
         auth: &auth,
         bodies: &bodies,
     };
+    let context = Context {
+        served: config,
+        calls: config,
+    };
+    let mut sink = Collect(|found| {
+        if let Observation::Served(outcome) = found {
+            out(outcome);
+        }
+    });
     let mut ts = 0;
     let mut input = rest;
     while let Some((&control, tail)) = input.split_first() {
@@ -49,13 +63,14 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
             head: first,
             tail: last,
         };
-        match control & 0x01 {
-            0 => conn.on_rx(&transfer, &config, out),
-            _ => conn.on_tx(&transfer, out),
-        }
+        let dir = match control & 0x01 {
+            0 => Direction::Received,
+            _ => Direction::Sent,
+        };
+        conn.on_bytes(dir, &transfer, &context, &mut sink);
         assert!(conn.buffered() <= 2 * MAX_HEAD + 64 + 2 * keep.next_power_of_two().max(8) * 2);
     }
-    conn.on_close(out);
+    conn.on_close(ts, &mut sink);
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// The databases loupe reads the wire of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DbSystem {
     Postgres,
     Mysql,
@@ -58,11 +58,6 @@ pub enum DbSystem {
 
 impl DbSystem {
     pub const ALL: [Self; 2] = [Self::Postgres, Self::Mysql];
-
-    /// Its place in [`Self::ALL`] (and in [`ClientCounts::db`]).
-    pub const fn index(self) -> usize {
-        self as usize
-    }
 
     /// The `db_system` label (OpenTelemetry's names).
     pub const fn as_str(self) -> &'static str {
@@ -255,6 +250,69 @@ fn skip_dollar(sql: &[u8], at: usize) -> usize {
         _ => at + 1,
     }
 }
+
+/// The [`Protocol`](crate::protocols::Protocol) of a database connection
+/// parser (`$conn`, of `$system`), from its methods: `on_tx` (commands the
+/// service wrote), `on_rx` (answers it read; a long read's last bytes help
+/// to resynchronise), `on_close`, `is_parsing`, `is_busy`, `is_encrypted`
+/// and `buffered`.
+macro_rules! database_protocol {
+    ($conn:ty, $system:expr) => {
+        impl $crate::protocols::Protocol for $conn {
+            fn on_bytes(
+                &mut self,
+                dir: $crate::protocols::Direction,
+                bytes: &$crate::protocols::Transfer<'_>,
+                _context: &$crate::protocols::Context<'_>,
+                sink: &mut dyn $crate::protocols::Sink,
+            ) {
+                let mut found = |statement| {
+                    sink.observe($crate::protocols::Observation::Statement {
+                        system: $system,
+                        statement,
+                    })
+                };
+                match dir {
+                    $crate::protocols::Direction::Sent => {
+                        self.on_tx(bytes.ts, bytes.head, bytes.len)
+                    }
+                    $crate::protocols::Direction::Received => {
+                        self.on_rx(bytes.ts, bytes.head, bytes.len, false, &mut found);
+                        if !bytes.tail.is_empty() {
+                            self.on_rx(bytes.ts, bytes.tail, bytes.len, true, &mut found);
+                        }
+                    }
+                }
+            }
+
+            fn on_close(&mut self, ts: u64, sink: &mut dyn $crate::protocols::Sink) {
+                <$conn>::on_close(self, ts, &mut |statement| {
+                    sink.observe($crate::protocols::Observation::Statement {
+                        system: $system,
+                        statement,
+                    })
+                });
+            }
+
+            fn is_parsing(&self) -> bool {
+                <$conn>::is_parsing(self)
+            }
+
+            fn pool(&self) -> Option<$crate::protocols::PoolUse> {
+                Some($crate::protocols::PoolUse {
+                    pool: $crate::protocols::Pool::Db($system),
+                    busy: self.is_busy(),
+                    encrypted: self.is_encrypted(),
+                })
+            }
+
+            fn buffered(&self) -> usize {
+                <$conn>::buffered(self)
+            }
+        }
+    };
+}
+pub(crate) use database_protocol;
 
 #[cfg(test)]
 mod tests {

@@ -5,12 +5,12 @@ use std::time::Instant;
 use super::state::State;
 use crate::{
     export::catalogue,
-    protocols::redis::Op,
-    protocols::sql::{DbSystem, Statement},
+    protocols::{
+        Pool,
+        redis::Op,
+        sql::{DbSystem, Statement},
+    },
 };
-
-/// Key of Redis in `State::clients_seen`.
-const REDIS: &str = "redis";
 
 impl State {
     pub(super) fn publish_redis(&mut self, service: u32, op: &Op, now: Instant) {
@@ -38,7 +38,7 @@ impl State {
         }
         self.clock
             .touch(catalogue::REDIS_OPERATION_ERRORS.name, &labels, now);
-        self.clients_seen.insert((service, REDIS));
+        self.clients_seen.insert((service, Pool::Redis));
     }
 
     pub(super) fn publish_statement(
@@ -50,55 +50,44 @@ impl State {
     ) {
         let name = self.name(service).to_owned();
         let status = if st.error { "error" } else { "ok" };
-        let system = system.as_str();
-        let counted = [name.as_str(), system, st.query_type, status];
+        let counted = [name.as_str(), system.as_str(), st.query_type, status];
         self.metrics.db_queries.with_label_values(&counted).inc();
         self.clock.touch(catalogue::DB_QUERIES.name, &counted, now);
-        let timed = [name.as_str(), system, st.query_type];
+        let timed = [name.as_str(), system.as_str(), st.query_type];
         self.metrics
             .db_duration
             .with_label_values(&timed)
             .observe(st.end_ns.saturating_sub(st.start_ns) as f64 / 1e9);
         self.clock
             .touch(catalogue::DB_QUERY_DURATION.name, &timed, now);
-        self.clients_seen.insert((service, system));
+        self.clients_seen.insert((service, Pool::Db(system)));
     }
 
-    /// Connection gauges of every service and client protocol seen so
-    /// far (none for protocols a service never used).
+    /// Connection gauges of every service and client pool seen so far
+    /// (none for pools a service never used).
     pub(super) fn publish_client_connections(&mut self) {
         let tls = &self.tls;
-        let open = self.streams.client_counts(|tgid| tls.is_hooked(tgid));
-        for (&service, counts) in &open {
-            if counts.redis > 0 {
-                self.clients_seen.insert((service, REDIS));
-            }
-            for (i, system) in DbSystem::ALL.iter().enumerate() {
-                if counts.db[i] > 0 {
-                    self.clients_seen.insert((service, system.as_str()));
-                }
-            }
-        }
-        for &(service, kind) in &self.clients_seen {
+        let open = self.streams.pool_counts(|tgid| tls.is_hooked(tgid));
+        self.clients_seen.extend(open.keys().copied());
+        for &(service, pool) in &self.clients_seen {
             let Some(name) = self.services[service as usize].name.as_deref() else {
                 continue;
             };
-            let counts = open.get(&service).copied().unwrap_or_default();
+            let counts = open.get(&(service, pool)).copied().unwrap_or_default();
             let m = &self.metrics;
-            if kind == REDIS {
-                m.redis_connections
+            match pool {
+                Pool::Redis => m
+                    .redis_connections
                     .with_label_values(&[name])
-                    .set(counts.redis);
-                continue;
+                    .set(counts.open),
+                Pool::Db(system) => {
+                    let labels = [name, system.as_str()];
+                    m.db_pool_size.with_label_values(&labels).set(counts.open);
+                    m.db_pool_checked_out
+                        .with_label_values(&labels)
+                        .set(counts.busy);
+                }
             }
-            let Some(i) = DbSystem::ALL.iter().position(|s| s.as_str() == kind) else {
-                continue;
-            };
-            let labels = [name, kind];
-            m.db_pool_size.with_label_values(&labels).set(counts.db[i]);
-            m.db_pool_checked_out
-                .with_label_values(&labels)
-                .set(counts.db_busy[i]);
         }
     }
 }

@@ -6,12 +6,14 @@ use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
 use super::state::State;
 use crate::{
-    capture::streams::{Parsing, StreamKey, Streams, monotonic_ns},
+    capture::streams::{Findings, Parsing, StreamKey, Streams, monotonic_ns},
     export::{OTHER, catalogue},
-    protocols::found::Found,
-    protocols::http1::{
-        exchange::{Exchange, Outcome, ParseConfig, Unparsed},
-        head::Method,
+    protocols::{
+        Command, Observation,
+        http1::{
+            exchange::{Exchange, Outcome, ParseConfig, Unparsed},
+            head::Method,
+        },
     },
 };
 
@@ -20,8 +22,8 @@ const ENDPOINT_SLOT: &str = "endpoint slot";
 const PRINCIPAL_SLOT: &str = "principal slot";
 
 impl State {
-    /// Runs `feed` on the parsers and exports what it produced; the outcome
-    /// buffer is reused (no allocation per record). `raise` is the
+    /// Runs `feed` on the parsers and exports what it produced; the
+    /// findings buffer is reused (no allocation per record). `raise` is the
     /// connection a record came from: a call the service made whose reply
     /// is wanted whole raises its capture budget at once (the probes set a
     /// served response's budget themselves, from the route prefixes).
@@ -29,9 +31,9 @@ impl State {
         &mut self,
         now: Instant,
         raise: Option<(u32, u32, u64)>,
-        feed: impl FnOnce(&mut Streams, &Parsing<'_>, &mut dyn FnMut(u32, Found)),
+        feed: impl FnOnce(&mut Streams, &Parsing<'_>, &mut Findings),
     ) {
-        let mut outcomes = std::mem::take(&mut self.outcomes);
+        let mut findings = std::mem::take(&mut self.findings);
         let (rules, services) = (&self.rules, &self.services);
         let bodies = |service: u32, method: &Method, path: &str| {
             let name = services
@@ -50,22 +52,18 @@ impl State {
                 bodies: &call_bodies,
             },
         };
-        let mut wants_reply = None;
-        feed(&mut self.streams, &parsing, &mut |service, outcome| {
-            if let Found::WantsReply(bytes) = outcome {
-                wants_reply = Some(bytes);
-            } else {
-                outcomes.push((service, outcome));
-            }
-        });
-        if let (Some(bytes), Some((tgid, fd, conn))) = (wants_reply, raise) {
+        feed(&mut self.streams, &parsing, &mut findings);
+        for command in findings.commands.drain(..) {
+            let (Command::CaptureReply(bytes), Some((tgid, fd, conn))) = (command, raise) else {
+                continue;
+            };
             // Before the reply comes (a model answers in hundreds of ms;
             // the agent reads records every 10 ms).
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
             self.probes.raise_capture(tgid, fd, conn, bytes);
         }
-        self.publish_outcomes(&mut outcomes, now);
-        self.outcomes = outcomes;
+        self.publish_observations(&mut findings.observations, now);
+        self.findings = findings;
     }
 
     /// Bytes on a connection. Records of a process no longer tracked are
@@ -80,12 +78,12 @@ impl State {
         // the uprobes, the ciphertext at the socket is no news.
         let plaintext_seen = head.conn & CONN_TLS == 0 && self.tls.is_hooked(tgid);
         let connection = Some((tgid, head.fd, head.conn));
-        self.with_streams(now, connection, |streams, parsing, out| {
-            streams.on_data(head, bytes, parsing, &mut |service, found| {
-                if !(plaintext_seen && found == Found::Http(Outcome::Unparsed(Unparsed::Tls))) {
-                    out(service, found);
-                }
-            });
+        self.with_streams(now, connection, |streams, parsing, findings| {
+            streams.on_data(head, bytes, parsing, findings);
+            if plaintext_seen {
+                let tls = Observation::Served(Outcome::Unparsed(Unparsed::Tls));
+                findings.observations.retain(|(_, found)| *found != tls);
+            }
         });
     }
 
@@ -94,22 +92,22 @@ impl State {
             tgid: head.header.tgid,
             conn: head.conn,
         };
-        self.with_streams(now, None, |streams, _, mut out| {
-            streams.on_close(key, head.header.ts_ns, &mut out);
+        self.with_streams(now, None, |streams, _, findings| {
+            streams.on_close(key, head.header.ts_ns, findings);
         });
     }
 
     /// A process exited: its connections closed with it.
     pub(super) fn forget_connections(&mut self, tgid: u32, now: Instant) {
-        self.with_streams(now, None, |streams, _, mut out| {
-            streams.forget_process(tgid, monotonic_ns(), &mut out);
+        self.with_streams(now, None, |streams, _, findings| {
+            streams.forget_process(tgid, monotonic_ns(), findings);
         });
     }
 
     /// Ends quiet responses and forgets quiet connections.
     pub(super) fn expire_streams(&mut self, now_ns: u64, now: Instant) {
-        self.with_streams(now, None, |streams, _, mut out| {
-            streams.expire(now_ns, &mut out);
+        self.with_streams(now, None, |streams, _, findings| {
+            streams.expire(now_ns, findings);
         });
         self.metrics
             .capture_connections
@@ -117,22 +115,21 @@ impl State {
         self.publish_client_connections();
     }
 
-    fn publish_outcomes(&mut self, outcomes: &mut Vec<(u32, Found)>, now: Instant) {
-        for (service, outcome) in outcomes.drain(..) {
+    fn publish_observations(&mut self, observations: &mut Vec<(u32, Observation)>, now: Instant) {
+        for (service, observation) in observations.drain(..) {
             if service as usize >= self.services.len() {
                 continue;
             }
-            match outcome {
-                Found::Redis(op) => self.publish_redis(service, &op, now),
-                Found::Db { system, statement } => {
+            match observation {
+                Observation::Redis(op) => self.publish_redis(service, &op, now),
+                Observation::Statement { system, statement } => {
                     self.publish_statement(service, system, &statement, now);
                 }
-                Found::HttpCall(call) => self.publish_call(service, &call, now),
-                Found::WantsReply(_) => {} // acted on in `with_streams`
-                Found::Http(Outcome::Exchange(exchange)) => {
+                Observation::Call(call) => self.publish_call(service, &call, now),
+                Observation::Served(Outcome::Exchange(exchange)) => {
                     self.publish_exchange(service, &exchange, now);
                 }
-                Found::Http(Outcome::Abandoned { method, path }) => {
+                Observation::Served(Outcome::Abandoned { method, path }) => {
                     if let Some((name, endpoint)) = self.endpoint_of(service, &path, now) {
                         let labels = [name.as_str(), method.as_str(), endpoint.as_str()];
                         self.metrics.abandoned.with_label_values(&labels).inc();
@@ -140,7 +137,7 @@ impl State {
                             .touch(catalogue::AGENT_REQUESTS_ABANDONED.name, &labels, now);
                     }
                 }
-                Found::Http(Outcome::Unparsed(why)) => {
+                Observation::Served(Outcome::Unparsed(why)) => {
                     let labels = [self.name(service), why.as_str()];
                     self.metrics.unparsed.with_label_values(&labels).inc();
                     let labels = labels.map(str::to_owned);

@@ -19,7 +19,7 @@ use tracing::warn;
 use super::state::{State, ip_of, label_peer};
 use crate::{
     capture::streams::{StreamKey, monotonic_ns},
-    protocols::detect::Guess,
+    protocols::detect::well_known,
 };
 
 /// `bpf_map_update_elem` flag: insert only if the key is absent.
@@ -107,13 +107,13 @@ impl State {
             }
             let conn = self.file_fd(pid, fds[&row.inode], service, role);
             if direction == DIRECTION_OUTBOUND
-                && let Some(guess) = Guess::from_port(row.remote_port)
+                && let Some(known) = well_known(row.remote_port)
             {
                 // A pooled connection to a database or Redis, idle since
                 // before loupe: in the pool gauges from the first scrape.
                 let key = StreamKey { tgid: pid, conn };
                 self.streams
-                    .seed_client(key, service, guess, monotonic_ns());
+                    .seed_client(key, service, known, monotonic_ns());
                 clients = true;
             }
             let owner = SockOwner { service, direction };

@@ -21,13 +21,13 @@ use super::{MAX_PEERS, calls::Calls, routes::SelfPorts};
 use crate::{
     capture::connections::{Connections, Delta},
     capture::records::{DecodeError, Event, KINDS, UNDECODABLE},
-    capture::streams::Streams,
+    capture::streams::{Findings, Streams},
     config::{Config, ServiceSpec, http::HttpConfig},
     enrich::endpoint::Routes,
     enrich::rules::RuleSet,
     export::{LabelLimit, Metrics, SeriesClock, catalogue, service_value},
     kernel::Probes,
-    protocols::found::Found,
+    protocols::Pool,
     targets::discovery::Discovery,
     targets::k8s::pods::SharedPods,
     targets::procfs::Procfs,
@@ -76,8 +76,8 @@ pub struct State {
     pub(super) endpoints: LabelLimit,
     /// Principal label values per service, bounded.
     pub(super) principals: LabelLimit,
-    /// Reused buffer of parser outcomes (no allocation per record).
-    pub(super) outcomes: Vec<(u32, Found)>,
+    /// Reused buffer of parser findings (no allocation per record).
+    pub(super) findings: Findings,
     /// The agent's own connections to targets (OpenAPI fetches).
     pub(super) self_ports: SelfPorts,
     /// Tracked processes the last `/proc` scan found gone.
@@ -86,9 +86,9 @@ pub struct State {
     pub(super) rules: RuleSet,
     /// Values of rule labels fed from request data, per service, bounded.
     pub(super) rule_labels: LabelLimit,
-    /// `(service, protocol)` pairs seen on client connections (`redis`,
-    /// or a `db_system`): their connection gauges are exported.
-    pub(super) clients_seen: BTreeSet<(u32, &'static str)>,
+    /// `(service, pool)` pairs seen on client connections: their
+    /// connection gauges are exported.
+    pub(super) clients_seen: BTreeSet<(u32, Pool)>,
     /// In Kubernetes, the node's pods: a configured service's processes
     /// are counted per pod and container, each as a service of its own
     /// (appended after the configured ones) whose label value carries
@@ -183,7 +183,7 @@ impl State {
             endpoints: LabelLimit::new(config.http.max_endpoints),
             principals: LabelLimit::new(config.http.max_principals),
             http: config.http.clone(),
-            outcomes: Vec::new(),
+            findings: Findings::default(),
             self_ports: SelfPorts::default(),
             gone_at_last_scan: HashSet::new(),
             rules: config.rules.clone(),

@@ -16,7 +16,7 @@
 //! ends with the next request, the close, or an idle timer.
 use std::collections::VecDeque;
 
-use loupe_common::event::DataHeader;
+use crate::protocols::Transfer;
 
 use super::{
     auth::{Auth, AuthConfig},
@@ -33,60 +33,6 @@ pub const MAX_HEAD: usize = 8192;
 const MAX_PENDING: usize = 64;
 /// Reads tolerated before an HTTP start on a connection picked up mid-stream.
 const MID_STREAM_ATTEMPTS: u8 = 8;
-
-/// What one syscall transferred, as far as it was captured.
-#[derive(Clone, Copy, Debug)]
-pub struct Transfer<'a> {
-    /// Monotonic nanoseconds at the end of the syscall.
-    pub ts: u64,
-    /// Bytes the syscall transferred.
-    pub len: u64,
-    /// Its first bytes, as far as they were captured.
-    pub head: &'a [u8],
-    /// Its last bytes, when `head` does not reach its end (else empty).
-    pub tail: &'a [u8],
-}
-
-impl<'a> Transfer<'a> {
-    /// The syscall a probe record describes: `first`, its bytes from the
-    /// start, `last` those from its end (empty when `first` reaches it).
-    pub fn of_record(head: &DataHeader, first: &'a [u8], last: &'a [u8]) -> Self {
-        Self {
-            ts: head.header.ts_ns,
-            len: head.len,
-            head: first,
-            tail: last,
-        }
-    }
-
-    /// A syscall captured from its start only.
-    pub fn new(ts: u64, len: u64, head: &'a [u8]) -> Self {
-        Self {
-            ts,
-            len,
-            head,
-            tail: &[],
-        }
-    }
-
-    /// The captured bytes from `pos` on, and where that run ends: the end
-    /// of the head, of the gap (no bytes), or of the syscall.
-    pub fn at(&self, pos: u64) -> (&'a [u8], u64) {
-        let head = (self.head.len() as u64).min(self.len);
-        if pos < head {
-            return (&self.head[pos as usize..head as usize], head);
-        }
-        let tail = (self.tail.len() as u64).min(self.len);
-        let tail_start = self.len - tail;
-        if pos >= tail_start {
-            let skip = self.tail.len() - tail as usize;
-            let from = skip + (pos - tail_start) as usize;
-            (&self.tail[from..], self.len)
-        } else {
-            (&[], tail_start)
-        }
-    }
-}
 
 /// How many body bytes a route rule wants kept for one request (0: none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -475,8 +421,8 @@ impl HttpConn {
         });
     }
 
-    /// Data the service read.
-    pub fn on_rx(
+    /// Bytes from the client (read by a server, written by a client).
+    pub fn on_request_bytes(
         &mut self,
         rx: &Transfer<'_>,
         config: &ParseConfig<'_>,
@@ -566,8 +512,8 @@ impl HttpConn {
         }
     }
 
-    /// Data the service wrote.
-    pub fn on_tx(&mut self, tx: &Transfer<'_>, out: &mut impl FnMut(Outcome)) {
+    /// Bytes from the server (written by a server, read by a client).
+    pub fn on_response_bytes(&mut self, tx: &Transfer<'_>, out: &mut impl FnMut(Outcome)) {
         let mut pos = 0u64;
         while pos < tx.len && self.mode == Mode::Http {
             let (visible, run_end) = tx.at(pos);

@@ -24,8 +24,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::protocols::{
+    ClientProtocol, Direction, Pool, Protocol, WellKnown,
     framer::{self, Header},
-    sql::{self, Statement, UNKNOWN},
+    sql::{self, DbSystem, Statement, UNKNOWN},
 };
 
 const COM_QUERY: u8 = 0x03;
@@ -486,6 +487,28 @@ impl MysqlConn {
         }
     }
 }
+
+sql::database_protocol!(MysqlConn, DbSystem::Mysql);
+
+/// The server's handshake, or a command written on a connection in use.
+fn detect(dir: Direction, bytes: &[u8]) -> Option<Box<dyn Protocol>> {
+    match dir {
+        Direction::Received if MysqlConn::recognise(bytes) => Some(Box::new(MysqlConn::new())),
+        Direction::Sent if MysqlConn::recognise_command(bytes) => {
+            Some(Box::new(MysqlConn::mid_stream()))
+        }
+        _ => None,
+    }
+}
+
+pub const CLIENT: ClientProtocol = ClientProtocol {
+    detect,
+    well_known: Some(WellKnown {
+        port: 3306,
+        pool: Pool::Db(DbSystem::Mysql),
+        mid_stream: || Box::new(MysqlConn::mid_stream()),
+    }),
+};
 
 impl Default for MysqlConn {
     fn default() -> Self {

@@ -29,7 +29,10 @@ pub mod frame;
 use std::collections::{HashMap, VecDeque};
 
 use self::frame::{Frame, Framer, cstr, known_kind};
-use crate::protocols::sql::{self, Statement, UNKNOWN};
+use crate::protocols::{
+    ClientProtocol, Direction, Pool, Protocol, WellKnown,
+    sql::{self, DbSystem, Statement, UNKNOWN},
+};
 
 /// Statements and portals remembered per connection.
 const MAX_NAMES: usize = 256;
@@ -500,6 +503,27 @@ impl PgConn {
         }
     }
 }
+
+sql::database_protocol!(PgConn, DbSystem::Postgres);
+
+/// Its first bytes written: a startup, or typed messages mid-stream.
+fn detect(dir: Direction, bytes: &[u8]) -> Option<Box<dyn Protocol>> {
+    let mid_stream = PgConn::recognise(bytes).filter(|_| dir == Direction::Sent)?;
+    Some(Box::new(if mid_stream {
+        PgConn::mid_stream()
+    } else {
+        PgConn::new()
+    }))
+}
+
+pub const CLIENT: ClientProtocol = ClientProtocol {
+    detect,
+    well_known: Some(WellKnown {
+        port: 5432,
+        pool: Pool::Db(DbSystem::Postgres),
+        mid_stream: || Box::new(PgConn::mid_stream()),
+    }),
+};
 
 impl Default for PgConn {
     fn default() -> Self {

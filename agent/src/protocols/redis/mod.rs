@@ -22,6 +22,10 @@ pub mod resp;
 use std::collections::VecDeque;
 
 use self::resp::{Resp, Value};
+use super::{
+    ClientProtocol, Context, Direction, Observation, Pool, PoolUse, Protocol, Sink, Transfer,
+    WellKnown,
+};
 
 /// Commands awaiting their replies per connection.
 const MAX_PENDING: usize = 1024;
@@ -248,6 +252,58 @@ fn confirmation(word: &[u8]) -> Option<Confirms> {
         _ => None,
     }
 }
+
+impl Protocol for RedisConn {
+    fn on_bytes(
+        &mut self,
+        dir: Direction,
+        bytes: &Transfer<'_>,
+        _context: &Context<'_>,
+        sink: &mut dyn Sink,
+    ) {
+        match dir {
+            Direction::Sent => self.on_tx(bytes.ts, bytes.head, bytes.len),
+            Direction::Received => self.on_rx(bytes.ts, bytes.head, bytes.len, &mut |op| {
+                sink.observe(Observation::Redis(op));
+            }),
+        }
+    }
+
+    fn on_close(&mut self, ts: u64, sink: &mut dyn Sink) {
+        RedisConn::on_close(self, ts, &mut |op| sink.observe(Observation::Redis(op)));
+    }
+
+    fn is_parsing(&self) -> bool {
+        RedisConn::is_parsing(self)
+    }
+
+    fn pool(&self) -> Option<PoolUse> {
+        Some(PoolUse {
+            pool: Pool::Redis,
+            busy: false,
+            encrypted: false,
+        })
+    }
+
+    fn buffered(&self) -> usize {
+        RedisConn::buffered(self)
+    }
+}
+
+/// A RESP array of bulk strings: `*<n>\r\n$`.
+fn detect(dir: Direction, bytes: &[u8]) -> Option<Box<dyn Protocol>> {
+    let array = matches!(bytes, [b'*', digit, ..] if digit.is_ascii_digit());
+    (dir == Direction::Sent && array).then(|| Box::new(RedisConn::new()) as Box<dyn Protocol>)
+}
+
+pub const CLIENT: ClientProtocol = ClientProtocol {
+    detect,
+    well_known: Some(WellKnown {
+        port: 6379,
+        pool: Pool::Redis,
+        mid_stream: || Box::new(RedisConn::new()),
+    }),
+};
 
 #[cfg(test)]
 mod tests {

@@ -49,7 +49,8 @@ impl Wire {
             auth: &self.auth,
             bodies: &bodies,
         };
-        self.conn.on_rx(&rx, &config, &mut |o| out.push(o));
+        self.conn
+            .on_request_bytes(&rx, &config, &mut |o| out.push(o));
         self
     }
 
@@ -68,7 +69,7 @@ impl Wire {
             head,
             tail,
         };
-        self.conn.on_tx(&tx, &mut |o| out.push(o));
+        self.conn.on_response_bytes(&tx, &mut |o| out.push(o));
         self
     }
 
