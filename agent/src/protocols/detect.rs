@@ -139,10 +139,6 @@ mod tests {
         startup.extend(80_877_103u32.to_be_bytes());
         assert_eq!(sent(&startup), (postgres, true), "an SSL request");
         assert_eq!(
-            sent(b"\x03\x00\x00\x00\x03SELECT 1"[..5].as_ref()),
-            (None, false)
-        );
-        assert_eq!(
             sent(b"\x16\x03\x01\x02\x00"),
             (None, false),
             "TLS: no protocol"
