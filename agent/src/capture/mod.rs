@@ -2,5 +2,6 @@
 //! in place, the TCP connection picture they keep, and the byte streams of
 //! each connection handed to its protocol parser.
 pub mod connections;
+pub mod own;
 pub mod records;
 pub mod streams;

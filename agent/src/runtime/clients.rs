@@ -16,11 +16,13 @@ impl State {
     pub(super) fn publish_redis(&mut self, service: u32, op: &Op, now: Instant) {
         let name = self.name(service).to_owned();
         let labels = [name.as_str(), op.operation];
-        self.metrics
+        self.export
+            .metrics
             .redis_operations
             .with_label_values(&labels)
             .inc();
-        self.metrics
+        self.export
+            .metrics
             .redis_duration
             .with_label_values(&labels)
             .observe(op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9);
@@ -28,17 +30,18 @@ impl State {
             catalogue::REDIS_OPERATIONS.name,
             catalogue::REDIS_OPERATION_DURATION.name,
         ] {
-            self.clock.touch(family, &labels, now);
+            self.export.clock.touch(family, &labels, now);
         }
         // Errors exported from the first operation on, at 0 until one fails
         // (so that an error ratio has both sides).
-        let errors = self.metrics.redis_errors.with_label_values(&labels);
+        let errors = self.export.metrics.redis_errors.with_label_values(&labels);
         if op.error {
             errors.inc();
         }
-        self.clock
+        self.export
+            .clock
             .touch(catalogue::REDIS_OPERATION_ERRORS.name, &labels, now);
-        self.clients_seen.insert((service, Pool::Redis));
+        self.export.clients_seen.insert((service, Pool::Redis));
     }
 
     pub(super) fn publish_statement(
@@ -51,30 +54,38 @@ impl State {
         let name = self.name(service).to_owned();
         let status = if st.error { "error" } else { "ok" };
         let counted = [name.as_str(), system.as_str(), st.query_type, status];
-        self.metrics.db_queries.with_label_values(&counted).inc();
-        self.clock.touch(catalogue::DB_QUERIES.name, &counted, now);
+        self.export
+            .metrics
+            .db_queries
+            .with_label_values(&counted)
+            .inc();
+        self.export
+            .clock
+            .touch(catalogue::DB_QUERIES.name, &counted, now);
         let timed = [name.as_str(), system.as_str(), st.query_type];
-        self.metrics
+        self.export
+            .metrics
             .db_duration
             .with_label_values(&timed)
             .observe(st.end_ns.saturating_sub(st.start_ns) as f64 / 1e9);
-        self.clock
+        self.export
+            .clock
             .touch(catalogue::DB_QUERY_DURATION.name, &timed, now);
-        self.clients_seen.insert((service, Pool::Db(system)));
+        self.export.clients_seen.insert((service, Pool::Db(system)));
     }
 
     /// Connection gauges of every service and client pool seen so far
     /// (none for pools a service never used).
     pub(super) fn publish_client_connections(&mut self) {
-        let tls = &self.tls;
-        let open = self.streams.pool_counts(|tgid| tls.is_hooked(tgid));
-        self.clients_seen.extend(open.keys().copied());
-        for &(service, pool) in &self.clients_seen {
-            let Some(name) = self.services[service as usize].name.as_deref() else {
+        let tls = &self.targets.tls;
+        let open = self.capture.streams.pool_counts(|tgid| tls.is_hooked(tgid));
+        self.export.clients_seen.extend(open.keys().copied());
+        for &(service, pool) in &self.export.clients_seen {
+            let Some(name) = self.targets.services[service as usize].name.as_deref() else {
                 continue;
             };
             let counts = open.get(&(service, pool)).copied().unwrap_or_default();
-            let m = &self.metrics;
+            let m = &self.export.metrics;
             match pool {
                 Pool::Redis => m
                     .redis_connections

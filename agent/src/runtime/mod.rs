@@ -243,7 +243,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
     let specs = Arc::new(config.services.clone());
     let mut owners = PortOwners::default();
     let pods = SharedPods::default();
-    let lookup = pod_lookup(&config, &pods, &lock(&state).metrics);
+    let lookup = pod_lookup(&config, &pods, &lock(&state).export.metrics);
     if lookup.is_some() {
         lock(&state).place_in_pods(pods.clone());
         // Processes found before the node's pod list would be counted
@@ -258,7 +258,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
     ready.store(true, Ordering::Release);
     start_fetches(&state, Instant::now());
 
-    let mut collectors = crate::collectors::spawn(&config.collectors, &lock(&state).metrics);
+    let mut collectors = crate::collectors::spawn(&config.collectors, &lock(&state).export.metrics);
     collectors.extend(lookup);
     let mut events = tokio::spawn(read_events(ring, Arc::clone(&state)));
     let scans = {

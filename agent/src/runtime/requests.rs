@@ -33,8 +33,8 @@ impl State {
         raise: Option<(u32, u32, u64)>,
         feed: impl FnOnce(&mut Streams, &Parsing<'_>, &mut Findings),
     ) {
-        let mut findings = std::mem::take(&mut self.findings);
-        let (rules, services) = (&self.rules, &self.services);
+        let mut findings = std::mem::take(&mut self.capture.findings);
+        let (rules, services) = (&self.enrich.rules, &self.targets.services);
         let bodies = |service: u32, method: &Method, path: &str| {
             let name = services
                 .get(service as usize)
@@ -42,17 +42,17 @@ impl State {
                 .unwrap_or("unknown");
             rules.wants(crate::export::service_name(name), method, path)
         };
-        let calls = &self.calls;
+        let calls = &self.enrich.calls;
         let call_bodies = |method: &Method, path: &str| calls.bodies(method, path);
         let parsing = Parsing {
-            auth: &self.http.auth,
+            auth: &self.enrich.http.auth,
             bodies: &bodies,
             calls: &ParseConfig {
                 auth: &calls.auth,
                 bodies: &call_bodies,
             },
         };
-        feed(&mut self.streams, &parsing, &mut findings);
+        feed(&mut self.capture.streams, &parsing, &mut findings);
         for command in findings.commands.drain(..) {
             let (Command::CaptureReply(bytes), Some((tgid, fd, conn))) = (command, raise) else {
                 continue;
@@ -60,23 +60,23 @@ impl State {
             // Before the reply comes (a model answers in hundreds of ms;
             // the agent reads records every 10 ms).
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-            self.probes.raise_capture(tgid, fd, conn, bytes);
+            self.kernel.probes.raise_capture(tgid, fd, conn, bytes);
         }
         self.publish_observations(&mut findings.observations, now);
-        self.findings = findings;
+        self.capture.findings = findings;
     }
 
     /// Bytes on a connection. Records of a process no longer tracked are
     /// dropped: a thread of a killed process may finish a write after the
     /// process was forgotten, and its connection would linger.
     pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8], now: Instant) {
-        if !self.tracked.contains_key(&head.header.tgid) {
+        if !self.targets.tracked.contains_key(&head.header.tgid) {
             return;
         }
         let tgid = head.header.tgid;
         // A process whose OpenSSL is hooked: its plaintext comes through
         // the uprobes, the ciphertext at the socket is no news.
-        let plaintext_seen = head.conn & CONN_TLS == 0 && self.tls.is_hooked(tgid);
+        let plaintext_seen = head.conn & CONN_TLS == 0 && self.targets.tls.is_hooked(tgid);
         let connection = Some((tgid, head.fd, head.conn));
         self.with_streams(now, connection, |streams, parsing, findings| {
             streams.on_data(head, bytes, parsing, findings);
@@ -109,15 +109,16 @@ impl State {
         self.with_streams(now, None, |streams, _, findings| {
             streams.expire(now_ns, findings);
         });
-        self.metrics
+        self.export
+            .metrics
             .capture_connections
-            .set(self.streams.len() as i64);
+            .set(self.capture.streams.len() as i64);
         self.publish_client_connections();
     }
 
     fn publish_observations(&mut self, observations: &mut Vec<(u32, Observation)>, now: Instant) {
         for (service, observation) in observations.drain(..) {
-            if service as usize >= self.services.len() {
+            if service as usize >= self.targets.services.len() {
                 continue;
             }
             match observation {
@@ -132,16 +133,27 @@ impl State {
                 Observation::Served(Outcome::Abandoned { method, path }) => {
                     if let Some((name, endpoint)) = self.endpoint_of(service, &path, now) {
                         let labels = [name.as_str(), method.as_str(), endpoint.as_str()];
-                        self.metrics.abandoned.with_label_values(&labels).inc();
-                        self.clock
-                            .touch(catalogue::AGENT_REQUESTS_ABANDONED.name, &labels, now);
+                        self.export
+                            .metrics
+                            .abandoned
+                            .with_label_values(&labels)
+                            .inc();
+                        self.export.clock.touch(
+                            catalogue::AGENT_REQUESTS_ABANDONED.name,
+                            &labels,
+                            now,
+                        );
                     }
                 }
                 Observation::Served(Outcome::Unparsed(why)) => {
                     let labels = [self.name(service), why.as_str()];
-                    self.metrics.unparsed.with_label_values(&labels).inc();
+                    self.export
+                        .metrics
+                        .unparsed
+                        .with_label_values(&labels)
+                        .inc();
                     let labels = labels.map(str::to_owned);
-                    self.clock.touch(
+                    self.export.clock.touch(
                         catalogue::UNPARSED_CONNECTIONS.name,
                         &[&labels[0], &labels[1]],
                         now,
@@ -154,7 +166,7 @@ impl State {
     /// The service's name and the `endpoint` label of `path` (within the
     /// endpoint budget); `None` for an excluded path.
     fn endpoint_of(&mut self, service: u32, path: &str, now: Instant) -> Option<(String, String)> {
-        let s = &self.services[service as usize];
+        let s = &self.targets.services[service as usize];
         if s.exclude_paths.iter().any(|p| p == path) {
             return None;
         }
@@ -163,16 +175,20 @@ impl State {
             return None;
         }
         let name = self.name(service).to_owned();
-        let endpoint = self.endpoints.label(service, &template);
+        let endpoint = self.enrich.endpoints.label(service, &template);
         if endpoint == OTHER {
-            self.metrics
+            self.export
+                .metrics
                 .endpoint_overflow
                 .with_label_values(&[&name])
                 .inc();
-            self.clock
+            self.export
+                .clock
                 .touch(catalogue::ENDPOINT_OVERFLOW.name, &[&name], now);
         } else {
-            self.clock.touch(ENDPOINT_SLOT, &[&name, &endpoint], now);
+            self.export
+                .clock
+                .touch(ENDPOINT_SLOT, &[&name, &endpoint], now);
         }
         Some((name, endpoint))
     }
@@ -193,16 +209,23 @@ impl State {
             status.as_str(),
             auth,
         ];
-        self.metrics.requests.with_label_values(&counted).inc();
-        self.clock
+        self.export
+            .metrics
+            .requests
+            .with_label_values(&counted)
+            .inc();
+        self.export
+            .clock
             .touch(catalogue::AGENT_REQUESTS.name, &counted, now);
         let timed = [name.as_str(), method, endpoint.as_str()];
         let seconds = |ns: u64| ns.saturating_sub(exchange.start_ns) as f64 / 1e9;
-        self.metrics
+        self.export
+            .metrics
             .request_duration
             .with_label_values(&timed)
             .observe(seconds(exchange.end_ns));
-        self.metrics
+        self.export
+            .metrics
             .first_byte
             .with_label_values(&timed)
             .observe(seconds(exchange.first_byte_ns));
@@ -210,19 +233,23 @@ impl State {
             catalogue::AGENT_REQUEST_DURATION.name,
             catalogue::AGENT_RESPONSE_FIRST_BYTE.name,
         ] {
-            self.clock.touch(family, &timed, now);
+            self.export.clock.touch(family, &timed, now);
         }
         if let Some(principal) = &exchange.auth.principal {
-            let principal = self.principals.label(service, principal);
+            let principal = self.enrich.principals.label(service, principal);
             if principal != OTHER {
-                self.clock.touch(PRINCIPAL_SLOT, &[&name, &principal], now);
+                self.export
+                    .clock
+                    .touch(PRINCIPAL_SLOT, &[&name, &principal], now);
             }
             let labels = [name.as_str(), auth, principal.as_str()];
-            self.metrics
+            self.export
+                .metrics
                 .requests_by_principal
                 .with_label_values(&labels)
                 .inc();
-            self.clock
+            self.export
+                .clock
                 .touch(catalogue::AGENT_REQUESTS_BY_PRINCIPAL.name, &labels, now);
         }
         self.publish_rule(service, exchange, now);
@@ -231,6 +258,7 @@ impl State {
     /// A label slot whose series expired is free again.
     pub(super) fn release_slot(&mut self, key: &str, labels: &[String]) {
         let Some(index) = self
+            .targets
             .services
             .iter()
             .position(|s| s.name.as_deref() == labels.first().map(String::as_str))
@@ -241,10 +269,10 @@ impl State {
             return;
         };
         match key {
-            ENDPOINT_SLOT => self.endpoints.release(index as u32, value),
-            PRINCIPAL_SLOT => self.principals.release(index as u32, value),
+            ENDPOINT_SLOT => self.enrich.endpoints.release(index as u32, value),
+            PRINCIPAL_SLOT => self.enrich.principals.release(index as u32, value),
             _ if key == catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name => {
-                self.peers.release(index as u32, value);
+                self.capture.peers.release(index as u32, value);
             }
             _ => self.release_rule_slot(key, index as u32, value),
         }

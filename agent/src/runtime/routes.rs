@@ -10,58 +10,14 @@ use std::{
 use tracing::{debug, info};
 
 use super::state::State;
+use crate::capture::own::SelfPorts;
 use crate::{
     enrich::endpoint::Template,
     enrich::openapi::{self, OpenApiError},
 };
 
-/// How long after a fetch its connection is still recognised as the agent's.
-const SELF_PORT_GRACE: Duration = Duration::from_secs(60);
 /// Retry delay after a failed fetch.
 const RETRY: Duration = Duration::from_secs(60);
-
-/// A connection of the agent: the service address it reached and the
-/// agent's port.
-type OwnConnection = (IpAddr, u16);
-/// An own connection, and until when it is remembered once finished.
-type Remembered = (OwnConnection, Option<Instant>);
-
-/// The agent's own connections to targets, so that the connection metrics
-/// leave them out.
-#[derive(Clone, Default)]
-pub struct SelfPorts(Arc<Mutex<Vec<Remembered>>>);
-
-impl SelfPorts {
-    pub fn add(&self, connection: OwnConnection) {
-        self.lock().push((connection, None));
-    }
-
-    /// The fetch is over: forget the connection after a grace period.
-    pub fn release(&self, connection: OwnConnection, now: Instant) {
-        for entry in self.lock().iter_mut().filter(|(c, _)| *c == connection) {
-            entry.1 = Some(now + SELF_PORT_GRACE);
-        }
-    }
-
-    /// Whether the service's side `local` of a connection from `peer_port`
-    /// is one of the agent's connections.
-    pub fn contains(&self, local: IpAddr, peer_port: u16) -> bool {
-        self.lock()
-            .iter()
-            .any(|((ip, port), _)| *ip == local && *port == peer_port)
-    }
-
-    pub fn expire(&self, now: Instant) {
-        self.lock()
-            .retain(|(_, until)| until.is_none_or(|t| t > now));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Remembered>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 /// One fetch to run.
 #[derive(Clone, Debug)]
@@ -87,11 +43,11 @@ impl State {
     /// Fetches that are due: services with a target and a listener whose
     /// document is older than the refresh interval.
     pub fn openapi_jobs(&mut self, now: Instant) -> Vec<FetchJob> {
-        let Some(openapi) = self.http.openapi.clone() else {
+        let Some(openapi) = self.enrich.http.openapi.clone() else {
             return Vec::new();
         };
         let mut jobs = Vec::new();
-        for (index, service) in self.services.iter_mut().enumerate() {
+        for (index, service) in self.targets.services.iter_mut().enumerate() {
             if service.openapi_due.is_some_and(|due| due > now) {
                 continue;
             }
@@ -120,7 +76,7 @@ impl State {
         now: Instant,
     ) {
         let name = self.shown(job.service);
-        let Some(service) = self.services.get_mut(job.service as usize) else {
+        let Some(service) = self.targets.services.get_mut(job.service as usize) else {
             return;
         };
         match result {
@@ -147,7 +103,7 @@ impl State {
     }
 
     pub fn self_ports(&self) -> SelfPorts {
-        self.self_ports.clone()
+        self.capture.self_ports.clone()
     }
 }
 
@@ -187,21 +143,5 @@ mod tests {
         for (listen, expected) in cases {
             assert_eq!(reachable(listen.parse().unwrap()).to_string(), expected);
         }
-    }
-
-    #[test]
-    fn self_ports_expire_after_their_grace() {
-        let ports = SelfPorts::default();
-        let now = Instant::now();
-        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        ports.add((local, 40000));
-        ports.expire(now + Duration::from_secs(3600));
-        assert!(ports.contains(local, 40000), "in use: kept");
-        assert!(!ports.contains(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000));
-        ports.release((local, 40000), now);
-        ports.expire(now + SELF_PORT_GRACE / 2);
-        assert!(ports.contains(local, 40000));
-        ports.expire(now + SELF_PORT_GRACE * 2);
-        assert!(!ports.contains(local, 40000));
     }
 }

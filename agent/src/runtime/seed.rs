@@ -29,9 +29,9 @@ impl State {
     /// Inode number of the process's network namespace as the probes see
     /// it: 0 when they do not tell namespaces apart.
     fn netns(&self, pid: u32) -> u32 {
-        if self.probes.netns_aware {
+        if self.kernel.probes.netns_aware {
             // Namespace inode numbers are 32-bit in the kernel.
-            self.proc.netns(pid).map_or(0, |inode| inode as u32)
+            self.targets.proc.netns(pid).map_or(0, |inode| inode as u32)
         } else {
             0
         }
@@ -41,17 +41,23 @@ impl State {
     /// records carry.
     fn file_fd(&mut self, pid: u32, fd: u32, service: u32, role: u32) -> u64 {
         let key = FdKey { tgid: pid, fd };
-        self.seeded_conns += 1;
-        let info = FdInfo::new(service, role, CONN_SEEDED | self.seeded_conns);
+        self.kernel.seeded_conns += 1;
+        let info = FdInfo::new(service, role, CONN_SEEDED | self.kernel.seeded_conns);
         // BPF_NOEXIST: a probe that filed the fd first knows it better.
-        match self.probes.fds.insert(key, info, BPF_NOEXIST) {
+        match self.kernel.probes.fds.insert(key, info, BPF_NOEXIST) {
             Ok(()) => info.conn,
-            Err(_) => self.probes.fds.get(&key, 0).map_or(info.conn, |i| i.conn),
+            Err(_) => self
+                .kernel
+                .probes
+                .fds
+                .get(&key, 0)
+                .map_or(info.conn, |i| i.conn),
         }
     }
 
     pub(super) fn seed(&mut self, pid: u32, service: u32, now: Instant) {
         let fds: HashMap<u64, u32> = self
+            .targets
             .proc
             .socket_fds(pid)
             .into_iter()
@@ -61,7 +67,10 @@ impl State {
             return;
         }
         let netns = self.netns(pid);
-        let rows = self.proc.tcp_rows(pid, |row| fds.contains_key(&row.inode));
+        let rows = self
+            .targets
+            .proc
+            .tcp_rows(pid, |row| fds.contains_key(&row.inode));
         for row in rows.iter().filter(|row| row.state == tcp::LISTEN) {
             let key = ListenKey {
                 netns,
@@ -72,8 +81,8 @@ impl State {
                 service,
                 direction: 0,
             };
-            if self.probes.listeners.insert(key, owner, 0).is_ok() {
-                let s = &mut self.services[service as usize];
+            if self.kernel.probes.listeners.insert(key, owner, 0).is_ok() {
+                let s = &mut self.targets.services[service as usize];
                 s.listeners.insert(key);
                 let addr = SocketAddr::new(ip_of(&row.local_addr), row.local_port);
                 if !s.listen_addrs.contains(&addr) {
@@ -90,13 +99,17 @@ impl State {
                 port: row.local_port,
                 _pad: 0,
             };
-            let (direction, role) = if self.services[service as usize].listeners.contains(&local) {
+            let (direction, role) = if self.targets.services[service as usize]
+                .listeners
+                .contains(&local)
+            {
                 (DIRECTION_INBOUND, ROLE_INBOUND)
             } else {
                 (DIRECTION_OUTBOUND, ROLE_OUTBOUND)
             };
             if direction == DIRECTION_INBOUND
                 && self
+                    .capture
                     .self_ports
                     .contains(ip_of(&row.local_addr), row.remote_port)
             {
@@ -112,26 +125,34 @@ impl State {
                 // A pooled connection to a database or Redis, idle since
                 // before loupe: in the pool gauges from the first scrape.
                 let key = StreamKey { tgid: pid, conn };
-                self.streams
+                self.capture
+                    .streams
                     .seed_client(key, service, known, monotonic_ns());
                 clients = true;
             }
             let owner = SockOwner { service, direction };
             let tuple = row.tuple();
-            let peers = &mut self.peers;
+            let peers = &mut self.capture.peers;
             let Some(delta) = self
+                .capture
                 .conns
                 .seed(owner, tuple, |s, peer| label_peer(peers, s, peer))
             else {
                 continue; // known already (a socket shared with the parent)
             };
             self.publish(&delta, now);
-            if self.probes.preexisting.insert(tuple, owner, 0).is_err() {
+            if self
+                .kernel
+                .probes
+                .preexisting
+                .insert(tuple, owner, 0)
+                .is_err()
+            {
                 warn!(
                     pid,
                     "the map of pre-existing connections is full; not counting one"
                 );
-                if let Some(delta) = self.conns.unseed(&tuple) {
+                if let Some(delta) = self.capture.conns.unseed(&tuple) {
                     self.publish(&delta, now);
                 }
                 continue;
@@ -143,7 +164,7 @@ impl State {
         }
         if !seeded.is_empty() {
             // On before any of them changes state again.
-            self.probes.set_switch(SWITCH_PREEXISTING, true);
+            self.kernel.probes.set_switch(SWITCH_PREEXISTING, true);
             self.verify_seeded(pid, &seeded, now);
         }
     }
@@ -154,6 +175,7 @@ impl State {
     fn verify_seeded(&mut self, pid: u32, seeded: &[TupleKey], now: Instant) {
         let seeded_set: HashSet<&TupleKey> = seeded.iter().collect();
         let open: HashSet<TupleKey> = self
+            .targets
             .proc
             .tcp_rows(pid, |row| {
                 row.is_connection() && seeded_set.contains(&row.tuple())
@@ -162,8 +184,8 @@ impl State {
             .map(|row| row.tuple())
             .collect();
         for tuple in seeded.iter().filter(|tuple| !open.contains(tuple)) {
-            let _ = self.probes.preexisting.remove(tuple);
-            if let Some(delta) = self.conns.unseed(tuple) {
+            let _ = self.kernel.probes.preexisting.remove(tuple);
+            if let Some(delta) = self.capture.conns.unseed(tuple) {
                 self.publish(&delta, now);
             }
         }
@@ -172,7 +194,7 @@ impl State {
     /// After `exec` the close-on-exec fds are gone without a `close()`:
     /// forget the process's fds and file them again.
     pub(super) fn reseed(&mut self, pid: u32, service: u32, now: Instant) {
-        crate::kernel::remove_keys(&mut self.probes.fds, |key| key.tgid == pid);
+        crate::kernel::remove_keys(&mut self.kernel.probes.fds, |key| key.tgid == pid);
         self.seed(pid, service, now);
     }
 }

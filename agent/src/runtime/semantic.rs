@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::state::State;
 use crate::{
     enrich::rules::{
-        Family,
+        FED_LABELS, Family,
         eval::{Observation, evaluate},
     },
     export::{OTHER, catalogue},
@@ -15,14 +15,12 @@ use crate::{
 
 /// Series-clock keys of the bounded labels, and their scope slot.
 const SLOTS: [(&str, &str); 4] = [
-    ("provider slot", "provider"),
-    ("agent_name slot", "agent_name"),
-    ("tool_name slot", "tool_name"),
-    ("token_type slot", "token_type"),
+    ("provider slot", FED_LABELS[0]),
+    ("agent_name slot", FED_LABELS[1]),
+    ("tool_name slot", FED_LABELS[2]),
+    ("token_type slot", FED_LABELS[3]),
 ];
 const SLOTS_PER_SERVICE: u32 = SLOTS.len() as u32;
-/// The labels route rules feed from request data (each with a budget).
-pub(super) const RULE_LABELS: [&str; 4] = [SLOTS[0].1, SLOTS[1].1, SLOTS[2].1, SLOTS[3].1];
 
 fn slot_of(label: &str) -> u32 {
     SLOTS.iter().position(|(_, l)| *l == label).unwrap_or(0) as u32
@@ -44,17 +42,21 @@ impl State {
     ) -> String {
         let slot = slot_of(label);
         let bounded = self
+            .enrich
             .rule_labels
             .label(service * SLOTS_PER_SERVICE + slot, value);
         if bounded == OTHER {
-            self.metrics
+            self.export
+                .metrics
                 .label_overflow
                 .with_label_values(&[name, label])
                 .inc();
-            self.clock
+            self.export
+                .clock
                 .touch(catalogue::LABEL_OVERFLOW.name, &[name, label], now);
         } else {
-            self.clock
+            self.export
+                .clock
                 .touch(SLOTS[slot as usize].0, &[name, &bounded], now);
         }
         bounded
@@ -62,7 +64,8 @@ impl State {
 
     pub(super) fn release_rule_slot(&mut self, key: &str, service: u32, value: &str) {
         if let Some(slot) = SLOTS.iter().position(|(k, _)| *k == key) {
-            self.rule_labels
+            self.enrich
+                .rule_labels
                 .release(service * SLOTS_PER_SERVICE + slot as u32, value);
         }
     }
@@ -70,19 +73,25 @@ impl State {
     /// Applies the first rule matching the exchange, if any.
     pub(super) fn publish_rule(&mut self, service: u32, exchange: &Exchange, now: Instant) {
         let name = self.name(service).to_owned();
-        let Some(rule) = self.rules.matching(
+        let Some(rule) = self.enrich.rules.matching(
             crate::export::service_name(&name),
             &exchange.method,
             &exchange.path,
         ) else {
             return;
         };
-        let seen = evaluate(rule, &self.rules.semantic, exchange);
+        let seen = evaluate(rule, &self.enrich.rules.semantic, exchange);
         let rule_name = rule.name.clone();
         for err in &seen.errors {
             let labels = [name.as_str(), rule_name.as_str(), err.as_str()];
-            self.metrics.rule_errors.with_label_values(&labels).inc();
-            self.clock.touch(catalogue::RULE_ERRORS.name, &labels, now);
+            self.export
+                .metrics
+                .rule_errors
+                .with_label_values(&labels)
+                .inc();
+            self.export
+                .clock
+                .touch(catalogue::RULE_ERRORS.name, &labels, now);
         }
         self.record(service, &name, &seen, now);
     }
@@ -99,7 +108,7 @@ impl State {
                 )
             })
             .collect();
-        let (m, clock) = (&self.metrics, &mut self.clock);
+        let (m, clock) = (&self.export.metrics, &mut self.export.clock);
         let subject = subject.as_str();
         match seen.family {
             Family::Login | Family::TokenRefresh => {

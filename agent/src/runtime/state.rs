@@ -17,14 +17,16 @@ use loupe_common::{
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-use super::{MAX_PEERS, calls::Calls, routes::SelfPorts};
+use super::MAX_PEERS;
 use crate::{
     capture::connections::{Connections, Delta},
+    capture::own::SelfPorts,
     capture::records::{DecodeError, Event, KINDS, UNDECODABLE},
     capture::streams::{Findings, Streams},
     config::{Config, ServiceSpec, http::HttpConfig},
+    enrich::calls::Calls,
     enrich::endpoint::Routes,
-    enrich::rules::RuleSet,
+    enrich::rules::{FED_LABELS, RuleSet},
     export::{LabelLimit, Metrics, SeriesClock, catalogue, service_value},
     kernel::Probes,
     protocols::Pool,
@@ -52,43 +54,14 @@ pub(super) struct Service {
     waiting_logged: bool,
 }
 
-pub struct State {
+/// The processes watched, by service.
+pub(super) struct Targets {
     pub(super) services: Vec<Service>,
     /// Tracked PID -> service index.
     pub(super) tracked: HashMap<u32, u32>,
-    pub(super) conns: Connections,
-    pub(super) probes: Probes,
-    pub(super) metrics: Metrics,
-    pub(super) clock: SeriesClock,
-    pub(super) peers: LabelLimit,
     pub(super) proc: Procfs,
-    pub(super) probe_lost: u64,
-    pub(super) probe_map_full: u64,
-    /// Connection ids handed out to fds seeded from `/proc`.
-    pub(super) seeded_conns: u64,
-    decode_errors: u64,
-    /// `loupe_events_total` per kind, resolved once (not per record).
-    event_counts: Vec<IntCounter>,
-    /// Parsing state of captured connections.
-    pub(super) streams: Streams,
-    pub(super) http: HttpConfig,
-    /// Endpoint label values per service, bounded.
-    pub(super) endpoints: LabelLimit,
-    /// Principal label values per service, bounded.
-    pub(super) principals: LabelLimit,
-    /// Reused buffer of parser findings (no allocation per record).
-    pub(super) findings: Findings,
-    /// The agent's own connections to targets (OpenAPI fetches).
-    pub(super) self_ports: SelfPorts,
     /// Tracked processes the last `/proc` scan found gone.
     gone_at_last_scan: HashSet<u32>,
-    /// Route rules for the business metrics.
-    pub(super) rules: RuleSet,
-    /// Values of rule labels fed from request data, per service, bounded.
-    pub(super) rule_labels: LabelLimit,
-    /// `(service, pool)` pairs seen on client connections: their
-    /// connection gauges are exported.
-    pub(super) clients_seen: BTreeSet<(u32, Pool)>,
     /// In Kubernetes, the node's pods: a configured service's processes
     /// are counted per pod and container, each as a service of its own
     /// (appended after the configured ones) whose label value carries
@@ -102,9 +75,66 @@ pub struct State {
     pub(super) free: Vec<u32>,
     /// OpenSSL uprobes of tracked processes.
     pub(super) tls: TlsHooks,
+}
+
+/// The probes and what the agent keeps of their bookkeeping.
+pub(super) struct Kernel {
+    pub(super) probes: Probes,
+    pub(super) probe_lost: u64,
+    pub(super) probe_map_full: u64,
+    /// Connection ids handed out to fds seeded from `/proc`.
+    pub(super) seeded_conns: u64,
+    decode_errors: u64,
+}
+
+/// The connections: their TCP picture and their parsers.
+pub(super) struct Capture {
+    pub(super) conns: Connections,
+    /// Parsing state of captured connections.
+    pub(super) streams: Streams,
+    /// Reused buffer of parser findings (no allocation per record).
+    pub(super) findings: Findings,
+    /// Peer label values per service, bounded.
+    pub(super) peers: LabelLimit,
+    /// The agent's own connections to targets (OpenAPI fetches).
+    pub(super) self_ports: SelfPorts,
+}
+
+/// From findings to labels: route templates, rules, model calls, and the
+/// budgets of label values fed from traffic.
+pub(super) struct Enrich {
+    pub(super) http: HttpConfig,
+    /// Endpoint label values per service, bounded.
+    pub(super) endpoints: LabelLimit,
+    /// Principal label values per service, bounded.
+    pub(super) principals: LabelLimit,
+    /// Route rules for the business metrics.
+    pub(super) rules: RuleSet,
+    /// Values of rule labels fed from request data, per service, bounded.
+    pub(super) rule_labels: LabelLimit,
     /// HTTP calls the services make: how they are parsed, and the model
     /// calls among them.
     pub(super) calls: Calls,
+}
+
+/// The metric families and the expiry of their series.
+pub(super) struct Export {
+    pub(super) metrics: Metrics,
+    pub(super) clock: SeriesClock,
+    /// `(service, pool)` pairs seen on client connections: their
+    /// connection gauges are exported.
+    pub(super) clients_seen: BTreeSet<(u32, Pool)>,
+    /// `loupe_events_total` per kind, resolved once (not per record).
+    event_counts: Vec<IntCounter>,
+}
+
+/// The run loop's state: one part per stage of the data path.
+pub struct State {
+    pub(super) targets: Targets,
+    pub(super) kernel: Kernel,
+    pub(super) capture: Capture,
+    pub(super) enrich: Enrich,
+    pub(super) export: Export,
 }
 
 /// An address as the TCP probe reports it (IPv4 mapped into IPv6).
@@ -166,37 +196,47 @@ impl State {
             .map(|kind| metrics.events.with_label_values(&[kind]))
             .collect();
         let state = Self {
-            event_counts,
-            services,
-            tracked: HashMap::new(),
-            conns: Connections::default(),
-            probes,
-            metrics,
-            clock: SeriesClock::new(config.series_ttl),
-            peers: LabelLimit::new(MAX_PEERS),
-            proc: Procfs::default(),
-            probe_lost: 0,
-            probe_map_full: 0,
-            seeded_conns: 0,
-            decode_errors: 0,
-            streams: Streams::default(),
-            endpoints: LabelLimit::new(config.http.max_endpoints),
-            principals: LabelLimit::new(config.http.max_principals),
-            http: config.http.clone(),
-            findings: Findings::default(),
-            self_ports: SelfPorts::default(),
-            gone_at_last_scan: HashSet::new(),
-            rules: config.rules.clone(),
-            rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
-            clients_seen: BTreeSet::new(),
-            pods: None,
-            placed: HashMap::new(),
-            configured: config.services.len(),
-            free: Vec::new(),
-            tls: TlsHooks::new(config.http.tls),
-            calls: Calls::new(config),
+            targets: Targets {
+                services,
+                tracked: HashMap::new(),
+                proc: Procfs::default(),
+                gone_at_last_scan: HashSet::new(),
+                pods: None,
+                placed: HashMap::new(),
+                configured: config.services.len(),
+                free: Vec::new(),
+                tls: TlsHooks::new(config.http.tls),
+            },
+            kernel: Kernel {
+                probes,
+                probe_lost: 0,
+                probe_map_full: 0,
+                seeded_conns: 0,
+                decode_errors: 0,
+            },
+            capture: Capture {
+                conns: Connections::default(),
+                streams: Streams::default(),
+                findings: Findings::default(),
+                peers: LabelLimit::new(MAX_PEERS),
+                self_ports: SelfPorts::default(),
+            },
+            enrich: Enrich {
+                http: config.http.clone(),
+                endpoints: LabelLimit::new(config.http.max_endpoints),
+                principals: LabelLimit::new(config.http.max_principals),
+                rules: config.rules.clone(),
+                rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
+                calls: Calls::new(&config.llm, config.http.max_client_hosts),
+            },
+            export: Export {
+                clock: SeriesClock::new(config.series_ttl),
+                clients_seen: BTreeSet::new(),
+                event_counts,
+                metrics,
+            },
         };
-        for service in 0..state.services.len() {
+        for service in 0..state.targets.services.len() {
             state.publish_targets(service as u32);
         }
         state
@@ -204,19 +244,19 @@ impl State {
 
     /// Counts processes per Kubernetes pod and container from now on.
     pub fn place_in_pods(&mut self, pods: SharedPods) {
-        self.pods = Some(pods);
+        self.targets.pods = Some(pods);
     }
 
     /// The service a newly found process of configured service `service`
     /// counts under: in Kubernetes, the one of its pod and container
     /// (made on first sight); else `service` itself.
     fn placed_service(&mut self, service: u32, pid: u32) -> u32 {
-        let Some(pods) = &self.pods else {
+        let Some(pods) = &self.targets.pods else {
             return service;
         };
         // A process of a placed service (a child) stays where it is.
-        let configured = (service as usize) < self.configured;
-        let Some(cgroup) = self.proc.cgroup(pid).filter(|_| configured) else {
+        let configured = (service as usize) < self.targets.configured;
+        let Some(cgroup) = self.targets.proc.cgroup(pid).filter(|_| configured) else {
             return service;
         };
         let container = crate::targets::container::parse(&cgroup);
@@ -230,11 +270,11 @@ impl State {
             place.pod.name.clone(),
             place.container.unwrap_or_default().to_owned(),
         );
-        if let Some(&placed) = self.placed.get(&key) {
+        if let Some(&placed) = self.targets.placed.get(&key) {
             return placed;
         }
         self.ensure_name(service, pid);
-        let template = &self.services[service as usize];
+        let template = &self.targets.services[service as usize];
         let name = service_value(self.name(service), &key.1, &key.2, &key.3);
         let placed = Service {
             name: Some(name),
@@ -248,17 +288,17 @@ impl State {
             openapi_failed: false,
             waiting_logged: true,
         };
-        let index = match self.free.pop() {
+        let index = match self.targets.free.pop() {
             Some(index) => {
-                self.services[index as usize] = placed;
+                self.targets.services[index as usize] = placed;
                 index
             }
             None => {
-                self.services.push(placed);
-                self.services.len() as u32 - 1
+                self.targets.services.push(placed);
+                self.targets.services.len() as u32 - 1
             }
         };
-        self.placed.insert(key, index);
+        self.targets.placed.insert(key, index);
         index
     }
 
@@ -268,7 +308,8 @@ impl State {
     }
 
     pub(super) fn name(&self, service: u32) -> &str {
-        self.services
+        self.targets
+            .services
             .get(service as usize)
             .and_then(|s| s.name.as_deref())
             .unwrap_or("unknown")
@@ -278,14 +319,19 @@ impl State {
     /// program an interpreter was given, else the executable).
     fn ensure_name(&mut self, service: u32, pid: u32) {
         let index = service as usize;
-        if self.services[index].name.is_some() {
+        if self.targets.services[index].name.is_some() {
             return;
         }
-        let exe = self.proc.exe_name(pid).unwrap_or_else(|| "unknown".into());
-        let argv = self.proc.argv(pid).unwrap_or_default();
+        let exe = self
+            .targets
+            .proc
+            .exe_name(pid)
+            .unwrap_or_else(|| "unknown".into());
+        let argv = self.targets.proc.argv(pid).unwrap_or_default();
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let base = crate::targets::naming::program_name(&exe, &argv);
         let taken = self
+            .targets
             .services
             .iter()
             .any(|s| s.name.as_deref() == Some(base.as_str()));
@@ -295,25 +341,31 @@ impl State {
             base
         };
         info!(service = %name, pid, "service named after what its process runs (set --service to choose)");
-        self.services[index].name = Some(name);
+        self.targets.services[index].name = Some(name);
     }
 
     pub(super) fn publish_targets(&self, service: u32) {
-        let s = &self.services[service as usize];
+        let s = &self.targets.services[service as usize];
         if let Some(name) = &s.name {
-            self.metrics
+            self.export
+                .metrics
                 .targets
                 .with_label_values(&[name])
                 .set(s.targets.len() as i64);
-            self.metrics
+            self.export
+                .metrics
                 .route_templates
                 .with_label_values(&[name])
                 .set(s.routes.len() as i64);
             // The budget counters exist from the start at 0, so that
             // `increase()` sees their first overflow.
-            self.metrics.endpoint_overflow.with_label_values(&[name]);
-            for label in super::semantic::RULE_LABELS {
-                self.metrics
+            self.export
+                .metrics
+                .endpoint_overflow
+                .with_label_values(&[name]);
+            for label in FED_LABELS {
+                self.export
+                    .metrics
                     .label_overflow
                     .with_label_values(&[name, label]);
             }
@@ -324,23 +376,32 @@ impl State {
         let name = self.name(delta.service).to_owned();
         let labels = [name.as_str(), delta.direction.as_str()];
         if delta.opened {
-            self.metrics.tcp_opened.with_label_values(&labels).inc();
-            self.clock
+            self.export
+                .metrics
+                .tcp_opened
+                .with_label_values(&labels)
+                .inc();
+            self.export
+                .clock
                 .touch(catalogue::TCP_CONNECTIONS_OPENED.name, &labels, now);
         }
-        self.metrics
+        self.export
+            .metrics
             .tcp_active
             .with_label_values(&labels)
-            .set(self.conns.active(delta.service, delta.direction));
-        self.clock
+            .set(self.capture.conns.active(delta.service, delta.direction));
+        self.export
+            .clock
             .touch(catalogue::TCP_CONNECTIONS_ACTIVE.name, &labels, now);
         if let Some(peer) = &delta.peer {
             let labels = [name.as_str(), peer.as_str()];
-            self.metrics
+            self.export
+                .metrics
                 .tcp_active_by_peer
                 .with_label_values(&labels)
-                .set(self.conns.peer_active(delta.service, peer));
-            self.clock
+                .set(self.capture.conns.peer_active(delta.service, peer));
+            self.export
+                .clock
                 .touch(catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name, &labels, now);
         }
     }
@@ -348,12 +409,13 @@ impl State {
     /// Starts tracking `pid` for `service`; `parent` is the tracked process
     /// that forked it, 0 when a scan found it.
     pub(super) fn track(&mut self, pid: u32, service: u32, parent: u32, now: Instant) {
-        if self.tracked.contains_key(&pid) {
+        if self.targets.tracked.contains_key(&pid) {
             return;
         }
         let service = self.placed_service(service, pid);
         self.ensure_name(service, pid);
         if let Err(err) = self
+            .kernel
             .probes
             .tracked
             .insert(pid, Target { service, parent }, 0)
@@ -361,9 +423,9 @@ impl State {
             warn!(pid, error = %err, "cannot track process: the probes' process map is full");
             return;
         }
-        self.probes.set_tracked_bit(pid, true);
-        self.tracked.insert(pid, service);
-        let s = &mut self.services[service as usize];
+        self.kernel.probes.set_tracked_bit(pid, true);
+        self.targets.tracked.insert(pid, service);
+        let s = &mut self.targets.services[service as usize];
         s.targets.insert(pid);
         s.waiting_logged = false;
         if parent == 0 {
@@ -371,30 +433,32 @@ impl State {
         }
         self.publish_targets(service);
         self.seed(pid, service, now);
-        self.tls.sync(&mut self.probes, &self.proc, pid);
+        self.targets
+            .tls
+            .sync(&mut self.kernel.probes, &self.targets.proc, pid);
     }
 
     /// Stops tracking `pid` (gone): its connections closed with it, on
     /// whichever path noticed first (its exit record, or a `/proc` scan
     /// when the record came while it was still exiting).
     pub(super) fn untrack(&mut self, pid: u32, now: Instant) {
-        let Some(service) = self.tracked.remove(&pid) else {
+        let Some(service) = self.targets.tracked.remove(&pid) else {
             return;
         };
         self.forget_connections(pid, now);
-        self.tls.forget(&mut self.probes, pid);
-        self.probes.forget_tls_connections(pid);
-        let _ = self.probes.tracked.remove(&pid);
-        self.probes.set_tracked_bit(pid, false);
-        let s = &mut self.services[service as usize];
+        self.targets.tls.forget(&mut self.kernel.probes, pid);
+        self.kernel.probes.forget_tls_connections(pid);
+        let _ = self.kernel.probes.tracked.remove(&pid);
+        self.kernel.probes.set_tracked_bit(pid, false);
+        let s = &mut self.targets.services[service as usize];
         s.targets.remove(&pid);
         if s.targets.is_empty() {
             // Nobody of this service listens any more; a restarted target
             // enters its ports again when it is found.
             for key in s.listeners.drain() {
-                let _ = self.probes.listeners.remove(&key);
+                let _ = self.kernel.probes.listeners.remove(&key);
             }
-            if (service as usize) >= self.configured {
+            if (service as usize) >= self.targets.configured {
                 self.retire(service);
                 return;
             }
@@ -418,7 +482,7 @@ impl State {
             one(catalogue::TLS_HOOKED_PROCESSES.name),
             one(catalogue::REDIS_CONNECTIONS_ACTIVE.name),
         ];
-        for label in super::semantic::RULE_LABELS {
+        for label in FED_LABELS {
             gone.push((
                 catalogue::LABEL_OVERFLOW.name,
                 vec![name.clone(), label.to_owned()],
@@ -433,25 +497,28 @@ impl State {
             }
         }
         for (family, labels) in gone {
-            self.metrics.remove(family, &labels);
+            self.export.metrics.remove(family, &labels);
         }
-        self.clients_seen.retain(|&(s, _)| s != service);
-        self.placed.retain(|_, &mut placed| placed != service);
-        self.free.push(service);
+        self.export.clients_seen.retain(|&(s, _)| s != service);
+        self.targets
+            .placed
+            .retain(|_, &mut placed| placed != service);
+        self.targets.free.push(service);
     }
 
     pub fn on_event(&mut self, event: Event<'_>, now: Instant) {
-        self.event_counts[event.index()].inc();
+        self.export.event_counts[event.index()].inc();
         match event {
             Event::TcpState(state) => {
                 let local = ip_of(&state.tuple.saddr);
                 if state.owner.direction == DIRECTION_INBOUND
-                    && self.self_ports.contains(local, state.tuple.dport)
+                    && self.capture.self_ports.contains(local, state.tuple.dport)
                 {
                     return; // the agent's own connection (OpenAPI fetch)
                 }
                 if state.newstate == tcp::LISTEN
-                    && let Some(service) = self.services.get_mut(state.owner.service as usize)
+                    && let Some(service) =
+                        self.targets.services.get_mut(state.owner.service as usize)
                 {
                     service.listeners.insert(ListenKey {
                         netns: state.netns,
@@ -462,8 +529,9 @@ impl State {
                         .listen_addrs
                         .push(SocketAddr::new(local, state.tuple.sport));
                 }
-                let peers = &mut self.peers;
+                let peers = &mut self.capture.peers;
                 if let Some(delta) = self
+                    .capture
                     .conns
                     .on_event(&state, |s, peer| label_peer(peers, s, peer))
                 {
@@ -471,19 +539,21 @@ impl State {
                 }
             }
             Event::Fork(fork) => {
-                if (fork.service as usize) < self.services.len() {
+                if (fork.service as usize) < self.targets.services.len() {
                     self.track(fork.pid, fork.service, fork.header.tgid, now);
                 }
             }
             Event::Exec(exec) => {
-                if let Some(&service) = self.tracked.get(&exec.pid) {
+                if let Some(&service) = self.targets.tracked.get(&exec.pid) {
                     self.reseed(exec.pid, service, now);
-                    self.tls.forget(&mut self.probes, exec.pid);
-                    self.tls.sync(&mut self.probes, &self.proc, exec.pid);
+                    self.targets.tls.forget(&mut self.kernel.probes, exec.pid);
+                    self.targets
+                        .tls
+                        .sync(&mut self.kernel.probes, &self.targets.proc, exec.pid);
                 }
             }
             Event::Exit(exit) => {
-                if !self.proc.is_running(exit.pid) {
+                if !self.targets.proc.is_running(exit.pid) {
                     self.untrack(exit.pid, now);
                 }
             }
@@ -493,10 +563,10 @@ impl State {
     }
 
     pub fn on_decode_error(&mut self, err: &DecodeError) {
-        self.decode_errors += 1;
-        self.event_counts[UNDECODABLE].inc();
-        if self.decode_errors.is_power_of_two() {
-            warn!(error = %err, count = self.decode_errors, "dropping undecodable probe records");
+        self.kernel.decode_errors += 1;
+        self.export.event_counts[UNDECODABLE].inc();
+        if self.kernel.decode_errors.is_power_of_two() {
+            warn!(error = %err, count = self.kernel.decode_errors, "dropping undecodable probe records");
         }
     }
 
@@ -506,9 +576,9 @@ impl State {
     /// records of an untracked process are dropped.
     pub fn apply(&mut self, discovery: Discovery, now: Instant) {
         let gone: HashSet<u32> = discovery.gone.into_iter().collect();
-        let last = std::mem::replace(&mut self.gone_at_last_scan, gone);
+        let last = std::mem::replace(&mut self.targets.gone_at_last_scan, gone);
         for pid in last
-            .intersection(&self.gone_at_last_scan)
+            .intersection(&self.targets.gone_at_last_scan)
             .copied()
             .collect::<Vec<_>>()
         {
@@ -518,7 +588,7 @@ impl State {
             self.track(pid, service, 0, now);
         }
         // Placed services end with their pod; the configured one waits.
-        for s in &mut self.services[..self.configured] {
+        for s in &mut self.targets.services[..self.targets.configured] {
             if s.targets.is_empty() && !s.waiting_logged {
                 s.waiting_logged = true;
                 warn!(
@@ -534,6 +604,6 @@ impl State {
     }
 
     pub fn tracked_snapshot(&self) -> HashMap<u32, u32> {
-        self.tracked.clone()
+        self.targets.tracked.clone()
     }
 }

@@ -16,53 +16,56 @@ impl State {
         self.sync_tls();
         self.reconcile_sockets(now);
         self.sweep_pending_fds();
-        if self.conns.seeded().next().is_none() {
+        if self.capture.conns.seeded().next().is_none() {
             // Every pre-existing connection was adopted or is gone.
-            self.probes.set_switch(SWITCH_PREEXISTING, false);
+            self.kernel.probes.set_switch(SWITCH_PREEXISTING, false);
         }
         self.count_fds();
         self.expire_streams(monotonic_ns(), now);
-        self.self_ports.expire(now);
+        self.capture.self_ports.expire(now);
         self.touch_live_series(now);
         self.expire_series(now);
     }
 
     fn read_probe_counters(&mut self) {
-        let lost = self.probes.counter(COUNTER_EVENTS_LOST);
-        if lost > self.probe_lost {
-            let new = lost - self.probe_lost;
+        let lost = self.kernel.probes.counter(COUNTER_EVENTS_LOST);
+        if lost > self.kernel.probe_lost {
+            let new = lost - self.kernel.probe_lost;
             warn!(lost = new, "probe records lost: the ring buffer was full");
-            self.metrics.events_lost.inc_by(new);
-            self.probe_lost = lost;
+            self.export.metrics.events_lost.inc_by(new);
+            self.kernel.probe_lost = lost;
         }
-        let full = self.probes.counter(COUNTER_MAP_FULL);
-        if full > self.probe_map_full {
-            let new = full - self.probe_map_full;
+        let full = self.kernel.probes.counter(COUNTER_MAP_FULL);
+        if full > self.kernel.probe_map_full {
+            let new = full - self.kernel.probe_map_full;
             warn!(
                 refused = new,
                 "a probe map is full; some sockets are not followed"
             );
-            self.metrics.map_full.inc_by(new);
-            self.probe_map_full = full;
+            self.export.metrics.map_full.inc_by(new);
+            self.kernel.probe_map_full = full;
         }
     }
 
     /// OpenSSL libraries loaded (or unloaded) since the last look; the
     /// hooked processes per service.
     fn sync_tls(&mut self) {
-        let mut per_service = vec![0i64; self.services.len()];
-        let tracked: Vec<(u32, u32)> = self.tracked.iter().map(|(&p, &s)| (p, s)).collect();
+        let mut per_service = vec![0i64; self.targets.services.len()];
+        let tracked: Vec<(u32, u32)> = self.targets.tracked.iter().map(|(&p, &s)| (p, s)).collect();
         for (pid, service) in tracked {
-            self.tls.sync(&mut self.probes, &self.proc, pid);
-            if self.tls.is_hooked(pid) {
+            self.targets
+                .tls
+                .sync(&mut self.kernel.probes, &self.targets.proc, pid);
+            if self.targets.tls.is_hooked(pid) {
                 per_service[service as usize] += 1;
             }
         }
-        for (index, (service, count)) in self.services.iter().zip(per_service).enumerate() {
+        for (index, (service, count)) in self.targets.services.iter().zip(per_service).enumerate() {
             if let Some(name) = &service.name
-                && !self.free.contains(&(index as u32))
+                && !self.targets.free.contains(&(index as u32))
             {
-                self.metrics
+                self.export
+                    .metrics
                     .tls_hooked
                     .with_label_values(&[name])
                     .set(count);
@@ -73,6 +76,7 @@ impl State {
     /// Processes the probes track whose fork or exit record was lost.
     fn reconcile_tracked(&mut self, now: Instant) {
         let in_kernel: Vec<(u32, u32, u32)> = self
+            .kernel
             .probes
             .tracked
             .iter()
@@ -80,16 +84,17 @@ impl State {
             .map(|(pid, target)| (pid, target.service, target.parent))
             .collect();
         for (pid, service, parent) in in_kernel {
-            if self.tracked.contains_key(&pid) {
+            if self.targets.tracked.contains_key(&pid) {
                 // A bit the probes set for a fork may have been lost to a
                 // concurrent write of the same word.
-                self.probes.set_tracked_bit(pid, true);
+                self.kernel.probes.set_tracked_bit(pid, true);
                 continue;
             }
-            if self.proc.is_running(pid) && (service as usize) < self.services.len() {
+            if self.targets.proc.is_running(pid) && (service as usize) < self.targets.services.len()
+            {
                 self.track(pid, service, parent, now);
             } else {
-                let _ = self.probes.tracked.remove(&pid);
+                let _ = self.kernel.probes.tracked.remove(&pid);
             }
         }
     }
@@ -97,8 +102,14 @@ impl State {
     /// Connections whose `CLOSE` record was lost: the probes dropped the
     /// socket from their map, userspace still counts it.
     fn reconcile_sockets(&mut self, now: Instant) {
-        let live: HashSet<u64> = self.probes.sockets.keys().filter_map(Result::ok).collect();
-        for delta in self.conns.close_missing(&live) {
+        let live: HashSet<u64> = self
+            .kernel
+            .probes
+            .sockets
+            .keys()
+            .filter_map(Result::ok)
+            .collect();
+        for delta in self.capture.conns.close_missing(&live) {
             self.publish(&delta, now);
         }
     }
@@ -106,36 +117,44 @@ impl State {
     /// Stashed syscall arguments of threads that died inside the syscall.
     fn sweep_pending_fds(&mut self) {
         let dead: Vec<u32> = self
+            .kernel
             .probes
             .pending_fd
             .keys()
             .filter_map(Result::ok)
-            .filter(|&tid| !self.proc.exists(tid))
+            .filter(|&tid| !self.targets.proc.exists(tid))
             .collect();
         for tid in dead {
-            let _ = self.probes.pending_fd.remove(&tid);
+            let _ = self.kernel.probes.pending_fd.remove(&tid);
         }
     }
 
     /// Counts the known socket fds per service and drops those of processes
     /// that are no longer tracked.
     fn count_fds(&mut self) {
-        let mut per_service = vec![0i64; self.services.len()];
-        let keys: Vec<FdKey> = self.probes.fds.keys().filter_map(Result::ok).collect();
+        let mut per_service = vec![0i64; self.targets.services.len()];
+        let keys: Vec<FdKey> = self
+            .kernel
+            .probes
+            .fds
+            .keys()
+            .filter_map(Result::ok)
+            .collect();
         for key in keys {
-            match self.tracked.get(&key.tgid) {
+            match self.targets.tracked.get(&key.tgid) {
                 Some(&service) => per_service[service as usize] += 1,
                 None => {
-                    let _ = self.probes.fds.remove(&key);
+                    let _ = self.kernel.probes.fds.remove(&key);
                 }
             }
         }
-        for (index, (service, count)) in self.services.iter().zip(per_service).enumerate() {
-            if self.free.contains(&(index as u32)) {
+        for (index, (service, count)) in self.targets.services.iter().zip(per_service).enumerate() {
+            if self.targets.free.contains(&(index as u32)) {
                 continue; // a gone pod's service
             }
             if let Some(name) = &service.name {
-                self.metrics
+                self.export
+                    .metrics
                     .tracked_sockets
                     .with_label_values(&[name])
                     .set(count);
@@ -146,27 +165,27 @@ impl State {
     /// Series with open connections never expire.
     fn touch_live_series(&mut self, now: Instant) {
         let mut live: Vec<(&'static str, [String; 2])> = Vec::new();
-        for (index, service) in self.services.iter().enumerate() {
+        for (index, service) in self.targets.services.iter().enumerate() {
             let Some(name) = &service.name else { continue };
             for direction in Direction::ALL {
-                if self.conns.active(index as u32, direction) != 0 {
+                if self.capture.conns.active(index as u32, direction) != 0 {
                     let labels = [name.clone(), direction.as_str().to_owned()];
                     live.push((catalogue::TCP_CONNECTIONS_ACTIVE.name, labels));
                 }
             }
         }
-        for (service, peer) in self.conns.live_peers() {
+        for (service, peer) in self.capture.conns.live_peers() {
             let labels = [self.name(service).to_owned(), peer.to_owned()];
             live.push((catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name, labels));
         }
         for (metric, [a, b]) in &live {
-            self.clock.touch(metric, &[a, b], now);
+            self.export.clock.touch(metric, &[a, b], now);
         }
     }
 
     fn expire_series(&mut self, now: Instant) {
-        for (metric, labels) in self.clock.sweep(now) {
-            self.metrics.remove(metric, &labels);
+        for (metric, labels) in self.export.clock.sweep(now) {
+            self.export.metrics.remove(metric, &labels);
             self.release_slot(metric, &labels);
         }
     }

@@ -285,6 +285,9 @@ pub struct Semantic {
     pub failure_reasons: Vec<String>,
 }
 
+/// The labels route rules feed from request data (each with a budget of
+/// values per service).
+pub const FED_LABELS: [&str; 4] = ["provider", "agent_name", "tool_name", "token_type"];
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024;
 pub const DEFAULT_MAX_LABEL_VALUES: usize = 100;
 

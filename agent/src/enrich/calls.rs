@@ -1,0 +1,48 @@
+//! HTTP calls the services make: which of their headers and bodies are
+//! kept (the `Host`, and the answers of model calls), and the budgets of
+//! their `host`, `model` and `token_type` labels.
+use crate::{
+    enrich::llm::LlmConfig,
+    export::LabelLimit,
+    protocols::http1::{auth::AuthConfig, exchange::BodyWants, head::Method},
+};
+
+/// Distinct token types per service (usage objects name their own).
+const MAX_TOKEN_TYPES: usize = 16;
+
+pub struct Calls {
+    pub llm: LlmConfig,
+    /// Keeps the `Host` header of each call, and nothing else of its
+    /// headers (no credentials).
+    pub auth: AuthConfig,
+    pub hosts: LabelLimit,
+    pub models: LabelLimit,
+    pub token_types: LabelLimit,
+}
+
+impl Calls {
+    /// `max_hosts`: distinct `host` values per service.
+    pub fn new(llm: &LlmConfig, max_hosts: usize) -> Self {
+        Self {
+            llm: llm.clone(),
+            auth: AuthConfig {
+                api_key_headers: Vec::new(),
+                session_cookies: Vec::new(),
+                principal: None,
+                label_headers: vec!["host".to_owned()],
+            },
+            hosts: LabelLimit::new(max_hosts),
+            models: LabelLimit::new(llm.max_models),
+            token_types: LabelLimit::new(MAX_TOKEN_TYPES),
+        }
+    }
+
+    /// Which response bodies to keep: those of model calls.
+    pub fn bodies(&self, method: &Method, path: &str) -> BodyWants {
+        let model_call = *method == Method::parse("POST") && self.llm.is_model_call(path);
+        BodyWants {
+            request: 0,
+            response: if model_call { self.llm.max_body } else { 0 },
+        }
+    }
+}
