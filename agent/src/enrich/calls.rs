@@ -3,7 +3,7 @@
 //! their `host`, `model` and `token_type` labels.
 use crate::{
     enrich::llm::LlmConfig,
-    export::LabelLimit,
+    export::{Clock, LabelLimit},
     protocols::http1::{auth::AuthConfig, exchange::BodyWants, head::Method},
 };
 
@@ -22,7 +22,7 @@ pub struct Calls {
 
 impl Calls {
     /// `max_hosts`: distinct `host` values per service.
-    pub fn new(llm: &LlmConfig, max_hosts: usize) -> Self {
+    pub fn new(llm: &LlmConfig, max_hosts: usize, clock: &Clock) -> Self {
         Self {
             llm: llm.clone(),
             auth: AuthConfig {
@@ -31,9 +31,9 @@ impl Calls {
                 principal: None,
                 label_headers: vec!["host".to_owned()],
             },
-            hosts: LabelLimit::new(max_hosts),
-            models: LabelLimit::new(llm.max_models),
-            token_types: LabelLimit::new(MAX_TOKEN_TYPES),
+            hosts: LabelLimit::new(max_hosts, clock),
+            models: LabelLimit::new(llm.max_models, clock),
+            token_types: LabelLimit::new(MAX_TOKEN_TYPES, clock),
         }
     }
 

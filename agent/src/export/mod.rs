@@ -15,7 +15,8 @@ use prometheus::{
     CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
-pub use series::{LabelLimit, SeriesClock};
+use series::Sweeper;
+pub use series::{Clock, Expiring, LabelLimit};
 
 use self::catalogue::{Def, buckets};
 
@@ -34,6 +35,8 @@ enum Family {
 struct Builder {
     registry: Registry,
     families: HashMap<&'static str, Family>,
+    clock: Clock,
+    sweeper: Sweeper,
     /// Families labelled by service also get the Kubernetes labels.
     kubernetes: bool,
 }
@@ -83,6 +86,31 @@ impl Builder {
         self.families
             .insert(def.name, Family::Histogram(vec.clone()));
         vec
+    }
+
+    /// A family whose series expire once idle.
+    fn expiring<V>(&mut self, vec: Labelled<V>) -> Expiring<V>
+    where
+        Expiring<V>: series::Sweep + Clone + 'static,
+    {
+        let family = Expiring::new(vec, self.clock.clone());
+        self.sweeper.add(std::sync::Arc::new(family.clone()));
+        family
+    }
+
+    fn expiring_counters(&mut self, def: &Def) -> Expiring<IntCounterVec> {
+        let vec = self.counters(def);
+        self.expiring(vec)
+    }
+
+    fn expiring_gauges(&mut self, def: &Def) -> Expiring<IntGaugeVec> {
+        let vec = self.gauges(def);
+        self.expiring(vec)
+    }
+
+    fn expiring_histograms(&mut self, def: &Def, buckets: &[f64]) -> Expiring<HistogramVec> {
+        let vec = self.histograms(def, buckets);
+        self.expiring(vec)
     }
 
     /// Fractional counters and gauges: the collectors' mirrors of server
@@ -149,32 +177,32 @@ impl Business {
 pub struct Metrics {
     pub registry: Registry,
     families: HashMap<&'static str, Family>,
-    pub requests: Labelled<IntCounterVec>,
-    pub abandoned: Labelled<IntCounterVec>,
-    pub request_duration: Labelled<HistogramVec>,
-    pub first_byte: Labelled<HistogramVec>,
-    pub requests_by_principal: Labelled<IntCounterVec>,
-    pub logins: Labelled<IntCounterVec>,
-    pub token_refreshes: Labelled<IntCounterVec>,
-    pub auth_failures: Labelled<IntCounterVec>,
-    pub agent_invocations: Labelled<IntCounterVec>,
-    pub agent_duration: Labelled<HistogramVec>,
-    pub agent_tokens: Labelled<IntCounterVec>,
-    pub tool_invocations: Labelled<IntCounterVec>,
-    pub tool_duration: Labelled<HistogramVec>,
-    pub db_queries: Labelled<IntCounterVec>,
-    pub db_duration: Labelled<HistogramVec>,
+    pub requests: Expiring<IntCounterVec>,
+    pub abandoned: Expiring<IntCounterVec>,
+    pub request_duration: Expiring<HistogramVec>,
+    pub first_byte: Expiring<HistogramVec>,
+    pub requests_by_principal: Expiring<IntCounterVec>,
+    pub logins: Expiring<IntCounterVec>,
+    pub token_refreshes: Expiring<IntCounterVec>,
+    pub auth_failures: Expiring<IntCounterVec>,
+    pub agent_invocations: Expiring<IntCounterVec>,
+    pub agent_duration: Expiring<HistogramVec>,
+    pub agent_tokens: Expiring<IntCounterVec>,
+    pub tool_invocations: Expiring<IntCounterVec>,
+    pub tool_duration: Expiring<HistogramVec>,
+    pub db_queries: Expiring<IntCounterVec>,
+    pub db_duration: Expiring<HistogramVec>,
     pub db_pool_size: Labelled<IntGaugeVec>,
     pub db_pool_checked_out: Labelled<IntGaugeVec>,
-    pub redis_operations: Labelled<IntCounterVec>,
-    pub redis_duration: Labelled<HistogramVec>,
-    pub redis_errors: Labelled<IntCounterVec>,
+    pub redis_operations: Expiring<IntCounterVec>,
+    pub redis_duration: Expiring<HistogramVec>,
+    pub redis_errors: Expiring<IntCounterVec>,
     pub redis_connections: Labelled<IntGaugeVec>,
-    pub client_requests: Labelled<IntCounterVec>,
-    pub client_duration: Labelled<HistogramVec>,
-    pub llm_tokens: Labelled<IntCounterVec>,
-    pub llm_duration: Labelled<HistogramVec>,
-    pub llm_first_token: Labelled<HistogramVec>,
+    pub client_requests: Expiring<IntCounterVec>,
+    pub client_duration: Expiring<HistogramVec>,
+    pub llm_tokens: Expiring<IntCounterVec>,
+    pub llm_duration: Expiring<HistogramVec>,
+    pub llm_first_token: Expiring<HistogramVec>,
     pub redis_server: RedisServer,
     pub business: Business,
     pub db_server_connections: Labelled<IntGaugeVec>,
@@ -183,11 +211,11 @@ pub struct Metrics {
     pub collector_duration: GaugeVec,
     pub collector_last_success: GaugeVec,
     pub collector_errors: Labelled<IntCounterVec>,
-    pub rule_errors: Labelled<IntCounterVec>,
-    pub label_overflow: Labelled<IntCounterVec>,
-    pub tcp_active: Labelled<IntGaugeVec>,
-    pub tcp_opened: Labelled<IntCounterVec>,
-    pub tcp_active_by_peer: Labelled<IntGaugeVec>,
+    pub rule_errors: Expiring<IntCounterVec>,
+    pub label_overflow: Expiring<IntCounterVec>,
+    pub tcp_active: Expiring<IntGaugeVec>,
+    pub tcp_opened: Expiring<IntCounterVec>,
+    pub tcp_active_by_peer: Expiring<IntGaugeVec>,
     pub targets: Labelled<IntGaugeVec>,
     pub programs_attached: IntGauge,
     pub events: Labelled<IntCounterVec>,
@@ -195,10 +223,13 @@ pub struct Metrics {
     pub map_full: IntCounter,
     pub tracked_sockets: Labelled<IntGaugeVec>,
     pub tls_hooked: Labelled<IntGaugeVec>,
-    pub unparsed: Labelled<IntCounterVec>,
-    pub endpoint_overflow: Labelled<IntCounterVec>,
+    pub unparsed: Expiring<IntCounterVec>,
+    pub endpoint_overflow: Expiring<IntCounterVec>,
     pub route_templates: Labelled<IntGaugeVec>,
     pub capture_connections: IntGauge,
+    /// The run loop's time, for the expiring families and label budgets.
+    pub clock: Clock,
+    sweeper: Sweeper,
 }
 
 impl Metrics {
@@ -213,6 +244,8 @@ impl Metrics {
         let mut b = Builder {
             registry: Registry::new(),
             families: HashMap::new(),
+            clock: Clock::default(),
+            sweeper: Sweeper::default(),
             kubernetes,
         };
         b.gauges(&c::BUILD_INFO)
@@ -222,32 +255,32 @@ impl Metrics {
             .register(Box::new(process::SelfProcess::new()))
             .expect("registered once");
         Self {
-            requests: b.counters(&c::AGENT_REQUESTS),
-            abandoned: b.counters(&c::AGENT_REQUESTS_ABANDONED),
-            request_duration: b.histograms(&c::AGENT_REQUEST_DURATION, buckets::HTTP),
-            first_byte: b.histograms(&c::AGENT_RESPONSE_FIRST_BYTE, buckets::HTTP),
-            requests_by_principal: b.counters(&c::AGENT_REQUESTS_BY_PRINCIPAL),
-            logins: b.counters(&c::AUTH_LOGIN),
-            token_refreshes: b.counters(&c::AUTH_TOKEN_REFRESH),
-            auth_failures: b.counters(&c::AUTH_FAILED_ATTEMPTS),
-            agent_invocations: b.counters(&c::AGENT_INVOCATIONS),
-            agent_duration: b.histograms(&c::AGENT_EXECUTION_DURATION, buckets::EXECUTION),
-            agent_tokens: b.counters(&c::AGENT_TOKENS_USED),
-            tool_invocations: b.counters(&c::TOOL_INVOCATIONS),
-            tool_duration: b.histograms(&c::TOOL_EXECUTION_DURATION, buckets::EXECUTION),
-            db_queries: b.counters(&c::DB_QUERIES),
-            db_duration: b.histograms(&c::DB_QUERY_DURATION, buckets::DATABASE),
+            requests: b.expiring_counters(&c::AGENT_REQUESTS),
+            abandoned: b.expiring_counters(&c::AGENT_REQUESTS_ABANDONED),
+            request_duration: b.expiring_histograms(&c::AGENT_REQUEST_DURATION, buckets::HTTP),
+            first_byte: b.expiring_histograms(&c::AGENT_RESPONSE_FIRST_BYTE, buckets::HTTP),
+            requests_by_principal: b.expiring_counters(&c::AGENT_REQUESTS_BY_PRINCIPAL),
+            logins: b.expiring_counters(&c::AUTH_LOGIN),
+            token_refreshes: b.expiring_counters(&c::AUTH_TOKEN_REFRESH),
+            auth_failures: b.expiring_counters(&c::AUTH_FAILED_ATTEMPTS),
+            agent_invocations: b.expiring_counters(&c::AGENT_INVOCATIONS),
+            agent_duration: b.expiring_histograms(&c::AGENT_EXECUTION_DURATION, buckets::EXECUTION),
+            agent_tokens: b.expiring_counters(&c::AGENT_TOKENS_USED),
+            tool_invocations: b.expiring_counters(&c::TOOL_INVOCATIONS),
+            tool_duration: b.expiring_histograms(&c::TOOL_EXECUTION_DURATION, buckets::EXECUTION),
+            db_queries: b.expiring_counters(&c::DB_QUERIES),
+            db_duration: b.expiring_histograms(&c::DB_QUERY_DURATION, buckets::DATABASE),
             db_pool_size: b.gauges(&c::DB_POOL_SIZE),
             db_pool_checked_out: b.gauges(&c::DB_POOL_CHECKED_OUT),
-            redis_operations: b.counters(&c::REDIS_OPERATIONS),
-            redis_duration: b.histograms(&c::REDIS_OPERATION_DURATION, buckets::DATABASE),
-            redis_errors: b.counters(&c::REDIS_OPERATION_ERRORS),
+            redis_operations: b.expiring_counters(&c::REDIS_OPERATIONS),
+            redis_duration: b.expiring_histograms(&c::REDIS_OPERATION_DURATION, buckets::DATABASE),
+            redis_errors: b.expiring_counters(&c::REDIS_OPERATION_ERRORS),
             redis_connections: b.gauges(&c::REDIS_CONNECTIONS_ACTIVE),
-            client_requests: b.counters(&c::HTTP_CLIENT_REQUESTS),
-            client_duration: b.histograms(&c::HTTP_CLIENT_REQUEST_DURATION, buckets::HTTP),
-            llm_tokens: b.counters(&c::LLM_TOKENS_USED),
-            llm_duration: b.histograms(&c::LLM_REQUEST_DURATION, buckets::EXECUTION),
-            llm_first_token: b.histograms(&c::LLM_TIME_TO_FIRST_TOKEN, buckets::EXECUTION),
+            client_requests: b.expiring_counters(&c::HTTP_CLIENT_REQUESTS),
+            client_duration: b.expiring_histograms(&c::HTTP_CLIENT_REQUEST_DURATION, buckets::HTTP),
+            llm_tokens: b.expiring_counters(&c::LLM_TOKENS_USED),
+            llm_duration: b.expiring_histograms(&c::LLM_REQUEST_DURATION, buckets::EXECUTION),
+            llm_first_token: b.expiring_histograms(&c::LLM_TIME_TO_FIRST_TOKEN, buckets::EXECUTION),
             redis_server: RedisServer {
                 connected_clients: b.gauges(&c::REDIS_SERVER_CONNECTED_CLIENTS),
                 blocked_clients: b.gauges(&c::REDIS_SERVER_BLOCKED_CLIENTS),
@@ -272,11 +305,11 @@ impl Metrics {
             collector_duration: b.float_gauges(&c::COLLECTOR_DURATION),
             collector_last_success: b.float_gauges(&c::COLLECTOR_LAST_SUCCESS),
             collector_errors: b.counters(&c::COLLECTOR_ERRORS),
-            rule_errors: b.counters(&c::RULE_ERRORS),
-            label_overflow: b.counters(&c::LABEL_OVERFLOW),
-            tcp_active: b.gauges(&c::TCP_CONNECTIONS_ACTIVE),
-            tcp_opened: b.counters(&c::TCP_CONNECTIONS_OPENED),
-            tcp_active_by_peer: b.gauges(&c::TCP_CONNECTIONS_ACTIVE_BY_PEER),
+            rule_errors: b.expiring_counters(&c::RULE_ERRORS),
+            label_overflow: b.expiring_counters(&c::LABEL_OVERFLOW),
+            tcp_active: b.expiring_gauges(&c::TCP_CONNECTIONS_ACTIVE),
+            tcp_opened: b.expiring_counters(&c::TCP_CONNECTIONS_OPENED),
+            tcp_active_by_peer: b.expiring_gauges(&c::TCP_CONNECTIONS_ACTIVE_BY_PEER),
             targets: b.gauges(&c::TARGETS),
             programs_attached: b.gauge(&c::PROGRAMS_ATTACHED),
             events: b.counters(&c::EVENTS),
@@ -284,12 +317,14 @@ impl Metrics {
             map_full: b.counter(&c::MAP_FULL),
             tracked_sockets: b.gauges(&c::TRACKED_SOCKETS),
             tls_hooked: b.gauges(&c::TLS_HOOKED_PROCESSES),
-            unparsed: b.counters(&c::UNPARSED_CONNECTIONS),
-            endpoint_overflow: b.counters(&c::ENDPOINT_OVERFLOW),
+            unparsed: b.expiring_counters(&c::UNPARSED_CONNECTIONS),
+            endpoint_overflow: b.expiring_counters(&c::ENDPOINT_OVERFLOW),
             route_templates: b.gauges(&c::ROUTE_TEMPLATES),
             capture_connections: b.gauge(&c::CAPTURE_CONNECTIONS),
             registry: b.registry,
             families: b.families,
+            clock: b.clock,
+            sweeper: b.sweeper,
         }
     }
 
@@ -301,7 +336,18 @@ impl Metrics {
             .unwrap_or_else(|err| format!("# encoding failed: {err}\n"))
     }
 
-    /// Removes one expired series; names that are not labelled families
+    /// Removes the series of the expiring families that were not used for
+    /// longer than `ttl`; returns how many.
+    pub fn expire_idle(&self, ttl: std::time::Duration) -> usize {
+        series::expire(&self.sweeper, &self.clock, ttl)
+    }
+
+    /// Series of the expiring families whose use is followed.
+    pub fn watched_series(&self) -> usize {
+        self.sweeper.watched()
+    }
+
+    /// Removes one series (of a service that is gone); names that are not labelled families
     /// are ignored.
     pub fn remove(&self, name: &str, labels: &[String]) {
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();

@@ -1,13 +1,11 @@
 //! HTTP calls the services make (plain, or through OpenSSL), and the model
 //! provider calls among them, exported under bounded `host` and `model`
 //! labels (see `enrich::calls`).
-use std::time::Instant;
-
 use super::state::State;
-use crate::{enrich::llm, export::catalogue, protocols::http1::exchange::Exchange};
+use crate::{enrich::llm, protocols::http1::exchange::Exchange};
 
 impl State {
-    pub(super) fn publish_call(&mut self, service: u32, call: &Exchange, now: Instant) {
+    pub(super) fn publish_call(&mut self, service: u32, call: &Exchange) {
         let name = self.name(service).to_owned();
         let sent_host = call
             .headers
@@ -24,9 +22,6 @@ impl State {
             .client_requests
             .with_label_values(&counted)
             .inc();
-        self.export
-            .clock
-            .touch(catalogue::HTTP_CLIENT_REQUESTS.name, &counted, now);
         let seconds = call.end_ns.saturating_sub(call.start_ns) as f64 / 1e9;
         let timed = [name.as_str(), host.as_str()];
         self.export
@@ -34,9 +29,6 @@ impl State {
             .client_duration
             .with_label_values(&timed)
             .observe(seconds);
-        self.export
-            .clock
-            .touch(catalogue::HTTP_CLIENT_REQUEST_DURATION.name, &timed, now);
         let Some(body) = &call.response_body else {
             return;
         };
@@ -52,9 +44,6 @@ impl State {
                     .rule_errors
                     .with_label_values(&labels)
                     .inc();
-                self.export
-                    .clock
-                    .touch(catalogue::RULE_ERRORS.name, &labels, now);
                 return;
             }
         };
@@ -65,9 +54,6 @@ impl State {
             .llm_duration
             .with_label_values(&labels)
             .observe(seconds);
-        self.export
-            .clock
-            .touch(catalogue::LLM_REQUEST_DURATION.name, &labels, now);
         if body.event_stream {
             let first = call.first_byte_ns.saturating_sub(call.start_ns) as f64 / 1e9;
             self.export
@@ -75,9 +61,6 @@ impl State {
                 .llm_first_token
                 .with_label_values(&labels)
                 .observe(first);
-            self.export
-                .clock
-                .touch(catalogue::LLM_TIME_TO_FIRST_TOKEN.name, &labels, now);
         }
         for (kind, count) in &model_call.tokens {
             let kind = self.enrich.calls.token_types.label(service, kind);
@@ -87,9 +70,6 @@ impl State {
                 .llm_tokens
                 .with_label_values(&labels)
                 .inc_by(*count);
-            self.export
-                .clock
-                .touch(catalogue::LLM_TOKENS_USED.name, &labels, now);
         }
     }
 }

@@ -1,19 +1,14 @@
 //! What the service does as a client: Redis commands and database
 //! statements seen on the connections it opened.
-use std::time::Instant;
-
 use super::state::State;
-use crate::{
-    export::catalogue,
-    protocols::{
-        Pool,
-        redis::Op,
-        sql::{DbSystem, Statement},
-    },
+use crate::protocols::{
+    Pool,
+    redis::Op,
+    sql::{DbSystem, Statement},
 };
 
 impl State {
-    pub(super) fn publish_redis(&mut self, service: u32, op: &Op, now: Instant) {
+    pub(super) fn publish_redis(&mut self, service: u32, op: &Op) {
         let name = self.name(service).to_owned();
         let labels = [name.as_str(), op.operation];
         self.export
@@ -26,31 +21,16 @@ impl State {
             .redis_duration
             .with_label_values(&labels)
             .observe(op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9);
-        for family in [
-            catalogue::REDIS_OPERATIONS.name,
-            catalogue::REDIS_OPERATION_DURATION.name,
-        ] {
-            self.export.clock.touch(family, &labels, now);
-        }
         // Errors exported from the first operation on, at 0 until one fails
         // (so that an error ratio has both sides).
         let errors = self.export.metrics.redis_errors.with_label_values(&labels);
         if op.error {
             errors.inc();
         }
-        self.export
-            .clock
-            .touch(catalogue::REDIS_OPERATION_ERRORS.name, &labels, now);
         self.export.clients_seen.insert((service, Pool::Redis));
     }
 
-    pub(super) fn publish_statement(
-        &mut self,
-        service: u32,
-        system: DbSystem,
-        st: &Statement,
-        now: Instant,
-    ) {
+    pub(super) fn publish_statement(&mut self, service: u32, system: DbSystem, st: &Statement) {
         let name = self.name(service).to_owned();
         let status = if st.error { "error" } else { "ok" };
         let counted = [name.as_str(), system.as_str(), st.query_type, status];
@@ -59,18 +39,12 @@ impl State {
             .db_queries
             .with_label_values(&counted)
             .inc();
-        self.export
-            .clock
-            .touch(catalogue::DB_QUERIES.name, &counted, now);
         let timed = [name.as_str(), system.as_str(), st.query_type];
         self.export
             .metrics
             .db_duration
             .with_label_values(&timed)
             .observe(st.end_ns.saturating_sub(st.start_ns) as f64 / 1e9);
-        self.export
-            .clock
-            .touch(catalogue::DB_QUERY_DURATION.name, &timed, now);
         self.export.clients_seen.insert((service, Pool::Db(system)));
     }
 

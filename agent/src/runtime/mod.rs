@@ -94,7 +94,7 @@ async fn rescan(
     match result {
         Ok((found, taken)) => {
             *owners = taken;
-            lock(state).apply(found, Instant::now());
+            lock(state).apply(found);
         }
         Err(err) => warn!(error = %err, "process scan failed"),
     }
@@ -115,14 +115,15 @@ fn start_fetches(state: &Arc<Mutex<State>>, now: Instant) {
 /// place (no copy, no allocation per record), a batch per lock.
 fn drain(ring: &mut RingBuf<MapData>, state: &Mutex<State>) {
     loop {
-        let now = Instant::now();
         let mut state = lock(state);
+        // The time of this batch's records, for series expiry.
+        state.export.metrics.clock.set(Instant::now());
         for _ in 0..EVENT_BATCH {
             let Some(item) = ring.next() else {
                 return;
             };
             match records::decode(&item) {
-                Ok(event) => state.on_event(event, now),
+                Ok(event) => state.on_event(event),
                 Err(err) => state.on_decode_error(&err),
             }
         }

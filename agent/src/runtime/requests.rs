@@ -1,13 +1,11 @@
 //! From captured bytes to request metrics: feeding the parsers, and
 //! exporting each finished exchange under bounded labels.
-use std::time::Instant;
-
 use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
 use super::state::State;
 use crate::{
     capture::streams::{Findings, Parsing, StreamKey, Streams, monotonic_ns},
-    export::{OTHER, catalogue},
+    export::OTHER,
     protocols::{
         Command, Observation,
         http1::{
@@ -17,10 +15,6 @@ use crate::{
     },
 };
 
-/// Series clock keys that track label slots rather than a metric.
-const ENDPOINT_SLOT: &str = "endpoint slot";
-const PRINCIPAL_SLOT: &str = "principal slot";
-
 impl State {
     /// Runs `feed` on the parsers and exports what it produced; the
     /// findings buffer is reused (no allocation per record). `raise` is the
@@ -29,7 +23,6 @@ impl State {
     /// served response's budget themselves, from the route prefixes).
     fn with_streams(
         &mut self,
-        now: Instant,
         raise: Option<(u32, u32, u64)>,
         feed: impl FnOnce(&mut Streams, &Parsing<'_>, &mut Findings),
     ) {
@@ -62,14 +55,14 @@ impl State {
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
             self.kernel.probes.raise_capture(tgid, fd, conn, bytes);
         }
-        self.publish_observations(&mut findings.observations, now);
+        self.publish_observations(&mut findings.observations);
         self.capture.findings = findings;
     }
 
     /// Bytes on a connection. Records of a process no longer tracked are
     /// dropped: a thread of a killed process may finish a write after the
     /// process was forgotten, and its connection would linger.
-    pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8], now: Instant) {
+    pub(super) fn on_data(&mut self, head: &DataHeader, bytes: &[u8]) {
         if !self.targets.tracked.contains_key(&head.header.tgid) {
             return;
         }
@@ -78,7 +71,7 @@ impl State {
         // the uprobes, the ciphertext at the socket is no news.
         let plaintext_seen = head.conn & CONN_TLS == 0 && self.targets.tls.is_hooked(tgid);
         let connection = Some((tgid, head.fd, head.conn));
-        self.with_streams(now, connection, |streams, parsing, findings| {
+        self.with_streams(connection, |streams, parsing, findings| {
             streams.on_data(head, bytes, parsing, findings);
             if plaintext_seen {
                 let tls = Observation::Served(Outcome::Unparsed(Unparsed::Tls));
@@ -87,26 +80,26 @@ impl State {
         });
     }
 
-    pub(super) fn on_close(&mut self, head: &DataHeader, now: Instant) {
+    pub(super) fn on_close(&mut self, head: &DataHeader) {
         let key = StreamKey {
             tgid: head.header.tgid,
             conn: head.conn,
         };
-        self.with_streams(now, None, |streams, _, findings| {
+        self.with_streams(None, |streams, _, findings| {
             streams.on_close(key, head.header.ts_ns, findings);
         });
     }
 
     /// A process exited: its connections closed with it.
-    pub(super) fn forget_connections(&mut self, tgid: u32, now: Instant) {
-        self.with_streams(now, None, |streams, _, findings| {
+    pub(super) fn forget_connections(&mut self, tgid: u32) {
+        self.with_streams(None, |streams, _, findings| {
             streams.forget_process(tgid, monotonic_ns(), findings);
         });
     }
 
     /// Ends quiet responses and forgets quiet connections.
-    pub(super) fn expire_streams(&mut self, now_ns: u64, now: Instant) {
-        self.with_streams(now, None, |streams, _, findings| {
+    pub(super) fn expire_streams(&mut self, now_ns: u64) {
+        self.with_streams(None, |streams, _, findings| {
             streams.expire(now_ns, findings);
         });
         self.export
@@ -116,33 +109,28 @@ impl State {
         self.publish_client_connections();
     }
 
-    fn publish_observations(&mut self, observations: &mut Vec<(u32, Observation)>, now: Instant) {
+    fn publish_observations(&mut self, observations: &mut Vec<(u32, Observation)>) {
         for (service, observation) in observations.drain(..) {
             if service as usize >= self.targets.services.len() {
                 continue;
             }
             match observation {
-                Observation::Redis(op) => self.publish_redis(service, &op, now),
+                Observation::Redis(op) => self.publish_redis(service, &op),
                 Observation::Statement { system, statement } => {
-                    self.publish_statement(service, system, &statement, now);
+                    self.publish_statement(service, system, &statement);
                 }
-                Observation::Call(call) => self.publish_call(service, &call, now),
+                Observation::Call(call) => self.publish_call(service, &call),
                 Observation::Served(Outcome::Exchange(exchange)) => {
-                    self.publish_exchange(service, &exchange, now);
+                    self.publish_exchange(service, &exchange);
                 }
                 Observation::Served(Outcome::Abandoned { method, path }) => {
-                    if let Some((name, endpoint)) = self.endpoint_of(service, &path, now) {
+                    if let Some((name, endpoint)) = self.endpoint_of(service, &path) {
                         let labels = [name.as_str(), method.as_str(), endpoint.as_str()];
                         self.export
                             .metrics
                             .abandoned
                             .with_label_values(&labels)
                             .inc();
-                        self.export.clock.touch(
-                            catalogue::AGENT_REQUESTS_ABANDONED.name,
-                            &labels,
-                            now,
-                        );
                     }
                 }
                 Observation::Served(Outcome::Unparsed(why)) => {
@@ -152,12 +140,6 @@ impl State {
                         .unparsed
                         .with_label_values(&labels)
                         .inc();
-                    let labels = labels.map(str::to_owned);
-                    self.export.clock.touch(
-                        catalogue::UNPARSED_CONNECTIONS.name,
-                        &[&labels[0], &labels[1]],
-                        now,
-                    );
                 }
             }
         }
@@ -165,7 +147,7 @@ impl State {
 
     /// The service's name and the `endpoint` label of `path` (within the
     /// endpoint budget); `None` for an excluded path.
-    fn endpoint_of(&mut self, service: u32, path: &str, now: Instant) -> Option<(String, String)> {
+    fn endpoint_of(&mut self, service: u32, path: &str) -> Option<(String, String)> {
         let s = &self.targets.services[service as usize];
         if s.exclude_paths.iter().any(|p| p == path) {
             return None;
@@ -182,19 +164,12 @@ impl State {
                 .endpoint_overflow
                 .with_label_values(&[&name])
                 .inc();
-            self.export
-                .clock
-                .touch(catalogue::ENDPOINT_OVERFLOW.name, &[&name], now);
-        } else {
-            self.export
-                .clock
-                .touch(ENDPOINT_SLOT, &[&name, &endpoint], now);
         }
         Some((name, endpoint))
     }
 
-    fn publish_exchange(&mut self, service: u32, exchange: &Exchange, now: Instant) {
-        let Some((name, endpoint)) = self.endpoint_of(service, &exchange.path, now) else {
+    fn publish_exchange(&mut self, service: u32, exchange: &Exchange) {
+        let Some((name, endpoint)) = self.endpoint_of(service, &exchange.path) else {
             return;
         };
         let method = exchange.method.as_str();
@@ -214,9 +189,6 @@ impl State {
             .requests
             .with_label_values(&counted)
             .inc();
-        self.export
-            .clock
-            .touch(catalogue::AGENT_REQUESTS.name, &counted, now);
         let timed = [name.as_str(), method, endpoint.as_str()];
         let seconds = |ns: u64| ns.saturating_sub(exchange.start_ns) as f64 / 1e9;
         self.export
@@ -229,52 +201,15 @@ impl State {
             .first_byte
             .with_label_values(&timed)
             .observe(seconds(exchange.first_byte_ns));
-        for family in [
-            catalogue::AGENT_REQUEST_DURATION.name,
-            catalogue::AGENT_RESPONSE_FIRST_BYTE.name,
-        ] {
-            self.export.clock.touch(family, &timed, now);
-        }
         if let Some(principal) = &exchange.auth.principal {
             let principal = self.enrich.principals.label(service, principal);
-            if principal != OTHER {
-                self.export
-                    .clock
-                    .touch(PRINCIPAL_SLOT, &[&name, &principal], now);
-            }
             let labels = [name.as_str(), auth, principal.as_str()];
             self.export
                 .metrics
                 .requests_by_principal
                 .with_label_values(&labels)
                 .inc();
-            self.export
-                .clock
-                .touch(catalogue::AGENT_REQUESTS_BY_PRINCIPAL.name, &labels, now);
         }
-        self.publish_rule(service, exchange, now);
-    }
-
-    /// A label slot whose series expired is free again.
-    pub(super) fn release_slot(&mut self, key: &str, labels: &[String]) {
-        let Some(index) = self
-            .targets
-            .services
-            .iter()
-            .position(|s| s.name.as_deref() == labels.first().map(String::as_str))
-        else {
-            return;
-        };
-        let Some(value) = labels.get(1) else {
-            return;
-        };
-        match key {
-            ENDPOINT_SLOT => self.enrich.endpoints.release(index as u32, value),
-            PRINCIPAL_SLOT => self.enrich.principals.release(index as u32, value),
-            _ if key == catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name => {
-                self.capture.peers.release(index as u32, value);
-            }
-            _ => self.release_rule_slot(key, index as u32, value),
-        }
+        self.publish_rule(service, exchange);
     }
 }

@@ -4,7 +4,6 @@
 use std::{
     collections::{HashMap, HashSet},
     net::SocketAddr,
-    time::Instant,
 };
 
 use loupe_common::{
@@ -55,7 +54,7 @@ impl State {
         }
     }
 
-    pub(super) fn seed(&mut self, pid: u32, service: u32, now: Instant) {
+    pub(super) fn seed(&mut self, pid: u32, service: u32) {
         let fds: HashMap<u64, u32> = self
             .targets
             .proc
@@ -140,7 +139,7 @@ impl State {
             else {
                 continue; // known already (a socket shared with the parent)
             };
-            self.publish(&delta, now);
+            self.publish(&delta);
             if self
                 .kernel
                 .probes
@@ -153,7 +152,7 @@ impl State {
                     "the map of pre-existing connections is full; not counting one"
                 );
                 if let Some(delta) = self.capture.conns.unseed(&tuple) {
-                    self.publish(&delta, now);
+                    self.publish(&delta);
                 }
                 continue;
             }
@@ -165,14 +164,14 @@ impl State {
         if !seeded.is_empty() {
             // On before any of them changes state again.
             self.kernel.probes.set_switch(SWITCH_PREEXISTING, true);
-            self.verify_seeded(pid, &seeded, now);
+            self.verify_seeded(pid, &seeded);
         }
     }
 
     /// A connection that closed between reading `/proc` and entering it in
     /// the probes' map was never seen closing: read `/proc` again and drop
     /// what is gone.
-    fn verify_seeded(&mut self, pid: u32, seeded: &[TupleKey], now: Instant) {
+    fn verify_seeded(&mut self, pid: u32, seeded: &[TupleKey]) {
         let seeded_set: HashSet<&TupleKey> = seeded.iter().collect();
         let open: HashSet<TupleKey> = self
             .targets
@@ -186,15 +185,15 @@ impl State {
         for tuple in seeded.iter().filter(|tuple| !open.contains(tuple)) {
             let _ = self.kernel.probes.preexisting.remove(tuple);
             if let Some(delta) = self.capture.conns.unseed(tuple) {
-                self.publish(&delta, now);
+                self.publish(&delta);
             }
         }
     }
 
     /// After `exec` the close-on-exec fds are gone without a `close()`:
     /// forget the process's fds and file them again.
-    pub(super) fn reseed(&mut self, pid: u32, service: u32, now: Instant) {
+    pub(super) fn reseed(&mut self, pid: u32, service: u32) {
         crate::kernel::remove_keys(&mut self.kernel.probes.fds, |key| key.tgid == pid);
-        self.seed(pid, service, now);
+        self.seed(pid, service);
     }
 }

@@ -4,7 +4,7 @@
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     net::{IpAddr, Ipv6Addr, SocketAddr},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use loupe_common::{
@@ -27,7 +27,7 @@ use crate::{
     enrich::calls::Calls,
     enrich::endpoint::Routes,
     enrich::rules::{FED_LABELS, RuleSet},
-    export::{LabelLimit, Metrics, SeriesClock, catalogue, service_value},
+    export::{LabelLimit, Metrics, catalogue, service_value},
     kernel::Probes,
     protocols::Pool,
     targets::discovery::Discovery,
@@ -120,7 +120,8 @@ pub(super) struct Enrich {
 /// The metric families and the expiry of their series.
 pub(super) struct Export {
     pub(super) metrics: Metrics,
-    pub(super) clock: SeriesClock,
+    /// How long a series (and a label value) stays once idle.
+    pub(super) ttl: Duration,
     /// `(service, pool)` pairs seen on client connections: their
     /// connection gauges are exported.
     pub(super) clients_seen: BTreeSet<(u32, Pool)>,
@@ -195,6 +196,7 @@ impl State {
             .iter()
             .map(|kind| metrics.events.with_label_values(&[kind]))
             .collect();
+        let clock = &metrics.clock.clone();
         let state = Self {
             targets: Targets {
                 services,
@@ -218,19 +220,19 @@ impl State {
                 conns: Connections::default(),
                 streams: Streams::default(),
                 findings: Findings::default(),
-                peers: LabelLimit::new(MAX_PEERS),
+                peers: LabelLimit::new(MAX_PEERS, clock),
                 self_ports: SelfPorts::default(),
             },
             enrich: Enrich {
                 http: config.http.clone(),
-                endpoints: LabelLimit::new(config.http.max_endpoints),
-                principals: LabelLimit::new(config.http.max_principals),
+                endpoints: LabelLimit::new(config.http.max_endpoints, clock),
+                principals: LabelLimit::new(config.http.max_principals, clock),
                 rules: config.rules.clone(),
-                rule_labels: LabelLimit::new(config.rules.semantic.max_label_values),
-                calls: Calls::new(&config.llm, config.http.max_client_hosts),
+                rule_labels: LabelLimit::new(config.rules.semantic.max_label_values, clock),
+                calls: Calls::new(&config.llm, config.http.max_client_hosts, clock),
             },
             export: Export {
-                clock: SeriesClock::new(config.series_ttl),
+                ttl: config.series_ttl,
                 clients_seen: BTreeSet::new(),
                 event_counts,
                 metrics,
@@ -359,20 +361,15 @@ impl State {
                 .set(s.routes.len() as i64);
             // The budget counters exist from the start at 0, so that
             // `increase()` sees their first overflow.
-            self.export
-                .metrics
-                .endpoint_overflow
-                .with_label_values(&[name]);
+            let m = &self.export.metrics;
+            m.endpoint_overflow.ensure(&[name]);
             for label in FED_LABELS {
-                self.export
-                    .metrics
-                    .label_overflow
-                    .with_label_values(&[name, label]);
+                m.label_overflow.ensure(&[name, label]);
             }
         }
     }
 
-    pub(super) fn publish(&mut self, delta: &Delta, now: Instant) {
+    pub(super) fn publish(&mut self, delta: &Delta) {
         let name = self.name(delta.service).to_owned();
         let labels = [name.as_str(), delta.direction.as_str()];
         if delta.opened {
@@ -381,18 +378,12 @@ impl State {
                 .tcp_opened
                 .with_label_values(&labels)
                 .inc();
-            self.export
-                .clock
-                .touch(catalogue::TCP_CONNECTIONS_OPENED.name, &labels, now);
         }
         self.export
             .metrics
             .tcp_active
             .with_label_values(&labels)
             .set(self.capture.conns.active(delta.service, delta.direction));
-        self.export
-            .clock
-            .touch(catalogue::TCP_CONNECTIONS_ACTIVE.name, &labels, now);
         if let Some(peer) = &delta.peer {
             let labels = [name.as_str(), peer.as_str()];
             self.export
@@ -400,15 +391,12 @@ impl State {
                 .tcp_active_by_peer
                 .with_label_values(&labels)
                 .set(self.capture.conns.peer_active(delta.service, peer));
-            self.export
-                .clock
-                .touch(catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name, &labels, now);
         }
     }
 
     /// Starts tracking `pid` for `service`; `parent` is the tracked process
     /// that forked it, 0 when a scan found it.
-    pub(super) fn track(&mut self, pid: u32, service: u32, parent: u32, now: Instant) {
+    pub(super) fn track(&mut self, pid: u32, service: u32, parent: u32) {
         if self.targets.tracked.contains_key(&pid) {
             return;
         }
@@ -432,7 +420,7 @@ impl State {
             info!(pid, service = %self.shown(service), "tracking process");
         }
         self.publish_targets(service);
-        self.seed(pid, service, now);
+        self.seed(pid, service);
         self.targets
             .tls
             .sync(&mut self.kernel.probes, &self.targets.proc, pid);
@@ -441,11 +429,11 @@ impl State {
     /// Stops tracking `pid` (gone): its connections closed with it, on
     /// whichever path noticed first (its exit record, or a `/proc` scan
     /// when the record came while it was still exiting).
-    pub(super) fn untrack(&mut self, pid: u32, now: Instant) {
+    pub(super) fn untrack(&mut self, pid: u32) {
         let Some(service) = self.targets.tracked.remove(&pid) else {
             return;
         };
-        self.forget_connections(pid, now);
+        self.forget_connections(pid);
         self.targets.tls.forget(&mut self.kernel.probes, pid);
         self.kernel.probes.forget_tls_connections(pid);
         let _ = self.kernel.probes.tracked.remove(&pid);
@@ -506,7 +494,7 @@ impl State {
         self.targets.free.push(service);
     }
 
-    pub fn on_event(&mut self, event: Event<'_>, now: Instant) {
+    pub fn on_event(&mut self, event: Event<'_>) {
         self.export.event_counts[event.index()].inc();
         match event {
             Event::TcpState(state) => {
@@ -535,17 +523,17 @@ impl State {
                     .conns
                     .on_event(&state, |s, peer| label_peer(peers, s, peer))
                 {
-                    self.publish(&delta, now);
+                    self.publish(&delta);
                 }
             }
             Event::Fork(fork) => {
                 if (fork.service as usize) < self.targets.services.len() {
-                    self.track(fork.pid, fork.service, fork.header.tgid, now);
+                    self.track(fork.pid, fork.service, fork.header.tgid);
                 }
             }
             Event::Exec(exec) => {
                 if let Some(&service) = self.targets.tracked.get(&exec.pid) {
-                    self.reseed(exec.pid, service, now);
+                    self.reseed(exec.pid, service);
                     self.targets.tls.forget(&mut self.kernel.probes, exec.pid);
                     self.targets
                         .tls
@@ -554,11 +542,11 @@ impl State {
             }
             Event::Exit(exit) => {
                 if !self.targets.proc.is_running(exit.pid) {
-                    self.untrack(exit.pid, now);
+                    self.untrack(exit.pid);
                 }
             }
-            Event::Data(head, bytes) => self.on_data(&head, bytes, now),
-            Event::Close(head) => self.on_close(&head, now),
+            Event::Data(head, bytes) => self.on_data(&head, bytes),
+            Event::Close(head) => self.on_close(&head),
         }
     }
 
@@ -574,7 +562,7 @@ impl State {
     /// untracked at the next scan: its last records (and the exit record
     /// that untracks it first, as a rule) may still wait in the ring, and
     /// records of an untracked process are dropped.
-    pub fn apply(&mut self, discovery: Discovery, now: Instant) {
+    pub fn apply(&mut self, discovery: Discovery) {
         let gone: HashSet<u32> = discovery.gone.into_iter().collect();
         let last = std::mem::replace(&mut self.targets.gone_at_last_scan, gone);
         for pid in last
@@ -582,10 +570,10 @@ impl State {
             .copied()
             .collect::<Vec<_>>()
         {
-            self.untrack(pid, now);
+            self.untrack(pid);
         }
         for (pid, service) in discovery.add {
-            self.track(pid, service, 0, now);
+            self.track(pid, service, 0);
         }
         // Placed services end with their pod; the configured one waits.
         for s in &mut self.targets.services[..self.targets.configured] {

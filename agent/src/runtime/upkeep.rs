@@ -7,24 +7,25 @@ use loupe_common::maps::{COUNTER_EVENTS_LOST, COUNTER_MAP_FULL, FdKey, SWITCH_PR
 use tracing::warn;
 
 use super::state::State;
-use crate::{capture::connections::Direction, capture::streams::monotonic_ns, export::catalogue};
+use crate::{capture::connections::Direction, capture::streams::monotonic_ns};
 
 impl State {
     pub fn tick(&mut self, now: Instant) {
+        self.export.metrics.clock.set(now);
         self.read_probe_counters();
-        self.reconcile_tracked(now);
+        self.reconcile_tracked();
         self.sync_tls();
-        self.reconcile_sockets(now);
+        self.reconcile_sockets();
         self.sweep_pending_fds();
         if self.capture.conns.seeded().next().is_none() {
             // Every pre-existing connection was adopted or is gone.
             self.kernel.probes.set_switch(SWITCH_PREEXISTING, false);
         }
         self.count_fds();
-        self.expire_streams(monotonic_ns(), now);
+        self.expire_streams(monotonic_ns());
         self.capture.self_ports.expire(now);
-        self.touch_live_series(now);
-        self.expire_series(now);
+        self.keep_live_series();
+        self.expire_series();
     }
 
     fn read_probe_counters(&mut self) {
@@ -74,7 +75,7 @@ impl State {
     }
 
     /// Processes the probes track whose fork or exit record was lost.
-    fn reconcile_tracked(&mut self, now: Instant) {
+    fn reconcile_tracked(&mut self) {
         let in_kernel: Vec<(u32, u32, u32)> = self
             .kernel
             .probes
@@ -92,7 +93,7 @@ impl State {
             }
             if self.targets.proc.is_running(pid) && (service as usize) < self.targets.services.len()
             {
-                self.track(pid, service, parent, now);
+                self.track(pid, service, parent);
             } else {
                 let _ = self.kernel.probes.tracked.remove(&pid);
             }
@@ -101,7 +102,7 @@ impl State {
 
     /// Connections whose `CLOSE` record was lost: the probes dropped the
     /// socket from their map, userspace still counts it.
-    fn reconcile_sockets(&mut self, now: Instant) {
+    fn reconcile_sockets(&mut self) {
         let live: HashSet<u64> = self
             .kernel
             .probes
@@ -110,7 +111,7 @@ impl State {
             .filter_map(Result::ok)
             .collect();
         for delta in self.capture.conns.close_missing(&live) {
-            self.publish(&delta, now);
+            self.publish(&delta);
         }
     }
 
@@ -163,30 +164,41 @@ impl State {
     }
 
     /// Series with open connections never expire.
-    fn touch_live_series(&mut self, now: Instant) {
-        let mut live: Vec<(&'static str, [String; 2])> = Vec::new();
+    fn keep_live_series(&mut self) {
+        let m = &self.export.metrics;
         for (index, service) in self.targets.services.iter().enumerate() {
             let Some(name) = &service.name else { continue };
             for direction in Direction::ALL {
                 if self.capture.conns.active(index as u32, direction) != 0 {
-                    let labels = [name.clone(), direction.as_str().to_owned()];
-                    live.push((catalogue::TCP_CONNECTIONS_ACTIVE.name, labels));
+                    m.tcp_active.keep(&[name, direction.as_str()]);
                 }
             }
         }
-        for (service, peer) in self.capture.conns.live_peers() {
-            let labels = [self.name(service).to_owned(), peer.to_owned()];
-            live.push((catalogue::TCP_CONNECTIONS_ACTIVE_BY_PEER.name, labels));
-        }
-        for (metric, [a, b]) in &live {
-            self.export.clock.touch(metric, &[a, b], now);
+        let capture = &mut self.capture;
+        for (service, peer) in capture.conns.live_peers() {
+            let name = self.targets.services[service as usize].name.as_deref();
+            m.tcp_active_by_peer
+                .keep(&[name.unwrap_or("unknown"), peer]);
+            // The peer keeps its place in the budget too.
+            capture.peers.keep(service, peer);
         }
     }
 
-    fn expire_series(&mut self, now: Instant) {
-        for (metric, labels) in self.export.clock.sweep(now) {
-            self.export.metrics.remove(metric, &labels);
-            self.release_slot(metric, &labels);
+    /// Idle series go, and with them the label values only they used.
+    fn expire_series(&mut self) {
+        let ttl = self.export.ttl;
+        self.export.metrics.expire_idle(ttl);
+        let enrich = &mut self.enrich;
+        for budget in [
+            &mut self.capture.peers,
+            &mut enrich.endpoints,
+            &mut enrich.principals,
+            &mut enrich.rule_labels,
+            &mut enrich.calls.hosts,
+            &mut enrich.calls.models,
+            &mut enrich.calls.token_types,
+        ] {
+            budget.expire(ttl);
         }
     }
 }
