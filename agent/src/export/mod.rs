@@ -10,7 +10,7 @@ pub mod server;
 
 use std::collections::HashMap;
 
-pub use labelled::{K8S_LABELS, Labelled, service_name, service_value};
+pub use labelled::{K8S_LABELS, Labelled, Place, ServiceId};
 use prometheus::{
     CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -347,14 +347,14 @@ impl Metrics {
         self.sweeper.watched()
     }
 
-    /// Removes one series (of a service that is gone); names that are not labelled families
-    /// are ignored.
-    pub fn remove(&self, name: &str, labels: &[String]) {
-        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    /// Removes `service`'s series with the labels `rest` from family
+    /// `name` (a service that is gone); names that are not labelled
+    /// families are ignored.
+    pub fn remove(&self, name: &str, service: &ServiceId, rest: &[&str]) {
         let _ = match self.families.get(name) {
-            Some(Family::Gauge(vec)) => vec.remove_label_values(&labels),
-            Some(Family::Counter(vec)) => vec.remove_label_values(&labels),
-            Some(Family::Histogram(vec)) => vec.remove_label_values(&labels),
+            Some(Family::Gauge(vec)) => vec.remove_of(service, rest),
+            Some(Family::Counter(vec)) => vec.remove_of(service, rest),
+            Some(Family::Histogram(vec)) => vec.remove_of(service, rest),
             None => Ok(()),
         };
     }
@@ -373,10 +373,17 @@ mod tests {
     #[test]
     fn in_kubernetes_service_families_carry_the_pod() {
         let metrics = Metrics::with_kubernetes(true);
-        let placed = service_value("api", "agents", "api-7c9f", "app");
+        let placed = ServiceId {
+            name: "api".into(),
+            place: Some(Place {
+                namespace: "agents".into(),
+                pod: "api-7c9f".into(),
+                container: "app".into(),
+            }),
+        };
         metrics
             .requests
-            .with_label_values(&[&placed, "GET", "/", "200", "none"])
+            .of(&placed, &["GET", "/", "200", "none"])
             .inc();
         metrics.events.with_label_values(&["data"]).inc();
         let text = metrics.render();
@@ -394,13 +401,8 @@ mod tests {
         );
         metrics.remove(
             catalogue::AGENT_REQUESTS.name,
-            &[
-                placed,
-                "GET".into(),
-                "/".into(),
-                "200".into(),
-                "none".into(),
-            ],
+            &placed,
+            &["GET", "/", "200", "none"],
         );
         assert!(!metrics.render().contains("agent_requests_total{"));
     }
@@ -408,37 +410,29 @@ mod tests {
     #[test]
     fn exposes_only_catalogued_families_with_their_help() {
         let metrics = Metrics::new();
-        metrics
-            .tcp_active
-            .with_label_values(&["svc", "inbound"])
-            .set(1);
-        metrics
-            .tcp_opened
-            .with_label_values(&["svc", "inbound"])
-            .inc();
+        let svc = ServiceId::named("svc");
+        metrics.tcp_active.of(&svc, &["inbound"]).set(1);
+        metrics.tcp_opened.of(&svc, &["inbound"]).inc();
         metrics
             .tcp_active_by_peer
-            .with_label_values(&["svc", "127.0.0.1:6379"])
+            .of(&svc, &["127.0.0.1:6379"])
             .set(2);
         metrics.targets.with_label_values(&["svc"]).set(1);
         metrics.events.with_label_values(&["tcp_state"]).inc();
         metrics.tracked_sockets.with_label_values(&["svc"]).set(3);
-        let request = ["svc", "GET", "/users/{id}", "200", "jwt"];
-        metrics.requests.with_label_values(&request).inc();
+        let request = ["GET", "/users/{id}", "200", "jwt"];
+        metrics.requests.of(&svc, &request).inc();
         metrics
             .request_duration
-            .with_label_values(&request[..3])
+            .of(&svc, &request[..2])
             .observe(0.07);
-        metrics
-            .first_byte
-            .with_label_values(&request[..3])
-            .observe(0.02);
+        metrics.first_byte.of(&svc, &request[..2]).observe(0.02);
         metrics
             .requests_by_principal
-            .with_label_values(&["svc", "jwt", "1a2b3c4d"])
+            .of(&svc, &["jwt", "1a2b3c4d"])
             .inc();
-        metrics.unparsed.with_label_values(&["svc", "http2"]).inc();
-        metrics.endpoint_overflow.with_label_values(&["svc"]).inc();
+        metrics.unparsed.of(&svc, &["http2"]).inc();
+        metrics.endpoint_overflow.of(&svc, &[]).inc();
         for family in metrics.registry.gather() {
             let def = catalogue::find(family.name())
                 .unwrap_or_else(|| panic!("{} is not in the catalogue", family.name()));
@@ -462,32 +456,22 @@ mod tests {
     }
 
     #[test]
-    fn removes_expired_series() {
+    fn removes_series_of_a_service() {
         let metrics = Metrics::new();
-        metrics
-            .tcp_opened
-            .with_label_values(&["svc", "outbound"])
-            .inc();
+        let svc = ServiceId::named("svc");
+        metrics.tcp_opened.of(&svc, &["outbound"]).inc();
         metrics
             .tcp_active_by_peer
-            .with_label_values(&["svc", "10.0.0.1:5432"])
+            .of(&svc, &["10.0.0.1:5432"])
             .set(0);
-        metrics.remove(
-            "tcp_connections_opened_total",
-            &["svc".into(), "outbound".into()],
-        );
-        metrics.remove(
-            "tcp_connections_active_by_peer",
-            &["svc".into(), "10.0.0.1:5432".into()],
-        );
-        let labels = ["svc".to_owned(), "GET".to_owned(), "/x".to_owned()];
-        let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+        metrics.remove("tcp_connections_opened_total", &svc, &["outbound"]);
+        metrics.remove("tcp_connections_active_by_peer", &svc, &["10.0.0.1:5432"]);
         metrics
             .request_duration
-            .with_label_values(&refs)
+            .of(&svc, &["GET", "/x"])
             .observe(1.0);
-        metrics.remove("agent_request_duration_seconds", &labels);
-        metrics.remove("not_a_family", &labels);
+        metrics.remove("agent_request_duration_seconds", &svc, &["GET", "/x"]);
+        metrics.remove("not_a_family", &svc, &["GET", "/x"]);
         let text = metrics.render();
         assert!(!text.contains("tcp_connections_opened_total{"), "{text}");
         assert!(!text.contains("10.0.0.1:5432"), "{text}");

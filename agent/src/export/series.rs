@@ -15,7 +15,7 @@ use std::{
 
 use prometheus::core::{MetricVec, MetricVecBuilder};
 
-use super::{Labelled, OTHER};
+use super::{Labelled, OTHER, ServiceId};
 
 /// Milliseconds since the agent started, as of the run loop's last step.
 #[derive(Clone, Debug)]
@@ -120,25 +120,31 @@ impl<V> Expiring<V> {
         }
     }
 
-    /// Keeps a series from expiring without changing it (a gauge of
-    /// something still open).
-    pub fn keep(&self, values: &[&str]) {
+    fn record(&self, values: &[&str]) {
         lock(&self.uses).record(values, self.clock.now());
+    }
+
+    /// Keeps `service`'s series with the labels `rest` from expiring
+    /// without changing it (a gauge of something still open).
+    pub fn keep(&self, service: &ServiceId, rest: &[&str]) {
+        let (buf, n) = self.vec.values(service, rest);
+        self.record(&buf[..n]);
     }
 }
 
 impl<T: MetricVecBuilder> Expiring<MetricVec<T>> {
-    /// The series of `values`, used now.
-    pub fn with_label_values(&self, values: &[&str]) -> T::M {
-        self.keep(values);
-        self.vec.with_label_values(values)
+    /// `service`'s series with the labels `rest`, used now.
+    pub fn of(&self, service: &ServiceId, rest: &[&str]) -> T::M {
+        let (buf, n) = self.vec.values(service, rest);
+        self.record(&buf[..n]);
+        self.vec.inner.with_label_values(&buf[..n])
     }
 
-    /// The series of `values`, made if absent, without recording a use:
-    /// it stays until used and then idle (a counter that exists at 0 from
-    /// the start, so that `increase()` sees its first step).
-    pub fn ensure(&self, values: &[&str]) {
-        self.vec.with_label_values(values);
+    /// The series, made if absent, without recording a use: it stays until
+    /// used and then idle (a counter that exists at 0 from the start, so
+    /// that `increase()` sees its first step).
+    pub fn ensure(&self, service: &ServiceId, rest: &[&str]) {
+        self.vec.of(service, rest);
     }
 }
 
@@ -159,7 +165,7 @@ where
         for labels in &idle {
             let values: Vec<&str> = labels.iter().map(String::as_str).collect();
             // Already gone when its service was retired: nothing to do.
-            let _ = self.vec.remove_label_values(&values);
+            let _ = self.vec.remove_values(&values);
         }
         idle.len()
     }
@@ -255,7 +261,7 @@ mod tests {
     use super::*;
 
     fn family(clock: &Clock) -> Expiring<IntCounterVec> {
-        let vec = IntCounterVec::new(Opts::new("m", "help"), &["a"]).unwrap();
+        let vec = IntCounterVec::new(Opts::new("m", "help"), &["service"]).unwrap();
         Expiring::new(Labelled::new(vec, false), clock.clone())
     }
 
@@ -267,17 +273,18 @@ mod tests {
         let mut sweeper = Sweeper::default();
         sweeper.add(Arc::new(counted.clone()));
         let ttl = Duration::from_secs(60);
-        counted.with_label_values(&["a"]).inc();
-        counted.with_label_values(&["b"]).inc();
-        counted.ensure(&["zero"]);
+        let [a, b, zero] = ["a", "b", "zero"].map(ServiceId::named);
+        counted.of(&a, &[]).inc();
+        counted.of(&b, &[]).inc();
+        counted.ensure(&zero, &[]);
         clock.set(start + Duration::from_secs(50));
-        counted.with_label_values(&["b"]).inc();
+        counted.of(&b, &[]).inc();
         clock.set(start + Duration::from_secs(60));
         assert_eq!(expire(&sweeper, &clock, ttl), 0);
         clock.set(start + Duration::from_secs(61));
         assert_eq!(expire(&sweeper, &clock, ttl), 1, "a");
         assert_eq!(sweeper.watched(), 1);
-        counted.keep(&["b"]);
+        counted.keep(&b, &[]);
         clock.set(start + Duration::from_secs(111));
         assert_eq!(expire(&sweeper, &clock, ttl), 0, "kept at 61");
         clock.set(start + Duration::from_secs(122));

@@ -6,7 +6,7 @@ use crate::{enrich::llm, protocols::http1::exchange::Exchange};
 
 impl State {
     pub(super) fn publish_call(&mut self, service: u32, call: &Exchange) {
-        let name = self.name(service).to_owned();
+        let id = self.id(service);
         let sent_host = call
             .headers
             .iter()
@@ -16,18 +16,14 @@ impl State {
         let status = call
             .status
             .map_or_else(|| "unknown".to_owned(), |s| s.to_string());
-        let counted = [name.as_str(), host.as_str(), call.method.as_str(), &status];
-        self.export
-            .metrics
-            .client_requests
-            .with_label_values(&counted)
-            .inc();
+        let counted = [host.as_str(), call.method.as_str(), &status];
+        self.export.metrics.client_requests.of(&id, &counted).inc();
         let seconds = call.end_ns.saturating_sub(call.start_ns) as f64 / 1e9;
-        let timed = [name.as_str(), host.as_str()];
+        let timed = [host.as_str()];
         self.export
             .metrics
             .client_duration
-            .with_label_values(&timed)
+            .of(&id, &timed)
             .observe(seconds);
         let Some(body) = &call.response_body else {
             return;
@@ -38,37 +34,33 @@ impl State {
         let model_call = match llm::read_call(body, &self.enrich.calls.llm) {
             Ok(model_call) => model_call,
             Err(err) => {
-                let labels = [name.as_str(), "llm", err.as_str()];
-                self.export
-                    .metrics
-                    .rule_errors
-                    .with_label_values(&labels)
-                    .inc();
+                let labels = ["llm", err.as_str()];
+                self.export.metrics.rule_errors.of(&id, &labels).inc();
                 return;
             }
         };
         let model = self.enrich.calls.models.label(service, &model_call.model);
-        let labels = [name.as_str(), host.as_str(), model.as_str()];
+        let labels = [host.as_str(), model.as_str()];
         self.export
             .metrics
             .llm_duration
-            .with_label_values(&labels)
+            .of(&id, &labels)
             .observe(seconds);
         if body.event_stream {
             let first = call.first_byte_ns.saturating_sub(call.start_ns) as f64 / 1e9;
             self.export
                 .metrics
                 .llm_first_token
-                .with_label_values(&labels)
+                .of(&id, &labels)
                 .observe(first);
         }
         for (kind, count) in &model_call.tokens {
             let kind = self.enrich.calls.token_types.label(service, kind);
-            let labels = [name.as_str(), host.as_str(), model.as_str(), kind.as_str()];
+            let labels = [host.as_str(), model.as_str(), kind.as_str()];
             self.export
                 .metrics
                 .llm_tokens
-                .with_label_values(&labels)
+                .of(&id, &labels)
                 .inc_by(*count);
         }
     }

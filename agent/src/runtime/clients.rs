@@ -9,21 +9,17 @@ use crate::protocols::{
 
 impl State {
     pub(super) fn publish_redis(&mut self, service: u32, op: &Op) {
-        let name = self.name(service).to_owned();
-        let labels = [name.as_str(), op.operation];
-        self.export
-            .metrics
-            .redis_operations
-            .with_label_values(&labels)
-            .inc();
+        let id = self.id(service);
+        let labels = [op.operation];
+        self.export.metrics.redis_operations.of(&id, &labels).inc();
         self.export
             .metrics
             .redis_duration
-            .with_label_values(&labels)
+            .of(&id, &labels)
             .observe(op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9);
         // Errors exported from the first operation on, at 0 until one fails
         // (so that an error ratio has both sides).
-        let errors = self.export.metrics.redis_errors.with_label_values(&labels);
+        let errors = self.export.metrics.redis_errors.of(&id, &labels);
         if op.error {
             errors.inc();
         }
@@ -31,19 +27,15 @@ impl State {
     }
 
     pub(super) fn publish_statement(&mut self, service: u32, system: DbSystem, st: &Statement) {
-        let name = self.name(service).to_owned();
+        let id = self.id(service);
         let status = if st.error { "error" } else { "ok" };
-        let counted = [name.as_str(), system.as_str(), st.query_type, status];
-        self.export
-            .metrics
-            .db_queries
-            .with_label_values(&counted)
-            .inc();
-        let timed = [name.as_str(), system.as_str(), st.query_type];
+        let counted = [system.as_str(), st.query_type, status];
+        self.export.metrics.db_queries.of(&id, &counted).inc();
+        let timed = [system.as_str(), st.query_type];
         self.export
             .metrics
             .db_duration
-            .with_label_values(&timed)
+            .of(&id, &timed)
             .observe(st.end_ns.saturating_sub(st.start_ns) as f64 / 1e9);
         self.export.clients_seen.insert((service, Pool::Db(system)));
     }
@@ -55,22 +47,17 @@ impl State {
         let open = self.capture.streams.pool_counts(|tgid| tls.is_hooked(tgid));
         self.export.clients_seen.extend(open.keys().copied());
         for &(service, pool) in &self.export.clients_seen {
-            let Some(name) = self.targets.services[service as usize].name.as_deref() else {
+            let Some(id) = &self.targets.services[service as usize].id else {
                 continue;
             };
             let counts = open.get(&(service, pool)).copied().unwrap_or_default();
             let m = &self.export.metrics;
             match pool {
-                Pool::Redis => m
-                    .redis_connections
-                    .with_label_values(&[name])
-                    .set(counts.open),
+                Pool::Redis => m.redis_connections.of(id, &[]).set(counts.open),
                 Pool::Db(system) => {
-                    let labels = [name, system.as_str()];
-                    m.db_pool_size.with_label_values(&labels).set(counts.open);
-                    m.db_pool_checked_out
-                        .with_label_values(&labels)
-                        .set(counts.busy);
+                    let labels = [system.as_str()];
+                    m.db_pool_size.of(id, &labels).set(counts.open);
+                    m.db_pool_checked_out.of(id, &labels).set(counts.busy);
                 }
             }
         }

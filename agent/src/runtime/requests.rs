@@ -2,10 +2,12 @@
 //! exporting each finished exchange under bounded labels.
 use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
+use std::sync::Arc;
+
 use super::state::State;
 use crate::{
     capture::streams::{Findings, Parsing, StreamKey, Streams, monotonic_ns},
-    export::OTHER,
+    export::{OTHER, ServiceId},
     protocols::{
         Command, Observation,
         http1::{
@@ -31,9 +33,9 @@ impl State {
         let bodies = |service: u32, method: &Method, path: &str| {
             let name = services
                 .get(service as usize)
-                .and_then(|s| s.name.as_deref())
-                .unwrap_or("unknown");
-            rules.wants(crate::export::service_name(name), method, path)
+                .and_then(|s| s.id.as_deref())
+                .map_or("unknown", |id| id.name.as_str());
+            rules.wants(name, method, path)
         };
         let calls = &self.enrich.calls;
         let call_bodies = |method: &Method, path: &str| calls.bodies(method, path);
@@ -124,30 +126,22 @@ impl State {
                     self.publish_exchange(service, &exchange);
                 }
                 Observation::Served(Outcome::Abandoned { method, path }) => {
-                    if let Some((name, endpoint)) = self.endpoint_of(service, &path) {
-                        let labels = [name.as_str(), method.as_str(), endpoint.as_str()];
-                        self.export
-                            .metrics
-                            .abandoned
-                            .with_label_values(&labels)
-                            .inc();
+                    if let Some((id, endpoint)) = self.endpoint_of(service, &path) {
+                        let labels = [method.as_str(), endpoint.as_str()];
+                        self.export.metrics.abandoned.of(&id, &labels).inc();
                     }
                 }
                 Observation::Served(Outcome::Unparsed(why)) => {
-                    let labels = [self.name(service), why.as_str()];
-                    self.export
-                        .metrics
-                        .unparsed
-                        .with_label_values(&labels)
-                        .inc();
+                    let id = self.id(service);
+                    self.export.metrics.unparsed.of(&id, &[why.as_str()]).inc();
                 }
             }
         }
     }
 
-    /// The service's name and the `endpoint` label of `path` (within the
-    /// endpoint budget); `None` for an excluded path.
-    fn endpoint_of(&mut self, service: u32, path: &str) -> Option<(String, String)> {
+    /// The service and the `endpoint` label of `path` (within the endpoint
+    /// budget); `None` for an excluded path.
+    fn endpoint_of(&mut self, service: u32, path: &str) -> Option<(Arc<ServiceId>, String)> {
         let s = &self.targets.services[service as usize];
         if s.exclude_paths.iter().any(|p| p == path) {
             return None;
@@ -156,20 +150,16 @@ impl State {
         if s.exclude_paths.contains(&template) {
             return None;
         }
-        let name = self.name(service).to_owned();
+        let id = self.id(service);
         let endpoint = self.enrich.endpoints.label(service, &template);
         if endpoint == OTHER {
-            self.export
-                .metrics
-                .endpoint_overflow
-                .with_label_values(&[&name])
-                .inc();
+            self.export.metrics.endpoint_overflow.of(&id, &[]).inc();
         }
-        Some((name, endpoint))
+        Some((id, endpoint))
     }
 
     fn publish_exchange(&mut self, service: u32, exchange: &Exchange) {
-        let Some((name, endpoint)) = self.endpoint_of(service, &exchange.path) else {
+        let Some((id, endpoint)) = self.endpoint_of(service, &exchange.path) else {
             return;
         };
         let method = exchange.method.as_str();
@@ -177,37 +167,27 @@ impl State {
             .status
             .map_or_else(|| "unknown".to_owned(), |code| code.to_string());
         let auth = exchange.auth.kind.as_str();
-        let counted = [
-            name.as_str(),
-            method,
-            endpoint.as_str(),
-            status.as_str(),
-            auth,
-        ];
-        self.export
-            .metrics
-            .requests
-            .with_label_values(&counted)
-            .inc();
-        let timed = [name.as_str(), method, endpoint.as_str()];
+        let counted = [method, endpoint.as_str(), status.as_str(), auth];
+        self.export.metrics.requests.of(&id, &counted).inc();
+        let timed = [method, endpoint.as_str()];
         let seconds = |ns: u64| ns.saturating_sub(exchange.start_ns) as f64 / 1e9;
         self.export
             .metrics
             .request_duration
-            .with_label_values(&timed)
+            .of(&id, &timed)
             .observe(seconds(exchange.end_ns));
         self.export
             .metrics
             .first_byte
-            .with_label_values(&timed)
+            .of(&id, &timed)
             .observe(seconds(exchange.first_byte_ns));
         if let Some(principal) = &exchange.auth.principal {
             let principal = self.enrich.principals.label(service, principal);
-            let labels = [name.as_str(), auth, principal.as_str()];
+            let labels = [auth, principal.as_str()];
             self.export
                 .metrics
                 .requests_by_principal
-                .with_label_values(&labels)
+                .of(&id, &labels)
                 .inc();
         }
         self.publish_rule(service, exchange);

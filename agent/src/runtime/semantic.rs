@@ -7,7 +7,7 @@ use crate::{
         FED_LABELS, Family,
         eval::{Observation, evaluate},
     },
-    export::OTHER,
+    export::{OTHER, ServiceId},
     protocols::http1::exchange::Exchange,
 };
 
@@ -24,51 +24,43 @@ fn outcome(success: bool) -> &'static str {
 
 impl State {
     /// A bounded value of a label fed from request data.
-    fn rule_label(&mut self, service: u32, name: &str, label: &str, value: &str) -> String {
+    fn rule_label(&mut self, service: u32, id: &ServiceId, label: &str, value: &str) -> String {
         let slot = slot_of(label);
         let bounded = self
             .enrich
             .rule_labels
             .label(service * SLOTS_PER_SERVICE + slot, value);
         if bounded == OTHER {
-            self.export
-                .metrics
-                .label_overflow
-                .with_label_values(&[name, label])
-                .inc();
+            self.export.metrics.label_overflow.of(id, &[label]).inc();
         }
         bounded
     }
 
     /// Applies the first rule matching the exchange, if any.
     pub(super) fn publish_rule(&mut self, service: u32, exchange: &Exchange) {
-        let name = self.name(service).to_owned();
-        let Some(rule) = self.enrich.rules.matching(
-            crate::export::service_name(&name),
-            &exchange.method,
-            &exchange.path,
-        ) else {
+        let id = self.id(service);
+        let Some(rule) = self
+            .enrich
+            .rules
+            .matching(&id.name, &exchange.method, &exchange.path)
+        else {
             return;
         };
         let seen = evaluate(rule, &self.enrich.rules.semantic, exchange);
         let rule_name = rule.name.clone();
         for err in &seen.errors {
-            let labels = [name.as_str(), rule_name.as_str(), err.as_str()];
-            self.export
-                .metrics
-                .rule_errors
-                .with_label_values(&labels)
-                .inc();
+            let labels = [rule_name.as_str(), err.as_str()];
+            self.export.metrics.rule_errors.of(&id, &labels).inc();
         }
-        self.record(service, &name, &seen);
+        self.record(service, &id, &seen);
     }
 
-    fn record(&mut self, service: u32, name: &str, seen: &Observation) {
-        let subject = self.rule_label(service, name, seen.family.label(), &seen.subject);
+    fn record(&mut self, service: u32, id: &ServiceId, seen: &Observation) {
+        let subject = self.rule_label(service, id, seen.family.label(), &seen.subject);
         let tokens: Vec<(String, u64)> = seen
             .tokens
             .iter()
-            .map(|(kind, count)| (self.rule_label(service, name, "token_type", kind), *count))
+            .map(|(kind, count)| (self.rule_label(service, id, "token_type", kind), *count))
             .collect();
         let m = &self.export.metrics;
         let subject = subject.as_str();
@@ -80,32 +72,28 @@ impl State {
                     &m.token_refreshes
                 };
                 let success = if seen.success { "true" } else { "false" };
-                let labels = [name, subject, success];
-                counter.with_label_values(&labels).inc();
+                let labels = [subject, success];
+                counter.of(id, &labels).inc();
                 if let Some(reason) = &seen.failure_reason {
-                    let labels = [name, reason.as_str()];
-                    m.auth_failures.with_label_values(&labels).inc();
+                    let labels = [reason.as_str()];
+                    m.auth_failures.of(id, &labels).inc();
                 }
             }
             Family::Agent => {
-                let labels = [name, subject, outcome(seen.success)];
-                m.agent_invocations.with_label_values(&labels).inc();
-                let timed = [name, subject];
-                m.agent_duration
-                    .with_label_values(&timed)
-                    .observe(seen.seconds);
+                let labels = [subject, outcome(seen.success)];
+                m.agent_invocations.of(id, &labels).inc();
+                let timed = [subject];
+                m.agent_duration.of(id, &timed).observe(seen.seconds);
                 for (kind, count) in &tokens {
-                    let labels = [name, subject, kind.as_str()];
-                    m.agent_tokens.with_label_values(&labels).inc_by(*count);
+                    let labels = [subject, kind.as_str()];
+                    m.agent_tokens.of(id, &labels).inc_by(*count);
                 }
             }
             Family::Tool => {
-                let labels = [name, subject, outcome(seen.success)];
-                m.tool_invocations.with_label_values(&labels).inc();
-                let timed = [name, subject];
-                m.tool_duration
-                    .with_label_values(&timed)
-                    .observe(seen.seconds);
+                let labels = [subject, outcome(seen.success)];
+                m.tool_invocations.of(id, &labels).inc();
+                let timed = [subject];
+                m.tool_duration.of(id, &timed).observe(seen.seconds);
             }
         }
     }

@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     net::{IpAddr, Ipv6Addr, SocketAddr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -27,7 +28,7 @@ use crate::{
     enrich::calls::Calls,
     enrich::endpoint::Routes,
     enrich::rules::{FED_LABELS, RuleSet},
-    export::{LabelLimit, Metrics, catalogue, service_value},
+    export::{LabelLimit, Metrics, Place, ServiceId, catalogue},
     kernel::Probes,
     protocols::Pool,
     targets::discovery::Discovery,
@@ -39,7 +40,7 @@ use crate::{
 pub(super) struct Service {
     pub(super) spec: ServiceSpec,
     /// Set from the configuration or from the first matched process.
-    pub(super) name: Option<String>,
+    pub(super) id: Option<Arc<ServiceId>>,
     pub(super) targets: BTreeSet<u32>,
     /// Listening ports of the service, as entered in the probes' map.
     pub(super) listeners: HashSet<ListenKey>,
@@ -180,7 +181,10 @@ impl State {
             .services
             .iter()
             .map(|spec| Service {
-                name: spec.name.clone(),
+                id: spec
+                    .name
+                    .clone()
+                    .map(|name| Arc::new(ServiceId::named(name))),
                 spec: spec.clone(),
                 targets: BTreeSet::new(),
                 listeners: HashSet::new(),
@@ -277,9 +281,16 @@ impl State {
         }
         self.ensure_name(service, pid);
         let template = &self.targets.services[service as usize];
-        let name = service_value(self.name(service), &key.1, &key.2, &key.3);
+        let id = ServiceId {
+            name: self.name(service).to_owned(),
+            place: Some(Place {
+                namespace: key.1.clone(),
+                pod: key.2.clone(),
+                container: key.3.clone(),
+            }),
+        };
         let placed = Service {
-            name: Some(name),
+            id: Some(Arc::new(id)),
             spec: template.spec.clone(),
             targets: BTreeSet::new(),
             listeners: HashSet::new(),
@@ -306,22 +317,32 @@ impl State {
 
     /// The service as logs show it (`name/namespace/pod/container`).
     pub(super) fn shown(&self, service: u32) -> String {
-        self.name(service).replace('\u{1f}', "/")
+        self.id(service).to_string()
     }
 
+    /// The service's identity, as its series are labelled.
+    pub(super) fn id(&self, service: u32) -> Arc<ServiceId> {
+        self.targets
+            .services
+            .get(service as usize)
+            .and_then(|s| s.id.clone())
+            .unwrap_or_else(|| Arc::new(ServiceId::named("unknown")))
+    }
+
+    /// The service's name (rules and budgets are per name).
     pub(super) fn name(&self, service: u32) -> &str {
         self.targets
             .services
             .get(service as usize)
-            .and_then(|s| s.name.as_deref())
-            .unwrap_or("unknown")
+            .and_then(|s| s.id.as_deref())
+            .map_or("unknown", |id| id.name.as_str())
     }
 
     /// Names an unnamed service after what its first process runs (the
     /// program an interpreter was given, else the executable).
     fn ensure_name(&mut self, service: u32, pid: u32) {
         let index = service as usize;
-        if self.targets.services[index].name.is_some() {
+        if self.targets.services[index].id.is_some() {
             return;
         }
         let exe = self
@@ -336,60 +357,44 @@ impl State {
             .targets
             .services
             .iter()
-            .any(|s| s.name.as_deref() == Some(base.as_str()));
+            .any(|s| s.id.as_ref().is_some_and(|id| id.name == base));
         let name = if taken {
             format!("{base}-{}", index + 1)
         } else {
             base
         };
         info!(service = %name, pid, "service named after what its process runs (set --service to choose)");
-        self.targets.services[index].name = Some(name);
+        self.targets.services[index].id = Some(Arc::new(ServiceId::named(name)));
     }
 
     pub(super) fn publish_targets(&self, service: u32) {
         let s = &self.targets.services[service as usize];
-        if let Some(name) = &s.name {
-            self.export
-                .metrics
-                .targets
-                .with_label_values(&[name])
-                .set(s.targets.len() as i64);
-            self.export
-                .metrics
-                .route_templates
-                .with_label_values(&[name])
-                .set(s.routes.len() as i64);
+        if let Some(id) = &s.id {
+            let m = &self.export.metrics;
+            m.targets.of(id, &[]).set(s.targets.len() as i64);
+            m.route_templates.of(id, &[]).set(s.routes.len() as i64);
             // The budget counters exist from the start at 0, so that
             // `increase()` sees their first overflow.
-            let m = &self.export.metrics;
-            m.endpoint_overflow.ensure(&[name]);
+            m.endpoint_overflow.ensure(id, &[]);
             for label in FED_LABELS {
-                m.label_overflow.ensure(&[name, label]);
+                m.label_overflow.ensure(id, &[label]);
             }
         }
     }
 
     pub(super) fn publish(&mut self, delta: &Delta) {
-        let name = self.name(delta.service).to_owned();
-        let labels = [name.as_str(), delta.direction.as_str()];
+        let id = self.id(delta.service);
+        let m = &self.export.metrics;
+        let direction = [delta.direction.as_str()];
         if delta.opened {
-            self.export
-                .metrics
-                .tcp_opened
-                .with_label_values(&labels)
-                .inc();
+            m.tcp_opened.of(&id, &direction).inc();
         }
-        self.export
-            .metrics
-            .tcp_active
-            .with_label_values(&labels)
+        m.tcp_active
+            .of(&id, &direction)
             .set(self.capture.conns.active(delta.service, delta.direction));
         if let Some(peer) = &delta.peer {
-            let labels = [name.as_str(), peer.as_str()];
-            self.export
-                .metrics
-                .tcp_active_by_peer
-                .with_label_values(&labels)
+            m.tcp_active_by_peer
+                .of(&id, &[peer])
                 .set(self.capture.conns.peer_active(delta.service, peer));
         }
     }
@@ -460,32 +465,25 @@ impl State {
     /// next pod, so that pod churn does not grow the agent.
     fn retire(&mut self, service: u32) {
         info!(service = %self.shown(service), "pod gone; its series expire");
-        let name = self.name(service).to_owned();
-        let one = |family: &'static str| (family, vec![name.clone()]);
-        let mut gone = vec![
-            one(catalogue::TARGETS.name),
-            one(catalogue::ROUTE_TEMPLATES.name),
-            one(catalogue::ENDPOINT_OVERFLOW.name),
-            one(catalogue::TRACKED_SOCKETS.name),
-            one(catalogue::TLS_HOOKED_PROCESSES.name),
-            one(catalogue::REDIS_CONNECTIONS_ACTIVE.name),
-        ];
+        let id = self.id(service);
+        let m = &self.export.metrics;
+        for family in [
+            &catalogue::TARGETS,
+            &catalogue::ROUTE_TEMPLATES,
+            &catalogue::ENDPOINT_OVERFLOW,
+            &catalogue::TRACKED_SOCKETS,
+            &catalogue::TLS_HOOKED_PROCESSES,
+            &catalogue::REDIS_CONNECTIONS_ACTIVE,
+        ] {
+            m.remove(family.name, &id, &[]);
+        }
         for label in FED_LABELS {
-            gone.push((
-                catalogue::LABEL_OVERFLOW.name,
-                vec![name.clone(), label.to_owned()],
-            ));
+            m.remove(catalogue::LABEL_OVERFLOW.name, &id, &[label]);
         }
         for system in crate::protocols::sql::DbSystem::ALL {
-            for family in [
-                catalogue::DB_POOL_SIZE.name,
-                catalogue::DB_POOL_CHECKED_OUT.name,
-            ] {
-                gone.push((family, vec![name.clone(), system.as_str().to_owned()]));
+            for family in [&catalogue::DB_POOL_SIZE, &catalogue::DB_POOL_CHECKED_OUT] {
+                m.remove(family.name, &id, &[system.as_str()]);
             }
-        }
-        for (family, labels) in gone {
-            self.export.metrics.remove(family, &labels);
         }
         self.export.clients_seen.retain(|&(s, _)| s != service);
         self.targets
@@ -580,7 +578,7 @@ impl State {
             if s.targets.is_empty() && !s.waiting_logged {
                 s.waiting_logged = true;
                 warn!(
-                    service = s.name.as_deref().unwrap_or("(unnamed)"),
+                    service = s.id.as_ref().map_or("(unnamed)", |id| id.name.as_str()),
                     origin = %s.spec.origin,
                     pids = ?s.spec.pids,
                     processes = ?s.spec.processes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),

@@ -62,14 +62,10 @@ impl State {
             }
         }
         for (index, (service, count)) in self.targets.services.iter().zip(per_service).enumerate() {
-            if let Some(name) = &service.name
+            if let Some(id) = &service.id
                 && !self.targets.free.contains(&(index as u32))
             {
-                self.export
-                    .metrics
-                    .tls_hooked
-                    .with_label_values(&[name])
-                    .set(count);
+                self.export.metrics.tls_hooked.of(id, &[]).set(count);
             }
         }
     }
@@ -153,12 +149,8 @@ impl State {
             if self.targets.free.contains(&(index as u32)) {
                 continue; // a gone pod's service
             }
-            if let Some(name) = &service.name {
-                self.export
-                    .metrics
-                    .tracked_sockets
-                    .with_label_values(&[name])
-                    .set(count);
+            if let Some(id) = &service.id {
+                self.export.metrics.tracked_sockets.of(id, &[]).set(count);
             }
         }
     }
@@ -167,18 +159,18 @@ impl State {
     fn keep_live_series(&mut self) {
         let m = &self.export.metrics;
         for (index, service) in self.targets.services.iter().enumerate() {
-            let Some(name) = &service.name else { continue };
+            let Some(id) = &service.id else { continue };
             for direction in Direction::ALL {
                 if self.capture.conns.active(index as u32, direction) != 0 {
-                    m.tcp_active.keep(&[name, direction.as_str()]);
+                    m.tcp_active.keep(id, &[direction.as_str()]);
                 }
             }
         }
         let capture = &mut self.capture;
         for (service, peer) in capture.conns.live_peers() {
-            let name = self.targets.services[service as usize].name.as_deref();
-            m.tcp_active_by_peer
-                .keep(&[name.unwrap_or("unknown"), peer]);
+            if let Some(id) = &self.targets.services[service as usize].id {
+                m.tcp_active_by_peer.keep(id, &[peer]);
+            }
             // The peer keeps its place in the budget too.
             capture.peers.keep(service, peer);
         }
