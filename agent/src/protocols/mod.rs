@@ -15,6 +15,8 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
+#[cfg(test)]
+mod testing;
 
 use self::{
     http1::exchange::{Exchange, Outcome, ParseConfig},

@@ -46,51 +46,22 @@ fn err() -> Vec<u8> {
     packet(1, b"\xff\x7a\x04#42S02Table doesn't exist")
 }
 
-struct Wire {
-    conn: MysqlConn,
-    ts: u64,
-    out: Vec<Statement>,
-}
+type Wire = crate::protocols::testing::Wire<MysqlConn>;
 
-impl Wire {
-    fn connected() -> Self {
-        let mut wire = Self {
-            conn: MysqlConn::new(),
-            ts: 0,
-            out: Vec::new(),
-        };
-        let greeting = packet(0, b"\x0a10.11.19-MariaDB\x00\x01\x00\x00\x00abcdefgh\x00");
-        assert!(MysqlConn::recognise(&greeting));
-        wire.rx(&greeting);
-        wire.tx(&packet(1, &[0x0d, 0xa6, 0x0f, 0x00, 0, 0, 0, 1, 0x21]));
-        wire.rx(&ok(0x0002));
-        wire
-    }
-
-    fn tx(&mut self, bytes: &[u8]) -> &mut Self {
-        self.ts += 10;
-        self.conn.on_tx(self.ts, bytes, bytes.len() as u64);
-        self
-    }
-
-    fn rx(&mut self, bytes: &[u8]) -> &mut Self {
-        self.ts += 10;
-        let out = &mut self.out;
-        self.conn
-            .on_rx(self.ts, bytes, bytes.len() as u64, false, &mut |s| {
-                out.push(s)
-            });
-        self
-    }
-
-    fn seen(&self) -> Vec<(&'static str, bool)> {
-        self.out.iter().map(|s| (s.query_type, s.error)).collect()
-    }
+/// A connection through its handshake.
+fn connected() -> Wire {
+    let mut wire = Wire::new(MysqlConn::new());
+    let greeting = packet(0, b"\x0a10.11.19-MariaDB\x00\x01\x00\x00\x00abcdefgh\x00");
+    assert!(MysqlConn::recognise(&greeting));
+    wire.rx(&greeting);
+    wire.tx(&packet(1, &[0x0d, 0xa6, 0x0f, 0x00, 0, 0, 0, 1, 0x21]));
+    wire.rx(&ok(0x0002));
+    wire
 }
 
 #[test]
 fn queries_results_errors_and_transactions() {
-    let mut wire = Wire::connected();
+    let mut wire = connected();
     wire.tx(&query("BEGIN")).rx(&ok(0x0003));
     assert!(wire.conn.is_busy(), "in a transaction");
     wire.tx(&query("SELECT a FROM t"))
@@ -115,7 +86,7 @@ fn queries_results_errors_and_transactions() {
 
 #[test]
 fn prepared_statements_by_id() {
-    let mut wire = Wire::connected();
+    let mut wire = connected();
     let mut prepare = vec![COM_STMT_PREPARE];
     prepare.extend_from_slice(b"UPDATE t SET a = ? WHERE b = ?");
     wire.tx(&packet(0, &prepare));
@@ -138,7 +109,7 @@ fn prepared_statements_by_id() {
 
 #[test]
 fn long_results_resynchronise_and_ssl_is_not_read() {
-    let mut wire = Wire::connected();
+    let mut wire = connected();
     wire.tx(&query("select a from big"));
     let whole = result_set(500, 0x0002);
     let out = &mut wire.out;
@@ -182,7 +153,7 @@ fn recognises_handshakes_and_commands() {
 
 #[test]
 fn results_ended_by_ok_when_eof_is_deprecated() {
-    let mut wire = Wire::connected();
+    let mut wire = connected();
     wire.conn.deprecate_eof = true;
     wire.tx(&query("SELECT a FROM t"));
     let mut answer = packet(1, &[1]);
@@ -196,7 +167,7 @@ fn results_ended_by_ok_when_eof_is_deprecated() {
 
 #[test]
 fn mariadb_bulk_execute_and_execute_of_the_last_prepared() {
-    let mut wire = Wire::connected();
+    let mut wire = connected();
     // Connector/J pipelines a prepare and an execute of id 0xffffffff in
     // one write; the answers follow in one read.
     let mut prepare = vec![COM_STMT_PREPARE];

@@ -28,42 +28,7 @@ fn complete(tag: &str) -> Vec<u8> {
     msg(b'C', format!("{tag}\0").as_bytes())
 }
 
-/// Drives a connection; returns `(type, error)` per statement.
-struct Wire {
-    conn: PgConn,
-    ts: u64,
-    out: Vec<Statement>,
-}
-
-impl Wire {
-    fn new(conn: PgConn) -> Self {
-        Self {
-            conn,
-            ts: 0,
-            out: Vec::new(),
-        }
-    }
-
-    fn tx(&mut self, bytes: &[u8]) -> &mut Self {
-        self.ts += 10;
-        self.conn.on_tx(self.ts, bytes, bytes.len() as u64);
-        self
-    }
-
-    fn rx(&mut self, bytes: &[u8]) -> &mut Self {
-        self.ts += 10;
-        let out = &mut self.out;
-        self.conn
-            .on_rx(self.ts, bytes, bytes.len() as u64, false, &mut |s| {
-                out.push(s)
-            });
-        self
-    }
-
-    fn seen(&self) -> Vec<(&'static str, bool)> {
-        self.out.iter().map(|s| (s.query_type, s.error)).collect()
-    }
-}
+type Wire = crate::protocols::testing::Wire<PgConn>;
 
 #[test]
 fn ssl_refused_then_simple_queries_with_transaction_status() {
