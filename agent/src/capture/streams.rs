@@ -501,6 +501,7 @@ mod tests {
         let wants = |_: u32, _: &Method, _: &str| BodyWants {
             request: 0,
             response: 8192,
+            rule: None,
         };
         let mut found = Findings::default();
         let mut send = |head: DataHeader, bytes: &[u8]| {

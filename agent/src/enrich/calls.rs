@@ -41,8 +41,8 @@ impl Calls {
     pub fn bodies(&self, method: &Method, path: &str) -> BodyWants {
         let model_call = *method == Method::parse("POST") && self.llm.is_model_call(path);
         BodyWants {
-            request: 0,
             response: if model_call { self.llm.max_body } else { 0 },
+            ..BodyWants::default()
         }
     }
 }

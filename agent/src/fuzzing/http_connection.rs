@@ -28,6 +28,7 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
     let bodies = |_: &Method, _: &str| BodyWants {
         request: keep,
         response: keep,
+        rule: None,
     };
     let config = ParseConfig {
         auth: &auth,

@@ -54,6 +54,7 @@ pub fn run(data: &[u8]) {
         headers: Vec::new(),
         request_body: Some(body.clone()),
         response_body: Some(body),
+        rule: None,
     };
     let seen = evaluate(rule, &rules.semantic, &exchange);
     assert!(seen.subject.chars().count() <= 64);

@@ -36,16 +36,12 @@ impl State {
         bounded
     }
 
-    /// Applies the first rule matching the exchange, if any.
+    /// Applies the rule the exchange matched when it was parsed, if any.
     pub(super) fn publish_rule(&mut self, service: u32, exchange: &Exchange) {
-        let id = self.id(service);
-        let Some(rule) = self
-            .enrich
-            .rules
-            .matching(&id.name, &exchange.method, &exchange.path)
-        else {
+        let Some(rule) = exchange.rule.and_then(|rule| self.enrich.rules.get(rule)) else {
             return;
         };
+        let id = self.id(service);
         let seen = evaluate(rule, &self.enrich.rules.semantic, exchange);
         let rule_name = rule.name.clone();
         for err in &seen.errors {

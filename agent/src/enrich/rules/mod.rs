@@ -321,17 +321,34 @@ pub struct RuleSet {
 impl RuleSet {
     /// The first rule of `service` matching the request.
     pub fn matching(&self, service: &str, method: &Method, path: &str) -> Option<&Rule> {
-        self.rules
-            .iter()
-            .find(|r| r.applies_to(service) && r.matches(method, path))
+        self.position(service, method, path)
+            .and_then(|i| self.get(i))
     }
 
-    /// The bodies the parser keeps for a request.
+    fn position(&self, service: &str, method: &Method, path: &str) -> Option<u32> {
+        let found = self
+            .rules
+            .iter()
+            .position(|r| r.applies_to(service) && r.matches(method, path))?;
+        u32::try_from(found).ok()
+    }
+
+    /// The rule `wants` chose for a request.
+    pub fn get(&self, rule: u32) -> Option<&Rule> {
+        self.rules.get(rule as usize)
+    }
+
+    /// The rule matching a request, and the bodies the parser keeps for
+    /// it.
     pub fn wants(&self, service: &str, method: &Method, path: &str) -> BodyWants {
-        let Some(rule) = self.matching(service, method, path) else {
+        let Some(index) = self.position(service, method, path) else {
             return BodyWants::default();
         };
-        let mut wants = BodyWants::default();
+        let rule = &self.rules[index as usize];
+        let mut wants = BodyWants {
+            rule: Some(index),
+            ..BodyWants::default()
+        };
         for side in rule.sides(&self.semantic) {
             match side {
                 Side::Request => wants.request = self.semantic.max_body,
@@ -430,6 +447,15 @@ mod tests {
         assert_eq!(agent.request, 0);
         let login = rules.wants("svc", &post, "/auth/login");
         assert_eq!(login.request, DEFAULT_MAX_BODY, "provider from the form");
+        // The rule chosen while parsing is the one applied when publishing.
+        for (wants, path) in [
+            (agent, "/api/v1/agents/planner/invoke"),
+            (login, "/auth/login"),
+        ] {
+            let chosen = wants.rule.and_then(|i| rules.get(i)).map(|r| &r.name);
+            let matching = rules.matching("svc", &post, path).map(|r| &r.name);
+            assert!(chosen.is_some() && chosen == matching, "{path}");
+        }
         assert_eq!(rules.wants("svc", &post, "/users/7"), BodyWants::default());
         assert_eq!(
             rules.wants("svc", &Method::parse("GET"), "/agents/x/invoke"),

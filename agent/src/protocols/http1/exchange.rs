@@ -34,11 +34,15 @@ const MAX_PENDING: usize = 64;
 /// Reads tolerated before an HTTP start on a connection picked up mid-stream.
 const MID_STREAM_ATTEMPTS: u8 = 8;
 
-/// How many body bytes a route rule wants kept for one request (0: none).
+/// What the policy that reads requests (route rules) decided for one
+/// request: the body bytes to keep of it and of its response (0: none),
+/// and which of its rules it matched, carried to the [`Exchange`] so that
+/// the rule is found once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BodyWants {
     pub request: usize,
     pub response: usize,
+    pub rule: Option<u32>,
 }
 
 /// What the parser needs from the configuration.
@@ -116,6 +120,8 @@ pub struct Exchange {
     /// Kept only when a route rule asked for them.
     pub request_body: Option<BodyBytes>,
     pub response_body: Option<BodyBytes>,
+    /// The route rule the request matched (see [`BodyWants::rule`]).
+    pub rule: Option<u32>,
 }
 
 /// Why a connection is not parsed as HTTP/1.x.
@@ -273,6 +279,8 @@ struct Request {
     body: Option<BodyBytes>,
     /// Response body bytes to keep.
     wants_response: usize,
+    /// The route rule the request matched.
+    rule: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -418,6 +426,7 @@ impl HttpConn {
             headers: head.headers,
             body,
             wants_response: wants.response,
+            rule: wants.rule,
         });
     }
 
@@ -658,6 +667,7 @@ impl HttpConn {
             headers: request.headers,
             request_body: request.body,
             response_body,
+            rule: request.rule,
         }));
     }
 

@@ -18,6 +18,7 @@ fn exchange(path: &str, status: u16) -> Exchange {
         headers: Vec::new(),
         request_body: None,
         response_body: None,
+        rule: None,
     }
 }
 

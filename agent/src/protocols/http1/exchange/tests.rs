@@ -520,6 +520,7 @@ fn bodies_are_kept_for_rules_within_their_limit() {
     wire.wants = BodyWants {
         request: 64,
         response: 64,
+        rule: None,
     };
     wire.full_writes = true;
     let form = br#"{"username":"alice","password":"pw","provider":"github"}"#;
@@ -549,6 +550,7 @@ fn bodies_are_kept_for_rules_within_their_limit() {
     wire.wants = BodyWants {
         request: 4,
         response: 64,
+        rule: None,
     };
     wire.at(0).read(&request);
     wire.at(5)
@@ -576,6 +578,7 @@ fn a_request_without_a_body_keeps_an_empty_one_for_rules() {
     w.wants = BodyWants {
         request: 64,
         response: 64,
+        rule: None,
     };
     w.read(b"POST /auth/refresh HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     w.write(b"HTTP/1.1 204 No Content\r\n\r\n");
