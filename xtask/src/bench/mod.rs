@@ -204,7 +204,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         target.paced_connections
     );
     println!(
-        "{:>5} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>15} {:>8} {:>8} {:>10} {:>8} {:>8} {:>13} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8}",
+        "{:>5} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>15} {:>8} {:>8} {:>10} {:>8} {:>8} {:>13} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8}",
         "round",
         "rps bare",
         "rps floor",
@@ -226,11 +226,13 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         "mw rat",
         "base rat",
         "base ns",
-        "base us"
+        "base us",
+        "base MB"
     );
     let (mut ratios, mut bpf, mut cpu, mut mw_ratios) = (vec![], vec![], vec![], vec![]);
     let (mut floor_ratios, mut floor_bpf, mut paced_p99) = (vec![], vec![], vec![]);
     let (mut base_ratios, mut base_bpf, mut base_cpu) = (vec![], vec![], vec![]);
+    let (mut rss, mut base_rss) = (vec![], vec![]);
     let mut last = None;
     for round in 1..=options.rounds {
         let bare = wrk(
@@ -254,6 +256,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
                     load.rps / bare.rps,
                     cost.bpf.total_ns() as f64 / cost.bpf_requests as f64,
                     cpu_us,
+                    cost.rss_kb as f64 / 1024.0,
                 )
             });
         let middleware = target
@@ -270,7 +273,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         let cpu_us = cpu_seconds * 1e6 / requests;
         let mw_ratio = middleware.map(|m| m.rps / bare.rps);
         println!(
-            "{round:>5} {:>9.0} {:>9.0} {:>9.0} {:>7.3} {:>7.3} {:>8.0} {:>8.0} {:>8.0} {:>15} {:>8.0} {:>8.0} {:>10.4} {:>8.2} {:>8.1} {:>13} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8}",
+            "{round:>5} {:>9.0} {:>9.0} {:>9.0} {:>7.3} {:>7.3} {:>8.0} {:>8.0} {:>8.0} {:>15} {:>8.0} {:>8.0} {:>10.4} {:>8.2} {:>8.1} {:>13} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8}",
             bare.rps,
             floor.rps,
             load.rps,
@@ -292,11 +295,13 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
             base.map_or("-".into(), |b| format!("{:.3}", b.0)),
             base.map_or("-".into(), |b| format!("{:.0}", b.1)),
             base.map_or("-".into(), |b| format!("{:.2}", b.2)),
+            base.map_or("-".into(), |b| format!("{:.1}", b.3)),
         );
-        if let Some((ratio, ns, us)) = base {
+        if let Some((ratio, ns, us, mib)) = base {
             base_ratios.push(ratio);
             base_bpf.push(ns);
             base_cpu.push(us);
+            base_rss.push(mib);
         }
         ratios.push(ratio);
         bpf.push(per_request);
@@ -304,6 +309,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         floor_bpf.push(floor_per_request);
         paced_p99.push(paced.p99_us / bare_paced.p99_us);
         cpu.push(cpu_us);
+        rss.push(cost.rss_kb as f64 / 1024.0);
         mw_ratios.extend(mw_ratio);
         last = Some((cost.bpf, cost.bpf_requests, cost.peak_kb));
     }
@@ -323,10 +329,12 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
     if !base_ratios.is_empty() {
         println!(
             "baseline binary: throughput ratio {:.3}, BPF {:.0} ns/request, agent userspace \
-             {:.2} us/request",
+             {:.2} us/request, RSS {:.1} MiB (this binary: {:.1} MiB)",
             median(&mut base_ratios),
             median(&mut base_bpf),
-            median(&mut base_cpu)
+            median(&mut base_cpu),
+            median(&mut base_rss),
+            median(&mut rss)
         );
     }
     if !mw_ratios.is_empty() {
