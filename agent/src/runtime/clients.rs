@@ -1,10 +1,13 @@
 //! What the service does as a client: Redis commands and database
 //! statements seen on the connections it opened.
 use super::state::State;
-use crate::protocols::{
-    Pool,
-    redis::Op,
-    sql::{DbSystem, Statement},
+use crate::{
+    export::{ServiceId, catalogue},
+    protocols::{
+        Pool,
+        redis::Op,
+        sql::{DbSystem, Statement},
+    },
 };
 
 impl State {
@@ -38,6 +41,24 @@ impl State {
             .of(&id, &timed)
             .observe(st.end_ns.saturating_sub(st.start_ns) as f64 / 1e9);
         self.export.clients_seen.insert((service, Pool::Db(system)));
+    }
+
+    /// A gone service's pool gauges go with it.
+    pub(super) fn retire_pools(&mut self, service: u32, id: &ServiceId) {
+        let m = &self.export.metrics;
+        self.export.clients_seen.retain(|&(s, pool)| {
+            if s == service {
+                match pool {
+                    Pool::Redis => m.remove(catalogue::REDIS_CONNECTIONS_ACTIVE.name, id, &[]),
+                    Pool::Db(system) => {
+                        for family in [&catalogue::DB_POOL_SIZE, &catalogue::DB_POOL_CHECKED_OUT] {
+                            m.remove(family.name, id, &[system.as_str()]);
+                        }
+                    }
+                }
+            }
+            s != service
+        });
     }
 
     /// Connection gauges of every service and client pool seen so far

@@ -473,19 +473,13 @@ impl State {
             &catalogue::ENDPOINT_OVERFLOW,
             &catalogue::TRACKED_SOCKETS,
             &catalogue::TLS_HOOKED_PROCESSES,
-            &catalogue::REDIS_CONNECTIONS_ACTIVE,
         ] {
             m.remove(family.name, &id, &[]);
         }
         for label in FED_LABELS {
             m.remove(catalogue::LABEL_OVERFLOW.name, &id, &[label]);
         }
-        for system in crate::protocols::sql::DbSystem::ALL {
-            for family in [&catalogue::DB_POOL_SIZE, &catalogue::DB_POOL_CHECKED_OUT] {
-                m.remove(family.name, &id, &[system.as_str()]);
-            }
-        }
-        self.export.clients_seen.retain(|&(s, _)| s != service);
+        self.retire_pools(service, &id);
         self.targets
             .placed
             .retain(|_, &mut placed| placed != service);
