@@ -13,8 +13,7 @@ use crate::{
     describe_error,
     kernel::{self, Probes, btf, tracefs},
     refusal,
-    targets::procfs::Procfs,
-    targets::tls,
+    targets::{procfs::Procfs, tls},
 };
 
 /// Capabilities that matter to loupe (bit number, name, why).

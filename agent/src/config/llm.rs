@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 pub use crate::enrich::llm::LlmConfig;
-use crate::{enrich::endpoint::Template, enrich::rules::FieldPath};
+use crate::enrich::{endpoint::Template, rules::FieldPath};
 
 /// Request paths of the common providers' generation APIs: OpenAI (and the
 /// many servers that copy it: vLLM, Ollama, LiteLLM, Groq, Mistral,

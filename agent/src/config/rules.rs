@@ -8,10 +8,12 @@ use toml::Spanned;
 
 use super::ConfigError;
 use crate::{
-    enrich::endpoint::Template,
-    enrich::rules::{
-        DEFAULT_MAX_BODY, DEFAULT_MAX_LABEL_VALUES, Family, LabelSource, Rule, RuleSet, Semantic,
-        Side, Source, Tokens, default_rules, default_tokens,
+    enrich::{
+        endpoint::Template,
+        rules::{
+            DEFAULT_MAX_BODY, DEFAULT_MAX_LABEL_VALUES, Family, LabelSource, Rule, RuleSet,
+            Semantic, Side, Source, Tokens, default_rules, default_tokens,
+        },
     },
     protocols::http1::head::Method,
 };

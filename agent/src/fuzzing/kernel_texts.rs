@@ -1,7 +1,10 @@
 //! What loupe reads from the kernel and the system: /proc files (cgroups
 //! and memory maps too), tracepoint formats, BTF, the ELF symbol tables of
 //! the files that may hold OpenSSL; and the Kubernetes API's pod list.
-use crate::{kernel, targets::container, targets::k8s, targets::procfs, targets::tls};
+use crate::{
+    kernel,
+    targets::{container, k8s, procfs, tls},
+};
 
 pub fn run(data: &[u8]) {
     let _ = kernel::btf::Btf::parse(data).map(|btf| kernel::btf::kernel_offsets(&btf));

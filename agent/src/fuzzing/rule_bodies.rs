@@ -5,8 +5,10 @@ use std::sync::LazyLock;
 
 use crate::{
     config::llm::LlmConfig,
-    enrich::llm,
-    enrich::rules::{RuleSet, Semantic, body::documents, default_rules, eval::evaluate},
+    enrich::{
+        llm,
+        rules::{RuleSet, Semantic, body::documents, default_rules, eval::evaluate},
+    },
     protocols::http1::{
         exchange::{BodyBytes, Exchange},
         head::Method,

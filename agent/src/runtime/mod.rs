@@ -10,8 +10,6 @@ mod semantic;
 mod state;
 mod upkeep;
 
-pub use state::State;
-
 use std::{
     sync::{
         Arc, Mutex, MutexGuard,
@@ -21,18 +19,23 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
+pub use state::State;
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
 use crate::{
     capture::records,
     config::{Config, ServiceSpec},
-    export::Metrics,
-    export::server::{self, BindError, Endpoint},
+    export::{
+        Metrics,
+        server::{self, BindError, Endpoint},
+    },
     kernel::{DataHookChoice, LoadError, Probes},
-    targets::discovery::{self, PortOwners},
-    targets::k8s::pods::SharedPods,
-    targets::procfs::Procfs,
+    targets::{
+        discovery::{self, PortOwners},
+        k8s::pods::SharedPods,
+        procfs::Procfs,
+    },
 };
 
 /// Distinct peers exported per service before `__other__`.

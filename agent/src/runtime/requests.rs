@@ -1,8 +1,8 @@
 //! From captured bytes to request metrics: feeding the parsers, and
 //! exporting each finished exchange under bounded labels.
-use loupe_common::{event::DataHeader, maps::CONN_TLS};
-
 use std::sync::Arc;
+
+use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
 use super::state::State;
 use crate::{

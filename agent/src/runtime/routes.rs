@@ -10,10 +10,12 @@ use std::{
 use tracing::{debug, info};
 
 use super::state::State;
-use crate::capture::own::SelfPorts;
 use crate::{
-    enrich::endpoint::Template,
-    enrich::openapi::{self, OpenApiError},
+    capture::own::SelfPorts,
+    enrich::{
+        endpoint::Template,
+        openapi::{self, OpenApiError},
+    },
 };
 
 /// Retry delay after a failed fetch.

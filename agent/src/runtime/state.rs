@@ -20,21 +20,22 @@ use tracing::{info, warn};
 
 use super::MAX_PEERS;
 use crate::{
-    capture::connections::{Connections, Delta},
-    capture::own::SelfPorts,
-    capture::records::{DecodeError, Event, KINDS, UNDECODABLE},
-    capture::streams::{Findings, Streams},
+    capture::{
+        connections::{Connections, Delta},
+        own::SelfPorts,
+        records::{DecodeError, Event, KINDS, UNDECODABLE},
+        streams::{Findings, Streams},
+    },
     config::{Config, ServiceSpec, http::HttpConfig},
-    enrich::calls::Calls,
-    enrich::endpoint::Routes,
-    enrich::rules::{FED_LABELS, RuleSet},
+    enrich::{
+        calls::Calls,
+        endpoint::Routes,
+        rules::{FED_LABELS, RuleSet},
+    },
     export::{LabelLimit, Metrics, Place, ServiceId, catalogue},
     kernel::Probes,
     protocols::Pool,
-    targets::discovery::Discovery,
-    targets::k8s::pods::SharedPods,
-    targets::procfs::Procfs,
-    targets::tls::TlsHooks,
+    targets::{discovery::Discovery, k8s::pods::SharedPods, procfs::Procfs, tls::TlsHooks},
 };
 
 pub(super) struct Service {

@@ -7,7 +7,7 @@ use loupe_common::maps::{COUNTER_EVENTS_LOST, COUNTER_MAP_FULL, FdKey, SWITCH_PR
 use tracing::warn;
 
 use super::state::State;
-use crate::{capture::connections::Direction, capture::streams::monotonic_ns};
+use crate::capture::{connections::Direction, streams::monotonic_ns};
 
 impl State {
     pub fn tick(&mut self, now: Instant) {

@@ -7,9 +7,11 @@ use loupe_common::tcp;
 
 use crate::{
     config::ServiceSpec,
-    targets::container::{self, Container},
-    targets::k8s::pods::PodIndex,
-    targets::procfs::Procfs,
+    targets::{
+        container::{self, Container},
+        k8s::pods::PodIndex,
+        procfs::Procfs,
+    },
 };
 
 /// What one scan found, relative to the processes already tracked.

@@ -16,8 +16,6 @@
 //! ends with the next request, the close, or an idle timer.
 use std::collections::VecDeque;
 
-use crate::protocols::Transfer;
-
 use super::{
     auth::{Auth, AuthConfig},
     chunked::{Chunked, ends_body},
@@ -26,6 +24,7 @@ use super::{
         parse_request, parse_request_start, parse_response, parse_status_line,
     },
 };
+use crate::protocols::Transfer;
 
 /// Longest head (request or response) kept while it arrives in pieces.
 pub const MAX_HEAD: usize = 8192;

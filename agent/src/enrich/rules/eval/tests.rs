@@ -1,8 +1,10 @@
 //! Rules applied to exchanges as the parser hands them over.
 use super::*;
 use crate::{
-    enrich::endpoint::Template,
-    enrich::rules::{FieldPath, default_rules, default_tokens},
+    enrich::{
+        endpoint::Template,
+        rules::{FieldPath, default_rules, default_tokens},
+    },
     protocols::http1::{auth::Auth, head::Method},
 };
 
