@@ -271,7 +271,7 @@ pub const SECTIONS: &[Section] = &[
 pub fn markdown() -> String {
     let mut out = String::from(
         "# Metric catalogue\n\n\
-         Generated from `agent/src/export/catalogue.rs` and `reference.rs` \
+         Generated from `agent/src/export/catalogue.toml` and `reference.rs` \
          (`LOUPE_BLESS=1 cargo test -p loupe catalogue` rewrites it); the examples are \
          evaluated against a real Prometheus by `tests/tests/prometheus.rs`.\n\n\
          Conventions: `status` holds the numeric HTTP code as a string, `success` is \
