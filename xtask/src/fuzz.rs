@@ -14,6 +14,7 @@ pub const TARGETS: &[&str] = &[
     "postgres_wire",
     "mysql_wire",
     "config_files",
+    "hpack_blocks",
 ];
 
 pub fn run(seconds: u32) -> anyhow::Result<()> {

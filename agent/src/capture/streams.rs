@@ -14,7 +14,7 @@ use loupe_common::{
 
 use crate::protocols::{
     Command, Context, Direction, Observation, Pool, Protocol, Sink, Transfer, WellKnown,
-    detect::Outbound,
+    detect::Connection,
     http1::{
         auth::AuthConfig,
         exchange::{BodyWants, ParseConfig},
@@ -183,7 +183,7 @@ impl Streams {
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             service: head.service,
             proto: if head.flags & DATA_OUTBOUND != 0 {
-                Box::new(Outbound::Detect)
+                Box::new(Connection::Opened)
             } else {
                 inbound(head.conn & CONN_SEEDED != 0)
             },
@@ -245,7 +245,7 @@ impl Streams {
         }
         self.streams.entry(key).or_insert_with(|| Stream {
             service,
-            proto: Box::new(Outbound::Seeded(known)),
+            proto: Box::new(Connection::Seeded(known)),
             last_ns: now_ns,
             partial: None,
         });

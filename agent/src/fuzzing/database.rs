@@ -1,7 +1,7 @@
 //! The PostgreSQL and MySQL targets' shared body: arbitrary client and
 //! server bytes on one connection, cut anywhere, partly uncaptured, with
 //! tails: no panic, bounded state, statements end after they start.
-use super::{Collect, with_context};
+use crate::protocols::testing::{Collect, with_context};
 use crate::protocols::{Direction, Observation, Protocol, Transfer};
 
 /// The first byte picks a fresh or a mid-stream connection; then each

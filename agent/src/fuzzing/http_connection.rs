@@ -1,6 +1,6 @@
 //! Arbitrary reads, writes and closes on one HTTP connection: no panic,
 //! bounded buffers. The first bytes of the input choose how it is split.
-use super::Collect;
+use crate::protocols::testing::Collect;
 use crate::protocols::{
     Context, Direction, Observation, Protocol, Transfer,
     http1::{

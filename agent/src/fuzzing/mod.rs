@@ -3,6 +3,7 @@
 //! an ordinary unit test in every build, without a fuzzer.
 pub mod config_files;
 mod database;
+pub mod hpack_blocks;
 pub mod http_connection;
 pub mod http_heads;
 pub mod kernel_texts;
@@ -12,45 +13,11 @@ pub mod probe_records;
 pub mod redis_wire;
 pub mod rule_bodies;
 
-use crate::protocols::{
-    Command, Context, Observation, Sink,
-    http1::{
-        auth::AuthConfig,
-        exchange::{BodyWants, ParseConfig},
-        head::Method,
-    },
-};
-
-/// A sink that hands each observation to a closure (commands are not
-/// what the fuzz targets check).
-pub(crate) struct Collect<F>(pub F);
-
-impl<F: FnMut(Observation)> Sink for Collect<F> {
-    fn observe(&mut self, observation: Observation) {
-        (self.0)(observation);
-    }
-
-    fn command(&mut self, _: Command) {}
-}
-
-/// Runs `f` with a parsing context that reads no body.
-pub(crate) fn with_context<T>(f: impl FnOnce(&Context<'_>) -> T) -> T {
-    let auth = AuthConfig::default();
-    let none = |_: &Method, _: &str| BodyWants::default();
-    let config = ParseConfig {
-        auth: &auth,
-        bodies: &none,
-    };
-    f(&Context {
-        served: config,
-        calls: config,
-    })
-}
-
 /// The body of the fuzz target `name`.
 pub fn target(name: &str) -> Option<fn(&[u8])> {
     Some(match name {
         "config_files" => config_files::run,
+        "hpack_blocks" => hpack_blocks::run,
         "http_connection" => http_connection::run,
         "http_heads" => http_heads::run,
         "kernel_texts" => kernel_texts::run,
@@ -100,6 +67,6 @@ mod tests {
             assert!(seeds.len() >= 3, "{name}: {} seeds", seeds.len());
             targets += 1;
         }
-        assert_eq!(targets, 9, "every fuzz target has seeds");
+        assert_eq!(targets, 10, "every fuzz target has seeds");
     }
 }

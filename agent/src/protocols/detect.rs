@@ -1,15 +1,34 @@
-//! Connections the service opened: which protocol each speaks, told from
-//! its first bytes by the [`CLIENTS`] in turn (ports being only a hint for
-//! connections open before loupe attached), then followed by that
-//! protocol's parser.
-use super::{CLIENTS, Context, Direction, PoolUse, Protocol, Sink, Transfer, WellKnown};
+//! Which protocol a connection speaks, told from its first bytes, and
+//! then its parser. A connection the service accepted is HTTP/2 when the
+//! client's preface starts it, else HTTP/1. A connection it opened is what
+//! the first of the [`CLIENTS`] to know its first bytes says (ports being
+//! only a hint for connections open before loupe attached).
+use super::{
+    CLIENTS, Context, Direction, PoolUse, Protocol, Sink, Transfer, WellKnown, http1, http2,
+};
 
-/// One client connection.
-pub enum Outbound {
-    /// Nothing seen yet.
-    Detect,
-    /// Open before loupe attached, to a server's well-known port, no bytes
-    /// seen yet: counted in the pool gauges as what the port says.
+/// Bytes held while an accepted connection's protocol is not known yet.
+const MAX_UNDECIDED: usize = 8 << 10;
+
+/// A syscall kept while the protocol is not known yet.
+pub struct Held {
+    dir: Direction,
+    ts: u64,
+    len: u64,
+    head: Box<[u8]>,
+    tail: Box<[u8]>,
+}
+
+/// A connection, before and after its protocol is known.
+pub enum Connection {
+    /// Accepted by the service; what was transferred while the client's
+    /// first bytes could still be the start of the HTTP/2 preface (written
+    /// in pieces, or after the server's own first frames).
+    Accepted(Vec<Held>),
+    /// Opened by the service, nothing seen yet.
+    Opened,
+    /// Opened before loupe attached, to a server's well-known port, no
+    /// bytes seen yet: counted in the pool gauges as what the port says.
     Seeded(&'static WellKnown),
     Known(Box<dyn Protocol>),
     /// Not a protocol loupe parses: ignored.
@@ -25,12 +44,37 @@ pub fn well_known(port: u16) -> Option<&'static WellKnown> {
         .find(|known| known.port == port)
 }
 
-impl Outbound {
-    /// From the first bytes: the first protocol that knows them; bytes the
-    /// service wrote that none knows are no protocol of loupe's.
-    fn detect(dir: Direction, bytes: &[u8]) -> Self {
+/// Whether an accepted connection is HTTP/2: yes if the client's bytes so
+/// far are its preface, no if they are not; `None` while they are a proper
+/// prefix of it.
+fn is_http2(held: &[Held], dir: Direction, transfer: &Transfer<'_>) -> Option<bool> {
+    let mut read: Vec<u8> = held
+        .iter()
+        .filter(|h| h.dir == Direction::Received)
+        .flat_map(|h| h.head.iter().copied())
+        .collect();
+    if dir == Direction::Received {
+        read.extend_from_slice(transfer.head);
+    }
+    let prefix = http2::Server::recognise(&read);
+    if read.len() >= http2::PREFACE.len() || (!read.is_empty() && !prefix) {
+        return Some(prefix);
+    }
+    let kept: usize = held.iter().map(|h| h.head.len() + h.tail.len()).sum();
+    let whole = transfer.len == transfer.head.len() as u64;
+    let room = kept + transfer.head.len() <= MAX_UNDECIDED;
+    // Still the preface's start (or nothing read yet): wait, unless the
+    // client's bytes were not all captured or too much is held.
+    (!room || (dir == Direction::Received && !whole)).then_some(false)
+}
+
+impl Connection {
+    /// A connection the service opened, from its first bytes: the first
+    /// protocol that knows them; bytes the service wrote that none knows
+    /// are no protocol of loupe's.
+    fn opened(dir: Direction, bytes: &[u8]) -> Self {
         if bytes.is_empty() {
-            return Self::Detect;
+            return Self::Opened;
         }
         match CLIENTS
             .iter()
@@ -38,12 +82,48 @@ impl Outbound {
         {
             Some(protocol) => Self::Known(protocol),
             None if dir == Direction::Sent => Self::Other,
-            None => Self::Detect,
+            None => Self::Opened,
         }
+    }
+
+    /// An accepted connection's parser, once its bytes tell, with what was
+    /// held until then replayed; `None` while they do not.
+    fn accepted(
+        held: &mut Vec<Held>,
+        dir: Direction,
+        bytes: &Transfer<'_>,
+        context: &Context<'_>,
+        sink: &mut dyn Sink,
+    ) -> Option<Self> {
+        let Some(h2) = is_http2(held, dir, bytes) else {
+            held.push(Held {
+                dir,
+                ts: bytes.ts,
+                len: bytes.len,
+                head: bytes.head.into(),
+                tail: bytes.tail.into(),
+            });
+            return None;
+        };
+        let mut protocol: Box<dyn Protocol> = if h2 {
+            Box::new(http2::Server::default())
+        } else {
+            Box::new(http1::Server::new(false))
+        };
+        for h in held.drain(..) {
+            let transfer = Transfer {
+                ts: h.ts,
+                len: h.len,
+                head: &h.head,
+                tail: &h.tail,
+            };
+            protocol.on_bytes(h.dir, &transfer, context, sink);
+        }
+        Some(Self::Known(protocol))
     }
 }
 
-impl Protocol for Outbound {
+impl Protocol for Connection {
     fn on_bytes(
         &mut self,
         dir: Direction,
@@ -52,12 +132,16 @@ impl Protocol for Outbound {
         sink: &mut dyn Sink,
     ) {
         match self {
-            Self::Detect => *self = Self::detect(dir, bytes.head),
+            Self::Accepted(held) => match Self::accepted(held, dir, bytes, context, sink) {
+                Some(known) => *self = known,
+                None => return,
+            },
+            Self::Opened => *self = Self::opened(dir, bytes.head),
             // A command written mid-stream tells the protocol; a reply
             // alone does not, and the port's guess stands.
             Self::Seeded(known) => {
-                *self = match (dir, Self::detect(dir, bytes.head)) {
-                    (Direction::Sent, Self::Detect) | (Direction::Received, _) => {
+                *self = match (dir, Self::opened(dir, bytes.head)) {
+                    (Direction::Sent, Self::Opened) | (Direction::Received, _) => {
                         Self::Known((known.mid_stream)())
                     }
                     (_, found) => found,
@@ -84,7 +168,7 @@ impl Protocol for Outbound {
 
     fn is_parsing(&self) -> bool {
         match self {
-            Self::Detect | Self::Seeded(_) => true,
+            Self::Accepted(_) | Self::Opened | Self::Seeded(_) => true,
             Self::Known(protocol) => protocol.is_parsing(),
             Self::Other => false,
         }
@@ -98,14 +182,15 @@ impl Protocol for Outbound {
                 encrypted: false,
             }),
             Self::Known(protocol) => protocol.pool(),
-            Self::Detect | Self::Other => None,
+            Self::Accepted(_) | Self::Opened | Self::Other => None,
         }
     }
 
     fn buffered(&self) -> usize {
         match self {
+            Self::Accepted(held) => held.iter().map(|h| h.head.len() + h.tail.len()).sum(),
             Self::Known(protocol) => protocol.buffered(),
-            _ => 0,
+            Self::Opened | Self::Seeded(_) | Self::Other => 0,
         }
     }
 }
@@ -113,14 +198,15 @@ impl Protocol for Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        fuzzing::{Collect, with_context},
-        protocols::{Pool, sql::DbSystem},
+    use crate::protocols::{
+        Pool,
+        sql::DbSystem,
+        testing::{Collect, with_context},
     };
 
     /// The pool an outbound connection counts in after its first bytes,
     /// and whether they are still read.
-    fn after(mut conn: Outbound, dir: Direction, bytes: &[u8]) -> (Option<Pool>, bool) {
+    fn after(mut conn: Connection, dir: Direction, bytes: &[u8]) -> (Option<Pool>, bool) {
         let transfer = Transfer::new(1, bytes.len() as u64, bytes);
         let mut sink = Collect(|_| {});
         with_context(|context| conn.on_bytes(dir, &transfer, context, &mut sink));
@@ -131,7 +217,7 @@ mod tests {
     fn the_first_bytes_tell_the_protocol() {
         let postgres = Some(Pool::Db(DbSystem::Postgres));
         let mysql = Some(Pool::Db(DbSystem::Mysql));
-        let sent = |bytes: &[u8]| after(Outbound::Detect, Direction::Sent, bytes);
+        let sent = |bytes: &[u8]| after(Connection::Opened, Direction::Sent, bytes);
         assert_eq!(sent(b"*1\r\n$4\r\nPING\r\n"), (Some(Pool::Redis), true));
         assert_eq!(sent(b"GET / HTTP/1.1\r\n"), (None, true));
         assert_eq!(sent(b"POS"), (None, true), "a head written in pieces");
@@ -145,27 +231,82 @@ mod tests {
         );
         let greeting = b"\x23\x00\x00\x00\x0a10.11.19-MariaDB\x00\x01\x00\x00\x00abcdefgh\x00";
         assert_eq!(
-            after(Outbound::Detect, Direction::Received, greeting),
+            after(Connection::Opened, Direction::Received, greeting),
             (mysql, true)
         );
         assert_eq!(
-            after(Outbound::Detect, Direction::Received, b"+OK\r\n"),
+            after(Connection::Opened, Direction::Received, b"+OK\r\n"),
             (None, true),
             "a reply alone tells nothing"
         );
+    }
+
+    /// What an accepted connection's parser finds in `syscalls`.
+    fn served(syscalls: &[(Direction, &[u8])]) -> Vec<crate::protocols::Observation> {
+        let mut conn = Connection::Accepted(Vec::new());
+        let mut found = Vec::new();
+        let mut sink = Collect(|o| found.push(o));
+        for (ts, &(dir, bytes)) in syscalls.iter().enumerate() {
+            let transfer = Transfer::new(ts as u64, bytes.len() as u64, bytes);
+            with_context(|context| conn.on_bytes(dir, &transfer, context, &mut sink));
+        }
+        conn.on_close(99, &mut sink);
+        found
+    }
+
+    #[test]
+    fn an_accepted_connection_is_http2_only_from_its_preface() {
+        use crate::protocols::http1::exchange::{Outcome, Unparsed};
+        use Direction::{Received, Sent};
+        let request = b"POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        let answer: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+        // One byte per read: "P" could start the preface, "PO" cannot.
+        let mut bytes: Vec<(Direction, &[u8])> = request.chunks(1).map(|b| (Received, b)).collect();
+        bytes.push((Sent, answer));
+        let found = served(&bytes);
+        let [crate::protocols::Observation::Served(Outcome::Exchange(e))] = &found[..] else {
+            panic!("{found:?}")
+        };
+        assert_eq!(
+            (e.path.as_str(), e.status, e.start_ns),
+            ("/x", Some(204), 0)
+        );
+        // The server's SETTINGS first, then the preface in two pieces: HTTP/2.
+        let frame = |kind: u8, flags: u8, payload: &[u8]| {
+            let mut out = vec![0, 0, payload.len() as u8, kind, flags, 0, 0, 0, 1];
+            out.extend(payload);
+            out
+        };
+        let mut rest = http2::PREFACE[5..].to_vec();
+        rest.extend(frame(4, 0, &[]));
+        rest.extend(frame(1, 5, &[0x82, 0x84, 0x86])); // GET /, END_STREAM
+        let found = served(&[
+            (Sent, &frame(4, 0, &[])),
+            (Received, &http2::PREFACE[..5]),
+            (Received, &rest),
+            (Sent, &frame(1, 5, &[0x88])), // 200, END_STREAM
+        ]);
+        let [crate::protocols::Observation::Served(Outcome::Exchange(e))] = &found[..] else {
+            panic!("{found:?}")
+        };
+        assert_eq!((e.path.as_str(), e.status, e.start_ns), ("/", Some(200), 2));
+        assert!(!found.iter().any(|o| matches!(
+            o,
+            crate::protocols::Observation::Served(Outcome::Unparsed(Unparsed::Http2))
+        )));
     }
 
     #[test]
     fn a_connection_open_before_loupe_counts_as_its_port_says() {
         let redis = well_known(6379).unwrap();
         assert_eq!(
-            after(Outbound::Seeded(redis), Direction::Received, b"+OK\r\n").0,
+            after(Connection::Seeded(redis), Direction::Received, b"+OK\r\n").0,
             Some(Pool::Redis)
         );
         let postgres = well_known(5432).unwrap();
         assert_eq!(
             after(
-                Outbound::Seeded(postgres),
+                Connection::Seeded(postgres),
                 Direction::Sent,
                 b"GET / HTTP/1.1\r\n"
             ),

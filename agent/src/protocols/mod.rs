@@ -11,12 +11,13 @@
 pub mod detect;
 pub mod framer;
 pub mod http1;
+pub mod http2;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod testing;
 
 use self::{
     http1::exchange::{Exchange, Outcome, ParseConfig},
@@ -193,8 +194,13 @@ pub const CLIENTS: &[ClientProtocol] = &[
     mysql::CLIENT,
 ];
 
-/// The parser of a connection the service accepted (`mid_stream`: open
-/// before loupe attached).
+/// The parser of a connection the service accepted: HTTP/2 or HTTP/1, as
+/// its first bytes say (`mid_stream`: open before loupe attached, read as
+/// HTTP/1, which finds its place in a stream).
 pub fn inbound(mid_stream: bool) -> Box<dyn Protocol> {
-    Box::new(http1::Server::new(mid_stream))
+    if mid_stream {
+        Box::new(http1::Server::new(true))
+    } else {
+        Box::new(detect::Connection::Accepted(Vec::new()))
+    }
 }

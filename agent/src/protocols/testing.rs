@@ -1,15 +1,53 @@
-//! A database connection parser fed like the probes feed it, through the
-//! [`Protocol`] interface: the PostgreSQL and MySQL tests' harness.
-use super::{Direction, Observation, Protocol, Transfer, sql::Statement};
-use crate::fuzzing::{Collect, with_context};
+//! What the parsers' tests and the fuzz targets drive them with: a sink
+//! that hands findings to a closure, a parsing context that keeps no body,
+//! and (tests only) the database parsers' harness.
+use super::{
+    Command, Context, Observation, Sink,
+    http1::{
+        auth::AuthConfig,
+        exchange::{BodyWants, ParseConfig},
+        head::Method,
+    },
+};
+#[cfg(test)]
+use super::{Direction, Protocol, Transfer, sql::Statement};
 
-/// Drives a connection; collects its statements.
+/// A sink that hands each observation to a closure (commands are not
+/// what the fuzz targets check).
+pub struct Collect<F>(pub F);
+
+impl<F: FnMut(Observation)> Sink for Collect<F> {
+    fn observe(&mut self, observation: Observation) {
+        (self.0)(observation);
+    }
+
+    fn command(&mut self, _: Command) {}
+}
+
+/// Runs `f` with a parsing context that reads no body.
+pub fn with_context<T>(f: impl FnOnce(&Context<'_>) -> T) -> T {
+    let auth = AuthConfig::default();
+    let none = |_: &Method, _: &str| BodyWants::default();
+    let config = ParseConfig {
+        auth: &auth,
+        bodies: &none,
+    };
+    f(&Context {
+        served: config,
+        calls: config,
+    })
+}
+
+/// Drives a database connection through the interface; collects its
+/// statements.
+#[cfg(test)]
 pub struct Wire<P> {
     pub conn: P,
     pub ts: u64,
     pub out: Vec<Statement>,
 }
 
+#[cfg(test)]
 impl<P: Protocol> Wire<P> {
     pub fn new(conn: P) -> Self {
         Self {

@@ -355,12 +355,17 @@ impl HttpConn {
     }
 
     fn give_up(&mut self, why: Unparsed, out: &mut impl FnMut(Outcome)) {
+        // The agent's own request (its OpenAPI fetch) answered with what is
+        // not HTTP/1 (an HTTP/2-only server): not the service's traffic.
+        let own = self.pending.front().is_some_and(|r| r.from_loupe);
         self.mode = Mode::Unparsed;
         self.head = Vec::new();
         self.tx_head = Vec::new();
         self.pending.clear();
         self.response = None;
-        out(Outcome::Unparsed(why));
+        if !own {
+            out(Outcome::Unparsed(why));
+        }
     }
 
     fn detect(&mut self, bytes: &[u8], out: &mut impl FnMut(Outcome)) -> bool {

@@ -196,9 +196,25 @@ fn request_with<'b>(
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial => return Ok(Parsed::Partial),
     };
-    let common = common(request.headers);
-    let from_loupe = request
-        .headers
+    let head = request_head(
+        request.method.unwrap_or_default(),
+        request.path.unwrap_or("/"),
+        request.headers,
+        auth,
+    );
+    Ok(Parsed::Complete(head, len))
+}
+
+/// A request from its method, its target and its header fields (read from
+/// an HTTP/1 head, or decoded from an HTTP/2 header block).
+pub fn request_head(
+    method: &str,
+    target: &str,
+    headers: &[httparse::Header<'_>],
+    auth: &AuthConfig,
+) -> RequestHead {
+    let common = common(headers);
+    let from_loupe = headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("user-agent") && h.value.starts_with(b"loupe/"));
     let framing = if common.chunked {
@@ -206,18 +222,15 @@ fn request_with<'b>(
     } else {
         common.length.map_or(Framing::None, Framing::Length)
     };
-    Ok(Parsed::Complete(
-        RequestHead {
-            method: Method::parse(request.method.unwrap_or_default()),
-            path: path_of(request.path.unwrap_or("/")),
-            framing,
-            upgrade: common.upgrade,
-            auth: classify(request.headers, auth),
-            from_loupe,
-            headers: label_headers(request.headers, &auth.label_headers),
-        },
-        len,
-    ))
+    RequestHead {
+        method: Method::parse(method),
+        path: path_of(target),
+        framing,
+        upgrade: common.upgrade,
+        auth: classify(headers, auth),
+        from_loupe,
+        headers: label_headers(headers, &auth.label_headers),
+    }
 }
 
 /// The values of the allowlisted headers, cut to a bounded length.

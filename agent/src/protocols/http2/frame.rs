@@ -1,0 +1,244 @@
+//! HTTP/2 framing (RFC 9113, 4.1) over captured bytes, one direction of a
+//! connection: a 9-octet header (length, type, flags, stream) and a
+//! payload. The payloads whose content the connection's state depends on
+//! (header blocks, settings, resets) are kept whole; DATA payloads are
+//! skipped by length, so a 5 MB body costs nothing and the frames after it
+//! in the same syscall are still found.
+use crate::protocols::Transfer;
+
+/// What a client sends first on a connection that speaks HTTP/2.
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADER_LEN: usize = 9;
+/// The longest payload kept (a header block fragment, settings); a
+/// longer one loses the connection (its header table can no longer be
+/// followed).
+const MAX_KEPT: u32 = 64 << 10;
+
+pub const DATA: u8 = 0x0;
+pub const HEADERS: u8 = 0x1;
+pub const RST_STREAM: u8 = 0x3;
+pub const SETTINGS: u8 = 0x4;
+pub const PUSH_PROMISE: u8 = 0x5;
+pub const GOAWAY: u8 = 0x7;
+pub const CONTINUATION: u8 = 0x9;
+
+pub const END_STREAM: u8 = 0x1;
+pub const ACK: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
+pub const PADDED: u8 = 0x8;
+pub const PRIORITY: u8 = 0x20;
+
+/// A frame's header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub len: u32,
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+}
+
+impl Head {
+    fn parse(bytes: &[u8]) -> Self {
+        Self {
+            len: u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]),
+            kind: bytes[3],
+            flags: bytes[4],
+            stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff,
+        }
+    }
+
+    /// Whether the connection's state needs the payload itself.
+    fn kept(&self) -> bool {
+        matches!(
+            self.kind,
+            HEADERS | CONTINUATION | PUSH_PROMISE | SETTINGS | RST_STREAM | GOAWAY
+        )
+    }
+}
+
+/// The frames could no longer be followed: a header or a kept payload was
+/// not captured, or a payload is longer than loupe keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lost;
+
+/// One direction of a connection.
+#[derive(Clone, Debug, Default)]
+pub struct Reader {
+    /// A partial header, or the kept payload of the current frame.
+    buf: Vec<u8>,
+    /// The frame being read and how many payload octets are still to come.
+    current: Option<(Head, u32)>,
+}
+
+impl Reader {
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Reads what one syscall transferred; `out` gets each frame's header
+    /// and, for the kept types, its payload (empty for the others) once
+    /// the frame is complete.
+    pub fn feed(
+        &mut self,
+        transfer: &Transfer<'_>,
+        out: &mut impl FnMut(&Head, &[u8]),
+    ) -> Result<(), Lost> {
+        let mut pos = 0u64;
+        while pos < transfer.len {
+            let (visible, run_end) = transfer.at(pos);
+            let run = run_end - pos;
+            pos += self.run(visible, run, out)?;
+        }
+        Ok(())
+    }
+
+    /// Consumes a run of `run` octets of which `visible` (all or none of
+    /// them) were captured; returns how many were used.
+    fn run(
+        &mut self,
+        visible: &[u8],
+        run: u64,
+        out: &mut impl FnMut(&Head, &[u8]),
+    ) -> Result<u64, Lost> {
+        let Some((head, left)) = self.current else {
+            if visible.is_empty() {
+                return Err(Lost); // a header that was not captured
+            }
+            let take = (HEADER_LEN - self.buf.len()).min(visible.len());
+            self.buf.extend_from_slice(&visible[..take]);
+            if self.buf.len() == HEADER_LEN {
+                let head = Head::parse(&self.buf);
+                self.buf.clear();
+                if head.kept() && head.len > MAX_KEPT {
+                    return Err(Lost);
+                }
+                self.current = Some((head, head.len));
+                self.finish(out);
+            }
+            return Ok(take as u64);
+        };
+        let take = u64::from(left).min(run);
+        if head.kept() {
+            if visible.is_empty() {
+                return Err(Lost);
+            }
+            self.buf.extend_from_slice(&visible[..take as usize]);
+        }
+        self.current = Some((head, left - take as u32));
+        self.finish(out);
+        Ok(take)
+    }
+
+    /// Hands out the current frame if its payload is complete.
+    fn finish(&mut self, out: &mut impl FnMut(&Head, &[u8])) {
+        if let Some((head, 0)) = self.current {
+            out(&head, &self.buf);
+            self.buf.clear();
+            self.current = None;
+        }
+    }
+}
+
+/// A HEADERS or PUSH_PROMISE payload without its padding and priority
+/// fields (RFC 9113, 6.2): the header block fragment.
+pub fn fragment<'a>(head: &Head, payload: &'a [u8]) -> Result<&'a [u8], Lost> {
+    let mut body = payload;
+    let mut pad = 0usize;
+    if head.flags & PADDED != 0 && matches!(head.kind, HEADERS | PUSH_PROMISE) {
+        let (&len, rest) = body.split_first().ok_or(Lost)?;
+        pad = usize::from(len);
+        body = rest;
+    }
+    let skip = match head.kind {
+        HEADERS if head.flags & PRIORITY != 0 => 5,
+        PUSH_PROMISE => 4,
+        _ => 0,
+    };
+    if body.len() < skip + pad {
+        return Err(Lost);
+    }
+    Ok(&body[skip..body.len() - pad])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.extend([kind, flags]);
+        out.extend(stream.to_be_bytes());
+        out.extend(payload);
+        out
+    }
+
+    fn read(reader: &mut Reader, transfer: &Transfer<'_>) -> Result<Vec<(u8, u32, Vec<u8>)>, Lost> {
+        let mut frames = Vec::new();
+        reader.feed(transfer, &mut |head, payload| {
+            frames.push((head.kind, head.stream, payload.to_vec()));
+        })?;
+        Ok(frames)
+    }
+
+    #[test]
+    fn frames_split_anywhere() {
+        let mut wire = frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0]);
+        wire.extend(frame(HEADERS, END_HEADERS, 1, b"\x82\x84"));
+        wire.extend(frame(DATA, END_STREAM, 1, b"hello"));
+        for cut in 0..wire.len() {
+            let mut reader = Reader::default();
+            let (a, b) = wire.split_at(cut);
+            let mut frames = read(&mut reader, &Transfer::new(1, a.len() as u64, a)).unwrap();
+            frames.extend(read(&mut reader, &Transfer::new(2, b.len() as u64, b)).unwrap());
+            let kinds: Vec<(u8, u32, Vec<u8>)> = vec![
+                (SETTINGS, 0, vec![0, 1, 0, 0, 0x10, 0]),
+                (HEADERS, 1, b"\x82\x84".to_vec()),
+                (DATA, 1, vec![]),
+            ];
+            assert_eq!(frames, kinds, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn frames_after_a_large_data_frame_are_found() {
+        // A write of a 100 kB DATA frame and a trailing HEADERS frame, of
+        // which the probes copied the first 2 KiB and the last 64 bytes.
+        let mut wire = frame(DATA, 0, 3, &vec![b'x'; 100_000]);
+        wire.extend(frame(HEADERS, END_HEADERS | END_STREAM, 3, b"\x88"));
+        let transfer = Transfer {
+            ts: 1,
+            len: wire.len() as u64,
+            head: &wire[..2048],
+            tail: &wire[wire.len() - 64..],
+        };
+        let mut reader = Reader::default();
+        let frames = read(&mut reader, &transfer).unwrap();
+        assert_eq!(frames, [(DATA, 3, vec![]), (HEADERS, 3, b"\x88".to_vec())]);
+    }
+
+    #[test]
+    fn an_uncaptured_header_block_loses_the_connection() {
+        let wire = frame(HEADERS, END_HEADERS, 1, &vec![0x82; 4000]);
+        let transfer = Transfer::new(1, wire.len() as u64, &wire[..2048]);
+        assert_eq!(read(&mut Reader::default(), &transfer), Err(Lost));
+        // A 128 KiB header block fragment: more than loupe keeps.
+        let head = [0x02, 0x00, 0x00, HEADERS, 0, 0, 0, 0, 1];
+        assert_eq!(
+            read(&mut Reader::default(), &Transfer::new(1, 9, &head)),
+            Err(Lost)
+        );
+    }
+
+    #[test]
+    fn padding_and_priority_are_not_header_block() {
+        let head = Head {
+            len: 0,
+            kind: HEADERS,
+            flags: PADDED | PRIORITY | END_HEADERS,
+            stream: 1,
+        };
+        let payload = [2, 0, 0, 0, 0, 16, 0x82, 0x84, 0, 0];
+        assert_eq!(fragment(&head, &payload), Ok(&[0x82, 0x84][..]));
+        assert_eq!(fragment(&head, &[9, 1]), Err(Lost));
+    }
+}

@@ -1,0 +1,504 @@
+//! HPACK (RFC 7541): the header blocks of one direction of an HTTP/2
+//! connection, decoded with that direction's dynamic table. Pure and
+//! bounded: the table never holds more than the size the peer's settings
+//! allow (and loupe's own cap), and any input yields fields or an error,
+//! never a panic.
+//!
+//! A block that does not decode (an index past the table, a bad Huffman
+//! code, a size update beyond the limit) means the table is no longer the
+//! encoder's: the caller stops trusting the connection's later blocks
+//! rather than label requests with wrong headers.
+//!
+//! Written here rather than taken from a crate: the decoder must report a
+//! lost table as an error the connection acts on, bound its memory by
+//! loupe's cap as well as the peer's setting, and hand out fields without
+//! allocating per field; the crates on crates.io either allocate a
+//! `Vec<(Vec<u8>, Vec<u8>)>` per block, panic-free decoding not being their
+//! contract, or are no longer maintained.
+use std::collections::VecDeque;
+
+/// The table size both ends start with (RFC 7540, 6.5.2).
+pub const DEFAULT_TABLE_SIZE: usize = 4096;
+/// The largest dynamic table loupe keeps for one direction; a peer that
+/// allows more is followed up to this and its larger tables are lost.
+pub const MAX_TABLE_SIZE: usize = 64 << 10;
+/// The longest decoded string kept; longer ones fail the block.
+const MAX_STRING: usize = 16 << 10;
+/// An entry's size counts 32 octets beside its name and value.
+const ENTRY_OVERHEAD: usize = 32;
+
+/// Why a block did not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HpackError {
+    /// The block ends inside a representation.
+    Truncated,
+    /// An integer does not fit.
+    Overflow,
+    /// Index 0, or past the static and dynamic tables.
+    BadIndex(usize),
+    /// A Huffman string with a bad code, an EOS, or bad padding.
+    BadHuffman,
+    /// A table size update beyond the allowed size, or after a field.
+    BadSizeUpdate,
+    /// A string longer than loupe keeps.
+    TooLong,
+}
+
+/// One direction's decoding state.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    table: Table,
+    /// Sum of the entries' sizes.
+    size: usize,
+    /// The table's current maximum (the encoder's last size update).
+    max: usize,
+    /// The most a size update may ask (the decoder side's setting).
+    limit: usize,
+    /// Huffman-decoded names and values of the field being read.
+    name: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self {
+            table: VecDeque::new(),
+            size: 0,
+            max: DEFAULT_TABLE_SIZE,
+            limit: DEFAULT_TABLE_SIZE,
+            name: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+}
+
+/// A string of the block: in place, or Huffman-decoded into a buffer.
+enum Text<'a> {
+    Raw(&'a [u8]),
+    Decoded,
+}
+
+impl Decoder {
+    /// The `SETTINGS_HEADER_TABLE_SIZE` the decoding side announced (and
+    /// its peer acknowledged): the most later size updates may ask.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(MAX_TABLE_SIZE);
+    }
+
+    /// Bytes held (for the memory budget).
+    pub fn buffered(&self) -> usize {
+        self.size + self.name.capacity() + self.value.capacity()
+    }
+
+    /// Decodes one complete header block (HEADERS and its CONTINUATIONs
+    /// joined); `field` gets each name and value in order.
+    pub fn decode(
+        &mut self,
+        mut block: &[u8],
+        field: &mut impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), HpackError> {
+        let mut fields = 0usize;
+        while let Some(&first) = block.first() {
+            if first & 0x80 != 0 {
+                let (index, rest) = integer(block, 7)?;
+                block = rest;
+                let (name, value) = entry(&self.table, index)?;
+                field(name, value);
+            } else if first & 0xe0 == 0x20 {
+                // A dynamic table size update: before the block's fields.
+                let (size, rest) = integer(block, 5)?;
+                block = rest;
+                if fields > 0 || size > self.limit {
+                    return Err(HpackError::BadSizeUpdate);
+                }
+                self.max = size;
+                self.evict(0);
+                continue;
+            } else {
+                let (indexing, prefix) = if first & 0x40 != 0 {
+                    (true, 6)
+                } else {
+                    (false, 4)
+                };
+                let (index, rest) = integer(block, prefix)?;
+                block = rest;
+                let name = if index == 0 {
+                    let (text, rest) = string(block, &mut self.name)?;
+                    block = rest;
+                    text
+                } else {
+                    let (name, _) = entry(&self.table, index)?;
+                    self.name.clear();
+                    self.name.extend_from_slice(name);
+                    Text::Decoded
+                };
+                let (value, rest) = string(block, &mut self.value)?;
+                block = rest;
+                let name = match name {
+                    Text::Raw(raw) => raw,
+                    Text::Decoded => &self.name,
+                };
+                let value = match value {
+                    Text::Raw(raw) => raw,
+                    Text::Decoded => &self.value,
+                };
+                field(name, value);
+                if indexing {
+                    let entry = (Box::from(name), Box::from(value));
+                    self.insert(entry);
+                }
+            }
+            fields += 1;
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, (name, value): (Box<[u8]>, Box<[u8]>)) {
+        let size = name.len() + value.len() + ENTRY_OVERHEAD;
+        // An entry larger than the table empties it and is not kept.
+        self.evict(size);
+        if size <= self.max {
+            self.size += size;
+            self.table.push_front((name, value));
+        }
+    }
+
+    /// Evicts the oldest entries until `room` more octets fit.
+    fn evict(&mut self, room: usize) {
+        while self.size + room > self.max {
+            let Some((name, value)) = self.table.pop_back() else {
+                self.size = 0;
+                return;
+            };
+            self.size -= name.len() + value.len() + ENTRY_OVERHEAD;
+        }
+    }
+
+    /// Entries in the dynamic table.
+    pub fn entries(&self) -> usize {
+        self.table.len()
+    }
+}
+
+/// A dynamic table, newest entry first.
+type Table = VecDeque<(Box<[u8]>, Box<[u8]>)>;
+
+/// The static table's entry `index`, or the dynamic table's.
+fn entry(table: &Table, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
+    match index {
+        0 => Err(HpackError::BadIndex(0)),
+        1..=61 => {
+            let (name, value) = STATIC[index - 1];
+            Ok((name.as_bytes(), value.as_bytes()))
+        }
+        _ => table
+            .get(index - 62)
+            .map(|(name, value)| (&name[..], &value[..]))
+            .ok_or(HpackError::BadIndex(index)),
+    }
+}
+
+/// An integer with an `n`-bit prefix (RFC 7541, 5.1), and what follows.
+fn integer(block: &[u8], n: u32) -> Result<(usize, &[u8]), HpackError> {
+    let (&first, mut rest) = block.split_first().ok_or(HpackError::Truncated)?;
+    let max = (1usize << n) - 1;
+    let mut value = usize::from(first) & max;
+    if value < max {
+        return Ok((value, rest));
+    }
+    let mut shift = 0u32;
+    loop {
+        let (&byte, tail) = rest.split_first().ok_or(HpackError::Truncated)?;
+        rest = tail;
+        let part = usize::from(byte & 0x7f)
+            .checked_shl(shift)
+            .filter(|_| shift <= 28)
+            .ok_or(HpackError::Overflow)?;
+        value = value.checked_add(part).ok_or(HpackError::Overflow)?;
+        if byte & 0x80 == 0 {
+            return Ok((value, rest));
+        }
+        shift += 7;
+    }
+}
+
+/// A string literal (RFC 7541, 5.2): in place, or Huffman-decoded into
+/// `buf`; and what follows.
+fn string<'a>(block: &'a [u8], buf: &mut Vec<u8>) -> Result<(Text<'a>, &'a [u8]), HpackError> {
+    let huffman = block.first().ok_or(HpackError::Truncated)? & 0x80 != 0;
+    let (len, rest) = integer(block, 7)?;
+    if len > rest.len() {
+        return Err(HpackError::Truncated);
+    }
+    let (text, rest) = rest.split_at(len);
+    if !huffman {
+        if len > MAX_STRING {
+            return Err(HpackError::TooLong);
+        }
+        return Ok((Text::Raw(text), rest));
+    }
+    buf.clear();
+    huffman_decode(text, buf)?;
+    Ok((Text::Decoded, rest))
+}
+
+/// Decodes the canonical Huffman code of RFC 7541, Appendix B.
+fn huffman_decode(text: &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
+    // The code being read: its bits, its length, the first code of that
+    // length and the index of that code's symbol.
+    let (mut code, mut len, mut first, mut index) = (0u32, 0usize, 0u32, 0usize);
+    // Whether every bit of the code so far is 1 (a prefix of EOS: padding).
+    let mut ones = true;
+    for byte in text {
+        for shift in (0..8).rev() {
+            let bit = u32::from(byte >> shift & 1);
+            code = code << 1 | bit;
+            ones &= bit == 1;
+            len += 1;
+            let count = u32::from(COUNTS[len]);
+            if code.wrapping_sub(first) < count {
+                let symbol = SYMBOLS[index + (code - first) as usize];
+                let octet = u8::try_from(symbol).map_err(|_| HpackError::BadHuffman)?;
+                if out.len() == MAX_STRING {
+                    return Err(HpackError::TooLong);
+                }
+                out.push(octet);
+                (code, len, first, index, ones) = (0, 0, 0, 0, true);
+                continue;
+            }
+            first = (first + count) << 1;
+            index += count as usize;
+            if len == COUNTS.len() - 1 {
+                return Err(HpackError::BadHuffman);
+            }
+        }
+    }
+    // Padding: fewer than 8 bits, all of them 1.
+    if len >= 8 || !ones {
+        return Err(HpackError::BadHuffman);
+    }
+    Ok(())
+}
+
+/// How many codes of each bit length (index) the HPACK Huffman code has
+/// (RFC 7541, Appendix B; the code is canonical).
+const COUNTS: [u16; 31] = [
+    0, 0, 0, 0, 0, 10, 26, 32, 6, 0, 5, 3, 2, 6, 2, 3, 0, 0, 0, 3, 8, 13, 26, 29, 12, 4, 15, 19,
+    29, 0, 4,
+];
+/// The symbols (octets, 256 = EOS) in the order of their codes: by
+/// length, then by value.
+const SYMBOLS: [u16; 257] = [
+    48, 49, 50, 97, 99, 101, 105, 111, 115, 116, 32, 37, 45, 46, 47, 51, 52, 53, 54, 55, 56, 57,
+    61, 65, 95, 98, 100, 102, 103, 104, 108, 109, 110, 112, 114, 117, 58, 66, 67, 68, 69, 70, 71,
+    72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 89, 106, 107, 113, 118, 119,
+    120, 121, 122, 38, 42, 44, 59, 88, 90, 33, 34, 40, 41, 63, 39, 43, 124, 35, 62, 0, 36, 64, 91,
+    93, 126, 94, 125, 60, 96, 123, 92, 195, 208, 128, 130, 131, 162, 184, 194, 224, 226, 153, 161,
+    167, 172, 176, 177, 179, 209, 216, 217, 227, 229, 230, 129, 132, 133, 134, 136, 146, 154, 156,
+    160, 163, 164, 169, 170, 173, 178, 181, 185, 186, 187, 189, 190, 196, 198, 228, 232, 233, 1,
+    135, 137, 138, 139, 140, 141, 143, 147, 149, 150, 151, 152, 155, 157, 158, 165, 166, 168, 174,
+    175, 180, 182, 183, 188, 191, 197, 231, 239, 9, 142, 144, 145, 148, 159, 171, 206, 215, 225,
+    236, 237, 199, 207, 234, 235, 192, 193, 200, 201, 202, 205, 210, 213, 218, 219, 238, 240, 242,
+    243, 255, 203, 204, 211, 212, 214, 221, 222, 223, 241, 244, 245, 246, 247, 248, 250, 251, 252,
+    253, 254, 2, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 23, 24, 25, 26, 27, 28,
+    29, 30, 31, 127, 220, 249, 10, 13, 22, 256,
+];
+
+/// The static table (RFC 7541, Appendix A), from index 1.
+const STATIC: [(&str, &str); 61] = [
+    (":authority", ""),
+    (":method", "GET"),
+    (":method", "POST"),
+    (":path", "/"),
+    (":path", "/index.html"),
+    (":scheme", "http"),
+    (":scheme", "https"),
+    (":status", "200"),
+    (":status", "204"),
+    (":status", "206"),
+    (":status", "304"),
+    (":status", "400"),
+    (":status", "404"),
+    (":status", "500"),
+    ("accept-charset", ""),
+    ("accept-encoding", "gzip, deflate"),
+    ("accept-language", ""),
+    ("accept-ranges", ""),
+    ("accept", ""),
+    ("access-control-allow-origin", ""),
+    ("age", ""),
+    ("allow", ""),
+    ("authorization", ""),
+    ("cache-control", ""),
+    ("content-disposition", ""),
+    ("content-encoding", ""),
+    ("content-language", ""),
+    ("content-length", ""),
+    ("content-location", ""),
+    ("content-range", ""),
+    ("content-type", ""),
+    ("cookie", ""),
+    ("date", ""),
+    ("etag", ""),
+    ("expect", ""),
+    ("expires", ""),
+    ("from", ""),
+    ("host", ""),
+    ("if-match", ""),
+    ("if-modified-since", ""),
+    ("if-none-match", ""),
+    ("if-range", ""),
+    ("if-unmodified-since", ""),
+    ("last-modified", ""),
+    ("link", ""),
+    ("location", ""),
+    ("max-forwards", ""),
+    ("proxy-authenticate", ""),
+    ("proxy-authorization", ""),
+    ("range", ""),
+    ("referer", ""),
+    ("refresh", ""),
+    ("retry-after", ""),
+    ("server", ""),
+    ("set-cookie", ""),
+    ("strict-transport-security", ""),
+    ("transfer-encoding", ""),
+    ("user-agent", ""),
+    ("vary", ""),
+    ("via", ""),
+    ("www-authenticate", ""),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn decode(decoder: &mut Decoder, block: &str) -> Result<Vec<(String, String)>, HpackError> {
+        let mut fields = Vec::new();
+        decoder.decode(&hex(block), &mut |name, value| {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            fields.push((text(name), text(value)));
+        })?;
+        Ok(fields)
+    }
+
+    fn pairs(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+        fields.iter().map(|&(n, v)| (n.into(), v.into())).collect()
+    }
+
+    /// RFC 7541, C.4: requests with Huffman strings and indexing.
+    #[test]
+    fn decodes_the_rfc_request_examples() {
+        let mut decoder = Decoder::default();
+        let first = [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "www.example.com"),
+        ];
+        assert_eq!(
+            decode(&mut decoder, "828684418cf1e3c2e5f23a6ba0ab90f4ff"),
+            Ok(pairs(&first))
+        );
+        let mut second = first.to_vec();
+        second.push(("cache-control", "no-cache"));
+        assert_eq!(
+            decode(&mut decoder, "828684be5886a8eb10649cbf"),
+            Ok(pairs(&second))
+        );
+        let third = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":path", "/index.html"),
+            (":authority", "www.example.com"),
+            ("custom-key", "custom-value"),
+        ];
+        let block = "828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf";
+        assert_eq!(decode(&mut decoder, block), Ok(pairs(&third)));
+        assert_eq!(decoder.entries(), 3);
+        assert_eq!(decoder.size, 164, "RFC 7541, C.4.3: table size 164");
+    }
+
+    /// Responses from an encoder whose table is 256 octets (a size update
+    /// first): later blocks index entries and evict the oldest.
+    #[test]
+    fn follows_size_updates_and_evictions() {
+        let blocks = [
+            "3fe101488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e080a62d1bff6e939d29ad171863c78f0b97c8e9ae82ae43d2c03f",
+            "c1c06196d07abe941054d444a8200595040b8166e082a62d1bff6e939d29ad171863c78f0b97c8e9ae82ae43d2c07f",
+            "488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e084a62d1bff6e939d29ad171863c78f0b97c8e9ae82ae43d2c0bf",
+        ];
+        let mut decoder = Decoder::default();
+        for (i, block) in blocks.iter().enumerate() {
+            let date = format!("Mon, 21 Oct 2013 20:13:2{i} GMT");
+            let location = format!("https://www.example.com/{i}");
+            let expected = [
+                (":status", "302"),
+                ("cache-control", "private"),
+                ("date", date.as_str()),
+                ("location", location.as_str()),
+            ];
+            assert_eq!(
+                decode(&mut decoder, block),
+                Ok(pairs(&expected)),
+                "block {i}"
+            );
+            assert!(decoder.size <= 256, "block {i}: {}", decoder.size);
+        }
+    }
+
+    #[test]
+    fn a_lost_table_is_an_error_not_a_guess() {
+        let mut decoder = Decoder::default();
+        // Index 62 with an empty dynamic table (a block whose predecessor
+        // was never seen).
+        assert_eq!(decode(&mut decoder, "be"), Err(HpackError::BadIndex(62)));
+        assert_eq!(decode(&mut decoder, "80"), Err(HpackError::BadIndex(0)));
+        // A size update past the limit, and one after a field.
+        assert_eq!(
+            decode(&mut decoder, "3fe21f"),
+            Err(HpackError::BadSizeUpdate)
+        );
+        assert_eq!(
+            decode(&mut decoder, "823f01"),
+            Err(HpackError::BadSizeUpdate)
+        );
+        // Huffman: EOS inside a string; padding of zeros; a cut block.
+        assert_eq!(
+            decode(&mut decoder, "0082ffff"),
+            Err(HpackError::BadHuffman)
+        );
+        assert_eq!(decode(&mut decoder, "408100"), Err(HpackError::BadHuffman));
+        assert_eq!(decode(&mut decoder, "418cf1e3"), Err(HpackError::Truncated));
+        // An integer that does not fit.
+        assert_eq!(
+            decode(&mut decoder, "ffffffffffffffffff7f"),
+            Err(HpackError::Overflow)
+        );
+    }
+
+    #[test]
+    fn the_table_stays_within_its_limit() {
+        let mut decoder = Decoder::default();
+        decoder.set_limit(1 << 30);
+        assert_eq!(decoder.limit, MAX_TABLE_SIZE);
+        // Literal with indexing of a 100-octet value, 200 times.
+        let mut block = vec![0x40, 0x01, b'x', 0x64];
+        block.extend([b'v'; 100]);
+        for _ in 0..200 {
+            decoder.decode(&block, &mut |_, _| {}).unwrap();
+        }
+        assert!(decoder.size <= DEFAULT_TABLE_SIZE);
+        assert_eq!(
+            decoder.entries(),
+            DEFAULT_TABLE_SIZE / (1 + 100 + ENTRY_OVERHEAD)
+        );
+    }
+}

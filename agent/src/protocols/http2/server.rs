@@ -1,0 +1,576 @@
+//! An HTTP/2 connection the service serves (h2c with prior knowledge, or
+//! h2 through the OpenSSL uprobes): the client's frames are requests, the
+//! service's are responses, one exchange per stream, from the request's
+//! first HEADERS to the response's END_STREAM.
+//!
+//! Both directions' header blocks are decoded, every one of them, so that
+//! the dynamic tables stay the encoders'; a block that does not decode, or
+//! a frame that was not captured where its content matters, loses the
+//! connection: it is reported once as unparsed (`http2`) and its later
+//! streams are not counted, never mislabelled.
+use std::collections::HashMap;
+
+use super::{
+    frame::{
+        self, ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, Head, Lost, PREFACE,
+        PUSH_PROMISE, RST_STREAM, Reader, SETTINGS,
+    },
+    hpack::Decoder,
+};
+use crate::protocols::{
+    Context, Direction, Observation, Protocol, Sink, Transfer,
+    http1::{
+        exchange::{Exchange, Outcome, ParseConfig, Unparsed},
+        head::{Method, request_head},
+    },
+};
+
+/// Streams followed at once per connection; beyond, new streams are not
+/// counted (a client may open up to its peer's limit, commonly 100 or 250).
+const MAX_STREAMS: usize = 1024;
+/// Header fields kept per block (names and values, for authentication and
+/// the allowlisted headers).
+const MAX_FIELDS: usize = 128;
+/// `SETTINGS_HEADER_TABLE_SIZE`.
+const HEADER_TABLE_SIZE: u16 = 0x1;
+
+/// One direction: its frames, its header table and the block being read.
+#[derive(Debug, Default)]
+struct Side {
+    frames: Reader,
+    hpack: Decoder,
+    /// A header block continued in CONTINUATION frames: its frame and the
+    /// fragments so far.
+    open: Option<Head>,
+    /// The side's first frame (SETTINGS, RFC 9113, 3.4) was read.
+    started: bool,
+    block: Vec<u8>,
+}
+
+/// What the service read of a stream's request.
+#[derive(Debug)]
+struct Request {
+    method: Method,
+    path: String,
+    auth: crate::protocols::http1::auth::Auth,
+    headers: Vec<(String, String)>,
+    rule: Option<u32>,
+    start_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stream {
+    request: Option<Request>,
+    /// The final status, once the response's header block was written.
+    status: Option<u16>,
+    /// When the first octet of the response's body (or its header block if
+    /// it has none) was written.
+    first_ns: Option<u64>,
+}
+
+/// An HTTP/2 connection the service accepted.
+#[derive(Debug, Default)]
+pub struct Server {
+    /// Octets of the client's preface read so far.
+    preface: usize,
+    client: Side,
+    server: Side,
+    streams: HashMap<u32, Stream>,
+    lost: bool,
+}
+
+/// A decoded header block: the fields the exchange needs.
+#[derive(Default)]
+struct Fields {
+    method: Option<String>,
+    path: Option<String>,
+    authority: Option<Vec<u8>>,
+    status: Option<u16>,
+    others: Vec<(String, Vec<u8>)>,
+}
+
+impl Fields {
+    fn add(&mut self, name: &[u8], value: &[u8]) {
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        match name {
+            b":method" => self.method = Some(text(value)),
+            b":path" => self.path = Some(text(value)),
+            b":authority" => self.authority = Some(value.to_vec()),
+            b":status" => {
+                self.status = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
+            }
+            _ if self.others.len() < MAX_FIELDS && !name.starts_with(b":") => {
+                self.others.push((text(name), value.to_vec()));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Server {
+    /// Whether `bytes`, the first the service read on a connection, start
+    /// the client's preface (or are all of it so far).
+    pub fn recognise(bytes: &[u8]) -> bool {
+        let n = bytes.len().min(PREFACE.len());
+        n > 0 && bytes[..n] == PREFACE[..n]
+    }
+
+    fn lose(&mut self, sink: &mut dyn Sink) {
+        if !self.lost {
+            self.lost = true;
+            self.streams.clear();
+            sink.observe(Observation::Served(Outcome::Unparsed(Unparsed::Http2)));
+        }
+    }
+
+    /// Reads the client's preface from `transfer`; returns where its frames
+    /// start, or `Err` when the bytes are not the preface.
+    fn preface(&mut self, transfer: &Transfer<'_>) -> Result<u64, Lost> {
+        let want = PREFACE.len() - self.preface;
+        if want == 0 {
+            return Ok(0);
+        }
+        let (visible, _) = transfer.at(0);
+        let n = want.min(visible.len());
+        if n == 0 || visible[..n] != PREFACE[self.preface..self.preface + n] {
+            return Err(Lost);
+        }
+        self.preface += n;
+        Ok(n as u64)
+    }
+
+    fn frames(
+        &mut self,
+        dir: Direction,
+        transfer: &Transfer<'_>,
+        context: &Context<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), Lost> {
+        let ts = transfer.ts;
+        let mut frames = Vec::new();
+        let side = match dir {
+            Direction::Received => &mut self.client,
+            Direction::Sent => &mut self.server,
+        };
+        side.frames.feed(transfer, &mut |head, payload| {
+            frames.push((*head, payload.to_vec()));
+        })?;
+        for (head, payload) in frames {
+            self.frame(dir, &head, &payload, ts, context, sink)?;
+        }
+        Ok(())
+    }
+
+    fn frame(
+        &mut self,
+        dir: Direction,
+        head: &Head,
+        payload: &[u8],
+        ts: u64,
+        context: &Context<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), Lost> {
+        let side = match dir {
+            Direction::Received => &mut self.client,
+            Direction::Sent => &mut self.server,
+        };
+        if !side.started && head.kind != SETTINGS {
+            return Err(Lost); // not HTTP/2 after all (an HTTP/1 answer, say)
+        }
+        side.started = true;
+        if side.open.is_some() != (head.kind == CONTINUATION) {
+            return Err(Lost); // a header block interrupted (RFC 9113, 6.10)
+        }
+        match head.kind {
+            HEADERS | PUSH_PROMISE => {
+                side.block.clear();
+                side.block
+                    .extend_from_slice(frame::fragment(head, payload)?);
+                side.open = Some(*head);
+            }
+            CONTINUATION => side.block.extend_from_slice(payload),
+            DATA => {
+                if dir == Direction::Sent {
+                    self.response_data(head, ts, sink);
+                }
+                return Ok(());
+            }
+            RST_STREAM => {
+                self.reset(head.stream, ts, sink);
+                return Ok(());
+            }
+            SETTINGS if head.flags & ACK == 0 => {
+                // The sender's decoder allows the other side's encoder this
+                // much table (the largest announced, to stay lenient).
+                let other = match dir {
+                    Direction::Received => &mut self.server,
+                    Direction::Sent => &mut self.client,
+                };
+                for setting in payload.chunks_exact(6) {
+                    if u16::from_be_bytes([setting[0], setting[1]]) == HEADER_TABLE_SIZE {
+                        let size =
+                            u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+                        other.hpack.set_limit(size as usize);
+                    }
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+        if head.flags & END_HEADERS == 0 {
+            return Ok(()); // CONTINUATION frames follow
+        }
+        let Some(first) = side.open.take() else {
+            return Err(Lost);
+        };
+        let mut fields = Fields::default();
+        let block = std::mem::take(&mut side.block);
+        let decoded = side
+            .hpack
+            .decode(&block, &mut |name, value| fields.add(name, value));
+        side.block = block;
+        decoded.map_err(|_| Lost)?;
+        if first.kind == PUSH_PROMISE {
+            return Ok(()); // decoded for the table; pushes are not requests
+        }
+        let end = first.flags & END_STREAM != 0;
+        match dir {
+            Direction::Received => self.request(first.stream, fields, ts, &context.served),
+            Direction::Sent => self.response(first.stream, &fields, end, ts, sink),
+        }
+        Ok(())
+    }
+
+    fn request(&mut self, id: u32, fields: Fields, ts: u64, config: &ParseConfig<'_>) {
+        if self.streams.get(&id).is_some_and(|s| s.request.is_some()) {
+            return; // trailers
+        }
+        if !self.streams.contains_key(&id) && self.streams.len() >= MAX_STREAMS {
+            return;
+        }
+        let (Some(method), Some(path)) = (fields.method, fields.path) else {
+            return; // CONNECT without a path, or not a request
+        };
+        let mut headers: Vec<httparse::Header<'_>> = fields
+            .others
+            .iter()
+            .map(|(name, value)| httparse::Header {
+                name: name.as_str(),
+                value: value.as_slice(),
+            })
+            .collect();
+        if let Some(authority) = &fields.authority {
+            headers.push(httparse::Header {
+                name: "host",
+                value: authority.as_slice(),
+            });
+        }
+        let head = request_head(&method, &path, &headers, config.auth);
+        if head.from_loupe {
+            return;
+        }
+        let wants = (config.bodies)(&head.method, &head.path);
+        self.streams.entry(id).or_default().request = Some(Request {
+            method: head.method,
+            path: head.path,
+            auth: head.auth,
+            headers: head.headers,
+            rule: wants.rule,
+            start_ns: ts,
+        });
+    }
+
+    fn response(&mut self, id: u32, fields: &Fields, end: bool, ts: u64, sink: &mut dyn Sink) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        match fields.status {
+            // Informational: the final response follows.
+            Some(status) if (100..200).contains(&status) => return,
+            Some(status) if stream.status.is_none() => stream.status = Some(status),
+            _ => {} // trailers (grpc-status, later)
+        }
+        if end {
+            stream.first_ns.get_or_insert(ts);
+            self.finish(id, ts, sink);
+        }
+    }
+
+    fn response_data(&mut self, head: &Head, ts: u64, sink: &mut dyn Sink) {
+        let Some(stream) = self.streams.get_mut(&head.stream) else {
+            return;
+        };
+        stream.first_ns.get_or_insert(ts);
+        if head.flags & END_STREAM != 0 {
+            self.finish(head.stream, ts, sink);
+        }
+    }
+
+    /// The stream ended at `ts`: an exchange if it was answered, else an
+    /// abandoned request.
+    fn finish(&mut self, id: u32, ts: u64, sink: &mut dyn Sink) {
+        let Some(Stream {
+            request: Some(request),
+            status,
+            first_ns,
+        }) = self.streams.remove(&id)
+        else {
+            return;
+        };
+        let outcome = match status {
+            Some(status) => Outcome::Exchange(Exchange {
+                method: request.method,
+                path: request.path,
+                status: Some(status),
+                auth: request.auth,
+                start_ns: request.start_ns,
+                first_byte_ns: first_ns.unwrap_or(ts),
+                end_ns: ts,
+                headers: request.headers,
+                request_body: None,
+                response_body: None,
+                rule: request.rule,
+            }),
+            None => Outcome::Abandoned {
+                method: request.method,
+                path: request.path,
+            },
+        };
+        sink.observe(Observation::Served(outcome));
+    }
+
+    fn reset(&mut self, id: u32, ts: u64, sink: &mut dyn Sink) {
+        self.finish(id, ts, sink);
+    }
+}
+
+impl Protocol for Server {
+    fn on_bytes(
+        &mut self,
+        dir: Direction,
+        bytes: &Transfer<'_>,
+        context: &Context<'_>,
+        sink: &mut dyn Sink,
+    ) {
+        if self.lost {
+            return;
+        }
+        let mut transfer = *bytes;
+        if dir == Direction::Received && self.preface < PREFACE.len() {
+            match self.preface(bytes) {
+                Ok(used) => {
+                    transfer = Transfer {
+                        ts: bytes.ts,
+                        len: bytes.len - used,
+                        head: &bytes.head[used as usize..],
+                        tail: bytes.tail,
+                    };
+                }
+                Err(Lost) => return self.lose(sink),
+            }
+        }
+        if self.frames(dir, &transfer, context, sink).is_err() {
+            self.lose(sink);
+        }
+    }
+
+    fn on_close(&mut self, ts: u64, sink: &mut dyn Sink) {
+        if !self.server.started && !self.streams.is_empty() {
+            // The server never spoke HTTP/2 (an HTTP/1-only server drops
+            // such a connection): its requests were refused, not abandoned.
+            return self.lose(sink);
+        }
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.finish(id, ts, sink);
+        }
+    }
+
+    fn is_parsing(&self) -> bool {
+        !self.lost
+    }
+
+    fn buffered(&self) -> usize {
+        let side = |s: &Side| s.frames.buffered() + s.hpack.buffered() + s.block.capacity();
+        side(&self.client) + side(&self.server) + self.streams.len() * 160
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::testing::{Collect, with_context};
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.extend([kind, flags]);
+        out.extend(stream.to_be_bytes());
+        out.extend(payload);
+        out
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The client's first write: the preface, its SETTINGS, then `frames`.
+    fn hello(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = PREFACE.to_vec();
+        out.extend(frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0]));
+        out.extend(frames.concat());
+        out
+    }
+
+    /// The server's first write: its SETTINGS, then `frames`.
+    fn welcome(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = frame(SETTINGS, 0, 0, &[]);
+        out.extend(frames.concat());
+        out
+    }
+
+    /// Feeds the syscalls in turn; returns what was found.
+    fn replay(syscalls: &[(Direction, Vec<u8>)]) -> Vec<Outcome> {
+        let mut server = Server::default();
+        let mut found = Vec::new();
+        let mut sink = Collect(|o| {
+            if let Observation::Served(outcome) = o {
+                found.push(outcome);
+            }
+        });
+        for (ts, (dir, bytes)) in syscalls.iter().enumerate() {
+            let transfer = Transfer::new(ts as u64 * 10, bytes.len() as u64, bytes);
+            with_context(|context| server.on_bytes(*dir, &transfer, context, &mut sink));
+        }
+        server.on_close(1000, &mut sink);
+        found
+    }
+
+    fn exchange(outcome: &Outcome) -> (&str, &str, Option<u16>, u64, u64) {
+        let Outcome::Exchange(e) = outcome else {
+            panic!("{outcome:?}")
+        };
+        (
+            e.method.as_str(),
+            e.path.as_str(),
+            e.status,
+            e.start_ns,
+            e.end_ns,
+        )
+    }
+
+    #[test]
+    fn concurrent_streams_answered_out_of_order() {
+        use Direction::{Received, Sent};
+        // RFC 7541 C.4.1 and C.4.2: GET / on streams 1 and 3 (the second
+        // block indexes the first one's dynamic entry).
+        let first = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &hex("828684418cf1e3c2e5f23a6ba0ab90f4ff"),
+        );
+        let second = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            3,
+            &hex("828684be5886a8eb10649cbf"),
+        );
+        let mut answer_3 = frame(HEADERS, END_HEADERS, 3, &[0x8d]); // :status 404
+        answer_3.extend(frame(DATA, END_STREAM, 3, b"none"));
+        let answer_1 = frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]); // 200
+        let found = replay(&[
+            (Received, hello(&[])),
+            (Received, first),
+            (Sent, welcome(&[frame(SETTINGS, ACK, 0, &[])])),
+            (Received, second),
+            (Sent, answer_3),
+            (Sent, answer_1),
+        ]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(exchange(&found[0]), ("GET", "/", Some(404), 30, 40));
+        assert_eq!(exchange(&found[1]), ("GET", "/", Some(200), 10, 50));
+    }
+
+    #[test]
+    fn a_reset_before_the_answer_is_an_abandoned_request() {
+        use Direction::{Received, Sent};
+        let request = frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &hex("828684418cf1e3c2e5f23a6ba0ab90f4ff"),
+        );
+        let found = replay(&[
+            (Received, hello(&[request])),
+            (Received, frame(RST_STREAM, 0, 1, &[0, 0, 0, 8])),
+            (
+                Sent,
+                welcome(&[frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88])]),
+            ),
+        ]);
+        assert_eq!(
+            found,
+            [Outcome::Abandoned {
+                method: Method::parse("GET"),
+                path: "/".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_header_block_split_over_continuation_frames() {
+        use Direction::{Received, Sent};
+        let block = hex("828684418cf1e3c2e5f23a6ba0ab90f4ff");
+        let split = [
+            frame(HEADERS, 0, 5, &block[..3]),
+            frame(CONTINUATION, 0, 5, &block[3..9]),
+            frame(CONTINUATION, END_HEADERS, 5, &block[9..]),
+        ];
+        let found = replay(&[
+            (Received, hello(&split)),
+            (
+                Sent,
+                welcome(&[frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x8e])]),
+            ),
+        ]);
+        assert_eq!(exchange(&found[0]), ("GET", "/", Some(500), 0, 10));
+    }
+
+    #[test]
+    fn a_lost_table_is_reported_once_and_counts_nothing() {
+        use Direction::{Received, Sent};
+        // Index 62: a dynamic entry this decoder never saw.
+        let found = replay(&[
+            (
+                Received,
+                hello(&[frame(HEADERS, END_HEADERS, 1, &[0x82, 0xbe])]),
+            ),
+            (
+                Sent,
+                welcome(&[frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88])]),
+            ),
+            (Received, frame(HEADERS, END_HEADERS, 3, &[0x82, 0x84])),
+        ]);
+        assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
+        // An HTTP/1 server closing on an HTTP/2 client, or answering it.
+        let found = replay(&[(
+            Received,
+            hello(&[frame(HEADERS, END_HEADERS, 1, &[0x82, 0x84])]),
+        )]);
+        assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
+        let found = replay(&[
+            (
+                Received,
+                hello(&[frame(HEADERS, END_HEADERS, 1, &[0x82, 0x84])]),
+            ),
+            (Sent, b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()),
+        ]);
+        assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
+        // Not the preface: the same.
+        let found = replay(&[(Received, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n".to_vec())]);
+        assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
+    }
+}

@@ -1,0 +1,113 @@
+//! HTTP/2 served without TLS (h2c with prior knowledge): Node's `http2`
+//! server, answering Node's `http2` client (concurrent streams on one
+//! connection, eight at a time, some reset by the client) and curl. Every
+//! request counted by method, route template and status; nothing unparsed.
+//! Root required.
+use std::process::Command;
+
+use loupe_tests::{Fixture, fixture, free_port, series, watch_port};
+
+const ITEMS: &str = "/items/{id}";
+
+/// Node's `http2` server with the routes of `http_app.js`, on a free port.
+fn node_h2c() -> (u16, Fixture) {
+    let port = free_port();
+    let script = fixture("http_app.js");
+    let server = Fixture::start(
+        "node",
+        &[
+            script.to_str().expect("UTF-8 path"),
+            &port.to_string(),
+            "h2c",
+        ],
+    );
+    (port, server)
+}
+
+fn requests(service: &str, method: &str, endpoint: &str, status: &str) -> String {
+    series(
+        "agent_requests_total",
+        &[
+            ("service", service),
+            ("method", method),
+            ("endpoint", endpoint),
+            ("status", status),
+            ("auth_type", "none"),
+        ],
+    )
+}
+
+#[test]
+fn concurrent_streams_on_one_connection_are_counted_exactly() {
+    let (port, _server) = node_h2c();
+    let agent = watch_port(port, "h2", &["--route", ITEMS]);
+    let client = fixture("h2_client.js");
+    let output = Command::new("node")
+        .arg(&client)
+        .args([port.to_string().as_str(), "37", "13", "7", "3"])
+        .output()
+        .expect("node h2_client.js");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.starts_with("done "), "{printed}");
+    agent.wait_for(&requests("h2", "GET", ITEMS, "200"), 37.0);
+    agent.wait_for(&requests("h2", "POST", "/items", "201"), 13.0);
+    agent.wait_for(&requests("h2", "GET", "/missing", "404"), 7.0);
+    let abandoned = series(
+        "agent_requests_abandoned_total",
+        &[("service", "h2"), ("method", "GET"), ("endpoint", "/slow")],
+    );
+    let scrape = agent.wait_for(&abandoned, 3.0);
+    assert_eq!(
+        scrape.total("agent_requests_total", "h2"),
+        57.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.total("loupe_unparsed_connections_total", "h2"),
+        0.0,
+        "{}",
+        scrape.text
+    );
+    assert!(
+        !scrape.text.contains("secret-"),
+        "no query string in a label"
+    );
+    agent.assert_nothing_lost();
+}
+
+#[test]
+fn curl_with_prior_knowledge() {
+    let (port, _server) = node_h2c();
+    let agent = watch_port(port, "h2-curl", &["--route", ITEMS]);
+    for i in 0..5 {
+        let status = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "--http2-prior-knowledge",
+                "--max-time",
+                "5",
+            ])
+            .arg(format!("http://127.0.0.1:{port}/items/{i}"))
+            .status()
+            .expect("curl");
+        assert!(status.success());
+    }
+    let status = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--http2-prior-knowledge"])
+        .arg(format!("http://127.0.0.1:{port}/fail"))
+        .status()
+        .expect("curl");
+    assert!(status.success());
+    agent.wait_for(&requests("h2-curl", "GET", ITEMS, "200"), 5.0);
+    let scrape = agent.wait_for(&requests("h2-curl", "GET", "/fail", "500"), 1.0);
+    assert_eq!(
+        scrape.total("loupe_unparsed_connections_total", "h2-curl"),
+        0.0,
+        "{}",
+        scrape.text
+    );
+    agent.assert_nothing_lost();
+}
