@@ -5,8 +5,9 @@
 //! for more capture with [`Command`]s, through a [`Sink`].
 //!
 //! Adding a protocol: a folder here whose parser implements [`Protocol`],
-//! a [`ClientProtocol`] line in [`CLIENTS`] (or the inbound choice in
-//! [`inbound`]), an [`Observation`] variant if it finds something new, and
+//! a [`ClientProtocol`] line in [`CLIENTS`] (or, for a protocol a service
+//! serves, the choice in `detect::Connection::accepted`), an
+//! [`Observation`] variant if it finds something new, and
 //! its families in the catalogue.
 pub mod detect;
 pub mod framer;

@@ -196,7 +196,7 @@ impl Server {
                 return Ok(());
             }
             RST_STREAM => {
-                self.reset(head.stream, ts, sink);
+                self.finish(head.stream, ts, sink);
                 return Ok(());
             }
             SETTINGS if head.flags & ACK == 0 => {
@@ -306,8 +306,8 @@ impl Server {
         }
     }
 
-    /// The stream ended at `ts`: an exchange if it was answered, else an
-    /// abandoned request.
+    /// The stream ended (its response's END_STREAM, a reset, the close) at
+    /// `ts`: an exchange if it was answered, else an abandoned request.
     fn finish(&mut self, id: u32, ts: u64, sink: &mut dyn Sink) {
         let Some(Stream {
             request: Some(request),
@@ -337,10 +337,6 @@ impl Server {
             },
         };
         sink.observe(Observation::Served(outcome));
-    }
-
-    fn reset(&mut self, id: u32, ts: u64, sink: &mut dyn Sink) {
-        self.finish(id, ts, sink);
     }
 }
 
