@@ -58,9 +58,7 @@ impl<V> Labelled<V> {
     pub(super) fn new(inner: V, expand: bool) -> Self {
         Self { inner, expand }
     }
-}
 
-impl<V> Labelled<V> {
     /// The label values of `service`'s series with `rest` after it.
     pub(super) fn values<'a>(
         &self,

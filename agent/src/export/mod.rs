@@ -342,11 +342,6 @@ impl Metrics {
         series::expire(&self.sweeper, &self.clock, ttl)
     }
 
-    /// Series of the expiring families whose use is followed.
-    pub fn watched_series(&self) -> usize {
-        self.sweeper.watched()
-    }
-
     /// Removes `service`'s series with the labels `rest` from family
     /// `name` (a service that is gone); names that are not labelled
     /// families are ignored.

@@ -97,13 +97,14 @@ impl Uses {
         idle
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.buckets.values().map(Vec::len).sum()
     }
 }
 
 /// A labelled family whose series are removed once idle for longer than
-/// the TTL. Using a series ([`Self::with_label_values`]) records its use.
+/// the TTL. Using a series ([`Self::of`]) records its use.
 #[derive(Clone)]
 pub struct Expiring<V> {
     vec: Labelled<V>,
@@ -153,6 +154,7 @@ pub(super) trait Sweep: Send + Sync {
     /// Removes the series last used before `cutoff`; returns how many.
     fn sweep(&self, cutoff: u64) -> usize;
     /// Series whose use is recorded.
+    #[cfg(test)]
     fn watched(&self) -> usize;
 }
 
@@ -170,6 +172,7 @@ where
         idle.len()
     }
 
+    #[cfg(test)]
     fn watched(&self) -> usize {
         lock(&self.uses).len()
     }
@@ -190,7 +193,8 @@ impl Sweeper {
         self.families.iter().map(|f| f.sweep(cutoff)).sum()
     }
 
-    pub(super) fn watched(&self) -> usize {
+    #[cfg(test)]
+    fn watched(&self) -> usize {
         self.families.iter().map(|f| f.watched()).sum()
     }
 }
