@@ -44,10 +44,16 @@ pub struct FileDatabase {
     pub connections_client_addr: Option<String>,
     #[serde(default)]
     pub queries: Vec<FileQuery>,
+    /// `users_total` counts this table's rows (default `users`).
     pub users_table: Option<String>,
+    /// `api_keys_active` counts this table's rows whose active column is
+    /// true and whose expiry is unset or ahead (defaults `api_keys`,
+    /// `is_active`, `expires_at`).
     pub api_keys_table: Option<String>,
     pub api_keys_active_column: Option<String>,
     pub api_keys_expires_column: Option<String>,
+    /// `sessions_active` counts this table's rows whose expiry is ahead
+    /// (defaults `sessions`, `expires_at`).
     pub sessions_table: Option<String>,
     pub sessions_expires_column: Option<String>,
 }
