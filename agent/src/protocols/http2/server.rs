@@ -371,9 +371,10 @@ impl Protocol for Server {
     }
 
     fn on_close(&mut self, ts: u64, sink: &mut dyn Sink) {
-        if !self.server.started && !self.streams.is_empty() {
+        if !self.server.started {
             // The server never spoke HTTP/2 (an HTTP/1-only server drops
-            // such a connection): its requests were refused, not abandoned.
+            // such a connection, whether or not it read a request first):
+            // not HTTP/2 traffic loupe can count, and no request abandoned.
             return self.lose(sink);
         }
         let ids: Vec<u32> = self.streams.keys().copied().collect();
@@ -551,11 +552,14 @@ mod tests {
             (Received, frame(HEADERS, END_HEADERS, 3, &[0x82, 0x84])),
         ]);
         assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
-        // An HTTP/1 server closing on an HTTP/2 client, or answering it.
+        // An HTTP/1 server closing on an HTTP/2 client (after or before its
+        // first request was read), or answering it.
         let found = replay(&[(
             Received,
             hello(&[frame(HEADERS, END_HEADERS, 1, &[0x82, 0x84])]),
         )]);
+        assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
+        let found = replay(&[(Received, hello(&[]))]);
         assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
         let found = replay(&[
             (
