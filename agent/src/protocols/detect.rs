@@ -272,10 +272,9 @@ mod tests {
             ("/x", Some(204), 0)
         );
         // The server's SETTINGS first, then the preface in two pieces: HTTP/2.
+        // Stream 0 for SETTINGS, stream 1 for the request.
         let frame = |kind: u8, flags: u8, payload: &[u8]| {
-            let mut out = vec![0, 0, payload.len() as u8, kind, flags, 0, 0, 0, 1];
-            out.extend(payload);
-            out
+            http2::frame::encode(kind, flags, u32::from(kind != 4), payload)
         };
         let mut rest = http2::PREFACE[5..].to_vec();
         rest.extend(frame(4, 0, &[]));

@@ -160,17 +160,19 @@ pub fn fragment<'a>(head: &Head, payload: &'a [u8]) -> Result<&'a [u8], Lost> {
     Ok(&body[skip..body.len() - pad])
 }
 
+/// A frame as a peer writes it (for the tests of what reads frames).
+#[cfg(test)]
+pub fn encode(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend([kind, flags]);
+    out.extend(stream.to_be_bytes());
+    out.extend(payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-        out.extend([kind, flags]);
-        out.extend(stream.to_be_bytes());
-        out.extend(payload);
-        out
-    }
 
     fn read(reader: &mut Reader, transfer: &Transfer<'_>) -> Result<Vec<(u8, u32, Vec<u8>)>, Lost> {
         let mut frames = Vec::new();
@@ -182,9 +184,9 @@ mod tests {
 
     #[test]
     fn frames_split_anywhere() {
-        let mut wire = frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0]);
-        wire.extend(frame(HEADERS, END_HEADERS, 1, b"\x82\x84"));
-        wire.extend(frame(DATA, END_STREAM, 1, b"hello"));
+        let mut wire = encode(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0]);
+        wire.extend(encode(HEADERS, END_HEADERS, 1, b"\x82\x84"));
+        wire.extend(encode(DATA, END_STREAM, 1, b"hello"));
         for cut in 0..wire.len() {
             let mut reader = Reader::default();
             let (a, b) = wire.split_at(cut);
@@ -203,8 +205,8 @@ mod tests {
     fn frames_after_a_large_data_frame_are_found() {
         // A write of a 100 kB DATA frame and a trailing HEADERS frame, of
         // which the probes copied the first 2 KiB and the last 64 bytes.
-        let mut wire = frame(DATA, 0, 3, &vec![b'x'; 100_000]);
-        wire.extend(frame(HEADERS, END_HEADERS | END_STREAM, 3, b"\x88"));
+        let mut wire = encode(DATA, 0, 3, &vec![b'x'; 100_000]);
+        wire.extend(encode(HEADERS, END_HEADERS | END_STREAM, 3, b"\x88"));
         let transfer = Transfer {
             ts: 1,
             len: wire.len() as u64,
@@ -218,7 +220,7 @@ mod tests {
 
     #[test]
     fn an_uncaptured_header_block_loses_the_connection() {
-        let wire = frame(HEADERS, END_HEADERS, 1, &vec![0x82; 4000]);
+        let wire = encode(HEADERS, END_HEADERS, 1, &vec![0x82; 4000]);
         let transfer = Transfer::new(1, wire.len() as u64, &wire[..2048]);
         assert_eq!(read(&mut Reader::default(), &transfer), Err(Lost));
         // A 128 KiB header block fragment: more than loupe keeps.

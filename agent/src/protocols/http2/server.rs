@@ -396,15 +396,8 @@ impl Protocol for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocols::http2::frame::encode;
     use crate::protocols::testing::{Collect, with_context};
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-        out.extend([kind, flags]);
-        out.extend(stream.to_be_bytes());
-        out.extend(payload);
-        out
-    }
 
     fn hex(text: &str) -> Vec<u8> {
         (0..text.len())
@@ -416,14 +409,14 @@ mod tests {
     /// The client's first write: the preface, its SETTINGS, then `frames`.
     fn hello(frames: &[Vec<u8>]) -> Vec<u8> {
         let mut out = PREFACE.to_vec();
-        out.extend(frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0]));
+        out.extend(encode(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0]));
         out.extend(frames.concat());
         out
     }
 
     /// The server's first write: its SETTINGS, then `frames`.
     fn welcome(frames: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = frame(SETTINGS, 0, 0, &[]);
+        let mut out = encode(SETTINGS, 0, 0, &[]);
         out.extend(frames.concat());
         out
     }
@@ -463,25 +456,25 @@ mod tests {
         use Direction::{Received, Sent};
         // RFC 7541 C.4.1 and C.4.2: GET / on streams 1 and 3 (the second
         // block indexes the first one's dynamic entry).
-        let first = frame(
+        let first = encode(
             HEADERS,
             END_HEADERS | END_STREAM,
             1,
             &hex("828684418cf1e3c2e5f23a6ba0ab90f4ff"),
         );
-        let second = frame(
+        let second = encode(
             HEADERS,
             END_HEADERS | END_STREAM,
             3,
             &hex("828684be5886a8eb10649cbf"),
         );
-        let mut answer_3 = frame(HEADERS, END_HEADERS, 3, &[0x8d]); // :status 404
-        answer_3.extend(frame(DATA, END_STREAM, 3, b"none"));
-        let answer_1 = frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]); // 200
+        let mut answer_3 = encode(HEADERS, END_HEADERS, 3, &[0x8d]); // :status 404
+        answer_3.extend(encode(DATA, END_STREAM, 3, b"none"));
+        let answer_1 = encode(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]); // 200
         let found = replay(&[
             (Received, hello(&[])),
             (Received, first),
-            (Sent, welcome(&[frame(SETTINGS, ACK, 0, &[])])),
+            (Sent, welcome(&[encode(SETTINGS, ACK, 0, &[])])),
             (Received, second),
             (Sent, answer_3),
             (Sent, answer_1),
@@ -494,7 +487,7 @@ mod tests {
     #[test]
     fn a_reset_before_the_answer_is_an_abandoned_request() {
         use Direction::{Received, Sent};
-        let request = frame(
+        let request = encode(
             HEADERS,
             END_HEADERS,
             1,
@@ -502,10 +495,10 @@ mod tests {
         );
         let found = replay(&[
             (Received, hello(&[request])),
-            (Received, frame(RST_STREAM, 0, 1, &[0, 0, 0, 8])),
+            (Received, encode(RST_STREAM, 0, 1, &[0, 0, 0, 8])),
             (
                 Sent,
-                welcome(&[frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88])]),
+                welcome(&[encode(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88])]),
             ),
         ]);
         assert_eq!(
@@ -522,15 +515,15 @@ mod tests {
         use Direction::{Received, Sent};
         let block = hex("828684418cf1e3c2e5f23a6ba0ab90f4ff");
         let split = [
-            frame(HEADERS, 0, 5, &block[..3]),
-            frame(CONTINUATION, 0, 5, &block[3..9]),
-            frame(CONTINUATION, END_HEADERS, 5, &block[9..]),
+            encode(HEADERS, 0, 5, &block[..3]),
+            encode(CONTINUATION, 0, 5, &block[3..9]),
+            encode(CONTINUATION, END_HEADERS, 5, &block[9..]),
         ];
         let found = replay(&[
             (Received, hello(&split)),
             (
                 Sent,
-                welcome(&[frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x8e])]),
+                welcome(&[encode(HEADERS, END_HEADERS | END_STREAM, 5, &[0x8e])]),
             ),
         ]);
         assert_eq!(exchange(&found[0]), ("GET", "/", Some(500), 0, 10));
@@ -543,20 +536,20 @@ mod tests {
         let found = replay(&[
             (
                 Received,
-                hello(&[frame(HEADERS, END_HEADERS, 1, &[0x82, 0xbe])]),
+                hello(&[encode(HEADERS, END_HEADERS, 1, &[0x82, 0xbe])]),
             ),
             (
                 Sent,
-                welcome(&[frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88])]),
+                welcome(&[encode(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88])]),
             ),
-            (Received, frame(HEADERS, END_HEADERS, 3, &[0x82, 0x84])),
+            (Received, encode(HEADERS, END_HEADERS, 3, &[0x82, 0x84])),
         ]);
         assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
         // An HTTP/1 server closing on an HTTP/2 client (after or before its
         // first request was read), or answering it.
         let found = replay(&[(
             Received,
-            hello(&[frame(HEADERS, END_HEADERS, 1, &[0x82, 0x84])]),
+            hello(&[encode(HEADERS, END_HEADERS, 1, &[0x82, 0x84])]),
         )]);
         assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
         let found = replay(&[(Received, hello(&[]))]);
@@ -564,7 +557,7 @@ mod tests {
         let found = replay(&[
             (
                 Received,
-                hello(&[frame(HEADERS, END_HEADERS, 1, &[0x82, 0x84])]),
+                hello(&[encode(HEADERS, END_HEADERS, 1, &[0x82, 0x84])]),
             ),
             (Sent, b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()),
         ]);
