@@ -1,8 +1,10 @@
 //! HTTP/2 served without TLS (h2c with prior knowledge): Node's `http2`
 //! server, answering Node's `http2` client (concurrent streams on one
-//! connection, eight at a time, some reset by the client) and curl. Every
-//! request counted by method, route template and status; nothing unparsed.
-//! Root required.
+//! connection, eight at a time, some reset by the client, header blocks
+//! split over CONTINUATION frames, a header table that evicts all the
+//! time), curl (a 5 MB answer) and h2load (100 concurrent streams per
+//! connection). Every request counted by method, route template and
+//! status; nothing unparsed. Root required.
 use std::process::Command;
 
 use loupe_tests::{Fixture, fixture, free_port, series, watch_port};
@@ -44,12 +46,12 @@ fn concurrent_streams_on_one_connection_are_counted_exactly() {
     let client = fixture("h2_client.js");
     let output = Command::new("node")
         .arg(&client)
-        .args([port.to_string().as_str(), "37", "13", "7", "3"])
+        .args([port.to_string().as_str(), "37", "13", "7", "3", "4"])
         .output()
         .expect("node h2_client.js");
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.starts_with("done "), "{printed}");
-    agent.wait_for(&requests("h2", "GET", ITEMS, "200"), 37.0);
+    agent.wait_for(&requests("h2", "GET", ITEMS, "200"), 41.0);
     agent.wait_for(&requests("h2", "POST", "/items", "201"), 13.0);
     agent.wait_for(&requests("h2", "GET", "/missing", "404"), 7.0);
     let abandoned = series(
@@ -59,7 +61,7 @@ fn concurrent_streams_on_one_connection_are_counted_exactly() {
     let scrape = agent.wait_for(&abandoned, 3.0);
     assert_eq!(
         scrape.total("agent_requests_total", "h2"),
-        57.0,
+        61.0,
         "{}",
         scrape.text
     );
@@ -95,16 +97,53 @@ fn curl_with_prior_knowledge() {
             .expect("curl");
         assert!(status.success());
     }
-    let status = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--http2-prior-knowledge"])
-        .arg(format!("http://127.0.0.1:{port}/fail"))
-        .status()
-        .expect("curl");
-    assert!(status.success());
+    for path in ["/fail", "/big"] {
+        let output = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{size_download}"])
+            .arg("--http2-prior-knowledge")
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .expect("curl");
+        assert!(output.status.success());
+        if path == "/big" {
+            assert_eq!(String::from_utf8_lossy(&output.stdout), "5000000");
+        }
+    }
     agent.wait_for(&requests("h2-curl", "GET", ITEMS, "200"), 5.0);
+    agent.wait_for(&requests("h2-curl", "GET", "/big", "200"), 1.0);
     let scrape = agent.wait_for(&requests("h2-curl", "GET", "/fail", "500"), 1.0);
     assert_eq!(
         scrape.total("loupe_unparsed_connections_total", "h2-curl"),
+        0.0,
+        "{}",
+        scrape.text
+    );
+    agent.assert_nothing_lost();
+}
+
+#[test]
+fn h2load_with_a_hundred_concurrent_streams() {
+    let (port, _server) = node_h2c();
+    let agent = watch_port(port, "h2-load", &["--route", ITEMS]);
+    let output = Command::new("h2load")
+        .args(["-n", "1000", "-c", "2", "-m", "100"])
+        .arg(format!("http://127.0.0.1:{port}/items/7"))
+        .output()
+        .expect("h2load (Debian's nghttp2-client)");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("1000 succeeded, 0 failed"),
+        "h2load: {printed}"
+    );
+    let scrape = agent.wait_for(&requests("h2-load", "GET", ITEMS, "200"), 1000.0);
+    assert_eq!(
+        scrape.total("agent_requests_total", "h2-load"),
+        1000.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.total("loupe_unparsed_connections_total", "h2-load"),
         0.0,
         "{}",
         scrape.text

@@ -15,6 +15,7 @@ pub const TARGETS: &[&str] = &[
     "mysql_wire",
     "config_files",
     "hpack_blocks",
+    "http2_frames",
 ];
 
 pub fn run(seconds: u32) -> anyhow::Result<()> {

@@ -21,6 +21,7 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "prometheus", // promtool checks the exposition
     "wrk",
+    "nghttp2-client", // h2load: HTTP/2 load in the tests and the bench
     // The kernel matrix (`cargo xtask kernels`): qemu boots Debian's
     // kernels with an initramfs of loupe and a static busybox.
     "qemu-system-x86",

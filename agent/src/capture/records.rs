@@ -2,7 +2,7 @@
 //! event or an error.
 use loupe_common::event::{
     DataHeader, Header, KIND_CLOSE, KIND_DATA, KIND_PROCESS_EXEC, KIND_PROCESS_EXIT,
-    KIND_PROCESS_FORK, KIND_TCP_STATE, Process, TcpState,
+    KIND_PROCESS_FORK, KIND_TCP_STATE, Piece, Process, TcpState,
 };
 
 /// A decoded record; data borrows the ring buffer's bytes (no copy).
@@ -65,6 +65,7 @@ impl Record for Header {}
 impl Record for TcpState {}
 impl Record for Process {}
 impl Record for DataHeader {}
+impl Record for Piece {}
 
 fn read<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
     let need = size_of::<T>();
@@ -101,6 +102,29 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         KIND_CLOSE => read(bytes).map(Event::Close),
         other => Err(DecodeError::UnknownKind(other)),
     }
+}
+
+/// The pieces of a `DATA_FRAMES` record's bytes (each a [`Piece`] and its
+/// bytes), for a syscall of `len` bytes: `None` if they are not pieces
+/// within it in ascending order.
+pub fn pieces(bytes: &[u8], len: u64) -> Option<Vec<(u64, &[u8])>> {
+    let mut out: Vec<(u64, &[u8])> = Vec::new();
+    let mut rest = bytes;
+    let mut end = 0u64;
+    while !rest.is_empty() {
+        let piece: Piece = read(rest).ok()?;
+        let body = rest.get(size_of::<Piece>()..size_of::<Piece>() + piece.len as usize)?;
+        rest = &rest[size_of::<Piece>() + body.len()..];
+        let at = u64::from(piece.at);
+        if at < end || at + body.len() as u64 > len {
+            return None;
+        }
+        end = at + body.len() as u64;
+        if !body.is_empty() {
+            out.push((at, body));
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -162,6 +186,32 @@ mod tests {
                 held: 2
             })
         );
+    }
+
+    #[test]
+    fn pieces_are_read_in_order_within_the_syscall() {
+        let piece = |at: u32, bytes: &[u8]| {
+            let mut out = bytes_of(&Piece {
+                at,
+                len: bytes.len() as u32,
+            });
+            out.extend(bytes);
+            out
+        };
+        let mut bytes = piece(0, b"PRI");
+        bytes.extend(piece(100, b""));
+        bytes.extend(piece(100, b"abc"));
+        // The next record of the syscall goes on where this one stopped.
+        bytes.extend(piece(103, b"d"));
+        assert_eq!(
+            pieces(&bytes, 104),
+            Some(vec![(0, &b"PRI"[..]), (100, &b"abc"[..]), (103, &b"d"[..])])
+        );
+        assert_eq!(pieces(&bytes, 103), None, "beyond the syscall");
+        assert_eq!(pieces(&bytes[..bytes.len() - 1], 104), None, "cut short");
+        let mut backwards = piece(10, b"x");
+        backwards.extend(piece(5, b"y"));
+        assert_eq!(pieces(&backwards, 20), None);
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 
 use loupe_common::{
     event::{
-        DATA_CONTINUED, DATA_MORE, DATA_OUTBOUND, DATA_SAME_SYSCALL, DATA_TAIL, DIR_RX, DIR_TX,
-        DataHeader,
+        DATA_CONTINUED, DATA_FRAMES, DATA_MORE, DATA_OUTBOUND, DATA_SAME_SYSCALL, DATA_TAIL,
+        DIR_RX, DIR_TX, DataHeader,
     },
     maps::{CONN_SEEDED, CONN_TLS},
 };
 
+use super::records;
 use crate::protocols::{
     Command, Context, Direction, Observation, Pool, Protocol, Sink, Transfer, WellKnown,
     detect::Connection,
@@ -93,7 +94,7 @@ struct Stream {
 }
 
 /// One syscall's records joined: its first bytes (several pieces under a
-/// capture budget) and its last bytes.
+/// capture budget, or the pieces of its HTTP/2 frames) and its last bytes.
 struct Syscall {
     head: DataHeader,
     first: Vec<u8>,
@@ -116,11 +117,18 @@ impl Stream {
             DIR_TX => Direction::Sent,
             _ => return,
         };
-        let transfer = Transfer {
-            ts: head.header.ts_ns,
-            len: head.len,
-            head: bytes,
-            tail: last,
+        let (ts, len) = (head.header.ts_ns, head.len);
+        let pieces;
+        let transfer = if head.flags & DATA_FRAMES != 0 {
+            // Pieces found by following HTTP/2 frames (none if the probe
+            // lost them): what lies between was not needed.
+            pieces = records::pieces(bytes, len).unwrap_or_default();
+            Transfer {
+                pieces: &pieces,
+                ..Transfer::new(ts, len, &[])
+            }
+        } else {
+            Transfer::ends(ts, len, bytes, last)
         };
         let service = self.service;
         let bodies = |method: &Method, path: &str| (parsing.bodies)(service, method, path);

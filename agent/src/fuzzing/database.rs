@@ -29,15 +29,7 @@ pub fn run(data: &[u8], open: fn(bool) -> Box<dyn Protocol>) {
             0 | 4 => (Direction::Sent, Transfer::new(ts, len, bytes)),
             1 => (Direction::Received, Transfer::new(ts, len, bytes)),
             // The syscall's last bytes only.
-            _ => (
-                Direction::Received,
-                Transfer {
-                    ts,
-                    len,
-                    head: &[],
-                    tail: bytes,
-                },
-            ),
+            _ => (Direction::Received, Transfer::ends(ts, len, &[], bytes)),
         };
         with_context(|context| conn.on_bytes(dir, &transfer, context, &mut sink));
         assert!(conn.buffered() < 1 << 20);

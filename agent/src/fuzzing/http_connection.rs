@@ -58,12 +58,7 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
         } else {
             (bytes, &[][..])
         };
-        let transfer = Transfer {
-            ts,
-            len: bytes.len() as u64 + gap,
-            head: first,
-            tail: last,
-        };
+        let transfer = Transfer::ends(ts, bytes.len() as u64 + gap, first, last);
         let dir = match control & 0x01 {
             0 => Direction::Received,
             _ => Direction::Sent,

@@ -4,6 +4,7 @@
 pub mod config_files;
 mod database;
 pub mod hpack_blocks;
+pub mod http2_frames;
 pub mod http_connection;
 pub mod http_heads;
 pub mod kernel_texts;
@@ -18,6 +19,7 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
     Some(match name {
         "config_files" => config_files::run,
         "hpack_blocks" => hpack_blocks::run,
+        "http2_frames" => http2_frames::run,
         "http_connection" => http_connection::run,
         "http_heads" => http_heads::run,
         "kernel_texts" => kernel_texts::run,
@@ -67,6 +69,6 @@ mod tests {
             assert!(seeds.len() >= 3, "{name}: {} seeds", seeds.len());
             targets += 1;
         }
-        assert_eq!(targets, 10, "every fuzz target has seeds");
+        assert_eq!(targets, 11, "every fuzz target has seeds");
     }
 }

@@ -54,15 +54,15 @@ fn is_http2(held: &[Held], dir: Direction, transfer: &Transfer<'_>) -> Option<bo
         .flat_map(|h| h.head.iter().copied())
         .collect();
     if dir == Direction::Received {
-        read.extend_from_slice(transfer.head);
+        read.extend_from_slice(transfer.start());
     }
     let prefix = http2::Server::recognise(&read);
     if read.len() >= http2::PREFACE.len() || (!read.is_empty() && !prefix) {
         return Some(prefix);
     }
     let kept: usize = held.iter().map(|h| h.head.len() + h.tail.len()).sum();
-    let whole = transfer.len == transfer.head.len() as u64;
-    let room = kept + transfer.head.len() <= MAX_UNDECIDED;
+    let whole = transfer.len == transfer.start().len() as u64;
+    let room = kept + transfer.start().len() <= MAX_UNDECIDED;
     // Still the preface's start (or nothing read yet): wait, unless the
     // client's bytes were not all captured or too much is held.
     (!room || (dir == Direction::Received && !whole)).then_some(false)
@@ -100,7 +100,14 @@ impl Connection {
                 dir,
                 ts: bytes.ts,
                 len: bytes.len,
-                head: bytes.head.into(),
+                // Frames the probes followed (which start with the
+                // preface, so are not held in practice): their start.
+                head: if bytes.pieces.is_empty() {
+                    bytes.head
+                } else {
+                    bytes.start()
+                }
+                .into(),
                 tail: bytes.tail.into(),
             });
             return None;
@@ -111,12 +118,7 @@ impl Connection {
             Box::new(http1::Server::new(false))
         };
         for h in held.drain(..) {
-            let transfer = Transfer {
-                ts: h.ts,
-                len: h.len,
-                head: &h.head,
-                tail: &h.tail,
-            };
+            let transfer = Transfer::ends(h.ts, h.len, &h.head, &h.tail);
             protocol.on_bytes(h.dir, &transfer, context, sink);
         }
         Some(Self::Known(protocol))
@@ -136,11 +138,11 @@ impl Protocol for Connection {
                 Some(known) => *self = known,
                 None => return,
             },
-            Self::Opened => *self = Self::opened(dir, bytes.head),
+            Self::Opened => *self = Self::opened(dir, bytes.start()),
             // A command written mid-stream tells the protocol; a reply
             // alone does not, and the port's guess stands.
             Self::Seeded(known) => {
-                *self = match (dir, Self::opened(dir, bytes.head)) {
+                *self = match (dir, Self::opened(dir, bytes.start())) {
                     (Direction::Sent, Self::Opened) | (Direction::Received, _) => {
                         Self::Known((known.mid_stream)())
                     }

@@ -45,6 +45,9 @@ pub struct Transfer<'a> {
     pub head: &'a [u8],
     /// Its last bytes, when `head` does not reach its end (else empty).
     pub tail: &'a [u8],
+    /// Bytes from anywhere in it, at their offsets (ascending, apart): what
+    /// the probes copied by following an HTTP/2 connection's frames.
+    pub pieces: &'a [(u64, &'a [u8])],
 }
 
 impl<'a> Transfer<'a> {
@@ -55,11 +58,25 @@ impl<'a> Transfer<'a> {
             len,
             head,
             tail: &[],
+            pieces: &[],
         }
     }
 
+    /// A syscall captured from its start and its end.
+    pub fn ends(ts: u64, len: u64, head: &'a [u8], tail: &'a [u8]) -> Self {
+        Self {
+            tail,
+            ..Self::new(ts, len, head)
+        }
+    }
+
+    /// Its captured bytes from its start (empty if its start was not).
+    pub fn start(&self) -> &'a [u8] {
+        self.at(0).0
+    }
+
     /// The captured bytes from `pos` on, and where that run ends: the end
-    /// of the head, of the gap (no bytes), or of the syscall.
+    /// of the captured run, of the gap (no bytes), or of the syscall.
     pub fn at(&self, pos: u64) -> (&'a [u8], u64) {
         let head = (self.head.len() as u64).min(self.len);
         if pos < head {
@@ -70,9 +87,18 @@ impl<'a> Transfer<'a> {
         if pos >= tail_start {
             let skip = self.tail.len() - tail as usize;
             let from = skip + (pos - tail_start) as usize;
-            (&self.tail[from..], self.len)
-        } else {
-            (&[], tail_start)
+            return (&self.tail[from..], self.len);
+        }
+        let next = self
+            .pieces
+            .partition_point(|(at, bytes)| at + bytes.len() as u64 <= pos);
+        match self.pieces.get(next) {
+            Some(&(at, bytes)) if at <= pos => {
+                let end = (at + bytes.len() as u64).min(tail_start);
+                (&bytes[(pos - at) as usize..(end - at) as usize], end)
+            }
+            Some(&(at, _)) => (&[], at.min(tail_start)),
+            None => (&[], tail_start),
         }
     }
 }

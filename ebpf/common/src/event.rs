@@ -84,6 +84,35 @@ pub const DATA_CONTINUED: u16 = 16;
 /// The connection is one the process opened (a client's), not accepted.
 pub const DATA_OUTBOUND: u16 = 32;
 
+/// The bytes are pieces of the syscall found by following its HTTP/2
+/// frames (`FRAMING_HTTP2`): each a [`Piece`] and its `len` bytes, one after
+/// the other (unaligned). A syscall with more than `FRAMES_ROOM` bytes to
+/// copy takes several records (`DATA_MORE`, `DATA_CONTINUED`); with
+/// `DATA_NONE`, the frames could no longer be followed.
+pub const DATA_FRAMES: u16 = 64;
+
+/// Where the bytes of one piece of a [`DATA_FRAMES`] record were in the
+/// syscall.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Offset in the syscall's bytes.
+    pub at: u32,
+    pub len: u32,
+}
+assert_size!(Piece, 8);
+
+/// Bytes of pieces one `DATA_FRAMES` record holds at most.
+pub const FRAMES_ROOM: usize = 8192;
+/// Most steps (a frame header, a run of payload, the next buffer of a
+/// vectored call) a probe takes through one syscall; beyond, the
+/// connection's frames are lost (`FRAMING_LOST`). A 64 KiB read of empty
+/// frames takes 7,282; a `writev` of 1,024 buffers (the most Linux takes)
+/// holding 300 small frames about 1,700.
+pub const FRAMES_STEPS: u32 = 16_384;
+/// Most bytes of a frame payload copied in one step.
+pub const FRAMES_COPY: usize = FRAMES_ROOM / 2;
+
 /// Most bytes copied from one syscall: a request line with its headers, or
 /// a status line with its headers, and a small body (a login form).
 pub const CAPTURE_MAX: usize = 2048;

@@ -121,8 +121,15 @@ pub struct FdInfo {
     /// fields): set from `CAPTURE_ROUTES` when a request starts, raised by
     /// the agent for one client connection, consumed by the probes.
     pub capture: u32,
+    /// How the probes copy the connection's bytes (`FRAMING_*`): set by
+    /// the probes when a connection turns out to speak HTTP/2.
+    pub framing: u32,
+    pub _pad: u32,
+    /// Where each direction's frames are (`[received, sent]`), under
+    /// `FRAMING_HTTP2`.
+    pub walks: [FrameWalk; 2],
 }
-assert_size!(FdInfo, 24);
+assert_size!(FdInfo, 56);
 
 impl FdInfo {
     pub const fn new(service: u32, role: u32, conn: u64) -> Self {
@@ -132,8 +139,56 @@ impl FdInfo {
             conn,
             last_dir: 0,
             capture: 0,
+            framing: FRAMING_NONE,
+            _pad: 0,
+            walks: [FrameWalk::START; 2],
         }
     }
+}
+
+/// Each syscall's first bytes (and last, and more under a budget).
+pub const FRAMING_NONE: u32 = 0;
+/// HTTP/2: each syscall's frame headers and the payloads of the frames the
+/// connection's state depends on, found by following the frames (the
+/// client's preface was seen at the start of a read or of a write).
+pub const FRAMING_HTTP2: u32 = 1;
+/// HTTP/2 whose frames could no longer be followed (more frames in one
+/// syscall than a probe walks): lengths only from then on.
+pub const FRAMING_LOST: u32 = 2;
+
+/// Where one direction of an HTTP/2 connection stands between syscalls:
+/// inside a frame's 9-octet header (`have < 9`), or inside its payload
+/// (`left` octets still to come).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FrameWalk {
+    /// Octets of the current frame's payload still to come.
+    pub left: u32,
+    /// The header's first four octets as read so far: length (24 bits)
+    /// and type, big-endian.
+    pub head: u32,
+    /// Octets of the header read so far (9: in the payload).
+    pub have: u32,
+}
+assert_size!(FrameWalk, 12);
+
+/// A frame type no HTTP/2 frame has, whose payload is copied: the walk
+/// starts with the client's 24-octet preface as one such pseudo-frame.
+pub const FRAME_PREFACE: u32 = 0xff;
+
+impl FrameWalk {
+    /// At a frame's start.
+    pub const START: Self = Self {
+        left: 0,
+        head: 0,
+        have: 0,
+    };
+    /// Before the client's preface (`PRI * HTTP/2.0...`, 24 octets).
+    pub const PREFACE: Self = Self {
+        left: 24,
+        head: (24 << 8) | FRAME_PREFACE,
+        have: 9,
+    };
 }
 
 /// Top bit of connection ids the agent assigns when it seeds from `/proc`.

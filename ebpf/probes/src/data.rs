@@ -52,14 +52,15 @@ use loupe_common::{
     },
     layout::{syscall, user},
     maps::{
-        CAPTURE_ROUTE_WORDS, CAPTURE_ROUTES_LEN, CONN_SEEDED, COUNTER_EVENTS_LOST, FdInfo, FdKey,
-        ROLE_INBOUND, ROLE_OUTBOUND, SWITCH_CAPTURE_INBOUND, SWITCH_CAPTURE_OUTBOUND,
-        SWITCH_CAPTURE_ROUTES,
+        CAPTURE_ROUTE_WORDS, CAPTURE_ROUTES_LEN, CONN_SEEDED, COUNTER_EVENTS_LOST, FRAMING_NONE,
+        FdInfo, FdKey, ROLE_INBOUND, ROLE_OUTBOUND, SWITCH_CAPTURE_INBOUND,
+        SWITCH_CAPTURE_OUTBOUND, SWITCH_CAPTURE_ROUTES,
     },
 };
 
 use crate::{
     emit::{header, submit},
+    frames,
     maps::{
         CAPTURE_ROUTES, EVENTS, FDS, bump, current, field, maybe_tracked, switch, switch_value,
     },
@@ -109,7 +110,7 @@ pub enum Source {
 /// `(base, len)` of the `struct iovec` at `addr`, in one user read (each
 /// user read costs about as much as a copy of a few hundred bytes).
 #[inline(always)]
-fn read_iovec(addr: u64) -> Option<(u64, u64)> {
+pub fn read_iovec(addr: u64) -> Option<(u64, u64)> {
     // SAFETY: a checked user-memory read.
     let [base, len] = unsafe { bpf_probe_read_user(addr as *const [u64; 2]) }.ok()?;
     Some((base, len))
@@ -126,7 +127,7 @@ fn read_two_iovecs(addr: u64) -> Option<[(u64, u64); 2]> {
 
 /// `(iovec array, count)` of the syscall, or `None` for a plain buffer.
 #[inline(always)]
-fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
+pub fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
     match source {
         Source::Buf | Source::BufFlags => None,
         Source::Iov => Some((args.rsi, args.rdx)),
@@ -217,7 +218,7 @@ fn cap<const N: usize>(n: u64) -> u64 {
 /// join first, and the clamped one (a constant, or `max`'s range, inside
 /// it) is pruned there instead of doubling the states after every clamp.
 #[inline(always)]
-fn min(n: u64, max: u64) -> u64 {
+pub fn min(n: u64, max: u64) -> u64 {
     let mut n = n;
     // SAFETY: register arithmetic only.
     unsafe {
@@ -242,12 +243,19 @@ fn emit_bytes<const N: usize>(head: DataHeader, src: u64, n: u64) {
 }
 
 /// [`emit_bytes`], with `inspect` run on the copied bytes before the
-/// record is handed over.
+/// record is handed over. Returns whether they start with the HTTP/2
+/// preface `inspect` looked for: the record is then dropped, for the
+/// caller to walk the syscall's frames instead.
 #[inline(always)]
-fn emit_inspected<const N: usize>(mut head: DataHeader, src: u64, n: u64, inspect: Inspect) {
+fn emit_inspected<const N: usize>(
+    mut head: DataHeader,
+    src: u64,
+    n: u64,
+    inspect: Inspect,
+) -> bool {
     let Some(mut entry) = EVENTS.reserve::<Data<N>>(0) else {
         bump(COUNTER_EVENTS_LOST);
-        return;
+        return false;
     };
     let record = entry.as_mut_ptr();
     // SAFETY: a field of the reserved record.
@@ -265,7 +273,11 @@ fn emit_inspected<const N: usize>(mut head: DataHeader, src: u64, n: u64, inspec
         if rc == 0 {
             head.captured = n as u32;
             // SAFETY: the record's bytes, `N` of them.
-            inspect.run::<N>(unsafe { core::ptr::addr_of!((*record).bytes) }.cast(), n);
+            let bytes = unsafe { core::ptr::addr_of!((*record).bytes) }.cast();
+            if inspect.run::<N>(bytes, n) {
+                entry.discard(0);
+                return true;
+            }
         } else {
             head.flags |= DATA_NONE;
         }
@@ -273,31 +285,56 @@ fn emit_inspected<const N: usize>(mut head: DataHeader, src: u64, n: u64, inspec
     // SAFETY: the header field of the reserved record.
     unsafe { core::ptr::addr_of_mut!((*record).head).write(head) };
     submit(entry);
+    false
 }
 
 /// What a served connection's read that starts a request is looked at
 /// for, in its record before it is handed over: whether one of the route
-/// prefixes (`CAPTURE_ROUTES`) starts it. The response's capture budget is
-/// then set before the response is written.
+/// prefixes (`CAPTURE_ROUTES`) starts it (the response's capture budget is
+/// then set before the response is written), and whether the client's
+/// HTTP/2 preface does (also looked for at the start of a connection the
+/// process opened).
 #[derive(Clone, Copy)]
 struct Inspect {
     /// The connection, or null: nothing to look at.
     info: *mut FdInfo,
     /// `CAPTURE_ROUTES` entries in use.
     routes: u32,
+    preface: bool,
 }
+
+/// The client's preface, `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, as three
+/// little-endian words.
+const PREFACE: [u64; 3] = [
+    u64::from_le_bytes(*b"PRI * HT"),
+    u64::from_le_bytes(*b"TP/2.0\r\n"),
+    u64::from_le_bytes(*b"\r\nSM\r\n\r\n"),
+];
 
 impl Inspect {
     const NOTHING: Self = Self {
         info: core::ptr::null_mut(),
         routes: 0,
+        preface: false,
     };
 
-    /// `captured` bytes at `bytes`, in a record with room for `N`.
+    /// `captured` bytes at `bytes`, in a record with room for `N`; returns
+    /// whether they start with the HTTP/2 preface it looks for.
     #[inline(always)]
-    fn run<const N: usize>(self, bytes: *const u8, captured: u64) {
-        if self.info.is_null() || N < 8 * CAPTURE_ROUTE_WORDS {
-            return;
+    fn run<const N: usize>(self, bytes: *const u8, captured: u64) -> bool {
+        if self.info.is_null() {
+            return false;
+        }
+        if self.preface && N >= 8 * PREFACE.len() && captured >= 8 * PREFACE.len() as u64 {
+            let words = bytes.cast::<u64>();
+            // SAFETY: within the record's `N` bytes (checked above), 8-byte
+            // aligned like every ring record's byte array.
+            if (0..PREFACE.len()).all(|i| unsafe { words.add(i).read() } == PREFACE[i]) {
+                return true;
+            }
+        }
+        if self.routes == 0 || N < 8 * CAPTURE_ROUTE_WORDS {
+            return false;
         }
         let mut line = [0u64; CAPTURE_ROUTE_WORDS];
         for (i, word) in line.iter_mut().enumerate() {
@@ -319,6 +356,7 @@ impl Inspect {
         }
         // SAFETY: in-place update of the looked-up value.
         unsafe { (*self.info).capture = budget };
+        false
     }
 }
 
@@ -362,10 +400,33 @@ fn data_header(tgid: u32, info: *const FdInfo, fd: u32, dir: u16, len: u64) -> D
     }
 }
 
+/// What [`emit_first`] handed over.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum First {
+    /// The syscall's first bytes; no record of its last is to follow.
+    Head,
+    /// Its first bytes, with `DATA_MORE`: a record of its last is to follow.
+    HeadBeforeTail,
+    /// Nothing: its bytes start with the HTTP/2 preface, and are to be
+    /// walked frame by frame.
+    Preface,
+}
+
+impl First {
+    #[inline(always)]
+    fn of(tail: bool) -> Self {
+        if tail {
+            Self::HeadBeforeTail
+        } else {
+            Self::Head
+        }
+    }
+}
+
 /// The first bytes of the syscall (up to `CAPTURE_MAX`, gathered across
 /// the buffers of a vectored call), in the smallest record that holds
 /// them. With `with_tail`, a record with its last bytes is to follow if
-/// these do not reach its end (`DATA_MORE` says so): returns whether.
+/// these do not reach its end (`DATA_MORE` says so).
 #[inline(always)]
 fn emit_first(
     mut head: DataHeader,
@@ -374,7 +435,7 @@ fn emit_first(
     ret: u64,
     with_tail: bool,
     inspect: Inspect,
-) -> bool {
+) -> First {
     let want = min(ret, CAPTURE_MAX as u64);
     let (buf, buf_len) = match iovecs(source, args) {
         None => (args.rsi, ret),
@@ -399,7 +460,7 @@ fn emit_first(
             None => {
                 head.flags |= DATA_NONE;
                 emit_bytes::<0>(head, 0, 0);
-                return false;
+                return First::Head;
             }
         },
     };
@@ -408,19 +469,23 @@ fn emit_first(
         head.flags |= DATA_MORE;
     }
     let n = min(buf_len, want);
-    if n <= CAPTURE_SMALL as u64 {
-        emit_inspected::<CAPTURE_SMALL>(head, buf, n, inspect);
+    let preface = if n <= CAPTURE_SMALL as u64 {
+        emit_inspected::<CAPTURE_SMALL>(head, buf, n, inspect)
     } else {
-        emit_inspected::<CAPTURE_MAX>(head, buf, n, inspect);
+        emit_inspected::<CAPTURE_MAX>(head, buf, n, inspect)
+    };
+    if preface {
+        First::Preface
+    } else {
+        First::of(tail)
     }
-    tail
 }
 
 /// The first (up to `N`, at most `CAPTURE_MAX`) of the `ret` bytes of a
 /// vectored syscall, gathered from its buffers into one record of `R =
 /// 2 N` bytes (a short write, such as nginx's head and small body, takes a
-/// small one); `pair` is its first two `iovec`s, already read. Returns whether
-/// a tail is to follow, as [`emit_first`] does: also when more buffers than
+/// small one); `pair` is its first two `iovec`s, already read. Returns what
+/// [`emit_first`] does; a tail is to follow also when more buffers than
 /// `MAX_IOVECS` (or an unreadable one) cut the gathering short.
 #[inline(always)]
 fn emit_gathered<const N: usize, const R: usize>(
@@ -431,11 +496,11 @@ fn emit_gathered<const N: usize, const R: usize>(
     pair: [(u64, u64); 2],
     with_tail: bool,
     inspect: Inspect,
-) -> bool {
+) -> First {
     let want = min(ret, N as u64);
     let Some(mut entry) = EVENTS.reserve::<Data<R>>(0) else {
         bump(COUNTER_EVENTS_LOST);
-        return false;
+        return First::Head;
     };
     let record = entry.as_mut_ptr();
     // SAFETY: the byte array of the reserved record.
@@ -476,7 +541,10 @@ fn emit_gathered<const N: usize, const R: usize>(
     if copied == 0 {
         head.flags |= DATA_NONE;
     }
-    inspect.run::<R>(bytes, copied);
+    if inspect.run::<R>(bytes, copied) {
+        entry.discard(0);
+        return First::Preface;
+    }
     let tail = with_tail && (copied < want || ret > CAPTURE_MAX as u64);
     if tail {
         head.flags |= DATA_MORE;
@@ -484,11 +552,13 @@ fn emit_gathered<const N: usize, const R: usize>(
     // SAFETY: the header field of the reserved record.
     unsafe { core::ptr::addr_of_mut!((*record).head).write(head) };
     submit(entry);
-    tail
+    First::of(tail)
 }
 
 /// The first bytes of the syscall and, when `with_tail` and they do not
-/// cover it, its last `T` bytes in a second record.
+/// cover it, its last `T` bytes in a second record. Returns whether they
+/// start with the HTTP/2 preface `inspect` looked for (nothing was handed
+/// over).
 #[inline(always)]
 fn emit_ends<const T: usize>(
     mut head: DataHeader,
@@ -497,10 +567,15 @@ fn emit_ends<const T: usize>(
     ret: u64,
     with_tail: bool,
     inspect: Inspect,
-) {
-    if emit_first(head, source, args, ret, with_tail, inspect) {
-        head.flags |= DATA_SAME_SYSCALL;
-        emit_last::<T>(head, source, args, ret);
+) -> bool {
+    match emit_first(head, source, args, ret, with_tail, inspect) {
+        First::HeadBeforeTail => {
+            head.flags |= DATA_SAME_SYSCALL;
+            emit_last::<T>(head, source, args, ret);
+            false
+        }
+        First::Head => false,
+        First::Preface => true,
     }
 }
 
@@ -529,23 +604,33 @@ pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     // SAFETY: in-place reads and updates of the looked-up value (no map
     // write). On a served connection, a read after a write (or the first)
     // starts a request: compared with the route prefixes, it sets the
-    // capture budget of its response.
-    let (budget, inspect) = unsafe {
-        let starts = (*info).last_dir != u32::from(DIR_RX);
+    // capture budget of its response; or it starts with HTTP/2's preface.
+    let (budget, inspect, framing) = unsafe {
+        let starts = (*info).last_dir != u32::from(DIR_RX) && (*info).role == ROLE_INBOUND;
         (*info).last_dir = u32::from(DIR_RX);
-        let routes = if starts && (*info).role == ROLE_INBOUND {
+        let framing = (*info).framing;
+        let routes = if starts {
             switch_value(SWITCH_CAPTURE_ROUTES)
         } else {
             0
         };
-        let inspect = if routes > 0 {
-            Inspect { info, routes }
+        let preface = starts && framing == FRAMING_NONE;
+        let inspect = if routes > 0 || preface {
+            Inspect {
+                info,
+                routes,
+                preface,
+            }
         } else {
             Inspect::NOTHING
         };
-        ((*info).capture, inspect)
+        ((*info).capture, inspect, framing)
     };
     let head = data_header(tgid, info, args.rdi as u32, DIR_RX, ret);
+    if framing != FRAMING_NONE {
+        frames::syscall(head, source, args, ret, info, 0);
+        return;
+    }
     let outbound = head.flags & DATA_OUTBOUND != 0;
     if outbound
         && budget > 0
@@ -560,7 +645,9 @@ pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     }
     // A long reply to a client: its end too (where a database says it is
     // ready for the next query).
-    emit_ends::<CAPTURE_CLIENT_TAIL>(head, source, args, ret, outbound, inspect);
+    if emit_ends::<CAPTURE_CLIENT_TAIL>(head, source, args, ret, outbound, inspect) {
+        frames::start(head, source, args, ret, info, 0);
+    }
 }
 
 #[inline(always)]
@@ -576,15 +663,22 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
 #[inline(always)]
 pub fn tx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     // SAFETY: in-place reads and updates of the looked-up value.
-    let (first, budget) = unsafe {
+    let (first, budget, framing, opening) = unsafe {
+        let outbound = (*info).role == ROLE_OUTBOUND;
         let state = (
-            (*info).last_dir != u32::from(DIR_TX) || (*info).role == ROLE_OUTBOUND,
+            (*info).last_dir != u32::from(DIR_TX) || outbound,
             (*info).capture,
+            (*info).framing,
+            (*info).last_dir == 0 && outbound,
         );
         (*info).last_dir = u32::from(DIR_TX);
         state
     };
     let head = data_header(tgid, info, args.rdi as u32, DIR_TX, ret);
+    if framing != FRAMING_NONE {
+        frames::syscall(head, source, args, ret, info, 1);
+        return;
+    }
     // A response's first write gets its usual capture on top of the budget.
     let head_room = if first { CAPTURE_MAX as u64 } else { 0 };
     if budget > 0
@@ -597,8 +691,20 @@ pub fn tx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
         return;
     }
     // Every write from its start, wherever a head begins (pipelined
-    // responses, a 103 before the 200, a head split across writes).
-    emit_ends::<CAPTURE_TAIL>(head, source, args, ret, true, Inspect::NOTHING);
+    // responses, a 103 before the 200, a head split across writes). A
+    // client's first write may be HTTP/2's preface.
+    let inspect = if opening {
+        Inspect {
+            info,
+            routes: 0,
+            preface: true,
+        }
+    } else {
+        Inspect::NOTHING
+    };
+    if emit_ends::<CAPTURE_TAIL>(head, source, args, ret, true, inspect) {
+        frames::start(head, source, args, ret, info, 1);
+    }
 }
 
 /// Copies the start of a syscall in up to `CAPTURE_PIECES` records (all

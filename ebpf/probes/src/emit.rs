@@ -26,13 +26,19 @@ pub fn header(kind: u32, tgid: u32) -> Header {
 /// backlog builds up; otherwise it collects records on its polling timer.
 #[inline(always)]
 pub fn submit<T>(entry: RingBufEntry<T>) {
+    entry.submit(wake_flags());
+}
+
+/// The flags of a record handed over: wake the agent only when a backlog
+/// builds up.
+#[inline(always)]
+pub fn wake_flags() -> u64 {
     let wake = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= EVENTS_WAKEUP_BYTES;
-    let flags = if wake {
+    u64::from(if wake {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
-    };
-    entry.submit(u64::from(flags));
+    })
 }
 
 /// Copies `record` into the ring buffer.

@@ -21,6 +21,7 @@
 mod check;
 mod data;
 mod emit;
+mod frames;
 mod maps;
 mod process;
 mod sockets;

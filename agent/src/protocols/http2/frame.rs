@@ -75,15 +75,16 @@ impl Reader {
         self.buf.capacity()
     }
 
-    /// Reads what one syscall transferred; `out` gets each frame's header
-    /// and, for the kept types, its payload (empty for the others) once
-    /// the frame is complete.
+    /// Reads what one syscall transferred from its offset `from` on; `out`
+    /// gets each frame's header and, for the kept types, its payload
+    /// (empty for the others) once the frame is complete.
     pub fn feed(
         &mut self,
         transfer: &Transfer<'_>,
+        from: u64,
         out: &mut impl FnMut(&Head, &[u8]),
     ) -> Result<(), Lost> {
-        let mut pos = 0u64;
+        let mut pos = from;
         while pos < transfer.len {
             let (visible, run_end) = transfer.at(pos);
             let run = run_end - pos;
@@ -160,6 +161,64 @@ pub fn fragment<'a>(head: &Head, payload: &'a [u8]) -> Result<&'a [u8], Lost> {
     Ok(&body[skip..body.len() - pad])
 }
 
+/// What the probes copy of a syscall's `bytes` on an HTTP/2 connection
+/// (`ebpf/probes/src/frames.rs`, by the same rules, without a capture
+/// budget), one direction's `walk` carried from syscall to syscall: every
+/// frame header octet and the payloads of the kept types, as pieces at
+/// their offsets. For the tests and fuzz targets of what reads them.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn probe_copies(walk: &mut loupe_common::maps::FrameWalk, bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut pieces: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut copy = |at: usize, run: &[u8]| match pieces.last_mut() {
+        Some((start, piece)) if *start as usize + piece.len() == at => piece.extend(run),
+        _ => pieces.push((at as u64, run.to_vec())),
+    };
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let rest = bytes.len() - pos;
+        if walk.have < HEADER_LEN as u32 {
+            if walk.have == 0 {
+                walk.head = 0;
+            }
+            let n = (HEADER_LEN - walk.have as usize).min(rest);
+            for (k, &octet) in bytes[pos..pos + n].iter().enumerate() {
+                if walk.have as usize + k < 4 {
+                    walk.head = (walk.head << 8) | u32::from(octet);
+                }
+            }
+            copy(pos, &bytes[pos..pos + n]);
+            walk.have += n as u32;
+            pos += n;
+            if walk.have == HEADER_LEN as u32 {
+                walk.left = walk.head >> 8;
+                if walk.left == 0 {
+                    walk.have = 0;
+                }
+            }
+            continue;
+        }
+        let n = (walk.left as usize).min(rest);
+        let kind = walk.head & 0xff;
+        let kept = Head {
+            len: 0,
+            kind: kind as u8,
+            flags: 0,
+            stream: 0,
+        }
+        .kept()
+            || kind == loupe_common::maps::FRAME_PREFACE;
+        if kept {
+            copy(pos, &bytes[pos..pos + n]);
+        }
+        walk.left -= n as u32;
+        pos += n;
+        if walk.left == 0 {
+            walk.have = 0;
+        }
+    }
+    pieces
+}
+
 /// A frame as a peer writes it (for the tests of what reads frames).
 #[cfg(test)]
 pub fn encode(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -176,7 +235,7 @@ mod tests {
 
     fn read(reader: &mut Reader, transfer: &Transfer<'_>) -> Result<Vec<(u8, u32, Vec<u8>)>, Lost> {
         let mut frames = Vec::new();
-        reader.feed(transfer, &mut |head, payload| {
+        reader.feed(transfer, 0, &mut |head, payload| {
             frames.push((head.kind, head.stream, payload.to_vec()));
         })?;
         Ok(frames)
@@ -207,12 +266,12 @@ mod tests {
         // which the probes copied the first 2 KiB and the last 64 bytes.
         let mut wire = encode(DATA, 0, 3, &vec![b'x'; 100_000]);
         wire.extend(encode(HEADERS, END_HEADERS | END_STREAM, 3, b"\x88"));
-        let transfer = Transfer {
-            ts: 1,
-            len: wire.len() as u64,
-            head: &wire[..2048],
-            tail: &wire[wire.len() - 64..],
-        };
+        let transfer = Transfer::ends(
+            1,
+            wire.len() as u64,
+            &wire[..2048],
+            &wire[wire.len() - 64..],
+        );
         let mut reader = Reader::default();
         let frames = read(&mut reader, &transfer).unwrap();
         assert_eq!(frames, [(DATA, 3, vec![]), (HEADERS, 3, b"\x88".to_vec())]);

@@ -139,26 +139,33 @@ impl Server {
         Ok(n as u64)
     }
 
+    fn side(&mut self, dir: Direction) -> &mut Side {
+        match dir {
+            Direction::Received => &mut self.client,
+            Direction::Sent => &mut self.server,
+        }
+    }
+
+    /// The frames of `transfer` from its offset `from` on.
     fn frames(
         &mut self,
         dir: Direction,
         transfer: &Transfer<'_>,
+        from: u64,
         context: &Context<'_>,
         sink: &mut dyn Sink,
     ) -> Result<(), Lost> {
         let ts = transfer.ts;
-        let mut frames = Vec::new();
-        let side = match dir {
-            Direction::Received => &mut self.client,
-            Direction::Sent => &mut self.server,
-        };
-        side.frames.feed(transfer, &mut |head, payload| {
-            frames.push((*head, payload.to_vec()));
-        })?;
-        for (head, payload) in frames {
-            self.frame(dir, &head, &payload, ts, context, sink)?;
-        }
-        Ok(())
+        // Out of `self` while it hands out frames (no copy of a payload).
+        let mut reader = std::mem::take(&mut self.side(dir).frames);
+        let mut outcome = Ok(());
+        let read = reader.feed(transfer, from, &mut |head, payload| {
+            if outcome.is_ok() {
+                outcome = self.frame(dir, head, payload, ts, context, sink);
+            }
+        });
+        self.side(dir).frames = reader;
+        read.and(outcome)
     }
 
     fn frame(
@@ -170,10 +177,7 @@ impl Server {
         context: &Context<'_>,
         sink: &mut dyn Sink,
     ) -> Result<(), Lost> {
-        let side = match dir {
-            Direction::Received => &mut self.client,
-            Direction::Sent => &mut self.server,
-        };
+        let side = self.side(dir);
         if !side.started && head.kind != SETTINGS {
             return Err(Lost); // not HTTP/2 after all (an HTTP/1 answer, say)
         }
@@ -351,21 +355,14 @@ impl Protocol for Server {
         if self.lost {
             return;
         }
-        let mut transfer = *bytes;
+        let mut from = 0;
         if dir == Direction::Received && self.preface < PREFACE.len() {
             match self.preface(bytes) {
-                Ok(used) => {
-                    transfer = Transfer {
-                        ts: bytes.ts,
-                        len: bytes.len - used,
-                        head: &bytes.head[used as usize..],
-                        tail: bytes.tail,
-                    };
-                }
+                Ok(used) => from = used,
                 Err(Lost) => return self.lose(sink),
             }
         }
-        if self.frames(dir, &transfer, context, sink).is_err() {
+        if self.frames(dir, bytes, from, context, sink).is_err() {
             self.lose(sink);
         }
     }
@@ -396,7 +393,9 @@ impl Protocol for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::http2::frame::encode;
+    use loupe_common::maps::FrameWalk;
+
+    use crate::protocols::http2::frame::{self, encode};
     use crate::protocols::testing::{Collect, with_context};
 
     fn hex(text: &str) -> Vec<u8> {
@@ -436,6 +435,85 @@ mod tests {
         }
         server.on_close(1000, &mut sink);
         found
+    }
+
+    /// Feeds the syscalls in turn as the probes copy them by following
+    /// the frames: pieces, with what lies between left out.
+    fn replay_walked(syscalls: &[(Direction, Vec<u8>)]) -> Vec<Outcome> {
+        let mut server = Server::default();
+        let mut found = Vec::new();
+        let mut sink = Collect(|o| {
+            if let Observation::Served(outcome) = o {
+                found.push(outcome);
+            }
+        });
+        let mut walks = [FrameWalk::PREFACE, FrameWalk::START];
+        for (ts, (dir, bytes)) in syscalls.iter().enumerate() {
+            let walk = &mut walks[usize::from(*dir == Direction::Sent)];
+            let copies = frame::probe_copies(walk, bytes);
+            let pieces: Vec<(u64, &[u8])> = copies.iter().map(|(at, b)| (*at, &b[..])).collect();
+            let transfer = Transfer {
+                pieces: &pieces,
+                ..Transfer::new(ts as u64 * 10, bytes.len() as u64, &[])
+            };
+            with_context(|context| server.on_bytes(*dir, &transfer, context, &mut sink));
+        }
+        server.on_close(1_000_000, &mut sink);
+        found
+    }
+
+    /// `requests` GETs of `/items/N` on streams 1, 3, ..., each answered
+    /// with a 40 kB body in DATA frames of 16 KiB; the client's bytes and
+    /// the server's, each as one stream of octets.
+    fn conversation(requests: u32) -> (Vec<u8>, Vec<u8>) {
+        let mut client = hello(&[]);
+        let mut server = welcome(&[encode(SETTINGS, ACK, 0, &[])]);
+        for i in 0..requests {
+            let stream = 2 * i + 1;
+            // :method GET, :scheme http, :path (literal, new name indexed 4,
+            // with indexing: a dynamic entry per request).
+            let path = format!("/items/{i}");
+            let mut block = vec![0x82, 0x86, 0x44, path.len() as u8];
+            block.extend(path.as_bytes());
+            client.extend(encode(HEADERS, END_HEADERS | END_STREAM, stream, &block));
+            server.extend(encode(HEADERS, END_HEADERS, stream, &[0x88]));
+            let body = vec![b'x'; 40_000];
+            let chunks: Vec<&[u8]> = body.chunks(16_384).collect();
+            for (n, chunk) in chunks.iter().enumerate() {
+                let last = n + 1 == chunks.len();
+                server.extend(encode(
+                    DATA,
+                    if last { END_STREAM } else { 0 },
+                    stream,
+                    chunk,
+                ));
+            }
+        }
+        (client, server)
+    }
+
+    #[test]
+    fn walked_frames_count_the_same_however_the_syscalls_cut_them() {
+        use Direction::{Received, Sent};
+        let (client, server) = conversation(20);
+        for cut in [1, 2, 7, 9, 10, 33, 1000, 16_393, 70_000, usize::MAX] {
+            let mut syscalls: Vec<(Direction, Vec<u8>)> = client
+                .chunks(cut.min(client.len()))
+                .map(|c| (Received, c.to_vec()))
+                .collect();
+            syscalls.extend(
+                server
+                    .chunks(cut.min(server.len()))
+                    .map(|c| (Sent, c.to_vec())),
+            );
+            let found = replay_walked(&syscalls);
+            assert_eq!(found.len(), 20, "cut {cut}: {found:?}");
+            for (i, outcome) in found.iter().enumerate() {
+                let (method, path, status, ..) = exchange(outcome);
+                assert_eq!((method, status), ("GET", Some(200)), "cut {cut}");
+                assert_eq!(path, format!("/items/{i}"), "cut {cut}");
+            }
+        }
     }
 
     fn exchange(outcome: &Outcome) -> (&str, &str, Option<u16>, u64, u64) {

@@ -63,12 +63,7 @@ impl Wire {
         } else {
             &[]
         };
-        let tx = Transfer {
-            ts: self.ts,
-            len: bytes.len() as u64,
-            head,
-            tail,
-        };
+        let tx = Transfer::ends(self.ts, bytes.len() as u64, head, tail);
         self.conn.on_response_bytes(&tx, &mut |o| out.push(o));
         self
     }
@@ -591,12 +586,7 @@ fn a_request_without_a_body_keeps_an_empty_one_for_rules() {
 
 #[test]
 fn a_transfer_is_its_first_bytes_a_gap_and_its_last_bytes() {
-    let t = Transfer {
-        ts: 0,
-        len: 10,
-        head: b"abc",
-        tail: b"xy",
-    };
+    let t = Transfer::ends(0, 10, b"abc", b"xy");
     assert_eq!(t.at(0), (&b"abc"[..], 3));
     assert_eq!(t.at(2), (&b"c"[..], 3));
     assert_eq!(t.at(3), (&b""[..], 8));
@@ -605,6 +595,17 @@ fn a_transfer_is_its_first_bytes_a_gap_and_its_last_bytes() {
     // Captured bytes beyond the length are ignored.
     let odd = Transfer::new(0, 2, b"abcd");
     assert_eq!(odd.at(0), (&b"ab"[..], 2));
+    // Pieces anywhere (an HTTP/2 connection's frames).
+    let pieces: [(u64, &[u8]); 2] = [(0, b"ab"), (5, b"cde")];
+    let t = Transfer {
+        pieces: &pieces,
+        ..Transfer::new(0, 12, &[])
+    };
+    assert_eq!(t.start(), b"ab");
+    assert_eq!(t.at(1), (&b"b"[..], 2));
+    assert_eq!(t.at(2), (&b""[..], 5));
+    assert_eq!(t.at(6), (&b"de"[..], 8));
+    assert_eq!(t.at(8), (&b""[..], 12));
 }
 
 #[test]

@@ -1,0 +1,374 @@
+//! HTTP/2 connections: each syscall's bytes are copied by following its
+//! frames, so that every frame header and every header block reaches the
+//! agent (its header tables depend on all of them) however the runtime
+//! cut the frames into syscalls, and a large DATA payload costs one
+//! header read, not a copy.
+//!
+//! A connection turns to this mode when a read it accepted, or the first
+//! write of one it opened, starts with the client's preface
+//! (`data::Inspect`). From then on each direction keeps where it stands in
+//! its frames (`FdInfo::walks`) between syscalls, and each syscall is
+//! walked in steps (`bpf_loop`, so the verifier checks one step, not every
+//! path through thousands): a frame header (all 9 octets, or what this
+//! syscall holds of them), then its payload, copied for the frame types
+//! the connection's state needs and for DATA within the capture budget
+//! (a model call's answer), skipped otherwise. The copies are gathered as
+//! pieces (`event::Piece`) in a per-CPU scratch record and handed over in
+//! records of at most `FRAMES_ROOM` bytes.
+use aya_ebpf::{
+    cty::c_void,
+    helpers::generated::{bpf_loop, bpf_probe_read_user as read_user_raw},
+    macros::map,
+    maps::PerCpuArray,
+};
+use loupe_common::{
+    event::{
+        DATA_CONTINUED, DATA_FRAMES, DATA_MORE, DATA_NONE, Data, DataHeader, FRAMES_COPY,
+        FRAMES_ROOM, FRAMES_STEPS, Piece,
+    },
+    layout::user,
+    maps::{COUNTER_EVENTS_LOST, FRAME_PREFACE, FRAMING_HTTP2, FRAMING_LOST, FdInfo, FrameWalk},
+};
+
+use crate::{
+    data::{Args, Source, iovecs, min, read_iovec},
+    emit::{emit, wake_flags},
+    maps::{EVENTS, bump},
+};
+
+/// A walk's state and the record its pieces are gathered in: a data
+/// header and room for `FRAMES_ROOM` bytes, doubled so that the verifier
+/// can bound a copy of up to `FRAMES_ROOM` bytes at an offset below
+/// `FRAMES_ROOM`. In a map, not on the stack: the verifier then knows
+/// nothing of the walk's offsets from one step to the next, and checks a
+/// step once instead of once per offset it could reach.
+#[repr(C)]
+struct Scratch {
+    walker: Walker,
+    head: DataHeader,
+    bytes: [u8; 2 * FRAMES_ROOM],
+}
+
+#[map]
+static FRAMES_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+const HEADER: u32 = 9;
+const NO_PIECE: u64 = u64::MAX;
+
+/// Frame types whose payloads are copied whole: HEADERS, RST_STREAM,
+/// SETTINGS, PUSH_PROMISE, GOAWAY, CONTINUATION, and the preface.
+#[inline(always)]
+fn kept(kind: u32) -> bool {
+    matches!(kind, 0x1 | 0x3 | 0x4 | 0x5 | 0x7 | 0x9 | FRAME_PREFACE)
+}
+
+/// A walk through one syscall.
+#[repr(C)]
+struct Walker {
+    /// The syscall's bytes: `iovec` array (0 for a plain buffer), its
+    /// length, the next `iovec` to walk, and the bytes transferred.
+    iov: u64,
+    count: u64,
+    index: u64,
+    ret: u64,
+    /// The buffer being walked: its user address and length, the offset
+    /// reached in it, and its offset in the syscall.
+    src: u64,
+    seg: u64,
+    pos: u64,
+    at: u64,
+    /// Bytes used in the record.
+    out: u64,
+    /// Where the last piece's descriptor is in the record, and the
+    /// syscall offset its bytes end at (`NO_PIECE`: none in this record).
+    piece: u64,
+    piece_end: u64,
+    /// DATA payload bytes that may still be copied.
+    budget: u64,
+    walk: FrameWalk,
+    /// Records handed over so far.
+    records: u32,
+    failed: u32,
+}
+
+/// A syscall on a connection whose frames the probes follow
+/// (`FdInfo::framing` set): walked, or its length alone once the frames
+/// were lost. `side`: 0 for a read, 1 for a write.
+#[inline(always)]
+pub fn syscall(
+    mut head: DataHeader,
+    source: Source,
+    args: &Args,
+    ret: u64,
+    info: *mut FdInfo,
+    side: usize,
+) {
+    // SAFETY: a read of the looked-up value.
+    if unsafe { (*info).framing } == FRAMING_HTTP2 {
+        walk(head, source, args, ret, info, side);
+    } else {
+        head.flags |= DATA_FRAMES | DATA_NONE;
+        emit(Data::<0> { head, bytes: [] });
+    }
+}
+
+/// The syscall in `head` started with the client's HTTP/2 preface, on the
+/// side `preface` (0: read, 1: written): the connection's frames are
+/// followed from it on, this syscall's first.
+#[inline(always)]
+pub fn start(
+    head: DataHeader,
+    source: Source,
+    args: &Args,
+    ret: u64,
+    info: *mut FdInfo,
+    preface: usize,
+) {
+    let mut walks = [FrameWalk::START; 2];
+    walks[preface & 1] = FrameWalk::PREFACE;
+    // SAFETY: in-place updates of the looked-up value.
+    unsafe {
+        (*info).framing = FRAMING_HTTP2;
+        (*info).walks = walks;
+    }
+    walk(head, source, args, ret, info, preface);
+}
+
+/// The syscall's `ret` bytes on a connection under `FRAMING_HTTP2`, in
+/// direction `side` (0: received, 1: sent); `head` is its data header.
+#[inline(always)]
+fn walk(
+    mut head: DataHeader,
+    source: Source,
+    args: &Args,
+    ret: u64,
+    info: *mut FdInfo,
+    side: usize,
+) {
+    let Some(scratch) = FRAMES_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    head.flags |= DATA_FRAMES;
+    // SAFETY: the per-CPU scratch (only this CPU uses it while the program
+    // runs) and the looked-up connection.
+    let (iov, count) = iovecs(source, args).unwrap_or((0, 0));
+    let w = unsafe {
+        (*scratch).head = head;
+        let w = &mut (*scratch).walker;
+        *w = Walker {
+            iov,
+            count,
+            index: 0,
+            ret,
+            // A plain buffer is the one to walk; `iovec`s are read in turn.
+            src: args.rsi,
+            seg: if iov == 0 { ret } else { 0 },
+            pos: 0,
+            at: 0,
+            out: 0,
+            piece: NO_PIECE,
+            piece_end: NO_PIECE,
+            budget: u64::from((*info).capture),
+            walk: (*info).walks[side & 1],
+            records: 0,
+            failed: 0,
+        };
+        w
+    };
+    // SAFETY: `step` has the callback's signature; it finds the walk in
+    // the scratch map.
+    unsafe {
+        bpf_loop(FRAMES_STEPS, step as *mut c_void, core::ptr::null_mut(), 0);
+    }
+    if w.at + w.pos < ret {
+        w.failed = 1;
+    }
+    if w.failed != 0 {
+        // SAFETY: in-place update of the looked-up value.
+        unsafe { (*info).framing = FRAMING_LOST };
+        w.out = 0;
+        // SAFETY: the scratch record.
+        unsafe { (*scratch).head.flags |= DATA_NONE };
+    } else {
+        // SAFETY: in-place updates of the looked-up value.
+        unsafe {
+            (*info).walks[side & 1] = w.walk;
+            (*info).capture = w.budget as u32;
+        }
+    }
+    flush(scratch, false);
+}
+
+/// One step: the next buffer of a vectored syscall, the rest of a frame
+/// header, or a run of payload. Returns 1 to stop (the syscall is walked,
+/// or a copy failed).
+#[inline(never)]
+extern "C" fn step(_index: u32, _ctx: *mut c_void) -> i64 {
+    let Some(scratch) = FRAMES_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: the per-CPU scratch.
+    let w = unsafe { &mut (*scratch).walker };
+    if w.failed != 0 {
+        return 1;
+    }
+    if w.pos >= w.seg {
+        w.at += w.seg;
+        w.pos = 0;
+        w.seg = 0;
+        if w.at >= w.ret || w.iov == 0 || w.index >= w.count {
+            return 1;
+        }
+        let Some((base, len)) = read_iovec(w.iov + w.index * user::IOVEC_SIZE as u64) else {
+            w.failed = 1;
+            return 1;
+        };
+        w.index += 1;
+        w.src = base;
+        w.seg = min(len, w.ret - w.at);
+        return 0;
+    }
+    let rest = w.seg - w.pos;
+    let walk = &mut w.walk;
+    if walk.have < HEADER {
+        if walk.have == 0 {
+            walk.head = 0;
+        }
+        let n = min(u64::from(HEADER - walk.have), rest);
+        let Some(start) = copy(scratch, n) else {
+            return 1;
+        };
+        // The length and type octets go into `head`.
+        let walk = &mut w.walk;
+        for k in 0..4u64 {
+            let index = u64::from(walk.have) + k;
+            if k >= n || index >= 4 {
+                break;
+            }
+            // SAFETY: within the scratch record: `start` is below
+            // `FRAMES_ROOM` and `k` below 4.
+            let octet = unsafe { *(*scratch).bytes.as_ptr().add((start + k) as usize) };
+            walk.head = (walk.head << 8) | u32::from(octet);
+        }
+        walk.have += n as u32;
+        w.pos += n;
+        if walk.have == HEADER {
+            walk.left = walk.head >> 8;
+            if walk.left == 0 {
+                walk.have = 0;
+            }
+        }
+        return 0;
+    }
+    let n = min(u64::from(walk.left), rest);
+    let kind = walk.head & 0xff;
+    let wanted = if kept(kind) {
+        n
+    } else if kind == 0 {
+        min(n, w.budget)
+    } else {
+        0
+    };
+    let take = if wanted > 0 {
+        let take = min(wanted, FRAMES_COPY as u64);
+        if copy(scratch, take).is_none() {
+            return 1;
+        }
+        if kind == 0 {
+            w.budget -= take;
+        }
+        take
+    } else {
+        n
+    };
+    w.walk.left -= take as u32;
+    w.pos += take;
+    if w.walk.left == 0 {
+        w.walk.have = 0;
+    }
+    0
+}
+
+/// Copies the next `n` (at most `FRAMES_COPY`) bytes of the buffer into
+/// the record, as a new piece or the end of the last one; returns where in
+/// the record they are.
+#[inline(always)]
+fn copy(scratch: *mut Scratch, n: u64) -> Option<u64> {
+    let n = min(n, FRAMES_COPY as u64);
+    let piece_size = size_of::<Piece>() as u64;
+    // SAFETY: the per-CPU scratch.
+    let w = unsafe { &mut (*scratch).walker };
+    if w.out + piece_size + n > FRAMES_ROOM as u64 {
+        flush(scratch, true);
+    }
+    // SAFETY: as above.
+    let w = unsafe { &mut (*scratch).walker };
+    let at = w.at + w.pos;
+    // SAFETY: the scratch record's bytes; every offset is clamped below
+    // `FRAMES_ROOM` and every length to at most `FRAMES_ROOM`, inside the
+    // `2 * FRAMES_ROOM` bytes.
+    unsafe {
+        let bytes = (*scratch).bytes.as_mut_ptr();
+        if w.piece_end == at {
+            let len = bytes
+                .add(min(w.piece, FRAMES_ROOM as u64) as usize + 4)
+                .cast::<u32>();
+            len.write_unaligned(len.read_unaligned() + n as u32);
+        } else {
+            let out = min(w.out, FRAMES_ROOM as u64);
+            bytes
+                .add(out as usize)
+                .cast::<Piece>()
+                .write_unaligned(Piece {
+                    at: at as u32,
+                    len: n as u32,
+                });
+            w.piece = out;
+            w.out = out + piece_size;
+        }
+        let out = min(w.out, FRAMES_ROOM as u64);
+        let rc = read_user_raw(
+            bytes.add(out as usize).cast::<c_void>(),
+            n as u32,
+            (w.src + w.pos) as *const c_void,
+        );
+        if rc != 0 {
+            w.failed = 1;
+            return None;
+        }
+        w.out = out + n;
+        w.piece_end = at + n;
+        Some(out)
+    }
+}
+
+/// Hands the record over; `more`: another record of the syscall follows.
+#[inline(always)]
+fn flush(scratch: *mut Scratch, more: bool) {
+    // SAFETY: the per-CPU scratch.
+    let w = unsafe { &mut (*scratch).walker };
+    let out = min(w.out, FRAMES_ROOM as u64);
+    // SAFETY: the scratch record, `out` bytes of it filled.
+    unsafe {
+        let head = &mut (*scratch).head;
+        head.captured = out as u32;
+        if w.records > 0 {
+            head.flags |= DATA_CONTINUED;
+        }
+        if more {
+            head.flags |= DATA_MORE;
+        } else {
+            head.flags &= !DATA_MORE;
+        }
+        let size = size_of::<DataHeader>() + out as usize;
+        let record =
+            core::slice::from_raw_parts(core::ptr::addr_of!((*scratch).head).cast::<u8>(), size);
+        if EVENTS.output::<[u8]>(record, wake_flags()).is_err() {
+            bump(COUNTER_EVENTS_LOST);
+        }
+    }
+    w.records += 1;
+    w.out = 0;
+    w.piece = NO_PIECE;
+    w.piece_end = NO_PIECE;
+}
