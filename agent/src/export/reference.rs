@@ -15,8 +15,8 @@ pub struct Section {
 pub const SECTIONS: &[Section] = &[
     Section {
         title: "HTTP requests",
-        measured: "eBPF: the service's own socket reads and writes, parsed as HTTP/1.x \
-                   (docs/capture.md).",
+        measured: "eBPF: the service's own socket reads and writes, parsed as HTTP/1.x or \
+                   HTTP/2 (docs/capture.md).",
         defs: &[
             c::AGENT_REQUESTS,
             c::AGENT_REQUESTS_ABANDONED,
@@ -46,6 +46,38 @@ pub const SECTIONS: &[Section] = &[
             (
                 "Requests by authentication scheme",
                 "sum by (service, auth_type) (rate(agent_requests_total[5m]))",
+            ),
+        ],
+    },
+    Section {
+        title: "gRPC calls served",
+        measured: "eBPF: the HTTP/2 streams above whose request is application/grpc*, \
+                   with each message's prefix read from the DATA frames and the status from \
+                   the grpc-status trailer (docs/capture.md). Names and labels follow \
+                   grpc-ecosystem's Prometheus interceptors.",
+        defs: &[
+            c::GRPC_SERVER_STARTED,
+            c::GRPC_SERVER_HANDLED,
+            c::GRPC_SERVER_HANDLING,
+            c::GRPC_SERVER_MSG_RECEIVED,
+            c::GRPC_SERVER_MSG_SENT,
+        ],
+        examples: &[
+            (
+                "Share of calls not OK, by method",
+                "sum by (service, grpc_service, grpc_method) \
+                 (rate(grpc_server_handled_total{grpc_code!=\"OK\"}[5m])) / sum by (service, \
+                 grpc_service, grpc_method) (rate(grpc_server_handled_total[5m]))",
+            ),
+            (
+                "Calls in flight",
+                "sum by (service) (grpc_server_started_total) - sum by (service) \
+                 (grpc_server_handled_total)",
+            ),
+            (
+                "P99 handling time by method",
+                "histogram_quantile(0.99, sum by (service, grpc_method, le) \
+                 (rate(grpc_server_handling_seconds_bucket[5m])))",
             ),
         ],
     },

@@ -2,11 +2,9 @@
 //! the probes copy them (the frames followed, pieces at their offsets) or
 //! as plain first and last bytes: no panic, bounded buffers. The first
 //! byte of the input says whether the client's preface is sent first.
-use loupe_common::maps::FrameWalk;
-
 use crate::protocols::{
     Direction, Protocol, Transfer,
-    http2::{PREFACE, Server, frame::probe_copies},
+    http2::{PREFACE, Server, frame::ProbeModel},
     testing::{Collect, with_context},
 };
 
@@ -16,14 +14,12 @@ pub fn run(data: &[u8]) {
     };
     let mut server = Server::default();
     let mut sink = Collect(|_| {});
-    let mut walks = [FrameWalk::PREFACE, FrameWalk::START];
+    let mut probes = [ProbeModel::new(true), ProbeModel::new(false)];
     let mut input = rest;
     let mut ts = 0;
     if mode & 1 == 1 {
-        let mut preface = PREFACE.to_vec();
-        let copies = probe_copies(&mut walks[0], &preface);
-        preface.truncate(copies.iter().map(|(_, b)| b.len()).sum());
-        let transfer = Transfer::new(ts, preface.len() as u64, &preface);
+        probes[0].copies(PREFACE);
+        let transfer = Transfer::new(ts, PREFACE.len() as u64, PREFACE);
         with_context(|context| server.on_bytes(Direction::Received, &transfer, context, &mut sink));
     }
     while let Some((&control, tail)) = input.split_first() {
@@ -35,7 +31,7 @@ pub fn run(data: &[u8]) {
             0 => Direction::Received,
             _ => Direction::Sent,
         };
-        let copies = probe_copies(&mut walks[usize::from(control & 1)], bytes);
+        let copies = probes[usize::from(control & 1)].copies(bytes);
         let pieces: Vec<(u64, &[u8])> = copies.iter().map(|(at, b)| (*at, &b[..])).collect();
         // Bit 1: the bytes as the probes copy them; else all of them.
         let transfer = if control & 0x02 != 0 {

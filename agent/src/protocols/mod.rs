@@ -120,6 +120,8 @@ pub enum Observation {
     /// An HTTP call the service made (a request it wrote, the response it
     /// read).
     Call(Exchange),
+    /// A gRPC call the service answered (also in `Served`, as a request).
+    GrpcServed(http2::grpc::Event),
     /// On a connection the service opened to Redis.
     Redis(redis::Op),
     /// On a connection the service opened to a database.

@@ -3,6 +3,7 @@
 //! periodic upkeep.
 mod calls;
 mod clients;
+mod grpc;
 mod requests;
 mod routes;
 mod seed;

@@ -44,6 +44,10 @@ pub const TLS_CONNS: &str = "TLS_CONNS";
 /// uprobe and the uretprobe: `pid_tgid -> TlsCall`. LRU for threads that
 /// die inside a call.
 pub const TLS_CALLS: &str = "TLS_CALLS";
+/// HTTP/2 streams inside a message when their last DATA frame ended:
+/// `StreamKey -> Messages`. LRU: a stream whose end was missed cannot
+/// leak an entry.
+pub const STREAM_MESSAGES: &str = "STREAM_MESSAGES";
 
 pub const TRACKED_CAPACITY: u32 = 8192;
 /// Words of `TRACKED_BITS`: PIDs up to 4,194,304 (the kernel's `PID_MAX_LIMIT`).
@@ -55,6 +59,7 @@ pub const PREEXISTING_CAPACITY: u32 = 16_384;
 pub const PENDING_FD_CAPACITY: u32 = 16_384;
 pub const TLS_CONNS_CAPACITY: u32 = 16_384;
 pub const TLS_CALLS_CAPACITY: u32 = 4096;
+pub const STREAM_MESSAGES_CAPACITY: u32 = 16_384;
 /// Bytes of the event ring buffer (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Records are submitted without waking the agent (which polls on a short
@@ -129,7 +134,7 @@ pub struct FdInfo {
     /// `FRAMING_HTTP2`.
     pub walks: [FrameWalk; 2],
 }
-assert_size!(FdInfo, 56);
+assert_size!(FdInfo, 104);
 
 impl FdInfo {
     pub const fn new(service: u32, role: u32, conn: u64) -> Self {
@@ -169,8 +174,46 @@ pub struct FrameWalk {
     pub head: u32,
     /// Octets of the header read so far (9: in the payload).
     pub have: u32,
+    /// The header's flags octet and stream (31 bits), as read so far.
+    pub flags: u32,
+    pub stream: u32,
+    /// Inside a DATA frame: where its stream stands in its messages.
+    pub messages: Messages,
+    /// `messages` came from `STREAM_MESSAGES` (to be updated or removed
+    /// when the frame ends).
+    pub stored: u32,
 }
-assert_size!(FrameWalk, 12);
+assert_size!(FrameWalk, 36);
+
+/// Where one direction of an HTTP/2 stream stands in the length-prefixed
+/// messages its DATA frames carry (gRPC's: a flag octet and a 4-octet
+/// big-endian length, then the message): the probes copy each prefix so
+/// that the agent can count the messages, and skip the rest. On a stream
+/// that is not gRPC the first "prefix" is the body's first 5 octets, whose
+/// "length" then skips the rest of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Messages {
+    /// Octets of the current message still to come.
+    pub left: u32,
+    /// Octets of the current prefix read so far (0: at a prefix's start
+    /// once `left` is 0).
+    pub have: u32,
+    /// The prefix's length octets read so far.
+    pub len: u32,
+}
+assert_size!(Messages, 12);
+
+/// An HTTP/2 stream of a connection, one direction (`side`: 0 received,
+/// 1 sent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub conn: u64,
+    pub stream: u32,
+    pub side: u32,
+}
+assert_size!(StreamKey, 16);
 
 /// A frame type no HTTP/2 frame has, whose payload is copied: the walk
 /// starts with the client's 24-octet preface as one such pseudo-frame.
@@ -182,12 +225,21 @@ impl FrameWalk {
         left: 0,
         head: 0,
         have: 0,
+        flags: 0,
+        stream: 0,
+        messages: Messages {
+            left: 0,
+            have: 0,
+            len: 0,
+        },
+        stored: 0,
     };
     /// Before the client's preface (`PRI * HTTP/2.0...`, 24 octets).
     pub const PREFACE: Self = Self {
         left: 24,
         head: (24 << 8) | FRAME_PREFACE,
         have: 9,
+        ..Self::START
     };
 }
 

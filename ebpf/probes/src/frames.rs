@@ -19,7 +19,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::generated::{bpf_loop, bpf_probe_read_user as read_user_raw},
     macros::map,
-    maps::PerCpuArray,
+    maps::{LruHashMap, PerCpuArray},
 };
 use loupe_common::{
     event::{
@@ -27,7 +27,10 @@ use loupe_common::{
         FRAMES_ROOM, FRAMES_STEPS, Piece,
     },
     layout::user,
-    maps::{COUNTER_EVENTS_LOST, FRAME_PREFACE, FRAMING_HTTP2, FRAMING_LOST, FdInfo, FrameWalk},
+    maps::{
+        COUNTER_EVENTS_LOST, FRAME_PREFACE, FRAMING_HTTP2, FRAMING_LOST, FdInfo, FrameWalk,
+        Messages, STREAM_MESSAGES_CAPACITY, StreamKey,
+    },
 };
 
 use crate::{
@@ -50,9 +53,17 @@ struct Scratch {
 }
 
 #[map]
+static STREAM_MESSAGES: LruHashMap<StreamKey, Messages> =
+    LruHashMap::with_max_entries(STREAM_MESSAGES_CAPACITY, 0);
+
+#[map]
 static FRAMES_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 const HEADER: u32 = 9;
+/// A message prefix: a flag octet and a 4-octet length.
+const PREFIX: u32 = 5;
+const DATA: u32 = 0x0;
+const END_STREAM: u32 = 0x1;
 const NO_PIECE: u64 = u64::MAX;
 
 /// Frame types whose payloads are copied whole: HEADERS, RST_STREAM,
@@ -85,6 +96,10 @@ struct Walker {
     piece_end: u64,
     /// DATA payload bytes that may still be copied.
     budget: u64,
+    /// The connection and the direction (`STREAM_MESSAGES` keys).
+    conn: u64,
+    side: u32,
+    _pad: u32,
     walk: FrameWalk,
     /// Records handed over so far.
     records: u32,
@@ -169,6 +184,9 @@ fn walk(
             piece: NO_PIECE,
             piece_end: NO_PIECE,
             budget: u64::from((*info).capture),
+            conn: (*info).conn,
+            side: (side & 1) as u32,
+            _pad: 0,
             walk: (*info).walks[side & 1],
             records: 0,
             failed: 0,
@@ -229,64 +247,191 @@ extern "C" fn step(_index: u32, _ctx: *mut c_void) -> i64 {
         return 0;
     }
     let rest = w.seg - w.pos;
-    let walk = &mut w.walk;
-    if walk.have < HEADER {
-        if walk.have == 0 {
-            walk.head = 0;
-        }
-        let n = min(u64::from(HEADER - walk.have), rest);
-        let Some(start) = copy(scratch, n) else {
-            return 1;
-        };
-        // The length and type octets go into `head`.
-        let walk = &mut w.walk;
-        for k in 0..4u64 {
-            let index = u64::from(walk.have) + k;
-            if k >= n || index >= 4 {
-                break;
-            }
-            // SAFETY: within the scratch record: `start` is below
-            // `FRAMES_ROOM` and `k` below 4.
-            let octet = unsafe { *(*scratch).bytes.as_ptr().add((start + k) as usize) };
-            walk.head = (walk.head << 8) | u32::from(octet);
-        }
-        walk.have += n as u32;
-        w.pos += n;
-        if walk.have == HEADER {
-            walk.left = walk.head >> 8;
-            if walk.left == 0 {
-                walk.have = 0;
-            }
-        }
-        return 0;
-    }
-    let n = min(u64::from(walk.left), rest);
-    let kind = walk.head & 0xff;
-    let wanted = if kept(kind) {
-        n
-    } else if kind == 0 {
-        min(n, w.budget)
+    if w.walk.have < HEADER {
+        header_step(scratch, rest)
+    } else if w.walk.head & 0xff == DATA {
+        data_step(scratch, rest)
     } else {
-        0
+        payload_step(scratch, rest)
+    }
+}
+
+/// The octet at `at` in the scratch record (below `FRAMES_ROOM + 16`).
+#[inline(always)]
+fn octet(scratch: *mut Scratch, at: u64) -> u32 {
+    // SAFETY: within the scratch record's `2 * FRAMES_ROOM` bytes.
+    u32::from(unsafe {
+        *(*scratch)
+            .bytes
+            .as_ptr()
+            .add(min(at, FRAMES_ROOM as u64 + 16) as usize)
+    })
+}
+
+/// The next octets of a frame header (`rest` left in the buffer).
+#[inline(always)]
+fn header_step(scratch: *mut Scratch, rest: u64) -> i64 {
+    // SAFETY: the per-CPU scratch.
+    let w = unsafe { &mut (*scratch).walker };
+    if w.walk.have == 0 {
+        w.walk.head = 0;
+        w.walk.flags = 0;
+        w.walk.stream = 0;
+    }
+    let n = min(u64::from(HEADER - w.walk.have), rest);
+    let Some(start) = copy(scratch, n) else {
+        return 1;
     };
-    let take = if wanted > 0 {
-        let take = min(wanted, FRAMES_COPY as u64);
+    // SAFETY: as above.
+    let w = unsafe { &mut (*scratch).walker };
+    let walk = &mut w.walk;
+    for k in 0..u64::from(HEADER) {
+        if k >= n {
+            break;
+        }
+        let octet = octet(scratch, start + k);
+        match u64::from(walk.have) + k {
+            0..4 => walk.head = (walk.head << 8) | octet,
+            4 => walk.flags = octet,
+            _ => walk.stream = (walk.stream << 8) | octet,
+        }
+    }
+    walk.have += n as u32;
+    w.pos += n;
+    if walk.have == HEADER {
+        walk.left = walk.head >> 8;
+        if walk.head & 0xff == DATA {
+            data_starts(w);
+        }
+        frame_ends_if_done(w);
+    }
+    0
+}
+
+/// A run of a payload other than DATA's: copied for the kept types,
+/// skipped otherwise.
+#[inline(always)]
+fn payload_step(scratch: *mut Scratch, rest: u64) -> i64 {
+    // SAFETY: the per-CPU scratch.
+    let w = unsafe { &mut (*scratch).walker };
+    let mut take = min(u64::from(w.walk.left), rest);
+    if kept(w.walk.head & 0xff) {
+        take = min(take, FRAMES_COPY as u64);
         if copy(scratch, take).is_none() {
             return 1;
         }
-        if kind == 0 {
-            w.budget -= take;
+    }
+    // SAFETY: as above.
+    let w = unsafe { &mut (*scratch).walker };
+    w.walk.left -= take as u32;
+    w.pos += take;
+    frame_ends_if_done(w);
+    0
+}
+
+/// A run of a DATA payload: the octets of a message prefix (copied), or
+/// of a message (skipped, or copied within the capture budget).
+#[inline(always)]
+fn data_step(scratch: *mut Scratch, rest: u64) -> i64 {
+    // SAFETY: the per-CPU scratch.
+    let w = unsafe { &mut (*scratch).walker };
+    let n = min(u64::from(w.walk.left), rest);
+    let messages = w.walk.messages;
+    let take = if messages.left == 0 {
+        let take = min(u64::from(PREFIX - messages.have), n);
+        let Some(start) = copy(scratch, take) else {
+            return 1;
+        };
+        // SAFETY: as above.
+        let w = unsafe { &mut (*scratch).walker };
+        let m = &mut w.walk.messages;
+        for k in 0..u64::from(PREFIX) {
+            if k >= take {
+                break;
+            }
+            // The flag octet, then the length's four.
+            if u64::from(m.have) + k > 0 {
+                m.len = (m.len << 8) | octet(scratch, start + k);
+            }
+        }
+        m.have += take as u32;
+        if m.have == PREFIX {
+            m.left = m.len;
+            m.have = 0;
+            m.len = 0;
         }
         take
     } else {
-        n
+        let mut take = min(n, u64::from(messages.left));
+        if w.budget > 0 {
+            take = min(min(take, w.budget), FRAMES_COPY as u64);
+            if copy(scratch, take).is_none() {
+                return 1;
+            }
+        }
+        // SAFETY: as above.
+        let w = unsafe { &mut (*scratch).walker };
+        w.budget = w.budget.saturating_sub(take);
+        w.walk.messages.left -= take as u32;
+        take
     };
+    // SAFETY: as above.
+    let w = unsafe { &mut (*scratch).walker };
     w.walk.left -= take as u32;
     w.pos += take;
-    if w.walk.left == 0 {
-        w.walk.have = 0;
-    }
+    frame_ends_if_done(w);
     0
+}
+
+/// The key of the stream of the DATA frame being walked.
+#[inline(always)]
+fn stream_key(w: &Walker) -> StreamKey {
+    StreamKey {
+        conn: w.conn,
+        stream: w.walk.stream & 0x7fff_ffff,
+        side: w.side,
+    }
+}
+
+/// A DATA frame starts: where its stream stands in its messages.
+#[inline(always)]
+fn data_starts(w: &mut Walker) {
+    match STREAM_MESSAGES.get_ptr(&stream_key(w)) {
+        // SAFETY: a pointer from a successful lookup of plain data.
+        Some(found) => {
+            w.walk.messages = unsafe { *found };
+            w.walk.stored = 1;
+        }
+        None => {
+            w.walk.messages = Messages::default();
+            w.walk.stored = 0;
+        }
+    }
+}
+
+/// If the frame's payload is all walked: the next octet is a header, and
+/// a DATA frame's stream keeps where it stands for its next one (or
+/// forgets it, at a message boundary or the stream's end).
+#[inline(always)]
+fn frame_ends_if_done(w: &mut Walker) {
+    if w.walk.left != 0 {
+        return;
+    }
+    w.walk.have = 0;
+    if w.walk.head & 0xff != DATA {
+        return;
+    }
+    let messages = w.walk.messages;
+    let idle = messages.left == 0 && messages.have == 0;
+    let key = stream_key(w);
+    if w.walk.flags & END_STREAM != 0 || idle {
+        if w.walk.stored != 0 {
+            let _ = STREAM_MESSAGES.remove(&key);
+        }
+    } else {
+        let _ = STREAM_MESSAGES.insert(&key, &messages, 0);
+    }
+    w.walk.stored = 0;
 }
 
 /// Copies the next `n` (at most `FRAMES_COPY`) bytes of the buffer into

@@ -56,6 +56,17 @@ impl Head {
     }
 }
 
+/// What the reader hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// A run of a DATA frame's payload: its length, and its octets if they
+    /// were captured (all of them, or none).
+    Data(&'a Head, u64, &'a [u8]),
+    /// A complete frame, with its payload for the kept types (empty for
+    /// the others).
+    Frame(&'a Head, &'a [u8]),
+}
+
 /// The frames could no longer be followed: a header or a kept payload was
 /// not captured, or a payload is longer than loupe keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,13 +87,12 @@ impl Reader {
     }
 
     /// Reads what one syscall transferred from its offset `from` on; `out`
-    /// gets each frame's header and, for the kept types, its payload
-    /// (empty for the others) once the frame is complete.
+    /// gets each run of a DATA payload, and each frame once it is complete.
     pub fn feed(
         &mut self,
         transfer: &Transfer<'_>,
         from: u64,
-        out: &mut impl FnMut(&Head, &[u8]),
+        out: &mut impl FnMut(Part<'_>),
     ) -> Result<(), Lost> {
         let mut pos = from;
         while pos < transfer.len {
@@ -99,7 +109,7 @@ impl Reader {
         &mut self,
         visible: &[u8],
         run: u64,
-        out: &mut impl FnMut(&Head, &[u8]),
+        out: &mut impl FnMut(Part<'_>),
     ) -> Result<u64, Lost> {
         let Some((head, left)) = self.current else {
             if visible.is_empty() {
@@ -124,6 +134,9 @@ impl Reader {
                 return Err(Lost);
             }
             self.buf.extend_from_slice(&visible[..take as usize]);
+        } else if head.kind == DATA && take > 0 {
+            let seen = &visible[..visible.len().min(take as usize)];
+            out(Part::Data(&head, take, seen));
         }
         self.current = Some((head, left - take as u32));
         self.finish(out);
@@ -131,9 +144,9 @@ impl Reader {
     }
 
     /// Hands out the current frame if its payload is complete.
-    fn finish(&mut self, out: &mut impl FnMut(&Head, &[u8])) {
+    fn finish(&mut self, out: &mut impl FnMut(Part<'_>)) {
         if let Some((head, 0)) = self.current {
-            out(&head, &self.buf);
+            out(Part::Frame(&head, &self.buf));
             self.buf.clear();
             self.current = None;
         }
@@ -161,62 +174,116 @@ pub fn fragment<'a>(head: &Head, payload: &'a [u8]) -> Result<&'a [u8], Lost> {
     Ok(&body[skip..body.len() - pad])
 }
 
-/// What the probes copy of a syscall's `bytes` on an HTTP/2 connection
+/// What the probes copy of an HTTP/2 connection, one direction
 /// (`ebpf/probes/src/frames.rs`, by the same rules, without a capture
-/// budget), one direction's `walk` carried from syscall to syscall: every
-/// frame header octet and the payloads of the kept types, as pieces at
-/// their offsets. For the tests and fuzz targets of what reads them.
+/// budget): every frame header octet, the payloads of the kept types, and
+/// the prefix of every message in DATA payloads, as pieces at their
+/// offsets. For the tests and fuzz targets of what reads them.
 #[cfg(any(test, feature = "fuzzing"))]
-pub fn probe_copies(walk: &mut loupe_common::maps::FrameWalk, bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    let mut pieces: Vec<(u64, Vec<u8>)> = Vec::new();
-    let mut copy = |at: usize, run: &[u8]| match pieces.last_mut() {
-        Some((start, piece)) if *start as usize + piece.len() == at => piece.extend(run),
-        _ => pieces.push((at as u64, run.to_vec())),
-    };
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let rest = bytes.len() - pos;
-        if walk.have < HEADER_LEN as u32 {
-            if walk.have == 0 {
-                walk.head = 0;
-            }
-            let n = (HEADER_LEN - walk.have as usize).min(rest);
-            for (k, &octet) in bytes[pos..pos + n].iter().enumerate() {
-                if walk.have as usize + k < 4 {
-                    walk.head = (walk.head << 8) | u32::from(octet);
-                }
-            }
-            copy(pos, &bytes[pos..pos + n]);
-            walk.have += n as u32;
-            pos += n;
-            if walk.have == HEADER_LEN as u32 {
-                walk.left = walk.head >> 8;
-                if walk.left == 0 {
-                    walk.have = 0;
-                }
-            }
-            continue;
-        }
-        let n = (walk.left as usize).min(rest);
-        let kind = walk.head & 0xff;
-        let kept = Head {
-            len: 0,
-            kind: kind as u8,
-            flags: 0,
-            stream: 0,
-        }
-        .kept()
-            || kind == loupe_common::maps::FRAME_PREFACE;
-        if kept {
-            copy(pos, &bytes[pos..pos + n]);
-        }
-        walk.left -= n as u32;
-        pos += n;
-        if walk.left == 0 {
-            walk.have = 0;
+#[derive(Debug)]
+pub struct ProbeModel {
+    walk: loupe_common::maps::FrameWalk,
+    streams: std::collections::HashMap<u32, loupe_common::maps::Messages>,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl ProbeModel {
+    /// The side that sends the client's preface first, or the other.
+    pub fn new(preface: bool) -> Self {
+        use loupe_common::maps::FrameWalk;
+        Self {
+            walk: if preface {
+                FrameWalk::PREFACE
+            } else {
+                FrameWalk::START
+            },
+            streams: Default::default(),
         }
     }
-    pieces
+
+    /// The pieces the probes copy of one syscall's `bytes`.
+    pub fn copies(&mut self, bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut pieces: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut copy = |at: usize, run: &[u8]| match pieces.last_mut() {
+            Some((start, piece)) if *start as usize + piece.len() == at => piece.extend(run),
+            _ => pieces.push((at as u64, run.to_vec())),
+        };
+        let walk = &mut self.walk;
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let rest = bytes.len() - pos;
+            if walk.have < HEADER_LEN as u32 {
+                if walk.have == 0 {
+                    (walk.head, walk.flags, walk.stream) = (0, 0, 0);
+                }
+                let n = (HEADER_LEN - walk.have as usize).min(rest);
+                for (k, &octet) in bytes[pos..pos + n].iter().enumerate() {
+                    let octet = u32::from(octet);
+                    match walk.have as usize + k {
+                        0..4 => walk.head = (walk.head << 8) | octet,
+                        4 => walk.flags = octet,
+                        _ => walk.stream = (walk.stream << 8) | octet,
+                    }
+                }
+                copy(pos, &bytes[pos..pos + n]);
+                walk.have += n as u32;
+                pos += n;
+                if walk.have == HEADER_LEN as u32 {
+                    walk.left = walk.head >> 8;
+                    if walk.head & 0xff == u32::from(DATA) {
+                        let stream = walk.stream & 0x7fff_ffff;
+                        walk.messages = self.streams.remove(&stream).unwrap_or_default();
+                    }
+                }
+            } else if walk.head & 0xff == u32::from(DATA) {
+                let n = (walk.left as usize).min(rest);
+                let m = &mut walk.messages;
+                let take = if m.left == 0 {
+                    let take = (5 - m.have as usize).min(n);
+                    for (k, &octet) in bytes[pos..pos + take].iter().enumerate() {
+                        if m.have as usize + k > 0 {
+                            m.len = (m.len << 8) | u32::from(octet);
+                        }
+                    }
+                    copy(pos, &bytes[pos..pos + take]);
+                    m.have += take as u32;
+                    if m.have == 5 {
+                        (m.left, m.have, m.len) = (m.len, 0, 0);
+                    }
+                    take
+                } else {
+                    let take = n.min(m.left as usize);
+                    m.left -= take as u32;
+                    take
+                };
+                walk.left -= take as u32;
+                pos += take;
+            } else {
+                let n = (walk.left as usize).min(rest);
+                let kind = walk.head & 0xff;
+                let head = Head {
+                    len: 0,
+                    kind: kind as u8,
+                    flags: 0,
+                    stream: 0,
+                };
+                if head.kept() || kind == loupe_common::maps::FRAME_PREFACE {
+                    copy(pos, &bytes[pos..pos + n]);
+                }
+                walk.left -= n as u32;
+                pos += n;
+            }
+            if walk.have == HEADER_LEN as u32 && walk.left == 0 {
+                walk.have = 0;
+                let m = walk.messages;
+                let ended = walk.flags & u32::from(END_STREAM) != 0;
+                if walk.head & 0xff == u32::from(DATA) && !ended && (m.left, m.have) != (0, 0) {
+                    self.streams.insert(walk.stream & 0x7fff_ffff, m);
+                }
+            }
+        }
+        pieces
+    }
 }
 
 /// A frame as a peer writes it (for the tests of what reads frames).
@@ -235,8 +302,10 @@ mod tests {
 
     fn read(reader: &mut Reader, transfer: &Transfer<'_>) -> Result<Vec<(u8, u32, Vec<u8>)>, Lost> {
         let mut frames = Vec::new();
-        reader.feed(transfer, 0, &mut |head, payload| {
-            frames.push((head.kind, head.stream, payload.to_vec()));
+        reader.feed(transfer, 0, &mut |part| {
+            if let Part::Frame(head, payload) = part {
+                frames.push((head.kind, head.stream, payload.to_vec()));
+            }
         })?;
         Ok(frames)
     }

@@ -1,9 +1,10 @@
 //! HTTP/2 from the wire (RFC 9113): frames (`frame`), header compression
-//! (`hpack`), and the connections a service serves (`server`; h2c with
-//! prior knowledge; TLS through the OpenSSL uprobes). Calls the service
-//! makes over HTTP/2, the h2c upgrade and gRPC's own families are not read
+//! (`hpack`), gRPC calls (`grpc`), and the connections a service serves
+//! (`server`; h2c with prior knowledge; TLS through the OpenSSL uprobes).
+//! Calls the service makes over HTTP/2 and the h2c upgrade are not read
 //! yet.
 pub mod frame;
+pub mod grpc;
 pub mod hpack;
 mod server;
 

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use super::{
     frame::{
         self, ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, Head, Lost, PREFACE,
-        PUSH_PROMISE, RST_STREAM, Reader, SETTINGS,
+        PUSH_PROMISE, Part, RST_STREAM, Reader, SETTINGS,
     },
+    grpc::{self, Code, Messages, is_grpc},
     hpack::Decoder,
 };
 use crate::protocols::{
@@ -61,11 +62,21 @@ struct Request {
 #[derive(Debug, Default)]
 struct Stream {
     request: Option<Request>,
+    /// A gRPC call (`application/grpc*`): its messages each way, and its
+    /// status once a `grpc-status` was written.
+    grpc: Option<Box<GrpcStream>>,
     /// The final status, once the response's header block was written.
     status: Option<u16>,
     /// When the first octet of the response's body (or its header block if
     /// it has none) was written.
     first_ns: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct GrpcStream {
+    received: Messages,
+    sent: Messages,
+    code: Option<Code>,
 }
 
 /// An HTTP/2 connection the service accepted.
@@ -159,10 +170,12 @@ impl Server {
         // Out of `self` while it hands out frames (no copy of a payload).
         let mut reader = std::mem::take(&mut self.side(dir).frames);
         let mut outcome = Ok(());
-        let read = reader.feed(transfer, from, &mut |head, payload| {
-            if outcome.is_ok() {
+        let read = reader.feed(transfer, from, &mut |part| match part {
+            _ if outcome.is_err() => {}
+            Part::Frame(head, payload) => {
                 outcome = self.frame(dir, head, payload, ts, context, sink);
             }
+            Part::Data(head, run, visible) => self.messages(dir, head.stream, run, visible),
         });
         self.side(dir).frames = reader;
         read.and(outcome)
@@ -200,6 +213,20 @@ impl Server {
                 return Ok(());
             }
             RST_STREAM => {
+                // A call reset without a status: cancelled if the reset
+                // says so (CANCEL, 0x8), else of unknown outcome.
+                let cancel = payload == [0, 0, 0, 8];
+                if let Some(grpc) = self
+                    .streams
+                    .get_mut(&head.stream)
+                    .and_then(|s| s.grpc.as_mut())
+                {
+                    grpc.code.get_or_insert(if cancel {
+                        Code::CANCELLED
+                    } else {
+                        Code::UNKNOWN
+                    });
+                }
                 self.finish(head.stream, ts, sink);
                 return Ok(());
             }
@@ -239,13 +266,31 @@ impl Server {
         }
         let end = first.flags & END_STREAM != 0;
         match dir {
-            Direction::Received => self.request(first.stream, fields, ts, &context.served),
+            Direction::Received => self.request(first.stream, fields, ts, &context.served, sink),
             Direction::Sent => self.response(first.stream, &fields, end, ts, sink),
         }
         Ok(())
     }
 
-    fn request(&mut self, id: u32, fields: Fields, ts: u64, config: &ParseConfig<'_>) {
+    /// A run of a DATA payload on stream `id`: a gRPC call's messages.
+    fn messages(&mut self, dir: Direction, id: u32, run: u64, visible: &[u8]) {
+        let Some(grpc) = self.streams.get_mut(&id).and_then(|s| s.grpc.as_mut()) else {
+            return;
+        };
+        match dir {
+            Direction::Received => grpc.received.data(run, visible),
+            Direction::Sent => grpc.sent.data(run, visible),
+        }
+    }
+
+    fn request(
+        &mut self,
+        id: u32,
+        fields: Fields,
+        ts: u64,
+        config: &ParseConfig<'_>,
+        sink: &mut dyn Sink,
+    ) {
         if self.streams.get(&id).is_some_and(|s| s.request.is_some()) {
             return; // trailers
         }
@@ -274,7 +319,18 @@ impl Server {
             return;
         }
         let wants = (config.bodies)(&head.method, &head.path);
-        self.streams.entry(id).or_default().request = Some(Request {
+        let grpc = fields
+            .others
+            .iter()
+            .any(|(name, value)| name == "content-type" && is_grpc(value));
+        if grpc {
+            sink.observe(Observation::GrpcServed(grpc::Event::Started(
+                head.path.clone(),
+            )));
+        }
+        let stream = self.streams.entry(id).or_default();
+        stream.grpc = grpc.then(Box::default);
+        stream.request = Some(Request {
             method: head.method,
             path: head.path,
             auth: head.auth,
@@ -292,7 +348,12 @@ impl Server {
             // Informational: the final response follows.
             Some(status) if (100..200).contains(&status) => return,
             Some(status) if stream.status.is_none() => stream.status = Some(status),
-            _ => {} // trailers (grpc-status, later)
+            _ => {} // trailers
+        }
+        if let Some(grpc) = &mut stream.grpc
+            && let Some((_, value)) = fields.others.iter().find(|(name, _)| name == "grpc-status")
+        {
+            grpc.code = Some(Code::parse(value));
         }
         if end {
             stream.first_ns.get_or_insert(ts);
@@ -315,12 +376,24 @@ impl Server {
     fn finish(&mut self, id: u32, ts: u64, sink: &mut dyn Sink) {
         let Some(Stream {
             request: Some(request),
+            grpc,
             status,
             first_ns,
         }) = self.streams.remove(&id)
         else {
             return;
         };
+        if let Some(grpc) = grpc {
+            // Ended without a status: a response without trailers.
+            sink.observe(Observation::GrpcServed(grpc::Event::Ended(grpc::Call {
+                path: request.path.clone(),
+                code: grpc.code.unwrap_or(Code::UNKNOWN),
+                received: grpc.received.count,
+                sent: grpc.sent.count,
+                start_ns: request.start_ns,
+                end_ns: ts,
+            })));
+        }
         let outcome = match status {
             Some(status) => Outcome::Exchange(Exchange {
                 method: request.method,
@@ -393,9 +466,7 @@ impl Protocol for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loupe_common::maps::FrameWalk;
-
-    use crate::protocols::http2::frame::{self, encode};
+    use crate::protocols::http2::frame::{ProbeModel, encode};
     use crate::protocols::testing::{Collect, with_context};
 
     fn hex(text: &str) -> Vec<u8> {
@@ -447,10 +518,9 @@ mod tests {
                 found.push(outcome);
             }
         });
-        let mut walks = [FrameWalk::PREFACE, FrameWalk::START];
+        let mut probes = [ProbeModel::new(true), ProbeModel::new(false)];
         for (ts, (dir, bytes)) in syscalls.iter().enumerate() {
-            let walk = &mut walks[usize::from(*dir == Direction::Sent)];
-            let copies = frame::probe_copies(walk, bytes);
+            let copies = probes[usize::from(*dir == Direction::Sent)].copies(bytes);
             let pieces: Vec<(u64, &[u8])> = copies.iter().map(|(at, b)| (*at, &b[..])).collect();
             let transfer = Transfer {
                 pieces: &pieces,

@@ -1,0 +1,114 @@
+//! gRPC served: Python's grpcio server (plaintext HTTP/2) answering
+//! grpcio's client: unary calls ending OK, NOT_FOUND and past their
+//! deadline, server-streaming and bidi calls. Every call counted by type,
+//! service, method and code, every message each way; the same calls in the
+//! HTTP request families; nothing unparsed. Root required.
+use std::process::Command;
+
+use loupe_tests::{Fixture, Scrape, fixture, free_port, series, watch_port};
+
+const SERVICE: &str = "loupe.test.Items";
+
+fn handled(kind: &str, method: &str, code: &str) -> String {
+    series(
+        "grpc_server_handled_total",
+        &[
+            ("service", "grpc"),
+            ("grpc_type", kind),
+            ("grpc_service", SERVICE),
+            ("grpc_method", method),
+            ("grpc_code", code),
+        ],
+    )
+}
+
+fn messages(family: &str, kind: &str, method: &str) -> String {
+    series(
+        family,
+        &[
+            ("service", "grpc"),
+            ("grpc_type", kind),
+            ("grpc_service", SERVICE),
+            ("grpc_method", method),
+        ],
+    )
+}
+
+fn value(scrape: &Scrape, series: &str) -> f64 {
+    scrape
+        .get(series)
+        .unwrap_or_else(|| panic!("{series} missing in\n{}", scrape.text))
+}
+
+#[test]
+fn grpcio_calls_are_counted_by_type_method_code_and_messages() {
+    let port = free_port();
+    let _server = Fixture::python("grpc_app.py", &[&port.to_string()]);
+    let agent = watch_port(port, "grpc", &[]);
+    // 7 Get OK, 3 NOT_FOUND, 2 past their deadline, 4 List of 6 messages,
+    // 3 Chat of 6 messages each way.
+    let output = Command::new("python3")
+        .arg(fixture("grpc_client.py"))
+        .args([port.to_string().as_str(), "7", "3", "2", "4", "3", "6"])
+        .output()
+        .expect("python3 grpc_client.py");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.starts_with("done "), "{printed}");
+    assert_eq!(printed.matches("DEADLINE_EXCEEDED").count(), 2, "{printed}");
+    agent.wait_for(&handled("unary", "Get", "OK"), 7.0);
+    agent.wait_for(&handled("unary", "Get", "NOT_FOUND"), 3.0);
+    agent.wait_for(&handled("server_stream", "List", "OK"), 4.0);
+    let scrape = agent.wait_for(&handled("bidi_stream", "Chat", "OK"), 3.0);
+    // A call past its deadline: the client resets its stream (CANCEL), or
+    // the server answers DEADLINE_EXCEEDED first; two in all, either way.
+    let late = scrape
+        .get(&handled("unary", "Get", "CANCELLED"))
+        .unwrap_or(0.0)
+        + scrape
+            .get(&handled("unary", "Get", "DEADLINE_EXCEEDED"))
+            .unwrap_or(0.0);
+    let scrape = if late < 2.0 {
+        agent.wait_for_total("grpc_server_handled_total", "grpc", 19.0);
+        agent.scrape()
+    } else {
+        scrape
+    };
+    assert_eq!(
+        scrape.total("grpc_server_handled_total", "grpc"),
+        19.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.total("grpc_server_started_total", "grpc"),
+        19.0,
+        "{}",
+        scrape.text
+    );
+    let received = "grpc_server_msg_received_total";
+    let sent = "grpc_server_msg_sent_total";
+    assert_eq!(
+        value(&scrape, &messages(received, "server_stream", "List")),
+        4.0
+    );
+    assert_eq!(
+        value(&scrape, &messages(sent, "server_stream", "List")),
+        24.0
+    );
+    assert_eq!(
+        value(&scrape, &messages(received, "bidi_stream", "Chat")),
+        18.0
+    );
+    assert_eq!(value(&scrape, &messages(sent, "bidi_stream", "Chat")), 18.0);
+    // Get: 12 requests of one message; 7 answers with one, NOT_FOUND and
+    // the late ones none.
+    assert_eq!(value(&scrape, &messages(received, "unary", "Get")), 12.0);
+    assert_eq!(value(&scrape, &messages(sent, "unary", "Get")), 7.0);
+    assert_eq!(
+        scrape.total("loupe_unparsed_connections_total", "grpc"),
+        0.0,
+        "{}",
+        scrape.text
+    );
+    agent.assert_nothing_lost();
+}
