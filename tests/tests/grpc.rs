@@ -112,3 +112,82 @@ fn grpcio_calls_are_counted_by_type_method_code_and_messages() {
     );
     agent.assert_nothing_lost();
 }
+
+#[test]
+fn grpcio_calls_a_service_makes_are_counted_as_client_calls() {
+    let server_port = free_port();
+    let _server = Fixture::python("grpc_app.py", &[&server_port.to_string()]);
+    let port = free_port();
+    let _gateway = Fixture::python(
+        "grpc_gateway.py",
+        &[&port.to_string(), &server_port.to_string()],
+    );
+    let agent = watch_port(port, "caller", &[]);
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .arg(format!(
+            "http://127.0.0.1:{port}/calls?gets=5&missing=2&lists=3&chats=2&items=4"
+        ))
+        .output()
+        .expect("curl");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        printed, "done OK OK OK OK OK NOT_FOUND NOT_FOUND OK OK OK OK OK",
+        "{printed}"
+    );
+    let client = |kind: &str, method: &str, code: &str| {
+        series(
+            "grpc_client_handled_total",
+            &[
+                ("service", "caller"),
+                ("grpc_type", kind),
+                ("grpc_service", SERVICE),
+                ("grpc_method", method),
+                ("grpc_code", code),
+            ],
+        )
+    };
+    agent.wait_for(&client("unary", "Get", "OK"), 5.0);
+    agent.wait_for(&client("unary", "Get", "NOT_FOUND"), 2.0);
+    agent.wait_for(&client("server_stream", "List", "OK"), 3.0);
+    let scrape = agent.wait_for(&client("bidi_stream", "Chat", "OK"), 2.0);
+    let sent = series(
+        "grpc_client_msg_sent_total",
+        &[
+            ("service", "caller"),
+            ("grpc_type", "bidi_stream"),
+            ("grpc_service", SERVICE),
+            ("grpc_method", "Chat"),
+        ],
+    );
+    assert_eq!(value(&scrape, &sent), 8.0);
+    let received = series(
+        "grpc_client_msg_received_total",
+        &[
+            ("service", "caller"),
+            ("grpc_type", "server_stream"),
+            ("grpc_service", SERVICE),
+            ("grpc_method", "List"),
+        ],
+    );
+    assert_eq!(value(&scrape, &received), 12.0);
+    assert_eq!(
+        scrape.total("grpc_client_started_total", "caller"),
+        12.0,
+        "{}",
+        scrape.text
+    );
+    // The same calls as HTTP calls, by the :authority the client sent.
+    let host = format!("127.0.0.1:{server_port}");
+    let calls = series(
+        "http_client_requests_total",
+        &[
+            ("service", "caller"),
+            ("host", host.as_str()),
+            ("method", "POST"),
+            ("status", "200"),
+        ],
+    );
+    assert_eq!(value(&scrape, &calls), 12.0, "{}", scrape.text);
+    agent.assert_nothing_lost();
+}

@@ -172,6 +172,17 @@ impl Business {
     }
 }
 
+/// The families of one end of gRPC calls: `grpc_server_*` for the calls a
+/// service answers, `grpc_client_*` for those it makes.
+#[derive(Clone)]
+pub struct GrpcFamilies {
+    pub started: Expiring<IntCounterVec>,
+    pub handled: Expiring<IntCounterVec>,
+    pub handling: Expiring<HistogramVec>,
+    pub received: Expiring<IntCounterVec>,
+    pub sent: Expiring<IntCounterVec>,
+}
+
 /// Handles to every metric the agent writes.
 #[derive(Clone)]
 pub struct Metrics {
@@ -182,11 +193,8 @@ pub struct Metrics {
     pub request_duration: Expiring<HistogramVec>,
     pub first_byte: Expiring<HistogramVec>,
     pub requests_by_principal: Expiring<IntCounterVec>,
-    pub grpc_started: Expiring<IntCounterVec>,
-    pub grpc_handled: Expiring<IntCounterVec>,
-    pub grpc_handling: Expiring<HistogramVec>,
-    pub grpc_received: Expiring<IntCounterVec>,
-    pub grpc_sent: Expiring<IntCounterVec>,
+    pub grpc_server: GrpcFamilies,
+    pub grpc_client: GrpcFamilies,
     pub logins: Expiring<IntCounterVec>,
     pub token_refreshes: Expiring<IntCounterVec>,
     pub auth_failures: Expiring<IntCounterVec>,
@@ -265,11 +273,20 @@ impl Metrics {
             request_duration: b.expiring_histograms(&c::AGENT_REQUEST_DURATION, buckets::HTTP),
             first_byte: b.expiring_histograms(&c::AGENT_RESPONSE_FIRST_BYTE, buckets::HTTP),
             requests_by_principal: b.expiring_counters(&c::AGENT_REQUESTS_BY_PRINCIPAL),
-            grpc_started: b.expiring_counters(&c::GRPC_SERVER_STARTED),
-            grpc_handled: b.expiring_counters(&c::GRPC_SERVER_HANDLED),
-            grpc_handling: b.expiring_histograms(&c::GRPC_SERVER_HANDLING, buckets::HTTP),
-            grpc_received: b.expiring_counters(&c::GRPC_SERVER_MSG_RECEIVED),
-            grpc_sent: b.expiring_counters(&c::GRPC_SERVER_MSG_SENT),
+            grpc_server: GrpcFamilies {
+                started: b.expiring_counters(&c::GRPC_SERVER_STARTED),
+                handled: b.expiring_counters(&c::GRPC_SERVER_HANDLED),
+                handling: b.expiring_histograms(&c::GRPC_SERVER_HANDLING, buckets::HTTP),
+                received: b.expiring_counters(&c::GRPC_SERVER_MSG_RECEIVED),
+                sent: b.expiring_counters(&c::GRPC_SERVER_MSG_SENT),
+            },
+            grpc_client: GrpcFamilies {
+                started: b.expiring_counters(&c::GRPC_CLIENT_STARTED),
+                handled: b.expiring_counters(&c::GRPC_CLIENT_HANDLED),
+                handling: b.expiring_histograms(&c::GRPC_CLIENT_HANDLING, buckets::HTTP),
+                received: b.expiring_counters(&c::GRPC_CLIENT_MSG_RECEIVED),
+                sent: b.expiring_counters(&c::GRPC_CLIENT_MSG_SENT),
+            },
             logins: b.expiring_counters(&c::AUTH_LOGIN),
             token_refreshes: b.expiring_counters(&c::AUTH_TOKEN_REFRESH),
             auth_failures: b.expiring_counters(&c::AUTH_FAILED_ATTEMPTS),

@@ -50,17 +50,23 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
-        title: "gRPC calls served",
-        measured: "eBPF: the HTTP/2 streams above whose request is application/grpc*, \
-                   with each message's prefix read from the DATA frames and the status from \
-                   the grpc-status trailer (docs/capture.md). Names and labels follow \
-                   grpc-ecosystem's Prometheus interceptors.",
+        title: "gRPC calls",
+        measured: "eBPF: the HTTP/2 streams whose request is application/grpc*, served \
+                   (the requests above) or made (the calls below), with each message's prefix \
+                   read from the DATA frames and the status from the grpc-status trailer \
+                   (docs/capture.md). Names and labels follow grpc-ecosystem's Prometheus \
+                   interceptors.",
         defs: &[
             c::GRPC_SERVER_STARTED,
             c::GRPC_SERVER_HANDLED,
             c::GRPC_SERVER_HANDLING,
             c::GRPC_SERVER_MSG_RECEIVED,
             c::GRPC_SERVER_MSG_SENT,
+            c::GRPC_CLIENT_STARTED,
+            c::GRPC_CLIENT_HANDLED,
+            c::GRPC_CLIENT_HANDLING,
+            c::GRPC_CLIENT_MSG_RECEIVED,
+            c::GRPC_CLIENT_MSG_SENT,
         ],
         examples: &[
             (
@@ -155,7 +161,7 @@ pub const SECTIONS: &[Section] = &[
     Section {
         title: "HTTP calls and model providers, from the service's connections",
         measured: "eBPF: the service's client sockets, and OpenSSL's plaintext through \
-                   uprobes, parsed as HTTP/1.x; model calls by request path ([llm] in the \
+                   uprobes, parsed as HTTP/1.x or HTTP/2; model calls by request path ([llm] in the \
                    configuration), tokens from the response's usage object.",
         defs: &[
             c::HTTP_CLIENT_REQUESTS,

@@ -4,7 +4,7 @@
 //! byte of the input says whether the client's preface is sent first.
 use crate::protocols::{
     Direction, Protocol, Transfer,
-    http2::{PREFACE, Server, frame::ProbeModel},
+    http2::{Http2, PREFACE, frame::ProbeModel},
     testing::{Collect, with_context},
 };
 
@@ -12,7 +12,7 @@ pub fn run(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mut server = Server::default();
+    let mut server = Http2::served();
     let mut sink = Collect(|_| {});
     let mut probes = [ProbeModel::new(true), ProbeModel::new(false)];
     let mut input = rest;

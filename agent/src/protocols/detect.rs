@@ -56,7 +56,7 @@ fn is_http2(held: &[Held], dir: Direction, transfer: &Transfer<'_>) -> Option<bo
     if dir == Direction::Received {
         read.extend_from_slice(transfer.start());
     }
-    let prefix = http2::Server::recognise(&read);
+    let prefix = http2::Http2::recognise(&read);
     if read.len() >= http2::PREFACE.len() || (!read.is_empty() && !prefix) {
         return Some(prefix);
     }
@@ -113,7 +113,7 @@ impl Connection {
             return None;
         };
         let mut protocol: Box<dyn Protocol> = if h2 {
-            Box::new(http2::Server::default())
+            Box::new(http2::Http2::served())
         } else {
             Box::new(http1::Server::new(false))
         };

@@ -120,8 +120,9 @@ pub enum Observation {
     /// An HTTP call the service made (a request it wrote, the response it
     /// read).
     Call(Exchange),
-    /// A gRPC call the service answered (also in `Served`, as a request).
-    GrpcServed(http2::grpc::Event),
+    /// A gRPC call the service answered or made (also in `Served` or
+    /// `Call`, as an HTTP/2 request).
+    Grpc(http2::Role, http2::grpc::Event),
     /// On a connection the service opened to Redis.
     Redis(redis::Op),
     /// On a connection the service opened to a database.
@@ -218,6 +219,8 @@ pub struct WellKnown {
 /// first bytes.
 pub const CLIENTS: &[ClientProtocol] = &[
     redis::CLIENT,
+    // Before HTTP/1's, which would take "PRI *" for a request line.
+    http2::CLIENT,
     http1::CLIENT,
     postgres::CLIENT,
     mysql::CLIENT,

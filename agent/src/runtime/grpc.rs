@@ -1,13 +1,17 @@
-//! gRPC calls the services answered, exported under the names of
-//! grpc-ecosystem's Prometheus interceptors (`grpc_server_*`).
+//! gRPC calls the services answered and made, exported under the names of
+//! grpc-ecosystem's Prometheus interceptors (`grpc_server_*`,
+//! `grpc_client_*`).
 use super::state::State;
 use crate::{
     export::OTHER,
-    protocols::http2::grpc::{Event, split_path},
+    protocols::http2::{
+        Role,
+        grpc::{Event, split_path},
+    },
 };
 
 impl State {
-    pub(super) fn publish_grpc_served(&mut self, service: u32, event: &Event) {
+    pub(super) fn publish_grpc(&mut self, service: u32, role: Role, event: &Event) {
         let path = match event {
             Event::Started(path) => path,
             Event::Ended(call) => &call.path,
@@ -20,27 +24,32 @@ impl State {
             split_path(path)
         };
         let id = self.id(service);
-        let metrics = &self.export.metrics;
+        let metrics = match role {
+            Role::Served => &self.export.metrics.grpc_server,
+            Role::Called => &self.export.metrics.grpc_client,
+        };
         let call = match event {
             Event::Started(_) => {
-                metrics.grpc_started.of(&id, &[grpc_service, method]).inc();
+                metrics.started.of(&id, &[grpc_service, method]).inc();
                 return;
             }
             Event::Ended(call) => call,
         };
+        // What the service read and wrote.
+        let (received, sent) = match role {
+            Role::Served => (call.requests, call.responses),
+            Role::Called => (call.responses, call.requests),
+        };
         let kind = call.kind().as_str();
         let labels = [kind, grpc_service, method];
         let handled = [kind, grpc_service, method, call.code.as_str()];
-        metrics.grpc_handled.of(&id, &handled).inc();
+        metrics.handled.of(&id, &handled).inc();
         let seconds = call.end_ns.saturating_sub(call.start_ns) as f64 / 1e9;
-        metrics.grpc_handling.of(&id, &labels).observe(seconds);
+        metrics.handling.of(&id, &labels).observe(seconds);
         metrics
-            .grpc_received
+            .received
             .of(&id, &labels)
-            .inc_by(u64::from(call.received));
-        metrics
-            .grpc_sent
-            .of(&id, &labels)
-            .inc_by(u64::from(call.sent));
+            .inc_by(u64::from(received));
+        metrics.sent.of(&id, &labels).inc_by(u64::from(sent));
     }
 }

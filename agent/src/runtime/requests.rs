@@ -122,7 +122,7 @@ impl State {
                     self.publish_statement(service, system, &statement);
                 }
                 Observation::Call(call) => self.publish_call(service, &call),
-                Observation::GrpcServed(event) => self.publish_grpc_served(service, &event),
+                Observation::Grpc(role, event) => self.publish_grpc(service, role, &event),
                 Observation::Served(Outcome::Exchange(exchange)) => {
                     self.publish_exchange(service, &exchange);
                 }

@@ -286,6 +286,15 @@ impl ProbeModel {
     }
 }
 
+/// Octets from hexadecimal text (the RFCs' examples, in tests).
+#[cfg(test)]
+pub fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 /// A frame as a peer writes it (for the tests of what reads frames).
 #[cfg(test)]
 pub fn encode(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {

@@ -146,16 +146,16 @@ pub struct Call {
     /// `:path`, `/package.Service/Method`.
     pub path: String,
     pub code: Code,
-    /// Messages the service read and wrote.
-    pub received: u32,
-    pub sent: u32,
+    /// Messages the client sent, and the server.
+    pub requests: u32,
+    pub responses: u32,
     pub start_ns: u64,
     pub end_ns: u64,
 }
 
 impl Call {
     pub fn kind(&self) -> Kind {
-        Kind::of(self.received, self.sent)
+        Kind::of(self.requests, self.responses)
     }
 }
 

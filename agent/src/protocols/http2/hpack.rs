@@ -372,13 +372,7 @@ const STATIC: [(&str, &str); 61] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::protocols::http2::frame::hex;
 
     fn decode(decoder: &mut Decoder, block: &str) -> Result<Vec<(String, String)>, HpackError> {
         let mut fields = Vec::new();

@@ -1,16 +1,17 @@
-//! An HTTP/2 connection the service serves (h2c with prior knowledge, or
-//! h2 through the OpenSSL uprobes): the client's frames are requests, the
-//! service's are responses, one exchange per stream, from the request's
-//! first HEADERS to the response's END_STREAM.
+//! An HTTP/2 connection, served by the service or opened by it (h2c with
+//! prior knowledge, or h2 through the OpenSSL uprobes): the client's
+//! frames are requests, the server's are responses, one exchange per
+//! stream, from the request's first HEADERS to the response's END_STREAM.
 //!
 //! Both directions' header blocks are decoded, every one of them, so that
 //! the dynamic tables stay the encoders'; a block that does not decode, or
 //! a frame that was not captured where its content matters, loses the
-//! connection: it is reported once as unparsed (`http2`) and its later
-//! streams are not counted, never mislabelled.
+//! connection: it is reported once as unparsed (`http2`, for a connection
+//! served) and its later streams are not counted, never mislabelled.
 use std::collections::HashMap;
 
 use super::{
+    Role,
     frame::{
         self, ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, Head, Lost, PREFACE,
         PUSH_PROMISE, Part, RST_STREAM, Reader, SETTINGS,
@@ -74,15 +75,17 @@ struct Stream {
 
 #[derive(Debug, Default)]
 struct GrpcStream {
-    received: Messages,
-    sent: Messages,
+    /// The client's messages, and the server's.
+    requests: Messages,
+    responses: Messages,
     code: Option<Code>,
 }
 
-/// An HTTP/2 connection the service accepted.
-#[derive(Debug, Default)]
-pub struct Server {
-    /// Octets of the client's preface read so far.
+/// An HTTP/2 connection.
+#[derive(Debug)]
+pub struct Http2 {
+    role: Role,
+    /// Octets of the client's preface seen so far.
     preface: usize,
     client: Side,
     server: Side,
@@ -118,19 +121,50 @@ impl Fields {
     }
 }
 
-impl Server {
-    /// Whether `bytes`, the first the service read on a connection, start
+impl Http2 {
+    /// A connection the service accepted.
+    pub fn served() -> Self {
+        Self::new(Role::Served)
+    }
+
+    /// A connection the service opened (it wrote the preface).
+    pub fn called() -> Self {
+        Self::new(Role::Called)
+    }
+
+    fn new(role: Role) -> Self {
+        Self {
+            role,
+            preface: 0,
+            client: Side::default(),
+            server: Side::default(),
+            streams: HashMap::new(),
+            lost: false,
+        }
+    }
+
+    /// Whether `bytes`, the first the client sent on a connection, start
     /// the client's preface (or are all of it so far).
     pub fn recognise(bytes: &[u8]) -> bool {
         let n = bytes.len().min(PREFACE.len());
         n > 0 && bytes[..n] == PREFACE[..n]
     }
 
+    /// The way the client's bytes go, seen from the service.
+    fn requests(&self) -> Direction {
+        match self.role {
+            Role::Served => Direction::Received,
+            Role::Called => Direction::Sent,
+        }
+    }
+
     fn lose(&mut self, sink: &mut dyn Sink) {
         if !self.lost {
             self.lost = true;
             self.streams.clear();
-            sink.observe(Observation::Served(Outcome::Unparsed(Unparsed::Http2)));
+            if self.role == Role::Served {
+                sink.observe(Observation::Served(Outcome::Unparsed(Unparsed::Http2)));
+            }
         }
     }
 
@@ -151,9 +185,10 @@ impl Server {
     }
 
     fn side(&mut self, dir: Direction) -> &mut Side {
-        match dir {
-            Direction::Received => &mut self.client,
-            Direction::Sent => &mut self.server,
+        if dir == self.requests() {
+            &mut self.client
+        } else {
+            &mut self.server
         }
     }
 
@@ -207,7 +242,7 @@ impl Server {
             }
             CONTINUATION => side.block.extend_from_slice(payload),
             DATA => {
-                if dir == Direction::Sent {
+                if dir != self.requests() {
                     self.response_data(head, ts, sink);
                 }
                 return Ok(());
@@ -233,9 +268,10 @@ impl Server {
             SETTINGS if head.flags & ACK == 0 => {
                 // The sender's decoder allows the other side's encoder this
                 // much table (the largest announced, to stay lenient).
-                let other = match dir {
-                    Direction::Received => &mut self.server,
-                    Direction::Sent => &mut self.client,
+                let other = if dir == self.requests() {
+                    &mut self.server
+                } else {
+                    &mut self.client
                 };
                 for setting in payload.chunks_exact(6) {
                     if u16::from_be_bytes([setting[0], setting[1]]) == HEADER_TABLE_SIZE {
@@ -265,21 +301,28 @@ impl Server {
             return Ok(()); // decoded for the table; pushes are not requests
         }
         let end = first.flags & END_STREAM != 0;
-        match dir {
-            Direction::Received => self.request(first.stream, fields, ts, &context.served, sink),
-            Direction::Sent => self.response(first.stream, &fields, end, ts, sink),
+        if dir == self.requests() {
+            let config = match self.role {
+                Role::Served => &context.served,
+                Role::Called => &context.calls,
+            };
+            self.request(first.stream, fields, ts, config, sink);
+        } else {
+            self.response(first.stream, &fields, end, ts, sink);
         }
         Ok(())
     }
 
     /// A run of a DATA payload on stream `id`: a gRPC call's messages.
     fn messages(&mut self, dir: Direction, id: u32, run: u64, visible: &[u8]) {
+        let requests = self.requests();
         let Some(grpc) = self.streams.get_mut(&id).and_then(|s| s.grpc.as_mut()) else {
             return;
         };
-        match dir {
-            Direction::Received => grpc.received.data(run, visible),
-            Direction::Sent => grpc.sent.data(run, visible),
+        if dir == requests {
+            grpc.requests.data(run, visible);
+        } else {
+            grpc.responses.data(run, visible);
         }
     }
 
@@ -315,7 +358,7 @@ impl Server {
             });
         }
         let head = request_head(&method, &path, &headers, config.auth);
-        if head.from_loupe {
+        if head.from_loupe && self.role == Role::Served {
             return;
         }
         let wants = (config.bodies)(&head.method, &head.path);
@@ -324,9 +367,8 @@ impl Server {
             .iter()
             .any(|(name, value)| name == "content-type" && is_grpc(value));
         if grpc {
-            sink.observe(Observation::GrpcServed(grpc::Event::Started(
-                head.path.clone(),
-            )));
+            let started = grpc::Event::Started(head.path.clone());
+            sink.observe(Observation::Grpc(self.role, started));
         }
         let stream = self.streams.entry(id).or_default();
         stream.grpc = grpc.then(Box::default);
@@ -385,39 +427,45 @@ impl Server {
         };
         if let Some(grpc) = grpc {
             // Ended without a status: a response without trailers.
-            sink.observe(Observation::GrpcServed(grpc::Event::Ended(grpc::Call {
+            let ended = grpc::Event::Ended(grpc::Call {
                 path: request.path.clone(),
                 code: grpc.code.unwrap_or(Code::UNKNOWN),
-                received: grpc.received.count,
-                sent: grpc.sent.count,
+                requests: grpc.requests.count,
+                responses: grpc.responses.count,
                 start_ns: request.start_ns,
                 end_ns: ts,
-            })));
+            });
+            sink.observe(Observation::Grpc(self.role, ended));
         }
-        let outcome = match status {
-            Some(status) => Outcome::Exchange(Exchange {
+        if status.is_none() && self.role == Role::Served {
+            let abandoned = Outcome::Abandoned {
                 method: request.method,
                 path: request.path,
-                status: Some(status),
-                auth: request.auth,
-                start_ns: request.start_ns,
-                first_byte_ns: first_ns.unwrap_or(ts),
-                end_ns: ts,
-                headers: request.headers,
-                request_body: None,
-                response_body: None,
-                rule: request.rule,
-            }),
-            None => Outcome::Abandoned {
-                method: request.method,
-                path: request.path,
-            },
+            };
+            return sink.observe(Observation::Served(abandoned));
+        }
+        let exchange = Exchange {
+            method: request.method,
+            path: request.path,
+            status,
+            auth: request.auth,
+            start_ns: request.start_ns,
+            first_byte_ns: first_ns.unwrap_or(ts),
+            end_ns: ts,
+            headers: request.headers,
+            request_body: None,
+            response_body: None,
+            rule: request.rule,
         };
-        sink.observe(Observation::Served(outcome));
+        sink.observe(match self.role {
+            Role::Served => Observation::Served(Outcome::Exchange(exchange)),
+            // Unanswered: counted with an unknown status.
+            Role::Called => Observation::Call(exchange),
+        });
     }
 }
 
-impl Protocol for Server {
+impl Protocol for Http2 {
     fn on_bytes(
         &mut self,
         dir: Direction,
@@ -429,7 +477,7 @@ impl Protocol for Server {
             return;
         }
         let mut from = 0;
-        if dir == Direction::Received && self.preface < PREFACE.len() {
+        if dir == self.requests() && self.preface < PREFACE.len() {
             match self.preface(bytes) {
                 Ok(used) => from = used,
                 Err(Lost) => return self.lose(sink),
@@ -466,15 +514,8 @@ impl Protocol for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::http2::frame::{ProbeModel, encode};
+    use crate::protocols::http2::frame::{ProbeModel, encode, hex};
     use crate::protocols::testing::{Collect, with_context};
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     /// The client's first write: the preface, its SETTINGS, then `frames`.
     fn hello(frames: &[Vec<u8>]) -> Vec<u8> {
@@ -493,7 +534,7 @@ mod tests {
 
     /// Feeds the syscalls in turn; returns what was found.
     fn replay(syscalls: &[(Direction, Vec<u8>)]) -> Vec<Outcome> {
-        let mut server = Server::default();
+        let mut server = Http2::served();
         let mut found = Vec::new();
         let mut sink = Collect(|o| {
             if let Observation::Served(outcome) = o {
@@ -511,13 +552,20 @@ mod tests {
     /// Feeds the syscalls in turn as the probes copy them by following
     /// the frames: pieces, with what lies between left out.
     fn replay_walked(syscalls: &[(Direction, Vec<u8>)]) -> Vec<Outcome> {
-        let mut server = Server::default();
+        observe_walked(syscalls)
+            .into_iter()
+            .filter_map(|o| match o {
+                Observation::Served(outcome) => Some(outcome),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// [`replay_walked`], every observation.
+    fn observe_walked(syscalls: &[(Direction, Vec<u8>)]) -> Vec<Observation> {
+        let mut server = Http2::served();
         let mut found = Vec::new();
-        let mut sink = Collect(|o| {
-            if let Observation::Served(outcome) = o {
-                found.push(outcome);
-            }
-        });
+        let mut sink = Collect(|o| found.push(o));
         let mut probes = [ProbeModel::new(true), ProbeModel::new(false)];
         for (ts, (dir, bytes)) in syscalls.iter().enumerate() {
             let copies = probes[usize::from(*dir == Direction::Sent)].copies(bytes);
@@ -584,6 +632,97 @@ mod tests {
                 assert_eq!(path, format!("/items/{i}"), "cut {cut}");
             }
         }
+    }
+
+    /// An HPACK literal field without indexing, with a new name.
+    fn literal(name: &str, value: &str) -> Vec<u8> {
+        let mut out = vec![0, name.len() as u8];
+        out.extend(name.as_bytes());
+        out.push(value.len() as u8);
+        out.extend(value.as_bytes());
+        out
+    }
+
+    /// A gRPC message of `len` octets in a DATA payload.
+    fn message(len: usize) -> Vec<u8> {
+        let mut out = vec![0];
+        out.extend((len as u32).to_be_bytes());
+        out.extend(vec![1; len]);
+        out
+    }
+
+    #[test]
+    fn grpc_calls_end_with_their_status_and_messages() {
+        use Direction::{Received, Sent};
+        let call = |stream: u32, method: &str| {
+            // :method POST, :scheme http, :path (literal), content-type.
+            let mut block = vec![0x83, 0x86, 0x04, method.len() as u8];
+            block.extend(method.as_bytes());
+            block.extend(literal("content-type", "application/grpc"));
+            encode(HEADERS, END_HEADERS, stream, &block)
+        };
+        let status = |code: &str| [vec![0x88], literal("grpc-status", code)].concat();
+        let trailers = |stream, code| {
+            encode(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                stream,
+                &literal("grpc-status", code),
+            )
+        };
+        // Stream 1: two messages in, three out (coalesced in one DATA
+        // frame), OK. Stream 3: trailers only, NOT_FOUND. Stream 5: reset
+        // by the client (CANCEL) before any answer.
+        let found = observe_walked(&[
+            (
+                Received,
+                hello(&[
+                    call(1, "/shop.Cart/Sync"),
+                    encode(DATA, 0, 1, &message(3)),
+                    encode(DATA, END_STREAM, 1, &message(0)),
+                    call(3, "/shop.Cart/Get"),
+                    encode(DATA, END_STREAM, 3, &message(2)),
+                    call(5, "/shop.Cart/Get"),
+                    encode(DATA, END_STREAM, 5, &message(2)),
+                ]),
+            ),
+            (
+                Sent,
+                welcome(&[
+                    encode(HEADERS, END_HEADERS, 1, &[0x88]),
+                    encode(DATA, 0, 1, &[message(4), message(40), message(1)].concat()),
+                    trailers(1, "0"),
+                    encode(HEADERS, END_HEADERS | END_STREAM, 3, &status("5")),
+                ]),
+            ),
+            (Received, encode(RST_STREAM, 0, 5, &[0, 0, 0, 8])),
+        ]);
+        let calls: Vec<_> = found
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Grpc(Role::Served, grpc::Event::Ended(c)) => Some((
+                    c.path.as_str(),
+                    c.code.as_str(),
+                    c.requests,
+                    c.responses,
+                    c.kind(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("/shop.Cart/Sync", "OK", 2, 3, grpc::Kind::BidiStream),
+                ("/shop.Cart/Get", "NOT_FOUND", 1, 0, grpc::Kind::Unary),
+                ("/shop.Cart/Get", "CANCELLED", 1, 0, grpc::Kind::Unary),
+            ]
+        );
+        let started = found
+            .iter()
+            .filter(|o| matches!(o, Observation::Grpc(Role::Served, grpc::Event::Started(_))))
+            .count();
+        assert_eq!(started, 3);
     }
 
     fn exchange(outcome: &Outcome) -> (&str, &str, Option<u16>, u64, u64) {
