@@ -32,7 +32,7 @@ fn rules_are_valid_and_every_alert_has_a_unit_test() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(names.len(), 11);
+    assert_eq!(names.len(), 12);
     for name in names {
         assert!(
             tests.contains(&format!(
