@@ -760,6 +760,22 @@ pub struct Nginx {
 impl Nginx {
     /// `locations` are the `location` blocks of the one server.
     pub fn start(port: u16, locations: &str) -> Self {
+        Self::listening(port, "", locations)
+    }
+
+    /// [`Nginx::start`] over TLS with `certificate`, HTTP/2 negotiated
+    /// with ALPN (and HTTP/1.1 for the clients that ask for it).
+    pub fn start_h2_tls(port: u16, certificate: &tls::Certificate, locations: &str) -> Self {
+        let tls = format!(
+            " ssl http2;\n  ssl_certificate {};\n  ssl_certificate_key {}",
+            certificate.cert(),
+            certificate.key()
+        );
+        Self::listening(port, &tls, locations)
+    }
+
+    /// `listen 127.0.0.1:PORT{listen};`
+    fn listening(port: u16, listen: &str, locations: &str) -> Self {
         let dir = scratch_file("nginx");
         fs::create_dir_all(&dir).expect("create the nginx directory");
         let d = dir.display();
@@ -771,7 +787,7 @@ impl Nginx {
                  events {{ worker_connections 256; }}\n\
                  http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n \
                  fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n \
-                 server {{\n  listen 127.0.0.1:{port};\n  root {d};\n  {locations}\n }}\n}}\n"
+                 server {{\n  listen 127.0.0.1:{port}{listen};\n  root {d};\n  {locations}\n }}\n}}\n"
             ),
         )
         .expect("write nginx.conf");

@@ -1,12 +1,14 @@
 //! HTTPS served by the process itself, seen in plaintext through uprobes on
 //! OpenSSL: uvicorn (CPython's `ssl` module, `libssl.so.3`, memory BIOs)
 //! and Node.js (OpenSSL linked into the executable), with `[http] tls =
-//! true`. Clients: Python requests and httpx, not tracked. Root required:
+//! true`; HTTP/1.1, and HTTP/2 negotiated with ALPN (Node's `http2`,
+//! hypercorn). Clients: Python requests and httpx, not tracked. Root required:
 //! `cargo xtask test`.
+use std::process::Command;
+
 use loupe_tests::{
-    Agent, Fixture, fixture, free_port, series, served,
+    Agent, Fixture, Nginx, fixture, free_port, series, served, targets,
     tls::{Certificate, tls_config},
-    watch_port,
 };
 
 /// `(method, path, count, status, endpoint)`: 2xx, 4xx and 5xx.
@@ -23,16 +25,30 @@ const ROUTES: &[&str] = &["--route", "/items/{item_id}", "--route", "/items"];
 
 /// `watch_port` with the OpenSSL uprobes on.
 fn watch_tls(port: u16, service: &str, extra: &[&str]) -> Agent {
+    watch_tls_processes(port, service, 1.0, extra)
+}
+
+/// [`watch_tls`] of a server of `processes` processes (a supervisor and
+/// its workers).
+fn watch_tls_processes(port: u16, service: &str, processes: f64, extra: &[&str]) -> Agent {
     let config = tls_config(service);
-    let mut args = vec!["--config", config.as_str()];
+    let port = port.to_string();
+    let mut args = vec!["--port", &port, "--service", service, "--config", &config];
     args.extend_from_slice(extra);
-    watch_port(port, service, &args)
+    let agent = Agent::start(&args);
+    agent.wait_for(&targets(service), processes);
+    agent
 }
 
 /// Sends the mix over HTTPS with `library` and checks every count: exact,
 /// no other label set, and the ciphertext on the socket neither counted
 /// again nor reported as unparsed.
 fn check_mix(agent: &Agent, service: &str, port: u16, library: &str) {
+    check_mix_hooked(agent, service, port, library, 1.0);
+}
+
+/// [`check_mix`] on a server of which `hooked` processes map OpenSSL.
+fn check_mix_hooked(agent: &Agent, service: &str, port: u16, library: &str, hooked: f64) {
     let base = format!("https://127.0.0.1:{port}");
     let mut client = Fixture::python("http_client.py", &[&base, library]);
     for (method, path, count, ..) in MIX {
@@ -66,7 +82,7 @@ fn check_mix(agent: &Agent, service: &str, port: u16, library: &str) {
     // Counted at the agent's upkeep (every 5 s).
     agent.wait_for(
         &series("loupe_tls_hooked_processes", &[("service", service)]),
-        1.0,
+        hooked,
     );
     assert!(
         agent.log().contains("TLS plaintext hooked"),
@@ -108,6 +124,107 @@ fn https_node_server() {
     );
     let agent = watch_tls(port, "node-tls", ROUTES);
     check_mix(&agent, "node-tls", port, "httpx");
+}
+
+#[test]
+fn https_h2_node_server() {
+    let certificate = Certificate::new("node-h2");
+    let port = free_port();
+    let _server = Fixture::start(
+        "node",
+        &[
+            fixture("http_app.js").to_str().unwrap(),
+            &port.to_string(),
+            &certificate.cert(),
+            &certificate.key(),
+            "h2",
+        ],
+    );
+    let agent = watch_tls(port, "node-h2", ROUTES);
+    check_mix(&agent, "node-h2", port, "httpx-h2");
+}
+
+#[test]
+fn https_h2_fastapi_under_hypercorn() {
+    let certificate = Certificate::new("hypercorn-h2");
+    let port = free_port();
+    let _server = served(
+        &format!(
+            "cd {} && python3 -m hypercorn http_app:app --bind 127.0.0.1:{port} \
+             --certfile {} --keyfile {}",
+            fixture("").display(),
+            certificate.cert(),
+            certificate.key()
+        ),
+        port,
+    );
+    // The supervisor, its worker and multiprocessing's resource tracker;
+    // the worker serves.
+    let agent = watch_tls_processes(port, "hypercorn-h2", 3.0, ROUTES);
+    // curl, not httpx: hypercorn drops httpx's bodiless HTTP/2 POSTs. Its
+    // URLs share one connection.
+    let mut curl = Command::new("curl");
+    curl.args(["-sk", "--http2", "-w", "%{http_version} "]);
+    for i in 0..9 {
+        curl.arg(format!("https://127.0.0.1:{port}/items/{i}"))
+            .args(["-o", "/dev/null"]);
+    }
+    for _ in 0..4 {
+        curl.arg(format!("https://127.0.0.1:{port}/nope"))
+            .args(["-o", "/dev/null"]);
+    }
+    let output = curl.output().expect("curl");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "2 ".repeat(13));
+    let requests = |endpoint: &str, status: &str| {
+        series(
+            "agent_requests_total",
+            &[
+                ("service", "hypercorn-h2"),
+                ("method", "GET"),
+                ("endpoint", endpoint),
+                ("status", status),
+                ("auth_type", "none"),
+            ],
+        )
+    };
+    agent.wait_for(&requests("/items/{item_id}", "200"), 9.0);
+    let scrape = agent.wait_for(&requests("/nope", "404"), 4.0);
+    assert_eq!(scrape.total("agent_requests_total", "hypercorn-h2"), 13.0);
+    let unparsed = scrape.matching("loupe_unparsed_connections_total{");
+    assert!(unparsed.is_empty(), "{unparsed:?}");
+    agent.assert_nothing_lost();
+}
+
+#[test]
+fn nginx_h2_over_tls_proxying_to_http1() {
+    // The upstream: Node's HTTP/1.1 server, not watched.
+    let upstream = free_port();
+    let _upstream = Fixture::start(
+        "node",
+        &[
+            fixture("http_app.js").to_str().unwrap(),
+            &upstream.to_string(),
+        ],
+    );
+    let certificate = Certificate::new("nginx-h2");
+    let port = free_port();
+    let _nginx = Nginx::start_h2_tls(
+        port,
+        &certificate,
+        &format!(
+            "location / {{ proxy_pass http://127.0.0.1:{upstream}; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }}"
+        ),
+    );
+    // The master and its two workers, all three mapping OpenSSL.
+    let agent = watch_tls_processes(port, "nginx-h2", 3.0, ROUTES);
+    check_mix_hooked(&agent, "nginx-h2", port, "httpx-h2", 3.0);
+    // nginx's own calls to its upstream, over HTTP/1.1.
+    let total: u32 = MIX.iter().map(|(_, _, count, ..)| count).sum();
+    assert_eq!(
+        agent.wait_for_total("http_client_requests_total", "nginx-h2", f64::from(total)),
+        f64::from(total)
+    );
 }
 
 #[test]
@@ -169,7 +286,7 @@ fn a_libssl_without_openssl_symbols_is_reported() {
     server.command(&format!("load {}", fake.display()), "loaded");
     let log = agent.wait_for_log("no SSL_read/SSL_write symbols");
     assert!(log.contains(&fake.display().to_string()), "{log}");
-    let check = std::process::Command::new(loupe_tests::loupe_bin())
+    let check = Command::new(loupe_tests::loupe_bin())
         .args(["check", "--pid", &server.pid().to_string()])
         .output()
         .unwrap();

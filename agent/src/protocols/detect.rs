@@ -17,6 +17,41 @@ pub struct Held {
     len: u64,
     head: Box<[u8]>,
     tail: Box<[u8]>,
+    /// The pieces of frames the probes followed (an HTTP/2 server over
+    /// TLS writes its SETTINGS before the client's preface is read).
+    pieces: Vec<(u64, Box<[u8]>)>,
+}
+
+impl Held {
+    fn of(dir: Direction, bytes: &Transfer<'_>) -> Self {
+        Self {
+            dir,
+            ts: bytes.ts,
+            len: bytes.len,
+            head: bytes.head.into(),
+            tail: bytes.tail.into(),
+            pieces: bytes
+                .pieces
+                .iter()
+                .map(|(at, b)| (*at, (*b).into()))
+                .collect(),
+        }
+    }
+
+    fn size(&self) -> usize {
+        let pieces: usize = self.pieces.iter().map(|(_, b)| b.len()).sum();
+        self.head.len() + self.tail.len() + pieces
+    }
+
+    /// Hands what was held to `protocol`.
+    fn replay(&self, protocol: &mut dyn Protocol, context: &Context<'_>, sink: &mut dyn Sink) {
+        let pieces: Vec<(u64, &[u8])> = self.pieces.iter().map(|(at, b)| (*at, &b[..])).collect();
+        let transfer = Transfer {
+            pieces: &pieces,
+            ..Transfer::ends(self.ts, self.len, &self.head, &self.tail)
+        };
+        protocol.on_bytes(self.dir, &transfer, context, sink);
+    }
 }
 
 /// A connection, before and after its protocol is known.
@@ -60,7 +95,7 @@ fn is_http2(held: &[Held], dir: Direction, transfer: &Transfer<'_>) -> Option<bo
     if read.len() >= http2::PREFACE.len() || (!read.is_empty() && !prefix) {
         return Some(prefix);
     }
-    let kept: usize = held.iter().map(|h| h.head.len() + h.tail.len()).sum();
+    let kept: usize = held.iter().map(Held::size).sum();
     let whole = transfer.len == transfer.start().len() as u64;
     let room = kept + transfer.start().len() <= MAX_UNDECIDED;
     // Still the preface's start (or nothing read yet): wait, unless the
@@ -96,20 +131,7 @@ impl Connection {
         sink: &mut dyn Sink,
     ) -> Option<Self> {
         let Some(h2) = is_http2(held, dir, bytes) else {
-            held.push(Held {
-                dir,
-                ts: bytes.ts,
-                len: bytes.len,
-                // Frames the probes followed (which start with the
-                // preface, so are not held in practice): their start.
-                head: if bytes.pieces.is_empty() {
-                    bytes.head
-                } else {
-                    bytes.start()
-                }
-                .into(),
-                tail: bytes.tail.into(),
-            });
+            held.push(Held::of(dir, bytes));
             return None;
         };
         let mut protocol: Box<dyn Protocol> = if h2 {
@@ -118,8 +140,7 @@ impl Connection {
             Box::new(http1::Server::new(false))
         };
         for h in held.drain(..) {
-            let transfer = Transfer::ends(h.ts, h.len, &h.head, &h.tail);
-            protocol.on_bytes(h.dir, &transfer, context, sink);
+            h.replay(protocol.as_mut(), context, sink);
         }
         Some(Self::Known(protocol))
     }
@@ -190,7 +211,7 @@ impl Protocol for Connection {
 
     fn buffered(&self) -> usize {
         match self {
-            Self::Accepted(held) => held.iter().map(|h| h.head.len() + h.tail.len()).sum(),
+            Self::Accepted(held) => held.iter().map(Held::size).sum(),
             Self::Known(protocol) => protocol.buffered(),
             Self::Opened | Self::Seeded(_) | Self::Other => 0,
         }

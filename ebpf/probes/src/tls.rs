@@ -17,7 +17,9 @@ use aya_ebpf::{
 };
 use loupe_common::{
     event::{DIR_RX, DIR_TX, TLS_FD},
-    maps::{CONN_TLS, FdInfo, ROLE_INBOUND, ROLE_OUTBOUND, TlsCall, TlsKey},
+    maps::{
+        CONN_TLS, FRAMING_HTTP2, FdInfo, FrameWalk, ROLE_INBOUND, ROLE_OUTBOUND, TlsCall, TlsKey,
+    },
 };
 
 use crate::{
@@ -102,7 +104,7 @@ fn on_return(ctx: &RetProbeContext, dir: u16) {
             _ => return,
         }
     };
-    let Some(info) = connection(tgid, call.ssl, dir) else {
+    let Some(info) = connection(tgid, call.ssl, dir, call.buf, len) else {
         return;
     };
     let args = Args {
@@ -118,16 +120,21 @@ fn on_return(ctx: &RetProbeContext, dir: u16) {
     }
 }
 
-/// The connection's state, created on its first transfer.
+/// The connection's state, created on its first transfer (`len` bytes at
+/// `buf`): a connection whose first plaintext is read was accepted, one
+/// whose first is written was opened, unless what is written is an HTTP/2
+/// server's first SETTINGS (it may write them before it reads the client's
+/// preface): then it was accepted, and its frames are followed from here.
 #[inline(always)]
-fn connection(tgid: u32, ssl: u64, dir: u16) -> Option<*mut FdInfo> {
+fn connection(tgid: u32, ssl: u64, dir: u16, buf: u64, len: u64) -> Option<*mut FdInfo> {
     let key = TlsKey { tgid, _pad: 0, ssl };
     if let Some(info) = TLS_CONNS.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup of plain data.
         return captured_role(unsafe { (*info).role }).then_some(info);
     }
     let service = tracked(tgid)?.service;
-    let role = if dir == DIR_RX {
+    let h2_server = dir == DIR_TX && server_settings(buf, len);
+    let role = if dir == DIR_RX || h2_server {
         ROLE_INBOUND
     } else {
         ROLE_OUTBOUND
@@ -135,8 +142,30 @@ fn connection(tgid: u32, ssl: u64, dir: u16) -> Option<*mut FdInfo> {
     if !captured_role(role) {
         return None;
     }
-    let _ = TLS_CONNS.insert(key, FdInfo::new(service, role, CONN_TLS | ssl), 0);
+    let mut info = FdInfo::new(service, role, CONN_TLS | ssl);
+    if h2_server {
+        info.framing = FRAMING_HTTP2;
+        info.walks = [FrameWalk::PREFACE, FrameWalk::START];
+    }
+    let _ = TLS_CONNS.insert(key, info, 0);
     TLS_CONNS.get_ptr_mut(key)
+}
+
+/// Whether the `len` bytes at `buf` start with a SETTINGS frame of the
+/// connection (stream 0, not an acknowledgement, a whole number of
+/// settings): what an HTTP/2 server writes first. A client writes an
+/// HTTP/1 request or the preface (`PRI * ...`) first.
+#[inline(always)]
+fn server_settings(buf: u64, len: u64) -> bool {
+    if len < 9 {
+        return false;
+    }
+    // SAFETY: a checked user-memory read.
+    let Ok(head) = (unsafe { bpf_probe_read_user(buf as *const [u8; 9]) }) else {
+        return false;
+    };
+    let length = u32::from_be_bytes([0, head[0], head[1], head[2]]);
+    head[3] == 0x4 && head[4] & 0x1 == 0 && head[5..] == [0; 4] && length % 6 == 0
 }
 
 /// Entry of `SSL_free(ssl)`: the connection ends.

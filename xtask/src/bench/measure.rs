@@ -70,6 +70,70 @@ fn run_wrk(
     })
 }
 
+/// Concurrent streams per connection of the HTTP/2 load.
+pub const H2_STREAMS: u32 = 10;
+
+/// h2load (HTTP/2 with prior knowledge, `H2_STREAMS` streams on each of
+/// `connections` connections) for `seconds`; with `rps`, each connection
+/// paced to that many requests per second. Latencies from its per-request
+/// log (`log`).
+pub fn h2load(
+    url: &str,
+    connections: u32,
+    seconds: u32,
+    rps: Option<u32>,
+    log: &Path,
+) -> anyhow::Result<Load> {
+    let mut command = Command::new("h2load");
+    command.args([
+        &format!("-c{connections}"),
+        &format!("-m{H2_STREAMS}"),
+        "-D",
+        &seconds.to_string(),
+    ]);
+    if let Some(rps) = rps {
+        command.arg(format!("--rps={rps}"));
+    }
+    command.arg("--log-file").arg(log);
+    let text = output(command.arg(url))
+        .context("h2load failed (Debian's nghttp2-client; cargo xtask setup installs it)")?;
+    // `finished in 10.00s, 12345.60 req/s, ...`; `requests: N total, N
+    // started, N done, N succeeded, ...`
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("finished in "))
+        .and_then(|l| l.split(", ").nth(1)?.strip_suffix(" req/s")?.parse().ok())
+        .unwrap_or(0.0);
+    let requests = text
+        .lines()
+        .find_map(|l| l.strip_prefix("requests: "))
+        .and_then(|l| {
+            l.split(", ")
+                .find_map(|part| part.strip_suffix(" succeeded"))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // Tab-separated: start (us since the epoch), status, duration (us).
+    let mut latencies: Vec<f64> = fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.trim().parse().ok())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Load {
+        requests,
+        rps,
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+    })
+}
+
 /// wrk prints `123.45us`, `1.20ms` or `2.00s`.
 pub fn duration_us(text: &str) -> f64 {
     let (number, factor) = if let Some(n) = text.strip_suffix("us") {

@@ -1,9 +1,8 @@
-//! `cargo xtask bench`: servers under wrk without and with loupe, in
-//! alternating rounds of the same run (nginx over HTTP and HTTPS, a hyper
-//! server, the FastAPI
-//! agent service; for FastAPI also with the in-process Prometheus
-//! middleware loupe replaces), then the tax loupe puts on processes it does
-//! not track. Prints throughput and latency (kernel BPF statistics off),
+//! `cargo xtask bench`: servers under wrk (h2load for HTTP/2) without and
+//! with loupe, in alternating rounds of the same run (nginx over HTTP,
+//! HTTPS and h2c, a hyper server, the FastAPI agent service; for FastAPI
+//! also with the in-process Prometheus middleware loupe replaces), then the
+//! tax loupe puts on processes it does not track. Prints throughput and latency (kernel BPF statistics off),
 //! BPF time per request (statistics on, in a run of its own), agent CPU and
 //! memory, and whether loupe counted every request. A report, not a test: this machine is shared and noisy, so only
 //! side-by-side ratios mean something.
@@ -21,8 +20,8 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use self::{
-    measure::{Load, PACE_SCRIPT, Programs, scrape, usage, wrk, wrk_paced},
-    targets::Target,
+    measure::{Load, PACE_SCRIPT, Programs, h2load, scrape, usage, wrk, wrk_paced},
+    targets::{Nginx, Target},
 };
 use crate::sh::{self, Stop, is_root, root, wait_port};
 
@@ -30,6 +29,7 @@ const LOUPE_PORT: u16 = 18_481;
 const NGINX_PORT: u16 = 18_480;
 const HYPER_PORT: u16 = 18_482;
 const NGINX_TLS_PORT: u16 = 18_483;
+const NGINX_H2C_PORT: u16 = 18_484;
 /// And the next port for the instrumented copy.
 const FASTAPI_PORT: u16 = 18_484;
 /// USER_HZ on Linux.
@@ -43,7 +43,7 @@ pub struct Options {
     pub connections: u32,
     /// Passed to `loupe run --data-hook`.
     pub data_hook: String,
-    /// Only this target (nginx, nginx-tls, hyper, fastapi).
+    /// Only this target (nginx, nginx-tls, nginx-h2c, hyper, fastapi).
     pub target: Option<String>,
     /// An earlier loupe binary measured in every round too.
     pub baseline: Option<PathBuf>,
@@ -101,17 +101,32 @@ struct Bench<'a> {
     loupe: PathBuf,
     /// The wrk script of the paced runs.
     pace: PathBuf,
+    /// Where h2load writes each request's latency.
+    h2_log: PathBuf,
 }
 
 impl Bench<'_> {
-    /// The paced load on `port` (see `measure::PACE_SCRIPT`).
+    /// The load at saturation on the target's server at `port`: wrk, or
+    /// h2load for an HTTP/2 target.
+    fn saturate(&self, target: &Target, port: u16) -> anyhow::Result<Load> {
+        let (connections, seconds) = (self.options.connections, self.options.seconds);
+        if target.h2 {
+            h2load(&target.url(port), connections, seconds, None, &self.h2_log)
+        } else {
+            wrk(&target.url(port), connections, seconds)
+        }
+    }
+
+    /// The paced load on the target (see `measure::PACE_SCRIPT`; h2load
+    /// paces each connection to 1,000 requests per second).
     fn paced(&self, target: &Target) -> anyhow::Result<Load> {
-        wrk_paced(
-            &target.url(target.port),
-            target.paced_connections,
-            self.options.seconds,
-            &self.pace,
-        )
+        let (url, seconds) = (target.url(target.port), self.options.seconds);
+        if target.h2 {
+            let connections = target.paced_connections;
+            h2load(&url, connections, seconds, Some(1000), &self.h2_log)
+        } else {
+            wrk_paced(&url, target.paced_connections, seconds, &self.pace)
+        }
     }
 }
 
@@ -153,20 +168,18 @@ fn with_binary(
     target: &Target,
     paced: bool,
 ) -> anyhow::Result<(Load, Cost, Option<Load>)> {
-    let options = bench.options;
-    let url = target.url(target.port);
     let agent = start_loupe(hook, loupe, target)?;
     let pid = agent.0.id();
     let counted_before = scrape(LOUPE_PORT, "agent_requests_total");
     let before = usage(pid);
-    let load = wrk(&url, options.connections, options.seconds)?;
+    let load = bench.saturate(target, target.port)?;
     sleep(Duration::from_secs(1));
     let after = usage(pid);
     let counted = scrape(LOUPE_PORT, "agent_requests_total") - counted_before;
     let paced = paced.then(|| bench.paced(target)).transpose()?;
     let stats = BpfStats::on()?;
     let bpf_before = Programs::of(pid);
-    let timed = wrk(&url, options.connections, options.seconds)?;
+    let timed = bench.saturate(target, target.port)?;
     let bpf = Programs::of(pid).since(&bpf_before);
     drop(stats);
     let cost = Cost {
@@ -190,8 +203,8 @@ fn median(values: &mut [f64]) -> f64 {
 fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
     let options = bench.options;
     println!(
-        "\n{} ({}{}; `floor`: loupe's data hooks with empty programs), wrk -t1 -c{} -d{}s; \
-         `paced`: -c{} with 1 ms between an answer and the next request:",
+        "\n{} ({}{}; `floor`: loupe's data hooks with empty programs), {} -c{} -d{}s; \
+         `paced`: -c{} {}:",
         target.name,
         target.url(target.port),
         if target.instrumented.is_some() {
@@ -199,9 +212,19 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         } else {
             ""
         },
+        if target.h2 {
+            "h2load (HTTP/2, 10 streams per connection)"
+        } else {
+            "wrk -t1"
+        },
         options.connections,
         options.seconds,
-        target.paced_connections
+        target.paced_connections,
+        if target.h2 {
+            "at 1,000 requests/s each"
+        } else {
+            "with 1 ms between an answer and the next request"
+        }
     );
     println!(
         "{:>5} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>15} {:>8} {:>8} {:>10} {:>8} {:>8} {:>13} {:>5} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8}",
@@ -235,11 +258,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
     let (mut rss, mut base_rss) = (vec![], vec![]);
     let mut last = None;
     for round in 1..=options.rounds {
-        let bare = wrk(
-            &target.url(target.port),
-            options.connections,
-            options.seconds,
-        )?;
+        let bare = bench.saturate(target, target.port)?;
         let bare_paced = bench.paced(target)?;
         let (floor, floor_cost, _) = with_loupe(bench, FLOOR_HOOK, target, false)?;
         let (load, cost, paced) = with_loupe(bench, &options.data_hook, target, true)?;
@@ -261,7 +280,7 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
             });
         let middleware = target
             .instrumented
-            .map(|port| wrk(&target.url(port), options.connections, options.seconds))
+            .map(|port| bench.saturate(target, port))
             .transpose()?;
         let ratio = load.rps / bare.rps;
         let floor_ratio = floor.rps / bare.rps;
@@ -432,15 +451,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         options,
         loupe: root().join("target/release/loupe"),
         pace: dir.join("pace.lua"),
+        h2_log: dir.join("h2load.log"),
     };
     fs::write(&bench.pace, PACE_SCRIPT)?;
     let wanted = |name: &str| options.target.as_deref().is_none_or(|t| t == name);
     let mut chosen = Vec::new();
-    if wanted("nginx") {
-        chosen.push(targets::nginx(&dir, NGINX_PORT, false)?);
-    }
-    if wanted("nginx-tls") {
-        chosen.push(targets::nginx(&dir, NGINX_TLS_PORT, true)?);
+    for (kind, port) in [
+        (Nginx::Http, NGINX_PORT),
+        (Nginx::Https, NGINX_TLS_PORT),
+        (Nginx::H2c, NGINX_H2C_PORT),
+    ] {
+        if wanted(kind.name()) {
+            chosen.push(targets::nginx(&dir, port, kind)?);
+        }
     }
     if wanted("hyper") {
         chosen.push(targets::hyper(HYPER_PORT)?);
@@ -449,7 +472,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         chosen.push(targets::fastapi(&dir, FASTAPI_PORT)?);
     }
     if chosen.is_empty() {
-        bail!("no such target; use nginx, nginx-tls, hyper or fastapi");
+        bail!("no such target; use nginx, nginx-tls, nginx-h2c, hyper or fastapi");
     }
     println!(
         "{} alternating rounds per target, data hook {}",

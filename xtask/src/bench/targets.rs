@@ -1,7 +1,7 @@
 //! The servers the benchmark loads: nginx (a small static answer, over
-//! HTTP and over HTTPS), the hyper test server (a Rust service), and the
-//! FastAPI agent service under uvicorn, plain and with the Prometheus
-//! middleware it would otherwise use.
+//! HTTP/1.1, over HTTPS, and over HTTP/2 without TLS), the hyper test
+//! server (a Rust service), and the FastAPI agent service under uvicorn,
+//! plain and with the Prometheus middleware it would otherwise use.
 use std::{
     fs,
     path::Path,
@@ -17,6 +17,8 @@ pub struct Target {
     pub name: &'static str,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// Loaded over HTTP/2 with prior knowledge (h2load), not HTTP/1.1 (wrk).
+    pub h2: bool,
     pub port: u16,
     pub path: &'static str,
     /// The same service instrumented in-process (FastAPI only).
@@ -35,10 +37,30 @@ impl Target {
     }
 }
 
-/// nginx on `port`; with `tls`, HTTPS (OpenSSL, a self-signed
-/// certificate made here), read through loupe's uprobes.
-pub fn nginx(dir: &Path, port: u16, tls: bool) -> anyhow::Result<Target> {
-    let dir = dir.join(if tls { "nginx-tls" } else { "nginx" });
+/// How nginx serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Nginx {
+    Http,
+    Https,
+    /// HTTP/2 without TLS (prior knowledge).
+    H2c,
+}
+
+impl Nginx {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http => "nginx",
+            Self::Https => "nginx-tls",
+            Self::H2c => "nginx-h2c",
+        }
+    }
+}
+
+/// nginx on `port`: HTTP/1.1; HTTPS (OpenSSL, a self-signed certificate
+/// made here), read through loupe's uprobes; or h2c.
+pub fn nginx(dir: &Path, port: u16, kind: Nginx) -> anyhow::Result<Target> {
+    let tls = kind == Nginx::Https;
+    let dir = dir.join(kind.name());
     fs::create_dir_all(&dir)?;
     let d = dir.display();
     let listen = if tls {
@@ -54,6 +76,10 @@ pub fn nginx(dir: &Path, port: u16, tls: bool) -> anyhow::Result<Target> {
                 .stderr(Stdio::null()),
         )?;
         format!("{port} ssl; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem")
+    } else if kind == Nginx::H2c {
+        // h2load does not reconnect: no GOAWAY after nginx's default of
+        // 1,000 requests per connection.
+        format!("{port} http2; keepalive_requests 100000000")
     } else {
         port.to_string()
     };
@@ -80,8 +106,9 @@ pub fn nginx(dir: &Path, port: u16, tls: bool) -> anyhow::Result<Target> {
     let server = Stop(child);
     wait_port(port, 10, "nginx")?;
     Ok(Target {
-        name: if tls { "nginx-tls" } else { "nginx" },
+        name: kind.name(),
         scheme: if tls { "https" } else { "http" },
+        h2: kind == Nginx::H2c,
         port,
         path: "/",
         instrumented: None,
@@ -110,6 +137,7 @@ pub fn hyper(port: u16) -> anyhow::Result<Target> {
     Ok(Target {
         name: "hyper",
         scheme: "http",
+        h2: false,
         port,
         path: "/items/1",
         instrumented: None,
@@ -140,6 +168,7 @@ pub fn fastapi(dir: &Path, port: u16) -> anyhow::Result<Target> {
     Ok(Target {
         name: "fastapi",
         scheme: "http",
+        h2: false,
         port,
         path: "/health",
         instrumented: Some(port + 1),
