@@ -7,7 +7,7 @@
 //! status; nothing unparsed. Root required.
 use std::process::Command;
 
-use loupe_tests::{Fixture, fixture, free_port, series, watch_port};
+use loupe_tests::{Agent, Fixture, fixture, free_port, series, served, targets, watch_port};
 
 const ITEMS: &str = "/items/{id}";
 
@@ -144,6 +144,88 @@ fn h2load_with_a_hundred_concurrent_streams() {
     );
     assert_eq!(
         scrape.total("loupe_unparsed_connections_total", "h2-load"),
+        0.0,
+        "{}",
+        scrape.text
+    );
+    agent.assert_nothing_lost();
+}
+
+#[test]
+fn hypercorn_h2c_upgrade_and_prior_knowledge() {
+    let port = free_port();
+    let _server = served(
+        &format!(
+            "cd {} && python3 -m hypercorn http_app:app --bind 127.0.0.1:{port}",
+            fixture("").display()
+        ),
+        port,
+    );
+    let port_arg = port.to_string();
+    let agent = Agent::start(&[
+        "--port",
+        &port_arg,
+        "--service",
+        "hypercorn-h2c",
+        "--route",
+        "/items/{item_id}",
+    ]);
+    // The supervisor, its worker and multiprocessing's resource tracker.
+    agent.wait_for(&targets("hypercorn-h2c"), 3.0);
+    let base = format!("http://127.0.0.1:{port}");
+    // `--http2` on plain HTTP: the first request asks for the upgrade
+    // (`Upgrade: h2c`) and is answered in HTTP/2 after the 101; the others
+    // are HTTP/2 streams on the same connection. Twice.
+    for _ in 0..2 {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "--http2", "-w", "%{http_version} "]);
+        for i in 0..5 {
+            curl.arg(format!("{base}/items/{i}"))
+                .args(["-o", "/dev/null"]);
+        }
+        curl.arg(format!("{base}/nope")).args(["-o", "/dev/null"]);
+        let output = curl.output().expect("curl");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "2 ".repeat(6));
+    }
+    // With prior knowledge (curl's one URL per connection: it fails on a
+    // second one).
+    for path in ["/items/7", "/items/8"] {
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "--http2-prior-knowledge",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version}",
+            ])
+            .arg(format!("{base}{path}"))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "2");
+    }
+    let requests = |endpoint: &str, status: &str| {
+        series(
+            "agent_requests_total",
+            &[
+                ("service", "hypercorn-h2c"),
+                ("method", "GET"),
+                ("endpoint", endpoint),
+                ("status", status),
+                ("auth_type", "none"),
+            ],
+        )
+    };
+    agent.wait_for(&requests("/items/{item_id}", "200"), 12.0);
+    let scrape = agent.wait_for(&requests("/nope", "404"), 2.0);
+    assert_eq!(
+        scrape.total("agent_requests_total", "hypercorn-h2c"),
+        14.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.total("loupe_unparsed_connections_total", "hypercorn-h2c"),
         0.0,
         "{}",
         scrape.text

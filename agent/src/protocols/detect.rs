@@ -174,6 +174,13 @@ impl Protocol for Connection {
         }
         if let Self::Known(protocol) = self {
             protocol.on_bytes(dir, bytes, context, sink);
+            if let Some(upgrade) = protocol.switched() {
+                // The rest of the syscall that wrote the `101` is HTTP/2.
+                let at = upgrade.at;
+                let mut h2 = http2::Http2::upgraded(upgrade);
+                h2.continue_from(dir, bytes, at, context, sink);
+                *protocol = Box::new(h2);
+            }
         }
     }
 
@@ -275,6 +282,46 @@ mod tests {
         }
         conn.on_close(99, &mut sink);
         found
+    }
+
+    #[test]
+    fn an_h2c_upgrade_answers_its_request_in_http2() {
+        use crate::protocols::http1::exchange::Outcome;
+        use Direction::{Received, Sent};
+        use http2::frame::{DATA, END_HEADERS, END_STREAM, HEADERS, SETTINGS, encode};
+        let upgrade: &[u8] =
+            b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+            Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+        // The 101, the server's SETTINGS and stream 1's answer in one write.
+        let mut switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+            Upgrade: h2c\r\n\r\n"
+            .to_vec();
+        switch.extend(encode(SETTINGS, 0, 0, &[]));
+        switch.extend(encode(HEADERS, END_HEADERS, 1, &[0x88])); // 200
+        switch.extend(encode(DATA, END_STREAM, 1, b"ok"));
+        let mut client = http2::PREFACE.to_vec();
+        client.extend(encode(SETTINGS, 0, 0, &[]));
+        // GET /index.html (RFC 7541 C.3.1, without indexing: 0x04 + path)
+        let mut block = vec![0x82, 0x86, 0x04, 0x0b];
+        block.extend(b"/index.html");
+        client.extend(encode(HEADERS, END_HEADERS | END_STREAM, 3, &block));
+        let answer = encode(HEADERS, END_HEADERS | END_STREAM, 3, &[0x8d]); // 404
+        let found = served(&[
+            (Received, upgrade),
+            (Sent, &switch),
+            (Received, &client),
+            (Sent, &answer),
+        ]);
+        let exchanges: Vec<(&str, Option<u16>)> = found
+            .iter()
+            .map(|o| match o {
+                crate::protocols::Observation::Served(Outcome::Exchange(e)) => {
+                    (e.path.as_str(), e.status)
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(exchanges, [("/a", Some(200)), ("/index.html", Some(404))]);
     }
 
     #[test]

@@ -192,6 +192,12 @@ pub trait Protocol: Send {
 
     /// Bytes held (for the memory budget).
     fn buffered(&self) -> usize;
+
+    /// The connection switched protocols: what now reads it (an HTTP/1.1
+    /// connection upgraded to h2c), taken once.
+    fn switched(&mut self) -> Option<http1::exchange::H2cUpgrade> {
+        None
+    }
 }
 
 /// A connection's parser, or `None` when its first bytes in `Direction`

@@ -280,6 +280,22 @@ struct Request {
     wants_response: usize,
     /// The route rule the request matched.
     rule: Option<u32>,
+    /// `Upgrade: h2c`.
+    h2c: bool,
+}
+
+/// A request answered `101 Switching Protocols` to HTTP/2 (`Upgrade:
+/// h2c`): its answer comes as stream 1 of the HTTP/2 that follows, from
+/// offset `at` of the syscall that wrote the `101`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct H2cUpgrade {
+    pub method: Method,
+    pub path: String,
+    pub auth: Auth,
+    pub headers: Vec<(String, String)>,
+    pub rule: Option<u32>,
+    pub start_ns: u64,
+    pub at: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -307,6 +323,8 @@ pub struct HttpConn {
     /// Partial response head, and when its first byte was written.
     tx_head: Vec<u8>,
     tx_head_ns: u64,
+    /// A switch to HTTP/2 not yet taken over (see [`HttpConn::take_h2c`]).
+    h2c: Option<H2cUpgrade>,
 }
 
 impl HttpConn {
@@ -323,6 +341,7 @@ impl HttpConn {
             response: None,
             tx_head: Vec::new(),
             tx_head_ns: 0,
+            h2c: None,
         }
     }
 
@@ -431,6 +450,7 @@ impl HttpConn {
             body,
             wants_response: wants.response,
             rule: wants.rule,
+            h2c: head.h2c,
         });
     }
 
@@ -551,6 +571,15 @@ impl HttpConn {
                 self.finish_response(out);
             }
         }
+        if let Some(upgrade) = &mut self.h2c {
+            upgrade.at = pos;
+        }
+    }
+
+    /// The request of a switch to HTTP/2 just answered, and where in the
+    /// syscall the HTTP/2 begins.
+    pub fn take_h2c(&mut self) -> Option<H2cUpgrade> {
+        self.h2c.take()
     }
 
     /// Reads a response head from `visible`, the captured bytes of a run of
@@ -651,6 +680,19 @@ impl HttpConn {
             self.mode = Mode::Upgraded;
             self.head = Vec::new();
             self.pending.clear();
+            if request.h2c {
+                // Answered in HTTP/2: counted there.
+                self.h2c = Some(H2cUpgrade {
+                    method: request.method,
+                    path: request.path,
+                    auth: request.auth,
+                    headers: request.headers,
+                    rule: request.rule,
+                    start_ns: request.start_ns,
+                    at: 0,
+                });
+                return;
+            }
         }
         if request.from_loupe {
             return;

@@ -72,6 +72,9 @@ pub struct RequestHead {
     pub framing: Framing,
     /// The client asks to switch protocols (WebSocket).
     pub upgrade: bool,
+    /// To HTTP/2 without TLS (`Upgrade: h2c`): the answer to this request
+    /// comes as HTTP/2 stream 1 after a `101`.
+    pub h2c: bool,
     pub auth: Auth,
     /// `User-Agent: loupe/...`: the agent's own request, never counted.
     pub from_loupe: bool,
@@ -131,6 +134,7 @@ struct Common {
     length: Option<u64>,
     chunked: bool,
     upgrade: bool,
+    h2c: bool,
     gzip: bool,
     event_stream: bool,
 }
@@ -150,6 +154,7 @@ fn common(headers: &[httparse::Header<'_>]) -> Common {
             out.chunked = has_token(header.value, "chunked");
         } else if name.eq_ignore_ascii_case("upgrade") {
             out.upgrade = true;
+            out.h2c = has_token(header.value, "h2c");
         } else if name.eq_ignore_ascii_case("content-encoding") {
             out.gzip = has_token(header.value, "gzip");
         } else if name.eq_ignore_ascii_case("content-type") {
@@ -227,6 +232,7 @@ pub fn request_head(
         path: path_of(target),
         framing,
         upgrade: common.upgrade,
+        h2c: common.h2c,
         auth: classify(headers, auth),
         from_loupe,
         headers: label_headers(headers, &auth.label_headers),
@@ -285,6 +291,7 @@ fn parse_request_line(buf: &[u8]) -> Option<RequestHead> {
         path: path_of(target),
         framing: Framing::None,
         upgrade: false,
+        h2c: false,
         auth: Auth::default(),
         from_loupe: false,
         headers: Vec::new(),

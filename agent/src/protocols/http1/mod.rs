@@ -61,6 +61,10 @@ impl Protocol for Server {
     fn buffered(&self) -> usize {
         self.0.buffered()
     }
+
+    fn switched(&mut self) -> Option<exchange::H2cUpgrade> {
+        self.0.take_h2c()
+    }
 }
 
 /// A connection the service opened to call an HTTP server.

@@ -22,7 +22,7 @@ use super::{
 use crate::protocols::{
     Context, Direction, Observation, Protocol, Sink, Transfer,
     http1::{
-        exchange::{Exchange, Outcome, ParseConfig, Unparsed},
+        exchange::{Exchange, H2cUpgrade, Outcome, ParseConfig, Unparsed},
         head::{Method, request_head},
     },
 };
@@ -130,6 +130,38 @@ impl Http2 {
     /// A connection the service opened (it wrote the preface).
     pub fn called() -> Self {
         Self::new(Role::Called)
+    }
+
+    /// A connection the service accepted in HTTP/1.1 and switched to
+    /// HTTP/2 (`Upgrade: h2c`, answered `101`): `upgrade`'s request is
+    /// stream 1, answered in HTTP/2; the client's preface comes next.
+    pub fn upgraded(upgrade: H2cUpgrade) -> Self {
+        let mut conn = Self::served();
+        let request = Request {
+            method: upgrade.method,
+            path: upgrade.path,
+            auth: upgrade.auth,
+            headers: upgrade.headers,
+            rule: upgrade.rule,
+            start_ns: upgrade.start_ns,
+        };
+        conn.streams.entry(1).or_default().request = Some(request);
+        conn
+    }
+
+    /// Frames from offset `from` of `bytes` on (what follows the `101` of
+    /// an upgrade).
+    pub fn continue_from(
+        &mut self,
+        dir: Direction,
+        bytes: &Transfer<'_>,
+        from: u64,
+        context: &Context<'_>,
+        sink: &mut dyn Sink,
+    ) {
+        if self.frames(dir, bytes, from, context, sink).is_err() {
+            self.lose(sink);
+        }
     }
 
     fn new(role: Role) -> Self {

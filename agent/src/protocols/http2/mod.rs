@@ -1,7 +1,7 @@
 //! HTTP/2 from the wire (RFC 9113): frames (`frame`), header compression
 //! (`hpack`), gRPC calls (`grpc`), and connections (`conn`), served or
-//! opened by the service (h2c with prior knowledge; TLS through the OpenSSL
-//! uprobes). The h2c upgrade is not read yet.
+//! opened by the service (h2c with prior knowledge or by upgrade from
+//! HTTP/1.1; TLS through the OpenSSL uprobes).
 mod conn;
 pub mod frame;
 pub mod grpc;
