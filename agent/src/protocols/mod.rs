@@ -193,8 +193,9 @@ pub trait Protocol: Send {
     /// Bytes held (for the memory budget).
     fn buffered(&self) -> usize;
 
-    /// The connection switched protocols: what now reads it (an HTTP/1.1
-    /// connection upgraded to h2c), taken once.
+    /// An HTTP/1.1 connection just switched to HTTP/2 (`Upgrade: h2c`,
+    /// answered `101`): the upgraded request and where in the syscall the
+    /// HTTP/2 begins, handed out once.
     fn switched(&mut self) -> Option<http1::exchange::H2cUpgrade> {
         None
     }

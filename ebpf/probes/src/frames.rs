@@ -34,7 +34,7 @@ use loupe_common::{
 };
 
 use crate::{
-    data::{Args, Source, iovecs, min, read_iovec},
+    args::{Args, Source, iovecs, min, read_iovec},
     emit::{emit, wake_flags},
     maps::{EVENTS, bump},
 };

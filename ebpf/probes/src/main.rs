@@ -14,10 +14,11 @@
 //! - uprobes on OpenSSL's `SSL_read`/`SSL_write` (and `_ex`) and `SSL_free`
 //!   in the processes the agent attaches them to: TLS plaintext.
 #![no_std]
-// Inline assembly (`data::cap`) is unstable for BPF; the probes build with nightly.
+// Inline assembly (`args::min`) is unstable for BPF; the probes build with nightly.
 #![feature(asm_experimental_arch)]
 #![no_main]
 
+mod args;
 mod check;
 mod data;
 mod emit;

@@ -23,7 +23,8 @@ use loupe_common::{
 };
 
 use crate::{
-    data::{self, Args, Source, captured_role, report_close},
+    args::{Args, Source},
+    data::{self, captured_role, report_close},
     maps::{TLS_CALLS, TLS_CONNS, maybe_tracked, tracked},
 };
 
