@@ -8,8 +8,10 @@
 //! write of one it opened, starts with the client's preface
 //! (`data::Inspect`). From then on each direction keeps where it stands in
 //! its frames (`FdInfo::walks`) between syscalls, and each syscall is
-//! walked in steps (`bpf_loop`, so the verifier checks one step, not every
-//! path through thousands): a frame header (all 9 octets, or what this
+//! walked in steps (a callback the kernel calls once per element of
+//! `FRAMES_STEPS_MAP`, so that the verifier checks one step, not every
+//! path through thousands; `bpf_for_each_map_elem` is in Linux 5.13,
+//! `bpf_loop` only from 5.17): a frame header (all 9 octets, or what this
 //! syscall holds of them), then its payload, copied for the frame types
 //! the connection's state needs and for DATA within the capture budget
 //! (a model call's answer), skipped otherwise. The copies are gathered as
@@ -17,9 +19,9 @@
 //! records of at most `FRAMES_ROOM` bytes.
 use aya_ebpf::{
     cty::c_void,
-    helpers::generated::{bpf_loop, bpf_probe_read_user as read_user_raw},
+    helpers::generated::{bpf_for_each_map_elem, bpf_probe_read_user as read_user_raw},
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
 };
 use loupe_common::{
     event::{
@@ -58,6 +60,11 @@ static STREAM_MESSAGES: LruHashMap<StreamKey, Messages> =
 
 #[map]
 static FRAMES_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The walk's loop: `bpf_for_each_map_elem` calls [`each_step`] once per
+/// element, in order, until it returns 1. The values are not used.
+#[map]
+static FRAMES_STEPS_MAP: Array<u8> = Array::with_max_entries(FRAMES_STEPS, 0);
 
 const HEADER: u32 = 9;
 /// A message prefix: a flag octet and a 4-octet length.
@@ -193,10 +200,18 @@ fn walk(
         };
         w
     };
-    // SAFETY: `step` has the callback's signature; it finds the walk in
-    // the scratch map.
+    // SAFETY: `each_step` has the callback's signature; it finds the walk
+    // in the scratch map. The map pointer is the map's definition, which
+    // the loader turns into the map.
     unsafe {
-        bpf_loop(FRAMES_STEPS, step as *mut c_void, core::ptr::null_mut(), 0);
+        bpf_for_each_map_elem(
+            core::ptr::addr_of!(FRAMES_STEPS_MAP)
+                .cast_mut()
+                .cast::<c_void>(),
+            each_step as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
     }
     if w.at + w.pos < ret {
         w.failed = 1;
@@ -217,11 +232,23 @@ fn walk(
     flush(scratch, false);
 }
 
+/// The callback of the walk's loop: one [`step`] per element of
+/// `FRAMES_STEPS_MAP`.
+#[inline(never)]
+extern "C" fn each_step(
+    _map: *mut c_void,
+    _key: *mut c_void,
+    _value: *mut c_void,
+    _ctx: *mut c_void,
+) -> i64 {
+    step()
+}
+
 /// One step: the next buffer of a vectored syscall, the rest of a frame
 /// header, or a run of payload. Returns 1 to stop (the syscall is walked,
 /// or a copy failed).
-#[inline(never)]
-extern "C" fn step(_index: u32, _ctx: *mut c_void) -> i64 {
+#[inline(always)]
+fn step() -> i64 {
     let Some(scratch) = FRAMES_SCRATCH.get_ptr_mut(0) else {
         return 1;
     };
