@@ -171,9 +171,9 @@ fn walk(
         return;
     };
     head.flags |= DATA_FRAMES;
+    let (iov, count) = iovecs(source, args).unwrap_or((0, 0));
     // SAFETY: the per-CPU scratch (only this CPU uses it while the program
     // runs) and the looked-up connection.
-    let (iov, count) = iovecs(source, args).unwrap_or((0, 0));
     let w = unsafe {
         (*scratch).head = head;
         let w = &mut (*scratch).walker;
@@ -423,9 +423,9 @@ fn stream_key(w: &Walker) -> StreamKey {
 /// A DATA frame starts: where its stream stands in its messages.
 #[inline(always)]
 fn data_starts(w: &mut Walker) {
-    match STREAM_MESSAGES.get_ptr(&stream_key(w)) {
-        // SAFETY: a pointer from a successful lookup of plain data.
+    match STREAM_MESSAGES.get_ptr(stream_key(w)) {
         Some(found) => {
+            // SAFETY: a pointer from a successful lookup of plain data.
             w.walk.messages = unsafe { *found };
             w.walk.stored = 1;
         }
@@ -453,10 +453,10 @@ fn frame_ends_if_done(w: &mut Walker) {
     let key = stream_key(w);
     if w.walk.flags & END_STREAM != 0 || idle {
         if w.walk.stored != 0 {
-            let _ = STREAM_MESSAGES.remove(&key);
+            let _ = STREAM_MESSAGES.remove(key);
         }
     } else {
-        let _ = STREAM_MESSAGES.insert(&key, &messages, 0);
+        let _ = STREAM_MESSAGES.insert(key, messages, 0);
     }
     w.walk.stored = 0;
 }

@@ -166,7 +166,7 @@ fn server_settings(buf: u64, len: u64) -> bool {
         return false;
     };
     let length = u32::from_be_bytes([0, head[0], head[1], head[2]]);
-    head[3] == 0x4 && head[4] & 0x1 == 0 && head[5..] == [0; 4] && length % 6 == 0
+    head[3] == 0x4 && head[4] & 0x1 == 0 && head[5..] == [0; 4] && length.is_multiple_of(6)
 }
 
 /// Entry of `SSL_free(ssl)`: the connection ends.
