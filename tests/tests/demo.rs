@@ -18,10 +18,24 @@ use loupe_tests::{free_port, http_get, loupe_bin, require_root, workspace};
 
 /// Families the demo cannot show, and why (the test checks that they are
 /// indeed absent, so that the list stays true).
-const NOT_IN_THE_DEMO: &[(&str, &str)] = &[(
-    "loupe_unparsed_connections_total",
-    "every connection is HTTP/1.x",
-)];
+const NOT_IN_THE_DEMO: &[(&str, &str)] = &[
+    (
+        "loupe_unparsed_connections_total",
+        "every connection is HTTP/1.x",
+    ),
+    // The demo service speaks no gRPC; tests/tests/grpc.rs counts these.
+    ("grpc_server_started_total", NO_GRPC),
+    ("grpc_server_handled_total", NO_GRPC),
+    ("grpc_server_handling_seconds", NO_GRPC),
+    ("grpc_server_msg_received_total", NO_GRPC),
+    ("grpc_server_msg_sent_total", NO_GRPC),
+    ("grpc_client_started_total", NO_GRPC),
+    ("grpc_client_handled_total", NO_GRPC),
+    ("grpc_client_handling_seconds", NO_GRPC),
+    ("grpc_client_msg_received_total", NO_GRPC),
+    ("grpc_client_msg_sent_total", NO_GRPC),
+];
+const NO_GRPC: &str = "the demo service neither serves nor calls gRPC";
 
 /// Family names of `docs/metrics.md` (its tables' first column).
 fn catalogue() -> BTreeSet<String> {
