@@ -149,8 +149,9 @@ impl Http2 {
         conn
     }
 
-    /// Frames from offset `from` of `bytes` on (what follows the `101` of
-    /// an upgrade).
+    /// Frames from offset `from` of `bytes` on (past the preface, or what
+    /// follows the `101` of an upgrade); a connection whose frames are lost
+    /// is reported once.
     pub fn continue_from(
         &mut self,
         dir: Direction,
@@ -515,9 +516,7 @@ impl Protocol for Http2 {
                 Err(Lost) => return self.lose(sink),
             }
         }
-        if self.frames(dir, bytes, from, context, sink).is_err() {
-            self.lose(sink);
-        }
+        self.continue_from(dir, bytes, from, context, sink);
     }
 
     fn on_close(&mut self, ts: u64, sink: &mut dyn Sink) {
