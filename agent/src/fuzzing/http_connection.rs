@@ -1,12 +1,11 @@
 //! Arbitrary reads, writes and closes on one HTTP connection: no panic,
 //! bounded buffers. The first bytes of the input choose how it is split.
-use crate::protocols::testing::Collect;
+use crate::protocols::testing::{Collect, with_bodies};
 use crate::protocols::{
-    Context, Direction, Observation, Protocol, Transfer,
+    Direction, Observation, Protocol, Transfer,
     http1::{
         Server,
-        auth::AuthConfig,
-        exchange::{BodyWants, MAX_HEAD, Outcome, ParseConfig},
+        exchange::{BodyWants, MAX_HEAD, Outcome},
         head::Method,
     },
 };
@@ -22,21 +21,12 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
         return;
     };
     let mut conn = Server::new(mode & 1 == 1);
-    let auth = AuthConfig::default();
     // Bodies kept too, when the mode says so (route rules).
     let keep = usize::from(mode >> 1) * 16;
     let bodies = |_: &Method, _: &str| BodyWants {
         request: keep,
         response: keep,
         rule: None,
-    };
-    let config = ParseConfig {
-        auth: &auth,
-        bodies: &bodies,
-    };
-    let context = Context {
-        served: config,
-        calls: config,
     };
     let mut sink = Collect(|found| {
         if let Observation::Served(outcome) = found {
@@ -63,7 +53,9 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
             0 => Direction::Received,
             _ => Direction::Sent,
         };
-        conn.on_bytes(dir, &transfer, &context, &mut sink);
+        with_bodies(&bodies, |context| {
+            conn.on_bytes(dir, &transfer, context, &mut sink);
+        });
         assert!(conn.buffered() <= 2 * MAX_HEAD + 64 + 2 * keep.next_power_of_two().max(8) * 2);
     }
     conn.on_close(ts, &mut sink);

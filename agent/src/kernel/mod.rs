@@ -1,8 +1,11 @@
 //! Loading the probes into the kernel, attaching them, and handing out their
 //! maps. Dropping [`Probes`] detaches and unloads everything it created.
 pub mod btf;
+mod raises;
 pub mod tracefs;
 pub mod uprobes;
+
+use std::time::Instant;
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader, Pod,
@@ -10,15 +13,12 @@ use aya::{
     programs::{BtfTracePoint, Program, ProgramError, TracePoint},
 };
 use loupe_common::{
-    event::TLS_FD,
     layout::{
         CONTROL_FUNCTIONS, CONTROL_TRACEPOINTS, DATA_FUNCTIONS, DATA_TRACEPOINTS, FunctionHook,
         KERNEL_OFFSETS_GLOBAL, KernelOffsets, SYS_EXIT_PROGRAMS, SYS_EXIT_TRACEPOINT, TRACEPOINTS,
         TlsHook, Tracepoint,
     },
-    maps::{
-        self, CONN_TLS, CaptureRoute, FdInfo, FdKey, ListenKey, SockOwner, Target, TlsKey, TupleKey,
-    },
+    maps::{self, CaptureRoute, FdInfo, FdKey, ListenKey, SockOwner, Target, TlsKey, TupleKey},
 };
 use tracing::{info, warn};
 
@@ -247,6 +247,7 @@ pub struct Probes {
     pub pending_fd: HashMap<MapData, u32, u32>,
     pub switches: Array<MapData, u32>,
     capture_routes: Array<MapData, CaptureRoute>,
+    raises: raises::Raises,
     pub counters: PerCpuArray<MapData, u64>,
     /// Taken by the event reader.
     pub events: Option<RingBuf<MapData>>,
@@ -463,6 +464,7 @@ impl Probes {
             pending_fd: map(&mut ebpf, maps::PENDING_FD)?,
             switches: map(&mut ebpf, maps::SWITCHES)?,
             capture_routes: map(&mut ebpf, maps::CAPTURE_ROUTES)?,
+            raises: raises::Raises::new(map(&mut ebpf, maps::CAPTURE_RAISES)?),
             counters: map(&mut ebpf, maps::COUNTERS)?,
             events: Some(map(&mut ebpf, maps::EVENTS)?),
             attached,
@@ -487,25 +489,18 @@ impl Probes {
         }
     }
 
-    /// Raises the capture budget of one connection (`fd` and `conn` of its
-    /// records): its next writes are copied from their start, up to
-    /// `bytes` in all.
-    pub fn raise_capture(&mut self, tgid: u32, fd: u32, conn: u64, bytes: u32) {
-        let raise = |info: &mut FdInfo| info.capture = info.capture.max(bytes);
-        // Closed meanwhile: nothing to do.
-        if fd == TLS_FD {
-            let key = TlsKey {
-                tgid,
-                _pad: 0,
-                ssl: conn & !CONN_TLS,
-            };
-            if let Ok(mut info) = self.tls_conns.get(&key, 0) {
-                raise(&mut info);
-                let _ = self.tls_conns.insert(key, info, 0);
-            }
-        } else if let Ok(mut info) = self.fds.get(&FdKey { tgid, fd }, 0) {
-            raise(&mut info);
-            let _ = self.fds.insert(FdKey { tgid, fd }, info, 0);
+    /// Raises the capture budget of one connection (`conn` of its
+    /// records): from its next syscall on, its bytes are copied from their
+    /// start, up to `bytes` in all.
+    pub fn raise_capture(&mut self, tgid: u32, conn: u64, bytes: u32) {
+        let pending = self.raises.raise(tgid, conn, bytes, Instant::now());
+        self.set_switch(maps::SWITCH_RAISES, pending);
+    }
+
+    /// Forgets the raises the probes took, withdraws those left unclaimed.
+    pub fn sweep_raises(&mut self, now: Instant) {
+        if self.raises.pending() && !self.raises.sweep(now) {
+            self.set_switch(maps::SWITCH_RAISES, false);
         }
     }
 
@@ -549,7 +544,11 @@ impl Probes {
 
     /// Turns one of the probes' switches on or off.
     pub fn set_switch(&mut self, index: u32, on: bool) {
-        if let Err(err) = self.switches.set(index, u32::from(on), 0) {
+        self.set_switch_value(index, u32::from(on));
+    }
+
+    pub fn set_switch_value(&mut self, index: u32, value: u32) {
+        if let Err(err) = self.switches.set(index, value, 0) {
             warn!(index, error = %err, "cannot set a probe switch");
         }
     }

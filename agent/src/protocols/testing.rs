@@ -26,11 +26,19 @@ impl<F: FnMut(Observation)> Sink for Collect<F> {
 
 /// Runs `f` with a parsing context that reads no body.
 pub fn with_context<T>(f: impl FnOnce(&Context<'_>) -> T) -> T {
+    with_bodies(&|_, _| BodyWants::default(), f)
+}
+
+/// Runs `f` with a parsing context that keeps the bodies `bodies` asks
+/// for, served and called alike.
+pub fn with_bodies<T>(
+    bodies: &dyn Fn(&Method, &str) -> BodyWants,
+    f: impl FnOnce(&Context<'_>) -> T,
+) -> T {
     let auth = AuthConfig::default();
-    let none = |_: &Method, _: &str| BodyWants::default();
     let config = ParseConfig {
         auth: &auth,
-        bodies: &none,
+        bodies,
     };
     f(&Context {
         served: config,

@@ -21,11 +21,12 @@ impl State {
     /// Runs `feed` on the parsers and exports what it produced; the
     /// findings buffer is reused (no allocation per record). `raise` is the
     /// connection a record came from: a call the service made whose reply
-    /// is wanted whole raises its capture budget at once (the probes set a
-    /// served response's budget themselves, from the route prefixes).
+    /// is wanted whole raises its capture budget at once (the probes set
+    /// an HTTP/1 served response's budget themselves, from the route
+    /// prefixes).
     fn with_streams(
         &mut self,
-        raise: Option<(u32, u32, u64)>,
+        raise: Option<(u32, u64)>,
         feed: impl FnOnce(&mut Streams, &Parsing<'_>, &mut Findings),
     ) {
         let mut findings = std::mem::take(&mut self.capture.findings);
@@ -49,13 +50,13 @@ impl State {
         };
         feed(&mut self.capture.streams, &parsing, &mut findings);
         for command in findings.commands.drain(..) {
-            let (Command::CaptureReply(bytes), Some((tgid, fd, conn))) = (command, raise) else {
+            let (Command::CaptureReply(bytes), Some((tgid, conn))) = (command, raise) else {
                 continue;
             };
             // Before the reply comes (a model answers in hundreds of ms;
             // the agent reads records every 10 ms).
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-            self.kernel.probes.raise_capture(tgid, fd, conn, bytes);
+            self.kernel.probes.raise_capture(tgid, conn, bytes);
         }
         self.publish_observations(&mut findings.observations);
         self.capture.findings = findings;
@@ -72,7 +73,7 @@ impl State {
         // A process whose OpenSSL is hooked: its plaintext comes through
         // the uprobes, the ciphertext at the socket is no news.
         let plaintext_seen = head.conn & CONN_TLS == 0 && self.targets.tls.is_hooked(tgid);
-        let connection = Some((tgid, head.fd, head.conn));
+        let connection = Some((tgid, head.conn));
         self.with_streams(connection, |streams, parsing, findings| {
             streams.on_data(head, bytes, parsing, findings);
             if plaintext_seen {

@@ -10,8 +10,8 @@ use std::{
 
 use loupe_common::{
     maps::{
-        CAPTURE_ROUTES_LEN, CaptureRoute, DIRECTION_INBOUND, ListenKey, SWITCH_CAPTURE_INBOUND,
-        SWITCH_CAPTURE_OUTBOUND, Target,
+        BODIES_REQUESTS, BODIES_RESPONSES, CAPTURE_ROUTES_LEN, CaptureRoute, DIRECTION_INBOUND,
+        ListenKey, SWITCH_CAPTURE_INBOUND, SWITCH_CAPTURE_OUTBOUND, SWITCH_HTTP2_BODIES, Target,
     },
     tcp,
 };
@@ -30,7 +30,7 @@ use crate::{
     enrich::{
         calls::Calls,
         endpoint::Routes,
-        rules::{FED_LABELS, RuleSet},
+        rules::{FED_LABELS, RuleSet, Side},
     },
     export::{LabelLimit, Metrics, Place, ServiceId, catalogue},
     kernel::Probes,
@@ -173,11 +173,25 @@ fn capture_routes(rules: &RuleSet) -> Vec<CaptureRoute> {
         .collect()
 }
 
+/// What the probes copy of served HTTP/2 DATA (`BODIES_*`): the
+/// directions some rule reads.
+fn http2_bodies(rules: &RuleSet) -> u32 {
+    let mut read = 0;
+    if rules.reads(Side::Request) {
+        read |= BODIES_REQUESTS;
+    }
+    if rules.reads(Side::Response) {
+        read |= BODIES_RESPONSES;
+    }
+    read
+}
+
 impl State {
     pub fn new(config: &Config, mut probes: Probes, metrics: Metrics) -> Self {
         probes.set_switch(SWITCH_CAPTURE_INBOUND, config.http.capture);
         probes.set_switch(SWITCH_CAPTURE_OUTBOUND, config.http.capture_clients);
         probes.set_capture_routes(&capture_routes(&config.rules));
+        probes.set_switch_value(SWITCH_HTTP2_BODIES, http2_bodies(&config.rules));
         let services = config
             .services
             .iter()

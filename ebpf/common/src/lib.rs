@@ -41,6 +41,7 @@ mod pod {
         maps::SockOwner,
         maps::TupleKey,
         maps::TlsKey,
+        maps::ConnKey,
         maps::TlsCall,
         maps::CaptureRoute,
         event::Header,

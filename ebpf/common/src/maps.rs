@@ -48,6 +48,12 @@ pub const TLS_CALLS: &str = "TLS_CALLS";
 /// `StreamKey -> Messages`. LRU: a stream whose end was missed cannot
 /// leak an entry.
 pub const STREAM_MESSAGES: &str = "STREAM_MESSAGES";
+/// Capture budgets the agent raised for connections (the answer of a
+/// model call, a body a route rule reads): `ConnKey -> bytes`. The probe
+/// of the connection's next syscall adds the budget to its `FdInfo` and
+/// removes the entry, so the agent never rewrites an `FdInfo` the probes
+/// are updating. Looked up only while `SWITCH_RAISES` is set.
+pub const CAPTURE_RAISES: &str = "CAPTURE_RAISES";
 
 pub const TRACKED_CAPACITY: u32 = 8192;
 /// Words of `TRACKED_BITS`: PIDs up to 4,194,304 (the kernel's `PID_MAX_LIMIT`).
@@ -60,6 +66,7 @@ pub const PENDING_FD_CAPACITY: u32 = 16_384;
 pub const TLS_CONNS_CAPACITY: u32 = 16_384;
 pub const TLS_CALLS_CAPACITY: u32 = 4096;
 pub const STREAM_MESSAGES_CAPACITY: u32 = 16_384;
+pub const CAPTURE_RAISES_CAPACITY: u32 = 1024;
 /// Bytes of the event ring buffer (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Records are submitted without waking the agent (which polls on a short
@@ -82,7 +89,16 @@ pub const SWITCH_CAPTURE_INBOUND: u32 = 1;
 pub const SWITCH_CAPTURE_OUTBOUND: u32 = 2;
 /// How many `CAPTURE_ROUTES` entries are in use (0: none, no comparison).
 pub const SWITCH_CAPTURE_ROUTES: u32 = 3;
-pub const SWITCHES_LEN: u32 = 4;
+/// Non-zero while `CAPTURE_RAISES` may hold entries.
+pub const SWITCH_RAISES: u32 = 4;
+/// What route rules read of HTTP/2 bodies (`BODIES_*` bits): the DATA of
+/// a served HTTP/2 connection is then copied up to `CAPTURE_MAX` bytes per
+/// syscall in the directions they read (HTTP/1's first bytes of each
+/// syscall), since the probes cannot read which stream a rule matches.
+pub const SWITCH_HTTP2_BODIES: u32 = 5;
+pub const SWITCHES_LEN: u32 = 6;
+pub const BODIES_REQUESTS: u32 = 1;
+pub const BODIES_RESPONSES: u32 = 2;
 
 /// A tracked process: which service it belongs to, and the tracked process
 /// that forked it (0 for a process the agent selected itself). A child looks
@@ -124,7 +140,7 @@ pub struct FdInfo {
     pub last_dir: u32,
     /// Bytes of further writes copied in full (a route rule wants body
     /// fields): set from `CAPTURE_ROUTES` when a request starts, raised by
-    /// the agent for one client connection, consumed by the probes.
+    /// the agent through `CAPTURE_RAISES`, consumed by the probes.
     pub capture: u32,
     /// How the probes copy the connection's bytes (`FRAMING_*`): set by
     /// the probes when a connection turns out to speak HTTP/2.
@@ -259,6 +275,16 @@ pub struct TlsKey {
     pub ssl: u64,
 }
 assert_size!(TlsKey, 16);
+
+/// A connection of a process (`FdInfo::conn`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub conn: u64,
+}
+assert_size!(ConnKey, 16);
 
 /// Arguments of an OpenSSL read or write call, kept for its return.
 #[repr(C)]

@@ -61,6 +61,7 @@ use crate::{
     frames,
     maps::{
         CAPTURE_ROUTES, EVENTS, FDS, bump, current, field, maybe_tracked, switch, switch_value,
+        take_raise,
     },
 };
 
@@ -470,6 +471,7 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
 /// `ret` bytes read on the connection `info` (`args.rdi` is its fd).
 #[inline(always)]
 pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
+    take_raise(tgid, info);
     // SAFETY: in-place reads and updates of the looked-up value (no map
     // write). On a served connection, a read after a write (or the first)
     // starts a request: compared with the route prefixes, it sets the
@@ -531,6 +533,7 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
 /// `ret` bytes written on the connection `info` (`args.rdi` is its fd).
 #[inline(always)]
 pub fn tx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
+    take_raise(tgid, info);
     // SAFETY: in-place reads and updates of the looked-up value.
     let (first, budget, framing, opening) = unsafe {
         let outbound = (*info).role == ROLE_OUTBOUND;

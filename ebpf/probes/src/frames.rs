@@ -25,20 +25,21 @@ use aya_ebpf::{
 };
 use loupe_common::{
     event::{
-        DATA_CONTINUED, DATA_FRAMES, DATA_MORE, DATA_NONE, Data, DataHeader, FRAMES_COPY,
-        FRAMES_ROOM, FRAMES_STEPS, Piece,
+        CAPTURE_MAX, DATA_CONTINUED, DATA_FRAMES, DATA_MORE, DATA_NONE, Data, DataHeader,
+        FRAMES_COPY, FRAMES_ROOM, FRAMES_STEPS, Piece,
     },
     layout::user,
     maps::{
-        COUNTER_EVENTS_LOST, FRAME_PREFACE, FRAMING_HTTP2, FRAMING_LOST, FdInfo, FrameWalk,
-        Messages, STREAM_MESSAGES_CAPACITY, StreamKey,
+        BODIES_REQUESTS, BODIES_RESPONSES, COUNTER_EVENTS_LOST, FRAME_PREFACE, FRAMING_HTTP2,
+        FRAMING_LOST, FdInfo, FrameWalk, Messages, ROLE_INBOUND, STREAM_MESSAGES_CAPACITY,
+        SWITCH_HTTP2_BODIES, StreamKey,
     },
 };
 
 use crate::{
     args::{Args, Source, iovecs, min, read_iovec},
     emit::{emit, wake_flags},
-    maps::{EVENTS, bump},
+    maps::{EVENTS, bump, switch_value},
 };
 
 /// A walk's state and the record its pieces are gathered in: a data
@@ -71,6 +72,11 @@ const HEADER: u32 = 9;
 const PREFIX: u32 = 5;
 const DATA: u32 = 0x0;
 const END_STREAM: u32 = 0x1;
+const PADDED: u32 = 0x8;
+/// Bits of `FrameWalk::flags` above the frame's own: a padded DATA
+/// frame's next octet is its pad length, which then sits in bits 16-23.
+const PAD_NEXT: u32 = 0x100;
+const PAD_SHIFT: u32 = 16;
 const NO_PIECE: u64 = u64::MAX;
 
 /// Frame types whose payloads are copied whole: HEADERS, RST_STREAM,
@@ -190,7 +196,7 @@ fn walk(
             out: 0,
             piece: NO_PIECE,
             piece_end: NO_PIECE,
-            budget: u64::from((*info).capture),
+            budget: own_budget(info, side) + allowance(info, side),
             conn: (*info).conn,
             side: (side & 1) as u32,
             _pad: 0,
@@ -226,10 +232,50 @@ fn walk(
         // SAFETY: in-place updates of the looked-up value.
         unsafe {
             (*info).walks[side & 1] = w.walk;
-            (*info).capture = w.budget as u32;
+            // The allowance is spent first.
+            if own_budget(info, side) > 0 {
+                (*info).capture = min(u64::from((*info).capture), w.budget) as u32;
+            }
         }
     }
     flush(scratch, false);
+}
+
+/// The connection's capture budget, for DATA in the direction of its
+/// answers (written on a served connection, read on one the service
+/// opened): a request body written after the agent raised it does not
+/// spend what the answer needs.
+#[inline(always)]
+fn own_budget(info: *const FdInfo, side: usize) -> u64 {
+    // SAFETY: reads of the looked-up value.
+    let (role, capture) = unsafe { ((*info).role, (*info).capture) };
+    let answers = if role == ROLE_INBOUND { 1 } else { 0 };
+    if side & 1 == answers {
+        u64::from(capture)
+    } else {
+        0
+    }
+}
+
+/// DATA bytes of one syscall copied whatever the connection's budget: on
+/// a served connection, in the directions whose bodies route rules read
+/// (`SWITCH_HTTP2_BODIES`), as much as HTTP/1's first bytes of a syscall.
+#[inline(always)]
+fn allowance(info: *const FdInfo, side: usize) -> u64 {
+    // SAFETY: a read of the looked-up value.
+    if unsafe { (*info).role } != ROLE_INBOUND {
+        return 0;
+    }
+    let read = if side & 1 == 0 {
+        BODIES_REQUESTS
+    } else {
+        BODIES_RESPONSES
+    };
+    if switch_value(SWITCH_HTTP2_BODIES) & read != 0 {
+        CAPTURE_MAX as u64
+    } else {
+        0
+    }
 }
 
 /// The callback of the walk's loop: one [`step`] per element of
@@ -328,6 +374,9 @@ fn header_step(scratch: *mut Scratch, rest: u64) -> i64 {
     if walk.have == HEADER {
         walk.left = walk.head >> 8;
         if walk.head & 0xff == DATA {
+            if walk.flags & PADDED != 0 {
+                walk.flags |= PAD_NEXT;
+            }
             data_starts(w);
         }
         frame_ends_if_done(w);
@@ -356,13 +405,34 @@ fn payload_step(scratch: *mut Scratch, rest: u64) -> i64 {
     0
 }
 
-/// A run of a DATA payload: the octets of a message prefix (copied), or
-/// of a message (skipped, or copied within the capture budget).
+/// A run of a DATA payload: a padded frame's pad length (copied), the
+/// octets of a message prefix (copied), of a message (skipped, or copied
+/// within the capture budget), or padding (skipped).
 #[inline(always)]
 fn data_step(scratch: *mut Scratch, rest: u64) -> i64 {
     // SAFETY: the per-CPU scratch.
     let w = unsafe { &mut (*scratch).walker };
-    let n = min(u64::from(w.walk.left), rest);
+    if w.walk.flags & PAD_NEXT != 0 {
+        let Some(start) = copy(scratch, 1) else {
+            return 1;
+        };
+        // SAFETY: as above.
+        let w = unsafe { &mut (*scratch).walker };
+        w.walk.flags = (w.walk.flags & !PAD_NEXT) | (octet(scratch, start) << PAD_SHIFT);
+        w.walk.left -= 1;
+        w.pos += 1;
+        frame_ends_if_done(w);
+        return 0;
+    }
+    let pad = w.walk.flags >> PAD_SHIFT;
+    if w.walk.left <= pad {
+        let take = min(u64::from(w.walk.left), rest);
+        w.walk.left -= take as u32;
+        w.pos += take;
+        frame_ends_if_done(w);
+        return 0;
+    }
+    let n = min(u64::from(w.walk.left - pad), rest);
     let messages = w.walk.messages;
     let take = if messages.left == 0 {
         let take = min(u64::from(PREFIX - messages.have), n);

@@ -9,11 +9,11 @@ use aya_ebpf::{
 use loupe_common::{
     layout::{FileOffsets, KernelOffsets},
     maps::{
-        CAPTURE_ROUTES_LEN, COUNTER_MAP_FULL, COUNTERS_LEN, CaptureRoute, EVENTS_BYTES,
-        FDS_CAPACITY, FdInfo, FdKey, LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY,
-        PREEXISTING_CAPACITY, SOCKETS_CAPACITY, SWITCHES_LEN, SockOwner, TLS_CALLS_CAPACITY,
-        TLS_CONNS_CAPACITY, TRACKED_BITS_WORDS, TRACKED_CAPACITY, Target, TlsCall, TlsKey,
-        TupleKey,
+        CAPTURE_RAISES_CAPACITY, CAPTURE_ROUTES_LEN, COUNTER_MAP_FULL, COUNTERS_LEN, CaptureRoute,
+        ConnKey, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey, LISTENERS_CAPACITY, ListenKey,
+        PENDING_FD_CAPACITY, PREEXISTING_CAPACITY, SOCKETS_CAPACITY, SWITCH_RAISES, SWITCHES_LEN,
+        SockOwner, TLS_CALLS_CAPACITY, TLS_CONNS_CAPACITY, TRACKED_BITS_WORDS, TRACKED_CAPACITY,
+        Target, TlsCall, TlsKey, TupleKey,
     },
 };
 
@@ -49,6 +49,10 @@ pub static TLS_CONNS: LruHashMap<TlsKey, FdInfo> =
 #[map]
 pub static TLS_CALLS: LruHashMap<u64, TlsCall> =
     LruHashMap::with_max_entries(TLS_CALLS_CAPACITY, 0);
+
+#[map]
+pub static CAPTURE_RAISES: HashMap<ConnKey, u32> =
+    HashMap::with_max_entries(CAPTURE_RAISES_CAPACITY, 0);
 
 #[map]
 pub static SWITCHES: Array<u32> = Array::with_max_entries(SWITCHES_LEN, 0);
@@ -151,6 +155,29 @@ pub fn switch(index: u32) -> bool {
 #[inline(always)]
 pub fn switch_value(index: u32) -> u32 {
     SWITCHES.get(index).copied().unwrap_or(0)
+}
+
+/// Adds the capture budget the agent raised for the connection `info` of
+/// process `tgid`, if it did (`CAPTURE_RAISES`), and consumes it.
+#[inline(always)]
+pub fn take_raise(tgid: u32, info: *mut FdInfo) {
+    if switch_value(SWITCH_RAISES) == 0 {
+        return;
+    }
+    // SAFETY: in-place reads and updates of the looked-up value.
+    unsafe {
+        let key = ConnKey {
+            tgid,
+            _pad: 0,
+            conn: (*info).conn,
+        };
+        if let Some(&bytes) = CAPTURE_RAISES.get(key) {
+            if bytes > (*info).capture {
+                (*info).capture = bytes;
+            }
+            let _ = CAPTURE_RAISES.remove(key);
+        }
+    }
 }
 
 #[inline(always)]

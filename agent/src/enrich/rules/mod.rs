@@ -387,6 +387,13 @@ impl RuleSet {
         prefixes
     }
 
+    /// Whether some rule reads the bodies of `side`.
+    pub fn reads(&self, side: Side) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.sides(&self.semantic).any(|s| s == side))
+    }
+
     /// Request headers some rule reads (the parser's allowlist).
     pub fn label_headers(&self) -> Vec<String> {
         let mut names: Vec<String> = self

@@ -66,7 +66,7 @@ pub struct BodyBytes {
 }
 
 impl BodyBytes {
-    fn new(limit: usize, chunked: bool) -> Self {
+    pub(crate) fn new(limit: usize, chunked: bool) -> Self {
         Self {
             bytes: Vec::new(),
             complete: true,
@@ -87,7 +87,7 @@ impl BodyBytes {
     }
 
     /// `used` body bytes went by, of which `visible` were captured.
-    fn keep(&mut self, visible: &[u8], used: u64) {
+    pub(crate) fn keep(&mut self, visible: &[u8], used: u64) {
         if !self.complete {
             return; // past a gap, bytes would be glued to the wrong place
         }

@@ -142,6 +142,13 @@ struct Common {
 /// Longest header value kept for a route rule.
 const MAX_HEADER_VALUE: usize = 128;
 
+/// How a response's body is encoded, from its header fields: gzip, and
+/// whether it is an event stream (for HTTP/2, whose fields are not a head).
+pub fn body_encoding(headers: &[httparse::Header<'_>]) -> (bool, bool) {
+    let common = common(headers);
+    (common.gzip, common.event_stream)
+}
+
 fn common(headers: &[httparse::Header<'_>]) -> Common {
     let mut out = Common::default();
     for header in headers {

@@ -20,10 +20,10 @@ use super::{
     hpack::Decoder,
 };
 use crate::protocols::{
-    Context, Direction, Observation, Protocol, Sink, Transfer,
+    Command, Context, Direction, Observation, Protocol, Sink, Transfer,
     http1::{
-        exchange::{Exchange, H2cUpgrade, Outcome, ParseConfig, Unparsed},
-        head::{Method, request_head},
+        exchange::{BodyBytes, Exchange, H2cUpgrade, Outcome, ParseConfig, Unparsed},
+        head::{Method, body_encoding, request_head},
     },
 };
 
@@ -57,6 +57,12 @@ struct Request {
     auth: crate::protocols::http1::auth::Auth,
     headers: Vec<(String, String)>,
     rule: Option<u32>,
+    /// The request body as it comes, if a rule reads it, and how much of
+    /// the response's a rule reads.
+    body: Option<BodyBytes>,
+    wants_response: usize,
+    /// The client ended its side of the stream.
+    ended: bool,
     start_ns: u64,
 }
 
@@ -71,6 +77,8 @@ struct Stream {
     /// When the first octet of the response's body (or its header block if
     /// it has none) was written.
     first_ns: Option<u64>,
+    /// The response body, if a rule (or a model call) reads it.
+    response_body: Option<BodyBytes>,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +112,25 @@ struct Fields {
 }
 
 impl Fields {
+    /// The regular fields, and `:authority` as `host`.
+    fn headers(&self) -> Vec<httparse::Header<'_>> {
+        let mut headers: Vec<httparse::Header<'_>> = self
+            .others
+            .iter()
+            .map(|(name, value)| httparse::Header {
+                name: name.as_str(),
+                value: value.as_slice(),
+            })
+            .collect();
+        if let Some(authority) = &self.authority {
+            headers.push(httparse::Header {
+                name: "host",
+                value: authority.as_slice(),
+            });
+        }
+        headers
+    }
+
     fn add(&mut self, name: &[u8], value: &[u8]) {
         let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
         match name {
@@ -143,6 +170,9 @@ impl Http2 {
             auth: upgrade.auth,
             headers: upgrade.headers,
             rule: upgrade.rule,
+            body: None,
+            wants_response: 0,
+            ended: true,
             start_ns: upgrade.start_ns,
         };
         conn.streams.entry(1).or_default().request = Some(request);
@@ -243,7 +273,7 @@ impl Http2 {
             Part::Frame(head, payload) => {
                 outcome = self.frame(dir, head, payload, ts, context, sink);
             }
-            Part::Data(head, run, visible) => self.messages(dir, head.stream, run, visible),
+            Part::Data(head, run, visible) => self.data(dir, head.stream, run, visible),
         });
         self.side(dir).frames = reader;
         read.and(outcome)
@@ -277,6 +307,8 @@ impl Http2 {
             DATA => {
                 if dir != self.requests() {
                     self.response_data(head, ts, sink);
+                } else if head.flags & END_STREAM != 0 {
+                    self.request_ends(head.stream);
                 }
                 return Ok(());
             }
@@ -284,16 +316,17 @@ impl Http2 {
                 // A call reset without a status: cancelled if the reset
                 // says so (CANCEL, 0x8), else of unknown outcome.
                 let cancel = payload == [0, 0, 0, 8];
-                if let Some(grpc) = self
-                    .streams
-                    .get_mut(&head.stream)
-                    .and_then(|s| s.grpc.as_mut())
-                {
-                    grpc.code.get_or_insert(if cancel {
-                        Code::CANCELLED
-                    } else {
-                        Code::UNKNOWN
-                    });
+                if let Some(stream) = self.streams.get_mut(&head.stream) {
+                    if let Some(grpc) = &mut stream.grpc {
+                        grpc.code.get_or_insert(if cancel {
+                            Code::CANCELLED
+                        } else {
+                            Code::UNKNOWN
+                        });
+                    }
+                    if let Some(body) = &mut stream.response_body {
+                        body.complete = false; // cut short
+                    }
                 }
                 self.finish(head.stream, ts, sink);
                 return Ok(());
@@ -340,22 +373,43 @@ impl Http2 {
                 Role::Called => &context.calls,
             };
             self.request(first.stream, fields, ts, config, sink);
+            if end {
+                self.request_ends(first.stream);
+            }
         } else {
             self.response(first.stream, &fields, end, ts, sink);
         }
         Ok(())
     }
 
-    /// A run of a DATA payload on stream `id`: a gRPC call's messages.
-    fn messages(&mut self, dir: Direction, id: u32, run: u64, visible: &[u8]) {
-        let requests = self.requests();
-        let Some(grpc) = self.streams.get_mut(&id).and_then(|s| s.grpc.as_mut()) else {
+    /// A run of a DATA payload on stream `id`: a gRPC call's messages, a
+    /// body a rule reads.
+    fn data(&mut self, dir: Direction, id: u32, run: u64, visible: &[u8]) {
+        let requests = dir == self.requests();
+        let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if dir == requests {
-            grpc.requests.data(run, visible);
+        if let Some(grpc) = &mut stream.grpc {
+            let messages = if requests {
+                &mut grpc.requests
+            } else {
+                &mut grpc.responses
+            };
+            messages.data(run, visible);
+        }
+        let body = if requests {
+            stream.request.as_mut().and_then(|r| r.body.as_mut())
         } else {
-            grpc.responses.data(run, visible);
+            stream.response_body.as_mut()
+        };
+        if let Some(body) = body {
+            body.keep(visible, run);
+        }
+    }
+
+    fn request_ends(&mut self, id: u32) {
+        if let Some(request) = self.streams.get_mut(&id).and_then(|s| s.request.as_mut()) {
+            request.ended = true;
         }
     }
 
@@ -373,28 +427,19 @@ impl Http2 {
         if !self.streams.contains_key(&id) && self.streams.len() >= MAX_STREAMS {
             return;
         }
-        let (Some(method), Some(path)) = (fields.method, fields.path) else {
+        let (Some(method), Some(path)) = (fields.method.as_deref(), fields.path.as_deref()) else {
             return; // CONNECT without a path, or not a request
         };
-        let mut headers: Vec<httparse::Header<'_>> = fields
-            .others
-            .iter()
-            .map(|(name, value)| httparse::Header {
-                name: name.as_str(),
-                value: value.as_slice(),
-            })
-            .collect();
-        if let Some(authority) = &fields.authority {
-            headers.push(httparse::Header {
-                name: "host",
-                value: authority.as_slice(),
-            });
-        }
-        let head = request_head(&method, &path, &headers, config.auth);
+        let head = request_head(method, path, &fields.headers(), config.auth);
         if head.from_loupe && self.role == Role::Served {
             return;
         }
         let wants = (config.bodies)(&head.method, &head.path);
+        if wants.response > 0 {
+            // Before the answer comes: the probes copy DATA within the
+            // connection's budget.
+            sink.command(Command::CaptureReply(wants.response));
+        }
         let grpc = fields
             .others
             .iter()
@@ -411,6 +456,9 @@ impl Http2 {
             auth: head.auth,
             headers: head.headers,
             rule: wants.rule,
+            body: (wants.request > 0).then(|| BodyBytes::new(wants.request, false)),
+            wants_response: wants.response,
+            ended: false,
             start_ns: ts,
         });
     }
@@ -422,7 +470,15 @@ impl Http2 {
         match fields.status {
             // Informational: the final response follows.
             Some(status) if (100..200).contains(&status) => return,
-            Some(status) if stream.status.is_none() => stream.status = Some(status),
+            Some(status) if stream.status.is_none() => {
+                stream.status = Some(status);
+                let wants = stream.request.as_ref().map_or(0, |r| r.wants_response);
+                if wants > 0 {
+                    let mut body = BodyBytes::new(wants, false);
+                    (body.gzip, body.event_stream) = body_encoding(&fields.headers());
+                    stream.response_body = Some(body);
+                }
+            }
             _ => {} // trailers
         }
         if let Some(grpc) = &mut stream.grpc
@@ -450,10 +506,11 @@ impl Http2 {
     /// `ts`: an exchange if it was answered, else an abandoned request.
     fn finish(&mut self, id: u32, ts: u64, sink: &mut dyn Sink) {
         let Some(Stream {
-            request: Some(request),
+            request: Some(mut request),
             grpc,
             status,
             first_ns,
+            response_body,
         }) = self.streams.remove(&id)
         else {
             return;
@@ -486,8 +543,11 @@ impl Http2 {
             first_byte_ns: first_ns.unwrap_or(ts),
             end_ns: ts,
             headers: request.headers,
-            request_body: None,
-            response_body: None,
+            request_body: request.body.take().map(|mut body| {
+                body.complete &= request.ended;
+                body
+            }),
+            response_body,
             rule: request.rule,
         };
         sink.observe(match self.role {
@@ -545,8 +605,9 @@ impl Protocol for Http2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::http2::frame::{ProbeModel, encode, hex};
-    use crate::protocols::testing::{Collect, with_context};
+    use crate::protocols::http1::exchange::BodyWants;
+    use crate::protocols::http2::frame::{PADDED, ProbeModel, encode, hex};
+    use crate::protocols::testing::{Collect, with_bodies, with_context};
 
     /// The client's first write: the preface, its SETTINGS, then `frames`.
     fn hello(frames: &[Vec<u8>]) -> Vec<u8> {
@@ -756,6 +817,51 @@ mod tests {
         assert_eq!(started, 3);
     }
 
+    /// A padded DATA frame: pad length `pad`, then `data`, then padding.
+    fn padded(flags: u8, stream: u32, data: &[u8], pad: u8) -> Vec<u8> {
+        let payload = [&[pad][..], data, &vec![0xff; usize::from(pad)]].concat();
+        encode(DATA, flags | PADDED, stream, &payload)
+    }
+
+    #[test]
+    fn padded_frames_count_messages_however_the_syscalls_cut_them() {
+        use Direction::{Received, Sent};
+        let mut block = vec![0x83, 0x86, 0x04, 10];
+        block.extend(b"/a.B/Watch");
+        block.extend(literal("content-type", "application/grpc"));
+        let client = hello(&[
+            encode(HEADERS, END_HEADERS, 1, &block),
+            padded(END_STREAM, 1, &message(6), 9),
+        ]);
+        // Three messages over three padded frames, cut mid-prefix and
+        // mid-message; the padding's octets look like prefixes.
+        let out = [message(4), message(40), message(1)].concat();
+        let server = welcome(&[
+            encode(HEADERS, END_HEADERS, 1, &[0x88]),
+            padded(0, 1, &out[..7], 0),
+            padded(0, 1, &out[7..30], 5),
+            padded(0, 1, &out[30..], 200),
+            encode(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                1,
+                &literal("grpc-status", "0"),
+            ),
+        ]);
+        for cut in 1..=server.len() {
+            let mut syscalls = vec![(Received, client.clone())];
+            syscalls.extend(server.chunks(cut).map(|c| (Sent, c.to_vec())));
+            let ended: Vec<_> = observe_walked(&syscalls)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Observation::Grpc(_, grpc::Event::Ended(c)) => Some((c.requests, c.responses)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ended, [(1, 3)], "cut {cut}");
+        }
+    }
+
     fn exchange(outcome: &Outcome) -> (&str, &str, Option<u16>, u64, u64) {
         let Outcome::Exchange(e) = outcome else {
             panic!("{outcome:?}")
@@ -883,5 +989,171 @@ mod tests {
         // Not the preface: the same.
         let found = replay(&[(Received, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n".to_vec())]);
         assert_eq!(found, [Outcome::Unparsed(Unparsed::Http2)]);
+    }
+
+    /// Feeds the syscalls to `conn` with a context whose rules read both
+    /// bodies of `POST /login`; returns the observations and the
+    /// commands.
+    fn with_login_rule(
+        mut conn: Http2,
+        syscalls: &[(Direction, Vec<u8>)],
+    ) -> (Vec<Observation>, Vec<Command>) {
+        struct Both(Vec<Observation>, Vec<Command>);
+        impl Sink for Both {
+            fn observe(&mut self, observation: Observation) {
+                self.0.push(observation);
+            }
+            fn command(&mut self, command: Command) {
+                self.1.push(command);
+            }
+        }
+        let login = |method: &Method, path: &str| {
+            if *method == Method::Post && path == "/login" {
+                BodyWants {
+                    request: 64,
+                    response: 64,
+                    rule: Some(0),
+                }
+            } else {
+                BodyWants::default()
+            }
+        };
+        let mut sink = Both(Vec::new(), Vec::new());
+        with_bodies(&login, |context| {
+            for (ts, (dir, bytes)) in syscalls.iter().enumerate() {
+                let transfer = Transfer::new(ts as u64 * 10, bytes.len() as u64, bytes);
+                conn.on_bytes(*dir, &transfer, context, &mut sink);
+            }
+        });
+        conn.on_close(1000, &mut sink);
+        (sink.0, sink.1)
+    }
+
+    /// `POST /login` on stream 1 (`:method POST`, `:path /login` literal).
+    fn post_login(flags: u8) -> Vec<u8> {
+        let mut block = vec![0x83, 0x86, 0x04, 6];
+        block.extend(b"/login");
+        encode(HEADERS, END_HEADERS | flags, 1, &block)
+    }
+
+    #[test]
+    fn bodies_a_rule_reads_are_kept_over_frames() {
+        use Direction::{Received, Sent};
+        let request = br#"{"provider": "github"}"#;
+        // The request body in two DATA frames, the second one padded
+        // (pad length 3), the response gzip-less JSON in one.
+        let mut padded = vec![3];
+        padded.extend(&request[10..]);
+        padded.extend([0, 0, 0]);
+        let mut answer = encode(HEADERS, END_HEADERS, 1, &[0x88]);
+        answer.extend(encode(DATA, END_STREAM, 1, br#"{"ok": true}"#));
+        let (found, commands) = with_login_rule(
+            Http2::served(),
+            &[
+                (
+                    Received,
+                    hello(&[post_login(0), encode(DATA, 0, 1, &request[..10])]),
+                ),
+                (Received, encode(DATA, END_STREAM | PADDED, 1, &padded)),
+                (Sent, welcome(&[answer])),
+            ],
+        );
+        assert_eq!(commands, [Command::CaptureReply(64)]);
+        let [Observation::Served(Outcome::Exchange(x))] = &found[..] else {
+            panic!("{found:?}");
+        };
+        let (request_body, response_body) = (
+            x.request_body.as_ref().unwrap(),
+            x.response_body.as_ref().unwrap(),
+        );
+        assert_eq!(request_body.bytes, request);
+        assert!(request_body.complete);
+        assert_eq!(response_body.bytes, br#"{"ok": true}"#);
+        assert!(response_body.complete && !response_body.event_stream);
+    }
+
+    #[test]
+    fn a_body_cut_short_or_not_captured_is_not_complete() {
+        use Direction::{Received, Sent};
+        // The response's DATA was not captured (the probes' budget was
+        // spent): its length went by, its octets did not.
+        let mut answer = welcome(&[encode(HEADERS, END_HEADERS, 1, &[0x88])]);
+        let data = encode(DATA, END_STREAM, 1, br#"{"ok": true}"#);
+        answer.extend(&data[..9]);
+        let pieces = [(0, &answer[..])];
+        let mut conn = Http2::served();
+        let mut found = Vec::new();
+        let mut sink = Collect(|o| found.push(o));
+        with_context(|context| {
+            let hello = hello(&[post_login(END_STREAM)]);
+            let rx = Transfer::new(0, hello.len() as u64, &hello);
+            conn.on_bytes(Received, &rx, context, &mut sink);
+            let tx = Transfer {
+                pieces: &pieces,
+                ..Transfer::new(10, answer.len() as u64 + data.len() as u64 - 9, &[])
+            };
+            conn.on_bytes(Sent, &tx, context, &mut sink);
+        });
+        // Without a rule, no body is kept at all.
+        let [Observation::Served(Outcome::Exchange(x))] = &found[..] else {
+            panic!("{found:?}");
+        };
+        assert_eq!(
+            (x.request_body.as_ref(), x.response_body.as_ref()),
+            (None, None)
+        );
+        // With one: a reset cuts the response short; the request had none.
+        let (found, _) = with_login_rule(
+            Http2::served(),
+            &[
+                (Received, hello(&[post_login(END_STREAM)])),
+                (
+                    Sent,
+                    welcome(&[
+                        encode(HEADERS, END_HEADERS, 1, &[0x88]),
+                        encode(DATA, 0, 1, b"{\"ok\""),
+                        encode(RST_STREAM, 0, 1, &[0, 0, 0, 2]),
+                    ]),
+                ),
+            ],
+        );
+        let [Observation::Served(Outcome::Exchange(x))] = &found[..] else {
+            panic!("{found:?}");
+        };
+        let request_body = x.request_body.as_ref().unwrap();
+        assert!(request_body.bytes.is_empty() && request_body.complete);
+        let response_body = x.response_body.as_ref().unwrap();
+        assert_eq!(response_body.bytes, b"{\"ok\"");
+        assert!(!response_body.complete);
+    }
+
+    #[test]
+    fn a_model_call_over_http2_keeps_its_streamed_answer() {
+        use Direction::{Received, Sent};
+        // The service calls `POST /login` (the context's rule stands for
+        // a model API here) and reads an event stream: `:status 200`,
+        // `content-type: text/event-stream`.
+        let mut head = vec![0x88];
+        head.extend(literal("content-type", "text/event-stream"));
+        let events = ["data: {\"a\": 1}\n\n", "data: {\"usage\": 2}\n\n"];
+        let mut answer = encode(SETTINGS, 0, 0, &[]);
+        answer.extend(encode(HEADERS, END_HEADERS, 1, &head));
+        let (found, commands) = with_login_rule(
+            Http2::called(),
+            &[
+                (Sent, hello(&[post_login(END_STREAM)])),
+                (Received, answer),
+                (Received, encode(DATA, 0, 1, events[0].as_bytes())),
+                (Received, encode(DATA, END_STREAM, 1, events[1].as_bytes())),
+            ],
+        );
+        assert_eq!(commands, [Command::CaptureReply(64)]);
+        let [Observation::Call(call)] = &found[..] else {
+            panic!("{found:?}");
+        };
+        let body = call.response_body.as_ref().unwrap();
+        assert_eq!(body.bytes, events.concat().as_bytes());
+        assert!(body.complete && body.event_stream);
+        assert_eq!((call.status, call.first_byte_ns), (Some(200), 20));
     }
 }

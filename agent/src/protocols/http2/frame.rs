@@ -79,6 +79,8 @@ pub struct Reader {
     buf: Vec<u8>,
     /// The frame being read and how many payload octets are still to come.
     current: Option<(Head, u32)>,
+    /// A padded DATA frame's pad length, once read (`None`: not captured).
+    pad: Option<u32>,
 }
 
 impl Reader {
@@ -136,11 +138,42 @@ impl Reader {
             self.buf.extend_from_slice(&visible[..take as usize]);
         } else if head.kind == DATA && take > 0 {
             let seen = &visible[..visible.len().min(take as usize)];
-            out(Part::Data(&head, take, seen));
+            self.data(&head, left, take, seen, out);
         }
         self.current = Some((head, left - take as u32));
         self.finish(out);
         Ok(take)
+    }
+
+    /// A run of `run` octets of a DATA payload, `left` octets before its
+    /// end: its data, without a padded frame's pad length and padding
+    /// (RFC 9113, 6.1). A pad length that was not captured leaves the
+    /// data's end unknown: its runs are then handed out as not captured.
+    fn data(
+        &mut self,
+        head: &Head,
+        left: u32,
+        mut run: u64,
+        mut seen: &[u8],
+        out: &mut impl FnMut(Part<'_>),
+    ) {
+        let mut left = u64::from(left);
+        let padded = head.flags & PADDED != 0;
+        if padded && left == u64::from(head.len) {
+            self.pad = seen.first().map(|&n| u32::from(n));
+            (run, left) = (run - 1, left - 1);
+            seen = seen.get(1..).unwrap_or_default();
+        }
+        let pad = if padded { self.pad.unwrap_or(0) } else { 0 };
+        let data = run.min(left.saturating_sub(u64::from(pad)));
+        if data > 0 {
+            let seen = if padded && self.pad.is_none() {
+                &[]
+            } else {
+                &seen[..seen.len().min(data as usize)]
+            };
+            out(Part::Data(head, data, seen));
+        }
     }
 
     /// Hands out the current frame if its payload is complete.
@@ -179,6 +212,10 @@ pub fn fragment<'a>(head: &Head, payload: &'a [u8]) -> Result<&'a [u8], Lost> {
 /// budget): every frame header octet, the payloads of the kept types, and
 /// the prefix of every message in DATA payloads, as pieces at their
 /// offsets. For the tests and fuzz targets of what reads them.
+/// The walker's flag of a padded DATA frame whose pad length is next.
+#[cfg(any(test, feature = "fuzzing"))]
+const PAD_NEXT: u32 = 0x100;
+
 #[cfg(any(test, feature = "fuzzing"))]
 #[derive(Debug)]
 pub struct ProbeModel {
@@ -231,12 +268,24 @@ impl ProbeModel {
                 if walk.have == HEADER_LEN as u32 {
                     walk.left = walk.head >> 8;
                     if walk.head & 0xff == u32::from(DATA) {
+                        if walk.flags & u32::from(PADDED) != 0 {
+                            walk.flags |= PAD_NEXT;
+                        }
                         let stream = walk.stream & 0x7fff_ffff;
                         walk.messages = self.streams.remove(&stream).unwrap_or_default();
                     }
                 }
-            } else if walk.head & 0xff == u32::from(DATA) {
+            } else if walk.head & 0xff == u32::from(DATA) && walk.flags & PAD_NEXT != 0 {
+                copy(pos, &bytes[pos..=pos]);
+                walk.flags = (walk.flags & !PAD_NEXT) | (u32::from(bytes[pos]) << 16);
+                walk.left -= 1;
+                pos += 1;
+            } else if walk.head & 0xff == u32::from(DATA) && walk.left <= walk.flags >> 16 {
                 let n = (walk.left as usize).min(rest);
+                walk.left -= n as u32;
+                pos += n;
+            } else if walk.head & 0xff == u32::from(DATA) {
+                let n = ((walk.left - (walk.flags >> 16)) as usize).min(rest);
                 let m = &mut walk.messages;
                 let take = if m.left == 0 {
                     let take = (5 - m.have as usize).min(n);
