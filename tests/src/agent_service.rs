@@ -1,6 +1,6 @@
 //! The FastAPI agent-service fixture (`fixtures/agent_service`) under
-//! uvicorn, backed by the PostgreSQL and Redis `cargo xtask test` starts,
-//! and its scripted session.
+//! uvicorn (or hypercorn, for HTTP/2), backed by the PostgreSQL and Redis
+//! `cargo xtask test` starts, and its scripted session.
 use std::fs;
 
 use crate::{Fixture, fixture, http_get, served};
@@ -14,6 +14,16 @@ pub fn agent_service(port: u16) -> Fixture {
 /// [`agent_service`] with more environment (`NAME=value ...`), e.g.
 /// `MODEL_URL`.
 pub fn agent_service_with(port: u16, extra_env: &str) -> Fixture {
+    start(port, extra_env, false)
+}
+
+/// [`agent_service`] under hypercorn, which also speaks HTTP/2 with prior
+/// knowledge (h2c) on its port.
+pub fn agent_service_h2c(port: u16) -> Fixture {
+    start(port, "", true)
+}
+
+fn start(port: u16, extra_env: &str, hypercorn: bool) -> Fixture {
     let mut env = format!("{extra_env} ");
     for (var, name) in [
         ("LOUPE_TEST_DATABASE_URL", "DATABASE_URL"),
@@ -25,15 +35,21 @@ pub fn agent_service_with(port: u16, extra_env: &str) -> Fixture {
     }
     let sqlite = std::env::temp_dir().join(format!("loupe-semantic-{port}.sqlite3"));
     let _ = fs::remove_file(&sqlite);
-    let server = served(
-        &format!(
-            "{env} DEMO_SQLITE={} python3 -m uvicorn app:app --app-dir {} --host 127.0.0.1 \
-             --port {port} --log-level warning",
-            sqlite.display(),
-            fixture("agent_service").display()
-        ),
-        port,
-    );
+    let (dir, sqlite) = (fixture("agent_service"), sqlite.display());
+    let command = if hypercorn {
+        format!(
+            "cd {} && {env} DEMO_SQLITE={sqlite} python3 -m hypercorn app:app \
+             --bind 127.0.0.1:{port}",
+            dir.display()
+        )
+    } else {
+        format!(
+            "{env} DEMO_SQLITE={sqlite} python3 -m uvicorn app:app --app-dir {} \
+             --host 127.0.0.1 --port {port} --log-level warning",
+            dir.display()
+        )
+    };
+    let server = served(&command, port);
     let health = http_get(port, "/health").expect("health");
     assert!(
         health.body.contains("\"postgres\":true") && health.body.contains("\"redis\":true"),
@@ -45,10 +61,14 @@ pub fn agent_service_with(port: u16, extra_env: &str) -> Fixture {
 
 /// Runs the scripted session; returns how many requests it sent.
 pub fn scenario(port: u16) -> f64 {
-    let mut client = Fixture::python(
-        "agent_service/scenario.py",
-        &[&format!("http://127.0.0.1:{port}")],
-    );
+    scenario_with(port, false)
+}
+
+/// [`scenario`], in HTTP/2 with prior knowledge when `http2`.
+pub fn scenario_with(port: u16, http2: bool) -> f64 {
+    let base = format!("http://127.0.0.1:{port}");
+    let args: &[&str] = if http2 { &[&base, "--http2"] } else { &[&base] };
+    let mut client = Fixture::python("agent_service/scenario.py", args);
     let done = client.expect("done ");
     done.trim_start_matches("done ")
         .trim()

@@ -2,8 +2,9 @@
 //! service (FastAPI, httpx) calls a fake provider
 //! (`fixtures/model_provider.py`) in the OpenAI and Anthropic formats, as
 //! JSON and as streams, over HTTPS (OpenSSL uprobes) and over plain TCP
-//! (syscalls), with known usage (`[http] tls = true`). Root required:
-//! `cargo xtask test`.
+//! (syscalls), with known usage (`[http] tls = true`); in HTTP/1.1 from a
+//! uvicorn provider, and in HTTP/2 from a hypercorn one (ALPN `h2` over
+//! TLS, prior knowledge over TCP). Root required: `cargo xtask test`.
 use std::process::Command;
 
 use loupe_tests::{
@@ -48,27 +49,39 @@ fn invoke(port: u16, agent: &str, stream: bool) {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "200", "{agent}");
 }
 
-/// Runs the plan against a provider reached over HTTPS or plain HTTP and
-/// checks every call and token count.
-fn model_calls(service: &str, tls: bool) {
+/// Runs the plan against a provider reached over HTTPS or plain HTTP, in
+/// HTTP/1.1 or HTTP/2, and checks every call and token count.
+fn model_calls(service: &str, tls: bool, http2: bool) {
     let certificate = tls.then(|| Certificate::new(service));
     let provider_port = free_port();
-    let ssl = certificate.as_ref().map_or(String::new(), |c| {
-        format!("--ssl-certfile {} --ssl-keyfile {}", c.cert(), c.key())
-    });
-    let _provider = served(
-        &format!(
+    let command = if http2 {
+        let ssl = certificate.as_ref().map_or(String::new(), |c| {
+            format!("--certfile {} --keyfile {}", c.cert(), c.key())
+        });
+        format!(
+            "cd {} && python3 -m hypercorn model_provider:app --bind 127.0.0.1:{provider_port} \
+             {ssl}",
+            fixture("").display()
+        )
+    } else {
+        let ssl = certificate.as_ref().map_or(String::new(), |c| {
+            format!("--ssl-certfile {} --ssl-keyfile {}", c.cert(), c.key())
+        });
+        format!(
             "python3 -m uvicorn model_provider:app --app-dir {} --host 127.0.0.1 \
              --port {provider_port} --log-level warning {ssl}",
             fixture("").display()
-        ),
-        provider_port,
-    );
+        )
+    };
+    let _provider = served(&command, provider_port);
     let scheme = if tls { "https" } else { "http" };
     let port = free_port();
     let _service = agent_service_with(
         port,
-        &format!("MODEL_URL={scheme}://127.0.0.1:{provider_port}"),
+        &format!(
+            "MODEL_URL={scheme}://127.0.0.1:{provider_port} MODEL_HTTP2={}",
+            u8::from(http2)
+        ),
     );
     let config = tls_config(service);
     let agent = watch_port(port, service, &["--config", &config]);
@@ -142,10 +155,20 @@ fn check_nothing_else(agent: &Agent, service: &str, calls: u32) {
 
 #[test]
 fn model_calls_over_https() {
-    model_calls("agents-tls", true);
+    model_calls("agents-tls", true, false);
 }
 
 #[test]
 fn model_calls_over_plain_http() {
-    model_calls("agents-plain", false);
+    model_calls("agents-plain", false, false);
+}
+
+#[test]
+fn model_calls_over_http2_with_tls() {
+    model_calls("agents-h2", true, true);
+}
+
+#[test]
+fn model_calls_over_http2_prior_knowledge() {
+    model_calls("agents-h2c", false, true);
 }

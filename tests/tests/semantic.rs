@@ -6,9 +6,9 @@
 use std::{fs, process::Command};
 
 use loupe_tests::{
-    Scrape,
-    agent_service::{agent_service, scenario},
-    free_port, series, watch_port,
+    Agent, Scrape,
+    agent_service::{agent_service, agent_service_h2c, scenario_with},
+    free_port, series, targets, watch_port,
 };
 
 /// The value of `name{service, labels}`.
@@ -20,11 +20,40 @@ fn value(scrape: &Scrape, service: &str, name: &str, labels: &[(&str, &str)]) ->
 
 #[test]
 fn agent_service_business_metrics_are_exact() {
+    business_metrics_are_exact(false);
+}
+
+/// The same session in HTTP/2 (h2c with prior knowledge, hypercorn):
+/// the rules read the same bodies from DATA frames.
+#[test]
+fn agent_service_business_metrics_are_exact_over_http2() {
+    business_metrics_are_exact(true);
+}
+
+fn business_metrics_are_exact(http2: bool) {
     let port = free_port();
-    let _service = agent_service(port);
-    let svc = "agents";
-    let agent = watch_port(port, svc, &["--exclude-path", "/health"]);
-    let sent = scenario(port);
+    let (_service, svc) = if http2 {
+        (agent_service_h2c(port), "agents-h2")
+    } else {
+        (agent_service(port), "agents")
+    };
+    let agent = if http2 {
+        // hypercorn's three processes (its parent, worker and spawner).
+        let port = port.to_string();
+        let agent = Agent::start(&[
+            "--port",
+            &port,
+            "--service",
+            svc,
+            "--exclude-path",
+            "/health",
+        ]);
+        agent.wait_for(&targets(svc), 3.0);
+        agent
+    } else {
+        watch_port(port, svc, &["--exclude-path", "/health"])
+    };
+    let sent = scenario_with(port, http2);
     let total = agent.wait_for_total("agent_requests_total", svc, sent);
     assert_eq!(total, sent);
     agent.assert_nothing_lost();
