@@ -4,7 +4,8 @@
 //! split over CONTINUATION frames, a header table that evicts all the
 //! time), curl (a 5 MB answer) and h2load (100 concurrent streams per
 //! connection). Every request counted by method, route template and
-//! status; nothing unparsed. Root required.
+//! status; nothing unparsed. A connection open before loupe attached is
+//! counted by what is certain. Root required.
 use std::process::Command;
 
 use loupe_tests::{Agent, Fixture, fixture, free_port, series, served, targets, watch_port};
@@ -231,4 +232,33 @@ fn hypercorn_h2c_upgrade_and_prior_knowledge() {
         scrape.text
     );
     agent.assert_nothing_lost();
+}
+
+/// One connection, open before loupe attached: its header tables hold
+/// entries loupe never saw. Node's encoder never indexes `:path`, so every
+/// path is read; the 201 the server wrote before (and indexed) is unknown
+/// when it refers to it again; the static table's 200 and 404 are read.
+#[test]
+fn a_connection_open_before_loupe_counts_what_is_certain() {
+    let (port, _server) = node_h2c();
+    let client = fixture("h2_joined.js");
+    let mut client = Fixture::start(
+        "node",
+        &[client.to_str().expect("UTF-8 path"), &port.to_string()],
+    );
+    let agent = watch_port(port, "h2-joined", &["--route", ITEMS]);
+    let done = client.command("go", "done ");
+    assert_eq!(
+        done.trim(),
+        "done 200 200 200 200 200 201 201 201 404 404 404 404"
+    );
+    agent.wait_for(&requests("h2-joined", "GET", ITEMS, "200"), 5.0);
+    agent.wait_for(&requests("h2-joined", "POST", "/items", "unknown"), 3.0);
+    agent.wait_for(&requests("h2-joined", "GET", "/fresh", "404"), 4.0);
+    let scrape = agent.scrape();
+    assert_eq!(scrape.total("agent_requests_total", "h2-joined"), 12.0);
+    let unparsed = scrape.matching("loupe_unparsed_connections_total{");
+    assert!(unparsed.is_empty(), "{unparsed:?}");
+    agent.assert_nothing_lost();
+    client.command("close", "closed");
 }

@@ -137,10 +137,13 @@ impl Routes {
         self.templates.is_empty()
     }
 
-    /// The endpoint label of a path (already without its query string).
+    /// The endpoint label of a path (already without its query string;
+    /// empty when it could not be read: `unknown`).
     pub fn endpoint(&self, path: &str) -> String {
-        if path == "*" {
-            return path.to_owned(); // the asterisk form of `OPTIONS *`
+        match path {
+            "*" => return path.to_owned(), // the asterisk form of `OPTIONS *`
+            "" => return "unknown".to_owned(),
+            _ => {}
         }
         let trimmed = path.strip_prefix('/').unwrap_or(path);
         let segments: Vec<&str> = trimmed.split('/').collect();

@@ -1,7 +1,8 @@
 //! Arbitrary reads and writes on one served HTTP/2 connection, copied as
 //! the probes copy them (the frames followed, pieces at their offsets) or
 //! as plain first and last bytes: no panic, bounded buffers. The first
-//! byte of the input says whether the client's preface is sent first.
+//! byte of the input says whether the client's preface is sent first, and
+//! whether the connection is joined mid-way (header tables unknown).
 use crate::protocols::{
     Direction, Protocol, Transfer,
     http2::{Http2, PREFACE, frame::ProbeModel},
@@ -12,7 +13,11 @@ pub fn run(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mut server = Http2::served();
+    let mut server = if mode & 2 == 2 {
+        Http2::joined()
+    } else {
+        Http2::served()
+    };
     let mut sink = Collect(|_| {});
     let mut probes = [ProbeModel::new(true), ProbeModel::new(false)];
     let mut input = rest;

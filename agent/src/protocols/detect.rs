@@ -60,6 +60,9 @@ pub enum Connection {
     /// first bytes could still be the start of the HTTP/2 preface (written
     /// in pieces, or after the server's own first frames).
     Accepted(Vec<Held>),
+    /// Accepted before loupe attached, nothing seen yet: HTTP/2 if its
+    /// first bytes are frames, else HTTP/1 (which finds its place).
+    Joined,
     /// Opened by the service, nothing seen yet.
     Opened,
     /// Opened before loupe attached, to a server's well-known port, no
@@ -160,6 +163,17 @@ impl Protocol for Connection {
                 None => return,
             },
             Self::Opened => *self = Self::opened(dir, bytes.start()),
+            Self::Joined => {
+                let start = bytes.start();
+                if start.is_empty() {
+                    return;
+                }
+                *self = Self::Known(if http2::frame::starts_frames(start) {
+                    Box::new(http2::Http2::joined())
+                } else {
+                    Box::new(http1::Server::new(true))
+                });
+            }
             // A command written mid-stream tells the protocol; a reply
             // alone does not, and the port's guess stands.
             Self::Seeded(known) => {
@@ -198,7 +212,7 @@ impl Protocol for Connection {
 
     fn is_parsing(&self) -> bool {
         match self {
-            Self::Accepted(_) | Self::Opened | Self::Seeded(_) => true,
+            Self::Accepted(_) | Self::Joined | Self::Opened | Self::Seeded(_) => true,
             Self::Known(protocol) => protocol.is_parsing(),
             Self::Other => false,
         }
@@ -212,7 +226,7 @@ impl Protocol for Connection {
                 encrypted: false,
             }),
             Self::Known(protocol) => protocol.pool(),
-            Self::Accepted(_) | Self::Opened | Self::Other => None,
+            Self::Accepted(_) | Self::Joined | Self::Opened | Self::Other => None,
         }
     }
 
@@ -220,7 +234,7 @@ impl Protocol for Connection {
         match self {
             Self::Accepted(held) => held.iter().map(Held::size).sum(),
             Self::Known(protocol) => protocol.buffered(),
-            Self::Opened | Self::Seeded(_) | Self::Other => 0,
+            Self::Joined | Self::Opened | Self::Seeded(_) | Self::Other => 0,
         }
     }
 }
@@ -273,7 +287,13 @@ mod tests {
 
     /// What an accepted connection's parser finds in `syscalls`.
     fn served(syscalls: &[(Direction, &[u8])]) -> Vec<crate::protocols::Observation> {
-        let mut conn = Connection::Accepted(Vec::new());
+        replay(Connection::Accepted(Vec::new()), syscalls)
+    }
+
+    fn replay(
+        mut conn: Connection,
+        syscalls: &[(Direction, &[u8])],
+    ) -> Vec<crate::protocols::Observation> {
         let mut found = Vec::new();
         let mut sink = Collect(|o| found.push(o));
         for (ts, &(dir, bytes)) in syscalls.iter().enumerate() {
@@ -282,6 +302,45 @@ mod tests {
         }
         conn.on_close(99, &mut sink);
         found
+    }
+
+    #[test]
+    fn a_connection_joined_mid_way_is_http2_if_its_bytes_are_frames() {
+        use crate::protocols::{Observation, http1::exchange::Outcome};
+        use Direction::{Received, Sent};
+        use http2::frame::{END_HEADERS, END_STREAM, HEADERS, encode};
+        let path = |e: &Observation| match e {
+            Observation::Served(Outcome::Exchange(e)) => (e.path.clone(), e.status),
+            other => panic!("{other:?}"),
+        };
+        // A request on stream 9 (GET /), its answer (200).
+        let found = replay(
+            Connection::Joined,
+            &[
+                (
+                    Received,
+                    &encode(HEADERS, END_HEADERS | END_STREAM, 9, &[0x82, 0x84]),
+                ),
+                (Sent, &encode(HEADERS, END_HEADERS | END_STREAM, 9, &[0x88])),
+            ],
+        );
+        assert_eq!(
+            found.iter().map(path).collect::<Vec<_>>(),
+            [("/".into(), Some(200))]
+        );
+        // HTTP/1 from the middle of a body, then a request: HTTP/1.
+        let found = replay(
+            Connection::Joined,
+            &[
+                (Received, b"ody\"}"),
+                (Received, b"GET /b HTTP/1.1\r\n\r\n"),
+                (Sent, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ],
+        );
+        assert_eq!(
+            found.iter().map(path).collect::<Vec<_>>(),
+            [("/b".into(), Some(200))]
+        );
     }
 
     #[test]

@@ -234,12 +234,12 @@ pub const CLIENTS: &[ClientProtocol] = &[
 ];
 
 /// The parser of a connection the service accepted: HTTP/2 or HTTP/1, as
-/// its first bytes say (`mid_stream`: open before loupe attached, read as
-/// HTTP/1, which finds its place in a stream).
+/// its first bytes say (`mid_stream`: open before loupe attached, so they
+/// are frames or HTTP/1 from wherever the stream was).
 pub fn inbound(mid_stream: bool) -> Box<dyn Protocol> {
-    if mid_stream {
-        Box::new(http1::Server::new(true))
+    Box::new(if mid_stream {
+        detect::Connection::Joined
     } else {
-        Box::new(detect::Connection::Accepted(Vec::new()))
-    }
+        detect::Connection::Accepted(Vec::new())
+    })
 }

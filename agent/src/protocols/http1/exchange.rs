@@ -100,6 +100,10 @@ impl BodyBytes {
     }
 }
 
+/// The path of a request whose path loupe could not read (an HTTP/2
+/// connection joined mid-way): its endpoint is `unknown`.
+pub const UNKNOWN_PATH: &str = "";
+
 /// A request and its response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {

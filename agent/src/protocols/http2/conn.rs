@@ -17,12 +17,12 @@ use super::{
         PUSH_PROMISE, Part, RST_STREAM, Reader, SETTINGS,
     },
     grpc::{self, Code, Messages, is_grpc},
-    hpack::Decoder,
+    hpack::{Decoder, UNREAD},
 };
 use crate::protocols::{
     Command, Context, Direction, Observation, Protocol, Sink, Transfer,
     http1::{
-        exchange::{BodyBytes, Exchange, H2cUpgrade, Outcome, ParseConfig, Unparsed},
+        exchange::{BodyBytes, Exchange, H2cUpgrade, Outcome, ParseConfig, UNKNOWN_PATH, Unparsed},
         head::{Method, body_encoding, request_head},
     },
 };
@@ -72,7 +72,9 @@ struct Stream {
     /// A gRPC call (`application/grpc*`): its messages each way, and its
     /// status once a `grpc-status` was written.
     grpc: Option<Box<GrpcStream>>,
-    /// The final status, once the response's header block was written.
+    /// The response's header block was written, and its final status
+    /// (unknown when a joined decoder could not read it).
+    answered: bool,
     status: Option<u16>,
     /// When the first octet of the response's body (or its header block if
     /// it has none) was written.
@@ -109,6 +111,8 @@ struct Fields {
     authority: Option<Vec<u8>>,
     status: Option<u16>,
     others: Vec<(String, Vec<u8>)>,
+    /// Some field could not be read (a joined connection's older entry).
+    unread: bool,
 }
 
 impl Fields {
@@ -134,6 +138,7 @@ impl Fields {
     fn add(&mut self, name: &[u8], value: &[u8]) {
         let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
         match name {
+            UNREAD => self.unread = true,
             b":method" => self.method = Some(text(value)),
             b":path" => self.path = Some(text(value)),
             b":authority" => self.authority = Some(value.to_vec()),
@@ -157,6 +162,21 @@ impl Http2 {
     /// A connection the service opened (it wrote the preface).
     pub fn called() -> Self {
         Self::new(Role::Called)
+    }
+
+    /// A connection the service accepted before loupe attached, whose
+    /// bytes are HTTP/2 frames: read from a frame's start, with header
+    /// tables that know only what is inserted from now on. Its streams
+    /// count by what is certain: a method, path or status that refers to
+    /// an older entry is unknown, never guessed.
+    pub fn joined() -> Self {
+        let mut conn = Self::served();
+        conn.preface = PREFACE.len();
+        for side in [&mut conn.client, &mut conn.server] {
+            side.started = true;
+            side.hpack = Decoder::joined();
+        }
+        conn
     }
 
     /// A connection the service accepted in HTTP/1.1 and switched to
@@ -427,8 +447,13 @@ impl Http2 {
         if !self.streams.contains_key(&id) && self.streams.len() >= MAX_STREAMS {
             return;
         }
-        let (Some(method), Some(path)) = (fields.method.as_deref(), fields.path.as_deref()) else {
-            return; // CONNECT without a path, or not a request
+        let (method, path) = match (fields.method.as_deref(), fields.path.as_deref()) {
+            (Some(method), Some(path)) => (method, path),
+            // Joined mid-way: what could not be read is unknown.
+            (method, path) if fields.unread => {
+                (method.unwrap_or("?"), path.unwrap_or(UNKNOWN_PATH))
+            }
+            _ => return, // CONNECT without a path, or not a request
         };
         let head = request_head(method, path, &fields.headers(), config.auth);
         if head.from_loupe && self.role == Role::Served {
@@ -470,7 +495,9 @@ impl Http2 {
         match fields.status {
             // Informational: the final response follows.
             Some(status) if (100..200).contains(&status) => return,
-            Some(status) if stream.status.is_none() => {
+            None if fields.unread && !stream.answered => stream.answered = true,
+            Some(status) if !stream.answered => {
+                stream.answered = true;
                 stream.status = Some(status);
                 let wants = stream.request.as_ref().map_or(0, |r| r.wants_response);
                 if wants > 0 {
@@ -508,6 +535,7 @@ impl Http2 {
         let Some(Stream {
             request: Some(mut request),
             grpc,
+            answered,
             status,
             first_ns,
             response_body,
@@ -527,7 +555,7 @@ impl Http2 {
             });
             sink.observe(Observation::Grpc(self.role, ended));
         }
-        if status.is_none() && self.role == Role::Served {
+        if !answered && self.role == Role::Served {
             let abandoned = Outcome::Abandoned {
                 method: request.method,
                 path: request.path,
@@ -815,6 +843,67 @@ mod tests {
             .filter(|o| matches!(o, Observation::Grpc(Role::Served, grpc::Event::Started(_))))
             .count();
         assert_eq!(started, 3);
+    }
+
+    #[test]
+    fn a_joined_connection_counts_what_is_certain() {
+        use Direction::{Received, Sent};
+        let get = |stream: u32, path_field: &[u8]| {
+            let block = [&[0x82, 0x86][..], path_field].concat();
+            encode(HEADERS, END_HEADERS | END_STREAM, stream, &block)
+        };
+        let answer =
+            |stream: u32, status: &[u8]| encode(HEADERS, END_HEADERS | END_STREAM, stream, status);
+        // Stream 41: `:path` from the table before loupe; 43: a new path,
+        // inserted (`:path` name indexed 4); 45: that path by index. The
+        // answers: `:status 200` (static), one from the table before, and
+        // `:status 201` as a literal.
+        let mut conn = Http2::joined();
+        let mut found = Vec::new();
+        let mut sink = Collect(|o| {
+            if let Observation::Served(outcome) = o {
+                found.push(outcome);
+            }
+        });
+        let mut fresh = vec![0x44, 6];
+        fresh.extend(b"/fresh");
+        let syscalls = [
+            (Received, get(41, &[0xc0])),
+            (Sent, answer(41, &[0x88])),
+            (Received, [get(43, &fresh), get(45, &[0xbe])].concat()),
+            (Sent, answer(43, &[0xbf])),
+            (Sent, answer(45, b"\x48\x03201")),
+        ];
+        with_context(|context| {
+            for (ts, (dir, bytes)) in syscalls.iter().enumerate() {
+                let transfer = Transfer::new(ts as u64 * 10, bytes.len() as u64, bytes);
+                conn.on_bytes(*dir, &transfer, context, &mut sink);
+            }
+        });
+        let seen: Vec<_> = found
+            .iter()
+            .map(|o| (exchange(o).1, exchange(o).2))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (UNKNOWN_PATH, Some(200)),
+                ("/fresh", None),
+                ("/fresh", Some(201))
+            ]
+        );
+        // A frame that does not decode even so (index 0) loses it.
+        let mut found = Vec::new();
+        let mut sink = Collect(|o| found.push(o));
+        let bad = get(47, &[0x80]);
+        with_context(|context| {
+            let transfer = Transfer::new(99, bad.len() as u64, &bad);
+            conn.on_bytes(Received, &transfer, context, &mut sink);
+        });
+        assert_eq!(
+            found,
+            [Observation::Served(Outcome::Unparsed(Unparsed::Http2))]
+        );
     }
 
     /// A padded DATA frame: pad length `pad`, then `data`, then padding.

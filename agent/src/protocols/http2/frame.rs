@@ -186,6 +186,24 @@ impl Reader {
     }
 }
 
+/// Whether `bytes`, the first seen of a connection picked up mid-way,
+/// start with HTTP/2 frames: every frame header they hold whole has a
+/// type below 0x20 (an HTTP/1 method or `HTTP/` has a letter or a space
+/// there) and the reserved bit clear, and there is at least one.
+pub fn starts_frames(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    let mut headers = 0;
+    while let Some(header) = bytes.get(at..at + HEADER_LEN) {
+        let head = Head::parse(header);
+        if head.kind >= 0x20 || header[5] & 0x80 != 0 {
+            return false;
+        }
+        headers += 1;
+        at += HEADER_LEN + head.len as usize;
+    }
+    headers > 0
+}
+
 /// A HEADERS or PUSH_PROMISE payload without its padding and priority
 /// fields (RFC 9113, 6.2): the header block fragment.
 pub fn fragment<'a>(head: &Head, payload: &'a [u8]) -> Result<&'a [u8], Lost> {
@@ -415,6 +433,28 @@ mod tests {
             read(&mut Reader::default(), &Transfer::new(1, 9, &head)),
             Err(Lost)
         );
+    }
+
+    #[test]
+    fn frames_mid_stream_are_told_from_http1() {
+        let mut frames = encode(HEADERS, END_HEADERS, 7, b"\x82\x84");
+        frames.extend(encode(DATA, END_STREAM, 7, b"{}"));
+        assert!(starts_frames(&frames));
+        // Cut inside the second header: the first one says.
+        assert!(starts_frames(&frames[..15]));
+        for http1 in [
+            &b"GET /items HTTP/1.1\r\n"[..],
+            b"POST /x HTTP/1.1\r\n",
+            b"HTTP/1.1 200 OK\r\n",
+            b"DELETE /x HTTP/1.1\r\n",
+            b"\x00\x00\x04\x01",
+        ] {
+            assert!(!starts_frames(http1), "{http1:?}");
+        }
+        // The reserved bit of a stream identifier.
+        let mut reserved = frames.clone();
+        reserved[5] |= 0x80;
+        assert!(!starts_frames(&reserved));
     }
 
     #[test]

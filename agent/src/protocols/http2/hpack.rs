@@ -9,6 +9,11 @@
 //! encoder's: the caller stops trusting the connection's later blocks
 //! rather than label requests with wrong headers.
 //!
+//! A decoder that joins a connection mid-way ([`Decoder::joined`]) knows
+//! only the entries inserted since: HPACK's indices count from the newest
+//! entry, so those stay exact, and a reference to an older one yields a
+//! field loupe cannot read ([`UNREAD`]), not an error and not a guess.
+//!
 //! Written here rather than taken from a crate: the decoder must report a
 //! lost table as an error the connection acts on, bound its memory by
 //! loupe's cap as well as the peer's setting, and hand out fields without
@@ -26,6 +31,10 @@ pub const MAX_TABLE_SIZE: usize = 64 << 10;
 const MAX_STRING: usize = 16 << 10;
 /// An entry's size counts 32 octets beside its name and value.
 const ENTRY_OVERHEAD: usize = 32;
+/// The name of a field a joined decoder cannot read (an entry from
+/// before it joined, or a literal it named), whatever its value. No
+/// field's name is empty.
+pub const UNREAD: &[u8] = b"";
 
 /// Why a block did not decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +66,8 @@ pub struct Decoder {
     /// Huffman-decoded names and values of the field being read.
     name: Vec<u8>,
     value: Vec<u8>,
+    /// Joined mid-way: entries past the known ones are unread, not errors.
+    joined: bool,
 }
 
 impl Default for Decoder {
@@ -68,6 +79,7 @@ impl Default for Decoder {
             limit: DEFAULT_TABLE_SIZE,
             name: Vec::new(),
             value: Vec::new(),
+            joined: false,
         }
     }
 }
@@ -79,6 +91,20 @@ enum Text<'a> {
 }
 
 impl Decoder {
+    /// A decoder for a connection whose earlier blocks were not seen: its
+    /// table and limits are unknown, so it allows the largest table loupe
+    /// keeps. Evicting by a smaller size than the encoder's only makes
+    /// more references unread; keeping entries the encoder evicted is
+    /// harmless, since it no longer refers to them.
+    pub fn joined() -> Self {
+        Self {
+            max: MAX_TABLE_SIZE,
+            limit: MAX_TABLE_SIZE,
+            joined: true,
+            ..Self::default()
+        }
+    }
+
     /// The `SETTINGS_HEADER_TABLE_SIZE` the decoding side announced (and
     /// its peer acknowledged): the most later size updates may ask.
     pub fn set_limit(&mut self, limit: usize) {
@@ -102,7 +128,7 @@ impl Decoder {
             if first & 0x80 != 0 {
                 let (index, rest) = integer(block, 7)?;
                 block = rest;
-                let (name, value) = entry(&self.table, index)?;
+                let (name, value) = entry(&self.table, index, self.joined)?;
                 field(name, value);
             } else if first & 0xe0 == 0x20 {
                 // A dynamic table size update: before the block's fields.
@@ -127,7 +153,7 @@ impl Decoder {
                     block = rest;
                     text
                 } else {
-                    let (name, _) = entry(&self.table, index)?;
+                    let (name, _) = entry(&self.table, index, self.joined)?;
                     self.name.clear();
                     self.name.extend_from_slice(name);
                     Text::Decoded
@@ -142,6 +168,8 @@ impl Decoder {
                     Text::Raw(raw) => raw,
                     Text::Decoded => &self.value,
                 };
+                // A literal named by an unread entry is unread too, and is
+                // inserted as such.
                 field(name, value);
                 if indexing {
                     let entry = (Box::from(name), Box::from(value));
@@ -183,8 +211,9 @@ impl Decoder {
 /// A dynamic table, newest entry first.
 type Table = VecDeque<(Box<[u8]>, Box<[u8]>)>;
 
-/// The static table's entry `index`, or the dynamic table's.
-fn entry(table: &Table, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
+/// The static table's entry `index`, or the dynamic table's (past it:
+/// unread if the decoder `joined` mid-way, else an error).
+fn entry(table: &Table, index: usize, joined: bool) -> Result<(&[u8], &[u8]), HpackError> {
     match index {
         0 => Err(HpackError::BadIndex(0)),
         1..=61 => {
@@ -194,6 +223,7 @@ fn entry(table: &Table, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
         _ => table
             .get(index - 62)
             .map(|(name, value)| (&name[..], &value[..]))
+            .or(joined.then_some((UNREAD, UNREAD)))
             .ok_or(HpackError::BadIndex(index)),
     }
 }
@@ -376,7 +406,7 @@ mod tests {
 
     fn decode(decoder: &mut Decoder, block: &str) -> Result<Vec<(String, String)>, HpackError> {
         let mut fields = Vec::new();
-        decoder.decode(&hex(block), &mut |name, value| {
+        decoder.decode(&hex(&block.replace(' ', "")), &mut |name, value| {
             let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             fields.push((text(name), text(value)));
         })?;
@@ -476,6 +506,34 @@ mod tests {
             decode(&mut decoder, "ffffffffffffffffff7f"),
             Err(HpackError::Overflow)
         );
+    }
+
+    #[test]
+    fn a_joined_decoder_reads_what_was_inserted_since_and_nothing_older() {
+        let mut decoder = Decoder::joined();
+        // `:status 200` (static), then an entry from before it joined.
+        assert_eq!(
+            decode(&mut decoder, "88be"),
+            Ok(pairs(&[(":status", "200"), ("", "")]))
+        );
+        // `x-a: 1` inserted: index 62 is now known, 63 is still from before.
+        assert_eq!(
+            decode(&mut decoder, "400378 2d61 0131"),
+            Ok(pairs(&[("x-a", "1")]))
+        );
+        assert_eq!(
+            decode(&mut decoder, "bebf"),
+            Ok(pairs(&[("x-a", "1"), ("", "")]))
+        );
+        // A literal named by an entry from before, inserted: unread, and it
+        // pushes `x-a` to 63.
+        assert_eq!(decode(&mut decoder, "7f000132"), Ok(pairs(&[("", "2")])));
+        assert_eq!(
+            decode(&mut decoder, "bebf"),
+            Ok(pairs(&[("", "2"), ("x-a", "1")]))
+        );
+        // Index 0 stays an error.
+        assert_eq!(decode(&mut decoder, "80"), Err(HpackError::BadIndex(0)));
     }
 
     #[test]
