@@ -61,6 +61,24 @@ pub fn fixture(name: &str) -> PathBuf {
     workspace().join("tests/fixtures").join(name)
 }
 
+/// Builds one Go file into `target/tools/NAME`, in GOPATH mode with
+/// Debian's Go packages (`/usr/share/gocode`: grpc-go) beside the
+/// standard library.
+pub fn go_build(source: &Path, name: &str) -> PathBuf {
+    let binary = workspace().join("target/tools").join(name);
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(source)
+        .env("GOCACHE", workspace().join("target/tools/go-cache"))
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GO111MODULE", "off")
+        .status()
+        .expect("run go (golang-go)");
+    assert!(built.success(), "go build {}", source.display());
+    binary
+}
+
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

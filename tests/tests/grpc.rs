@@ -1,19 +1,20 @@
-//! gRPC served: Python's grpcio server (plaintext HTTP/2) answering
+//! gRPC served: Python's grpcio server and Go's grpc-go server (plaintext
+//! HTTP/2, each with its own HTTP/2 and HPACK implementation) answering
 //! grpcio's client: unary calls ending OK, NOT_FOUND and past their
 //! deadline, server-streaming and bidi calls. Every call counted by type,
 //! service, method and code, every message each way; the same calls in the
 //! HTTP request families; nothing unparsed. Root required.
 use std::process::Command;
 
-use loupe_tests::{Fixture, Scrape, fixture, free_port, series, watch_port};
+use loupe_tests::{Fixture, Scrape, fixture, free_port, go_build, series, watch_port};
 
 const SERVICE: &str = "loupe.test.Items";
 
-fn handled(kind: &str, method: &str, code: &str) -> String {
+fn handled(service: &str, kind: &str, method: &str, code: &str) -> String {
     series(
         "grpc_server_handled_total",
         &[
-            ("service", "grpc"),
+            ("service", service),
             ("grpc_type", kind),
             ("grpc_service", SERVICE),
             ("grpc_method", method),
@@ -22,11 +23,11 @@ fn handled(kind: &str, method: &str, code: &str) -> String {
     )
 }
 
-fn messages(family: &str, kind: &str, method: &str) -> String {
+fn messages(service: &str, family: &str, kind: &str, method: &str) -> String {
     series(
         family,
         &[
-            ("service", "grpc"),
+            ("service", service),
             ("grpc_type", kind),
             ("grpc_service", SERVICE),
             ("grpc_method", method),
@@ -43,8 +44,22 @@ fn value(scrape: &Scrape, series: &str) -> f64 {
 #[test]
 fn grpcio_calls_are_counted_by_type_method_code_and_messages() {
     let port = free_port();
-    let _server = Fixture::python("grpc_app.py", &[&port.to_string()]);
-    let agent = watch_port(port, "grpc", &[]);
+    let server = Fixture::python("grpc_app.py", &[&port.to_string()]);
+    calls_are_counted_by_type_method_code_and_messages(port, server, "grpc");
+}
+
+#[test]
+fn grpc_go_calls_are_counted_by_type_method_code_and_messages() {
+    let binary = go_build(&fixture("grpc_server.go"), "grpc-go-server");
+    let port = free_port();
+    let server = Fixture::start(binary.to_str().expect("UTF-8 path"), &[&port.to_string()]);
+    calls_are_counted_by_type_method_code_and_messages(port, server, "grpc-go");
+}
+
+/// grpcio's client calls the server on `port` (answering as
+/// `grpc_app.py` does), watched as `service`.
+fn calls_are_counted_by_type_method_code_and_messages(port: u16, _server: Fixture, service: &str) {
+    let agent = watch_port(port, service, &[]);
     // 7 Get OK, 3 NOT_FOUND, 2 past their deadline, 4 List of 6 messages,
     // 3 Chat of 6 messages each way.
     let output = Command::new("python3")
@@ -55,25 +70,28 @@ fn grpcio_calls_are_counted_by_type_method_code_and_messages() {
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.starts_with("done "), "{printed}");
     assert_eq!(printed.matches("DEADLINE_EXCEEDED").count(), 2, "{printed}");
-    agent.wait_for(&handled("unary", "Get", "OK"), 7.0);
-    agent.wait_for(&handled("unary", "Get", "NOT_FOUND"), 3.0);
-    agent.wait_for(&handled("server_stream", "List", "OK"), 4.0);
-    agent.wait_for(&handled("bidi_stream", "Chat", "OK"), 3.0);
-    agent.wait_for_total("grpc_server_handled_total", "grpc", 19.0);
+    agent.wait_for(&handled(service, "unary", "Get", "OK"), 7.0);
+    agent.wait_for(&handled(service, "unary", "Get", "NOT_FOUND"), 3.0);
+    agent.wait_for(&handled(service, "server_stream", "List", "OK"), 4.0);
+    agent.wait_for(&handled(service, "bidi_stream", "Chat", "OK"), 3.0);
+    agent.wait_for_total("grpc_server_handled_total", service, 19.0);
     let scrape = agent.scrape();
     assert_eq!(
-        scrape.total("grpc_server_handled_total", "grpc"),
+        scrape.total("grpc_server_handled_total", service),
         19.0,
         "{}",
         scrape.text
     );
     // A call past its deadline: the client resets its stream (CANCEL), or
     // the server answers DEADLINE_EXCEEDED first; two in all, either way.
-    let late = ["CANCELLED", "DEADLINE_EXCEEDED"]
-        .map(|code| scrape.get(&handled("unary", "Get", code)).unwrap_or(0.0));
+    let late = ["CANCELLED", "DEADLINE_EXCEEDED"].map(|code| {
+        scrape
+            .get(&handled(service, "unary", "Get", code))
+            .unwrap_or(0.0)
+    });
     assert_eq!(late.iter().sum::<f64>(), 2.0, "{}", scrape.text);
     assert_eq!(
-        scrape.total("grpc_server_started_total", "grpc"),
+        scrape.total("grpc_server_started_total", service),
         19.0,
         "{}",
         scrape.text
@@ -81,24 +99,36 @@ fn grpcio_calls_are_counted_by_type_method_code_and_messages() {
     let received = "grpc_server_msg_received_total";
     let sent = "grpc_server_msg_sent_total";
     assert_eq!(
-        value(&scrape, &messages(received, "server_stream", "List")),
+        value(
+            &scrape,
+            &messages(service, received, "server_stream", "List")
+        ),
         4.0
     );
     assert_eq!(
-        value(&scrape, &messages(sent, "server_stream", "List")),
+        value(&scrape, &messages(service, sent, "server_stream", "List")),
         24.0
     );
     assert_eq!(
-        value(&scrape, &messages(received, "bidi_stream", "Chat")),
+        value(&scrape, &messages(service, received, "bidi_stream", "Chat")),
         18.0
     );
-    assert_eq!(value(&scrape, &messages(sent, "bidi_stream", "Chat")), 18.0);
+    assert_eq!(
+        value(&scrape, &messages(service, sent, "bidi_stream", "Chat")),
+        18.0
+    );
     // Get: 12 requests of one message; 7 answers with one, NOT_FOUND and
     // the late ones none.
-    assert_eq!(value(&scrape, &messages(received, "unary", "Get")), 12.0);
-    assert_eq!(value(&scrape, &messages(sent, "unary", "Get")), 7.0);
     assert_eq!(
-        scrape.total("loupe_unparsed_connections_total", "grpc"),
+        value(&scrape, &messages(service, received, "unary", "Get")),
+        12.0
+    );
+    assert_eq!(
+        value(&scrape, &messages(service, sent, "unary", "Get")),
+        7.0
+    );
+    assert_eq!(
+        scrape.total("loupe_unparsed_connections_total", service),
         0.0,
         "{}",
         scrape.text

@@ -4,7 +4,7 @@
 //! one's first byte. Every server is installed by `cargo xtask setup`
 //! (Debian, PyPI and npm packages); a missing one fails its test. Root
 //! required.
-use std::{fs, path::PathBuf, process::Command};
+use std::{fs, path::PathBuf};
 
 use loupe_tests::{
     Agent, Nginx, free_port,
@@ -163,19 +163,8 @@ fn java_com_sun_net_httpserver() {
     );
 }
 
-/// Builds one Go file into `target/tools/NAME` (the standard library only).
 fn go_build(file: &str, name: &str) -> PathBuf {
-    let binary = workspace().join("target/tools").join(name);
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(fixtures().join(file))
-        .env("GOCACHE", workspace().join("target/tools/go-cache"))
-        .env("GO111MODULE", "off")
-        .status()
-        .expect("run go (golang-go)");
-    assert!(built.success(), "go build {file}");
-    binary
+    loupe_tests::go_build(&fixtures().join(file), name)
 }
 
 #[test]

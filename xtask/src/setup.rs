@@ -30,6 +30,7 @@ const APT_PACKAGES: &[&str] = &[
     // The runtime matrix (tests/tests/runtimes.rs): servers of every
     // common runtime, each started by its test.
     "golang-go",
+    "golang-google-grpc-dev", // grpc-go for tests/fixtures/grpc_server.go
     "php-cli",
     "php-fpm",
     "apache2",
