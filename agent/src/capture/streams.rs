@@ -191,7 +191,7 @@ impl Streams {
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             service: head.service,
             proto: if head.flags & DATA_OUTBOUND != 0 {
-                Box::new(Connection::Opened)
+                Box::new(Connection::opened())
             } else {
                 inbound(head.conn & CONN_SEEDED != 0)
             },

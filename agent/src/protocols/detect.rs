@@ -63,8 +63,10 @@ pub enum Connection {
     /// Accepted before loupe attached, nothing seen yet: HTTP/2 if its
     /// first bytes are frames, else HTTP/1 (which finds its place).
     Joined,
-    /// Opened by the service, nothing seen yet.
-    Opened,
+    /// Opened by the service, its protocol not known yet: what it read so
+    /// far (a server that speaks first, its greeting read in pieces: a
+    /// 4-byte packet header, then the packet).
+    Opened(Vec<Held>),
     /// Opened before loupe attached, to a server's well-known port, no
     /// bytes seen yet: counted in the pool gauges as what the port says.
     Seeded(&'static WellKnown),
@@ -106,22 +108,59 @@ fn is_http2(held: &[Held], dir: Direction, transfer: &Transfer<'_>) -> Option<bo
     (!room || (dir == Direction::Received && !whole)).then_some(false)
 }
 
+/// The first client protocol that knows `bytes`, a connection's first.
+fn client_of(dir: Direction, bytes: &[u8]) -> Option<Box<dyn Protocol>> {
+    CLIENTS
+        .iter()
+        .find_map(|client| (client.detect)(dir, bytes))
+}
+
 impl Connection {
-    /// A connection the service opened, from its first bytes: the first
-    /// protocol that knows them; bytes the service wrote that none knows
-    /// are no protocol of loupe's.
-    fn opened(dir: Direction, bytes: &[u8]) -> Self {
-        if bytes.is_empty() {
-            return Self::Opened;
+    /// A connection the service opened, nothing seen yet.
+    pub fn opened() -> Self {
+        Self::Opened(Vec::new())
+    }
+
+    /// A connection the service opened, once its bytes tell: the first
+    /// protocol that knows what it wrote first, or all it read so far
+    /// (with that replayed); bytes it wrote that none knows are no
+    /// protocol of loupe's. `None` while they do not tell.
+    fn decide_opened(
+        held: &mut Vec<Held>,
+        dir: Direction,
+        bytes: &Transfer<'_>,
+        context: &Context<'_>,
+        sink: &mut dyn Sink,
+    ) -> Option<Self> {
+        let start = bytes.start();
+        if start.is_empty() {
+            return None;
         }
-        match CLIENTS
-            .iter()
-            .find_map(|client| (client.detect)(dir, bytes))
-        {
-            Some(protocol) => Self::Known(protocol),
-            None if dir == Direction::Sent => Self::Other,
-            None => Self::Opened,
+        if dir == Direction::Sent {
+            // What was read before a request is not its answer.
+            held.clear();
+            return Some(client_of(dir, start).map_or(Self::Other, Self::Known));
         }
+        // The reads so far, joined while each was captured whole.
+        let mut read: Vec<u8> = Vec::new();
+        for h in held.iter() {
+            read.extend_from_slice(&h.head);
+            if h.len != h.head.len() as u64 {
+                break;
+            }
+        }
+        read.extend_from_slice(start);
+        let Some(mut protocol) = client_of(dir, &read) else {
+            held.push(Held::of(dir, bytes));
+            if held.iter().map(Held::size).sum::<usize>() > MAX_UNDECIDED {
+                held.clear(); // a reply that tells nothing
+            }
+            return None;
+        };
+        for h in held.drain(..) {
+            h.replay(protocol.as_mut(), context, sink);
+        }
+        Some(Self::Known(protocol))
     }
 
     /// An accepted connection's parser, once its bytes tell, with what was
@@ -162,7 +201,10 @@ impl Protocol for Connection {
                 Some(known) => *self = known,
                 None => return,
             },
-            Self::Opened => *self = Self::opened(dir, bytes.start()),
+            Self::Opened(held) => match Self::decide_opened(held, dir, bytes, context, sink) {
+                Some(decided) => *self = decided,
+                None => return,
+            },
             Self::Joined => {
                 let start = bytes.start();
                 if start.is_empty() {
@@ -177,11 +219,12 @@ impl Protocol for Connection {
             // A command written mid-stream tells the protocol; a reply
             // alone does not, and the port's guess stands.
             Self::Seeded(known) => {
-                *self = match (dir, Self::opened(dir, bytes.start())) {
-                    (Direction::Sent, Self::Opened) | (Direction::Received, _) => {
-                        Self::Known((known.mid_stream)())
+                let start = bytes.start();
+                *self = match dir {
+                    Direction::Sent if !start.is_empty() => {
+                        client_of(dir, start).map_or(Self::Other, Self::Known)
                     }
-                    (_, found) => found,
+                    _ => Self::Known((known.mid_stream)()),
                 };
             }
             Self::Known(_) | Self::Other => {}
@@ -212,7 +255,7 @@ impl Protocol for Connection {
 
     fn is_parsing(&self) -> bool {
         match self {
-            Self::Accepted(_) | Self::Joined | Self::Opened | Self::Seeded(_) => true,
+            Self::Accepted(_) | Self::Joined | Self::Opened(_) | Self::Seeded(_) => true,
             Self::Known(protocol) => protocol.is_parsing(),
             Self::Other => false,
         }
@@ -226,15 +269,15 @@ impl Protocol for Connection {
                 encrypted: false,
             }),
             Self::Known(protocol) => protocol.pool(),
-            Self::Accepted(_) | Self::Joined | Self::Opened | Self::Other => None,
+            Self::Accepted(_) | Self::Joined | Self::Opened(_) | Self::Other => None,
         }
     }
 
     fn buffered(&self) -> usize {
         match self {
-            Self::Accepted(held) => held.iter().map(Held::size).sum(),
+            Self::Accepted(held) | Self::Opened(held) => held.iter().map(Held::size).sum(),
             Self::Known(protocol) => protocol.buffered(),
-            Self::Joined | Self::Opened | Self::Seeded(_) | Self::Other => 0,
+            Self::Joined | Self::Seeded(_) | Self::Other => 0,
         }
     }
 }
@@ -261,7 +304,7 @@ mod tests {
     fn the_first_bytes_tell_the_protocol() {
         let postgres = Some(Pool::Db(DbSystem::Postgres));
         let mysql = Some(Pool::Db(DbSystem::Mysql));
-        let sent = |bytes: &[u8]| after(Connection::Opened, Direction::Sent, bytes);
+        let sent = |bytes: &[u8]| after(Connection::opened(), Direction::Sent, bytes);
         assert_eq!(sent(b"*1\r\n$4\r\nPING\r\n"), (Some(Pool::Redis), true));
         assert_eq!(sent(b"GET / HTTP/1.1\r\n"), (None, true));
         assert_eq!(sent(b"POS"), (None, true), "a head written in pieces");
@@ -275,14 +318,25 @@ mod tests {
         );
         let greeting = b"\x23\x00\x00\x00\x0a10.11.19-MariaDB\x00\x01\x00\x00\x00abcdefgh\x00";
         assert_eq!(
-            after(Connection::Opened, Direction::Received, greeting),
+            after(Connection::opened(), Direction::Received, greeting),
             (mysql, true)
         );
         assert_eq!(
-            after(Connection::Opened, Direction::Received, b"+OK\r\n"),
+            after(Connection::opened(), Direction::Received, b"+OK\r\n"),
             (None, true),
             "a reply alone tells nothing"
         );
+        // The greeting read in two pieces, as Connector/J may read it: a
+        // packet header, then the packet.
+        let mut conn = Connection::opened();
+        let mut sink = Collect(|_| {});
+        for piece in [&greeting[..4], &greeting[4..]] {
+            let transfer = Transfer::new(1, piece.len() as u64, piece);
+            with_context(|context| {
+                conn.on_bytes(Direction::Received, &transfer, context, &mut sink)
+            });
+        }
+        assert_eq!(conn.pool().map(|used| used.pool), mysql);
     }
 
     /// What an accepted connection's parser finds in `syscalls`.
