@@ -59,6 +59,33 @@ fn fork_per_connection_server_is_counted_once_per_connection() {
     agent.wait_for(&targets("forking"), 1.0);
 }
 
+/// Children fork while others exit, on four connections at a time (one
+/// inetd-style child per connection, whose requests are counted): their
+/// bits share words of the probes' tracked bitmap (consecutive PIDs),
+/// which the probes set on fork while the agent clears those of exited
+/// children. Every child's request is counted.
+#[test]
+fn children_forked_while_others_exit_are_all_counted() {
+    const CLIENTS: usize = 4;
+    const EACH: usize = 60;
+    let port = free_port();
+    let server = Fixture::python("prefork_server.py", &[&port.to_string(), "inetd"]);
+    let agent = Agent::start(&["--pid", &server.pid().to_string(), "--service", "churn"]);
+    agent.wait_for(&targets("churn"), 1.0);
+    agent.wait_for_log("no OpenAPI document");
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| std::thread::spawn(move || requests(port, EACH)))
+        .collect();
+    for client in clients {
+        client.join().expect("client");
+    }
+    let expected = (CLIENTS * EACH) as f64;
+    let total = agent.wait_for_total("agent_requests_total", "churn", expected);
+    assert_eq!(total, expected);
+    agent.wait_for(&opened("churn", "inbound"), expected);
+    agent.assert_nothing_lost();
+}
+
 #[test]
 fn inetd_style_children_are_read_through_their_dup2_fds() {
     let port = free_port();

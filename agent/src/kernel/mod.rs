@@ -1,5 +1,6 @@
 //! Loading the probes into the kernel, attaching them, and handing out their
 //! maps. Dropping [`Probes`] detaches and unloads everything it created.
+mod bitmap;
 pub mod btf;
 mod raises;
 pub mod tracefs;
@@ -65,6 +66,12 @@ pub enum LoadError {
         map: &'static str,
         #[source]
         source: Box<MapError>,
+    },
+    #[error("mapping map {map} into memory failed: {source} (Linux 5.5+ maps arrays)")]
+    Mapping {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -238,7 +245,7 @@ fn attach_sys_exit(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
 /// The loaded, attached probes and their maps.
 pub struct Probes {
     pub tracked: HashMap<MapData, u32, Target>,
-    tracked_bits: Array<MapData, u64>,
+    tracked_bits: bitmap::TrackedBits,
     pub fds: HashMap<MapData, FdKey, FdInfo>,
     tls_conns: HashMap<MapData, TlsKey, FdInfo>,
     pub listeners: HashMap<MapData, ListenKey, SockOwner>,
@@ -455,7 +462,12 @@ impl Probes {
         );
         Ok(Self {
             tracked: map(&mut ebpf, maps::TRACKED)?,
-            tracked_bits: map(&mut ebpf, maps::TRACKED_BITS)?,
+            tracked_bits: bitmap::TrackedBits::new(map(&mut ebpf, maps::TRACKED_BITS)?).map_err(
+                |source| LoadError::Mapping {
+                    map: maps::TRACKED_BITS,
+                    source,
+                },
+            )?,
             fds: map(&mut ebpf, maps::FDS)?,
             tls_conns: map(&mut ebpf, maps::TLS_CONNS)?,
             listeners: map(&mut ebpf, maps::LISTENERS)?,
@@ -477,16 +489,7 @@ impl Probes {
 
     /// Sets or clears `pid`'s bit in the probes' tracked bitmap.
     pub fn set_tracked_bit(&mut self, pid: u32, on: bool) {
-        let (index, bit) = (pid >> 6, 1u64 << (pid & 63));
-        let Ok(word) = self.tracked_bits.get(&index, 0) else {
-            return; // beyond PID_MAX_LIMIT
-        };
-        let new = if on { word | bit } else { word & !bit };
-        if new != word
-            && let Err(err) = self.tracked_bits.set(index, new, 0)
-        {
-            warn!(pid, error = %err, "cannot update the tracked-process bitmap");
-        }
+        self.tracked_bits.set(pid, on);
     }
 
     /// Raises the capture budget of one connection (`conn` of its

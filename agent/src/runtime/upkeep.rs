@@ -83,8 +83,8 @@ impl State {
             .collect();
         for (pid, service, parent) in in_kernel {
             if self.targets.tracked.contains_key(&pid) {
-                // A bit the probes set for a fork may have been lost to a
-                // concurrent write of the same word.
+                // Its bit, in case a fork record was lost before the
+                // agent set it (an atomic OR in shared memory: no syscall).
                 self.kernel.probes.set_tracked_bit(pid, true);
                 continue;
             }

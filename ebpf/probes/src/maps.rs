@@ -20,8 +20,12 @@ use loupe_common::{
 #[map]
 pub static TRACKED: HashMap<u32, Target> = HashMap::with_max_entries(TRACKED_CAPACITY, 0);
 
+/// `BPF_F_MMAPABLE` (Linux 5.5).
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Mappable: the agent sets and clears bits in place, atomically.
 #[map]
-pub static TRACKED_BITS: Array<u64> = Array::with_max_entries(TRACKED_BITS_WORDS, 0);
+pub static TRACKED_BITS: Array<u64> = Array::with_max_entries(TRACKED_BITS_WORDS, BPF_F_MMAPABLE);
 
 #[map]
 pub static FDS: HashMap<FdKey, FdInfo> = HashMap::with_max_entries(FDS_CAPACITY, 0);
@@ -116,13 +120,27 @@ pub fn maybe_tracked(tgid: u32) -> bool {
         .is_some_and(|word| word & (1 << (tgid & 63)) != 0)
 }
 
-/// Marks `tgid` tracked in the bitmap. Not atomic: a bit lost to a
-/// concurrent write is restored by the agent's upkeep.
+/// Marks `tgid` tracked in the bitmap with an atomic add (`lock +=`,
+/// which every kernel's BPF has): the agent clears the bits of processes
+/// that are gone, and other CPUs mark theirs, in the same words meanwhile.
+/// A bit is set once, by the fork that makes its process (so adding it
+/// cannot carry into the next).
 #[inline(always)]
 pub fn mark_tracked(tgid: u32) {
+    let bit: u64 = 1 << (tgid & 63);
     if let Some(word) = TRACKED_BITS.get_ptr_mut(tgid >> 6) {
-        // SAFETY: pointer into the array's value; plain data.
-        unsafe { *word |= 1 << (tgid & 63) };
+        // SAFETY: pointer into the array's value (8-aligned); an atomic
+        // add of a bit that is clear.
+        unsafe {
+            if *word & bit == 0 {
+                core::arch::asm!(
+                    "lock *(u64 *)({word} + 0) += {bit}",
+                    word = in(reg) word,
+                    bit = in(reg) bit,
+                    options(nostack),
+                );
+            }
+        }
     }
 }
 
