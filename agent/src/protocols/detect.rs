@@ -206,11 +206,8 @@ impl Protocol for Connection {
                 None => return,
             },
             Self::Joined => {
-                let start = bytes.start();
-                if start.is_empty() {
-                    return;
-                }
-                *self = Self::Known(if http2::frame::starts_frames(start) {
+                // Nothing captured: HTTP/1, which finds its place later.
+                *self = Self::Known(if http2::frame::starts_frames(bytes.start()) {
                     Box::new(http2::Http2::joined())
                 } else {
                     Box::new(http1::Server::new(true))
