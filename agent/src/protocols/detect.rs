@@ -84,15 +84,28 @@ pub fn well_known(port: u16) -> Option<&'static WellKnown> {
         .find(|known| known.port == port)
 }
 
+/// What the held syscalls read, joined while each was captured whole (a
+/// gap would glue bytes that were not adjacent).
+fn read_so_far(held: &[Held]) -> Vec<u8> {
+    let mut read = Vec::new();
+    for h in held.iter().filter(|h| h.dir == Direction::Received) {
+        read.extend_from_slice(&h.head);
+        if h.len != h.head.len() as u64 {
+            break;
+        }
+    }
+    read
+}
+
+fn held_size(held: &[Held]) -> usize {
+    held.iter().map(Held::size).sum()
+}
+
 /// Whether an accepted connection is HTTP/2: yes if the client's bytes so
 /// far are its preface, no if they are not; `None` while they are a proper
 /// prefix of it.
 fn is_http2(held: &[Held], dir: Direction, transfer: &Transfer<'_>) -> Option<bool> {
-    let mut read: Vec<u8> = held
-        .iter()
-        .filter(|h| h.dir == Direction::Received)
-        .flat_map(|h| h.head.iter().copied())
-        .collect();
+    let mut read = read_so_far(held);
     if dir == Direction::Received {
         read.extend_from_slice(transfer.start());
     }
@@ -100,7 +113,7 @@ fn is_http2(held: &[Held], dir: Direction, transfer: &Transfer<'_>) -> Option<bo
     if read.len() >= http2::PREFACE.len() || (!read.is_empty() && !prefix) {
         return Some(prefix);
     }
-    let kept: usize = held.iter().map(Held::size).sum();
+    let kept = held_size(held);
     let whole = transfer.len == transfer.start().len() as u64;
     let room = kept + transfer.start().len() <= MAX_UNDECIDED;
     // Still the preface's start (or nothing read yet): wait, unless the
@@ -141,18 +154,11 @@ impl Connection {
             held.clear();
             return Some(client_of(dir, start).map_or(Self::Other, Self::Known));
         }
-        // The reads so far, joined while each was captured whole.
-        let mut read: Vec<u8> = Vec::new();
-        for h in held.iter() {
-            read.extend_from_slice(&h.head);
-            if h.len != h.head.len() as u64 {
-                break;
-            }
-        }
+        let mut read = read_so_far(held);
         read.extend_from_slice(start);
         let Some(mut protocol) = client_of(dir, &read) else {
             held.push(Held::of(dir, bytes));
-            if held.iter().map(Held::size).sum::<usize>() > MAX_UNDECIDED {
+            if held_size(held) > MAX_UNDECIDED {
                 held.clear(); // a reply that tells nothing
             }
             return None;
@@ -272,7 +278,7 @@ impl Protocol for Connection {
 
     fn buffered(&self) -> usize {
         match self {
-            Self::Accepted(held) | Self::Opened(held) => held.iter().map(Held::size).sum(),
+            Self::Accepted(held) | Self::Opened(held) => held_size(held),
             Self::Known(protocol) => protocol.buffered(),
             Self::Joined | Self::Seeded(_) | Self::Other => 0,
         }
