@@ -16,7 +16,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 use series::Sweeper;
-pub use series::{Clock, Expiring, LabelLimit};
+pub use series::{Clock, Expiring, LabelLimit, Recent};
 
 use self::catalogue::{Def, buckets};
 

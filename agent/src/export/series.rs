@@ -258,6 +258,59 @@ impl LabelLimit {
     }
 }
 
+/// What a hot path worked out from label strings (a request's metric
+/// handles, say), kept under a hash of its inputs for at most `period` of
+/// the run loop's clock and at most `max` entries, then worked out again.
+/// So each entry goes through the expiring families once per period: that
+/// records its use (its series cannot expire under a kept handle while it
+/// is used) and picks up a series made anew after an expiry.
+pub struct Recent<V> {
+    clock: Clock,
+    period_ms: u64,
+    since: u64,
+    max: usize,
+    entries: fnv::FnvHashMap<u64, V>,
+}
+
+impl<V> Recent<V> {
+    /// `period` is capped at half of `ttl`, the series' idle time.
+    pub fn new(clock: &Clock, period: Duration, ttl: Duration, max: usize) -> Self {
+        let period = period.min(ttl / 2).as_millis();
+        Self {
+            clock: clock.clone(),
+            period_ms: u64::try_from(period).unwrap_or(u64::MAX),
+            since: clock.now(),
+            max,
+            entries: fnv::FnvHashMap::default(),
+        }
+    }
+
+    /// The hash an entry is kept under.
+    pub fn hash_of(key: &impl Hash) -> u64 {
+        let mut hasher = fnv::FnvHasher::default();
+        key.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The entry kept under `hash` if `is` accepts it (hashes collide).
+    pub fn find(&mut self, hash: u64, is: impl Fn(&V) -> bool) -> Option<&V> {
+        let now = self.clock.now();
+        if now.saturating_sub(self.since) >= self.period_ms {
+            self.entries.clear();
+            self.since = now;
+        }
+        self.entries.get(&hash).filter(|v| is(v))
+    }
+
+    /// Keeps `value` under `hash` (replacing a colliding entry) unless
+    /// `max` entries are kept already.
+    pub fn keep(&mut self, hash: u64, value: V) {
+        if self.entries.len() < self.max || self.entries.contains_key(&hash) {
+            self.entries.insert(hash, value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use prometheus::{IntCounterVec, Opts};
@@ -300,6 +353,34 @@ mod tests {
             .map(|m| m.get_label()[0].value().to_owned())
             .collect();
         assert_eq!(left, ["zero"], "a series made, never used, stays");
+    }
+
+    #[test]
+    fn recent_entries_last_one_period_and_are_bounded() {
+        let clock = Clock::default();
+        let start = clock.start;
+        let ttl = Duration::from_secs(300);
+        let mut recent = Recent::new(&clock, Duration::from_secs(1), ttl, 2);
+        let [a, b, c] = ["a", "b", "c"].map(|k| Recent::<&str>::hash_of(&k));
+        recent.keep(a, "a");
+        recent.keep(b, "b");
+        recent.keep(c, "c");
+        assert_eq!(recent.find(a, |_| true), Some(&"a"));
+        assert_eq!(recent.find(a, |v| *v == "x"), None, "a collision");
+        assert_eq!(recent.find(c, |_| true), None, "over the bound");
+        clock.set(start + Duration::from_millis(999));
+        assert_eq!(recent.find(b, |_| true), Some(&"b"));
+        clock.set(start + Duration::from_millis(1000));
+        assert_eq!(recent.find(b, |_| true), None, "worked out again");
+        let mut short = Recent::new(
+            &clock,
+            Duration::from_secs(1),
+            Duration::from_millis(400),
+            2,
+        );
+        short.keep(a, "a");
+        clock.set(start + Duration::from_millis(1200));
+        assert_eq!(short.find(a, |_| true), None, "half the TTL at most");
     }
 
     #[test]

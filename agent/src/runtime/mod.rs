@@ -41,6 +41,10 @@ use crate::{
 
 /// Distinct peers exported per service before `__other__`.
 const MAX_PEERS: usize = 64;
+/// How long a request's metric handles are reused before they are looked
+/// up by their labels again, and how many are kept.
+const RECENT_PERIOD: Duration = Duration::from_secs(1);
+const MAX_RECENT: usize = 4096;
 /// How often counters are read from the probes and idle series expire.
 const TICK: Duration = Duration::from_secs(5);
 /// Records handled per lock of the state.

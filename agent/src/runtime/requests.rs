@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use loupe_common::{event::DataHeader, maps::CONN_TLS};
+use prometheus::{Histogram, IntCounter};
 
 use super::state::State;
 use crate::{
     capture::streams::{Findings, Parsing, StreamKey, Streams, monotonic_ns},
-    export::{OTHER, ServiceId},
+    export::{OTHER, Recent, ServiceId},
     protocols::{
         Command, Observation,
         http1::{
+            auth::AuthType,
             exchange::{Exchange, Outcome, ParseConfig, Unparsed},
             head::Method,
         },
@@ -129,8 +131,11 @@ impl State {
                 }
                 Observation::Served(Outcome::Abandoned { method, path }) => {
                     if let Some((id, endpoint)) = self.endpoint_of(service, &path) {
-                        let labels = [method.as_str(), endpoint.as_str()];
-                        self.export.metrics.abandoned.of(&id, &labels).inc();
+                        let m = &self.export.metrics;
+                        m.abandoned.of(&id, &[method.as_str(), &endpoint]).inc();
+                        if endpoint == OTHER {
+                            m.endpoint_overflow.of(&id, &[]).inc();
+                        }
                     }
                 }
                 Observation::Served(Outcome::Unparsed(why)) => {
@@ -142,10 +147,11 @@ impl State {
     }
 
     /// The service and the `endpoint` label of `path` (within the endpoint
-    /// budget); `None` for an excluded path.
+    /// budget: [`OTHER`] over it, which the caller counts as an overflow);
+    /// `None` for an excluded path.
     fn endpoint_of(&mut self, service: u32, path: &str) -> Option<(Arc<ServiceId>, String)> {
         let s = &self.targets.services[service as usize];
-        if s.exclude_paths.iter().any(|p| p == path) {
+        if s.exclude_paths.contains(path) {
             return None;
         }
         let template = s.routes.endpoint(path);
@@ -154,38 +160,33 @@ impl State {
         }
         let id = self.id(service);
         let endpoint = self.enrich.endpoints.label(service, &template);
-        if endpoint == OTHER {
-            self.export.metrics.endpoint_overflow.of(&id, &[]).inc();
-        }
         Some((id, endpoint))
     }
 
     fn publish_exchange(&mut self, service: u32, exchange: &Exchange) {
-        let Some((id, endpoint)) = self.endpoint_of(service, &exchange.path) else {
-            return;
+        let key = ServedKey {
+            service,
+            method: exchange.method,
+            status: exchange.status,
+            auth: exchange.auth.kind,
+            path: &exchange.path,
         };
-        let method = exchange.method.as_str();
-        let status = exchange
-            .status
-            .map_or_else(|| "unknown".to_owned(), |code| code.to_string());
-        let auth = exchange.auth.kind.as_str();
-        let counted = [method, endpoint.as_str(), status.as_str(), auth];
-        self.export.metrics.requests.of(&id, &counted).inc();
-        let timed = [method, endpoint.as_str()];
-        let seconds = |ns: u64| ns.saturating_sub(exchange.start_ns) as f64 / 1e9;
-        self.export
-            .metrics
-            .request_duration
-            .of(&id, &timed)
-            .observe(seconds(exchange.end_ns));
-        self.export
-            .metrics
-            .first_byte
-            .of(&id, &timed)
-            .observe(seconds(exchange.first_byte_ns));
+        let hash = Recent::<Served>::hash_of(&key);
+        let id = self.targets.services[service as usize].id.as_ref();
+        match self.export.served.find(hash, |s| s.is(&key, id)) {
+            Some(served) => served.count(exchange),
+            None => {
+                let served = self.served(&key);
+                served.count(exchange);
+                if served.id.is_some() {
+                    self.export.served.keep(hash, served);
+                }
+            }
+        }
         if let Some(principal) = &exchange.auth.principal {
+            let id = self.id(service);
             let principal = self.enrich.principals.label(service, principal);
-            let labels = [auth, principal.as_str()];
+            let labels = [exchange.auth.kind.as_str(), principal.as_str()];
             self.export
                 .metrics
                 .requests_by_principal
@@ -193,5 +194,101 @@ impl State {
                 .inc();
         }
         self.publish_rule(service, exchange);
+    }
+}
+
+/// What a served exchange's series are found by.
+#[derive(Hash)]
+struct ServedKey<'a> {
+    service: u32,
+    method: Method,
+    status: Option<u16>,
+    auth: AuthType,
+    path: &'a str,
+}
+
+/// The series a served exchange counts in, worked out from its labels
+/// once per [`Recent`] period rather than per request.
+pub(super) struct Served {
+    /// The service's identity when this was worked out (`None`: one
+    /// without, not kept); a slot that now holds another is a miss.
+    id: Option<Arc<ServiceId>>,
+    service: u32,
+    method: Method,
+    status: Option<u16>,
+    auth: AuthType,
+    path: Box<str>,
+    /// `None` for an excluded path.
+    series: Option<ServedSeries>,
+}
+
+struct ServedSeries {
+    requests: IntCounter,
+    duration: Histogram,
+    first_byte: Histogram,
+    /// Counted too when the endpoint is over its budget.
+    overflow: Option<IntCounter>,
+}
+
+impl Served {
+    fn is(&self, key: &ServedKey<'_>, id: Option<&Arc<ServiceId>>) -> bool {
+        self.id
+            .as_ref()
+            .zip(id)
+            .is_some_and(|(a, b)| Arc::ptr_eq(a, b))
+            && self.service == key.service
+            && self.method == key.method
+            && self.status == key.status
+            && self.auth == key.auth
+            && *self.path == *key.path
+    }
+
+    fn count(&self, exchange: &Exchange) {
+        let Some(series) = &self.series else {
+            return;
+        };
+        series.requests.inc();
+        let seconds = |ns: u64| ns.saturating_sub(exchange.start_ns) as f64 / 1e9;
+        series.duration.observe(seconds(exchange.end_ns));
+        series.first_byte.observe(seconds(exchange.first_byte_ns));
+        if let Some(overflow) = &series.overflow {
+            overflow.inc();
+        }
+    }
+}
+
+impl State {
+    /// Works out the series of a served exchange (recording their use).
+    fn served(&mut self, key: &ServedKey<'_>) -> Served {
+        let service = key.service;
+        let series = self.endpoint_of(service, key.path).map(|(id, endpoint)| {
+            let m = &self.export.metrics;
+            let method = key.method.as_str();
+            let status = key
+                .status
+                .map_or_else(|| "unknown".to_owned(), |code| code.to_string());
+            let counted = [
+                method,
+                endpoint.as_str(),
+                status.as_str(),
+                key.auth.as_str(),
+            ];
+            let timed = [method, endpoint.as_str()];
+            ServedSeries {
+                requests: m.requests.of(&id, &counted),
+                duration: m.request_duration.of(&id, &timed),
+                first_byte: m.first_byte.of(&id, &timed),
+                overflow: (endpoint == OTHER).then(|| m.endpoint_overflow.of(&id, &[])),
+            }
+        });
+        Served {
+            id: self.targets.services[service as usize].id.clone(),
+            service,
+            method: key.method,
+            status: key.status,
+            auth: key.auth,
+            path: key.path.into(),
+            series,
+        }
     }
 }

@@ -18,7 +18,7 @@ use loupe_common::{
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-use super::MAX_PEERS;
+use super::{MAX_PEERS, MAX_RECENT, RECENT_PERIOD, requests::Served};
 use crate::{
     capture::{
         connections::{Connections, Delta},
@@ -32,7 +32,7 @@ use crate::{
         endpoint::Routes,
         rules::{FED_LABELS, RuleSet, Side},
     },
-    export::{LabelLimit, Metrics, Place, ServiceId, catalogue},
+    export::{LabelLimit, Metrics, Place, Recent, ServiceId, catalogue},
     kernel::Probes,
     protocols::Pool,
     targets::{discovery::Discovery, k8s::pods::SharedPods, procfs::Procfs, tls::TlsHooks},
@@ -129,6 +129,8 @@ pub(super) struct Export {
     pub(super) clients_seen: BTreeSet<(u32, Pool)>,
     /// `loupe_events_total` per kind, resolved once (not per record).
     event_counts: Vec<IntCounter>,
+    /// The series of recent served exchanges, by their labels.
+    pub(super) served: Recent<Served>,
 }
 
 /// The run loop's state: one part per stage of the data path.
@@ -251,6 +253,7 @@ impl State {
                 calls: Calls::new(&config.llm, config.http.max_client_hosts, clock),
             },
             export: Export {
+                served: Recent::new(clock, RECENT_PERIOD, config.series_ttl, MAX_RECENT),
                 ttl: config.series_ttl,
                 clients_seen: BTreeSet::new(),
                 event_counts,

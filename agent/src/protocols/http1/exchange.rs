@@ -514,9 +514,8 @@ impl HttpConn {
         }
         let before = self.head.len();
         let room = MAX_HEAD - before;
-        self.head
-            .extend_from_slice(&visible[..visible.len().min(room)]);
-        match parse_request(&self.head, config.auth) {
+        let visible = &visible[..visible.len().min(room)];
+        match parse_held(&mut self.head, visible, |h| parse_request(h, config.auth)) {
             Parsed::Complete(head, len) => {
                 self.rx_body = Body::of(head.framing);
                 self.head.clear();
@@ -616,15 +615,14 @@ impl HttpConn {
         }
         let before = self.tx_head.len();
         let room = MAX_HEAD - before;
-        self.tx_head
-            .extend_from_slice(&visible[..visible.len().min(room)]);
+        let visible = &visible[..visible.len().min(room)];
         let is_head = self
             .pending
             .front()
             .is_some_and(|r| r.method == Method::Head);
         let wants = self.pending.front().map_or(0, |r| r.wants_response);
         let mut kept = None;
-        let (status, body, used) = match parse_response(&self.tx_head) {
+        let (status, body, used) = match parse_held(&mut self.tx_head, visible, parse_response) {
             Parsed::Complete(head, len) => {
                 let no_body = is_head
                     || (100..200).contains(&head.status)
@@ -748,6 +746,24 @@ impl HttpConn {
             self.finish_response(out);
         }
     }
+}
+
+/// Parses a head from `held`, the bytes of earlier runs, followed by
+/// `visible`. With nothing held (the common case: a head within one run)
+/// `visible` is parsed where it is; it is copied only when that head is
+/// incomplete or unreadable, for the next run or the error path.
+fn parse_held<T>(
+    held: &mut Vec<u8>,
+    visible: &[u8],
+    parse: impl Fn(&[u8]) -> Parsed<T>,
+) -> Parsed<T> {
+    if held.is_empty()
+        && let parsed @ Parsed::Complete(..) = parse(visible)
+    {
+        return parsed;
+    }
+    held.extend_from_slice(visible);
+    parse(held)
 }
 
 #[cfg(test)]
