@@ -72,6 +72,10 @@ enum Command {
         /// to show a change's effect side by side.
         #[arg(long)]
         baseline: Option<std::path::PathBuf>,
+        /// A busy node instead: 3,000 idle processes, 100 configured
+        /// services of which 20 match; loupe idle, then all 20 serving.
+        #[arg(long)]
+        node: bool,
     },
     /// The kernel matrix: boot Debian's 6.1 and 6.12 kernels under qemu with
     /// loupe and a busybox httpd in an initramfs, run the same smoke test
@@ -134,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             data_hook,
             target,
             baseline,
+            node,
         } => bench::run(&bench::Options {
             rounds,
             seconds,
@@ -141,6 +146,7 @@ fn main() -> anyhow::Result<()> {
             data_hook,
             target,
             baseline,
+            node,
         }),
     }
 }

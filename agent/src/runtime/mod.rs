@@ -33,7 +33,7 @@ use crate::{
     },
     kernel::{DataHookChoice, LoadError, Probes},
     targets::{
-        discovery::{self, PortOwners},
+        discovery::{self, PortOwners, ScanGate},
         k8s::pods::SharedPods,
         procfs::Procfs,
     },
@@ -45,6 +45,9 @@ const MAX_PEERS: usize = 64;
 /// up by their labels again, and how many are kept.
 const RECENT_PERIOD: Duration = Duration::from_secs(1);
 const MAX_RECENT: usize = 4096;
+/// The longest time between two `/proc` scans when nothing the probes see
+/// asks for one (see `ScanGate`).
+const SAFETY_RESCAN: Duration = Duration::from_secs(30);
 /// How often counters are read from the probes and idle series expire.
 const TICK: Duration = Duration::from_secs(5);
 /// Records handled per lock of the state.
@@ -276,9 +279,13 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut gate = ScanGate::new(SAFETY_RESCAN);
             loop {
                 ticker.tick().await;
-                rescan(&state, &specs, &mut owners, &pods).await;
+                let (changes, unsettled) = lock(&state).scan_inputs();
+                if gate.due(Instant::now(), changes, &pods.snapshot(), unsettled) {
+                    rescan(&state, &specs, &mut owners, &pods).await;
+                }
             }
         })
     };

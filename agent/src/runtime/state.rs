@@ -10,8 +10,9 @@ use std::{
 
 use loupe_common::{
     maps::{
-        BODIES_REQUESTS, BODIES_RESPONSES, CAPTURE_ROUTES_LEN, CaptureRoute, DIRECTION_INBOUND,
-        ListenKey, SWITCH_CAPTURE_INBOUND, SWITCH_CAPTURE_OUTBOUND, SWITCH_HTTP2_BODIES, Target,
+        BODIES_REQUESTS, BODIES_RESPONSES, CAPTURE_ROUTES_LEN, COUNTER_PROCESS_CHANGES,
+        CaptureRoute, DIRECTION_INBOUND, ListenKey, SWITCH_CAPTURE_INBOUND,
+        SWITCH_CAPTURE_OUTBOUND, SWITCH_HTTP2_BODIES, Target,
     },
     tcp,
 };
@@ -599,6 +600,14 @@ impl State {
                 );
             }
         }
+    }
+
+    /// What decides whether a `/proc` scan is due: the probes' count of
+    /// process changes, and whether the last scan found a tracked process
+    /// gone (confirmed by the next one).
+    pub fn scan_inputs(&self) -> (u64, bool) {
+        let changes = self.kernel.probes.counter(COUNTER_PROCESS_CHANGES);
+        (changes, !self.targets.gone_at_last_scan.is_empty())
     }
 
     pub fn tracked_snapshot(&self) -> HashMap<u32, u32> {

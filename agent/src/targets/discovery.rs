@@ -1,7 +1,10 @@
 //! Finding the processes each service's selectors match in `/proc`: by PID,
 //! by command line, by listening TCP port, by container or pod (from
 //! `/proc/PID/cgroup`), plus the descendants of every tracked process. Runs off the async runtime (it does blocking reads).
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
 
 use loupe_common::tcp;
 
@@ -28,6 +31,48 @@ pub struct Discovery {
 #[derive(Debug, Default)]
 pub struct PortOwners {
     owner: HashMap<u64, u32>,
+}
+
+/// Whether a `/proc` scan is due. A scan reads every process's `stat`
+/// (and more for some selectors): on a node of thousands of processes that
+/// costs more than everything else the idle agent does, so a scan runs only
+/// when something that can change its answer happened since the last one:
+/// the probes' count of execs, new listeners and tracked exits moved, the
+/// pod index was replaced, or the last scan left a process to confirm
+/// gone; and, as a safety net for what none of these show (a command line
+/// rewritten without `exec`), at least every `safety`.
+#[derive(Debug)]
+pub struct ScanGate {
+    safety: std::time::Duration,
+    last: Option<(std::time::Instant, u64, Arc<PodIndex>)>,
+}
+
+impl ScanGate {
+    pub fn new(safety: std::time::Duration) -> Self {
+        Self { safety, last: None }
+    }
+
+    /// Whether to scan at `now`, given the probes' `changes` count, the
+    /// pod index and whether the last scan is `unsettled`; a yes counts as
+    /// the scan.
+    pub fn due(
+        &mut self,
+        now: std::time::Instant,
+        changes: u64,
+        pods: &Arc<PodIndex>,
+        unsettled: bool,
+    ) -> bool {
+        let quiet = self.last.as_ref().is_some_and(|(at, seen, index)| {
+            *seen == changes
+                && Arc::ptr_eq(index, pods)
+                && now.saturating_duration_since(*at) < self.safety
+        });
+        if quiet && !unsettled {
+            return false;
+        }
+        self.last = Some((now, changes, Arc::clone(pods)));
+        true
+    }
 }
 
 /// Scans `/proc`. `tracked` maps tracked PIDs to their service; `exclude` is
@@ -65,6 +110,14 @@ pub fn discover(
     }
     // Read only when a service selects by container or pod, once per scan.
     let mut containers: Option<HashMap<u32, Container>> = None;
+    // Listeners on every selected port, found in one pass over the
+    // network namespaces (not one per service).
+    let ports: HashSet<u16> = specs.iter().flat_map(|s| s.ports.iter().copied()).collect();
+    let listeners = if ports.is_empty() {
+        Vec::new()
+    } else {
+        owners.listening_on(proc, &ports, &parent)
+    };
     for (index, spec) in specs.iter().enumerate() {
         let service = index as u32;
         for &pid in &spec.pids {
@@ -82,8 +135,8 @@ pub fn discover(
                 }
             }
         }
-        if !spec.ports.is_empty() {
-            for pid in owners.listening_on(proc, &spec.ports, &parent) {
+        for &(pid, port) in &listeners {
+            if spec.ports.contains(&port) {
                 assign(pid, service);
             }
         }
@@ -144,13 +197,14 @@ pub fn discover(
 }
 
 impl PortOwners {
-    /// Processes with a TCP socket listening on one of `ports`.
+    /// Processes with a TCP socket listening on one of `ports`, with the
+    /// port (a process may appear once per port).
     fn listening_on(
         &mut self,
         proc: &Procfs,
-        ports: &[u16],
+        ports: &HashSet<u16>,
         running: &HashMap<u32, u32>,
-    ) -> Vec<u32> {
+    ) -> Vec<(u32, u16)> {
         // One representative process per network namespace.
         let mut namespaces: HashMap<u64, Vec<u32>> = HashMap::new();
         for &pid in running.keys() {
@@ -160,12 +214,12 @@ impl PortOwners {
         }
         let mut found = HashSet::new();
         for pids in namespaces.values() {
-            let listening: HashSet<u64> = proc
+            let listening: HashMap<u64, u16> = proc
                 .tcp_rows(pids[0], |row| {
                     row.state == tcp::LISTEN && ports.contains(&row.local_port)
                 })
                 .into_iter()
-                .map(|row| row.inode)
+                .map(|row| (row.inode, row.local_port))
                 .collect();
             if listening.is_empty() {
                 continue;
@@ -175,27 +229,29 @@ impl PortOwners {
                     .get(inode)
                     .is_some_and(|pid| running.contains_key(pid))
             };
-            if !listening.iter().all(known) {
+            if !listening.keys().all(known) {
                 // Someone new listens: learn who by reading fds.
                 for &pid in pids {
                     for (_, inode) in proc.socket_fds(pid) {
-                        if listening.contains(&inode) {
+                        if let Some(&port) = listening.get(&inode) {
                             self.owner.insert(inode, pid);
-                            found.insert(pid);
+                            found.insert((pid, port));
                         }
                     }
                 }
             }
-            for inode in &listening {
+            for (inode, &port) in &listening {
                 if let Some(&pid) = self.owner.get(inode)
                     && running.contains_key(&pid)
                 {
-                    found.insert(pid);
+                    found.insert((pid, port));
                 }
             }
         }
         self.owner.retain(|_, pid| running.contains_key(pid));
-        found.into_iter().collect()
+        let mut found: Vec<(u32, u16)> = found.into_iter().collect();
+        found.sort_unstable();
+        found
     }
 }
 
@@ -223,6 +279,26 @@ mod tests {
             exclude_paths: Vec::new(),
             origin: "test".into(),
         }
+    }
+
+    #[test]
+    fn scans_when_something_changed_or_the_safety_interval_passed() {
+        let start = std::time::Instant::now();
+        let secs = |s: u64| start + std::time::Duration::from_secs(s);
+        let mut gate = ScanGate::new(std::time::Duration::from_secs(30));
+        let pods = Arc::new(PodIndex::default());
+        assert!(gate.due(secs(0), 7, &pods, false), "the first scan");
+        assert!(!gate.due(secs(1), 7, &pods, false));
+        assert!(gate.due(secs(2), 8, &pods, false), "an exec or a listener");
+        assert!(!gate.due(secs(3), 8, &pods, false));
+        assert!(
+            gate.due(secs(4), 8, &pods, true),
+            "a process to confirm gone"
+        );
+        let replaced = Arc::new(PodIndex::default());
+        assert!(gate.due(secs(5), 8, &replaced, false), "new pods");
+        assert!(!gate.due(secs(34), 8, &replaced, false));
+        assert!(gate.due(secs(35), 8, &replaced, false), "the safety net");
     }
 
     struct Kill(Child);

@@ -78,7 +78,12 @@ pub const EVENTS_WAKEUP_BYTES: u64 = (EVENTS_BYTES / 8) as u64;
 pub const COUNTER_EVENTS_LOST: u32 = 0;
 /// Inserts refused because a map was full.
 pub const COUNTER_MAP_FULL: u32 = 1;
-pub const COUNTERS_LEN: u32 = 2;
+/// What can change which processes the services select: an `exec` by any
+/// process, a socket of any process starting to listen, the exit of a
+/// tracked process. The agent scans `/proc` when this moved (and, as a
+/// safety net, now and then when it did not).
+pub const COUNTER_PROCESS_CHANGES: u32 = 2;
+pub const COUNTERS_LEN: u32 = 3;
 
 /// Non-zero while `PREEXISTING` holds entries: otherwise the TCP state probe
 /// skips the lookup on the state changes of sockets nobody tracks.

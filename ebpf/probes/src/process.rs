@@ -3,12 +3,12 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use loupe_common::{
     event::{KIND_PROCESS_EXEC, KIND_PROCESS_EXIT, KIND_PROCESS_FORK, Process},
     layout::task_newtask,
-    maps::Target,
+    maps::{COUNTER_PROCESS_CHANGES, Target},
 };
 
 use crate::{
     emit::{emit, header},
-    maps::{TRACKED, current, field, insert, mark_tracked, maybe_tracked, tracked},
+    maps::{TRACKED, bump, current, field, insert, mark_tracked, maybe_tracked, tracked},
 };
 
 /// `task:task_newtask` runs in the parent when it creates a task. A new
@@ -65,17 +65,21 @@ fn report_self(kind: u32, tgid: u32) -> u32 {
 #[tracepoint]
 pub fn loupe_exit(_ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    if tgid != tid {
+    if tgid != tid || !maybe_tracked(tgid) || tracked(tgid).is_none() {
         return 0;
     }
+    bump(COUNTER_PROCESS_CHANGES);
     report_self(KIND_PROCESS_EXIT, tgid)
 }
 
 /// `sched:sched_process_exec`: a tracked process replaced its program (same
 /// PID, still tracked). Its close-on-exec fds were closed without `close()`,
 /// so the agent files its fds again.
+/// Any process's `exec` may make it one a service selects (by command
+/// line, container or pod): counted for the agent's `/proc` scans.
 #[tracepoint]
 pub fn loupe_exec(_ctx: TracePointContext) -> u32 {
+    bump(COUNTER_PROCESS_CHANGES);
     let (tgid, _) = current();
     report_self(KIND_PROCESS_EXEC, tgid)
 }

@@ -13,8 +13,8 @@ use loupe_common::{
     event::{KIND_TCP_STATE, TCP_FLAG_ADOPTED, TcpState},
     layout::inet_sock_set_state as f,
     maps::{
-        DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ListenKey, ROLE_LISTENER,
-        ROLE_OUTBOUND, SWITCH_PREEXISTING, SockOwner, TupleKey,
+        COUNTER_PROCESS_CHANGES, DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ListenKey,
+        ROLE_LISTENER, ROLE_OUTBOUND, SWITCH_PREEXISTING, SockOwner, TupleKey,
     },
     tcp,
 };
@@ -22,7 +22,7 @@ use loupe_common::{
 use crate::{
     emit::{emit, header},
     maps::{
-        FDS, LISTENERS, PREEXISTING, SOCKETS, current, field, insert, kernel_offsets,
+        FDS, LISTENERS, PREEXISTING, SOCKETS, bump, current, field, insert, kernel_offsets,
         maybe_tracked, read_kernel, switch, tracked,
     },
     sockets::{new_conn_id, take_stashed},
@@ -65,6 +65,10 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
     }
 
     if old == tcp::CLOSE && (new == tcp::SYN_SENT || new == tcp::LISTEN) {
+        if new == tcp::LISTEN {
+            // Any process's new listener may be a port a service selects.
+            bump(COUNTER_PROCESS_CHANGES);
+        }
         return on_syscall_transition(ctx, skaddr, new);
     }
 

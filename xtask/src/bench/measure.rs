@@ -240,11 +240,16 @@ pub fn usage(pid: u32) -> Usage {
 
 /// The sum of the series starting with `series` on loupe's `/metrics`.
 pub fn scrape(port: u16, series: &str) -> f64 {
+    scrape_where(port, series, "")
+}
+
+/// [`scrape`] of the series that also contain `label` (`name="value"`).
+pub fn scrape_where(port: u16, series: &str, label: &str) -> f64 {
     let text =
         output(Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/metrics")]))
             .unwrap_or_default();
     text.lines()
-        .filter(|l| l.starts_with(series))
+        .filter(|l| l.starts_with(series) && l.contains(label))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
 }

@@ -7,6 +7,7 @@
 //! memory, and whether loupe counted every request. A report, not a test: this machine is shared and noisy, so only
 //! side-by-side ratios mean something.
 mod measure;
+mod node;
 mod targets;
 
 use std::{
@@ -47,6 +48,8 @@ pub struct Options {
     pub target: Option<String>,
     /// An earlier loupe binary measured in every round too.
     pub baseline: Option<PathBuf>,
+    /// The busy-node scenario instead of the targets (see `node`).
+    pub node: bool,
 }
 
 /// What loupe cost during one run.
@@ -69,21 +72,30 @@ const FLOOR_HOOK: &str = "empty";
 /// Starts `loupe run` on the target's port with data hook `hook`; stopped
 /// when dropped.
 fn start_loupe(hook: &str, loupe: &Path, target: &Target) -> anyhow::Result<Stop> {
-    let mut command = Command::new(loupe);
-    command.args([
-        "run",
-        "--port",
-        &target.port.to_string(),
-        "--service",
-        target.name,
-    ]);
+    let port = target.port.to_string();
+    let mut args = vec![
+        "--port".as_ref(),
+        port.as_ref(),
+        "--service".as_ref(),
+        target.name.as_ref(),
+    ];
+    // The OpenSSL uprobes are opt-in.
+    let config = std::env::temp_dir().join("loupe-bench-tls.toml");
     if target.scheme == "https" {
-        // The OpenSSL uprobes are opt-in.
-        let config = std::env::temp_dir().join("loupe-bench-tls.toml");
         fs::write(&config, "[http]\ntls = true\n")?;
-        command.arg("--config").arg(config);
+        args.extend(["--config".as_ref(), config.as_os_str()]);
     }
-    let child = command
+    let agent = spawn_loupe(loupe, hook, &args)?;
+    sleep(Duration::from_secs(2));
+    Ok(agent)
+}
+
+/// Starts `loupe run ARGS` with data hook `hook`, serving on `LOUPE_PORT`;
+/// stopped when dropped.
+fn spawn_loupe(loupe: &Path, hook: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<Stop> {
+    let child = Command::new(loupe)
+        .arg("run")
+        .args(args)
         .args(["--data-hook", hook])
         .args(["--listen", &format!("127.0.0.1:{LOUPE_PORT}")])
         .stderr(Stdio::null())
@@ -91,7 +103,6 @@ fn start_loupe(hook: &str, loupe: &Path, target: &Target) -> anyhow::Result<Stop
         .context("cannot start loupe")?;
     let agent = Stop(child);
     wait_port(LOUPE_PORT, 30, "loupe")?;
-    sleep(Duration::from_secs(2));
     Ok(agent)
 }
 
@@ -454,6 +465,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         h2_log: dir.join("h2load.log"),
     };
     fs::write(&bench.pace, PACE_SCRIPT)?;
+    if options.node {
+        let result = node::run(&bench);
+        let _ = fs::remove_dir_all(&dir);
+        return result;
+    }
     let wanted = |name: &str| options.target.as_deref().is_none_or(|t| t == name);
     let mut chosen = Vec::new();
     for (kind, port) in [
