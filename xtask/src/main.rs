@@ -65,7 +65,8 @@ enum Command {
         /// loupe's syscall hooks: `auto`, `fentry`, `tracepoints` or `sys-exit`.
         #[arg(long, default_value = "auto")]
         data_hook: String,
-        /// Only this target: nginx, nginx-tls, nginx-h2c, hyper or fastapi.
+        /// Only this target: nginx, nginx-tls, nginx-h2c, hyper, fastapi or
+        /// fastapi-db.
         #[arg(long)]
         target: Option<String>,
         /// An earlier loupe binary, run in every round too (columns `base`),

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: servers under wrk (h2load for HTTP/2) without and
 //! with loupe, in alternating rounds of the same run (nginx over HTTP,
-//! HTTPS and h2c, a hyper server, the FastAPI agent service; for FastAPI
-//! also with the in-process Prometheus middleware loupe replaces), then the
+//! HTTPS and h2c, a hyper server, the FastAPI agent service alone and with
+//! PostgreSQL and Redis behind it; for FastAPI also with the in-process
+//! Prometheus middleware loupe replaces), then the
 //! tax loupe puts on processes it does not track. Prints throughput and latency (kernel BPF statistics off),
 //! BPF time per request (statistics on, in a run of its own), agent CPU and
 //! memory, and whether loupe counted every request. A report, not a test: this machine is shared and noisy, so only
@@ -32,7 +33,8 @@ const HYPER_PORT: u16 = 18_482;
 const NGINX_TLS_PORT: u16 = 18_483;
 const NGINX_H2C_PORT: u16 = 18_484;
 /// And the next port for the instrumented copy.
-const FASTAPI_PORT: u16 = 18_484;
+const FASTAPI_PORT: u16 = 18_486;
+const FASTAPI_DB_PORT: u16 = 18_488;
 /// USER_HZ on Linux.
 const TICKS_PER_SECOND: f64 = 100.0;
 /// 1-byte reads and writes of `dd` in the untracked-process measurement.
@@ -44,7 +46,8 @@ pub struct Options {
     pub connections: u32,
     /// Passed to `loupe run --data-hook`.
     pub data_hook: String,
-    /// Only this target (nginx, nginx-tls, nginx-h2c, hyper, fastapi).
+    /// Only this target (nginx, nginx-tls, nginx-h2c, hyper, fastapi,
+    /// fastapi-db).
     pub target: Option<String>,
     /// An earlier loupe binary measured in every round too.
     pub baseline: Option<PathBuf>,
@@ -63,6 +66,10 @@ struct Cost {
     peak_kb: u64,
     counted: f64,
     lost: f64,
+    /// PostgreSQL queries and Redis commands counted (targets with
+    /// backends).
+    queries: f64,
+    commands: f64,
 }
 
 /// The data hook of the floor runs: the same tracepoints with programs that
@@ -181,12 +188,21 @@ fn with_binary(
 ) -> anyhow::Result<(Load, Cost, Option<Load>)> {
     let agent = start_loupe(hook, loupe, target)?;
     let pid = agent.0.id();
-    let counted_before = scrape(LOUPE_PORT, "agent_requests_total");
+    let families = [
+        "agent_requests_total",
+        "db_queries_total",
+        "redis_operations_total",
+    ];
+    let counts = || families.map(|family| scrape(LOUPE_PORT, family));
+    let counted_before = counts();
     let before = usage(pid);
     let load = bench.saturate(target, target.port)?;
     sleep(Duration::from_secs(1));
     let after = usage(pid);
-    let counted = scrape(LOUPE_PORT, "agent_requests_total") - counted_before;
+    let [counted, queries, commands] = {
+        let now = counts();
+        [0, 1, 2].map(|i| now[i] - counted_before[i])
+    };
     let paced = paced.then(|| bench.paced(target)).transpose()?;
     let stats = BpfStats::on()?;
     let bpf_before = Programs::of(pid);
@@ -201,6 +217,8 @@ fn with_binary(
         peak_kb: usage(pid).peak_kb,
         counted,
         lost: scrape(LOUPE_PORT, "loupe_events_lost_total"),
+        queries,
+        commands,
     };
     Ok((load, cost, paced))
 }
@@ -327,6 +345,19 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
             base.map_or("-".into(), |b| format!("{:.2}", b.2)),
             base.map_or("-".into(), |b| format!("{:.1}", b.3)),
         );
+        if target.backends {
+            let per = |n: f64| n / cost.counted.max(1.0);
+            println!(
+                "      counted with loupe: {:.0} requests, {:.0} PostgreSQL statements ({:.2} per \
+                 request: the SELECT and the four of asyncpg's reset on release), {:.0} Redis \
+                 commands ({:.2} per request)",
+                cost.counted,
+                cost.queries,
+                per(cost.queries),
+                cost.commands,
+                per(cost.commands)
+            );
+        }
         if let Some((ratio, ns, us, mib)) = base {
             base_ratios.push(ratio);
             base_bpf.push(ns);
@@ -487,8 +518,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     if wanted("fastapi") {
         chosen.push(targets::fastapi(&dir, FASTAPI_PORT)?);
     }
+    if wanted("fastapi-db") {
+        chosen.push(targets::fastapi_db(&dir, FASTAPI_DB_PORT)?);
+    }
     if chosen.is_empty() {
-        bail!("no such target; use nginx, nginx-tls, nginx-h2c, hyper or fastapi");
+        bail!("no such target; use nginx, nginx-tls, nginx-h2c, hyper, fastapi or fastapi-db");
     }
     println!(
         "{} alternating rounds per target, data hook {}",

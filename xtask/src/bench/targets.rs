@@ -1,7 +1,8 @@
 //! The servers the benchmark loads: nginx (a small static answer, over
 //! HTTP/1.1, over HTTPS, and over HTTP/2 without TLS), the hyper test
 //! server (a Rust service), and the FastAPI agent service under uvicorn,
-//! plain and with the Prometheus middleware it would otherwise use.
+//! plain and with the Prometheus middleware it would otherwise use, and
+//! with PostgreSQL and Redis behind it.
 use std::{
     fs,
     path::Path,
@@ -10,7 +11,10 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::sh::{self, Stop, root, wait_port};
+use crate::{
+    services,
+    sh::{self, Stop, root, wait_port},
+};
 
 /// A server under load.
 pub struct Target {
@@ -23,6 +27,9 @@ pub struct Target {
     pub path: &'static str,
     /// The same service instrumented in-process (FastAPI only).
     pub instrumented: Option<u16>,
+    /// Each request makes one PostgreSQL query and one Redis command, which
+    /// loupe counts too.
+    pub backends: bool,
     /// Connections of the paced load (each at most 1,000 requests/s; wrk's
     /// millisecond timers make it about 750): about 10k requests/s, or
     /// less than half of what a slower server can do.
@@ -113,6 +120,7 @@ pub fn nginx(dir: &Path, port: u16, kind: Nginx) -> anyhow::Result<Target> {
         path: "/",
         instrumented: None,
         paced_connections: 13,
+        backends: false,
         _servers: vec![server],
     })
 }
@@ -142,29 +150,43 @@ pub fn hyper(port: u16) -> anyhow::Result<Target> {
         path: "/items/1",
         instrumented: None,
         paced_connections: 13,
+        backends: false,
         _servers: vec![server],
     })
 }
 
-/// The agent service (one uvicorn worker, SQLite only), twice: plain on
-/// `port`, with prometheus-fastapi-instrumentator on `port + 1`.
-pub fn fastapi(dir: &Path, port: u16) -> anyhow::Result<Target> {
-    let app = root().join("tests/fixtures/agent_service");
-    let start = |port: u16, instrument: bool| -> anyhow::Result<Stop> {
-        let mut command = Command::new("python3");
+/// The agent service (one uvicorn worker) on `port`, with
+/// prometheus-fastapi-instrumentator if `instrument`, and PostgreSQL and
+/// Redis clients if `backends` (`DATABASE_URL`, `REDIS_URL`).
+fn uvicorn(
+    dir: &Path,
+    port: u16,
+    instrument: bool,
+    backends: Option<(&str, &str)>,
+) -> anyhow::Result<Stop> {
+    let mut command = Command::new("python3");
+    command
+        .args(["-m", "uvicorn", "app:app", "--app-dir"])
+        .arg(root().join("tests/fixtures/agent_service"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--log-level", "warning"])
+        .env("DEMO_SQLITE", dir.join(format!("agents-{port}.sqlite3")));
+    if instrument {
+        command.env("AGENT_SERVICE_INSTRUMENT", "1");
+    }
+    if let Some((database, redis)) = backends {
         command
-            .args(["-m", "uvicorn", "app:app", "--app-dir"])
-            .arg(&app)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--log-level", "warning"])
-            .env("DEMO_SQLITE", dir.join(format!("agents-{port}.sqlite3")));
-        if instrument {
-            command.env("AGENT_SERVICE_INSTRUMENT", "1");
-        }
-        let server = Stop(command.spawn().context("cannot start uvicorn")?);
-        wait_port(port, 30, "uvicorn")?;
-        Ok(server)
-    };
+            .env("DATABASE_URL", database)
+            .env("REDIS_URL", redis);
+    }
+    let server = Stop(command.spawn().context("cannot start uvicorn")?);
+    wait_port(port, 30, "uvicorn")?;
+    Ok(server)
+}
+
+/// The agent service (SQLite only), twice: plain on `port`, with the
+/// middleware on `port + 1`; loaded on `GET /health`.
+pub fn fastapi(dir: &Path, port: u16) -> anyhow::Result<Target> {
     Ok(Target {
         name: "fastapi",
         scheme: "http",
@@ -173,6 +195,30 @@ pub fn fastapi(dir: &Path, port: u16) -> anyhow::Result<Target> {
         path: "/health",
         instrumented: Some(port + 1),
         paced_connections: 5,
-        _servers: vec![start(port, false)?, start(port + 1, true)?],
+        backends: false,
+        _servers: vec![
+            uvicorn(dir, port, false, None)?,
+            uvicorn(dir, port + 1, true, None)?,
+        ],
+    })
+}
+
+/// The mission's service shape: the agent service with PostgreSQL and
+/// Redis, loaded on `GET /quota` (one Redis `INCR` and one `SELECT 1` per
+/// request, so loupe parses three protocols per request).
+pub fn fastapi_db(dir: &Path, port: u16) -> anyhow::Result<Target> {
+    let database = services::demo_database()
+        .context("PostgreSQL is not running: `cargo xtask services` starts it")?;
+    let redis = format!("redis://127.0.0.1:{}/0", services::REDIS_PORT);
+    Ok(Target {
+        name: "fastapi-db",
+        scheme: "http",
+        h2: false,
+        port,
+        path: "/quota",
+        instrumented: None,
+        paced_connections: 5,
+        backends: true,
+        _servers: vec![uvicorn(dir, port, false, Some((&database, &redis)))?],
     })
 }
