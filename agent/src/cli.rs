@@ -119,7 +119,7 @@ pub struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz endpoint [default: 0.0.0.0:9477].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// How often /proc is scanned for new and restarted targets [default: 1s].
+    /// How often loupe looks for new and restarted targets: /proc is scanned when the probes saw an exec, a new listener or a tracked exit, and every 30 s [default: 1s].
     #[arg(long, value_name = "DURATION")]
     pub rescan_interval: Option<String>,
     /// Series of a target, peer or label value idle this long are dropped [default: 10m].

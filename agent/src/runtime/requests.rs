@@ -114,23 +114,26 @@ impl State {
         self.publish_client_connections();
     }
 
+    /// Exports each observation, read in place (an observation is a couple
+    /// of hundred bytes: moving each out of the buffer was a tenth of the
+    /// agent's time at saturation), then empties the buffer.
     fn publish_observations(&mut self, observations: &mut Vec<(u32, Observation)>) {
-        for (service, observation) in observations.drain(..) {
+        for &(service, ref observation) in observations.iter() {
             if service as usize >= self.targets.services.len() {
                 continue;
             }
             match observation {
-                Observation::Redis(op) => self.publish_redis(service, &op),
+                Observation::Redis(op) => self.publish_redis(service, op),
                 Observation::Statement { system, statement } => {
-                    self.publish_statement(service, system, &statement);
+                    self.publish_statement(service, *system, statement);
                 }
-                Observation::Call(call) => self.publish_call(service, &call),
-                Observation::Grpc(role, event) => self.publish_grpc(service, role, &event),
+                Observation::Call(call) => self.publish_call(service, call),
+                Observation::Grpc(role, event) => self.publish_grpc(service, *role, event),
                 Observation::Served(Outcome::Exchange(exchange)) => {
-                    self.publish_exchange(service, &exchange);
+                    self.publish_exchange(service, exchange);
                 }
                 Observation::Served(Outcome::Abandoned { method, path }) => {
-                    if let Some((id, endpoint)) = self.endpoint_of(service, &path) {
+                    if let Some((id, endpoint)) = self.endpoint_of(service, path) {
                         let m = &self.export.metrics;
                         m.abandoned.of(&id, &[method.as_str(), &endpoint]).inc();
                         if endpoint == OTHER {
@@ -144,6 +147,7 @@ impl State {
                 }
             }
         }
+        observations.clear();
     }
 
     /// The service and the `endpoint` label of `path` (within the endpoint
