@@ -110,7 +110,11 @@ struct Fields {
     path: Option<String>,
     authority: Option<Vec<u8>>,
     status: Option<u16>,
-    others: Vec<(String, Vec<u8>)>,
+    /// The regular fields' names (as UTF-8) and values, one after the
+    /// other, and where each name and value ends: two buffers per block,
+    /// not two per field.
+    bytes: Vec<u8>,
+    ends: Vec<(usize, usize)>,
     /// Some field could not be read (a joined connection's older entry).
     unread: bool,
 }
@@ -119,12 +123,8 @@ impl Fields {
     /// The regular fields, and `:authority` as `host`.
     fn headers(&self) -> Vec<httparse::Header<'_>> {
         let mut headers: Vec<httparse::Header<'_>> = self
-            .others
-            .iter()
-            .map(|(name, value)| httparse::Header {
-                name: name.as_str(),
-                value: value.as_slice(),
-            })
+            .others()
+            .map(|(name, value)| httparse::Header { name, value })
             .collect();
         if let Some(authority) = &self.authority {
             headers.push(httparse::Header {
@@ -133,6 +133,17 @@ impl Fields {
             });
         }
         headers
+    }
+
+    /// The regular fields, in order.
+    fn others(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            // UTF-8: names are stored converted.
+            let name = std::str::from_utf8(&self.bytes[start..name_end]).unwrap_or_default();
+            start = value_end;
+            (name, &self.bytes[name_end..value_end])
+        })
     }
 
     fn add(&mut self, name: &[u8], value: &[u8]) {
@@ -145,8 +156,12 @@ impl Fields {
             b":status" => {
                 self.status = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
             }
-            _ if self.others.len() < MAX_FIELDS && !name.starts_with(b":") => {
-                self.others.push((text(name), value.to_vec()));
+            _ if self.ends.len() < MAX_FIELDS && !name.starts_with(b":") => {
+                let name = String::from_utf8_lossy(name);
+                self.bytes.extend_from_slice(name.as_bytes());
+                let name_end = self.bytes.len();
+                self.bytes.extend_from_slice(value);
+                self.ends.push((name_end, self.bytes.len()));
             }
             _ => {}
         }
@@ -466,8 +481,7 @@ impl Http2 {
             sink.command(Command::CaptureReply(wants.response));
         }
         let grpc = fields
-            .others
-            .iter()
+            .others()
             .any(|(name, value)| name == "content-type" && is_grpc(value));
         if grpc {
             let started = grpc::Event::Started(head.path.clone());
@@ -509,7 +523,7 @@ impl Http2 {
             _ => {} // trailers
         }
         if let Some(grpc) = &mut stream.grpc
-            && let Some((_, value)) = fields.others.iter().find(|(name, _)| name == "grpc-status")
+            && let Some((_, value)) = fields.others().find(|(name, _)| *name == "grpc-status")
         {
             grpc.code = Some(Code::parse(value));
         }

@@ -272,42 +272,77 @@ fn string<'a>(block: &'a [u8], buf: &mut Vec<u8>) -> Result<(Text<'a>, &'a [u8])
     Ok((Text::Decoded, rest))
 }
 
-/// Decodes the canonical Huffman code of RFC 7541, Appendix B.
+/// Decodes the canonical Huffman code of RFC 7541, Appendix B, a symbol
+/// at a time: the next 30 bits (the longest code) are compared with each
+/// length's range of codes, shortest first (most symbols are 5 to 8 bits).
 fn huffman_decode(text: &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
-    // The code being read: its bits, its length, the first code of that
-    // length and the index of that code's symbol.
-    let (mut code, mut len, mut first, mut index) = (0u32, 0usize, 0u32, 0usize);
-    // Whether every bit of the code so far is 1 (a prefix of EOS: padding).
-    let mut ones = true;
-    for byte in text {
-        for shift in (0..8).rev() {
-            let bit = u32::from(byte >> shift & 1);
-            code = code << 1 | bit;
-            ones &= bit == 1;
-            len += 1;
-            let count = u32::from(COUNTS[len]);
-            if code.wrapping_sub(first) < count {
-                let symbol = SYMBOLS[index + (code - first) as usize];
-                let octet = u8::try_from(symbol).map_err(|_| HpackError::BadHuffman)?;
-                if out.len() == MAX_STRING {
-                    return Err(HpackError::TooLong);
-                }
-                out.push(octet);
-                (code, len, first, index, ones) = (0, 0, 0, 0, true);
-                continue;
+    const LONGEST: u32 = 30;
+    // The bits not yet decoded, right-aligned, and how many there are.
+    let (mut acc, mut bits) = (0u64, 0u32);
+    let mut bytes = text.iter();
+    loop {
+        while bits <= 56
+            && let Some(&byte) = bytes.next()
+        {
+            acc = acc << 8 | u64::from(byte);
+            bits += 8;
+        }
+        if bits == 0 {
+            return Ok(());
+        }
+        // The next 30 bits, zeros past the end.
+        let peek = if bits >= LONGEST {
+            (acc >> (bits - LONGEST)) as u32
+        } else {
+            (acc << (LONGEST - bits)) as u32
+        } & ((1 << LONGEST) - 1);
+        let mut len = 5;
+        let code = loop {
+            let code = peek >> (LONGEST - len as u32);
+            if code.wrapping_sub(FIRST_CODE[len]) < u32::from(COUNTS[len]) {
+                break code;
             }
-            first = (first + count) << 1;
-            index += count as usize;
-            if len == COUNTS.len() - 1 {
+            len += 1;
+            if len > LONGEST as usize {
                 return Err(HpackError::BadHuffman);
             }
+        };
+        if len as u32 > bits {
+            // Past the end: padding, fewer than 8 bits, all of them 1.
+            let ones = (1u64 << bits) - 1;
+            return if bits < 8 && acc & ones == ones {
+                Ok(())
+            } else {
+                Err(HpackError::BadHuffman)
+            };
         }
+        let symbol = SYMBOLS[FIRST_INDEX[len] + (code - FIRST_CODE[len]) as usize];
+        let octet = u8::try_from(symbol).map_err(|_| HpackError::BadHuffman)?;
+        if out.len() == MAX_STRING {
+            return Err(HpackError::TooLong);
+        }
+        out.push(octet);
+        bits -= len as u32;
+        acc &= (1u64 << bits) - 1;
     }
-    // Padding: fewer than 8 bits, all of them 1.
-    if len >= 8 || !ones {
-        return Err(HpackError::BadHuffman);
+}
+
+/// Per code length: its first code, and the index in [`SYMBOLS`] of that
+/// code's symbol (the code is canonical: each length's codes follow the
+/// shorter ones').
+const FIRST_CODE: [u32; 31] = canonical().0;
+const FIRST_INDEX: [usize; 31] = canonical().1;
+
+const fn canonical() -> ([u32; 31], [usize; 31]) {
+    let (mut codes, mut indices) = ([0u32; 31], [0usize; 31]);
+    let mut len = 1;
+    while len < 31 {
+        let count = COUNTS[len - 1] as u32;
+        codes[len] = (codes[len - 1] + count) << 1;
+        indices[len] = indices[len - 1] + count as usize;
+        len += 1;
     }
-    Ok(())
+    (codes, indices)
 }
 
 /// How many codes of each bit length (index) the HPACK Huffman code has
@@ -415,6 +450,70 @@ mod tests {
 
     fn pairs(fields: &[(&str, &str)]) -> Vec<(String, String)> {
         fields.iter().map(|&(n, v)| (n.into(), v.into())).collect()
+    }
+
+    /// Encodes `text` with the code the tables describe (padding with 1s).
+    fn huffman_encode(text: &[u8]) -> Vec<u8> {
+        let mut codes = std::collections::HashMap::new();
+        for len in 1..31 {
+            for k in 0..usize::from(COUNTS[len]) {
+                let code = FIRST_CODE[len] + k as u32;
+                codes.insert(SYMBOLS[FIRST_INDEX[len] + k], (code, len));
+            }
+        }
+        let (mut acc, mut bits, mut out) = (0u64, 0, Vec::new());
+        for &octet in text {
+            let (code, len) = codes[&u16::from(octet)];
+            acc = acc << len | u64::from(code);
+            bits += len;
+            while bits >= 8 {
+                out.push((acc >> (bits - 8)) as u8);
+                bits -= 8;
+            }
+        }
+        if bits > 0 {
+            out.push((acc << (8 - bits)) as u8 | ((1u8 << (8 - bits)) - 1));
+        }
+        out
+    }
+
+    #[test]
+    fn huffman_strings_of_every_octet_decode_back() {
+        let every: Vec<u8> = (0..=255).collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut texts = vec![every.clone(), every.into_iter().rev().collect()];
+        for len in 0..3_000usize {
+            let text = (0..len % 64)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            texts.push(text);
+        }
+        for text in texts {
+            let mut out = Vec::new();
+            assert_eq!(huffman_decode(&huffman_encode(&text), &mut out), Ok(()));
+            assert_eq!(out, text);
+        }
+        let mut out = Vec::new();
+        let eos = [0xff, 0xff, 0xff, 0xfc];
+        assert_eq!(huffman_decode(&eos, &mut out), Err(HpackError::BadHuffman));
+        assert_eq!(
+            huffman_decode(&[0xff], &mut out),
+            Err(HpackError::BadHuffman),
+            "8 bits of padding"
+        );
+        assert_eq!(
+            huffman_decode(&[0x06], &mut out),
+            Err(HpackError::BadHuffman),
+            "padding with a 0"
+        );
+        out.clear();
+        assert_eq!(huffman_decode(&[0x07], &mut out), Ok(()));
+        assert_eq!(out, b"0", "00000 then 3 bits of padding");
     }
 
     /// RFC 7541, C.4: requests with Huffman strings and indexing.
