@@ -33,6 +33,8 @@ const MAX_STREAMS: usize = 1024;
 /// Header fields kept per block (names and values, for authentication and
 /// the allowlisted headers).
 const MAX_FIELDS: usize = 128;
+/// The most room a side keeps of its last block's fields for the next.
+const MAX_KEPT_FIELDS: usize = 4096;
 /// `SETTINGS_HEADER_TABLE_SIZE`.
 const HEADER_TABLE_SIZE: u16 = 0x1;
 
@@ -47,6 +49,8 @@ struct Side {
     /// The side's first frame (SETTINGS, RFC 9113, 3.4) was read.
     started: bool,
     block: Vec<u8>,
+    /// The last header block's fields, kept for their buffers' room.
+    fields: Fields,
 }
 
 /// What the service read of a stream's request.
@@ -104,7 +108,7 @@ pub struct Http2 {
 }
 
 /// A decoded header block: the fields the exchange needs.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Fields {
     method: Option<String>,
     path: Option<String>,
@@ -144,6 +148,20 @@ impl Fields {
             start = value_end;
             (name, &self.bytes[name_end..value_end])
         })
+    }
+
+    fn clear(&mut self) {
+        let (mut bytes, mut ends) = (
+            std::mem::take(&mut self.bytes),
+            std::mem::take(&mut self.ends),
+        );
+        bytes.clear();
+        ends.clear();
+        *self = Self {
+            bytes,
+            ends,
+            ..Self::default()
+        };
     }
 
     fn add(&mut self, name: &[u8], value: &[u8]) {
@@ -391,7 +409,8 @@ impl Http2 {
         let Some(first) = side.open.take() else {
             return Err(Lost);
         };
-        let mut fields = Fields::default();
+        let mut fields = std::mem::take(&mut side.fields);
+        fields.clear();
         let block = std::mem::take(&mut side.block);
         let decoded = side
             .hpack
@@ -407,12 +426,15 @@ impl Http2 {
                 Role::Served => &context.served,
                 Role::Called => &context.calls,
             };
-            self.request(first.stream, fields, ts, config, sink);
+            self.request(first.stream, &fields, ts, config, sink);
             if end {
                 self.request_ends(first.stream);
             }
         } else {
             self.response(first.stream, &fields, end, ts, sink);
+        }
+        if fields.bytes.capacity() <= MAX_KEPT_FIELDS {
+            self.side(dir).fields = fields;
         }
         Ok(())
     }
@@ -451,7 +473,7 @@ impl Http2 {
     fn request(
         &mut self,
         id: u32,
-        fields: Fields,
+        fields: &Fields,
         ts: u64,
         config: &ParseConfig<'_>,
         sink: &mut dyn Sink,
@@ -639,7 +661,10 @@ impl Protocol for Http2 {
     }
 
     fn buffered(&self) -> usize {
-        let side = |s: &Side| s.frames.buffered() + s.hpack.buffered() + s.block.capacity();
+        let side = |s: &Side| {
+            let fields = s.fields.bytes.capacity() + s.fields.ends.capacity() * 16;
+            s.frames.buffered() + s.hpack.buffered() + s.block.capacity() + fields
+        };
         side(&self.client) + side(&self.server) + self.streams.len() * 160
     }
 }
