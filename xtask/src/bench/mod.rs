@@ -375,14 +375,21 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         last = Some((cost.bpf, cost.bpf_requests, cost.peak_kb));
     }
     let ratio = median(&mut ratios);
+    let floor = median(&mut floor_ratios);
     println!(
-        "median: throughput ratio {ratio:.3} (floor {:.3}), BPF {:.0} ns/request (target <= 500; \
-         floor {:.0}), agent userspace {:.2} us/request (target <= 2)",
-        median(&mut floor_ratios),
+        "median: throughput ratio {ratio:.3} (floor {floor:.3}), BPF {:.0} ns/request (floor \
+         {:.0}), agent userspace {:.2} us/request",
         median(&mut bpf),
         median(&mut floor_bpf),
         median(&mut cpu)
     );
+    if let Some((points, ns, us)) = target.goal {
+        println!(
+            "  targets: throughput within {points} points of the floor (here {:.0}), BPF <= {ns} \
+             ns/request, agent <= {us} us/request",
+            (floor - ratio) * 100.0
+        );
+    }
     println!(
         "paced load: p99 with loupe / without {:.2} (target <= 1.10)",
         median(&mut paced_p99)

@@ -30,6 +30,10 @@ pub struct Target {
     /// Each request makes one PostgreSQL query and one Redis command, which
     /// loupe counts too.
     pub backends: bool,
+    /// The targets this server is held to (issue 22): throughput within
+    /// this many points of the floor at saturation, BPF ns and agent us
+    /// per request.
+    pub goal: Option<(u32, u32, f64)>,
     /// Connections of the paced load (each at most 1,000 requests/s; wrk's
     /// millisecond timers make it about 750): about 10k requests/s, or
     /// less than half of what a slower server can do.
@@ -121,6 +125,7 @@ pub fn nginx(dir: &Path, port: u16, kind: Nginx) -> anyhow::Result<Target> {
         instrumented: None,
         paced_connections: 13,
         backends: false,
+        goal: (kind == Nginx::Http).then_some((8, 900, 0.7)),
         _servers: vec![server],
     })
 }
@@ -151,6 +156,7 @@ pub fn hyper(port: u16) -> anyhow::Result<Target> {
         instrumented: None,
         paced_connections: 13,
         backends: false,
+        goal: Some((8, 900, 0.7)),
         _servers: vec![server],
     })
 }
@@ -196,6 +202,7 @@ pub fn fastapi(dir: &Path, port: u16) -> anyhow::Result<Target> {
         instrumented: Some(port + 1),
         paced_connections: 5,
         backends: false,
+        goal: Some((2, 1_500, 1.5)),
         _servers: vec![
             uvicorn(dir, port, false, None)?,
             uvicorn(dir, port + 1, true, None)?,
@@ -219,6 +226,7 @@ pub fn fastapi_db(dir: &Path, port: u16) -> anyhow::Result<Target> {
         instrumented: None,
         paced_connections: 5,
         backends: true,
+        goal: None,
         _servers: vec![uvicorn(dir, port, false, Some((&database, &redis)))?],
     })
 }
