@@ -349,7 +349,9 @@ fn latency_of_slow_and_streamed_responses() {
             (0.015..0.15).contains(&first_byte),
             "{service}: first byte {first_byte}"
         );
-        assert!((0.2..0.5).contains(&total), "{service}: duration {total}");
+        // Node's 200 ms timer, counted from its cached loop clock, has
+        // ended 5 us short of 200 ms after the read (CI, 2026-12-06).
+        assert!((0.195..0.5).contains(&total), "{service}: duration {total}");
         agent.assert_nothing_lost();
     }
 }
