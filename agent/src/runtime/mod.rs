@@ -8,6 +8,7 @@ mod requests;
 mod routes;
 mod seed;
 mod semantic;
+mod served;
 mod state;
 mod upkeep;
 

@@ -3,16 +3,17 @@
 use std::sync::Arc;
 
 use loupe_common::{event::DataHeader, maps::CONN_TLS};
-use prometheus::{Histogram, IntCounter};
 
-use super::state::State;
+use super::{
+    served::{Served, ServedKey, ServedSeries},
+    state::State,
+};
 use crate::{
     capture::streams::{Findings, Parsing, StreamKey, Streams, monotonic_ns},
     export::{OTHER, Recent, ServiceId},
     protocols::{
         Command, Observation,
         http1::{
-            auth::AuthType,
             exchange::{Exchange, Outcome, ParseConfig, Unparsed},
             head::Method,
         },
@@ -182,7 +183,7 @@ impl State {
             None => {
                 let served = self.served(&key);
                 served.count(exchange);
-                if served.id.is_some() {
+                if served.keepable() {
                     self.export.served.keep(hash, served);
                 }
             }
@@ -199,69 +200,7 @@ impl State {
         }
         self.publish_rule(service, exchange);
     }
-}
 
-/// What a served exchange's series are found by.
-#[derive(Hash)]
-struct ServedKey<'a> {
-    service: u32,
-    method: Method,
-    status: Option<u16>,
-    auth: AuthType,
-    path: &'a str,
-}
-
-/// The series a served exchange counts in, worked out from its labels
-/// once per [`Recent`] period rather than per request.
-pub(super) struct Served {
-    /// The service's identity when this was worked out (`None`: one
-    /// without, not kept); a slot that now holds another is a miss.
-    id: Option<Arc<ServiceId>>,
-    service: u32,
-    method: Method,
-    status: Option<u16>,
-    auth: AuthType,
-    path: Box<str>,
-    /// `None` for an excluded path.
-    series: Option<ServedSeries>,
-}
-
-struct ServedSeries {
-    requests: IntCounter,
-    duration: Histogram,
-    first_byte: Histogram,
-    /// Counted too when the endpoint is over its budget.
-    overflow: Option<IntCounter>,
-}
-
-impl Served {
-    fn is(&self, key: &ServedKey<'_>, id: Option<&Arc<ServiceId>>) -> bool {
-        self.id
-            .as_ref()
-            .zip(id)
-            .is_some_and(|(a, b)| Arc::ptr_eq(a, b))
-            && self.service == key.service
-            && self.method == key.method
-            && self.status == key.status
-            && self.auth == key.auth
-            && *self.path == *key.path
-    }
-
-    fn count(&self, exchange: &Exchange) {
-        let Some(series) = &self.series else {
-            return;
-        };
-        series.requests.inc();
-        let seconds = |ns: u64| ns.saturating_sub(exchange.start_ns) as f64 / 1e9;
-        series.duration.observe(seconds(exchange.end_ns));
-        series.first_byte.observe(seconds(exchange.first_byte_ns));
-        if let Some(overflow) = &series.overflow {
-            overflow.inc();
-        }
-    }
-}
-
-impl State {
     /// Works out the series of a served exchange (recording their use).
     fn served(&mut self, key: &ServedKey<'_>) -> Served {
         let service = key.service;
@@ -285,14 +224,7 @@ impl State {
                 overflow: (endpoint == OTHER).then(|| m.endpoint_overflow.of(&id, &[])),
             }
         });
-        Served {
-            id: self.targets.services[service as usize].id.clone(),
-            service,
-            method: key.method,
-            status: key.status,
-            auth: key.auth,
-            path: key.path.into(),
-            series,
-        }
+        let id = self.targets.services[service as usize].id.clone();
+        Served::new(key, id, series)
     }
 }

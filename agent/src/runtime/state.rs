@@ -19,7 +19,7 @@ use loupe_common::{
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-use super::{MAX_PEERS, MAX_RECENT, RECENT_PERIOD, requests::Served};
+use super::{MAX_PEERS, MAX_RECENT, RECENT_PERIOD, served::Served};
 use crate::{
     capture::{
         connections::{Connections, Delta},
