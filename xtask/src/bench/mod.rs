@@ -22,7 +22,10 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use self::{
-    measure::{Load, PACE_SCRIPT, Programs, h2load, scrape, usage, wrk, wrk_paced},
+    measure::{
+        Load, Meter, PACE_SCRIPT, Programs, Split, TICKS_PER_SECOND, h2load, pin, scrape, tree,
+        usage, wrk, wrk_paced,
+    },
     targets::{Nginx, Target},
 };
 use crate::sh::{self, Stop, is_root, root, wait_port};
@@ -35,8 +38,6 @@ const NGINX_H2C_PORT: u16 = 18_484;
 /// And the next port for the instrumented copy.
 const FASTAPI_PORT: u16 = 18_486;
 const FASTAPI_DB_PORT: u16 = 18_488;
-/// USER_HZ on Linux.
-const TICKS_PER_SECOND: f64 = 100.0;
 /// 1-byte reads and writes of `dd` in the untracked-process measurement.
 const DD_BYTES: u32 = 500_000;
 
@@ -70,6 +71,8 @@ struct Cost {
     /// backends).
     queries: f64,
     commands: f64,
+    /// Where the machine's CPU went in the measured run, per request (us).
+    split: Split,
 }
 
 /// The data hook of the floor runs: the same tracepoints with programs that
@@ -127,12 +130,37 @@ impl Bench<'_> {
     /// The load at saturation on the target's server at `port`: wrk, or
     /// h2load for an HTTP/2 target.
     fn saturate(&self, target: &Target, port: u16) -> anyhow::Result<Load> {
+        self.saturate_on(target, port, None)
+    }
+
+    /// [`Self::saturate`], the load generator on CPU `cpu` only if given.
+    fn saturate_on(&self, target: &Target, port: u16, cpu: Option<u32>) -> anyhow::Result<Load> {
         let (connections, seconds) = (self.options.connections, self.options.seconds);
         if target.h2 {
-            h2load(&target.url(port), connections, seconds, None, &self.h2_log)
+            h2load(
+                &target.url(port),
+                connections,
+                seconds,
+                None,
+                &self.h2_log,
+                cpu,
+            )
         } else {
-            wrk(&target.url(port), connections, seconds)
+            wrk(&target.url(port), connections, seconds, cpu)
         }
+    }
+
+    /// [`Self::saturate`], with where the machine's CPU went meanwhile
+    /// (`agent` is loupe's PID, if it runs).
+    fn saturate_metered(
+        &self,
+        target: &Target,
+        port: u16,
+        agent: Option<u32>,
+    ) -> anyhow::Result<(Load, Split)> {
+        let meter = Meter::start(&target.server_pids(), agent);
+        let load = self.saturate(target, port)?;
+        Ok((load, meter.stop()))
     }
 
     /// The paced load on the target (see `measure::PACE_SCRIPT`; h2load
@@ -141,7 +169,7 @@ impl Bench<'_> {
         let (url, seconds) = (target.url(target.port), self.options.seconds);
         if target.h2 {
             let connections = target.paced_connections;
-            h2load(&url, connections, seconds, Some(1000), &self.h2_log)
+            h2load(&url, connections, seconds, Some(1000), &self.h2_log, None)
         } else {
             wrk_paced(&url, target.paced_connections, seconds, &self.pace)
         }
@@ -196,7 +224,7 @@ fn with_binary(
     let counts = || families.map(|family| scrape(LOUPE_PORT, family));
     let counted_before = counts();
     let before = usage(pid);
-    let load = bench.saturate(target, target.port)?;
+    let (load, split) = bench.saturate_metered(target, target.port, Some(pid))?;
     sleep(Duration::from_secs(1));
     let after = usage(pid);
     let [counted, queries, commands] = {
@@ -219,8 +247,44 @@ fn with_binary(
         lost: scrape(LOUPE_PORT, "loupe_events_lost_total"),
         queries,
         commands,
+        split: split.per_request_us(load.requests),
     };
     Ok((load, cost, paced))
+}
+
+/// Throughput at saturation with the server and the load generator on CPU
+/// 0 and the agent alone on CPU 1 (a node with a core to spare), without
+/// loupe, with the floor and with loupe: `[rps bare, rps floor, rps loupe,
+/// requests counted, requests completed]` (the last two with loupe).
+fn spare_core(bench: &Bench, target: &Target) -> anyhow::Result<[f64; 5]> {
+    /// Lets the server run anywhere again when dropped.
+    struct Pinned(Vec<u32>);
+    impl Drop for Pinned {
+        fn drop(&mut self) {
+            let all = format!("0-{}", num_cpus() - 1);
+            let _ = pin(&self.0, &all);
+        }
+    }
+    let server = Pinned(tree(&target.server_pids()));
+    pin(&server.0, "0")?;
+    let bare = bench.saturate_on(target, target.port, Some(0))?;
+    let mut with = [0.0; 2];
+    let (mut counted, mut sent) = (0.0, 0.0);
+    for (rps, hook) in with.iter_mut().zip([FLOOR_HOOK, &bench.options.data_hook]) {
+        let agent = start_loupe(hook, &bench.loupe, target)?;
+        pin(&[agent.0.id()], "1")?;
+        let before = scrape(LOUPE_PORT, "agent_requests_total");
+        let load = bench.saturate_on(target, target.port, Some(0))?;
+        sleep(Duration::from_secs(1));
+        counted = scrape(LOUPE_PORT, "agent_requests_total") - before;
+        sent = load.requests as f64;
+        *rps = load.rps;
+    }
+    Ok([bare.rps, with[0], with[1], counted, sent])
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -285,9 +349,11 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
     let (mut floor_ratios, mut floor_bpf, mut paced_p99) = (vec![], vec![], vec![]);
     let (mut base_ratios, mut base_bpf, mut base_cpu) = (vec![], vec![], vec![]);
     let (mut rss, mut base_rss) = (vec![], vec![]);
+    let (mut splits, mut spare) = (vec![], vec![]);
     let mut last = None;
     for round in 1..=options.rounds {
-        let bare = bench.saturate(target, target.port)?;
+        let (bare, bare_split) = bench.saturate_metered(target, target.port, None)?;
+        let bare_split = bare_split.per_request_us(bare.requests);
         let bare_paced = bench.paced(target)?;
         let (floor, floor_cost, _) = with_loupe(bench, FLOOR_HOOK, target, false)?;
         let (load, cost, paced) = with_loupe(bench, &options.data_hook, target, true)?;
@@ -345,6 +411,22 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
             base.map_or("-".into(), |b| format!("{:.2}", b.2)),
             base.map_or("-".into(), |b| format!("{:.1}", b.3)),
         );
+        println!(
+            "      CPU us/request, server + load + agent + rest: bare {bare_split} | floor {} | \
+             loupe {}",
+            floor_cost.split, cost.split
+        );
+        splits.push([bare_split, floor_cost.split, cost.split]);
+        if num_cpus() >= 2 {
+            let [bare, floor, with, counted, sent] = spare_core(bench, target)?;
+            println!(
+                "      a core to spare (server and load generator on CPU 0, the agent alone on \
+                 CPU 1): rps bare {bare:.0}, floor {floor:.0}, loupe {with:.0}: loupe / floor \
+                 {:.3}, counted/sent {counted:.0}/{sent:.0}",
+                with / floor
+            );
+            spare.push(with / floor);
+        }
         if target.backends {
             let per = |n: f64| n / cost.counted.max(1.0);
             println!(
@@ -383,6 +465,19 @@ fn bench_target(bench: &Bench, target: &Target) -> anyhow::Result<()> {
         median(&mut floor_bpf),
         median(&mut cpu)
     );
+    let [bare, floor_split, with] =
+        [0, 1, 2].map(|i| Split::median(&splits.iter().map(|s| s[i]).collect::<Vec<_>>()));
+    println!(
+        "CPU us/request (medians), server + load generator + agent + rest: bare {bare}; floor \
+         {floor_split}; loupe {with}; loupe's busy time per request is {:.3}x the floor's",
+        with.busy() / floor_split.busy()
+    );
+    if !spare.is_empty() {
+        println!(
+            "with a core to spare for the agent, loupe / floor {:.3} (median)",
+            median(&mut spare)
+        );
+    }
     if let Some((points, ns, us)) = target.goal {
         println!(
             "  targets: throughput within {points} points of the floor (here {:.0}), BPF <= {ns} \

@@ -43,6 +43,12 @@ pub struct Target {
 }
 
 impl Target {
+    /// The processes started for this target (their children are the
+    /// server's too).
+    pub fn server_pids(&self) -> Vec<u32> {
+        self._servers.iter().map(|server| server.0.id()).collect()
+    }
+
     pub fn url(&self, port: u16) -> String {
         format!("{}://127.0.0.1:{port}{}", self.scheme, self.path)
     }
