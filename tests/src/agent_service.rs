@@ -76,6 +76,26 @@ pub fn scenario_with(port: u16, http2: bool) -> f64 {
         .expect("a request count")
 }
 
+/// A prompt the fake model provider (`fixtures/model_provider.py`) refuses
+/// with its API's error answer; the agent then answers 502.
+pub const REFUSED_PROMPT: &str = "please refuse this";
+
+/// Invokes `agent` with `prompt`; returns the HTTP status.
+pub fn invoke_agent(port: u16, agent: &str, prompt: &str, stream: bool) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", "X-API-Key: lk_demo_0123456789abcdef"])
+        .args(["-H", "Content-Type: application/json"])
+        .args([
+            "-d",
+            &format!("{{\"prompt\": \"{prompt}\", \"stream\": {stream}}}"),
+        ])
+        .arg(format!("http://127.0.0.1:{port}/agents/{agent}/invoke"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// A client that gives up: it asks the slow agent (with the demo API key)
 /// and closes its connection at once; uvicorn then never answers, and the
 /// request is counted as abandoned.

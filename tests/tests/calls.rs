@@ -1,15 +1,14 @@
 //! HTTP calls a service makes, to model providers above all: the agent
 //! service (FastAPI, httpx) calls a fake provider
-//! (`fixtures/model_provider.py`) in the OpenAI and Anthropic formats, as
-//! JSON and as streams, over HTTPS (OpenSSL uprobes) and over plain TCP
+//! (`fixtures/model_provider.py`) in the OpenAI, Anthropic, Gemini and
+//! Ollama formats, as JSON and as streams (server-sent events, Ollama's
+//! newline-delimited JSON), over HTTPS (OpenSSL uprobes) and over plain TCP
 //! (syscalls), with known usage (`[http] tls = true`); in HTTP/1.1 from a
 //! uvicorn provider, and in HTTP/2 from a hypercorn one (ALPN `h2` over
 //! TLS, prior knowledge over TCP). Root required: `cargo xtask test`.
-use std::process::Command;
-
 use loupe_tests::{
     Agent,
-    agent_service::agent_service_with,
+    agent_service::{REFUSED_PROMPT, agent_service_with, invoke_agent},
     fixture, free_port, series, served,
     tls::{Certificate, tls_config},
     watch_port,
@@ -21,33 +20,57 @@ const INPUT_TOKENS: u32 = 15;
 
 /// `(agent, stream, invocations)`: the planner calls gpt-4o-mini through
 /// the OpenAI API (17 output tokens each), the researcher
-/// claude-sonnet-4 through the Anthropic API (23 each).
+/// claude-sonnet-4 through the Anthropic API (23 each), the coder
+/// gemini-2.0-flash through the Gemini API (29 each, and 4 cached and 7
+/// reasoning tokens), the writer llama3.2 through Ollama's (31 each).
 const PLAN: &[(&str, bool, u32)] = &[
     ("planner", false, 4),
     ("planner", true, 3),
     ("researcher", false, 2),
     ("researcher", true, 5),
+    ("coder", false, 3),
+    ("coder", true, 2),
+    ("writer", false, 2),
+    ("writer", true, 3),
 ];
 /// `(agent, model, output tokens per call)`.
 const MODELS: &[(&str, &str, u32)] = &[
     ("planner", "gpt-4o-mini", 17),
     ("researcher", "claude-sonnet-4", 23),
+    ("coder", "gemini-2.0-flash", 29),
+    ("writer", "llama3.2", 31),
 ];
-
-fn invoke(port: u16, agent: &str, stream: bool) {
-    let output = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
-        .args(["-H", "X-API-Key: lk_demo_0123456789abcdef"])
-        .args(["-H", "Content-Type: application/json"])
-        .args([
-            "-d",
-            &format!("{{\"prompt\": \"{PROMPT}\", \"stream\": {stream}}}"),
-        ])
-        .arg(format!("http://127.0.0.1:{port}/agents/{agent}/invoke"))
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "200", "{agent}");
-}
+/// Gemini's cached and reasoning tokens per call (the fake provider's).
+const GEMINI_EXTRA: &[(&str, u32)] = &[("cache_read", 4), ("reasoning", 7)];
+/// `(agent, refused calls, provider, model, status, error type)`: the
+/// error answers name no model, but Gemini's path does.
+const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
+    (
+        "planner",
+        2,
+        "openai",
+        "unknown",
+        "429",
+        "insufficient_quota",
+    ),
+    (
+        "researcher",
+        1,
+        "anthropic",
+        "unknown",
+        "529",
+        "overloaded_error",
+    ),
+    (
+        "coder",
+        3,
+        "gcp.gemini",
+        "gemini-2.0-flash",
+        "429",
+        "RESOURCE_EXHAUSTED",
+    ),
+    ("writer", 1, "ollama", "unknown", "404", "unknown"),
+];
 
 /// Runs the plan against a provider reached over HTTPS or plain HTTP, in
 /// HTTP/1.1 or HTTP/2, and checks every call and token count.
@@ -87,10 +110,21 @@ fn model_calls(service: &str, tls: bool, http2: bool) {
     let agent = watch_port(port, service, &["--config", &config]);
     for (name, stream, count) in PLAN {
         for _ in 0..*count {
-            invoke(port, name, *stream);
+            assert_eq!(invoke_agent(port, name, PROMPT, *stream), "200", "{name}");
         }
     }
-    let calls: u32 = PLAN.iter().map(|(_, _, n)| n).sum();
+    // The service fails when its model call does.
+    for (name, count, ..) in REFUSALS {
+        for _ in 0..*count {
+            assert_eq!(
+                invoke_agent(port, name, REFUSED_PROMPT, false),
+                "502",
+                "{name}"
+            );
+        }
+    }
+    let refused: u32 = REFUSALS.iter().map(|r| r.1).sum();
+    let calls: u32 = PLAN.iter().map(|(_, _, n)| n).sum::<u32>() + refused;
     let host = format!("127.0.0.1:{provider_port}");
     let host = host.as_str();
     agent.wait_for(
@@ -103,8 +137,30 @@ fn model_calls(service: &str, tls: bool, http2: bool) {
                 ("status", "200"),
             ],
         ),
-        f64::from(calls),
+        f64::from(calls - refused),
     );
+    for (name, count, provider, model, status, error_type) in REFUSALS {
+        let labels = [
+            ("service", service),
+            ("host", host),
+            ("provider", *provider),
+            ("model", *model),
+            ("status", *status),
+            ("error_type", *error_type),
+        ];
+        agent.wait_for(&series("llm_requests_total", &labels), f64::from(*count));
+        let (_, model_ok, _) = MODELS.iter().find(|(a, ..)| a == name).unwrap();
+        let runs: u32 = PLAN.iter().filter(|p| p.0 == *name).map(|p| p.2).sum();
+        let labels = [
+            ("service", service),
+            ("host", host),
+            ("provider", *provider),
+            ("model", *model_ok),
+            ("status", "200"),
+            ("error_type", ""),
+        ];
+        agent.wait_for(&series("llm_requests_total", &labels), f64::from(runs));
+    }
     for (name, model, output) in MODELS {
         let runs = |stream: Option<bool>| -> u32 {
             PLAN.iter()
@@ -125,6 +181,11 @@ fn model_calls(service: &str, tls: bool, http2: bool) {
         };
         agent.wait_for(&tokens("input"), f64::from(INPUT_TOKENS * runs(None)));
         agent.wait_for(&tokens("output"), f64::from(output * runs(None)));
+        if *model == "gemini-2.0-flash" {
+            for (token_type, per_call) in GEMINI_EXTRA {
+                agent.wait_for(&tokens(token_type), f64::from(per_call * runs(None)));
+            }
+        }
         let per_model = [("service", service), ("host", host), ("model", model)];
         agent.wait_for(
             &series("llm_request_duration_seconds_count", &per_model),
@@ -138,7 +199,8 @@ fn model_calls(service: &str, tls: bool, http2: bool) {
     check_nothing_else(&agent, service, calls);
 }
 
-/// No other call, token type or model; nothing lost; no usage unread.
+/// No other call, token type, model or provider; nothing lost; no usage
+/// unread.
 fn check_nothing_else(agent: &Agent, service: &str, calls: u32) {
     agent.assert_nothing_lost();
     let scrape = agent.scrape();
@@ -148,7 +210,16 @@ fn check_nothing_else(agent: &Agent, service: &str, calls: u32) {
         "the service's only HTTP calls are the model calls"
     );
     let token_series = scrape.matching("llm_tokens_used_total{");
-    assert_eq!(token_series.len(), 4, "{token_series:?}");
+    let types = 2 * MODELS.len() + GEMINI_EXTRA.len();
+    assert_eq!(token_series.len(), types, "{token_series:?}");
+    assert_eq!(
+        scrape.total("llm_requests_total", service),
+        f64::from(calls),
+        "every call is a model call"
+    );
+    // Per provider, a series of answered calls and one of refused calls.
+    let outcomes = scrape.matching("llm_requests_total{");
+    assert_eq!(outcomes.len(), 2 * REFUSALS.len(), "{outcomes:?}");
     let errors = scrape.matching("loupe_rule_errors_total{");
     assert!(errors.is_empty(), "{errors:?}");
 }

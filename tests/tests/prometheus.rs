@@ -16,7 +16,7 @@ use std::{
 
 use loupe_tests::{
     Agent, Fixture,
-    agent_service::{agent_service_with, give_up, scenario},
+    agent_service::{REFUSED_PROMPT, agent_service_with, give_up, invoke_agent, scenario},
     fixture, free_port, http_get, promtool_check_metrics, served, targets, workspace,
 };
 
@@ -150,13 +150,20 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
         assert!(printed.starts_with("done "), "{printed}");
     };
 
+    // A model call the provider refuses (429), so that the model-error
+    // panels and alerts have data.
+    let refused = || {
+        let status = invoke_agent(port, "planner", REFUSED_PROMPT, false);
+        assert_eq!(status, "502", "the agent fails when its model call does");
+        1.0
+    };
     // Two sessions, seconds apart, so that every rate has two scrapes;
     // after each, a client that gives up before its answer.
-    let mut sent = scenario(port);
+    let mut sent = scenario(port) + refused();
     give_up(port);
     grpc_calls();
     std::thread::sleep(Duration::from_secs(3));
-    sent += scenario(port);
+    sent += scenario(port) + refused();
     give_up(port);
     grpc_calls();
     let total = agent.wait_for_total("agent_requests_total", "agent-api", sent);

@@ -6,21 +6,9 @@ use super::ConfigError;
 pub use crate::enrich::llm::LlmConfig;
 use crate::enrich::{endpoint::Template, rules::FieldPath};
 
-/// Request paths of the common providers' generation APIs: OpenAI (and the
-/// many servers that copy it: vLLM, Ollama, LiteLLM, Groq, Mistral,
-/// OpenRouter), Azure OpenAI, Anthropic.
-const DEFAULT_PATHS: &[&str] = &[
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/responses",
-    "/v1/embeddings",
-    "/v1/messages",
-    "/openai/deployments/{deployment}/chat/completions",
-    "/openai/deployments/{deployment}/completions",
-    "/openai/deployments/{deployment}/embeddings",
-];
-/// Usage objects: OpenAI's `usage`, Anthropic's `usage` and the
-/// `message.usage` of its stream's first event.
+/// Usage objects of calls on configured paths no built-in provider knows:
+/// OpenAI's `usage`, Anthropic's `usage` and the `message.usage` of its
+/// stream's first event.
 const DEFAULT_USAGE: &[&str] = &["usage", "message.usage"];
 const DEFAULT_MODEL: &[&str] = &["model", "message.model", "response.model"];
 pub const DEFAULT_MAX_BODY: usize = 64 << 10;
@@ -29,15 +17,17 @@ pub const DEFAULT_MAX_MODELS: usize = 20;
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileLlm {
-    /// Request paths (templates) of model calls (default: the OpenAI,
-    /// Azure OpenAI and Anthropic APIs).
+    /// Request paths (templates) of model calls (default: those of every
+    /// built-in provider: OpenAI and the servers that copy its API, Azure
+    /// OpenAI, Anthropic, Gemini, Ollama).
     pub paths: Option<Vec<String>>,
     /// Only calls to these hosts (the `Host` header without its port;
     /// `*.example.com` matches subdomains); empty or absent: any host.
     pub hosts: Option<Vec<String>>,
-    /// Response fields holding the usage object, first found wins.
+    /// Response fields holding the usage object, first found wins, for
+    /// calls on paths no built-in provider knows.
     pub usage: Option<Vec<String>>,
-    /// Response fields holding the model name.
+    /// Response fields holding the model name, likewise.
     pub model: Option<Vec<String>>,
     /// Response bytes kept per call for reading the usage (default 64 KiB).
     pub max_body: Option<usize>,
@@ -50,15 +40,20 @@ pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
     let strings = |given: Option<Vec<String>>, defaults: &[&str]| {
         given.unwrap_or_else(|| defaults.iter().map(|s| (*s).to_owned()).collect())
     };
-    let paths = strings(file.paths, DEFAULT_PATHS)
-        .iter()
-        .map(|text| {
-            Template::parse(text).ok_or_else(|| ConfigError::Route {
-                origin: origin("paths"),
-                template: text.clone(),
-            })
+    let paths = file
+        .paths
+        .map(|paths| {
+            paths
+                .iter()
+                .map(|text| {
+                    Template::parse(text).ok_or_else(|| ConfigError::Route {
+                        origin: origin("paths"),
+                        template: text.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
-        .collect::<Result<_, _>>()?;
+        .transpose()?;
     let fields = |field: &str, given, defaults| {
         strings(given, defaults)
             .iter()
@@ -110,7 +105,22 @@ mod tests {
         assert!(config.is_model_call("/v1/chat/completions"));
         assert!(config.is_model_call("/v1/messages"));
         assert!(config.is_model_call("/openai/deployments/gpt4o/chat/completions"));
+        assert!(config.is_model_call("/v1beta/models/gemini-2.0-flash:generateContent"));
+        assert!(config.is_model_call("/api/chat"));
         assert!(!config.is_model_call("/v1/models"));
+        let only = build(
+            FileLlm {
+                paths: Some(vec!["/gateway/{model}/chat".into()]),
+                ..FileLlm::default()
+            },
+            "f",
+        )
+        .unwrap();
+        assert!(only.is_model_call("/gateway/m1/chat"));
+        assert!(
+            !only.is_model_call("/v1/chat/completions"),
+            "paths replace the defaults"
+        );
         assert!(config.host_allowed("api.openai.com"));
     }
 

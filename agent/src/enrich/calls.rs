@@ -9,6 +9,9 @@ use crate::{
 
 /// Distinct token types per service (usage objects name their own).
 const MAX_TOKEN_TYPES: usize = 16;
+/// Distinct error types of model calls per service (providers name their
+/// own).
+const MAX_ERROR_TYPES: usize = 16;
 
 pub struct Calls {
     pub llm: LlmConfig,
@@ -18,6 +21,7 @@ pub struct Calls {
     pub hosts: LabelLimit,
     pub models: LabelLimit,
     pub token_types: LabelLimit,
+    pub error_types: LabelLimit,
 }
 
 impl Calls {
@@ -34,6 +38,7 @@ impl Calls {
             hosts: LabelLimit::new(max_hosts, clock),
             models: LabelLimit::new(llm.max_models, clock),
             token_types: LabelLimit::new(MAX_TOKEN_TYPES, clock),
+            error_types: LabelLimit::new(MAX_ERROR_TYPES, clock),
         }
     }
 

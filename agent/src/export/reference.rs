@@ -161,11 +161,13 @@ pub const SECTIONS: &[Section] = &[
     Section {
         title: "HTTP calls and model providers, from the service's connections",
         measured: "eBPF: the service's client sockets, and OpenSSL's plaintext through \
-                   uprobes, parsed as HTTP/1.x or HTTP/2; model calls by request path ([llm] in the \
-                   configuration), tokens from the response's usage object.",
+                   uprobes, parsed as HTTP/1.x or HTTP/2; model calls by request path (the APIs \
+                   loupe knows, or [llm] paths in the configuration), tokens from the response's \
+                   usage object, error types from an unsuccessful response.",
         defs: &[
             c::HTTP_CLIENT_REQUESTS,
             c::HTTP_CLIENT_REQUEST_DURATION,
+            c::LLM_REQUESTS,
             c::LLM_TOKENS_USED,
             c::LLM_REQUEST_DURATION,
             c::LLM_TIME_TO_FIRST_TOKEN,
@@ -174,6 +176,11 @@ pub const SECTIONS: &[Section] = &[
             (
                 "Calls per second by host and status",
                 "sum by (service, host, status) (rate(http_client_requests_total[5m]))",
+            ),
+            (
+                "Share of model calls that failed, by provider",
+                "sum by (service, provider) (rate(llm_requests_total{error_type!=\"\"}[5m])) / \
+                 sum by (service, provider) (rate(llm_requests_total[5m]))",
             ),
             (
                 "Output tokens per minute by model",

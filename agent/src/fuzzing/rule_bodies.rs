@@ -17,6 +17,15 @@ use crate::{
 
 static LLM: LazyLock<LlmConfig> = LazyLock::new(LlmConfig::default);
 
+/// A call path of each built-in provider, and one no provider knows.
+const MODEL_PATHS: [&str; 5] = [
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+    "/api/chat",
+    "/gateway/chat",
+];
+
 pub fn run(data: &[u8]) {
     let Some((&mode, bytes)) = data.split_first() else {
         return;
@@ -29,9 +38,14 @@ pub fn run(data: &[u8]) {
     let limit = 4096;
     let (docs, _) = documents(&body, limit);
     assert!(docs.len() <= bytes.len() / 2 + 1);
-    if let Ok(call) = llm::read_call(&body, &LLM) {
-        assert!(call.model.len() <= 100 && call.tokens.iter().all(|(_, n)| *n > 0));
-    }
+    let model_path = MODEL_PATHS[usize::from(mode >> 5) % MODEL_PATHS.len()];
+    let status = if mode & 16 != 0 { 429 } else { 200 };
+    let call = llm::read_call(model_path, Some(status), &body, &LLM);
+    assert!(call.model.len() <= 100 && call.tokens.iter().all(|(_, n)| *n > 0));
+    assert!(
+        call.error_type
+            .is_none_or(|t| !t.is_empty() && t.len() <= 64)
+    );
     let rules = RuleSet {
         rules: default_rules(),
         semantic: Semantic::default(),

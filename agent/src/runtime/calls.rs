@@ -31,22 +31,35 @@ impl State {
         if !self.enrich.calls.llm.host_allowed(sent_host) {
             return;
         }
-        let model_call = match llm::read_call(body, &self.enrich.calls.llm) {
-            Ok(model_call) => model_call,
-            Err(err) => {
-                let labels = ["llm", err.as_str()];
-                self.export.metrics.rule_errors.of(&id, &labels).inc();
-                return;
-            }
-        };
+        let model_call = llm::read_call(&call.path, call.status, body, &self.enrich.calls.llm);
         let model = self.enrich.calls.models.label(service, &model_call.model);
+        let error_type = match &model_call.error_type {
+            Some(kind) => self.enrich.calls.error_types.label(service, kind),
+            None => String::new(),
+        };
+        let counted = [
+            host.as_str(),
+            model_call.provider,
+            model.as_str(),
+            &status,
+            &error_type,
+        ];
+        self.export.metrics.llm_requests.of(&id, &counted).inc();
+        if model_call.error_type.is_some() {
+            return;
+        }
+        if let Some(err) = model_call.unread {
+            let labels = ["llm", err.as_str()];
+            self.export.metrics.rule_errors.of(&id, &labels).inc();
+            return;
+        }
         let labels = [host.as_str(), model.as_str()];
         self.export
             .metrics
             .llm_duration
             .of(&id, &labels)
             .observe(seconds);
-        if body.event_stream {
+        if model_call.streamed {
             let first = call.first_byte_ns.saturating_sub(call.start_ns) as f64 / 1e9;
             self.export
                 .metrics

@@ -8,10 +8,11 @@ use serde_json::Value;
 use super::error::RuleError;
 use crate::protocols::http1::exchange::BodyBytes;
 
-/// The documents of a body: one for JSON, one per `data:` event of a
-/// stream (non-JSON events such as `[DONE]` are skipped). Errors say why
-/// nothing could be read; a stream with some malformed events yields the
-/// others and the error.
+/// The documents of a body: one per JSON value (one for a JSON body; one
+/// per line of newline-delimited JSON, as Ollama streams), one per `data:`
+/// event of a `text/event-stream` (non-JSON events such as `[DONE]` are
+/// skipped). Errors say why nothing more could be read; a stream with a
+/// malformed or cut value yields the values before it and the error.
 pub fn documents(body: &BodyBytes, limit: usize) -> (Vec<Value>, Option<RuleError>) {
     let mut text = if body.chunked {
         dechunk(&body.bytes)
@@ -34,11 +35,15 @@ pub fn documents(body: &BodyBytes, limit: usize) -> (Vec<Value>, Option<RuleErro
     if body.event_stream {
         return events(&text, complete);
     }
-    match serde_json::from_slice(&text) {
-        Ok(value) => (vec![value], None),
-        Err(_) if !complete => (Vec::new(), Some(RuleError::Truncated)),
-        Err(_) => (Vec::new(), Some(RuleError::MalformedJson)),
+    let mut docs = Vec::new();
+    for value in serde_json::Deserializer::from_slice(&text).into_iter::<Value>() {
+        match value {
+            Ok(value) => docs.push(value),
+            Err(_) if !complete => return (docs, Some(RuleError::Truncated)),
+            Err(_) => return (docs, Some(RuleError::MalformedJson)),
+        }
     }
+    (docs, None)
 }
 
 /// The data of a chunked body, as far as it is there.
@@ -81,36 +86,67 @@ fn gunzip(bytes: &[u8], limit: usize) -> Result<(Vec<u8>, bool), RuleError> {
     }
 }
 
+/// The JSON events of a `text/event-stream`, by the format's rules: lines
+/// end with CRLF, LF or CR; `data:` lines (one leading space dropped) are
+/// joined by newlines; an empty line ends an event. An event not ended
+/// when the body is cut short is dropped; at the end of a whole body it
+/// counts.
 fn events(text: &[u8], complete: bool) -> (Vec<Value>, Option<RuleError>) {
     let text = String::from_utf8_lossy(text);
     let mut docs = Vec::new();
     let mut error = None;
-    let mut blocks: Vec<&str> = text.split("\n\n").collect();
-    if !complete && blocks.len() > 1 {
-        blocks.pop(); // the last event may be cut short
-    }
-    for block in blocks {
-        let data: Vec<&str> = block
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim)
-            .collect();
-        if data.is_empty() {
-            continue;
-        }
-        let data = data.join("\n");
-        if !data.starts_with('{') {
-            continue; // `[DONE]` and other non-object events
+    let mut data: Option<String> = None;
+    let mut dispatch = |data: Option<String>| {
+        let Some(data) = data else {
+            return;
+        };
+        if !data.trim_start().starts_with('{') {
+            return; // `[DONE]` and other non-object events
         }
         match serde_json::from_str(&data) {
             Ok(value) => docs.push(value),
             Err(_) => error = Some(RuleError::MalformedJson),
         }
+    };
+    for line in sse_lines(&text) {
+        if line.is_empty() {
+            dispatch(data.take());
+        } else if let Some(value) = line.strip_prefix("data:") {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match &mut data {
+                Some(joined) => {
+                    joined.push('\n');
+                    joined.push_str(value);
+                }
+                None => data = Some(value.to_owned()),
+            }
+        }
+    }
+    if complete {
+        dispatch(data);
     }
     if docs.is_empty() && error.is_none() && !complete {
         error = Some(RuleError::Truncated);
     }
     (docs, error)
+}
+
+/// The lines of `text`, each ended by CRLF, LF or CR (the last one by the
+/// end of the text).
+fn sse_lines(mut text: &str) -> impl Iterator<Item = &str> {
+    std::iter::from_fn(move || {
+        if text.is_empty() {
+            return None;
+        }
+        let end = text.find(['\r', '\n']).unwrap_or(text.len());
+        let line = &text[..end];
+        let rest = &text[end..];
+        text = rest
+            .strip_prefix("\r\n")
+            .or_else(|| rest.strip_prefix(['\r', '\n']))
+            .unwrap_or(rest);
+        Some(line)
+    })
 }
 
 #[cfg(test)]
@@ -134,6 +170,22 @@ mod tests {
         let mut cut = body(br#"{"usage": {"input"#);
         cut.complete = false;
         assert_eq!(documents(&cut, 1024).1, Some(RuleError::Truncated));
+    }
+
+    #[test]
+    fn newline_delimited_json_is_a_document_per_value() {
+        let lines =
+            b"{\"done\": false}\n{\"done\": false}\r\n\n{\"done\": true, \"eval_count\": 9}\n";
+        let (docs, err) = documents(&body(lines), 1024);
+        assert_eq!(err, None);
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[2]["eval_count"], 9);
+        let (docs, err) = documents(&body(b"{\"a\": 1}\n{broken"), 1024);
+        assert_eq!((docs.len(), err), (1, Some(RuleError::MalformedJson)));
+        let mut cut = body(b"{\"a\": 1}\n{\"b\"");
+        cut.complete = false;
+        let (docs, err) = documents(&cut, 1024);
+        assert_eq!((docs.len(), err), (1, Some(RuleError::Truncated)));
     }
 
     #[test]
@@ -177,5 +229,20 @@ mod tests {
         stream.bytes.extend_from_slice(b"data: {broken\n\n");
         let (docs, err) = documents(&stream, 1024);
         assert_eq!((docs.len(), err), (2, Some(RuleError::MalformedJson)));
+    }
+
+    #[test]
+    fn event_stream_lines_end_in_crlf_lf_or_cr() {
+        let mut stream = body(
+            b"data: {\"a\": 1}\r\n\r\ndata: {\"b\":\r\ndata: 2}\r\rdata:{\"c\": 3}\n\n: comment\n\ndata: {\"d\": 4}",
+        );
+        stream.event_stream = true;
+        let (docs, err) = documents(&stream, 1024);
+        assert_eq!(err, None);
+        assert_eq!(docs.len(), 4, "{docs:?}");
+        assert_eq!(docs[1]["b"], 2, "data lines joined");
+        assert_eq!(docs[3]["d"], 4, "a whole body's last event counts");
+        stream.complete = false;
+        assert_eq!(documents(&stream, 1024).0.len(), 3, "a cut one does not");
     }
 }

@@ -144,16 +144,22 @@ fn truthy(value: &str) -> Option<bool> {
 }
 
 /// The token type a usage field stands for (`None`: not a token count).
+/// The token type of a usage field `X_tokens`, named as the built-in
+/// providers name them (`enrich::llm`).
 fn token_type(key: &str) -> Option<&str> {
     match key.strip_suffix("_tokens")? {
         "prompt" => Some("input"),
         "completion" => Some("output"),
+        "cache_read_input" => Some("cache_read"),
+        "cache_creation_input" => Some("cache_creation"),
         "total" | "" => None,
         other => Some(other),
     }
 }
 
-fn count(value: &Value) -> Option<u64> {
+/// A token count: a non-negative integer (written as one, or as a float
+/// without a fraction).
+pub fn count(value: &Value) -> Option<u64> {
     value.as_u64().or_else(|| {
         value
             .as_f64()
@@ -174,7 +180,8 @@ pub struct Usage {
 }
 
 impl Usage {
-    fn set(&mut self, kind: &str, n: u64) {
+    /// Sets the count of token type `kind` (a later value wins).
+    pub fn set(&mut self, kind: &str, n: u64) {
         match self.tokens.iter_mut().find(|(k, _)| k == kind) {
             Some(slot) => slot.1 = n,
             None => self.tokens.push((kind.to_owned(), n)),

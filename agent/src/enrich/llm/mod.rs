@@ -1,0 +1,410 @@
+//! Calls to model providers: from a response body to the model it names
+//! and the tokens its usage object reports, read the way its provider's
+//! API writes them (`providers`), or through the configured fields for
+//! paths no provider knows. Pure; the body is dropped by the caller
+//! afterwards.
+mod providers;
+
+use serde_json::Value;
+
+use self::providers::{Provider, at, provider_of};
+use crate::{
+    enrich::{
+        endpoint::Template,
+        rules::{
+            FieldPath,
+            body::documents,
+            eval::{RuleError, Usage, count},
+        },
+    },
+    protocols::http1::exchange::BodyBytes,
+};
+
+/// Which calls are model calls, and where their answers keep the model
+/// and the usage (the `[llm]` section).
+#[derive(Clone, Debug)]
+pub struct LlmConfig {
+    /// Request paths of model calls; `None`: every known provider's.
+    pub paths: Option<Vec<Template>>,
+    pub hosts: Vec<String>,
+    pub usage: Vec<FieldPath>,
+    pub model: Vec<FieldPath>,
+    pub max_body: usize,
+    pub max_models: usize,
+}
+
+impl LlmConfig {
+    /// Whether a call on `path` is a model call (its response is kept).
+    pub fn is_model_call(&self, path: &str) -> bool {
+        match &self.paths {
+            Some(paths) => paths.iter().any(|t| t.matches_path(path)),
+            None => provider_of(path).is_some(),
+        }
+    }
+
+    /// Whether a call to `host` (its `Host` header) counts as a model call.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host);
+        self.hosts.is_empty()
+            || self.hosts.iter().any(|h| match h.strip_prefix("*.") {
+                Some(domain) => name
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.ends_with('.')),
+                None => name == h,
+            })
+    }
+}
+
+/// `host` without its port (`[::1]:8443` -> `[::1]`).
+pub fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// Longest model name exported; longer ones are cut.
+const MAX_MODEL_LEN: usize = 100;
+
+/// What a model call's response says.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ModelCall {
+    /// The API the call was made in (see `providers`), `other` for a
+    /// configured path none knows.
+    pub provider: &'static str,
+    /// As the response names it, else as the path does (`unknown` when
+    /// neither does).
+    pub model: String,
+    /// Token counts by type; for a stream, the last value of each type.
+    pub tokens: Vec<(String, u64)>,
+    /// The answer came as a stream of events (server-sent events, JSON
+    /// lines, a streamed JSON array), so its first byte is its first token.
+    pub streamed: bool,
+    /// For an unsuccessful answer (status not 2xx): the provider's error
+    /// type, or `unknown` when it names none.
+    pub error_type: Option<String>,
+    /// For a successful answer: why its usage could not be read.
+    pub unread: Option<RuleError>,
+}
+
+/// A model name fit for a label: printable characters only, bounded.
+fn clean(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(MAX_MODEL_LEN)
+        .collect()
+}
+
+/// Where an unsuccessful answer on a configured path names its error type.
+const OTHER_ERROR_TYPE: &[&str] = &["error.type", "error.code", "error.status"];
+/// Longest error type exported; a longer or odd one is `unknown`.
+const MAX_ERROR_TYPE_LEN: usize = 64;
+
+/// An error type fit for a label: a word (letters, digits, `_.:-`).
+fn error_type(text: &str) -> Option<String> {
+    (!text.is_empty()
+        && text.len() <= MAX_ERROR_TYPE_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b)))
+    .then(|| text.to_owned())
+}
+
+/// Reads the response of a model call on `path` that answered `status`
+/// (JSON, a stream of JSON values such as Ollama's lines, a streamed JSON
+/// array such as Gemini's, or a `text/event-stream` of JSON events).
+pub fn read_call(
+    path: &str,
+    status: Option<u16>,
+    body: &BodyBytes,
+    config: &LlmConfig,
+) -> ModelCall {
+    let (docs, err) = documents(body, config.max_body);
+    let streamed = body.event_stream || docs.len() > 1 || docs.first().is_some_and(Value::is_array);
+    // A streamed JSON array's elements are the stream's events.
+    let docs: Vec<Value> = docs
+        .into_iter()
+        .flat_map(|doc| match doc {
+            Value::Array(items) => items,
+            doc => vec![doc],
+        })
+        .collect();
+    let provider = provider_of(path);
+    let first_str = |fields: &[&str]| {
+        docs.iter()
+            .find_map(|doc| fields.iter().find_map(|f| at(doc, f)?.as_str()))
+    };
+    let model = match provider {
+        Some(provider) => first_str(provider.model).or_else(|| (provider.model_in_path)(path)),
+        None => docs
+            .iter()
+            .find_map(|doc| config.model.iter().find_map(|f| f.get(doc)?.as_str())),
+    };
+    let mut call = ModelCall {
+        provider: provider.map_or("other", |p| p.name),
+        model: model
+            .map(clean)
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned()),
+        tokens: Vec::new(),
+        streamed,
+        error_type: None,
+        unread: None,
+    };
+    if status.is_some_and(|s| !(200..300).contains(&s)) {
+        let fields = provider.map_or(OTHER_ERROR_TYPE, |p| p.error_type);
+        call.error_type = Some(
+            first_str(fields)
+                .and_then(error_type)
+                .unwrap_or_else(|| "unknown".to_owned()),
+        );
+        return call;
+    }
+    let mut usage = match provider {
+        Some(provider) => provider_usage(provider, &docs),
+        None => {
+            let mut usage = Usage::default();
+            let paths: Vec<&FieldPath> = config.usage.iter().collect();
+            usage.read(&docs, &paths);
+            usage
+        }
+    };
+    if !usage.found {
+        call.unread = Some(err.unwrap_or(RuleError::MissingField));
+    } else if usage.bad {
+        call.unread = Some(RuleError::NotNumeric);
+    } else {
+        usage.tokens.retain(|(_, n)| *n > 0);
+        call.tokens = usage.tokens;
+    }
+    call
+}
+
+/// The token counts of `provider`'s usage objects in `docs`; a later
+/// document (a stream's later event) overrides an earlier count.
+fn provider_usage(provider: &Provider, docs: &[Value]) -> Usage {
+    let mut usage = Usage::default();
+    for doc in docs {
+        for object in provider.usage {
+            let Some(found) = at(doc, object.at).filter(|v| v.is_object()) else {
+                continue;
+            };
+            for (field, kind) in object.fields {
+                match at(found, field) {
+                    None | Some(Value::Null) => {}
+                    Some(value) => {
+                        usage.found = true;
+                        match count(value) {
+                            Some(n) => usage.set(kind, n),
+                            None => usage.bad = true,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(text: &str, event_stream: bool) -> BodyBytes {
+        let mut body = BodyBytes::whole(text.as_bytes());
+        body.event_stream = event_stream;
+        body
+    }
+
+    /// By token type.
+    fn tokens(call: &ModelCall) -> Vec<(&str, u64)> {
+        let mut tokens: Vec<(&str, u64)> =
+            call.tokens.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        tokens.sort_unstable();
+        tokens
+    }
+
+    #[test]
+    fn openai_json() {
+        let text = r#"{"id":"c1","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42,"prompt_tokens_details":{"cached_tokens":0}}}"#;
+        let call = read("/v1/chat/completions", text, false);
+        assert_eq!(call.model, "gpt-4o-mini");
+        assert_eq!(tokens(&call), [("input", 12), ("output", 30)]);
+    }
+
+    #[test]
+    fn anthropic_stream_keeps_the_last_value_of_each_type() {
+        let text = "event: message_start\n\
+            data: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1,\"cache_read_input_tokens\":7}}}\n\n\
+            event: content_block_delta\n\
+            data: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"Hi\"}}\n\n\
+            event: message_delta\n\
+            data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n";
+        let call = read("/v1/messages", text, true);
+        assert_eq!(call.model, "claude-sonnet-4");
+        assert_eq!(
+            tokens(&call),
+            [("cache_read", 7), ("input", 25), ("output", 15)]
+        );
+    }
+
+    #[test]
+    fn openai_stream_with_usage_in_its_last_chunk() {
+        let text = "data: {\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n\
+            data: {\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":9}}\n\n\
+            data: [DONE]\n\n";
+        let call = read("/v1/chat/completions", text, true);
+        assert_eq!(tokens(&call), [("input", 5), ("output", 9)]);
+    }
+
+    #[test]
+    fn responses_without_usage_say_why() {
+        let unread = |text: &str| read("/v1/messages", text, false).unread;
+        assert_eq!(unread(r#"{"model":"m"}"#), Some(RuleError::MissingField));
+        assert_eq!(unread("{\"usage\":"), Some(RuleError::MalformedJson));
+        let text = r#"{"model":"m\u0000\nx","usage":{"input_tokens":"many"}}"#;
+        let call = read("/v1/messages", text, false);
+        assert_eq!(call.unread, Some(RuleError::NotNumeric));
+        assert_eq!(call.model, "mx", "no control characters in a label");
+    }
+
+    #[test]
+    fn unsuccessful_answers_name_their_error_type() {
+        let failed = |path: &str, status: u16, text: &str| {
+            let call = read_call(
+                path,
+                Some(status),
+                &body(text, false),
+                &LlmConfig::default(),
+            );
+            assert!(call.tokens.is_empty() && call.unread.is_none(), "{call:?}");
+            (call.provider, call.model, call.error_type.unwrap())
+        };
+        let openai = r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+        assert_eq!(
+            failed("/v1/chat/completions", 429, openai),
+            ("openai", "unknown".into(), "insufficient_quota".into())
+        );
+        let anthropic =
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(failed("/v1/messages", 529, anthropic).2, "overloaded_error");
+        let gemini = r#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(
+            failed(
+                "/v1beta/models/gemini-2.0-flash:generateContent",
+                429,
+                gemini
+            ),
+            (
+                "gcp.gemini",
+                "gemini-2.0-flash".into(),
+                "RESOURCE_EXHAUSTED".into()
+            )
+        );
+        let ollama = r#"{"error":"model 'llama9' not found, try pulling it first"}"#;
+        assert_eq!(failed("/api/chat", 404, ollama).2, "unknown");
+        assert_eq!(
+            failed("/v1/messages", 502, "<html>Bad gateway</html>").2,
+            "unknown"
+        );
+        let odd = r#"{"error":{"type":"rate limit, try again in 20s"}}"#;
+        assert_eq!(failed("/v1/chat/completions", 429, odd).2, "unknown");
+        assert_eq!(
+            failed("/gateway/chat", 503, r#"{"error":{"code":"busy"}}"#).2,
+            "busy"
+        );
+    }
+
+    fn read(path: &str, text: &str, event_stream: bool) -> ModelCall {
+        read_call(
+            path,
+            Some(200),
+            &body(text, event_stream),
+            &LlmConfig::default(),
+        )
+    }
+
+    #[test]
+    fn openai_details_are_cache_reads_and_reasoning() {
+        let text = r#"{"model":"o3-mini","usage":{"prompt_tokens":100,"completion_tokens":40,"prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":25}}}"#;
+        let call = read("/v1/chat/completions", text, false);
+        assert_eq!(
+            tokens(&call),
+            [
+                ("cache_read", 64),
+                ("input", 100),
+                ("output", 40),
+                ("reasoning", 25)
+            ]
+        );
+        // The Responses API's stream ends with `response.completed`.
+        let text = "event: response.created\n\
+            data: {\"type\":\"response.created\",\"response\":{\"model\":\"gpt-4.1\",\"usage\":null}}\n\n\
+            event: response.completed\n\
+            data: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-4.1\",\"usage\":{\"input_tokens\":8,\"output_tokens\":3,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens_details\":{\"reasoning_tokens\":0}}}}\n\n";
+        let call = read("/v1/responses", text, true);
+        assert_eq!(call.model, "gpt-4.1");
+        assert_eq!(tokens(&call), [("input", 8), ("output", 3)]);
+    }
+
+    #[test]
+    fn gemini_json_sse_and_streamed_array() {
+        let usage = r#""usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":30,"cachedContentTokenCount":4,"thoughtsTokenCount":7,"totalTokenCount":49}"#;
+        let json = format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{{"text":"hi"}}]}}}}],{usage},"modelVersion":"gemini-2.0-flash-001"}}"#
+        );
+        let path = "/v1beta/models/gemini-2.0-flash:generateContent";
+        let call = read(path, &json, false);
+        assert_eq!(call.model, "gemini-2.0-flash-001");
+        let expected = [
+            ("cache_read", 4),
+            ("input", 12),
+            ("output", 30),
+            ("reasoning", 7),
+        ];
+        assert_eq!(tokens(&call), expected);
+        // Streamed: usage so far in every chunk; the last one counts.
+        let early =
+            r#"{"candidates":[],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":2}}"#;
+        let path = "/v1beta/models/gemini-2.0-flash:streamGenerateContent";
+        let sse = format!("data: {early}\r\n\r\ndata: {json}\r\n\r\n").replace("\r\n", "\n");
+        assert_eq!(tokens(&read(path, &sse, true)), expected);
+        let array = format!("[{early}\n,\r\n{json}]");
+        assert_eq!(tokens(&read(path, &array, false)), expected);
+        // No model in the answer: the path's.
+        let bare = format!("{{{usage}}}");
+        assert_eq!(read(path, &bare, false).model, "gemini-2.0-flash");
+    }
+
+    #[test]
+    fn ollama_json_and_its_lines() {
+        let last = r#"{"model":"llama3.2","done":true,"total_duration":5043500667,"prompt_eval_count":26,"eval_count":290}"#;
+        let call = read("/api/generate", last, false);
+        assert_eq!(call.model, "llama3.2");
+        assert_eq!(tokens(&call), [("input", 26), ("output", 290)]);
+        let lines = format!(
+            "{{\"model\":\"llama3.2\",\"message\":{{\"content\":\"a\"}},\"done\":false}}\n{last}\n"
+        );
+        assert_eq!(
+            tokens(&read("/api/chat", &lines, false)),
+            [("input", 26), ("output", 290)]
+        );
+        // A stream cut before its last line has no usage.
+        let mut cut = body(&lines[..lines.len() - 20], false);
+        cut.complete = false;
+        let call = read_call("/api/chat", Some(200), &cut, &LlmConfig::default());
+        assert_eq!(call.unread, Some(RuleError::Truncated));
+    }
+
+    #[test]
+    fn paths_no_provider_knows_use_the_configured_fields() {
+        let text = r#"{"model":"m","usage":{"prompt_tokens":3,"completion_tokens":4,"cache_read_input_tokens":2}}"#;
+        let call = read("/gateway/chat", text, false);
+        assert_eq!(
+            tokens(&call),
+            [("cache_read", 2), ("input", 3), ("output", 4)]
+        );
+    }
+}
