@@ -9,8 +9,8 @@
 use loupe_tests::{
     Agent,
     agent_service::{REFUSED_PROMPT, agent_service_with, invoke_agent},
-    fixture, free_port, series, served,
-    tls::{Certificate, tls_config},
+    fixture, free_port, scratch_file, series, served,
+    tls::Certificate,
     watch_port,
 };
 
@@ -42,6 +42,23 @@ const MODELS: &[(&str, &str, u32)] = &[
 ];
 /// Gemini's cached and reasoning tokens per call (the fake provider's).
 const GEMINI_EXTRA: &[(&str, u32)] = &[("cache_read", 4), ("reasoning", 7)];
+/// Prices (dollars per million tokens) for three of the four models;
+/// llama3.2 has none.
+const PRICES: &str = "[llm.prices]\n\
+    \"gpt-4o-mini\" = { input = 0.5, output = 2 }\n\
+    \"claude-sonnet-4*\" = { input = 3, output = 15 }\n\
+    \"gemini-2.0-flash\" = { input = 0.25, output = 1, cache_read = 0.0625 }\n";
+/// `(model, micro-dollars per call)` at those prices: 15 input and 17
+/// output tokens; 15 and 23; 11 input and 4 cached of Gemini's 15, and 29
+/// output and 7 thinking tokens, which Gemini bills as output.
+const COST_PER_CALL: &[(&str, f64)] = &[
+    ("gpt-4o-mini", 15.0 * 0.5 + 17.0 * 2.0),
+    ("claude-sonnet-4", 15.0 * 3.0 + 23.0 * 15.0),
+    (
+        "gemini-2.0-flash",
+        11.0 * 0.25 + 4.0 * 0.0625 + (29.0 + 7.0) * 1.0,
+    ),
+];
 /// `(agent, refused calls, provider, model, status, error type)`: the
 /// error answers name no model, but Gemini's path does.
 const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
@@ -106,7 +123,9 @@ fn model_calls(service: &str, tls: bool, http2: bool) {
             u8::from(http2)
         ),
     );
-    let config = tls_config(service);
+    let config = scratch_file("calls.toml");
+    std::fs::write(&config, format!("[http]\ntls = true\n{PRICES}")).expect("write the config");
+    let config = config.display().to_string();
     let agent = watch_port(port, service, &["--config", &config]);
     for (name, stream, count) in PLAN {
         for _ in 0..*count {
@@ -195,6 +214,25 @@ fn model_calls(service: &str, tls: bool, http2: bool) {
             &series("llm_time_to_first_token_seconds_count", &per_model),
             f64::from(runs(Some(true))),
         );
+        // The tokens are all in: so is what they cost.
+        let scrape = agent.scrape();
+        match COST_PER_CALL.iter().find(|(m, _)| m == model) {
+            Some((_, micros)) => {
+                let cost = scrape
+                    .get(&series("llm_cost_dollars_total", &per_model))
+                    .unwrap_or(0.0);
+                let expected = micros * f64::from(runs(None)) / 1e6;
+                assert!(
+                    (cost - expected).abs() <= expected * 1e-9,
+                    "{model}: {cost} {expected}"
+                );
+            }
+            None => {
+                let unpriced = [("service", service), ("model", model)];
+                let series = series("loupe_llm_unpriced_calls_total", &unpriced);
+                assert_eq!(scrape.get(&series), Some(f64::from(runs(None))), "{model}");
+            }
+        }
     }
     check_nothing_else(&agent, service, calls);
 }

@@ -123,6 +123,7 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
              service = \"agent-api\"\n\
              users_table = \"{prefix}users\"\napi_keys_table = \"{prefix}api_keys\"\n\
              sessions_table = \"{prefix}sessions\"\n\
+             [llm.prices]\n\"gpt-4o-mini\" = {{ input = 0.15, output = 0.6 }}\n\
              [[services]]\nname = \"agent-api\"\nports = [{port}]\n\
              exclude_paths = [\"/health\"]\n\
              [[services]]\nname = \"grpc-api\"\nports = [{grpc_port}]\n"

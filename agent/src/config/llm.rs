@@ -1,9 +1,12 @@
 //! The `[llm]` section: which HTTP calls of a service go to a model
 //! provider, and where their responses keep the model and the token usage.
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::ConfigError;
 pub use crate::enrich::llm::LlmConfig;
+use crate::enrich::llm::prices::{Price, Prices};
 use crate::enrich::{endpoint::Template, rules::FieldPath};
 
 /// Usage objects of calls on configured paths no built-in provider knows:
@@ -33,6 +36,43 @@ pub struct FileLlm {
     pub max_body: Option<usize>,
     /// Distinct `model` values per service (default 20).
     pub max_models: Option<usize>,
+    /// Dollars per million tokens by model (`[llm.prices]`): a name, or a
+    /// prefix ending in `*`.
+    pub prices: Option<BTreeMap<String, Price>>,
+}
+
+/// The price table, checked: names not empty, `*` only at the end, every
+/// price a finite number of dollars, not negative.
+fn prices(file: BTreeMap<String, Price>, origin: &str) -> Result<Prices, ConfigError> {
+    let mut rules = Vec::new();
+    for (name, price) in file {
+        let refuse = |reason: String| ConfigError::Rule {
+            origin: format!("{origin}.\"{name}\""),
+            reason,
+        };
+        if name.is_empty() || name.trim_end_matches('*').contains('*') {
+            return Err(refuse(
+                "a model name, or a prefix ending in `*` (e.g. \"claude-sonnet-4*\")".into(),
+            ));
+        }
+        let given = [
+            ("input", Some(price.input)),
+            ("output", Some(price.output)),
+            ("cache_read", price.cache_read),
+            ("cache_creation", price.cache_creation),
+        ];
+        if let Some((kind, value)) = given.iter().find_map(|(kind, value)| {
+            value
+                .filter(|v| !v.is_finite() || *v < 0.0)
+                .map(|v| (kind, v))
+        }) {
+            return Err(refuse(format!(
+                "{kind} = {value} is not a price; give dollars per million tokens, 0 or more"
+            )));
+        }
+        rules.push((name, price));
+    }
+    Ok(Prices::new(rules))
 }
 
 pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
@@ -85,6 +125,7 @@ pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
         model: fields("model", file.model, DEFAULT_MODEL)?,
         max_body: max("max_body", file.max_body, DEFAULT_MAX_BODY)?,
         max_models: max("max_models", file.max_models, DEFAULT_MAX_MODELS)?,
+        prices: prices(file.prices.unwrap_or_default(), &origin("prices"))?,
     })
 }
 
@@ -138,6 +179,33 @@ mod tests {
         assert!(!config.host_allowed("api.anthropic.com"));
         assert_eq!(crate::enrich::llm::host_name("[::1]:8443"), "[::1]");
         assert_eq!(crate::enrich::llm::host_name("::1"), "::1");
+    }
+
+    #[test]
+    fn prices_are_checked() {
+        let table = |text: &str| {
+            let file: FileLlm = toml::from_str(text).unwrap();
+            build(file, "f.toml")
+        };
+        let config = table(
+            "[prices]\n\"gpt-4o-mini\" = { input = 0.15, output = 0.6, cache_read = 0.075 }\n\
+             \"claude-sonnet-4*\" = { input = 3, output = 15 }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.prices.of("gpt-4o-mini").unwrap().cache_read,
+            Some(0.075)
+        );
+        assert_eq!(config.prices.of("claude-sonnet-4-5").unwrap().output, 15.0);
+        let err = table("[prices]\nm = { input = -1, output = 1 }\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("f.toml: llm.prices.\"m\": input = -1"),
+            "{err}"
+        );
+        let err = table("[prices]\n\"a*b\" = { input = 1, output = 1 }\n").unwrap_err();
+        assert!(err.to_string().contains("prefix ending in `*`"), "{err}");
+        assert!(toml::from_str::<FileLlm>("[prices]\nm = { input = 1 }\n").is_err());
     }
 
     #[test]

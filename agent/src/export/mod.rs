@@ -28,6 +28,7 @@ pub const OTHER: &str = "__other__";
 enum Family {
     Gauge(Labelled<IntGaugeVec>),
     Counter(Labelled<IntCounterVec>),
+    FloatCounter(Labelled<CounterVec>),
     Histogram(Labelled<HistogramVec>),
 }
 
@@ -76,6 +77,16 @@ impl Builder {
         let vec = Labelled::new(vec, expand);
         self.families.insert(def.name, Family::Counter(vec.clone()));
         vec
+    }
+
+    fn expiring_float_counters(&mut self, def: &Def) -> Expiring<CounterVec> {
+        let (labels, expand) = self.labels(def);
+        let vec = self
+            .register(CounterVec::new(Opts::new(def.name, def.help), &labels).expect("valid def"));
+        let vec = Labelled::new(vec, expand);
+        self.families
+            .insert(def.name, Family::FloatCounter(vec.clone()));
+        self.expiring(vec)
     }
 
     fn histograms(&mut self, def: &Def, buckets: &[f64]) -> Labelled<HistogramVec> {
@@ -215,6 +226,8 @@ pub struct Metrics {
     pub client_duration: Expiring<HistogramVec>,
     pub llm_requests: Expiring<IntCounterVec>,
     pub llm_tokens: Expiring<IntCounterVec>,
+    pub llm_cost: Expiring<CounterVec>,
+    pub llm_unpriced: Expiring<IntCounterVec>,
     pub llm_duration: Expiring<HistogramVec>,
     pub llm_first_token: Expiring<HistogramVec>,
     pub redis_server: RedisServer,
@@ -308,6 +321,8 @@ impl Metrics {
             client_duration: b.expiring_histograms(&c::HTTP_CLIENT_REQUEST_DURATION, buckets::HTTP),
             llm_requests: b.expiring_counters(&c::LLM_REQUESTS),
             llm_tokens: b.expiring_counters(&c::LLM_TOKENS_USED),
+            llm_cost: b.expiring_float_counters(&c::LLM_COST),
+            llm_unpriced: b.expiring_counters(&c::LLM_UNPRICED),
             llm_duration: b.expiring_histograms(&c::LLM_REQUEST_DURATION, buckets::EXECUTION),
             llm_first_token: b.expiring_histograms(&c::LLM_TIME_TO_FIRST_TOKEN, buckets::EXECUTION),
             redis_server: RedisServer {
@@ -378,6 +393,7 @@ impl Metrics {
         let _ = match self.families.get(name) {
             Some(Family::Gauge(vec)) => vec.remove_of(service, rest),
             Some(Family::Counter(vec)) => vec.remove_of(service, rest),
+            Some(Family::FloatCounter(vec)) => vec.remove_of(service, rest),
             Some(Family::Histogram(vec)) => vec.remove_of(service, rest),
             None => Ok(()),
         };

@@ -169,6 +169,7 @@ pub const SECTIONS: &[Section] = &[
             c::HTTP_CLIENT_REQUEST_DURATION,
             c::LLM_REQUESTS,
             c::LLM_TOKENS_USED,
+            c::LLM_COST,
             c::LLM_REQUEST_DURATION,
             c::LLM_TIME_TO_FIRST_TOKEN,
         ],
@@ -181,6 +182,10 @@ pub const SECTIONS: &[Section] = &[
                 "Share of model calls that failed, by provider",
                 "sum by (service, provider) (rate(llm_requests_total{error_type!=\"\"}[5m])) / \
                  sum by (service, provider) (rate(llm_requests_total[5m]))",
+            ),
+            (
+                "Spend per hour by service and model (with [llm.prices])",
+                "sum by (service, model) (rate(llm_cost_dollars_total[5m])) * 3600",
             ),
             (
                 "Output tokens per minute by model",
@@ -287,6 +292,7 @@ pub const SECTIONS: &[Section] = &[
             c::UNPARSED_CONNECTIONS,
             c::ENDPOINT_OVERFLOW,
             c::RULE_ERRORS,
+            c::LLM_UNPRICED,
             c::LABEL_OVERFLOW,
             c::ROUTE_TEMPLATES,
             c::CAPTURE_CONNECTIONS,

@@ -67,6 +67,24 @@ impl State {
                 .of(&id, &labels)
                 .observe(first);
         }
+        let prices = &self.enrich.calls.llm.prices;
+        if !prices.is_empty() {
+            match prices.of(&model_call.model) {
+                Some(price) => {
+                    let labels = [host.as_str(), model.as_str()];
+                    let dollars = llm::prices::cost(&model_call, price);
+                    self.export
+                        .metrics
+                        .llm_cost
+                        .of(&id, &labels)
+                        .inc_by(dollars);
+                }
+                None => {
+                    let labels = [model.as_str()];
+                    self.export.metrics.llm_unpriced.of(&id, &labels).inc();
+                }
+            }
+        }
         for (kind, count) in &model_call.tokens {
             let kind = self.enrich.calls.token_types.label(service, kind);
             let labels = [host.as_str(), model.as_str(), kind.as_str()];

@@ -3,6 +3,7 @@
 //! API writes them (`providers`), or through the configured fields for
 //! paths no provider knows. Pure; the body is dropped by the caller
 //! afterwards.
+pub mod prices;
 mod providers;
 
 use serde_json::Value;
@@ -31,6 +32,7 @@ pub struct LlmConfig {
     pub model: Vec<FieldPath>,
     pub max_body: usize,
     pub max_models: usize,
+    pub prices: prices::Prices,
 }
 
 impl LlmConfig {
@@ -87,6 +89,10 @@ pub struct ModelCall {
     pub error_type: Option<String>,
     /// For a successful answer: why its usage could not be read.
     pub unread: Option<RuleError>,
+    /// The provider counts cached prompt tokens inside `input`.
+    pub cached_in_input: bool,
+    /// The provider counts reasoning tokens inside `output`.
+    pub reasoning_in_output: bool,
 }
 
 /// A model name fit for a label: printable characters only, bounded.
@@ -152,6 +158,8 @@ pub fn read_call(
         streamed,
         error_type: None,
         unread: None,
+        cached_in_input: provider.is_some_and(|p| p.cached_in_input),
+        reasoning_in_output: provider.is_some_and(|p| p.reasoning_in_output),
     };
     if status.is_some_and(|s| !(200..300).contains(&s)) {
         let fields = provider.map_or(OTHER_ERROR_TYPE, |p| p.error_type);

@@ -29,6 +29,10 @@ pub struct Provider {
     /// Answer fields naming the model, first found wins.
     pub model: &'static [&'static str],
     pub usage: &'static [UsageObject],
+    /// Its `input` count includes the `cache_read` tokens.
+    pub cached_in_input: bool,
+    /// Its `output` count includes the `reasoning` tokens.
+    pub reasoning_in_output: bool,
     /// Fields of an unsuccessful answer naming the error's type, first
     /// found wins.
     pub error_type: &'static [&'static str],
@@ -93,6 +97,8 @@ pub static PROVIDERS: &[Provider] = &[
         // `{"error": {"type": "insufficient_quota", "code": ...}}`; some
         // copies give only a code.
         error_type: &["error.type", "error.code"],
+        cached_in_input: true,
+        reasoning_in_output: true,
         usage: &[
             UsageObject {
                 at: "usage",
@@ -127,6 +133,8 @@ pub static PROVIDERS: &[Provider] = &[
         model: &["model", "message.model"],
         // `{"type": "error", "error": {"type": "overloaded_error", ...}}`
         error_type: &["error.type"],
+        cached_in_input: false,
+        reasoning_in_output: false,
         usage: &[
             // A JSON answer's `usage`, a stream's `message_delta` (output so
             // far) after its `message_start`'s `message.usage`.
@@ -147,6 +155,9 @@ pub static PROVIDERS: &[Provider] = &[
         model: &["modelVersion"],
         // `{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", ...}}`
         error_type: &["error.status"],
+        cached_in_input: true,
+        // Thinking is reported apart, and billed as output.
+        reasoning_in_output: false,
         usage: &[UsageObject {
             at: "usageMetadata",
             fields: &[
@@ -164,6 +175,8 @@ pub static PROVIDERS: &[Provider] = &[
         model: &["model"],
         // `{"error": "model 'x' not found"}`: a sentence, not a type.
         error_type: &[],
+        cached_in_input: false,
+        reasoning_in_output: false,
         // The answer, or a stream's last line (`"done": true`).
         usage: &[UsageObject {
             at: "",
