@@ -90,8 +90,9 @@ const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
 ];
 
 /// Runs the plan against a provider reached over HTTPS or plain HTTP, in
-/// HTTP/1.1 or HTTP/2, and checks every call and token count.
-fn model_calls(service: &str, tls: bool, http2: bool) {
+/// HTTP/1.1 or HTTP/2, its JSON answers compressed if `compress` (gzip,
+/// br, zstd or deflate by API), and checks every call and token count.
+fn model_calls(service: &str, tls: bool, http2: bool, compress: bool) {
     let certificate = tls.then(|| Certificate::new(service));
     let provider_port = free_port();
     let command = if http2 {
@@ -113,6 +114,7 @@ fn model_calls(service: &str, tls: bool, http2: bool) {
             fixture("").display()
         )
     };
+    let command = format!("export MODEL_COMPRESS={}; {command}", u8::from(compress));
     let _provider = served(&command, provider_port);
     let scheme = if tls { "https" } else { "http" };
     let port = free_port();
@@ -264,20 +266,30 @@ fn check_nothing_else(agent: &Agent, service: &str, calls: u32) {
 
 #[test]
 fn model_calls_over_https() {
-    model_calls("agents-tls", true, false);
+    model_calls("agents-tls", true, false, false);
 }
 
 #[test]
 fn model_calls_over_plain_http() {
-    model_calls("agents-plain", false, false);
+    model_calls("agents-plain", false, false, false);
 }
 
 #[test]
 fn model_calls_over_http2_with_tls() {
-    model_calls("agents-h2", true, true);
+    model_calls("agents-h2", true, true, false);
 }
 
 #[test]
 fn model_calls_over_http2_prior_knowledge() {
-    model_calls("agents-h2c", false, true);
+    model_calls("agents-h2c", false, true, false);
+}
+
+#[test]
+fn compressed_model_answers() {
+    model_calls("agents-compressed", false, false, true);
+}
+
+#[test]
+fn compressed_model_answers_over_http2_with_tls() {
+    model_calls("agents-compressed-h2", true, true, true);
 }

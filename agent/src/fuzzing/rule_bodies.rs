@@ -1,5 +1,5 @@
 //! Arbitrary bodies through the route rules and the model-call reader:
-//! de-chunking, gzip, event streams, JSON, field lookups and token counting
+//! de-chunking, content codings (gzip, deflate, br, zstd), event streams, JSON, field lookups and token counting
 //! never panic, and what they keep stays within the limit.
 use std::sync::LazyLock;
 
@@ -11,7 +11,7 @@ use crate::{
     },
     protocols::http1::{
         exchange::{BodyBytes, Exchange},
-        head::Method,
+        head::{Encoding, Method},
     },
 };
 
@@ -32,7 +32,16 @@ pub fn run(data: &[u8]) {
     };
     let mut body = BodyBytes::whole(bytes);
     body.chunked = mode & 1 != 0;
-    body.gzip = mode & 2 != 0;
+    if mode & 2 != 0 {
+        const CODINGS: [Encoding; 5] = [
+            Encoding::Gzip,
+            Encoding::Deflate,
+            Encoding::Brotli,
+            Encoding::Zstd,
+            Encoding::Unsupported,
+        ];
+        body.encoding = CODINGS[usize::from(mode >> 5) % CODINGS.len()];
+    }
     body.event_stream = mode & 4 != 0;
     body.complete = mode & 8 != 0;
     let limit = 4096;

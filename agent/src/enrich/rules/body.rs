@@ -1,12 +1,12 @@
 //! From kept body bytes to JSON documents: chunked framing removed, gzip
 //! decoded (within the same byte limit), a `text/event-stream` split into
 //! its events. Pure; the bytes are dropped by the caller afterwards.
-use std::io::Read as _;
+use std::io::Read;
 
 use serde_json::Value;
 
 use super::error::RuleError;
-use crate::protocols::http1::exchange::BodyBytes;
+use crate::protocols::http1::{exchange::BodyBytes, head::Encoding};
 
 /// The documents of a body: one per JSON value (one for a JSON body; one
 /// per line of newline-delimited JSON, as Ollama streams), one per `data:`
@@ -20,12 +20,14 @@ pub fn documents(body: &BodyBytes, limit: usize) -> (Vec<Value>, Option<RuleErro
         body.bytes.clone()
     };
     let mut complete = body.complete;
-    if body.gzip {
-        match gunzip(&text, limit) {
+    if body.encoding != Encoding::Identity {
+        match decode(&text, body.encoding, limit) {
             Ok((plain, cut)) => {
                 text = plain;
                 complete &= !cut;
             }
+            // A body seen only in part may fail to decode for that alone.
+            Err(_) if !complete => return (Vec::new(), Some(RuleError::Truncated)),
             Err(err) => return (Vec::new(), Some(err)),
         }
     }
@@ -71,10 +73,43 @@ pub fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The decoded bytes (at most `limit`), and whether they were cut short.
-fn gunzip(bytes: &[u8], limit: usize) -> Result<(Vec<u8>, bool), RuleError> {
+/// Largest Zstandard window accepted (a frame asking for more is not
+/// decoded): what the compression levels of HTTP servers use, and a bound
+/// on the decoder's memory.
+const MAX_ZSTD_WINDOW: u64 = 8 << 20;
+/// Brotli's input buffer.
+const BROTLI_BUFFER: usize = 4096;
+
+/// `bytes` decoded from content coding `encoding` (at most `limit` bytes),
+/// and whether they were cut short. Brotli's window is at most 16 MiB by
+/// its format; Zstandard's is held to `MAX_ZSTD_WINDOW`.
+fn decode(bytes: &[u8], encoding: Encoding, limit: usize) -> Result<(Vec<u8>, bool), RuleError> {
+    match encoding {
+        Encoding::Identity => Ok((bytes.to_vec(), false)),
+        Encoding::Gzip => read_decoded(flate2::read::MultiGzDecoder::new(bytes), limit),
+        // zlib-wrapped as the standard says, else raw as some servers send.
+        Encoding::Deflate => read_decoded(flate2::read::ZlibDecoder::new(bytes), limit)
+            .or_else(|_| read_decoded(flate2::read::DeflateDecoder::new(bytes), limit)),
+        Encoding::Brotli => read_decoded(
+            brotli_decompressor::Decompressor::new(bytes, BROTLI_BUFFER),
+            limit,
+        ),
+        Encoding::Zstd => {
+            let decoder = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
+                bytes,
+                MAX_ZSTD_WINDOW,
+            )
+            .map_err(|_| RuleError::Encoding)?;
+            read_decoded(decoder, limit)
+        }
+        Encoding::Unsupported => Err(RuleError::Encoding),
+    }
+}
+
+/// What `decoder` yields, up to `limit` bytes, and whether that was cut
+/// short (by the limit, or by the end of a body captured in part).
+fn read_decoded(decoder: impl Read, limit: usize) -> Result<(Vec<u8>, bool), RuleError> {
     let mut out = Vec::new();
-    let decoder = flate2::read::GzDecoder::new(bytes);
     match decoder.take(limit as u64).read_to_end(&mut out) {
         Ok(_) => {
             let cut = out.len() == limit;
@@ -82,7 +117,7 @@ fn gunzip(bytes: &[u8], limit: usize) -> Result<(Vec<u8>, bool), RuleError> {
         }
         // A stream cut short still yields what was decoded so far.
         Err(_) if !out.is_empty() => Ok((out, true)),
-        Err(_) => Err(RuleError::Gzip),
+        Err(_) => Err(RuleError::Encoding),
     }
 }
 
@@ -206,14 +241,76 @@ mod tests {
             .write_all(br#"{"usage": {"output_tokens": 9}}"#)
             .unwrap();
         let mut gz = body(&encoder.finish().unwrap());
-        gz.gzip = true;
+        gz.encoding = Encoding::Gzip;
         let (docs, err) = documents(&gz, 1024);
         assert_eq!(err, None);
         assert_eq!(docs[0]["usage"]["output_tokens"], 9);
         assert_eq!(documents(&gz, 10).1, Some(RuleError::Truncated), "limit");
         let mut bad = body(b"not gzip at all");
-        bad.gzip = true;
-        assert_eq!(documents(&bad, 1024).1, Some(RuleError::Gzip));
+        bad.encoding = Encoding::Gzip;
+        assert_eq!(documents(&bad, 1024).1, Some(RuleError::Encoding));
+    }
+
+    /// `{"text": "lorem ipsum " x 50, "usage": {"output_tokens": 9}}` (643
+    /// bytes) compressed by Python's `brotli` and `zstandard`.
+    const BROTLI: &str = "1b8202a014a1d2a1dc96ea73d9505c2b2683e0501ca63170c881f3978569a1699149\
+        d2a2e524d70026f679d3b56e7c57a589eddd4c89190dbc04d2ab00";
+    const ZSTD: &str = "28b52ffd608301fd010074037b2274657874223a20226c6f72656d20697073756d20222c\
+        20227573616765223a207b226f75747075745f746f6b656e73223a20397d7d010092bc2a4d";
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_content_coding_is_decoded_within_the_limit() {
+        let plain = format!(
+            r#"{{"text": "{}", "usage": {{"output_tokens": 9}}}}"#,
+            "lorem ipsum ".repeat(50)
+        );
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        zlib.write_all(plain.as_bytes()).unwrap();
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        raw.write_all(plain.as_bytes()).unwrap();
+        for (encoding, bytes) in [
+            (Encoding::Deflate, zlib.finish().unwrap()),
+            (Encoding::Deflate, raw.finish().unwrap()),
+            (Encoding::Brotli, unhex(BROTLI)),
+            (Encoding::Zstd, unhex(ZSTD)),
+        ] {
+            let mut compressed = body(&bytes);
+            compressed.encoding = encoding;
+            let (docs, err) = documents(&compressed, 4096);
+            assert_eq!(err, None, "{encoding:?}");
+            assert_eq!(docs[0]["usage"]["output_tokens"], 9, "{encoding:?}");
+            let (_, err) = documents(&compressed, 100);
+            assert_eq!(
+                err,
+                Some(RuleError::Truncated),
+                "{encoding:?} past the limit"
+            );
+            let mut cut = body(&bytes[..bytes.len() / 2]);
+            cut.encoding = encoding;
+            cut.complete = false;
+            assert_eq!(
+                documents(&cut, 4096).1,
+                Some(RuleError::Truncated),
+                "{encoding:?} cut"
+            );
+            let mut garbage = body(b"\xff\xfe not compressed at all");
+            garbage.encoding = encoding;
+            assert_eq!(
+                documents(&garbage, 4096).1,
+                Some(RuleError::Encoding),
+                "{encoding:?}"
+            );
+        }
+        let mut unknown = body(b"{}");
+        unknown.encoding = Encoding::Unsupported;
+        assert_eq!(documents(&unknown, 4096).1, Some(RuleError::Encoding));
     }
 
     #[test]

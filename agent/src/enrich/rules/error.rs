@@ -13,7 +13,9 @@ pub enum RuleError {
     /// was not in the part seen.
     Truncated,
     MalformedJson,
-    Gzip,
+    /// A compressed body that could not be decoded (corrupt, or a coding
+    /// loupe does not decode).
+    Encoding,
     MissingField,
     NotNumeric,
 }
@@ -23,7 +25,7 @@ impl RuleError {
         Self::NotCaptured,
         Self::Truncated,
         Self::MalformedJson,
-        Self::Gzip,
+        Self::Encoding,
         Self::MissingField,
         Self::NotNumeric,
     ];
@@ -33,7 +35,7 @@ impl RuleError {
             Self::NotCaptured => "not_captured",
             Self::Truncated => "truncated",
             Self::MalformedJson => "malformed_json",
-            Self::Gzip => "gzip",
+            Self::Encoding => "encoding",
             Self::MissingField => "missing_field",
             Self::NotNumeric => "not_numeric",
         }

@@ -20,7 +20,7 @@ use super::{
     auth::{Auth, AuthConfig},
     chunked::{Chunked, ends_body},
     head::{
-        Framing, Method, Parsed, RequestHead, could_start_request, looks_like_request,
+        Encoding, Framing, Method, Parsed, RequestHead, could_start_request, looks_like_request,
         parse_request, parse_request_start, parse_response, parse_status_line,
     },
 };
@@ -60,7 +60,7 @@ pub struct BodyBytes {
     pub complete: bool,
     /// As written on the wire: chunked framing still in the bytes.
     pub chunked: bool,
-    pub gzip: bool,
+    pub encoding: Encoding,
     pub event_stream: bool,
     limit: usize,
 }
@@ -71,7 +71,7 @@ impl BodyBytes {
             bytes: Vec::new(),
             complete: true,
             chunked,
-            gzip: false,
+            encoding: Encoding::Identity,
             event_stream: false,
             limit,
         }
@@ -637,7 +637,9 @@ impl HttpConn {
                     // Without a body (204, HEAD), an empty one.
                     let chunked = body != Body::None && head.framing == Framing::Chunked;
                     let mut bytes = BodyBytes::new(wants, chunked);
-                    bytes.gzip = body != Body::None && head.gzip;
+                    if body != Body::None {
+                        bytes.encoding = head.encoding;
+                    }
                     bytes.event_stream = head.event_stream;
                     kept = Some(bytes);
                 }

@@ -88,8 +88,8 @@ pub struct ResponseHead {
     pub status: u16,
     /// Framing as the headers say (the request method refines it).
     pub framing: Framing,
-    /// `Content-Encoding: gzip`.
-    pub gzip: bool,
+    /// `Content-Encoding`.
+    pub encoding: Encoding,
     /// `Content-Type: text/event-stream`.
     pub event_stream: bool,
 }
@@ -128,6 +128,45 @@ fn has_token(value: &[u8], token: &str) -> bool {
         .any(|part| part.trim().eq_ignore_ascii_case(token))
 }
 
+/// A body's content coding (`Content-Encoding`), as far as loupe decodes
+/// it: one coding; several stacked, or one loupe does not know, cannot be
+/// read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    #[default]
+    Identity,
+    Gzip,
+    /// HTTP's `deflate`: zlib-wrapped (some servers send it raw).
+    Deflate,
+    Brotli,
+    Zstd,
+    Unsupported,
+}
+
+impl Encoding {
+    /// From a `Content-Encoding` value.
+    pub fn parse(value: &[u8]) -> Self {
+        let value = String::from_utf8_lossy(value);
+        let mut codings = value
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        let Some(coding) = codings.next() else {
+            return Self::Identity;
+        };
+        if codings.next().is_some() {
+            return Self::Unsupported;
+        }
+        match coding.to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Self::Gzip,
+            "deflate" => Self::Deflate,
+            "br" => Self::Brotli,
+            "zstd" => Self::Zstd,
+            _ => Self::Unsupported,
+        }
+    }
+}
+
 /// Body framing and connection facts from headers (shared by both sides).
 #[derive(Default)]
 struct Common {
@@ -135,18 +174,19 @@ struct Common {
     chunked: bool,
     upgrade: bool,
     h2c: bool,
-    gzip: bool,
+    encoding: Encoding,
     event_stream: bool,
 }
 
 /// Longest header value kept for a route rule.
 const MAX_HEADER_VALUE: usize = 128;
 
-/// How a response's body is encoded, from its header fields: gzip, and
-/// whether it is an event stream (for HTTP/2, whose fields are not a head).
-pub fn body_encoding(headers: &[httparse::Header<'_>]) -> (bool, bool) {
+/// How a response's body is encoded, from its header fields: its content
+/// coding, and whether it is an event stream (for HTTP/2, whose fields are
+/// not a head).
+pub fn body_encoding(headers: &[httparse::Header<'_>]) -> (Encoding, bool) {
     let common = common(headers);
-    (common.gzip, common.event_stream)
+    (common.encoding, common.event_stream)
 }
 
 fn common(headers: &[httparse::Header<'_>]) -> Common {
@@ -163,7 +203,7 @@ fn common(headers: &[httparse::Header<'_>]) -> Common {
             out.upgrade = true;
             out.h2c = has_token(header.value, "h2c");
         } else if name.eq_ignore_ascii_case("content-encoding") {
-            out.gzip = has_token(header.value, "gzip");
+            out.encoding = Encoding::parse(header.value);
         } else if name.eq_ignore_ascii_case("content-type") {
             out.event_stream = header
                 .value
@@ -329,7 +369,7 @@ fn response_with<'b>(
         ResponseHead {
             status,
             framing,
-            gzip: common.gzip,
+            encoding: common.encoding,
             event_stream: common.event_stream,
         },
         len,
@@ -458,7 +498,7 @@ mod tests {
                 ResponseHead {
                     status: 200,
                     framing: Framing::Length(5),
-                    gzip: false,
+                    encoding: Encoding::Identity,
                     event_stream: false,
                 },
                 text.len() - 5
@@ -471,7 +511,7 @@ mod tests {
             panic!()
         };
         assert_eq!(head.framing, Framing::Chunked);
-        assert!(head.gzip && head.event_stream);
+        assert!(head.encoding == Encoding::Gzip && head.event_stream);
         let Parsed::Complete(head, _) = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\n") else {
             panic!()
         };
@@ -490,5 +530,20 @@ mod tests {
         assert!(!looks_like_request(b"\x16\x03\x01"));
         assert!(!looks_like_request(b""));
         assert!(!looks_like_request(b"get / HTTP/1.1"));
+    }
+
+    #[test]
+    fn content_codings() {
+        let parse = |v: &str| Encoding::parse(v.as_bytes());
+        assert_eq!(parse("gzip"), Encoding::Gzip);
+        assert_eq!(parse(" X-GZIP "), Encoding::Gzip);
+        assert_eq!(parse("br"), Encoding::Brotli);
+        assert_eq!(parse("zstd"), Encoding::Zstd);
+        assert_eq!(parse("Deflate"), Encoding::Deflate);
+        assert_eq!(parse("identity"), Encoding::Identity);
+        assert_eq!(parse(""), Encoding::Identity);
+        assert_eq!(parse("identity, br"), Encoding::Brotli);
+        assert_eq!(parse("gzip, br"), Encoding::Unsupported, "stacked");
+        assert_eq!(parse("compress"), Encoding::Unsupported);
     }
 }
