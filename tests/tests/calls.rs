@@ -22,7 +22,9 @@ const INPUT_TOKENS: u32 = 15;
 /// the OpenAI API (17 output tokens each), the researcher
 /// claude-sonnet-4 through the Anthropic API (23 each), the coder
 /// gemini-2.0-flash through the Gemini API (29 each, and 4 cached and 7
-/// reasoning tokens), the writer llama3.2 through Ollama's (31 each).
+/// reasoning tokens), the writer llama3.2 through Ollama's (31 each), the
+/// analyst a Claude model through Bedrock's Converse API (37 each; streamed
+/// in AWS's binary event-stream framing).
 const PLAN: &[(&str, bool, u32)] = &[
     ("planner", false, 4),
     ("planner", true, 3),
@@ -32,6 +34,8 @@ const PLAN: &[(&str, bool, u32)] = &[
     ("coder", true, 2),
     ("writer", false, 2),
     ("writer", true, 3),
+    ("analyst", false, 2),
+    ("analyst", true, 3),
 ];
 /// `(agent, model, output tokens per call)`.
 const MODELS: &[(&str, &str, u32)] = &[
@@ -39,6 +43,7 @@ const MODELS: &[(&str, &str, u32)] = &[
     ("researcher", "claude-sonnet-4", 23),
     ("coder", "gemini-2.0-flash", 29),
     ("writer", "llama3.2", 31),
+    ("analyst", "anthropic.claude-3-haiku-20240307-v1:0", 37),
 ];
 /// Gemini's cached and reasoning tokens per call (the fake provider's).
 const GEMINI_EXTRA: &[(&str, u32)] = &[("cache_read", 4), ("reasoning", 7)];
@@ -87,6 +92,14 @@ const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
         "RESOURCE_EXHAUSTED",
     ),
     ("writer", 1, "ollama", "unknown", "404", "unknown"),
+    (
+        "analyst",
+        2,
+        "aws.bedrock",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "429",
+        "unknown",
+    ),
 ];
 
 /// Runs the plan against a provider reached over HTTPS or plain HTTP, in

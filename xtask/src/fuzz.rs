@@ -10,6 +10,7 @@ pub const TARGETS: &[&str] = &[
     "probe_records",
     "kernel_texts",
     "rule_bodies",
+    "event_stream",
     "redis_wire",
     "postgres_wire",
     "mysql_wire",

@@ -3,6 +3,7 @@
 //! an ordinary unit test in every build, without a fuzzer.
 pub mod config_files;
 mod database;
+pub mod event_stream;
 pub mod hpack_blocks;
 pub mod http2_frames;
 pub mod http_connection;
@@ -18,6 +19,7 @@ pub mod rule_bodies;
 pub fn target(name: &str) -> Option<fn(&[u8])> {
     Some(match name {
         "config_files" => config_files::run,
+        "event_stream" => event_stream::run,
         "hpack_blocks" => hpack_blocks::run,
         "http2_frames" => http2_frames::run,
         "http_connection" => http_connection::run,
@@ -69,6 +71,6 @@ mod tests {
             assert!(seeds.len() >= 3, "{name}: {} seeds", seeds.len());
             targets += 1;
         }
-        assert_eq!(targets, 11, "every fuzz target has seeds");
+        assert_eq!(targets, 12, "every fuzz target has seeds");
     }
 }

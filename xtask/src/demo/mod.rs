@@ -198,8 +198,9 @@ fn principal_secret() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).trim().replace('-', ""))
 }
 
-/// loupe's configuration for the demo: principals, and both collectors
-/// every 5 s against the demo's own database and Redis.
+/// loupe's configuration for the demo: principals, both collectors every
+/// 5 s against the demo's own database and Redis, and prices for two of the
+/// fake provider's models.
 fn config_text(port: u16, database: &str, redis: &str) -> String {
     format!(
         "# Written by `cargo xtask demo`.\n\
@@ -213,7 +214,12 @@ fn config_text(port: u16, database: &str, redis: &str) -> String {
          url = \"{redis}\"\n\n\
          [collectors.database]\n\
          url = \"{database}\"\n\
-         service = \"{SERVICE}\"\n"
+         service = \"{SERVICE}\"\n\n\
+         # Demo prices (dollars per million tokens); the other models stay\n\
+         # unpriced, and are counted as such.\n\
+         [llm.prices]\n\
+         \"gpt-4o-mini\" = {{ input = 0.15, output = 0.60 }}\n\
+         \"claude-sonnet-4*\" = {{ input = 3.00, output = 15.00 }}\n"
     )
 }
 

@@ -3,6 +3,7 @@
 //! API writes them (`providers`), or through the configured fields for
 //! paths no provider knows. Pure; the body is dropped by the caller
 //! afterwards.
+pub mod eventstream;
 pub mod prices;
 mod providers;
 
@@ -14,7 +15,7 @@ use crate::{
         endpoint::Template,
         rules::{
             FieldPath,
-            body::documents,
+            body::{documents, plain},
             eval::{RuleError, Usage, count},
         },
     },
@@ -127,8 +128,15 @@ pub fn read_call(
     body: &BodyBytes,
     config: &LlmConfig,
 ) -> ModelCall {
-    let (docs, err) = documents(body, config.max_body);
-    let streamed = body.event_stream || docs.len() > 1 || docs.first().is_some_and(Value::is_array);
+    let provider = provider_of(path);
+    let framed = provider.is_some_and(|p| (p.framed)(path));
+    let (docs, err) = if framed {
+        framed_documents(body, config.max_body)
+    } else {
+        documents(body, config.max_body)
+    };
+    let streamed =
+        framed || body.event_stream || docs.len() > 1 || docs.first().is_some_and(Value::is_array);
     // A streamed JSON array's elements are the stream's events.
     let docs: Vec<Value> = docs
         .into_iter()
@@ -137,20 +145,23 @@ pub fn read_call(
             doc => vec![doc],
         })
         .collect();
-    let provider = provider_of(path);
     let first_str = |fields: &[&str]| {
         docs.iter()
             .find_map(|doc| fields.iter().find_map(|f| at(doc, f)?.as_str()))
     };
     let model = match provider {
-        Some(provider) => first_str(provider.model).or_else(|| (provider.model_in_path)(path)),
+        Some(provider) => first_str(provider.model)
+            .map(str::to_owned)
+            .or_else(|| (provider.model_in_path)(path)),
         None => docs
             .iter()
-            .find_map(|doc| config.model.iter().find_map(|f| f.get(doc)?.as_str())),
+            .find_map(|doc| config.model.iter().find_map(|f| f.get(doc)?.as_str()))
+            .map(str::to_owned),
     };
     let mut call = ModelCall {
         provider: provider.map_or("other", |p| p.name),
         model: model
+            .as_deref()
             .map(clean)
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| "unknown".to_owned()),
@@ -188,6 +199,43 @@ pub fn read_call(
         call.tokens = usage.tokens;
     }
     call
+}
+
+/// The JSON payloads of an answer in AWS's event-stream framing, one
+/// document each; a payload wrapping the model's own chunk
+/// (`{"bytes": BASE64}`, invoke-with-response-stream) is that chunk. Bad
+/// framing or a payload that is not JSON counts as malformed.
+fn framed_documents(body: &BodyBytes, limit: usize) -> (Vec<Value>, Option<RuleError>) {
+    use base64::Engine as _;
+    let (bytes, complete) = match plain(body, limit) {
+        Ok(plain) => plain,
+        Err(err) => return (Vec::new(), Some(err)),
+    };
+    let (messages, framing) = eventstream::messages(&bytes);
+    let mut error = match framing {
+        None => None,
+        Some(eventstream::FrameError::Cut) if !complete => Some(RuleError::Truncated),
+        Some(_) => Some(RuleError::MalformedJson),
+    };
+    let mut docs = Vec::new();
+    for message in messages {
+        let Ok(value) = serde_json::from_slice::<Value>(message.payload) else {
+            error = Some(RuleError::MalformedJson);
+            continue;
+        };
+        let wrapped = value.get("bytes").and_then(Value::as_str).map(|text| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()
+                .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
+        });
+        match wrapped {
+            None => docs.push(value),
+            Some(Some(chunk)) => docs.push(chunk),
+            Some(None) => error = Some(RuleError::MalformedJson),
+        }
+    }
+    (docs, error)
 }
 
 /// The token counts of `provider`'s usage objects in `docs`; a later
@@ -404,6 +452,79 @@ mod tests {
         cut.complete = false;
         let call = read_call("/api/chat", Some(200), &cut, &LlmConfig::default());
         assert_eq!(call.unread, Some(RuleError::Truncated));
+    }
+
+    #[test]
+    fn bedrock_converse_and_its_binary_streams() {
+        let path = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
+        let json = r#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"stopReason":"end_turn","usage":{"inputTokens":30,"outputTokens":12,"totalTokens":42,"cacheReadInputTokens":8},"metrics":{"latencyMs":321}}"#;
+        let call = read(path, json, false);
+        assert_eq!(call.provider, "aws.bedrock");
+        assert_eq!(call.model, "anthropic.claude-3-haiku-20240307-v1:0");
+        assert_eq!(
+            tokens(&call),
+            [("cache_read", 8), ("input", 30), ("output", 12)]
+        );
+        assert!(!call.streamed);
+
+        let event = |kind: &str, payload: &str| {
+            eventstream::frame(
+                &[(":event-type", kind), (":message-type", "event")],
+                payload.as_bytes(),
+            )
+        };
+        let stream = [
+            event("messageStart", r#"{"role":"assistant"}"#),
+            event("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"hi"}}"#),
+            event("messageStop", r#"{"stopReason":"end_turn"}"#),
+            event("metadata", r#"{"usage":{"inputTokens":30,"outputTokens":12,"totalTokens":42},"metrics":{"latencyMs":321}}"#),
+        ]
+        .concat();
+        let path = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream";
+        let call = read_call(
+            path,
+            Some(200),
+            &BodyBytes::whole(&stream),
+            &LlmConfig::default(),
+        );
+        assert_eq!(call.unread, None);
+        assert!(call.streamed);
+        assert_eq!(tokens(&call), [("input", 30), ("output", 12)]);
+        // Cut before its metadata event.
+        let mut cut = BodyBytes::whole(&stream[..stream.len() - 10]);
+        cut.complete = false;
+        let call = read_call(path, Some(200), &cut, &LlmConfig::default());
+        assert_eq!(call.unread, Some(RuleError::Truncated));
+
+        // invoke-with-response-stream: each payload wraps the model's own
+        // chunk; the last carries Bedrock's invocation metrics.
+        use base64::Engine as _;
+        let chunk = |json: &str| {
+            let bytes = base64::engine::general_purpose::STANDARD.encode(json);
+            event("chunk", &format!(r#"{{"bytes":"{bytes}"}}"#))
+        };
+        let stream = [
+            chunk(r#"{"type":"message_start","message":{"model":"claude-3-haiku","usage":{"input_tokens":30,"output_tokens":1}}}"#),
+            chunk(r#"{"type":"message_delta","usage":{"output_tokens":12}}"#),
+            chunk(r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":30,"outputTokenCount":12,"invocationLatency":400}}"#),
+        ]
+        .concat();
+        let path = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream";
+        let call = read_call(
+            path,
+            Some(200),
+            &BodyBytes::whole(&stream),
+            &LlmConfig::default(),
+        );
+        assert_eq!(tokens(&call), [("input", 30), ("output", 12)]);
+        let broken = [chunk("{}"), event("chunk", r#"{"bytes":"%%%"}"#)].concat();
+        let call = read_call(
+            path,
+            Some(200),
+            &BodyBytes::whole(&broken),
+            &LlmConfig::default(),
+        );
+        assert_eq!(call.unread, Some(RuleError::MalformedJson));
     }
 
     #[test]

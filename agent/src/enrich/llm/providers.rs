@@ -25,7 +25,10 @@ pub struct Provider {
     /// Whether a request path (without its query) is a call to this API.
     pub is_call: fn(&str) -> bool,
     /// The model a call's path names, if any.
-    pub model_in_path: fn(&str) -> Option<&str>,
+    pub model_in_path: fn(&str) -> Option<String>,
+    /// Whether the answer to a call on this path comes in AWS's binary
+    /// event-stream framing (`eventstream`).
+    pub framed: fn(&str) -> bool,
     /// Answer fields naming the model, first found wins.
     pub model: &'static [&'static str],
     pub usage: &'static [UsageObject],
@@ -38,8 +41,12 @@ pub struct Provider {
     pub error_type: &'static [&'static str],
 }
 
-const fn no_model_in_path(_: &str) -> Option<&str> {
+const fn no_model_in_path(_: &str) -> Option<String> {
     None
+}
+
+const fn never(_: &str) -> bool {
+    false
 }
 
 /// The OpenAI API, and the servers that copy its paths (Azure OpenAI,
@@ -84,6 +91,55 @@ fn gemini_call(path: &str) -> bool {
     gemini_model(path).is_some()
 }
 
+fn gemini_model_in_path(path: &str) -> Option<String> {
+    gemini_model(path).map(str::to_owned)
+}
+
+/// `/model/{modelId}/(converse|converse-stream|invoke|invoke-with-response-stream)`
+/// (Bedrock runtime): the model id, and the action.
+fn bedrock_parts(path: &str) -> Option<(&str, &str)> {
+    let (model, action) = path.strip_prefix("/model/")?.split_once('/')?;
+    (!model.is_empty()
+        && matches!(
+            action,
+            "converse" | "converse-stream" | "invoke" | "invoke-with-response-stream"
+        ))
+    .then_some((model, action))
+}
+
+fn bedrock_call(path: &str) -> bool {
+    bedrock_parts(path).is_some()
+}
+
+/// The model id, percent-decoded (`anthropic.claude-3-haiku-20240307-v1%3A0`
+/// is `...-v1:0`; an ARN's slashes are encoded too).
+fn bedrock_model(path: &str) -> Option<String> {
+    let (model, _) = bedrock_parts(path)?;
+    let bytes = model.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn bedrock_framed(path: &str) -> bool {
+    bedrock_parts(path).is_some_and(|(_, action)| action.ends_with("-stream"))
+}
+
 fn ollama_call(path: &str) -> bool {
     matches!(path, "/api/chat" | "/api/generate" | "/api/embed")
 }
@@ -93,6 +149,7 @@ pub static PROVIDERS: &[Provider] = &[
         name: "openai",
         is_call: openai_call,
         model_in_path: no_model_in_path,
+        framed: never,
         model: &["model", "response.model"],
         // `{"error": {"type": "insufficient_quota", "code": ...}}`; some
         // copies give only a code.
@@ -130,6 +187,7 @@ pub static PROVIDERS: &[Provider] = &[
         name: "anthropic",
         is_call: anthropic_call,
         model_in_path: no_model_in_path,
+        framed: never,
         model: &["model", "message.model"],
         // `{"type": "error", "error": {"type": "overloaded_error", ...}}`
         error_type: &["error.type"],
@@ -151,7 +209,8 @@ pub static PROVIDERS: &[Provider] = &[
     Provider {
         name: "gcp.gemini",
         is_call: gemini_call,
-        model_in_path: gemini_model,
+        model_in_path: gemini_model_in_path,
+        framed: never,
         model: &["modelVersion"],
         // `{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", ...}}`
         error_type: &["error.status"],
@@ -172,6 +231,7 @@ pub static PROVIDERS: &[Provider] = &[
         name: "ollama",
         is_call: ollama_call,
         model_in_path: no_model_in_path,
+        framed: never,
         model: &["model"],
         // `{"error": "model 'x' not found"}`: a sentence, not a type.
         error_type: &[],
@@ -183,6 +243,53 @@ pub static PROVIDERS: &[Provider] = &[
             fields: &[("prompt_eval_count", "input"), ("eval_count", "output")],
         }],
     },
+    Provider {
+        name: "aws.bedrock",
+        is_call: bedrock_call,
+        model_in_path: bedrock_model,
+        framed: bedrock_framed,
+        // The path names the model id the call asked for.
+        model: &[],
+        // `{"message": "..."}`; the type is in a header loupe does not keep.
+        error_type: &["__type"],
+        cached_in_input: false,
+        reasoning_in_output: false,
+        usage: &[
+            // Converse's answer, converse-stream's `metadata` event, and
+            // `invoke` of an Anthropic model.
+            UsageObject {
+                at: "usage",
+                fields: BEDROCK_USAGE,
+            },
+            UsageObject {
+                at: "message.usage",
+                fields: BEDROCK_USAGE,
+            },
+            // The last chunk of invoke-with-response-stream, any model.
+            UsageObject {
+                at: "amazon-bedrock-invocationMetrics",
+                fields: &[
+                    ("inputTokenCount", "input"),
+                    ("outputTokenCount", "output"),
+                    ("cacheReadInputTokenCount", "cache_read"),
+                    ("cacheWriteInputTokenCount", "cache_creation"),
+                ],
+            },
+        ],
+    },
+];
+
+/// Bedrock's Converse usage (camelCase), and the Anthropic models' own
+/// usage that `invoke` passes through.
+const BEDROCK_USAGE: &[(&str, &str)] = &[
+    ("inputTokens", "input"),
+    ("outputTokens", "output"),
+    ("cacheReadInputTokens", "cache_read"),
+    ("cacheWriteInputTokens", "cache_creation"),
+    ("input_tokens", "input"),
+    ("output_tokens", "output"),
+    ("cache_read_input_tokens", "cache_read"),
+    ("cache_creation_input_tokens", "cache_creation"),
 ];
 
 const ANTHROPIC_USAGE: &[(&str, &str)] = &[
@@ -242,6 +349,12 @@ mod tests {
         assert_eq!(name("/v1beta/models/gemini:countTokens"), None);
         assert_eq!(name("/v1beta/models/:generateContent"), None);
         assert_eq!(name("/api/chat"), Some("ollama"));
+        assert_eq!(
+            name("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"),
+            Some("aws.bedrock")
+        );
+        assert_eq!(name("/model//converse"), None);
+        assert_eq!(name("/model/m/list"), None);
         assert_eq!(name("/api/chat/x"), None);
         assert_eq!(name("/v1/models"), None);
     }
@@ -253,5 +366,26 @@ mod tests {
             Some("gemini-2.0-flash")
         );
         assert_eq!(gemini_model("/v1beta/tunedModels/x:generateContent"), None);
+    }
+
+    #[test]
+    fn bedrock_names_its_model_in_the_path_percent_encoded() {
+        assert_eq!(
+            bedrock_model("/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke").as_deref(),
+            Some("anthropic.claude-3-haiku-20240307-v1:0")
+        );
+        assert_eq!(
+            bedrock_model(
+                "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.m/converse"
+            )
+            .as_deref(),
+            Some("arn:aws:bedrock:us-east-1:1:inference-profile/us.m")
+        );
+        assert_eq!(
+            bedrock_model("/model/a%zz%4/converse").as_deref(),
+            Some("a%zz%4")
+        );
+        assert!(bedrock_framed("/model/m/converse-stream"));
+        assert!(!bedrock_framed("/model/m/converse"));
     }
 }

@@ -14,23 +14,10 @@ use crate::protocols::http1::{exchange::BodyBytes, head::Encoding};
 /// skipped). Errors say why nothing more could be read; a stream with a
 /// malformed or cut value yields the values before it and the error.
 pub fn documents(body: &BodyBytes, limit: usize) -> (Vec<Value>, Option<RuleError>) {
-    let mut text = if body.chunked {
-        dechunk(&body.bytes)
-    } else {
-        body.bytes.clone()
+    let (text, complete) = match plain(body, limit) {
+        Ok(plain) => plain,
+        Err(err) => return (Vec::new(), Some(err)),
     };
-    let mut complete = body.complete;
-    if body.encoding != Encoding::Identity {
-        match decode(&text, body.encoding, limit) {
-            Ok((plain, cut)) => {
-                text = plain;
-                complete &= !cut;
-            }
-            // A body seen only in part may fail to decode for that alone.
-            Err(_) if !complete => return (Vec::new(), Some(RuleError::Truncated)),
-            Err(err) => return (Vec::new(), Some(err)),
-        }
-    }
     if complete && text.trim_ascii().is_empty() {
         return (Vec::new(), None); // no body: no documents, and no error
     }
@@ -46,6 +33,25 @@ pub fn documents(body: &BodyBytes, limit: usize) -> (Vec<Value>, Option<RuleErro
         }
     }
     (docs, None)
+}
+
+/// A body's bytes without its chunked framing and content coding (at most
+/// `limit` decoded bytes), and whether they are all of it.
+pub fn plain(body: &BodyBytes, limit: usize) -> Result<(Vec<u8>, bool), RuleError> {
+    let text = if body.chunked {
+        dechunk(&body.bytes)
+    } else {
+        body.bytes.clone()
+    };
+    if body.encoding == Encoding::Identity {
+        return Ok((text, body.complete));
+    }
+    match decode(&text, body.encoding, limit) {
+        Ok((plain, cut)) => Ok((plain, body.complete && !cut)),
+        // A body seen only in part may fail to decode for that alone.
+        Err(_) if !body.complete => Err(RuleError::Truncated),
+        Err(err) => Err(err),
+    }
 }
 
 /// The data of a chunked body, as far as it is there.
