@@ -71,7 +71,6 @@ impl State {
         if !prices.is_empty() {
             match prices.of(&model_call.model) {
                 Some(price) => {
-                    let labels = [host.as_str(), model.as_str()];
                     let dollars = llm::prices::cost(&model_call, price);
                     self.export
                         .metrics
@@ -80,8 +79,8 @@ impl State {
                         .inc_by(dollars);
                 }
                 None => {
-                    let labels = [model.as_str()];
-                    self.export.metrics.llm_unpriced.of(&id, &labels).inc();
+                    let unpriced = [model.as_str()];
+                    self.export.metrics.llm_unpriced.of(&id, &unpriced).inc();
                 }
             }
         }

@@ -83,7 +83,8 @@ pub struct ModelCall {
     /// Token counts by type; for a stream, the last value of each type.
     pub tokens: Vec<(String, u64)>,
     /// The answer came as a stream of events (server-sent events, JSON
-    /// lines, a streamed JSON array), so its first byte is its first token.
+    /// lines, a streamed JSON array, event-stream messages), so its first
+    /// byte is its first token.
     pub streamed: bool,
     /// For an unsuccessful answer (status not 2xx): the provider's error
     /// type, or `unknown` when it names none.
@@ -121,7 +122,8 @@ fn error_type(text: &str) -> Option<String> {
 
 /// Reads the response of a model call on `path` that answered `status`
 /// (JSON, a stream of JSON values such as Ollama's lines, a streamed JSON
-/// array such as Gemini's, or a `text/event-stream` of JSON events).
+/// array such as Gemini's, a `text/event-stream` of JSON events, or
+/// Bedrock's binary event-stream framing).
 pub fn read_call(
     path: &str,
     status: Option<u16>,
