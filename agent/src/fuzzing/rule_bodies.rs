@@ -48,7 +48,9 @@ pub fn run(data: &[u8]) {
     body.complete = mode & 8 != 0;
     let limit = 4096;
     let (docs, _) = documents(&body, limit);
-    assert!(docs.len() <= bytes.len() / 2 + 1);
+    // Each value takes two bytes or more of the decoded body, which is the
+    // body itself or at most `limit` bytes decoded from it.
+    assert!(docs.len() <= bytes.len().max(limit) / 2 + 1);
     let model_path = MODEL_PATHS[usize::from(mode >> 5) % MODEL_PATHS.len()];
     let status = if mode & 16 != 0 { 429 } else { 200 };
     let call = llm::read_call(model_path, Some(status), &body, &LLM);
