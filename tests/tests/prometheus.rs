@@ -1,7 +1,9 @@
 //! The shipped Prometheus rules and Grafana dashboards against real data: a
 //! real Prometheus scrapes loupe while it watches the FastAPI agent service
 //! (backed by the real PostgreSQL and Redis) under the scripted session,
-//! and a grpcio backend under grpcio's client, with loupe's collectors on. Every dashboard panel's query, every alert's
+//! a grpcio backend under grpcio's client, and an MCP server under an MCP
+//! client (both tracked), with loupe's collectors on. Every dashboard
+//! panel's query, every alert's
 //! expression and every example of docs/metrics.md, without their
 //! thresholds, must return data (whether an alert fires is `promtool test
 //! rules`' business, in deploy.rs), and
@@ -113,6 +115,11 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
     // A gRPC backend beside it, so that the gRPC panels and alert have data.
     let grpc_port = free_port();
     let _grpc = Fixture::python("grpc_app.py", &[&grpc_port.to_string()]);
+    // An MCP tool server and a client calling it, so that the MCP panels
+    // have data on both sides.
+    let mcp_port = free_port();
+    let _mcp_server = Fixture::python("mcp_py.py", &["server", &mcp_port.to_string()]);
+    let mut mcp_client = Fixture::python("mcp_py.py", &["client"]);
     let config = dir.join("loupe.toml");
     fs::write(
         &config,
@@ -126,7 +133,10 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
              [llm.prices]\n\"gpt-4o-mini\" = {{ input = 0.15, output = 0.6 }}\n\
              [[services]]\nname = \"agent-api\"\nports = [{port}]\n\
              exclude_paths = [\"/health\"]\n\
-             [[services]]\nname = \"grpc-api\"\nports = [{grpc_port}]\n"
+             [[services]]\nname = \"grpc-api\"\nports = [{grpc_port}]\n\
+             [[services]]\nname = \"mcp-tools\"\nports = [{mcp_port}]\n\
+             [[services]]\nname = \"mcp-caller\"\npids = [{}]\n",
+            mcp_client.pid()
         ),
     )
     .unwrap();
@@ -139,6 +149,13 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
     );
     agent.wait_for(&targets("agent-api"), 1.0);
     agent.wait_for(&targets("grpc-api"), 1.0);
+    agent.wait_for(&targets("mcp-tools"), 1.0);
+    agent.wait_for(&targets("mcp-caller"), 1.0);
+    // A session: tools listed, 3 calls that succeed, 1 that fails, 1 error.
+    let mut mcp_session = || {
+        let line = format!("http://127.0.0.1:{mcp_port}/mcp 3 1 1");
+        mcp_client.command(&line, "done");
+    };
     let (_prometheus, prom) = prometheus(&dir, agent.port);
     let grpc_calls = || {
         // 5 Get OK, 2 NOT_FOUND, 1 past its deadline, a List, a Chat.
@@ -163,10 +180,12 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
     let mut sent = scenario(port) + refused();
     give_up(port);
     grpc_calls();
+    mcp_session();
     std::thread::sleep(Duration::from_secs(3));
     sent += scenario(port) + refused();
     give_up(port);
     grpc_calls();
+    mcp_session();
     let total = agent.wait_for_total("agent_requests_total", "agent-api", sent);
     assert_eq!(total, sent);
     // Prometheus holds what loupe counted.

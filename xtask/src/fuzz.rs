@@ -11,6 +11,7 @@ pub const TARGETS: &[&str] = &[
     "kernel_texts",
     "rule_bodies",
     "event_stream",
+    "mcp_messages",
     "redis_wire",
     "postgres_wire",
     "mysql_wire",

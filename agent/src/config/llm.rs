@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{ConfigError, at_least_one, templates};
 pub use crate::enrich::llm::LlmConfig;
 use crate::enrich::llm::prices::{Price, Prices};
-use crate::enrich::{endpoint::Template, rules::FieldPath};
+use crate::enrich::rules::FieldPath;
 
 /// Usage objects of calls on configured paths no built-in provider knows:
 /// OpenAI's `usage`, Anthropic's `usage` and the `message.usage` of its
@@ -82,17 +82,7 @@ pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
     };
     let paths = file
         .paths
-        .map(|paths| {
-            paths
-                .iter()
-                .map(|text| {
-                    Template::parse(text).ok_or_else(|| ConfigError::Route {
-                        origin: origin("paths"),
-                        template: text.clone(),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
+        .map(|paths| templates(&origin("paths"), &paths))
         .transpose()?;
     let fields = |field: &str, given, defaults| {
         strings(given, defaults)
@@ -107,12 +97,6 @@ pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
             })
             .collect::<Result<Vec<_>, _>>()
     };
-    let max = |field: &str, value: Option<usize>, default| match value.unwrap_or(default) {
-        0 => Err(ConfigError::Zero {
-            origin: origin(field),
-        }),
-        n => Ok(n),
-    };
     Ok(LlmConfig {
         paths,
         hosts: file
@@ -123,8 +107,8 @@ pub fn build(file: FileLlm, path: &str) -> Result<LlmConfig, ConfigError> {
             .collect(),
         usage: fields("usage", file.usage, DEFAULT_USAGE)?,
         model: fields("model", file.model, DEFAULT_MODEL)?,
-        max_body: max("max_body", file.max_body, DEFAULT_MAX_BODY)?,
-        max_models: max("max_models", file.max_models, DEFAULT_MAX_MODELS)?,
+        max_body: at_least_one(origin("max_body"), file.max_body, DEFAULT_MAX_BODY)?,
+        max_models: at_least_one(origin("max_models"), file.max_models, DEFAULT_MAX_MODELS)?,
         prices: prices(file.prices.unwrap_or_default(), &origin("prices"))?,
     })
 }

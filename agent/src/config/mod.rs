@@ -5,6 +5,7 @@ pub mod collectors;
 pub mod http;
 pub mod kubernetes;
 pub mod llm;
+pub mod mcp;
 pub mod queries;
 pub mod rules;
 
@@ -109,6 +110,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub llm: llm::FileLlm,
     #[serde(default)]
+    pub mcp: mcp::FileMcp,
+    #[serde(default)]
     pub collectors: FileCollectors,
     pub kubernetes: Option<kubernetes::FileKubernetes>,
     #[serde(default)]
@@ -189,6 +192,7 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     pub http: HttpConfig,
     pub llm: llm::LlmConfig,
+    pub mcp: mcp::McpConfig,
     pub rules: RuleSet,
     pub collectors: CollectorsConfig,
     /// Set when a service selects by Kubernetes metadata or the file has
@@ -214,6 +218,31 @@ impl FileConfig {
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
         Ok(file)
+    }
+}
+
+/// Route templates, each starting with `/`.
+pub(crate) fn templates(origin: &str, texts: &[String]) -> Result<Vec<Template>, ConfigError> {
+    texts
+        .iter()
+        .map(|text| {
+            Template::parse(text).ok_or_else(|| ConfigError::Route {
+                origin: origin.to_owned(),
+                template: text.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A count that must be at least 1: `value`, or `default` when not given.
+pub(crate) fn at_least_one(
+    origin: String,
+    value: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::Zero { origin }),
+        n => Ok(n),
     }
 }
 
@@ -289,16 +318,7 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
             })
         })
         .collect::<Result<_, _>>()?;
-    let routes = raw
-        .routes
-        .iter()
-        .map(|text| {
-            Template::parse(text).ok_or_else(|| ConfigError::Route {
-                origin: origin.clone(),
-                template: text.clone(),
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let routes = templates(&origin, &raw.routes)?;
     Ok(ServiceSpec {
         name: raw.name,
         pids: raw.pids,
@@ -485,6 +505,7 @@ impl Config {
             }
         }
         let llm = llm::build(std::mem::take(&mut file.llm), &path)?;
+        let mcp = mcp::build(std::mem::take(&mut file.mcp), &path)?;
         Ok(Self {
             listen,
             rescan_interval,
@@ -492,6 +513,7 @@ impl Config {
             services,
             http,
             llm,
+            mcp,
             rules,
             collectors,
             kubernetes,

@@ -1,8 +1,9 @@
 //! From what the parsers found to labelled metrics: route templates (from
 //! the configuration and OpenAPI documents), route rules for the business
-//! metrics, and model provider calls.
+//! metrics, model provider calls, and MCP.
 pub mod calls;
 pub mod endpoint;
 pub mod llm;
+pub mod mcp;
 pub mod openapi;
 pub mod rules;

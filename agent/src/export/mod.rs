@@ -230,6 +230,10 @@ pub struct Metrics {
     pub llm_unpriced: Expiring<IntCounterVec>,
     pub llm_duration: Expiring<HistogramVec>,
     pub llm_first_token: Expiring<HistogramVec>,
+    pub mcp_client_requests: Expiring<IntCounterVec>,
+    pub mcp_client_duration: Expiring<HistogramVec>,
+    pub mcp_server_requests: Expiring<IntCounterVec>,
+    pub mcp_server_duration: Expiring<HistogramVec>,
     pub redis_server: RedisServer,
     pub business: Business,
     pub db_server_connections: Labelled<IntGaugeVec>,
@@ -325,6 +329,12 @@ impl Metrics {
             llm_unpriced: b.expiring_counters(&c::LLM_UNPRICED),
             llm_duration: b.expiring_histograms(&c::LLM_REQUEST_DURATION, buckets::EXECUTION),
             llm_first_token: b.expiring_histograms(&c::LLM_TIME_TO_FIRST_TOKEN, buckets::EXECUTION),
+            mcp_client_requests: b.expiring_counters(&c::MCP_CLIENT_REQUESTS),
+            mcp_client_duration: b
+                .expiring_histograms(&c::MCP_CLIENT_REQUEST_DURATION, buckets::HTTP),
+            mcp_server_requests: b.expiring_counters(&c::MCP_SERVER_REQUESTS),
+            mcp_server_duration: b
+                .expiring_histograms(&c::MCP_SERVER_REQUEST_DURATION, buckets::HTTP),
             redis_server: RedisServer {
                 connected_clients: b.gauges(&c::REDIS_SERVER_CONNECTED_CLIENTS),
                 blocked_clients: b.gauges(&c::REDIS_SERVER_BLOCKED_CLIENTS),

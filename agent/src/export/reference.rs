@@ -199,6 +199,37 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        title: "MCP tool calls",
+        measured: "eBPF: message posts of MCP's streamable HTTP transport ([mcp] paths) that the \
+                   service sends or answers, their JSON-RPC requests matched by id with the \
+                   responses in the answer (JSON or an event stream).",
+        defs: &[
+            c::MCP_CLIENT_REQUESTS,
+            c::MCP_CLIENT_REQUEST_DURATION,
+            c::MCP_SERVER_REQUESTS,
+            c::MCP_SERVER_REQUEST_DURATION,
+        ],
+        examples: &[
+            (
+                "Tool calls per second by tool and outcome, as the calling service counts them",
+                "sum by (service, host, tool_name, status) \
+                 (rate(mcp_client_requests_total{method=\"tools/call\"}[5m]))",
+            ),
+            (
+                "Share of served tool calls that failed (a JSON-RPC error or isError)",
+                "sum by (service, tool_name) \
+                 (rate(mcp_server_requests_total{method=\"tools/call\", status!=\"ok\"}[5m])) / \
+                 sum by (service, tool_name) \
+                 (rate(mcp_server_requests_total{method=\"tools/call\"}[5m]))",
+            ),
+            (
+                "P95 time of a served MCP request by method",
+                "histogram_quantile(0.95, sum by (service, method, le) \
+                 (rate(mcp_server_request_duration_seconds_bucket[5m])))",
+            ),
+        ],
+    },
+    Section {
         title: "The Redis server",
         measured: "The Redis collector: the server's INFO, every interval (docs/collectors.md).",
         defs: &[

@@ -9,6 +9,7 @@ pub mod http2_frames;
 pub mod http_connection;
 pub mod http_heads;
 pub mod kernel_texts;
+pub mod mcp_messages;
 pub mod mysql_wire;
 pub mod postgres_wire;
 pub mod probe_records;
@@ -25,6 +26,7 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
         "http_connection" => http_connection::run,
         "http_heads" => http_heads::run,
         "kernel_texts" => kernel_texts::run,
+        "mcp_messages" => mcp_messages::run,
         "mysql_wire" => mysql_wire::run,
         "postgres_wire" => postgres_wire::run,
         "probe_records" => probe_records::run,
@@ -71,6 +73,6 @@ mod tests {
             assert!(seeds.len() >= 3, "{name}: {} seeds", seeds.len());
             targets += 1;
         }
-        assert_eq!(targets, 12, "every fuzz target has seeds");
+        assert_eq!(targets, 13, "every fuzz target has seeds");
     }
 }

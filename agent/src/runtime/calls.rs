@@ -1,7 +1,7 @@
 //! HTTP calls the services make (plain, or through OpenSSL), and the model
-//! provider calls among them, exported under bounded `host` and `model`
+//! provider and MCP calls among them, exported under bounded `host` and `model`
 //! labels (see `enrich::calls`).
-use super::state::State;
+use super::{mcp, state::State};
 use crate::{enrich::llm, protocols::http1::exchange::Exchange};
 
 impl State {
@@ -25,6 +25,13 @@ impl State {
             .client_duration
             .of(&id, &timed)
             .observe(seconds);
+        if self.enrich.mcp.is_mcp(&call.method, &call.path) {
+            let side = mcp::Side::Client {
+                host: host.as_str(),
+            };
+            self.publish_mcp(service, side, call);
+            return;
+        }
         let Some(body) = &call.response_body else {
             return;
         };

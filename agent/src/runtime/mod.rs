@@ -4,6 +4,7 @@
 mod calls;
 mod clients;
 mod grpc;
+mod mcp;
 mod requests;
 mod routes;
 mod seed;

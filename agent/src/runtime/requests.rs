@@ -5,6 +5,7 @@ use std::sync::Arc;
 use loupe_common::{event::DataHeader, maps::CONN_TLS};
 
 use super::{
+    mcp,
     served::{Served, ServedKey, ServedSeries},
     state::State,
 };
@@ -34,15 +35,19 @@ impl State {
     ) {
         let mut findings = std::mem::take(&mut self.capture.findings);
         let (rules, services) = (&self.enrich.rules, &self.targets.services);
+        let mcp = &self.enrich.mcp;
         let bodies = |service: u32, method: &Method, path: &str| {
             let name = services
                 .get(service as usize)
                 .and_then(|s| s.id.as_deref())
                 .map_or("unknown", |id| id.name.as_str());
-            rules.wants(name, method, path)
+            rules
+                .wants(name, method, path)
+                .with(mcp.wants(method, path))
         };
         let calls = &self.enrich.calls;
-        let call_bodies = |method: &Method, path: &str| calls.bodies(method, path);
+        let call_bodies =
+            |method: &Method, path: &str| calls.bodies(method, path).with(mcp.wants(method, path));
         let parsing = Parsing {
             auth: &self.enrich.http.auth,
             bodies: &bodies,
@@ -199,6 +204,9 @@ impl State {
                 .inc();
         }
         self.publish_rule(service, exchange);
+        if self.enrich.mcp.is_mcp(&exchange.method, &exchange.path) {
+            self.publish_mcp(service, mcp::Side::Server, exchange);
+        }
     }
 
     /// Works out the series of a served exchange (recording their use).

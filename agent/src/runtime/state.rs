@@ -31,6 +31,7 @@ use crate::{
     enrich::{
         calls::Calls,
         endpoint::Routes,
+        mcp::McpConfig,
         rules::{FED_LABELS, RuleSet, Side},
     },
     export::{LabelLimit, Metrics, Place, Recent, ServiceId, catalogue},
@@ -118,6 +119,10 @@ pub(super) struct Enrich {
     /// HTTP calls the services make: how they are parsed, and the model
     /// calls among them.
     pub(super) calls: Calls,
+    /// Where MCP is served or called.
+    pub(super) mcp: McpConfig,
+    /// `tool_name` values of MCP requests per service, bounded.
+    pub(super) mcp_tools: LabelLimit,
 }
 
 /// The metric families and the expiry of their series.
@@ -155,24 +160,32 @@ pub(super) fn label_peer(peers: &mut LabelLimit, service: u32, peer: SocketAddr)
     peers.label(service, &peer.to_string())
 }
 
-/// The probes' response capture routes for `rules`: one per request-line
-/// prefix whose responses a rule reads, or, past the map's room, one that
-/// matches every request (more copying, nothing missed).
-fn capture_routes(rules: &RuleSet) -> Vec<CaptureRoute> {
-    let budget = u32::try_from(rules.semantic.max_body).unwrap_or(u32::MAX);
-    let prefixes = rules.response_prefixes();
-    if prefixes.len() > CAPTURE_ROUTES_LEN as usize {
+/// The probes' response capture routes for `rules` and served MCP: one
+/// per request-line prefix whose responses are read, or, past the map's
+/// room, one that matches every request (more copying, nothing missed).
+fn capture_routes(rules: &RuleSet, mcp: &McpConfig) -> Vec<CaptureRoute> {
+    let budget = |bytes: usize| u32::try_from(bytes).unwrap_or(u32::MAX);
+    let mut routes: Vec<(String, u32)> = rules
+        .response_prefixes()
+        .into_iter()
+        .map(|prefix| (prefix, budget(rules.semantic.max_body)))
+        .chain(mcp.response_prefixes().map(|p| (p, budget(mcp.max_body))))
+        .collect();
+    routes.sort();
+    routes.dedup_by(|a, b| a.0 == b.0);
+    if routes.len() > CAPTURE_ROUTES_LEN as usize {
         info!(
-            prefixes = prefixes.len(),
+            prefixes = routes.len(),
             room = CAPTURE_ROUTES_LEN,
             "more response-reading route prefixes than the probes compare: every response is \
              copied from its start"
         );
-        return vec![CaptureRoute::new(b"", budget)];
+        let most = routes.iter().map(|(_, b)| *b).max().unwrap_or(0);
+        return vec![CaptureRoute::new(b"", most)];
     }
-    prefixes
+    routes
         .iter()
-        .map(|prefix| CaptureRoute::new(prefix.as_bytes(), budget))
+        .map(|(prefix, bytes)| CaptureRoute::new(prefix.as_bytes(), *bytes))
         .collect()
 }
 
@@ -193,7 +206,7 @@ impl State {
     pub fn new(config: &Config, mut probes: Probes, metrics: Metrics) -> Self {
         probes.set_switch(SWITCH_CAPTURE_INBOUND, config.http.capture);
         probes.set_switch(SWITCH_CAPTURE_OUTBOUND, config.http.capture_clients);
-        probes.set_capture_routes(&capture_routes(&config.rules));
+        probes.set_capture_routes(&capture_routes(&config.rules, &config.mcp));
         probes.set_switch_value(SWITCH_HTTP2_BODIES, http2_bodies(&config.rules));
         let services = config
             .services
@@ -252,6 +265,8 @@ impl State {
                 rules: config.rules.clone(),
                 rule_labels: LabelLimit::new(config.rules.semantic.max_label_values, clock),
                 calls: Calls::new(&config.llm, config.http.max_client_hosts, clock),
+                mcp: config.mcp.clone(),
+                mcp_tools: LabelLimit::new(config.mcp.max_tools, clock),
             },
             export: Export {
                 served: Recent::new(clock, RECENT_PERIOD, config.series_ttl, MAX_RECENT),

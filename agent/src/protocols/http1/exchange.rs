@@ -44,6 +44,18 @@ pub struct BodyWants {
     pub rule: Option<u32>,
 }
 
+impl BodyWants {
+    /// Both wants: the larger budget on each side, `self`'s rule.
+    #[must_use]
+    pub fn with(self, other: Self) -> Self {
+        Self {
+            request: self.request.max(other.request),
+            response: self.response.max(other.response),
+            rule: self.rule.or(other.rule),
+        }
+    }
+}
+
 /// What the parser needs from the configuration.
 #[derive(Clone, Copy)]
 pub struct ParseConfig<'a> {
