@@ -5,7 +5,9 @@ use std::{path::PathBuf, process::Command};
 /// A config file with `[http] tls = true`, named after `test`; its path.
 pub fn tls_config(test: &str) -> String {
     let path = std::env::temp_dir().join(format!("loupe-tls-{test}-{}.toml", std::process::id()));
-    std::fs::write(&path, "[http]\ntls = true\n").expect("write the config");
+    // With the OpenTelemetry names, whose `url_scheme` says `https`.
+    let config = "[http]\ntls = true\n[export]\nconventions = [\"loupe\", \"otel\"]\n";
+    std::fs::write(&path, config).expect("write the config");
     path.display().to_string()
 }
 

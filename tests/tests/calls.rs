@@ -7,7 +7,7 @@
 //! uvicorn provider, and in HTTP/2 from a hypercorn one (ALPN `h2` over
 //! TLS, prior knowledge over TCP). Root required: `cargo xtask test`.
 use loupe_tests::{
-    Agent,
+    Agent, Scrape,
     agent_service::{REFUSED_PROMPT, agent_service_with, invoke_agent},
     fixture, free_port, scratch_file, series, served,
     tls::Certificate,
@@ -139,7 +139,11 @@ fn model_calls(service: &str, tls: bool, http2: bool, compress: bool) {
         ),
     );
     let config = scratch_file("calls.toml");
-    std::fs::write(&config, format!("[http]\ntls = true\n{PRICES}")).expect("write the config");
+    std::fs::write(
+        &config,
+        format!("[http]\ntls = true\n[export]\nconventions = [\"loupe\", \"otel\"]\n{PRICES}"),
+    )
+    .expect("write the config");
     let config = config.display().to_string();
     let agent = watch_port(port, service, &["--config", &config]);
     for (name, stream, count) in PLAN {
@@ -250,6 +254,133 @@ fn model_calls(service: &str, tls: bool, http2: bool, compress: bool) {
         }
     }
     check_nothing_else(&agent, service, calls);
+    check_otel(&agent.scrape(), service, provider_port, http2);
+}
+
+/// `(agent, gen_ai_provider_name, gen_ai_operation_name,
+/// gen_ai_request_model, output tokens added under OpenTelemetry's
+/// counting)`: the model is named by Gemini's and Bedrock's paths only;
+/// Gemini's thinking tokens count as output.
+const OTEL: &[(&str, &str, &str, &str, u32)] = &[
+    ("planner", "openai", "chat", "", 0),
+    ("researcher", "anthropic", "chat", "", 0),
+    (
+        "coder",
+        "gcp.gemini",
+        "generate_content",
+        "gemini-2.0-flash",
+        7,
+    ),
+    ("writer", "ollama", "chat", "", 0),
+    (
+        "analyst",
+        "aws.bedrock",
+        "chat",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        0,
+    ),
+];
+
+/// The same calls under OpenTelemetry's names (`[export] conventions`).
+fn check_otel(scrape: &Scrape, service: &str, provider_port: u16, http2: bool) {
+    let sum = |family: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .matching(&format!("{family}{{"))
+            .iter()
+            .filter(|(key, _)| {
+                labels.iter().all(|(k, v)| {
+                    let pair = format!("{k}=\"{v}\"");
+                    key.contains(&format!("{{{pair}")) || key.contains(&format!(",{pair}"))
+                })
+            })
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let port = provider_port.to_string();
+    let answered: u32 = PLAN.iter().map(|p| p.2).sum();
+    let version = if http2 { "2" } else { "1.1" };
+    let client = [
+        ("service", service),
+        ("http_request_method", "POST"),
+        ("server_address", "127.0.0.1"),
+        ("server_port", port.as_str()),
+        ("http_response_status_code", "200"),
+        ("network_protocol_version", version),
+    ];
+    let counted = sum("http_client_request_duration_seconds_count", &client);
+    assert_eq!(counted, f64::from(answered), "{}", scrape.text);
+    for (name, provider, operation, requested, extra) in OTEL {
+        let (_, model, output) = MODELS.iter().find(|(a, ..)| a == name).expect("a model");
+        let runs = |streamed: Option<bool>| -> f64 {
+            PLAN.iter()
+                .filter(|(a, s, _)| a == name && streamed.is_none_or(|want| *s == want))
+                .map(|(_, _, n)| f64::from(*n))
+                .sum()
+        };
+        let call = [
+            ("service", service),
+            ("gen_ai_provider_name", *provider),
+            ("gen_ai_operation_name", *operation),
+            ("gen_ai_request_model", *requested),
+            ("gen_ai_response_model", *model),
+            ("server_address", "127.0.0.1"),
+        ];
+        let with = |more: (&'static str, &'static str)| {
+            let mut labels = call.to_vec();
+            labels.push(more);
+            labels
+        };
+        let input = with(("gen_ai_token_type", "input"));
+        let output_labels = with(("gen_ai_token_type", "output"));
+        let expect = [
+            ("gen_ai_client_token_usage_count", input.clone(), runs(None)),
+            (
+                "gen_ai_client_token_usage_sum",
+                input,
+                f64::from(INPUT_TOKENS) * runs(None),
+            ),
+            (
+                "gen_ai_client_token_usage_sum",
+                output_labels,
+                f64::from(output + extra) * runs(None),
+            ),
+            (
+                "gen_ai_client_operation_duration_seconds_count",
+                with(("error_type", "")),
+                runs(None),
+            ),
+            (
+                "gen_ai_client_operation_time_to_first_chunk_seconds_count",
+                call.to_vec(),
+                runs(Some(true)),
+            ),
+        ];
+        for (family, labels, expected) in expect {
+            assert_eq!(
+                sum(family, &labels),
+                expected,
+                "{name}: {family} {labels:?}"
+            );
+        }
+    }
+    for (_, count, provider, _, _, error_type) in REFUSALS {
+        let error = if *error_type == "unknown" {
+            "_OTHER"
+        } else {
+            error_type
+        };
+        let labels = [
+            ("service", service),
+            ("gen_ai_provider_name", *provider),
+            ("error_type", error),
+        ];
+        let family = "gen_ai_client_operation_duration_seconds_count";
+        assert_eq!(
+            sum(family, &labels),
+            f64::from(*count),
+            "{provider} refused"
+        );
+    }
 }
 
 /// No other call, token type, model or provider; nothing lost; no usage

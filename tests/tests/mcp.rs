@@ -81,6 +81,33 @@ fn counted(
         .collect()
 }
 
+/// `family`'s series of `service` (to the server on `port`, for the
+/// client side) as `(mcp_method_name, gen_ai_tool_name, error_type) ->
+/// count`.
+fn otel_counted(
+    scrape: &Scrape,
+    family: &str,
+    service: &str,
+    port: Option<u16>,
+) -> BTreeMap<(String, String, String), f64> {
+    let mut counts = BTreeMap::new();
+    for (key, n) in scrape.matching(&format!("{family}{{")) {
+        let to = |port: u16| {
+            label(key, "server_address") == "127.0.0.1"
+                && label(key, "server_port") == port.to_string()
+        };
+        if label(key, "service") == service && port.is_none_or(to) {
+            let key = (
+                label(key, "mcp_method_name").to_owned(),
+                label(key, "gen_ai_tool_name").to_owned(),
+                label(key, "error_type").to_owned(),
+            );
+            *counts.entry(key).or_insert(0.0) += n;
+        }
+    }
+    counts
+}
+
 #[test]
 fn tool_calls_are_counted_on_both_sides_with_both_sdks() {
     loupe_tests::require_root();
@@ -100,7 +127,8 @@ fn tool_calls_are_counted_on_both_sides_with_both_sdks() {
         ("caller-py", Fixture::python("mcp_py.py", &["client"])),
         ("caller-ts", node("client")),
     ];
-    let mut config = String::from("series_ttl = \"1h\"\n");
+    let mut config =
+        String::from("series_ttl = \"1h\"\n[export]\nconventions = [\"loupe\", \"otel\"]\n");
     for (name, process) in servers.iter().chain(clients.iter()) {
         config += &format!(
             "\n[[services]]\nname = \"{name}\"\npids = [{}]\n",
@@ -157,6 +185,40 @@ fn tool_calls_are_counted_on_both_sides_with_both_sdks() {
                 ],
             );
             assert_eq!(scrape.get(&timed), Some(f64::from(ADDS + FAILS)), "{timed}");
+        }
+    }
+    // The same requests under OpenTelemetry's names, the JSON-RPC error
+    // code as the error type.
+    // Python's FastMCP answers an unknown resource with code 0, the
+    // TypeScript SDK with -32602 (invalid params).
+    let expected = |server: &str, sessions: f64| -> BTreeMap<(String, String, String), f64> {
+        let code = if server == "mcp-ts" { "-32602" } else { "0" };
+        session()
+            .into_iter()
+            .map(|((method, tool, status), n)| {
+                let error = match status.as_str() {
+                    "ok" => "",
+                    "error" => code,
+                    other => other,
+                };
+                ((method, tool, error.to_owned()), sessions * n)
+            })
+            .collect()
+    };
+    for (server, _) in &servers {
+        let family = "mcp_server_operation_duration_seconds_count";
+        let seen = otel_counted(&scrape, family, server, None);
+        assert_eq!(seen, expected(server, 2.0), "{server}\n{}", scrape.text);
+        for (client, _) in &clients {
+            let port = ports[servers.iter().position(|(s, _)| s == server).unwrap_or(0)];
+            let family = "mcp_client_operation_duration_seconds_count";
+            let seen = otel_counted(&scrape, family, client, Some(port));
+            assert_eq!(
+                seen,
+                expected(server, 1.0),
+                "{client} -> {server}\n{}",
+                scrape.text
+            );
         }
     }
     assert!(

@@ -124,7 +124,8 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
     fs::write(
         &config,
         format!(
-            "[collectors]\ninterval = \"1s\"\n\
+            "[export]\nconventions = [\"loupe\", \"otel\"]\n\
+             [collectors]\ninterval = \"1s\"\n\
              [collectors.redis]\nurl_env = \"LOUPE_TEST_REDIS_URL\"\n\
              [collectors.database]\nurl_env = \"LOUPE_TEST_DATABASE_URL\"\n\
              service = \"agent-api\"\n\

@@ -77,6 +77,26 @@ fn check_mix_hooked(agent: &Agent, service: &str, port: u16, library: &str, hook
         scrape.total("agent_requests_total", service),
         f64::from(total)
     );
+    // Under OpenTelemetry's names: https, in the version the client spoke,
+    // the route only where a template is known.
+    let version = if library.ends_with("-h2") { "2" } else { "1.1" };
+    for (method, _, count, status, endpoint) in MIX {
+        let route = if ROUTES.contains(endpoint) {
+            *endpoint
+        } else {
+            ""
+        };
+        let labels = [
+            ("service", service),
+            ("http_request_method", method),
+            ("http_route", route),
+            ("http_response_status_code", &status.to_string()),
+            ("url_scheme", "https"),
+            ("network_protocol_version", version),
+        ];
+        let named = series("http_server_request_duration_seconds_count", &labels);
+        assert_eq!(scrape.get(&named), Some(f64::from(*count)), "{named}");
+    }
     let unparsed = scrape.matching("loupe_unparsed_connections_total{");
     assert!(unparsed.is_empty(), "{unparsed:?}");
     // Counted at the agent's upkeep (every 5 s).

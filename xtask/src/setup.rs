@@ -8,10 +8,10 @@ use crate::sh::{self, is_root, output, succeeds};
 
 /// Debian packages the demo uses: the servers of its service, and curl.
 const DEMO_APT_PACKAGES: &[&str] = &["postgresql", "redis-server", "curl"];
-/// Python modules the demo imports: the service, its model provider, the
-/// seeding of its tables (requirements.txt pins them).
+/// Python modules the demo imports: the service, its model provider and
+/// MCP tool server, the seeding of its tables (requirements.txt pins them).
 const DEMO_PYTHON_MODULES: &[&str] = &[
-    "fastapi", "uvicorn", "redis", "asyncpg", "httpx", "psycopg2",
+    "fastapi", "uvicorn", "redis", "asyncpg", "httpx", "psycopg2", "mcp",
 ];
 
 /// Debian packages the tests use beyond the demo's.

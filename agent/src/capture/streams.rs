@@ -18,7 +18,7 @@ use crate::protocols::{
     detect::Connection,
     http1::{
         auth::AuthConfig,
-        exchange::{BodyWants, ParseConfig},
+        exchange::{BodyWants, Outcome, ParseConfig},
         head::Method,
     },
     inbound,
@@ -49,11 +49,18 @@ pub struct Findings {
 /// The findings of one service's connection.
 struct Of<'a> {
     service: u32,
+    /// The connection carries OpenSSL's plaintext: its exchanges say so.
+    tls: bool,
     findings: &'a mut Findings,
 }
 
 impl Sink for Of<'_> {
-    fn observe(&mut self, observation: Observation) {
+    fn observe(&mut self, mut observation: Observation) {
+        if let Observation::Served(Outcome::Exchange(exchange)) | Observation::Call(exchange) =
+            &mut observation
+        {
+            exchange.tls = self.tls;
+        }
         self.findings.observations.push((self.service, observation));
     }
 
@@ -87,6 +94,8 @@ pub struct StreamKey {
 
 struct Stream {
     service: u32,
+    /// OpenSSL's plaintext (`CONN_TLS`).
+    tls: bool,
     proto: Box<dyn Protocol>,
     last_ns: u64,
     /// A syscall whose records are still arriving (`DATA_MORE`).
@@ -139,7 +148,11 @@ impl Stream {
             },
             calls: *parsing.calls,
         };
-        let mut sink = Of { service, findings };
+        let mut sink = Of {
+            service,
+            tls: self.tls,
+            findings,
+        };
         self.proto.on_bytes(dir, &transfer, &context, &mut sink);
     }
 }
@@ -190,6 +203,7 @@ impl Streams {
         }
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             service: head.service,
+            tls: key.conn & CONN_TLS != 0,
             proto: if head.flags & DATA_OUTBOUND != 0 {
                 Box::new(Connection::opened())
             } else {
@@ -253,6 +267,7 @@ impl Streams {
         }
         self.streams.entry(key).or_insert_with(|| Stream {
             service,
+            tls: key.conn & CONN_TLS != 0,
             proto: Box::new(Connection::Seeded(known)),
             last_ns: now_ns,
             partial: None,
@@ -267,6 +282,7 @@ impl Streams {
         };
         let mut sink = Of {
             service: stream.service,
+            tls: stream.tls,
             findings,
         };
         stream.proto.on_close(ts, &mut sink);
@@ -316,6 +332,7 @@ impl Streams {
         self.streams.retain(|_, stream| {
             let mut sink = Of {
                 service: stream.service,
+                tls: stream.tls,
                 findings: &mut *findings,
             };
             stream.proto.expire(response_cut, &mut sink);

@@ -112,6 +112,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub mcp: mcp::FileMcp,
     #[serde(default)]
+    pub export: FileExport,
+    #[serde(default)]
     pub collectors: FileCollectors,
     pub kubernetes: Option<kubernetes::FileKubernetes>,
     #[serde(default)]
@@ -154,6 +156,48 @@ pub struct FileService {
     pub exclude_paths: Vec<String>,
 }
 
+/// The `[export]` section, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileExport {
+    /// The names the measurements are exported under: `"loupe"` (always),
+    /// and `"otel"` for OpenTelemetry's semantic conventions as well.
+    pub conventions: Option<Vec<String>>,
+}
+
+/// How the measurements are exported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// Also under OpenTelemetry's names (`export::otel`).
+    pub otel: bool,
+}
+
+fn export(file: FileExport, path: &str) -> Result<ExportConfig, ConfigError> {
+    let conventions = file.conventions.unwrap_or_else(|| vec!["loupe".to_owned()]);
+    let refuse = |reason: String| ConfigError::Rule {
+        origin: format!("{path}: export.conventions"),
+        reason,
+    };
+    if let Some(unknown) = conventions
+        .iter()
+        .find(|c| !["loupe", "otel"].contains(&c.as_str()))
+    {
+        return Err(refuse(format!(
+            "`{unknown}` is not a convention loupe exports; use \"loupe\" and \"otel\""
+        )));
+    }
+    if !conventions.iter().any(|c| c == "loupe") {
+        return Err(refuse(
+            "\"loupe\" must be listed: its names cannot be turned off (the dashboards, alerts \
+             and loupe_* self-metrics use them); write [\"loupe\", \"otel\"]"
+                .to_owned(),
+        ));
+    }
+    Ok(ExportConfig {
+        otel: conventions.iter().any(|c| c == "otel"),
+    })
+}
+
 /// What the command line gives; every field overrides the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -193,6 +237,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub llm: llm::LlmConfig,
     pub mcp: mcp::McpConfig,
+    pub export: ExportConfig,
     pub rules: RuleSet,
     pub collectors: CollectorsConfig,
     /// Set when a service selects by Kubernetes metadata or the file has
@@ -506,6 +551,7 @@ impl Config {
         }
         let llm = llm::build(std::mem::take(&mut file.llm), &path)?;
         let mcp = mcp::build(std::mem::take(&mut file.mcp), &path)?;
+        let export = export(std::mem::take(&mut file.export), &path)?;
         Ok(Self {
             listen,
             rescan_interval,
@@ -514,6 +560,7 @@ impl Config {
             http,
             llm,
             mcp,
+            export,
             rules,
             collectors,
             kubernetes,
@@ -656,6 +703,24 @@ pids = [1]
         .unwrap();
         assert_eq!(config.services.len(), 2);
         assert_eq!(config.listen.port(), 9477);
+    }
+
+    #[test]
+    fn the_opentelemetry_names_are_asked_for_beside_loupes() {
+        let with = |conventions: &str| {
+            let text = format!("{FILE}\n[export]\nconventions = {conventions}\n");
+            build(&text, Overrides::default()).map(|c| c.export.otel)
+        };
+        assert!(!build(FILE, Overrides::default()).unwrap().export.otel);
+        assert!(!with("[\"loupe\"]").unwrap());
+        assert!(with("[\"loupe\", \"otel\"]").unwrap());
+        let alone = with("[\"otel\"]").unwrap_err().to_string();
+        assert!(alone.contains("export.conventions") && alone.contains("\"loupe\" must be listed"));
+        let unknown = with("[\"loupe\", \"datadog\"]").unwrap_err().to_string();
+        assert!(
+            unknown.contains("`datadog` is not a convention"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -145,12 +145,22 @@ impl Routes {
             "" => return "unknown".to_owned(),
             _ => {}
         }
+        if let Some(template) = self.route(path) {
+            return template.to_owned();
+        }
+        let trimmed = path.strip_prefix('/').unwrap_or(path);
+        heuristic(&trimmed.split('/').collect::<Vec<_>>())
+    }
+
+    /// The template a path matches, if one is known (configured, or from
+    /// an OpenAPI document): a route, not a guess.
+    pub fn route(&self, path: &str) -> Option<&str> {
         let trimmed = path.strip_prefix('/').unwrap_or(path);
         let segments: Vec<&str> = trimmed.split('/').collect();
-        if let Some(template) = self.templates.iter().find(|t| t.matches(&segments)) {
-            return template.as_str().to_owned();
-        }
-        heuristic(&segments)
+        self.templates
+            .iter()
+            .find(|t| t.matches(&segments))
+            .map(Template::as_str)
     }
 }
 

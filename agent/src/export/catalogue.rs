@@ -42,6 +42,26 @@ pub mod buckets {
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
         5.0,
     ];
+    /// OpenTelemetry's advised boundaries (semantic conventions v1.41.0):
+    /// http.server.request.duration.
+    pub const OTEL_HTTP: &[f64] = &[
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
+    /// db.client.operation.duration.
+    pub const OTEL_DB: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+    /// gen_ai.client.operation.duration and time_to_first_chunk.
+    pub const OTEL_GEN_AI: &[f64] = &[
+        0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    ];
+    /// gen_ai.client.token.usage (counts, powers of 4).
+    pub const OTEL_TOKENS: &[f64] = &[
+        1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
+        4194304.0, 16777216.0, 67108864.0,
+    ];
+    /// mcp.client.operation.duration and mcp.server.operation.duration.
+    pub const OTEL_MCP: &[f64] = &[
+        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    ];
     /// Agent and tool executions (slow by nature).
     pub const EXECUTION: &[f64] = &[
         0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -87,7 +107,16 @@ mod tests {
 
     #[test]
     fn buckets_ascend() {
-        for set in [buckets::HTTP, buckets::DATABASE, buckets::EXECUTION] {
+        for set in [
+            buckets::HTTP,
+            buckets::DATABASE,
+            buckets::EXECUTION,
+            buckets::OTEL_HTTP,
+            buckets::OTEL_DB,
+            buckets::OTEL_GEN_AI,
+            buckets::OTEL_TOKENS,
+            buckets::OTEL_MCP,
+        ] {
             assert!(set.windows(2).all(|pair| pair[0] < pair[1]), "{set:?}");
         }
     }

@@ -3,6 +3,7 @@
 pub mod catalogue;
 pub mod custom;
 mod labelled;
+pub mod otel;
 mod process;
 pub mod reference;
 mod series;
@@ -258,6 +259,8 @@ pub struct Metrics {
     pub endpoint_overflow: Expiring<IntCounterVec>,
     pub route_templates: Labelled<IntGaugeVec>,
     pub capture_connections: IntGauge,
+    /// The OpenTelemetry names, when `[export] conventions` lists them.
+    pub otel: Option<otel::Otel>,
     /// The run loop's time, for the expiring families and label budgets.
     pub clock: Clock,
     sweeper: Sweeper,
@@ -271,6 +274,12 @@ impl Metrics {
     /// With `kubernetes`, every family labelled by service also carries
     /// `k8s_namespace`, `k8s_pod` and `k8s_container`.
     pub fn with_kubernetes(kubernetes: bool) -> Self {
+        Self::build(kubernetes, false)
+    }
+
+    /// With `otel`, also the OpenTelemetry names (`otel`), and the
+    /// OpenTelemetry labels on `http_client_request_duration_seconds`.
+    pub fn build(kubernetes: bool, otel: bool) -> Self {
         use catalogue as c;
         let mut b = Builder {
             registry: Registry::new(),
@@ -322,7 +331,15 @@ impl Metrics {
             redis_errors: b.expiring_counters(&c::REDIS_OPERATION_ERRORS),
             redis_connections: b.gauges(&c::REDIS_CONNECTIONS_ACTIVE),
             client_requests: b.expiring_counters(&c::HTTP_CLIENT_REQUESTS),
-            client_duration: b.expiring_histograms(&c::HTTP_CLIENT_REQUEST_DURATION, buckets::HTTP),
+            client_duration: if otel {
+                let def = Def {
+                    labels: otel::HTTP_CLIENT_LABELS,
+                    ..c::HTTP_CLIENT_REQUEST_DURATION
+                };
+                b.expiring_histograms(&def, buckets::HTTP)
+            } else {
+                b.expiring_histograms(&c::HTTP_CLIENT_REQUEST_DURATION, buckets::HTTP)
+            },
             llm_requests: b.expiring_counters(&c::LLM_REQUESTS),
             llm_tokens: b.expiring_counters(&c::LLM_TOKENS_USED),
             llm_cost: b.expiring_float_counters(&c::LLM_COST),
@@ -375,6 +392,7 @@ impl Metrics {
             endpoint_overflow: b.expiring_counters(&c::ENDPOINT_OVERFLOW),
             route_templates: b.gauges(&c::ROUTE_TEMPLATES),
             capture_connections: b.gauge(&c::CAPTURE_CONNECTIONS),
+            otel: otel.then(|| otel::Otel::build(&mut b)),
             registry: b.registry,
             families: b.families,
             clock: b.clock,
@@ -503,6 +521,40 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains("loupe_build_info{version=\""), "{text}");
         assert!(text.contains("tcp_connections_active{direction=\"inbound\",service=\"svc\"} 1"));
+    }
+
+    #[test]
+    fn the_opentelemetry_names_come_only_when_asked_for() {
+        let svc = ServiceId::named("svc");
+        assert!(Metrics::new().otel.is_none());
+        let metrics = Metrics::build(false, true);
+        let otel = metrics.otel.as_ref().expect("asked for");
+        let server = ["GET", "/users/{id}", "200", "http", "1.1"];
+        otel.http_server.of(&svc, &server).observe(0.07);
+        let tokens = ["chat", "openai", "input", "", "gpt-4o", "api.openai.com"];
+        otel.gen_ai_tokens.of(&svc, &tokens).observe(12.0);
+        let client = ["api:8080", "POST", "api", "8080", "200", "2"];
+        metrics.client_duration.of(&svc, &client).observe(0.1);
+        let text = metrics.render();
+        for (family, bucket) in [
+            ("http_server_request_duration_seconds", "le=\"0.075\""),
+            ("gen_ai_client_token_usage", "le=\"16\""),
+            (
+                "http_client_request_duration_seconds",
+                "server_port=\"8080\"",
+            ),
+        ] {
+            let def = catalogue::find(family).expect("catalogued");
+            assert!(
+                text.contains(&format!("# HELP {family} {}", def.help)),
+                "{text}"
+            );
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{family}_bucket{{")) && l.contains(bucket)),
+                "{family}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -230,6 +230,47 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        title: "OpenTelemetry names (`[export] conventions = [\"loupe\", \"otel\"]`)",
+        measured: "The measurements above, exported a second time under the names and attributes \
+                   of OpenTelemetry's semantic conventions v1.41.0 (HTTP, database, GenAI and \
+                   MCP metrics), as Prometheus renders them: dots become underscores, seconds \
+                   get `_seconds`, and the conventions' advised bucket boundaries are used. Off \
+                   by default. Each family keeps loupe's `service` label (and the Kubernetes \
+                   labels) where OpenTelemetry would carry `service.name` as a resource \
+                   attribute. `http.client.request.duration` has loupe's own name, \
+                   `http_client_request_duration_seconds`: with the option on, that family \
+                   carries both label sets (`host`, and `http_request_method`, \
+                   `server_address`, `server_port`, `http_response_status_code`, \
+                   `network_protocol_version`) with loupe's buckets. Attributes loupe cannot \
+                   know from the wire are left out or empty, never guessed.",
+        defs: &[
+            c::OTEL_HTTP_SERVER_DURATION,
+            c::OTEL_DB_CLIENT_DURATION,
+            c::OTEL_GEN_AI_TOKEN_USAGE,
+            c::OTEL_GEN_AI_DURATION,
+            c::OTEL_GEN_AI_TIME_TO_FIRST_CHUNK,
+            c::OTEL_MCP_CLIENT_DURATION,
+            c::OTEL_MCP_SERVER_DURATION,
+        ],
+        examples: &[
+            (
+                "P95 served request time by route, as OpenTelemetry names it",
+                "histogram_quantile(0.95, sum by (service, http_route, le) \
+                 (rate(http_server_request_duration_seconds_bucket[5m])))",
+            ),
+            (
+                "Output tokens per minute by provider and model",
+                "sum by (gen_ai_provider_name, gen_ai_response_model) \
+                 (rate(gen_ai_client_token_usage_sum{gen_ai_token_type=\"output\"}[5m])) * 60",
+            ),
+            (
+                "MCP requests served per second by method and error type",
+                "sum by (service, mcp_method_name, error_type) \
+                 (rate(mcp_server_operation_duration_seconds_count[5m]))",
+            ),
+        ],
+    },
+    Section {
         title: "The Redis server",
         measured: "The Redis collector: the server's INFO, every interval (docs/collectors.md).",
         defs: &[

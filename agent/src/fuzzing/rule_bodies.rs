@@ -11,7 +11,7 @@ use crate::{
     },
     protocols::http1::{
         exchange::{BodyBytes, Exchange},
-        head::{Encoding, Method},
+        head::{Encoding, Method, Version},
     },
 };
 
@@ -73,6 +73,8 @@ pub fn run(data: &[u8]) {
         .matching("svc", &method, path)
         .expect("a default rule");
     let exchange = Exchange {
+        version: Version::Http11,
+        tls: false,
         method,
         path: path.to_owned(),
         status: Some(if mode & 32 != 0 { 200 } else { 401 }),

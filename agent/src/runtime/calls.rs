@@ -1,8 +1,12 @@
 //! HTTP calls the services make (plain, or through OpenSSL), and the model
 //! provider and MCP calls among them, exported under bounded `host` and `model`
 //! labels (see `enrich::calls`).
-use super::{mcp, state::State};
-use crate::{enrich::llm, protocols::http1::exchange::Exchange};
+use super::{mcp, otel::ModelLabels, state::State};
+use crate::{
+    enrich::llm,
+    export::otel::{address_and_port, http_method},
+    protocols::http1::exchange::Exchange,
+};
 
 impl State {
     pub(super) fn publish_call(&mut self, service: u32, call: &Exchange) {
@@ -19,12 +23,22 @@ impl State {
         let counted = [host.as_str(), call.method.as_str(), &status];
         self.export.metrics.client_requests.of(&id, &counted).inc();
         let seconds = call.end_ns.saturating_sub(call.start_ns) as f64 / 1e9;
-        let timed = [host.as_str()];
-        self.export
-            .metrics
-            .client_duration
-            .of(&id, &timed)
-            .observe(seconds);
+        let duration = &self.export.metrics.client_duration;
+        let duration = if self.export.metrics.otel.is_some() {
+            let (address, port) = address_and_port(&host);
+            let labels = [
+                host.as_str(),
+                http_method(call.method.as_str()),
+                address,
+                port,
+                call.status.map_or("", |_| status.as_str()),
+                call.version.as_str(),
+            ];
+            duration.of(&id, &labels)
+        } else {
+            duration.of(&id, &[host.as_str()])
+        };
+        duration.observe(seconds);
         if self.enrich.mcp.is_mcp(&call.method, &call.path) {
             let side = mcp::Side::Client {
                 host: host.as_str(),
@@ -52,6 +66,20 @@ impl State {
             &error_type,
         ];
         self.export.metrics.llm_requests.of(&id, &counted).inc();
+        let first = call.first_byte_ns.saturating_sub(call.start_ns) as f64 / 1e9;
+        let labels = ModelLabels {
+            host: &host,
+            model: &model,
+            error_type: &error_type,
+        };
+        let streamed = model_call.streamed.then_some(first);
+        self.otel_model_call(
+            (service, &id),
+            &call.path,
+            &model_call,
+            &labels,
+            (seconds, streamed),
+        );
         if model_call.error_type.is_some() {
             return;
         }
@@ -67,7 +95,6 @@ impl State {
             .of(&id, &labels)
             .observe(seconds);
         if model_call.streamed {
-            let first = call.first_byte_ns.saturating_sub(call.start_ns) as f64 / 1e9;
             self.export
                 .metrics
                 .llm_first_token

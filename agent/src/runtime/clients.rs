@@ -15,11 +15,13 @@ impl State {
         let id = self.id(service);
         let labels = [op.operation];
         self.export.metrics.redis_operations.of(&id, &labels).inc();
+        let seconds = op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9;
         self.export
             .metrics
             .redis_duration
             .of(&id, &labels)
-            .observe(op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9);
+            .observe(seconds);
+        self.otel_db(&id, "redis", op.operation, op.error, seconds);
         // Errors exported from the first operation on, at 0 until one fails
         // (so that an error ratio has both sides).
         let errors = self.export.metrics.redis_errors.of(&id, &labels);
@@ -35,11 +37,13 @@ impl State {
         let counted = [system.as_str(), st.query_type, status];
         self.export.metrics.db_queries.of(&id, &counted).inc();
         let timed = [system.as_str(), st.query_type];
+        let seconds = st.end_ns.saturating_sub(st.start_ns) as f64 / 1e9;
         self.export
             .metrics
             .db_duration
             .of(&id, &timed)
-            .observe(st.end_ns.saturating_sub(st.start_ns) as f64 / 1e9);
+            .observe(seconds);
+        self.otel_db(&id, system.as_str(), st.query_type, st.error, seconds);
         self.export.clients_seen.insert((service, Pool::Db(system)));
     }
 

@@ -18,6 +18,16 @@ pub(super) enum Side<'a> {
     Server,
 }
 
+impl<'a> Side<'a> {
+    /// The server called, on the client side.
+    fn host(self) -> Option<&'a str> {
+        match self {
+            Self::Client { host } => Some(host),
+            Self::Server => None,
+        }
+    }
+}
+
 impl State {
     pub(super) fn publish_mcp(&mut self, service: u32, side: Side<'_>, exchange: &Exchange) {
         let id = self.id(service);
@@ -36,6 +46,7 @@ impl State {
                 Some(tool) => self.tool_label(service, &id, tool),
                 None => String::new(),
             };
+            self.otel_mcp(&id, side.host(), call, &tool, seconds);
             let m = &self.export.metrics;
             let status = call.status.as_str();
             match side {

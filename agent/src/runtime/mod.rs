@@ -5,6 +5,7 @@ mod calls;
 mod clients;
 mod grpc;
 mod mcp;
+mod otel;
 mod requests;
 mod routes;
 mod seed;
@@ -238,7 +239,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
             });
         }
     }
-    let metrics = Metrics::with_kubernetes(config.kubernetes.is_some());
+    let metrics = Metrics::build(config.kubernetes.is_some(), config.export.otel);
     let ready = Arc::new(AtomicBool::new(false));
     let listener = server::bind(config.listen).await?;
     let endpoint = Endpoint {

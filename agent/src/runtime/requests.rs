@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     capture::streams::{Findings, Parsing, StreamKey, Streams, monotonic_ns},
-    export::{OTHER, Recent, ServiceId},
+    export::{self, OTHER, Recent, ServiceId},
     protocols::{
         Command, Observation,
         http1::{
@@ -180,6 +180,8 @@ impl State {
             status: exchange.status,
             auth: exchange.auth.kind,
             path: &exchange.path,
+            version: exchange.version,
+            tls: exchange.tls,
         };
         let hash = Recent::<Served>::hash_of(&key);
         let id = self.targets.services[service as usize].id.as_ref();
@@ -225,11 +227,24 @@ impl State {
                 key.auth.as_str(),
             ];
             let timed = [method, endpoint.as_str()];
+            let otel = m.otel.as_ref().map(|otel| {
+                let routes = &self.targets.services[service as usize].routes;
+                let known = endpoint != OTHER && routes.route(key.path).is_some();
+                let labels = [
+                    export::otel::http_method(method),
+                    if known { endpoint.as_str() } else { "" },
+                    key.status.map_or("", |_| status.as_str()),
+                    if key.tls { "https" } else { "http" },
+                    key.version.as_str(),
+                ];
+                otel.http_server.of(&id, &labels)
+            });
             ServedSeries {
                 requests: m.requests.of(&id, &counted),
                 duration: m.request_duration.of(&id, &timed),
                 first_byte: m.first_byte.of(&id, &timed),
                 overflow: (endpoint == OTHER).then(|| m.endpoint_overflow.of(&id, &[])),
+                otel,
             }
         });
         let id = self.targets.services[service as usize].id.clone();

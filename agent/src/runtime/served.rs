@@ -7,7 +7,11 @@ use prometheus::{Histogram, IntCounter};
 
 use crate::{
     export::ServiceId,
-    protocols::http1::{auth::AuthType, exchange::Exchange, head::Method},
+    protocols::http1::{
+        auth::AuthType,
+        exchange::Exchange,
+        head::{Method, Version},
+    },
 };
 
 /// What a served exchange's series are found by.
@@ -18,6 +22,8 @@ pub(super) struct ServedKey<'a> {
     pub(super) status: Option<u16>,
     pub(super) auth: AuthType,
     pub(super) path: &'a str,
+    pub(super) version: Version,
+    pub(super) tls: bool,
 }
 
 /// The series a served exchange counts in, worked out from its labels
@@ -31,6 +37,8 @@ pub(super) struct Served {
     status: Option<u16>,
     auth: AuthType,
     path: Box<str>,
+    version: Version,
+    tls: bool,
     /// `None` for an excluded path.
     series: Option<ServedSeries>,
 }
@@ -41,6 +49,9 @@ pub(super) struct ServedSeries {
     pub(super) first_byte: Histogram,
     /// Counted too when the endpoint is over its budget.
     pub(super) overflow: Option<IntCounter>,
+    /// `http_server_request_duration_seconds`, with the OpenTelemetry
+    /// names on.
+    pub(super) otel: Option<Histogram>,
 }
 
 impl Served {
@@ -56,6 +67,8 @@ impl Served {
             status: key.status,
             auth: key.auth,
             path: key.path.into(),
+            version: key.version,
+            tls: key.tls,
             series,
         }
     }
@@ -74,6 +87,8 @@ impl Served {
             && self.method == key.method
             && self.status == key.status
             && self.auth == key.auth
+            && self.version == key.version
+            && self.tls == key.tls
             && *self.path == *key.path
     }
 
@@ -84,6 +99,9 @@ impl Served {
         series.requests.inc();
         let seconds = |ns: u64| ns.saturating_sub(exchange.start_ns) as f64 / 1e9;
         series.duration.observe(seconds(exchange.end_ns));
+        if let Some(otel) = &series.otel {
+            otel.observe(seconds(exchange.end_ns));
+        }
         series.first_byte.observe(seconds(exchange.first_byte_ns));
         if let Some(overflow) = &series.overflow {
             overflow.inc();

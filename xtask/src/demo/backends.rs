@@ -146,6 +146,27 @@ pub fn model_provider() -> anyhow::Result<Backend> {
     })
 }
 
+/// An MCP tool server (the Python SDK's FastMCP, stateless, answering in
+/// JSON) with the agent service's tools, which the service calls; `port`
+/// is where it listens (loupe watches it as a service of its own).
+pub fn mcp_tools() -> anyhow::Result<(Backend, u16)> {
+    let port = free_port()?;
+    let server = Group::spawn(
+        Command::new("python3")
+            .arg(root().join("tests/fixtures/mcp_py.py"))
+            .args(["server", &port.to_string(), "json", "stateless"])
+            .stdout(std::process::Stdio::null()),
+        "the MCP tool server",
+        libc::SIGTERM,
+    )?;
+    wait_port(port, 30, "the demo's MCP tool server")?;
+    let backend = Backend {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        _server: server,
+    };
+    Ok((backend, port))
+}
+
 /// A Prometheus server scraping loupe every 5 s with the shipped recording
 /// and alert rules (`deploy/prometheus`), its data in `dir`.
 pub fn prometheus(dir: &Path, loupe_port: u16) -> anyhow::Result<Backend> {

@@ -23,6 +23,8 @@ use crate::{
 
 /// The demo's service name (the `service` label).
 const SERVICE: &str = "agent-api";
+/// The MCP tool server the demo service calls, watched as a service too.
+const TOOLS_SERVICE: &str = "agent-tools";
 
 pub struct Options {
     /// loupe's /metrics port.
@@ -82,6 +84,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     )?;
     let redis = backends::redis(&dir.0)?;
     let model = backends::model_provider()?;
+    let (tools, tools_port) = backends::mcp_tools()?;
     stopping()?;
     let service_port = options.service_port.to_string();
     let fixtures = root().join("tests/fixtures/agent_service");
@@ -101,6 +104,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             .env("DATABASE_URL", &postgres.url)
             .env("REDIS_URL", &redis.url)
             .env("MODEL_URL", &model.url)
+            .env("MCP_URL", &tools.url)
             .env("DEMO_SQLITE", dir.0.join("service.sqlite3")),
         "the demo service (uvicorn)",
         libc::SIGTERM,
@@ -111,7 +115,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let config = dir.0.join("loupe.toml");
     fs::write(
         &config,
-        config_text(options.port, &postgres.url, &redis.url),
+        config_text(options.port, &postgres.url, &redis.url, tools_port),
     )?;
     let mut loupe = Group::spawn(
         Command::new(&loupe_bin)
@@ -199,9 +203,10 @@ fn principal_secret() -> anyhow::Result<String> {
 }
 
 /// loupe's configuration for the demo: principals, both collectors every
-/// 5 s against the demo's own database and Redis, and prices for two of the
-/// fake provider's models.
-fn config_text(port: u16, database: &str, redis: &str) -> String {
+/// 5 s against the demo's own database and Redis, prices for two of the
+/// fake provider's models, the OpenTelemetry names beside loupe's, and the
+/// MCP tool server on `tools_port` as a second service.
+fn config_text(port: u16, database: &str, redis: &str, tools_port: u16) -> String {
     format!(
         "# Written by `cargo xtask demo`.\n\
          listen = \"0.0.0.0:{port}\"\n\n\
@@ -219,7 +224,12 @@ fn config_text(port: u16, database: &str, redis: &str) -> String {
          # unpriced, and are counted as such.\n\
          [llm.prices]\n\
          \"gpt-4o-mini\" = {{ input = 0.15, output = 0.60 }}\n\
-         \"claude-sonnet-4*\" = {{ input = 3.00, output = 15.00 }}\n"
+         \"claude-sonnet-4*\" = {{ input = 3.00, output = 15.00 }}\n\n\
+         [export]\n\
+         conventions = [\"loupe\", \"otel\"]\n\n\
+         [[services]]\n\
+         name = \"{TOOLS_SERVICE}\"\n\
+         ports = [{tools_port}]\n"
     )
 }
 
@@ -244,6 +254,10 @@ fn summary(port: u16, service_port: u16) -> String {
         (
             "llm_tokens_used_total",
             "tokens of the service's model calls",
+        ),
+        (
+            "mcp_client_requests_total",
+            "its tool calls through MCP, by tool and outcome",
         ),
         ("users_total", "database collector: business gauges"),
         ("redis_server_connected_clients", "Redis collector"),

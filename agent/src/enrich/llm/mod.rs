@@ -97,6 +97,28 @@ pub struct ModelCall {
     pub reasoning_in_output: bool,
 }
 
+#[cfg(test)]
+impl ModelCall {
+    /// A successful call reporting `tokens`, for tests of what is made of
+    /// its counts.
+    pub fn with_tokens(
+        tokens: &[(&str, u64)],
+        cached_in_input: bool,
+        reasoning_in_output: bool,
+    ) -> Self {
+        Self {
+            provider: "test",
+            model: "m".into(),
+            tokens: tokens.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
+            streamed: false,
+            error_type: None,
+            unread: None,
+            cached_in_input,
+            reasoning_in_output,
+        }
+    }
+}
+
 /// A model name fit for a label: printable characters only, bounded.
 fn clean(name: &str) -> String {
     name.chars()
@@ -118,6 +140,31 @@ fn error_type(text: &str) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b)))
     .then(|| text.to_owned())
+}
+
+/// OpenTelemetry's `gen_ai.operation.name` of a call on `path`.
+pub fn operation_of(path: &str) -> &'static str {
+    if path.contains("mbed") {
+        "embeddings" // /v1/embeddings, /api/embed, :embedContent
+    } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+        "generate_content"
+    } else if path.ends_with("/api/generate")
+        || (path.ends_with("/completions") && !path.ends_with("/chat/completions"))
+    {
+        "text_completion"
+    } else {
+        "chat"
+    }
+}
+
+/// The model a call's path names (Gemini, Bedrock): OpenTelemetry's
+/// `gen_ai.request.model`; other APIs name it in the request body, which
+/// loupe does not read.
+pub fn requested_model(path: &str) -> Option<String> {
+    provider_of(path)
+        .and_then(|p| (p.model_in_path)(path))
+        .map(|model| clean(&model))
+        .filter(|model| !model.is_empty())
 }
 
 /// Reads the response of a model call on `path` that answered `status`

@@ -106,16 +106,7 @@ mod tests {
     }
 
     fn call(tokens: &[(&str, u64)], cached_in_input: bool, reasoning_in_output: bool) -> ModelCall {
-        ModelCall {
-            provider: "test",
-            model: "m".into(),
-            tokens: tokens.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
-            streamed: false,
-            error_type: None,
-            unread: None,
-            cached_in_input,
-            reasoning_in_output,
-        }
+        ModelCall::with_tokens(tokens, cached_in_input, reasoning_in_output)
     }
 
     #[test]

@@ -267,3 +267,29 @@ fn paths_no_provider_knows_use_the_configured_fields() {
         [("cache_read", 2), ("input", 3), ("output", 4)]
     );
 }
+
+#[test]
+fn operations_and_requested_models_take_the_conventions_names() {
+    let cases = [
+        ("/v1/chat/completions", "chat", None),
+        ("/v1/completions", "text_completion", None),
+        ("/v1/embeddings", "embeddings", None),
+        ("/api/generate", "text_completion", None),
+        ("/api/embed", "embeddings", None),
+        (
+            "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+            "generate_content",
+            Some("gemini-2.0-flash"),
+        ),
+        ("/v1/messages", "chat", None),
+        (
+            "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+            "chat",
+            Some("anthropic.claude-3-haiku-20240307-v1:0"),
+        ),
+    ];
+    for (path, operation, model) in cases {
+        assert_eq!(operation_of(path), operation, "{path}");
+        assert_eq!(requested_model(path).as_deref(), model, "{path}");
+    }
+}

@@ -29,8 +29,8 @@ pub enum Message {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
-    /// A JSON-RPC `error` object.
-    Error,
+    /// A JSON-RPC `error` object, and its code.
+    Error(Option<i64>),
     /// A `tools/call` result with `isError: true`: the tool ran and failed.
     ToolError,
 }
@@ -69,8 +69,8 @@ fn message(value: &Value) -> Option<Message> {
         }),
         Some(_) => None,
         None => {
-            let outcome = if object.get("error").is_some_and(Value::is_object) {
-                Outcome::Error
+            let outcome = if let Some(Value::Object(error)) = object.get("error") {
+                Outcome::Error(error.get("code").and_then(Value::as_i64))
             } else if let Some(result) = object.get("result") {
                 if result.get("isError") == Some(&Value::Bool(true)) {
                     Outcome::ToolError
@@ -139,7 +139,7 @@ mod tests {
             },
             Message::Response {
                 id: Value::Null,
-                outcome: Outcome::Error,
+                outcome: Outcome::Error(Some(-32700)),
             },
         ];
         assert_eq!(messages(&docs), expected);

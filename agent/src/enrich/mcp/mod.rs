@@ -128,6 +128,8 @@ pub struct Call {
     /// For `tools/call`: the tool, printable and bounded in length.
     pub tool: Option<String>,
     pub status: Status,
+    /// For an error answer: its JSON-RPC error code, if it gave one.
+    pub error_code: Option<i64>,
 }
 
 /// What one MCP exchange says.
@@ -170,11 +172,11 @@ pub fn read_exchange(
     };
     for &(id, method, tool) in &requests {
         let outcome = outcome_of(id).or_else(|| outcome_of(&Value::Null).filter(|_| alone));
-        let status = match outcome {
-            Some(Outcome::Ok) => Status::Ok,
-            Some(Outcome::Error) => Status::Error,
-            Some(Outcome::ToolError) => Status::ToolError,
-            None => Status::Unanswered,
+        let (status, error_code) = match outcome {
+            Some(Outcome::Ok) => (Status::Ok, None),
+            Some(Outcome::Error(code)) => (Status::Error, code),
+            Some(Outcome::ToolError) => (Status::ToolError, None),
+            None => (Status::Unanswered, None),
         };
         read.calls.push(Call {
             method: method_label(method),
@@ -185,6 +187,7 @@ pub fn read_exchange(
                     .collect()
             }),
             status,
+            error_code,
         });
     }
     // A cut answer matters only where it left a request unanswered.

@@ -20,8 +20,8 @@ use super::{
     auth::{Auth, AuthConfig},
     chunked::{Chunked, ends_body},
     head::{
-        Encoding, Framing, Method, Parsed, RequestHead, could_start_request, looks_like_request,
-        parse_request, parse_request_start, parse_response, parse_status_line,
+        Encoding, Framing, Method, Parsed, RequestHead, Version, could_start_request,
+        looks_like_request, parse_request, parse_request_start, parse_response, parse_status_line,
     },
 };
 use crate::protocols::Transfer;
@@ -120,6 +120,9 @@ pub const UNKNOWN_PATH: &str = "";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
     pub method: Method,
+    pub version: Version,
+    /// Read from OpenSSL's plaintext (set by the connection's owner).
+    pub tls: bool,
     pub path: String,
     /// `None` when the response head was not captured.
     pub status: Option<u16>,
@@ -286,6 +289,7 @@ impl Recent {
 #[derive(Clone, Debug)]
 struct Request {
     method: Method,
+    version: Version,
     path: String,
     auth: Auth,
     from_loupe: bool,
@@ -458,6 +462,7 @@ impl HttpConn {
         };
         self.pending.push_back(Request {
             method: head.method,
+            version: head.version,
             path: head.path,
             auth: head.auth,
             from_loupe: head.from_loupe,
@@ -720,6 +725,8 @@ impl HttpConn {
         });
         out(Outcome::Exchange(Exchange {
             method: request.method,
+            version: request.version,
+            tls: false,
             path: request.path,
             status: response.status,
             auth: request.auth,

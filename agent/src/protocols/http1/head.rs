@@ -64,9 +64,30 @@ pub enum Framing {
     Close,
 }
 
+/// The HTTP version a request was made in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Version {
+    Http10,
+    #[default]
+    Http11,
+    Http2,
+}
+
+impl Version {
+    /// As OpenTelemetry's `network.protocol.version` writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Http10 => "1.0",
+            Self::Http11 => "1.1",
+            Self::Http2 => "2",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: Method,
+    pub version: Version,
     /// The path, without query string or fragment.
     pub path: String,
     pub framing: Framing,
@@ -248,12 +269,15 @@ fn request_with<'b>(
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial => return Ok(Parsed::Partial),
     };
-    let head = request_head(
+    let mut head = request_head(
         request.method.unwrap_or_default(),
         request.path.unwrap_or("/"),
         request.headers,
         auth,
     );
+    if request.version == Some(0) {
+        head.version = Version::Http10;
+    }
     Ok(Parsed::Complete(head, len))
 }
 
@@ -276,6 +300,7 @@ pub fn request_head(
     };
     RequestHead {
         method: Method::parse(method),
+        version: Version::Http11,
         path: path_of(target),
         framing,
         upgrade: common.upgrade,
@@ -335,6 +360,11 @@ fn parse_request_line(buf: &[u8]) -> Option<RequestHead> {
     }
     Some(RequestHead {
         method: Method::parse(method),
+        version: if version == "HTTP/1.0" {
+            Version::Http10
+        } else {
+            Version::Http11
+        },
         path: path_of(target),
         framing: Framing::None,
         upgrade: false,

@@ -23,7 +23,7 @@ use crate::protocols::{
     Command, Context, Direction, Observation, Protocol, Sink, Transfer,
     http1::{
         exchange::{BodyBytes, Exchange, H2cUpgrade, Outcome, ParseConfig, UNKNOWN_PATH, Unparsed},
-        head::{Method, body_encoding, request_head},
+        head::{Method, Version, body_encoding, request_head},
     },
 };
 
@@ -492,7 +492,8 @@ impl Http2 {
             }
             _ => return, // CONNECT without a path, or not a request
         };
-        let head = request_head(method, path, &fields.headers(), config.auth);
+        let mut head = request_head(method, path, &fields.headers(), config.auth);
+        head.version = Version::Http2;
         if head.from_loupe && self.role == Role::Served {
             return;
         }
@@ -600,6 +601,8 @@ impl Http2 {
         }
         let exchange = Exchange {
             method: request.method,
+            version: Version::Http2,
+            tls: false,
             path: request.path,
             status,
             auth: request.auth,

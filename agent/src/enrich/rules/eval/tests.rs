@@ -5,12 +5,17 @@ use crate::{
         endpoint::Template,
         rules::{FieldPath, default_rules, default_tokens},
     },
-    protocols::http1::{auth::Auth, head::Method},
+    protocols::http1::{
+        auth::Auth,
+        head::{Method, Version},
+    },
 };
 
 fn exchange(path: &str, status: u16) -> Exchange {
     Exchange {
         method: Method::parse("POST"),
+        version: Version::Http11,
+        tls: false,
         path: path.to_owned(),
         status: Some(status),
         auth: Auth::default(),
