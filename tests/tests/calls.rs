@@ -1,8 +1,8 @@
 //! HTTP calls a service makes, to model providers above all: the agent
 //! service (FastAPI, httpx) calls a fake provider
-//! (`fixtures/model_provider.py`) in the OpenAI, Anthropic, Gemini and
-//! Ollama formats, as JSON and as streams (server-sent events, Ollama's
-//! newline-delimited JSON), over HTTPS (OpenSSL uprobes) and over plain TCP
+//! (`fixtures/model_provider.py`) in the OpenAI, Anthropic, Gemini,
+//! Ollama, Bedrock and Cohere formats, as JSON and as streams (server-sent
+//! events, Ollama's newline-delimited JSON, AWS's event-stream framing), over HTTPS (OpenSSL uprobes) and over plain TCP
 //! (syscalls), with known usage (`[http] tls = true`); in HTTP/1.1 from a
 //! uvicorn provider, and in HTTP/2 from a hypercorn one (ALPN `h2` over
 //! TLS, prior knowledge over TCP). Root required: `cargo xtask test`.
@@ -36,6 +36,8 @@ const PLAN: &[(&str, bool, u32)] = &[
     ("writer", true, 3),
     ("analyst", false, 2),
     ("analyst", true, 3),
+    ("summarizer", false, 2),
+    ("summarizer", true, 2),
 ];
 /// `(agent, model, output tokens per call)`.
 const MODELS: &[(&str, &str, u32)] = &[
@@ -44,6 +46,7 @@ const MODELS: &[(&str, &str, u32)] = &[
     ("coder", "gemini-2.0-flash", 29),
     ("writer", "llama3.2", 31),
     ("analyst", "anthropic.claude-3-haiku-20240307-v1:0", 37),
+    ("summarizer", "command-a-03-2025", 41),
 ];
 /// Gemini's cached and reasoning tokens per call (the fake provider's).
 const GEMINI_EXTRA: &[(&str, u32)] = &[("cache_read", 4), ("reasoning", 7)];
@@ -65,13 +68,14 @@ const COST_PER_CALL: &[(&str, f64)] = &[
     ),
 ];
 /// `(agent, refused calls, provider, model, status, error type)`: the
-/// error answers name no model, but Gemini's path does.
+/// error answers name no model, but the path (Gemini, Bedrock) or the
+/// request body (the others) names the one asked for.
 const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
     (
         "planner",
         2,
         "openai",
-        "unknown",
+        "gpt-4o-mini",
         "429",
         "insufficient_quota",
     ),
@@ -79,7 +83,7 @@ const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
         "researcher",
         1,
         "anthropic",
-        "unknown",
+        "claude-sonnet-4",
         "529",
         "overloaded_error",
     ),
@@ -91,12 +95,20 @@ const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
         "429",
         "RESOURCE_EXHAUSTED",
     ),
-    ("writer", 1, "ollama", "unknown", "404", "unknown"),
+    ("writer", 1, "ollama", "llama3.2", "404", "unknown"),
     (
         "analyst",
         2,
         "aws.bedrock",
         "anthropic.claude-3-haiku-20240307-v1:0",
+        "429",
+        "unknown",
+    ),
+    (
+        "summarizer",
+        1,
+        "cohere",
+        "command-a-03-2025",
         "429",
         "unknown",
     ),
@@ -257,28 +269,17 @@ fn model_calls(service: &str, tls: bool, http2: bool, compress: bool) {
     check_otel(&agent.scrape(), service, provider_port, http2);
 }
 
-/// `(agent, gen_ai_provider_name, gen_ai_operation_name,
-/// gen_ai_request_model, output tokens added under OpenTelemetry's
-/// counting)`: the model is named by Gemini's and Bedrock's paths only;
-/// Gemini's thinking tokens count as output.
-const OTEL: &[(&str, &str, &str, &str, u32)] = &[
-    ("planner", "openai", "chat", "", 0),
-    ("researcher", "anthropic", "chat", "", 0),
-    (
-        "coder",
-        "gcp.gemini",
-        "generate_content",
-        "gemini-2.0-flash",
-        7,
-    ),
-    ("writer", "ollama", "chat", "", 0),
-    (
-        "analyst",
-        "aws.bedrock",
-        "chat",
-        "anthropic.claude-3-haiku-20240307-v1:0",
-        0,
-    ),
+/// `(agent, gen_ai_provider_name, gen_ai_operation_name, output tokens
+/// added under OpenTelemetry's counting)`: Gemini's thinking tokens count
+/// as output. The model asked for (by the path or the request body) is the
+/// one answered.
+const OTEL: &[(&str, &str, &str, u32)] = &[
+    ("planner", "openai", "chat", 0),
+    ("researcher", "anthropic", "chat", 0),
+    ("coder", "gcp.gemini", "generate_content", 7),
+    ("writer", "ollama", "chat", 0),
+    ("analyst", "aws.bedrock", "chat", 0),
+    ("summarizer", "cohere", "chat", 0),
 ];
 
 /// The same calls under OpenTelemetry's names (`[export] conventions`).
@@ -309,7 +310,7 @@ fn check_otel(scrape: &Scrape, service: &str, provider_port: u16, http2: bool) {
     ];
     let counted = sum("http_client_request_duration_seconds_count", &client);
     assert_eq!(counted, f64::from(answered), "{}", scrape.text);
-    for (name, provider, operation, requested, extra) in OTEL {
+    for (name, provider, operation, extra) in OTEL {
         let (_, model, output) = MODELS.iter().find(|(a, ..)| a == name).expect("a model");
         let runs = |streamed: Option<bool>| -> f64 {
             PLAN.iter()
@@ -321,7 +322,7 @@ fn check_otel(scrape: &Scrape, service: &str, provider_port: u16, http2: bool) {
             ("service", service),
             ("gen_ai_provider_name", *provider),
             ("gen_ai_operation_name", *operation),
-            ("gen_ai_request_model", *requested),
+            ("gen_ai_request_model", *model),
             ("gen_ai_response_model", *model),
             ("server_address", "127.0.0.1"),
         ];

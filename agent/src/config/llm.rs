@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_MODELS: usize = 20;
 pub struct FileLlm {
     /// Request paths (templates) of model calls (default: those of every
     /// built-in provider: OpenAI and the servers that copy its API, Azure
-    /// OpenAI, Anthropic, Gemini, Ollama, Bedrock).
+    /// OpenAI, Anthropic, Gemini, Ollama, Bedrock, Cohere).
     pub paths: Option<Vec<String>>,
     /// Only calls to these hosts (the `Host` header without its port;
     /// `*.example.com` matches subdomains); empty or absent: any host.

@@ -42,11 +42,14 @@ impl Calls {
         }
     }
 
-    /// Which response bodies to keep: those of model calls.
+    /// Which bodies to keep: those of model calls (the request for the
+    /// model it asks for, the answer for the rest).
     pub fn bodies(&self, method: &Method, path: &str) -> BodyWants {
         let model_call = *method == Method::parse("POST") && self.llm.is_model_call(path);
+        let kept = if model_call { self.llm.max_body } else { 0 };
         BodyWants {
-            response: if model_call { self.llm.max_body } else { 0 },
+            request: kept,
+            response: kept,
             ..BodyWants::default()
         }
     }

@@ -18,13 +18,14 @@ use crate::{
 static LLM: LazyLock<LlmConfig> = LazyLock::new(LlmConfig::default);
 
 /// A call path of each built-in provider, and one no provider knows.
-const MODEL_PATHS: [&str; 7] = [
+const MODEL_PATHS: [&str; 8] = [
     "/v1/chat/completions",
     "/v1/messages",
     "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
     "/api/chat",
     "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream",
     "/model/m/converse",
+    "/v2/chat",
     "/gateway/chat",
 ];
 

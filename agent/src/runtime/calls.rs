@@ -52,7 +52,16 @@ impl State {
         if !self.enrich.calls.llm.host_allowed(sent_host) {
             return;
         }
-        let model_call = llm::read_call(&call.path, call.status, body, &self.enrich.calls.llm);
+        let limit = self.enrich.calls.llm.max_body;
+        let mut model_call = llm::read_call(&call.path, call.status, body, &self.enrich.calls.llm);
+        let requested = llm::requested_model(&call.path, call.request_body.as_ref(), limit);
+        if model_call.model == llm::UNKNOWN_MODEL
+            && let Some(asked) = &requested
+        {
+            // An answer that names no model (an error, Cohere's) was for
+            // the one asked for.
+            model_call.model.clone_from(asked);
+        }
         let model = self.enrich.calls.models.label(service, &model_call.model);
         let error_type = match &model_call.error_type {
             Some(kind) => self.enrich.calls.error_types.label(service, kind),
@@ -67,19 +76,15 @@ impl State {
         ];
         self.export.metrics.llm_requests.of(&id, &counted).inc();
         let first = call.first_byte_ns.saturating_sub(call.start_ns) as f64 / 1e9;
+        let requested = requested.map(|m| self.enrich.calls.models.label(service, &m));
         let labels = ModelLabels {
             host: &host,
             model: &model,
+            requested: requested.as_deref().unwrap_or_default(),
             error_type: &error_type,
         };
         let streamed = model_call.streamed.then_some(first);
-        self.otel_model_call(
-            (service, &id),
-            &call.path,
-            &model_call,
-            &labels,
-            (seconds, streamed),
-        );
+        self.otel_model_call(&id, &call.path, &model_call, &labels, (seconds, streamed));
         if model_call.error_type.is_some() {
             return;
         }

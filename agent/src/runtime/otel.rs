@@ -50,6 +50,8 @@ fn input_and_output(call: &ModelCall) -> [(&'static str, u64); 2] {
 pub(super) struct ModelLabels<'a> {
     pub(super) host: &'a str,
     pub(super) model: &'a str,
+    /// The model asked for, empty if unknown.
+    pub(super) requested: &'a str,
     /// Empty for a success.
     pub(super) error_type: &'a str,
 }
@@ -75,19 +77,13 @@ impl State {
     /// A model call on `path` that took `seconds`; `first`: the time to
     /// its first chunk, for a stream.
     pub(super) fn otel_model_call(
-        &mut self,
-        (service, id): (u32, &ServiceId),
+        &self,
+        id: &ServiceId,
         path: &str,
         call: &ModelCall,
         labels: &ModelLabels<'_>,
         (seconds, first): (f64, Option<f64>),
     ) {
-        if self.export.metrics.otel.is_none() {
-            return;
-        }
-        let requested = llm::requested_model(path)
-            .map(|m| self.enrich.calls.models.label(service, &m))
-            .unwrap_or_default();
         let Some(otel) = &self.export.metrics.otel else {
             return;
         };
@@ -97,7 +93,13 @@ impl State {
             "unknown" => OTHER_ERROR,
             kind => kind,
         };
-        let named = [operation, call.provider, &requested, labels.model, address];
+        let named = [
+            operation,
+            call.provider,
+            labels.requested,
+            labels.model,
+            address,
+        ];
         let [o, p, rq, rs, a] = named;
         otel.gen_ai_duration
             .of(id, &[o, p, rq, rs, a, error])

@@ -257,14 +257,16 @@ fn own_budget(info: *const FdInfo, side: usize) -> u64 {
     }
 }
 
-/// DATA bytes of one syscall copied whatever the connection's budget: on
-/// a served connection, in the directions whose bodies route rules read
-/// (`SWITCH_HTTP2_BODIES`), as much as HTTP/1's first bytes of a syscall.
+/// DATA bytes of one syscall copied whatever the connection's budget, as
+/// much as HTTP/1's first bytes of a syscall: on a served connection, in
+/// the directions whose bodies route rules read (`SWITCH_HTTP2_BODIES`);
+/// on one the service opened, its requests (written: side 1), as HTTP/1
+/// copies a call's writes (the model a model call asks for).
 #[inline(always)]
 fn allowance(info: *const FdInfo, side: usize) -> u64 {
     // SAFETY: a read of the looked-up value.
     if unsafe { (*info).role } != ROLE_INBOUND {
-        return 0;
+        return if side & 1 == 1 { CAPTURE_MAX as u64 } else { 0 };
     }
     let read = if side & 1 == 0 {
         BODIES_REQUESTS

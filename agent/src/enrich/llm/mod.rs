@@ -68,6 +68,9 @@ pub fn host_name(host: &str) -> &str {
     }
 }
 
+/// The model of a call neither its answer nor its path names.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
 /// Longest model name exported; longer ones are cut.
 const MAX_MODEL_LEN: usize = 100;
 
@@ -157,12 +160,18 @@ pub fn operation_of(path: &str) -> &'static str {
     }
 }
 
-/// The model a call's path names (Gemini, Bedrock): OpenTelemetry's
-/// `gen_ai.request.model`; other APIs name it in the request body, which
-/// loupe does not read.
-pub fn requested_model(path: &str) -> Option<String> {
+/// The model a call asked for (OpenTelemetry's `gen_ai.request.model`):
+/// as its path names it (Gemini, Bedrock), else as the request body's
+/// top-level `model` does (the other APIs), where the body was captured
+/// whole enough to hold it (`limit`: bytes decoded).
+pub fn requested_model(path: &str, request: Option<&BodyBytes>, limit: usize) -> Option<String> {
+    let from_body = || {
+        let (docs, _) = documents(request?, limit);
+        docs.first()?.get("model")?.as_str().map(str::to_owned)
+    };
     provider_of(path)
         .and_then(|p| (p.model_in_path)(path))
+        .or_else(from_body)
         .map(|model| clean(&model))
         .filter(|model| !model.is_empty())
 }
@@ -213,7 +222,7 @@ pub fn read_call(
             .as_deref()
             .map(clean)
             .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned()),
+            .unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
         tokens: Vec::new(),
         streamed,
         error_type: None,

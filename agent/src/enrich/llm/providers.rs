@@ -140,11 +140,43 @@ fn bedrock_framed(path: &str) -> bool {
     bedrock_parts(path).is_some_and(|(_, action)| action.ends_with("-stream"))
 }
 
+fn cohere_call(path: &str) -> bool {
+    path.ends_with("/v2/chat")
+}
+
+/// Cohere's billed tokens: what OpenTelemetry asks for where a provider
+/// reports both those used and those billed.
+const COHERE_USAGE: &[(&str, &str)] = &[("input_tokens", "input"), ("output_tokens", "output")];
+
 fn ollama_call(path: &str) -> bool {
     matches!(path, "/api/chat" | "/api/generate" | "/api/embed")
 }
 
 pub static PROVIDERS: &[Provider] = &[
+    Provider {
+        name: "cohere",
+        is_call: cohere_call,
+        model_in_path: no_model_in_path,
+        framed: never,
+        // Its answers name no model: the one asked for stands
+        // (`requested_model`).
+        model: &[],
+        // `{"id": ..., "message": "..."}`: a sentence, not a type.
+        error_type: &[],
+        cached_in_input: false,
+        reasoning_in_output: false,
+        // A JSON answer's `usage`, a stream's `message-end` event.
+        usage: &[
+            UsageObject {
+                at: "usage.billed_units",
+                fields: COHERE_USAGE,
+            },
+            UsageObject {
+                at: "delta.usage.billed_units",
+                fields: COHERE_USAGE,
+            },
+        ],
+    },
     Provider {
         name: "openai",
         is_call: openai_call,

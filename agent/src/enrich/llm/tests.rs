@@ -290,6 +290,40 @@ fn operations_and_requested_models_take_the_conventions_names() {
     ];
     for (path, operation, model) in cases {
         assert_eq!(operation_of(path), operation, "{path}");
-        assert_eq!(requested_model(path).as_deref(), model, "{path}");
+        assert_eq!(
+            requested_model(path, None, 4096).as_deref(),
+            model,
+            "{path}"
+        );
     }
+    // Else the request body's model, where it was captured.
+    let asked = BodyBytes::whole(br#"{"model": "command-a-03-2025", "messages": []}"#);
+    let from_body = requested_model("/v2/chat", Some(&asked), 4096);
+    assert_eq!(from_body.as_deref(), Some("command-a-03-2025"));
+    let mut cut = BodyBytes::whole(br#"{"messages": [{"role": "user", "content": "lo"#);
+    cut.complete = false;
+    assert_eq!(
+        requested_model("/v1/chat/completions", Some(&cut), 4096),
+        None
+    );
+}
+
+#[test]
+fn cohere_counts_billed_tokens_and_names_no_model() {
+    let json = r#"{"id":"c1","finish_reason":"COMPLETE","message":{"role":"assistant","content":[]},"usage":{"billed_units":{"input_tokens":9,"output_tokens":41},"tokens":{"input_tokens":129,"output_tokens":41}}}"#;
+    let call = read("/v2/chat", json, false);
+    assert_eq!(
+        (call.provider, call.model.as_str()),
+        ("cohere", UNKNOWN_MODEL)
+    );
+    assert_eq!(tokens(&call), [("input", 9), ("output", 41)]);
+    let stream = "event: message-start\n\
+        data: {\"id\":\"c1\",\"type\":\"message-start\",\"delta\":{\"message\":{\"role\":\"assistant\"}}}\n\n\
+        event: content-delta\n\
+        data: {\"type\":\"content-delta\",\"index\":0,\"delta\":{\"message\":{\"content\":{\"text\":\"Hi\"}}}}\n\n\
+        event: message-end\n\
+        data: {\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"COMPLETE\",\"usage\":{\"billed_units\":{\"input_tokens\":9,\"output_tokens\":3},\"tokens\":{\"input_tokens\":129,\"output_tokens\":3}}}}\n\n";
+    let call = read("/v2/chat", stream, true);
+    assert!(call.streamed);
+    assert_eq!(tokens(&call), [("input", 9), ("output", 3)]);
 }
