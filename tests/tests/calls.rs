@@ -48,6 +48,13 @@ const MODELS: &[(&str, &str, u32)] = &[
     ("analyst", "anthropic.claude-3-haiku-20240307-v1:0", 37),
     ("summarizer", "command-a-03-2025", 41),
 ];
+/// The times Ollama's answers report (the fake provider's), by phase.
+const OLLAMA_PHASES: &[(&str, f64)] = &[
+    ("total", 0.061),
+    ("load", 0.002),
+    ("prompt_eval", 0.009),
+    ("eval", 0.05),
+];
 /// Gemini's cached and reasoning tokens per call (the fake provider's).
 const GEMINI_EXTRA: &[(&str, u32)] = &[("cache_read", 4), ("reasoning", 7)];
 /// Prices (dollars per million tokens) for three of the four models;
@@ -102,7 +109,7 @@ const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
         "aws.bedrock",
         "anthropic.claude-3-haiku-20240307-v1:0",
         "429",
-        "unknown",
+        "ThrottlingException",
     ),
     (
         "summarizer",
@@ -245,8 +252,23 @@ fn model_calls(service: &str, tls: bool, http2: bool, compress: bool) {
             &series("llm_time_to_first_token_seconds_count", &per_model),
             f64::from(runs(Some(true))),
         );
-        // The tokens are all in: so is what they cost.
+        // The tokens are all in: so is what they cost, and what Ollama
+        // says it spent.
         let scrape = agent.scrape();
+        if *model == "llama3.2" {
+            for (phase, seconds) in OLLAMA_PHASES {
+                let mut labels = per_model.to_vec();
+                labels.push(("phase", phase));
+                let count = series("llm_provider_duration_seconds_count", &labels);
+                assert_eq!(scrape.get(&count), Some(f64::from(runs(None))), "{count}");
+                let sum = series("llm_provider_duration_seconds_sum", &labels);
+                let sum = scrape.get(&sum).unwrap_or(0.0);
+                assert!(
+                    (sum - seconds * f64::from(runs(None))).abs() < 1e-9,
+                    "{phase}: {sum}"
+                );
+            }
+        }
         match COST_PER_CALL.iter().find(|(m, _)| m == model) {
             Some((_, micros)) => {
                 let cost = scrape
@@ -407,6 +429,9 @@ fn check_nothing_else(agent: &Agent, service: &str, calls: u32) {
     assert_eq!(outcomes.len(), 2 * REFUSALS.len(), "{outcomes:?}");
     let errors = scrape.matching("loupe_rule_errors_total{");
     assert!(errors.is_empty(), "{errors:?}");
+    // Only Ollama reports its own times.
+    let phases = scrape.matching("llm_provider_duration_seconds_count{");
+    assert_eq!(phases.len(), OLLAMA_PHASES.len(), "{phases:?}");
 }
 
 #[test]

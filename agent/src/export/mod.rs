@@ -231,6 +231,7 @@ pub struct Metrics {
     pub llm_unpriced: Expiring<IntCounterVec>,
     pub llm_duration: Expiring<HistogramVec>,
     pub llm_first_token: Expiring<HistogramVec>,
+    pub llm_provider_duration: Expiring<HistogramVec>,
     pub mcp_client_requests: Expiring<IntCounterVec>,
     pub mcp_client_duration: Expiring<HistogramVec>,
     pub mcp_server_requests: Expiring<IntCounterVec>,
@@ -346,6 +347,7 @@ impl Metrics {
             llm_unpriced: b.expiring_counters(&c::LLM_UNPRICED),
             llm_duration: b.expiring_histograms(&c::LLM_REQUEST_DURATION, buckets::EXECUTION),
             llm_first_token: b.expiring_histograms(&c::LLM_TIME_TO_FIRST_TOKEN, buckets::EXECUTION),
+            llm_provider_duration: b.expiring_histograms(&c::LLM_PROVIDER_DURATION, buckets::HTTP),
             mcp_client_requests: b.expiring_counters(&c::MCP_CLIENT_REQUESTS),
             mcp_client_duration: b
                 .expiring_histograms(&c::MCP_CLIENT_REQUEST_DURATION, buckets::HTTP),

@@ -172,6 +172,7 @@ pub const SECTIONS: &[Section] = &[
             c::LLM_COST,
             c::LLM_REQUEST_DURATION,
             c::LLM_TIME_TO_FIRST_TOKEN,
+            c::LLM_PROVIDER_DURATION,
         ],
         examples: &[
             (

@@ -99,6 +99,14 @@ impl State {
             .llm_duration
             .of(&id, &labels)
             .observe(seconds);
+        for (phase, reported) in &model_call.durations {
+            let labels = [host.as_str(), model.as_str(), phase];
+            self.export
+                .metrics
+                .llm_provider_duration
+                .of(&id, &labels)
+                .observe(*reported);
+        }
         if model_call.streamed {
             self.export
                 .metrics

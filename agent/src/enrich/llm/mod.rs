@@ -75,7 +75,7 @@ pub const UNKNOWN_MODEL: &str = "unknown";
 const MAX_MODEL_LEN: usize = 100;
 
 /// What a model call's response says.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub struct ModelCall {
     /// The API the call was made in (see `providers`), `other` for a
     /// configured path none knows.
@@ -98,6 +98,9 @@ pub struct ModelCall {
     pub cached_in_input: bool,
     /// The provider counts reasoning tokens inside `output`.
     pub reasoning_in_output: bool,
+    /// For a successful answer: the times the provider reports it spent,
+    /// by phase, in seconds (Ollama's).
+    pub durations: Vec<(&'static str, f64)>,
 }
 
 #[cfg(test)]
@@ -118,6 +121,7 @@ impl ModelCall {
             unread: None,
             cached_in_input,
             reasoning_in_output,
+            durations: Vec::new(),
         }
     }
 }
@@ -229,12 +233,14 @@ pub fn read_call(
         unread: None,
         cached_in_input: provider.is_some_and(|p| p.cached_in_input),
         reasoning_in_output: provider.is_some_and(|p| p.reasoning_in_output),
+        durations: Vec::new(),
     };
     if status.is_some_and(|s| !(200..300).contains(&s)) {
         let fields = provider.map_or(OTHER_ERROR_TYPE, |p| p.error_type);
         call.error_type = Some(
             first_str(fields)
                 .and_then(error_type)
+                .or_else(|| body.error_type.clone())
                 .unwrap_or_else(|| "unknown".to_owned()),
         );
         return call;
@@ -256,7 +262,27 @@ pub fn read_call(
         usage.tokens.retain(|(_, n)| *n > 0);
         call.tokens = usage.tokens;
     }
+    if let Some(provider) = provider {
+        call.durations = reported_durations(provider, &docs);
+    }
     call
+}
+
+/// The times `provider` reports in its answer (the last value of each, for
+/// a stream), in seconds; a value that is not a count of nanoseconds is
+/// left out.
+fn reported_durations(provider: &Provider, docs: &[Value]) -> Vec<(&'static str, f64)> {
+    provider
+        .durations
+        .iter()
+        .filter_map(|(field, phase)| {
+            let nanos = docs
+                .iter()
+                .rev()
+                .find_map(|doc| doc.get(*field)?.as_u64())?;
+            Some((*phase, nanos as f64 / 1e9))
+        })
+        .collect()
 }
 
 /// The JSON payloads of an answer in AWS's event-stream framing, one

@@ -36,6 +36,9 @@ pub struct Provider {
     pub cached_in_input: bool,
     /// Its `output` count includes the `reasoning` tokens.
     pub reasoning_in_output: bool,
+    /// Answer fields reporting how long the provider spent on the call, in
+    /// nanoseconds, and the phase each is (`llm_provider_duration_seconds`).
+    pub durations: &'static [(&'static str, &'static str)],
     /// Fields of an unsuccessful answer naming the error's type, first
     /// found wins.
     pub error_type: &'static [&'static str],
@@ -164,6 +167,7 @@ pub static PROVIDERS: &[Provider] = &[
         // `{"id": ..., "message": "..."}`: a sentence, not a type.
         error_type: &[],
         cached_in_input: false,
+        durations: &[],
         reasoning_in_output: false,
         // A JSON answer's `usage`, a stream's `message-end` event.
         usage: &[
@@ -187,6 +191,7 @@ pub static PROVIDERS: &[Provider] = &[
         // copies give only a code.
         error_type: &["error.type", "error.code"],
         cached_in_input: true,
+        durations: &[],
         reasoning_in_output: true,
         usage: &[
             UsageObject {
@@ -224,6 +229,7 @@ pub static PROVIDERS: &[Provider] = &[
         // `{"type": "error", "error": {"type": "overloaded_error", ...}}`
         error_type: &["error.type"],
         cached_in_input: false,
+        durations: &[],
         reasoning_in_output: false,
         usage: &[
             // A JSON answer's `usage`, a stream's `message_delta` (output so
@@ -247,6 +253,7 @@ pub static PROVIDERS: &[Provider] = &[
         // `{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", ...}}`
         error_type: &["error.status"],
         cached_in_input: true,
+        durations: &[],
         // Thinking is reported apart, and billed as output.
         reasoning_in_output: false,
         usage: &[UsageObject {
@@ -268,6 +275,13 @@ pub static PROVIDERS: &[Provider] = &[
         // `{"error": "model 'x' not found"}`: a sentence, not a type.
         error_type: &[],
         cached_in_input: false,
+        // Nanoseconds, in the answer or a stream's last line.
+        durations: &[
+            ("total_duration", "total"),
+            ("load_duration", "load"),
+            ("prompt_eval_duration", "prompt_eval"),
+            ("eval_duration", "eval"),
+        ],
         reasoning_in_output: false,
         // The answer, or a stream's last line (`"done": true`).
         usage: &[UsageObject {
@@ -282,9 +296,11 @@ pub static PROVIDERS: &[Provider] = &[
         framed: bedrock_framed,
         // The path names the model id the call asked for.
         model: &[],
-        // `{"message": "..."}`; the type is in a header loupe does not keep.
+        // `{"message": "..."}`: the type is in the `x-amzn-errortype`
+        // header (`BodyBytes::error_type`).
         error_type: &["__type"],
         cached_in_input: false,
+        durations: &[],
         reasoning_in_output: false,
         usage: &[
             // Converse's answer, converse-stream's `metadata` event, and

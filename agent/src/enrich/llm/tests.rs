@@ -327,3 +327,30 @@ fn cohere_counts_billed_tokens_and_names_no_model() {
     assert!(call.streamed);
     assert_eq!(tokens(&call), [("input", 9), ("output", 3)]);
 }
+
+#[test]
+fn ollama_reports_the_time_it_spent_by_phase() {
+    let stream = concat!(
+        r#"{"model":"llama3.2","message":{"content":"Hi"},"done":false}"#,
+        "\n",
+        r#"{"model":"llama3.2","done":true,"total_duration":61000000,"load_duration":2000000,"prompt_eval_count":15,"prompt_eval_duration":9000000,"eval_count":31,"eval_duration":50000000}"#,
+        "\n"
+    );
+    let call = read("/api/chat", stream, false);
+    assert_eq!(
+        call.durations,
+        [
+            ("total", 0.061),
+            ("load", 0.002),
+            ("prompt_eval", 0.009),
+            ("eval", 0.05)
+        ]
+    );
+    let openai =
+        r#"{"model":"m","usage":{"prompt_tokens":1,"completion_tokens":2},"total_duration":5}"#;
+    assert!(
+        read("/v1/chat/completions", openai, false)
+            .durations
+            .is_empty()
+    );
+}

@@ -74,6 +74,9 @@ pub struct BodyBytes {
     pub chunked: bool,
     pub encoding: Encoding,
     pub event_stream: bool,
+    /// The error type the response's headers name (AWS's
+    /// `x-amzn-errortype`).
+    pub error_type: Option<String>,
     limit: usize,
 }
 
@@ -85,6 +88,7 @@ impl BodyBytes {
             chunked,
             encoding: Encoding::Identity,
             event_stream: false,
+            error_type: None,
             limit,
         }
     }
@@ -658,6 +662,7 @@ impl HttpConn {
                         bytes.encoding = head.encoding;
                     }
                     bytes.event_stream = head.event_stream;
+                    bytes.error_type.clone_from(&head.error_type);
                     kept = Some(bytes);
                 }
                 (Some(head.status), body, (len - before) as u64)

@@ -113,6 +113,8 @@ pub struct ResponseHead {
     pub encoding: Encoding,
     /// `Content-Type: text/event-stream`.
     pub event_stream: bool,
+    /// The error type a header names (AWS's `x-amzn-errortype`).
+    pub error_type: Option<String>,
 }
 
 /// Outcome of parsing a buffer that starts with a head.
@@ -197,17 +199,31 @@ struct Common {
     h2c: bool,
     encoding: Encoding,
     event_stream: bool,
+    error_type: Option<String>,
 }
 
 /// Longest header value kept for a route rule.
 const MAX_HEADER_VALUE: usize = 128;
 
 /// How a response's body is encoded, from its header fields: its content
-/// coding, and whether it is an event stream (for HTTP/2, whose fields are
-/// not a head).
-pub fn body_encoding(headers: &[httparse::Header<'_>]) -> (Encoding, bool) {
+/// coding, whether it is an event stream, and the error type a header
+/// names (for HTTP/2, whose fields are not a head).
+pub fn body_encoding(headers: &[httparse::Header<'_>]) -> (Encoding, bool, Option<String>) {
     let common = common(headers);
-    (common.encoding, common.event_stream)
+    (common.encoding, common.event_stream, common.error_type)
+}
+
+/// The error type of AWS's `x-amzn-errortype` header
+/// (`ThrottlingException:http://internal.amazon.com/coral/...`): its first
+/// part, if it is a word of at most 64 characters.
+fn aws_error_type(value: &[u8]) -> Option<String> {
+    let word = value.split(|&b| b == b':').next()?.trim_ascii();
+    (!word.is_empty()
+        && word.len() <= 64
+        && word
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b)))
+    .then(|| String::from_utf8_lossy(word).into_owned())
 }
 
 fn common(headers: &[httparse::Header<'_>]) -> Common {
@@ -225,6 +241,8 @@ fn common(headers: &[httparse::Header<'_>]) -> Common {
             out.h2c = has_token(header.value, "h2c");
         } else if name.eq_ignore_ascii_case("content-encoding") {
             out.encoding = Encoding::parse(header.value);
+        } else if name.eq_ignore_ascii_case("x-amzn-errortype") {
+            out.error_type = aws_error_type(header.value);
         } else if name.eq_ignore_ascii_case("content-type") {
             out.event_stream = header
                 .value
@@ -401,6 +419,7 @@ fn response_with<'b>(
             framing,
             encoding: common.encoding,
             event_stream: common.event_stream,
+            error_type: common.error_type,
         },
         len,
     ))
@@ -520,6 +539,26 @@ mod tests {
     }
 
     #[test]
+    fn an_aws_error_type_header_names_the_error() {
+        let head = |value: &str| {
+            let text =
+                format!("HTTP/1.1 429 Too Many Requests\r\nx-amzn-ErrorType: {value}\r\n\r\n");
+            match parse_response(text.as_bytes()) {
+                Parsed::Complete(head, _) => head.error_type,
+                other => panic!("{other:?}"),
+            }
+        };
+        let coral = "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/";
+        assert_eq!(head(coral).as_deref(), Some("ThrottlingException"));
+        assert_eq!(
+            head("ValidationException").as_deref(),
+            Some("ValidationException")
+        );
+        assert_eq!(head("not a word"), None);
+        assert_eq!(head(&"x".repeat(65)), None);
+    }
+
+    #[test]
     fn parses_responses() {
         let text = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
         assert_eq!(
@@ -530,6 +569,7 @@ mod tests {
                     framing: Framing::Length(5),
                     encoding: Encoding::Identity,
                     event_stream: false,
+                    error_type: None,
                 },
                 text.len() - 5
             )

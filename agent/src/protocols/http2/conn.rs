@@ -539,7 +539,8 @@ impl Http2 {
                 let wants = stream.request.as_ref().map_or(0, |r| r.wants_response);
                 if wants > 0 {
                     let mut body = BodyBytes::new(wants, false);
-                    (body.encoding, body.event_stream) = body_encoding(&fields.headers());
+                    (body.encoding, body.event_stream, body.error_type) =
+                        body_encoding(&fields.headers());
                     stream.response_body = Some(body);
                 }
             }
