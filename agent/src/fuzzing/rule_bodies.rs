@@ -76,6 +76,7 @@ pub fn run(data: &[u8]) {
     let exchange = Exchange {
         version: Version::Http11,
         tls: false,
+        error_type: None,
         method,
         path: path.to_owned(),
         status: Some(if mode & 32 != 0 { 200 } else { 401 }),

@@ -55,6 +55,12 @@ impl State {
         let limit = self.enrich.calls.llm.max_body;
         let mut model_call = llm::read_call(&call.path, call.status, body, &self.enrich.calls.llm);
         let requested = llm::requested_model(&call.path, call.request_body.as_ref(), limit);
+        if let (Some(kind), Some(named)) = (&mut model_call.error_type, &call.error_type)
+            && kind == llm::UNKNOWN_ERROR
+        {
+            // The answer's headers name it (AWS's `x-amzn-errortype`).
+            *kind = named.to_string();
+        }
         if model_call.model == llm::UNKNOWN_MODEL
             && let Some(asked) = &requested
         {

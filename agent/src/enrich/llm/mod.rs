@@ -68,6 +68,9 @@ pub fn host_name(host: &str) -> &str {
     }
 }
 
+/// The error type of an unsuccessful answer that names none.
+pub const UNKNOWN_ERROR: &str = "unknown";
+
 /// The model of a call neither its answer nor its path names.
 pub const UNKNOWN_MODEL: &str = "unknown";
 
@@ -240,8 +243,7 @@ pub fn read_call(
         call.error_type = Some(
             first_str(fields)
                 .and_then(error_type)
-                .or_else(|| body.error_type.clone())
-                .unwrap_or_else(|| "unknown".to_owned()),
+                .unwrap_or_else(|| UNKNOWN_ERROR.to_owned()),
         );
         return call;
     }

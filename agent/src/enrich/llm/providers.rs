@@ -297,7 +297,7 @@ pub static PROVIDERS: &[Provider] = &[
         // The path names the model id the call asked for.
         model: &[],
         // `{"message": "..."}`: the type is in the `x-amzn-errortype`
-        // header (`BodyBytes::error_type`).
+        // header (`Exchange::error_type`).
         error_type: &["__type"],
         cached_in_input: false,
         durations: &[],

@@ -74,9 +74,6 @@ pub struct BodyBytes {
     pub chunked: bool,
     pub encoding: Encoding,
     pub event_stream: bool,
-    /// The error type the response's headers name (AWS's
-    /// `x-amzn-errortype`).
-    pub error_type: Option<String>,
     limit: usize,
 }
 
@@ -88,7 +85,6 @@ impl BodyBytes {
             chunked,
             encoding: Encoding::Identity,
             event_stream: false,
-            error_type: None,
             limit,
         }
     }
@@ -142,6 +138,9 @@ pub struct Exchange {
     /// Kept only when a route rule asked for them.
     pub request_body: Option<BodyBytes>,
     pub response_body: Option<BodyBytes>,
+    /// The error type the response's headers name (AWS's
+    /// `x-amzn-errortype`).
+    pub error_type: Option<Box<str>>,
     /// The route rule the request matched (see [`BodyWants::rule`]).
     pub rule: Option<u32>,
 }
@@ -333,6 +332,7 @@ struct Response {
     last_ns: u64,
     body: Body,
     kept: Option<BodyBytes>,
+    error_type: Option<Box<str>>,
 }
 
 #[derive(Clone, Debug)]
@@ -627,6 +627,7 @@ impl HttpConn {
                 last_ns: ts,
                 body: Body::Unknown,
                 kept: None,
+                error_type: None,
             });
             self.tx_head = Vec::new();
             return run;
@@ -643,6 +644,7 @@ impl HttpConn {
             .is_some_and(|r| r.method == Method::Head);
         let wants = self.pending.front().map_or(0, |r| r.wants_response);
         let mut kept = None;
+        let mut error_type = None;
         let (status, body, used) = match parse_held(&mut self.tx_head, visible, parse_response) {
             Parsed::Complete(head, len) => {
                 let no_body = is_head
@@ -662,9 +664,9 @@ impl HttpConn {
                         bytes.encoding = head.encoding;
                     }
                     bytes.event_stream = head.event_stream;
-                    bytes.error_type.clone_from(&head.error_type);
                     kept = Some(bytes);
                 }
+                error_type = head.error_type.map(String::into_boxed_str);
                 (Some(head.status), body, (len - before) as u64)
             }
             Parsed::Partial if to_end && self.tx_head.len() < MAX_HEAD => return run,
@@ -682,6 +684,7 @@ impl HttpConn {
             last_ns: ts,
             body,
             kept,
+            error_type,
         });
         if body == Body::None {
             self.finish_response(out);
@@ -741,6 +744,7 @@ impl HttpConn {
             headers: request.headers,
             request_body: request.body,
             response_body,
+            error_type: response.error_type,
             rule: request.rule,
         }));
     }

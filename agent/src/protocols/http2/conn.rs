@@ -85,6 +85,8 @@ struct Stream {
     first_ns: Option<u64>,
     /// The response body, if a rule (or a model call) reads it.
     response_body: Option<BodyBytes>,
+    /// The error type the response's fields name (`x-amzn-errortype`).
+    error_type: Option<Box<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -539,8 +541,10 @@ impl Http2 {
                 let wants = stream.request.as_ref().map_or(0, |r| r.wants_response);
                 if wants > 0 {
                     let mut body = BodyBytes::new(wants, false);
-                    (body.encoding, body.event_stream, body.error_type) =
+                    let error_type;
+                    (body.encoding, body.event_stream, error_type) =
                         body_encoding(&fields.headers());
+                    stream.error_type = error_type.map(String::into_boxed_str);
                     stream.response_body = Some(body);
                 }
             }
@@ -577,6 +581,7 @@ impl Http2 {
             status,
             first_ns,
             response_body,
+            error_type,
         }) = self.streams.remove(&id)
         else {
             return;
@@ -616,6 +621,7 @@ impl Http2 {
                 body
             }),
             response_body,
+            error_type,
             rule: request.rule,
         };
         sink.observe(match self.role {

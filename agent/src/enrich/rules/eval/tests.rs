@@ -16,6 +16,7 @@ fn exchange(path: &str, status: u16) -> Exchange {
         method: Method::parse("POST"),
         version: Version::Http11,
         tls: false,
+        error_type: None,
         path: path.to_owned(),
         status: Some(status),
         auth: Auth::default(),
