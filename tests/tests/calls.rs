@@ -5,11 +5,13 @@
 //! events, Ollama's newline-delimited JSON, AWS's event-stream framing), over HTTPS (OpenSSL uprobes) and over plain TCP
 //! (syscalls), with known usage (`[http] tls = true`); in HTTP/1.1 from a
 //! uvicorn provider, and in HTTP/2 from a hypercorn one (ALPN `h2` over
-//! TLS, prior knowledge over TCP). Root required: `cargo xtask test`.
+//! TLS, prior knowledge over TCP). Servers that copy the OpenAI API
+//! (vLLM's path, Groq's) are told apart by host. Root required: `cargo
+//! xtask test`.
 use loupe_tests::{
-    Agent, Scrape,
+    Agent, Fixture, Scrape,
     agent_service::{REFUSED_PROMPT, agent_service_with, invoke_agent},
-    fixture, free_port, scratch_file, series, served,
+    fixture, free_port, scratch_file, series, served, targets,
     tls::Certificate,
     watch_port,
 };
@@ -123,7 +125,8 @@ const REFUSALS: &[(&str, u32, &str, &str, &str, &str)] = &[
 
 /// Runs the plan against a provider reached over HTTPS or plain HTTP, in
 /// HTTP/1.1 or HTTP/2, its JSON answers compressed if `compress` (gzip,
-/// br, zstd or deflate by API), and checks every call and token count.
+/// br, zstd or deflate by API; Gemini's streams then come as a streamed
+/// JSON array, not as events), and checks every call and token count.
 fn model_calls(service: &str, tls: bool, http2: bool, compress: bool) {
     let certificate = tls.then(|| Certificate::new(service));
     let provider_port = free_port();
@@ -153,8 +156,9 @@ fn model_calls(service: &str, tls: bool, http2: bool, compress: bool) {
     let _service = agent_service_with(
         port,
         &format!(
-            "MODEL_URL={scheme}://127.0.0.1:{provider_port} MODEL_HTTP2={}",
-            u8::from(http2)
+            "MODEL_URL={scheme}://127.0.0.1:{provider_port} MODEL_HTTP2={} GEMINI_ARRAY={}",
+            u8::from(http2),
+            u8::from(compress)
         ),
     );
     let config = scratch_file("calls.toml");
@@ -462,4 +466,104 @@ fn compressed_model_answers() {
 #[test]
 fn compressed_model_answers_over_http2_with_tls() {
     model_calls("agents-compressed-h2", true, true, true);
+}
+
+/// The client of [`openai_compatible_servers_by_path_and_host`]: reads
+/// `HOST PATH MODEL COUNT` lines and makes COUNT chat completions on PATH
+/// with that `Host` header and model, through httpx, then prints `done`.
+const COMPATIBLE_CLIENT: &str = r#"
+import sys, httpx
+client = httpx.Client(base_url=sys.argv[1])
+print("ready", flush=True)
+for line in sys.stdin:
+    host, path, model, count = line.split()
+    for _ in range(int(count)):
+        body = {"model": model, "messages": [{"role": "user", "content": "hello there"}]}
+        assert client.post(path, json=body, headers={"Host": host}).status_code == 200
+    print("done", flush=True)
+"#;
+
+/// Servers that copy the OpenAI API are read as OpenAI's, told apart by
+/// their host (`[llm] hosts`): a vLLM server at its usual path, Groq at
+/// its own (`/openai/v1/...`); the same call to a host not listed is an
+/// HTTP call and nothing more.
+#[test]
+fn openai_compatible_servers_by_path_and_host() {
+    let service = "compatible";
+    let provider_port = free_port();
+    let _provider = served(
+        &format!(
+            "python3 -m uvicorn model_provider:app --app-dir {} --host 127.0.0.1 \
+             --port {provider_port} --log-level warning",
+            fixture("").display()
+        ),
+        provider_port,
+    );
+    let base = format!("http://127.0.0.1:{provider_port}");
+    let mut client = Fixture::start("python3", &["-c", COMPATIBLE_CLIENT, &base]);
+    let config = scratch_file("compatible.toml");
+    std::fs::write(
+        &config,
+        "[llm]\nhosts = [\"api.groq.com\", \"*.internal\"]\n",
+    )
+    .expect("write");
+    let pid = client.pid().to_string();
+    let config = config.display().to_string();
+    let agent = Agent::start(&["--pid", &pid, "--service", service, "--config", &config]);
+    agent.wait_for(&targets(service), 1.0);
+    // (Host, path, model, calls); 2 words: 6 input tokens, 11 output.
+    let plan = [
+        (
+            "vllm.internal",
+            "/v1/chat/completions",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            4,
+        ),
+        (
+            "api.groq.com",
+            "/openai/v1/chat/completions",
+            "llama-3.3-70b-versatile",
+            3,
+        ),
+        ("example.org", "/v1/chat/completions", "not-a-model-call", 2),
+    ];
+    for (host, path, model, count) in plan {
+        client.command(&format!("{host} {path} {model} {count}"), "done");
+    }
+    let calls: u32 = plan.iter().map(|p| p.3).sum();
+    agent.wait_for_total("http_client_requests_total", service, f64::from(calls));
+    for (host, _, model, count) in &plan[..2] {
+        let labels = [
+            ("service", service),
+            ("host", *host),
+            ("provider", "openai"),
+            ("model", *model),
+            ("status", "200"),
+            ("error_type", ""),
+        ];
+        agent.wait_for(&series("llm_requests_total", &labels), f64::from(*count));
+        for (token_type, per_call) in [("input", 6), ("output", 11)] {
+            let labels = [
+                ("service", service),
+                ("host", *host),
+                ("model", *model),
+                ("token_type", token_type),
+            ];
+            let tokens = series("llm_tokens_used_total", &labels);
+            agent.wait_for(&tokens, f64::from(per_call * count));
+        }
+    }
+    let scrape = agent.scrape();
+    assert_eq!(
+        scrape.total("llm_requests_total", service),
+        7.0,
+        "{}",
+        scrape.text
+    );
+    assert!(
+        !scrape.text.contains("example.org\",model"),
+        "{}",
+        scrape.text
+    );
+    agent.assert_nothing_lost();
 }
