@@ -3,7 +3,7 @@
 //! labels (see `enrich::calls`).
 use super::{mcp, otel::ModelLabels, state::State};
 use crate::{
-    enrich::llm,
+    enrich::llm::{self, ModelCall},
     export::otel::{address_and_port, http_method},
     protocols::http1::exchange::Exchange,
 };
@@ -52,45 +52,50 @@ impl State {
         if !self.enrich.calls.llm.host_allowed(sent_host) {
             return;
         }
-        let limit = self.enrich.calls.llm.max_body;
-        let mut model_call = llm::read_call(&call.path, call.status, body, &self.enrich.calls.llm);
-        let requested = llm::requested_model(&call.path, call.request_body.as_ref(), limit);
-        if let (Some(kind), Some(named)) = (&mut model_call.error_type, &call.error_type)
-            && kind == llm::UNKNOWN_ERROR
-        {
-            // The answer's headers name it (AWS's `x-amzn-errortype`).
-            *kind = named.to_string();
-        }
-        if model_call.model == llm::UNKNOWN_MODEL
-            && let Some(asked) = &requested
-        {
-            // An answer that names no model (an error, Cohere's) was for
-            // the one asked for.
-            model_call.model.clone_from(asked);
-        }
+        let (model_call, requested) = llm::read_exchange(call, body, &self.enrich.calls.llm);
+        let timing = (
+            seconds,
+            call.first_byte_ns.saturating_sub(call.start_ns) as f64 / 1e9,
+        );
+        let labels = (host.as_str(), status.as_str());
+        self.publish_model_call(service, labels, &call.path, &model_call, requested, timing);
+    }
+
+    /// A model call on `path` to `host` that answered `status`, asking for
+    /// model `requested`; `(seconds, first)`: its time, and its time to
+    /// the first byte of the answer's body.
+    fn publish_model_call(
+        &mut self,
+        service: u32,
+        (host, status): (&str, &str),
+        path: &str,
+        model_call: &ModelCall,
+        requested: Option<String>,
+        (seconds, first): (f64, f64),
+    ) {
+        let id = self.id(service);
         let model = self.enrich.calls.models.label(service, &model_call.model);
         let error_type = match &model_call.error_type {
             Some(kind) => self.enrich.calls.error_types.label(service, kind),
             None => String::new(),
         };
         let counted = [
-            host.as_str(),
+            host,
             model_call.provider,
             model.as_str(),
-            &status,
+            status,
             &error_type,
         ];
         self.export.metrics.llm_requests.of(&id, &counted).inc();
-        let first = call.first_byte_ns.saturating_sub(call.start_ns) as f64 / 1e9;
         let requested = requested.map(|m| self.enrich.calls.models.label(service, &m));
         let labels = ModelLabels {
-            host: &host,
+            host,
             model: &model,
             requested: requested.as_deref().unwrap_or_default(),
             error_type: &error_type,
         };
         let streamed = model_call.streamed.then_some(first);
-        self.otel_model_call(&id, &call.path, &model_call, &labels, (seconds, streamed));
+        self.otel_model_call(&id, path, model_call, &labels, (seconds, streamed));
         if model_call.error_type.is_some() {
             return;
         }
@@ -99,14 +104,14 @@ impl State {
             self.export.metrics.rule_errors.of(&id, &labels).inc();
             return;
         }
-        let labels = [host.as_str(), model.as_str()];
+        let labels = [host, model.as_str()];
         self.export
             .metrics
             .llm_duration
             .of(&id, &labels)
             .observe(seconds);
         for (phase, reported) in &model_call.durations {
-            let labels = [host.as_str(), model.as_str(), phase];
+            let labels = [host, model.as_str(), phase];
             self.export
                 .metrics
                 .llm_provider_duration
@@ -124,7 +129,7 @@ impl State {
         if !prices.is_empty() {
             match prices.of(&model_call.model) {
                 Some(price) => {
-                    let dollars = llm::prices::cost(&model_call, price);
+                    let dollars = llm::prices::cost(model_call, price);
                     self.export
                         .metrics
                         .llm_cost
@@ -139,7 +144,7 @@ impl State {
         }
         for (kind, count) in &model_call.tokens {
             let kind = self.enrich.calls.token_types.label(service, kind);
-            let labels = [host.as_str(), model.as_str(), kind.as_str()];
+            let labels = [host, model.as_str(), kind.as_str()];
             self.export
                 .metrics
                 .llm_tokens

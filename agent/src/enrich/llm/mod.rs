@@ -19,7 +19,7 @@ use crate::{
             eval::{RuleError, Usage, count},
         },
     },
-    protocols::http1::exchange::BodyBytes,
+    protocols::http1::exchange::{BodyBytes, Exchange},
 };
 
 /// Which calls are model calls, and where their answers keep the model
@@ -69,10 +69,10 @@ pub fn host_name(host: &str) -> &str {
 }
 
 /// The error type of an unsuccessful answer that names none.
-pub const UNKNOWN_ERROR: &str = "unknown";
+const UNKNOWN_ERROR: &str = "unknown";
 
 /// The model of a call neither its answer nor its path names.
-pub const UNKNOWN_MODEL: &str = "unknown";
+const UNKNOWN_MODEL: &str = "unknown";
 
 /// Longest model name exported; longer ones are cut.
 const MAX_MODEL_LEN: usize = 100;
@@ -181,6 +181,35 @@ pub fn requested_model(path: &str, request: Option<&BodyBytes>, limit: usize) ->
         .or_else(from_body)
         .map(|model| clean(&model))
         .filter(|model| !model.is_empty())
+}
+
+/// A model call read from its whole exchange: its answer (`body`, see
+/// [`read_call`]), then what the rest of the exchange adds: the model it
+/// asked for ([`requested_model`]) where the answer names none (an error,
+/// Cohere's answers), and the error type the answer's headers name where
+/// its body names none (Bedrock's). Also returns the model asked for.
+pub fn read_exchange(
+    exchange: &Exchange,
+    body: &BodyBytes,
+    config: &LlmConfig,
+) -> (ModelCall, Option<String>) {
+    let mut call = read_call(&exchange.path, exchange.status, body, config);
+    let requested = requested_model(
+        &exchange.path,
+        exchange.request_body.as_ref(),
+        config.max_body,
+    );
+    if let (Some(kind), Some(named)) = (&mut call.error_type, &exchange.error_type)
+        && kind == UNKNOWN_ERROR
+    {
+        *kind = named.to_string();
+    }
+    if call.model == UNKNOWN_MODEL
+        && let Some(asked) = &requested
+    {
+        call.model.clone_from(asked);
+    }
+    (call, requested)
 }
 
 /// Reads the response of a model call on `path` that answered `status`
