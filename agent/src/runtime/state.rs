@@ -171,8 +171,16 @@ fn capture_routes(rules: &RuleSet, mcp: &McpConfig) -> Vec<CaptureRoute> {
         .map(|prefix| (prefix, budget(rules.semantic.max_body)))
         .chain(mcp.response_prefixes().map(|p| (p, budget(mcp.max_body))))
         .collect();
+    // Sorted, a prefix comes before what it covers (`POST /mcp` before
+    // `POST /mcp/`): that one compare does for both, with the larger budget.
     routes.sort();
-    routes.dedup_by(|a, b| a.0 == b.0);
+    routes.dedup_by(|later, kept| {
+        let covered = later.0.starts_with(&kept.0);
+        if covered {
+            kept.1 = kept.1.max(later.1);
+        }
+        covered
+    });
     if routes.len() > CAPTURE_ROUTES_LEN as usize {
         info!(
             prefixes = routes.len(),
@@ -627,5 +635,30 @@ impl State {
 
     pub fn tracked_snapshot(&self) -> HashMap<u32, u32> {
         self.targets.tracked.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::rules::{Semantic, default_rules};
+
+    #[test]
+    fn a_route_prefix_covers_those_it_starts() {
+        let rules = RuleSet {
+            rules: default_rules(),
+            semantic: Semantic::default(),
+        };
+        let mcp = McpConfig::default();
+        let routes = capture_routes(&rules, &mcp);
+        // `/mcp` and `/mcp/`: one compare, `POST /mcp`, does for both.
+        assert_eq!(routes.len(), rules.response_prefixes().len() + 1);
+        let budget = u32::try_from(mcp.max_body).unwrap_or(u32::MAX);
+        let mcp_routes: Vec<u32> = routes
+            .iter()
+            .filter(|r| r.budget == budget && r.len == "POST /mcp".len() as u32)
+            .map(|r| r.len)
+            .collect();
+        assert_eq!(mcp_routes.len(), 1);
     }
 }
