@@ -59,6 +59,19 @@ fn start(port: u16, extra_env: &str, hypercorn: bool) -> Fixture {
     server
 }
 
+/// The fake model provider (`fixtures/model_provider.py`) under uvicorn,
+/// over plain HTTP on `port`.
+pub fn model_provider(port: u16) -> Fixture {
+    served(
+        &format!(
+            "python3 -m uvicorn model_provider:app --app-dir {} --host 127.0.0.1 \
+             --port {port} --log-level warning",
+            fixture("").display()
+        ),
+        port,
+    )
+}
+
 /// Runs the scripted session; returns how many requests it sent.
 pub fn scenario(port: u16) -> f64 {
     scenario_with(port, false)

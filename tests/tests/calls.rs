@@ -10,7 +10,7 @@
 //! xtask test`.
 use loupe_tests::{
     Agent, Fixture, Scrape,
-    agent_service::{REFUSED_PROMPT, agent_service_with, invoke_agent},
+    agent_service::{REFUSED_PROMPT, agent_service_with, invoke_agent, model_provider},
     fixture, free_port, scratch_file, series, served, targets,
     tls::Certificate,
     watch_port,
@@ -491,14 +491,7 @@ for line in sys.stdin:
 fn openai_compatible_servers_by_path_and_host() {
     let service = "compatible";
     let provider_port = free_port();
-    let _provider = served(
-        &format!(
-            "python3 -m uvicorn model_provider:app --app-dir {} --host 127.0.0.1 \
-             --port {provider_port} --log-level warning",
-            fixture("").display()
-        ),
-        provider_port,
-    );
+    let _provider = model_provider(provider_port);
     let base = format!("http://127.0.0.1:{provider_port}");
     let mut client = Fixture::start("python3", &["-c", COMPATIBLE_CLIENT, &base]);
     let config = scratch_file("compatible.toml");
@@ -554,9 +547,10 @@ fn openai_compatible_servers_by_path_and_host() {
         }
     }
     let scrape = agent.scrape();
+    let model_calls: u32 = plan[..2].iter().map(|p| p.3).sum();
     assert_eq!(
         scrape.total("llm_requests_total", service),
-        7.0,
+        f64::from(model_calls),
         "{}",
         scrape.text
     );

@@ -18,7 +18,9 @@ use std::{
 
 use loupe_tests::{
     Agent, Fixture,
-    agent_service::{REFUSED_PROMPT, agent_service_with, give_up, invoke_agent, scenario},
+    agent_service::{
+        REFUSED_PROMPT, agent_service_with, give_up, invoke_agent, model_provider, scenario,
+    },
     fixture, free_port, http_get, promtool_check_metrics, served, targets, workspace,
 };
 
@@ -102,14 +104,7 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
 
     // A model provider the agents call, so that the model panels have data.
     let provider = free_port();
-    let _provider = served(
-        &format!(
-            "python3 -m uvicorn model_provider:app --app-dir {} --host 127.0.0.1 \
-             --port {provider} --log-level warning",
-            fixture("").display()
-        ),
-        provider,
-    );
+    let _provider = model_provider(provider);
     let port = free_port();
     let _service = agent_service_with(port, &format!("MODEL_URL=http://127.0.0.1:{provider}"));
     // A gRPC backend beside it, so that the gRPC panels and alert have data.

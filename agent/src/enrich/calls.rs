@@ -45,7 +45,7 @@ impl Calls {
     /// Which bodies to keep: those of model calls (the request for the
     /// model it asks for, the answer for the rest).
     pub fn bodies(&self, method: &Method, path: &str) -> BodyWants {
-        let model_call = *method == Method::parse("POST") && self.llm.is_model_call(path);
+        let model_call = *method == Method::Post && self.llm.is_model_call(path);
         let kept = if model_call { self.llm.max_body } else { 0 };
         BodyWants {
             request: kept,

@@ -5,6 +5,8 @@
 //! hosts, models, tools), renamed to the conventions' attributes.
 use prometheus::HistogramVec;
 
+use crate::protocols::http1::head::Method;
+
 use super::{
     Builder,
     catalogue::{self as c, buckets},
@@ -54,26 +56,12 @@ pub const HTTP_CLIENT_LABELS: &[&str] = &[
 /// Error type of an operation whose error is not named.
 pub const OTHER_ERROR: &str = "_OTHER";
 
-/// `http.request.method`: the methods HTTP defines, `_OTHER` for others.
-pub fn http_method(method: &str) -> &str {
-    const KNOWN: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-    ];
-    if KNOWN.contains(&method) {
-        method
-    } else {
-        "_OTHER"
-    }
-}
-
-/// `server.address` and `server.port` of a `host` label (`name:port`,
-/// `[v6]:port`, or a name alone: port empty).
-pub fn address_and_port(host: &str) -> (&str, &str) {
-    match host.rsplit_once(':') {
-        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-            (name.trim_start_matches('[').trim_end_matches(']'), port)
-        }
-        _ => (host, ""),
+/// `http.request.method`: the methods HTTP defines (those [`Method`]
+/// names), `_OTHER` for others.
+pub const fn http_method(method: Method) -> &'static str {
+    match method {
+        Method::Other => "_OTHER",
+        known => known.as_str(),
     }
 }
 
@@ -82,12 +70,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn methods_and_addresses_take_the_conventions_values() {
-        assert_eq!(http_method("PATCH"), "PATCH");
-        assert_eq!(http_method("PROPFIND"), "_OTHER");
-        assert_eq!(address_and_port("api.openai.com"), ("api.openai.com", ""));
-        assert_eq!(address_and_port("127.0.0.1:8080"), ("127.0.0.1", "8080"));
-        assert_eq!(address_and_port("[::1]:443"), ("::1", "443"));
-        assert_eq!(address_and_port("[::1]"), ("[::1]", ""));
+    fn methods_take_the_conventions_values() {
+        assert_eq!(http_method(Method::parse("PATCH")), "PATCH");
+        assert_eq!(http_method(Method::parse("PROPFIND")), "_OTHER");
     }
 }

@@ -1,10 +1,14 @@
 //! HTTP calls the services make (plain, or through OpenSSL), and the model
 //! provider and MCP calls among them, exported under bounded `host` and `model`
 //! labels (see `enrich::calls`).
-use super::{mcp, otel::ModelLabels, state::State};
+use super::{
+    mcp,
+    otel::{ModelLabels, address_and_port},
+    state::State,
+};
 use crate::{
     enrich::llm::{self, ModelCall},
-    export::otel::{address_and_port, http_method},
+    export::otel::http_method,
     protocols::http1::exchange::Exchange,
 };
 
@@ -28,7 +32,7 @@ impl State {
             let (address, port) = address_and_port(&host);
             let labels = [
                 host.as_str(),
-                http_method(call.method.as_str()),
+                http_method(call.method),
                 address,
                 port,
                 call.status.map_or("", |_| status.as_str()),

@@ -10,11 +10,21 @@ use crate::{
         llm::{self, ModelCall},
         mcp::{Call, Status},
     },
-    export::{
-        ServiceId,
-        otel::{OTHER_ERROR, address_and_port},
-    },
+    export::{ServiceId, otel::OTHER_ERROR},
 };
+
+/// `server.address` and `server.port` of a `host` label (`name:port`,
+/// `[v6]:port`, or a name alone: port empty), split where the model-call
+/// host allowlist splits it (`llm::host_name`).
+pub(super) fn address_and_port(host: &str) -> (&str, &str) {
+    let name = llm::host_name(host);
+    match host.get(name.len() + 1..) {
+        Some(port) if !port.is_empty() => {
+            (name.trim_start_matches('[').trim_end_matches(']'), port)
+        }
+        _ => (host, ""),
+    }
+}
 
 /// `db.operation.name`: the command or statement keyword as the databases
 /// write it; nothing for one loupe could not name.
@@ -202,5 +212,13 @@ mod tests {
         assert_eq!(input_and_output(&gemini), [("input", 10), ("output", 12)]);
         assert_eq!(db_operation("select"), "SELECT");
         assert_eq!(db_operation("other"), "");
+    }
+
+    #[test]
+    fn addresses_take_the_conventions_values() {
+        assert_eq!(address_and_port("api.openai.com"), ("api.openai.com", ""));
+        assert_eq!(address_and_port("127.0.0.1:8080"), ("127.0.0.1", "8080"));
+        assert_eq!(address_and_port("[::1]:443"), ("::1", "443"));
+        assert_eq!(address_and_port("[::1]"), ("[::1]", ""));
     }
 }

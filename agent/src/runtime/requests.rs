@@ -231,7 +231,7 @@ impl State {
                 let routes = &self.targets.services[service as usize].routes;
                 let known = endpoint != OTHER && routes.route(key.path).is_some();
                 let labels = [
-                    export::otel::http_method(method),
+                    export::otel::http_method(key.method),
                     if known { endpoint.as_str() } else { "" },
                     key.status.map_or("", |_| status.as_str()),
                     if key.tls { "https" } else { "http" },

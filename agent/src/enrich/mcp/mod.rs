@@ -36,7 +36,7 @@ pub struct McpConfig {
 impl McpConfig {
     /// Whether a request is an MCP message post.
     pub fn is_mcp(&self, method: &Method, path: &str) -> bool {
-        *method == Method::parse("POST") && self.paths.iter().any(|t| t.matches_path(path))
+        *method == Method::Post && self.paths.iter().any(|t| t.matches_path(path))
     }
 
     /// The bodies kept of a request: both, for an MCP message post.
