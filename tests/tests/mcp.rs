@@ -2,7 +2,9 @@
 //! SDKs (`fixtures/mcp_py.py`: the Python SDK's FastMCP server and client;
 //! `fixtures/mcp_ts.js`: the TypeScript SDK's): each client runs the same
 //! session against a Python server answering in event streams, one
-//! answering in JSON, and a stateless TypeScript server answering in JSON.
+//! answering in JSON, and a stateless TypeScript server answering in JSON
+//! (the streamable HTTP transport), then against a server of each SDK on
+//! the older HTTP+SSE transport.
 //! Every request is counted by method, tool and outcome at the client
 //! (`mcp_client_*`, by server `host`) and at the server (`mcp_server_*`),
 //! exactly. Root required: `cargo xtask test`.
@@ -114,7 +116,7 @@ fn tool_calls_are_counted_on_both_sides_with_both_sdks() {
     let ports = [free_port(), free_port(), free_port()];
     let servers = [
         (
-            "mcp-py-sse",
+            "mcp-py-stream",
             Fixture::python("mcp_py.py", &["server", &ports[0].to_string()]),
         ),
         (
@@ -123,6 +125,29 @@ fn tool_calls_are_counted_on_both_sides_with_both_sdks() {
         ),
         ("mcp-ts", node(&format!("server {}", ports[2]))),
     ];
+    every_request_counted_on_both_sides(&servers, &ports, "/mcp");
+}
+
+/// The older HTTP+SSE transport (2024-11-05): each request is posted
+/// (answered `202`) and answered on the session's event stream.
+#[test]
+fn the_http_sse_transport_is_counted_on_both_sides_with_both_sdks() {
+    loupe_tests::require_root();
+    let ports = [free_port(), free_port()];
+    let servers = [
+        (
+            "mcp-py-sse",
+            Fixture::python("mcp_py.py", &["server", &ports[0].to_string(), "sse"]),
+        ),
+        ("mcp-ts-sse", node(&format!("sse-server {}", ports[1]))),
+    ];
+    every_request_counted_on_both_sides(&servers, &ports, "/sse");
+}
+
+/// Each SDK's client runs a session against each of `servers` (listening
+/// on `ports`, at path `at`); every request is counted exactly on both sides,
+/// under loupe's names and OpenTelemetry's.
+fn every_request_counted_on_both_sides(servers: &[(&str, Fixture)], ports: &[u16], at: &str) {
     let mut clients = [
         ("caller-py", Fixture::python("mcp_py.py", &["client"])),
         ("caller-ts", node("client")),
@@ -144,21 +169,22 @@ fn tool_calls_are_counted_on_both_sides_with_both_sdks() {
 
     for (_, client) in &mut clients {
         for port in ports {
-            let line = format!("http://127.0.0.1:{port}/mcp {ADDS} {FAILS} {MISSING}");
+            let line = format!("http://127.0.0.1:{port}{at} {ADDS} {FAILS} {MISSING}");
             client.command(&line, "done");
         }
     }
 
     let per_session: f64 = session().values().sum();
-    for (server, _) in &servers {
+    for (server, _) in servers {
         agent.wait_for_total("mcp_server_requests_total", server, 2.0 * per_session);
     }
+    let sessions = servers.len() as f64;
     for (client, _) in &clients {
-        agent.wait_for_total("mcp_client_requests_total", client, 3.0 * per_session);
+        agent.wait_for_total("mcp_client_requests_total", client, sessions * per_session);
     }
     let scrape = agent.scrape();
     let twice: BTreeMap<_, _> = session().into_iter().map(|(k, n)| (k, 2.0 * n)).collect();
-    for (server, _) in &servers {
+    for (server, _) in servers {
         let seen = counted(&scrape, "mcp_server_requests_total", server, None);
         assert_eq!(seen, twice, "{server}\n{}", scrape.text);
         let timed = series(
@@ -192,7 +218,11 @@ fn tool_calls_are_counted_on_both_sides_with_both_sdks() {
     // Python's FastMCP answers an unknown resource with code 0, the
     // TypeScript SDK with -32602 (invalid params).
     let expected = |server: &str, sessions: f64| -> BTreeMap<(String, String, String), f64> {
-        let code = if server == "mcp-ts" { "-32602" } else { "0" };
+        let code = if server.starts_with("mcp-ts") {
+            "-32602"
+        } else {
+            "0"
+        };
         session()
             .into_iter()
             .map(|((method, tool, status), n)| {
@@ -205,7 +235,7 @@ fn tool_calls_are_counted_on_both_sides_with_both_sdks() {
             })
             .collect()
     };
-    for (server, _) in &servers {
+    for (server, _) in servers {
         let family = "mcp_server_operation_duration_seconds_count";
         let seen = otel_counted(&scrape, family, server, None);
         assert_eq!(seen, expected(server, 2.0), "{server}\n{}", scrape.text);

@@ -49,6 +49,8 @@ pub struct Findings {
 /// The findings of one service's connection.
 struct Of<'a> {
     service: u32,
+    /// The connection's id (`StreamKey::conn`).
+    conn: u64,
     /// The connection carries OpenSSL's plaintext: its exchanges say so.
     tls: bool,
     findings: &'a mut Findings,
@@ -56,10 +58,12 @@ struct Of<'a> {
 
 impl Sink for Of<'_> {
     fn observe(&mut self, mut observation: Observation) {
-        if let Observation::Served(Outcome::Exchange(exchange)) | Observation::Call(exchange) =
-            &mut observation
-        {
-            exchange.tls = self.tls;
+        match &mut observation {
+            Observation::Served(Outcome::Exchange(exchange)) | Observation::Call(exchange) => {
+                exchange.tls = self.tls;
+            }
+            Observation::Streamed { conn, .. } => *conn = self.conn,
+            _ => {}
         }
         self.findings.observations.push((self.service, observation));
     }
@@ -150,6 +154,7 @@ impl Stream {
         };
         let mut sink = Of {
             service,
+            conn: head.conn,
             tls: self.tls,
             findings,
         };
@@ -282,6 +287,7 @@ impl Streams {
         };
         let mut sink = Of {
             service: stream.service,
+            conn: key.conn,
             tls: stream.tls,
             findings,
         };
@@ -329,9 +335,10 @@ impl Streams {
     pub fn expire(&mut self, now_ns: u64, findings: &mut Findings) {
         let response_cut = now_ns.saturating_sub(RESPONSE_IDLE_NS);
         let stream_cut = now_ns.saturating_sub(STREAM_IDLE_NS);
-        self.streams.retain(|_, stream| {
+        self.streams.retain(|key, stream| {
             let mut sink = Of {
                 service: stream.service,
+                conn: key.conn,
                 tls: stream.tls,
                 findings: &mut *findings,
             };
@@ -527,6 +534,7 @@ mod tests {
             request: 0,
             response: 8192,
             rule: None,
+            live: false,
         };
         let mut found = Findings::default();
         let mut send = |head: DataHeader, bytes: &[u8]| {

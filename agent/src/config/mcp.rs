@@ -7,6 +7,8 @@ pub use crate::enrich::mcp::McpConfig;
 /// The path the SDKs serve the streamable HTTP transport on by default
 /// (Python's FastMCP, the TypeScript SDK's examples).
 const DEFAULT_PATHS: &[&str] = &["/mcp", "/mcp/"];
+/// The path both SDKs serve the HTTP+SSE transport's event stream on.
+const DEFAULT_SSE_PATHS: &[&str] = &["/sse"];
 pub const DEFAULT_MAX_BODY: usize = 64 << 10;
 pub const DEFAULT_MAX_TOOLS: usize = 50;
 
@@ -16,6 +18,9 @@ pub struct FileMcp {
     /// Request paths (templates) of MCP endpoints, served or called
     /// (default: `/mcp`, with or without a final `/`).
     pub paths: Option<Vec<String>>,
+    /// Paths (templates) of the HTTP+SSE transport's event streams
+    /// (default: `/sse`); its message paths are learned from the streams.
+    pub sse_paths: Option<Vec<String>>,
     /// Bytes kept of each message post and its answer (default 64 KiB).
     pub max_body: Option<usize>,
     /// Distinct `tool_name` values per service (default 50).
@@ -24,12 +29,14 @@ pub struct FileMcp {
 
 pub fn build(file: FileMcp, path: &str) -> Result<McpConfig, ConfigError> {
     let origin = |field: &str| format!("{path}: mcp.{field}");
-    let paths = match file.paths {
-        Some(paths) => paths,
-        None => DEFAULT_PATHS.iter().map(|p| (*p).to_owned()).collect(),
+    let or_default = |paths: Option<Vec<String>>, default: &[&str]| {
+        paths.unwrap_or_else(|| default.iter().map(|p| (*p).to_owned()).collect())
     };
+    let paths = or_default(file.paths, DEFAULT_PATHS);
+    let sse_paths = or_default(file.sse_paths, DEFAULT_SSE_PATHS);
     Ok(McpConfig {
         paths: templates(&origin("paths"), &paths)?,
+        sse_paths: templates(&origin("sse_paths"), &sse_paths)?,
         max_body: at_least_one(origin("max_body"), file.max_body, DEFAULT_MAX_BODY)?,
         max_tools: at_least_one(origin("max_tools"), file.max_tools, DEFAULT_MAX_TOOLS)?,
     })
@@ -54,6 +61,9 @@ mod tests {
             assert!(config.is_mcp(&post, path), "{path}");
         }
         assert!(!config.is_mcp(&post, "/v1/chat/completions"));
+        assert!(config.is_sse(&Method::Get, "/sse"));
+        assert!(config.wants(&Method::Get, "/sse").live);
+        assert!(!config.is_sse(&post, "/sse"));
         let bad = build(
             FileMcp {
                 paths: Some(vec!["mcp".into()]),

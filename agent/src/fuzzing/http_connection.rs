@@ -21,12 +21,14 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
         return;
     };
     let mut conn = Server::new(mode & 1 == 1);
-    // Bodies kept too, when the mode says so (route rules).
+    // Bodies kept too, when the mode says so (route rules), and event
+    // streams read live.
     let keep = usize::from(mode >> 1) * 16;
     let bodies = |_: &Method, _: &str| BodyWants {
         request: keep,
         response: keep,
         rule: None,
+        live: mode & 2 != 0,
     };
     let mut sink = Collect(|found| {
         if let Observation::Served(outcome) = found {
@@ -56,7 +58,9 @@ fn replay(data: &[u8], out: &mut impl FnMut(Outcome)) {
         with_bodies(&bodies, |context| {
             conn.on_bytes(dir, &transfer, context, &mut sink);
         });
-        assert!(conn.buffered() <= 2 * MAX_HEAD + 64 + 2 * keep.next_power_of_two().max(8) * 2);
+        // Partial heads, a kept body each way or a live stream's line and
+        // event.
+        assert!(conn.buffered() <= 2 * MAX_HEAD + 64 + 4 * keep.next_power_of_two().max(8) * 2);
     }
     conn.on_close(ts, &mut sink);
 }
@@ -85,6 +89,7 @@ mod tests {
                 }
                 Outcome::Abandoned { .. } => abandoned += 1,
                 Outcome::Unparsed(why) => panic!("{name}: unparsed ({why:?})"),
+                Outcome::Streamed(_) => {}
             });
             assert_eq!((answered, abandoned), (count(1), count(2)), "{name}");
             cases += 1;

@@ -79,6 +79,7 @@ pub fn run(data: &[u8]) {
         error_type: None,
         method,
         path: path.to_owned(),
+        query_key: None,
         status: Some(if mode & 32 != 0 { 200 } else { 401 }),
         auth: Default::default(),
         start_ns: 0,

@@ -21,7 +21,7 @@ pub mod sql;
 pub mod testing;
 
 use self::{
-    http1::exchange::{Exchange, Outcome, ParseConfig},
+    http1::exchange::{Exchange, Outcome, ParseConfig, Streamed},
     sql::{DbSystem, Statement},
 };
 
@@ -120,6 +120,14 @@ pub enum Observation {
     /// An HTTP call the service made (a request it wrote, the response it
     /// read).
     Call(Exchange),
+    /// What an answer read as it comes brought (see
+    /// [`http1::exchange::BodyWants::live`]), on the service's side `role`
+    /// of connection `conn` (set by the capture's sink, which knows it).
+    Streamed {
+        role: http2::Role,
+        conn: u64,
+        streamed: Streamed,
+    },
     /// A gRPC call the service answered or made (also in `Served` or
     /// `Call`, as an HTTP/2 request).
     Grpc(http2::Role, http2::grpc::Event),

@@ -43,11 +43,10 @@ impl State {
             duration.of(&id, &[host.as_str()])
         };
         duration.observe(seconds);
-        if self.enrich.mcp.is_mcp(&call.method, &call.path) {
-            let side = mcp::Side::Client {
-                host: host.as_str(),
-            };
-            self.publish_mcp(service, side, call);
+        let side = mcp::Side::Client {
+            host: host.as_str(),
+        };
+        if self.publish_mcp(service, side, call) {
             return;
         }
         let Some(body) = &call.response_body else {

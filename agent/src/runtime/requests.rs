@@ -35,7 +35,11 @@ impl State {
     ) {
         let mut findings = std::mem::take(&mut self.capture.findings);
         let (rules, services) = (&self.enrich.rules, &self.targets.services);
-        let mcp = &self.enrich.mcp;
+        let (mcp, sessions) = (&self.enrich.mcp, &self.enrich.mcp_sessions);
+        let mcp_wants = |method: &Method, path: &str| {
+            mcp.wants(method, path)
+                .with(sessions.wants(method, path, mcp.max_body))
+        };
         let bodies = |service: u32, method: &Method, path: &str| {
             let name = services
                 .get(service as usize)
@@ -43,11 +47,11 @@ impl State {
                 .map_or("unknown", |id| id.name.as_str());
             rules
                 .wants(name, method, path)
-                .with(mcp.wants(method, path))
+                .with(mcp_wants(method, path))
         };
         let calls = &self.enrich.calls;
         let call_bodies =
-            |method: &Method, path: &str| calls.bodies(method, path).with(mcp.wants(method, path));
+            |method: &Method, path: &str| calls.bodies(method, path).with(mcp_wants(method, path));
         let parsing = Parsing {
             auth: &self.enrich.http.auth,
             bodies: &bodies,
@@ -113,6 +117,7 @@ impl State {
         self.with_streams(None, |streams, _, findings| {
             streams.expire(now_ns, findings);
         });
+        self.expire_mcp_sessions(now_ns);
         self.export
             .metrics
             .capture_connections
@@ -135,6 +140,11 @@ impl State {
                 }
                 Observation::Call(call) => self.publish_call(service, call),
                 Observation::Grpc(role, event) => self.publish_grpc(service, *role, event),
+                Observation::Streamed {
+                    role,
+                    conn,
+                    streamed,
+                } => self.publish_streamed(service, *role, *conn, streamed),
                 Observation::Served(Outcome::Exchange(exchange)) => {
                     self.publish_exchange(service, exchange);
                 }
@@ -147,6 +157,8 @@ impl State {
                         }
                     }
                 }
+                // The server parser's sink makes these `Observation::Streamed`.
+                Observation::Served(Outcome::Streamed(_)) => {}
                 Observation::Served(Outcome::Unparsed(why)) => {
                     let id = self.id(service);
                     self.export.metrics.unparsed.of(&id, &[why.as_str()]).inc();
@@ -206,9 +218,7 @@ impl State {
                 .inc();
         }
         self.publish_rule(service, exchange);
-        if self.enrich.mcp.is_mcp(&exchange.method, &exchange.path) {
-            self.publish_mcp(service, mcp::Side::Server, exchange);
-        }
+        self.publish_mcp(service, mcp::Side::Server, exchange);
     }
 
     /// Works out the series of a served exchange (recording their use).

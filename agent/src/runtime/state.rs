@@ -31,7 +31,7 @@ use crate::{
     enrich::{
         calls::Calls,
         endpoint::Routes,
-        mcp::McpConfig,
+        mcp::{McpConfig, sessions::Sessions},
         rules::{FED_LABELS, RuleSet, Side},
     },
     export::{LabelLimit, Metrics, Place, Recent, ServiceId, catalogue},
@@ -123,6 +123,8 @@ pub(super) struct Enrich {
     pub(super) mcp: McpConfig,
     /// `tool_name` values of MCP requests per service, bounded.
     pub(super) mcp_tools: LabelLimit,
+    /// MCP's HTTP+SSE sessions: requests waiting for their events.
+    pub(super) mcp_sessions: Sessions,
 }
 
 /// The metric families and the expiry of their series.
@@ -169,7 +171,7 @@ fn capture_routes(rules: &RuleSet, mcp: &McpConfig) -> Vec<CaptureRoute> {
         .response_prefixes()
         .into_iter()
         .map(|prefix| (prefix, budget(rules.semantic.max_body)))
-        .chain(mcp.response_prefixes().map(|p| (p, budget(mcp.max_body))))
+        .chain(mcp.response_prefixes().map(|(p, bytes)| (p, budget(bytes))))
         .collect();
     // Sorted, a prefix comes before what it covers (`POST /mcp` before
     // `POST /mcp/`): that one compare does for both, with the larger budget.
@@ -275,6 +277,7 @@ impl State {
                 calls: Calls::new(&config.llm, config.http.max_client_hosts, clock),
                 mcp: config.mcp.clone(),
                 mcp_tools: LabelLimit::new(config.mcp.max_tools, clock),
+                mcp_sessions: Sessions::default(),
             },
             export: Export {
                 served: Recent::new(clock, RECENT_PERIOD, config.series_ttl, MAX_RECENT),
@@ -651,8 +654,15 @@ mod tests {
         };
         let mcp = McpConfig::default();
         let routes = capture_routes(&rules, &mcp);
-        // `/mcp` and `/mcp/`: one compare, `POST /mcp`, does for both.
-        assert_eq!(routes.len(), rules.response_prefixes().len() + 1);
+        // `/mcp` and `/mcp/`: one compare, `POST /mcp`, does for both; an
+        // event stream (`GET /sse`) is copied whole.
+        assert_eq!(routes.len(), rules.response_prefixes().len() + 2);
+        let sse = CaptureRoute::new(b"GET /sse", u32::MAX);
+        assert!(
+            routes
+                .iter()
+                .any(|r| r.len == sse.len && r.budget == sse.budget)
+        );
         let budget = u32::try_from(mcp.max_body).unwrap_or(u32::MAX);
         let mcp_routes: Vec<u32> = routes
             .iter()

@@ -7,6 +7,7 @@
 //! notifications and requests); a POST of notifications alone is answered
 //! `202` with no body.
 pub mod jsonrpc;
+pub mod sessions;
 
 use serde_json::Value;
 
@@ -27,6 +28,8 @@ use crate::{
 pub struct McpConfig {
     /// Request paths (templates) of MCP endpoints.
     pub paths: Vec<Template>,
+    /// Paths of the HTTP+SSE transport's event streams (see [`sessions`]).
+    pub sse_paths: Vec<Template>,
     /// Bytes kept of each request and answer body.
     pub max_body: usize,
     /// Distinct `tool_name` values per service.
@@ -39,24 +42,45 @@ impl McpConfig {
         *method == Method::Post && self.paths.iter().any(|t| t.matches_path(path))
     }
 
-    /// The bodies kept of a request: both, for an MCP message post.
+    /// Whether a request opens an HTTP+SSE transport's event stream.
+    pub fn is_sse(&self, method: &Method, path: &str) -> bool {
+        *method == Method::Get && self.sse_paths.iter().any(|t| t.matches_path(path))
+    }
+
+    /// The bodies kept of a request: both, for an MCP message post; the
+    /// answer's events as they come, for an event stream.
     pub fn wants(&self, method: &Method, path: &str) -> BodyWants {
-        if !self.is_mcp(method, path) {
-            return BodyWants::default();
-        }
-        BodyWants {
-            request: self.max_body,
-            response: self.max_body,
-            rule: None,
+        if self.is_mcp(method, path) {
+            BodyWants {
+                request: self.max_body,
+                response: self.max_body,
+                ..BodyWants::default()
+            }
+        } else if self.is_sse(method, path) {
+            BodyWants {
+                response: self.max_body,
+                live: true,
+                ..BodyWants::default()
+            }
+        } else {
+            BodyWants::default()
         }
     }
 
     /// Request-line prefixes whose answers the probes copy from their
-    /// start (served MCP posts).
-    pub fn response_prefixes(&self) -> impl Iterator<Item = String> + '_ {
-        self.paths
+    /// start, and how many bytes of each: served MCP posts, and the whole
+    /// of a served event stream (its events are few and small, and it
+    /// may stay open for hours).
+    pub fn response_prefixes(&self) -> impl Iterator<Item = (String, usize)> + '_ {
+        let posts = self
+            .paths
             .iter()
-            .map(|t| format!("POST {}", t.literal_prefix()))
+            .map(|t| (format!("POST {}", t.literal_prefix()), self.max_body));
+        let streams = self
+            .sse_paths
+            .iter()
+            .map(|t| (format!("GET {}", t.literal_prefix()), usize::MAX));
+        posts.chain(streams)
     }
 }
 
@@ -150,15 +174,8 @@ pub fn read_exchange(
     response: Option<&BodyBytes>,
     limit: usize,
 ) -> Read {
-    let (sent, request_err) = read_messages(request, limit);
+    let (requests, request_err) = requests(request, limit);
     let (answered, response_err) = read_messages(response, limit);
-    let requests: Vec<(&Value, &str, Option<&str>)> = sent
-        .iter()
-        .filter_map(|m| match m {
-            Message::Request { id, method, tool } => Some((id, method.as_str(), tool.as_deref())),
-            _ => None,
-        })
-        .collect();
     let outcome_of = |wanted: &Value| {
         answered.iter().find_map(|m| match m {
             Message::Response { id, outcome } if id == wanted => Some(*outcome),
@@ -170,31 +187,63 @@ pub fn read_exchange(
         calls: Vec::with_capacity(requests.len()),
         unread: request_err,
     };
-    for &(id, method, tool) in &requests {
-        let outcome = outcome_of(id).or_else(|| outcome_of(&Value::Null).filter(|_| alone));
-        let (status, error_code) = match outcome {
-            Some(Outcome::Ok) => (Status::Ok, None),
-            Some(Outcome::Error(code)) => (Status::Error, code),
-            Some(Outcome::ToolError) => (Status::ToolError, None),
-            None => (Status::Unanswered, None),
-        };
-        read.calls.push(Call {
-            method: method_label(method),
-            tool: tool.map(|t| {
-                t.chars()
-                    .filter(|c| !c.is_control())
-                    .take(MAX_TOOL_LEN)
-                    .collect()
-            }),
-            status,
-            error_code,
-        });
+    for request in requests {
+        let outcome =
+            outcome_of(&request.id).or_else(|| outcome_of(&Value::Null).filter(|_| alone));
+        read.calls.push(request.call.ended(outcome));
     }
     // A cut answer matters only where it left a request unanswered.
     if read.calls.iter().any(|c| c.status == Status::Unanswered) {
         read.unread = read.unread.or(response_err);
     }
     read
+}
+
+/// A request of a post: its id, and its call while no answer is known.
+pub struct Posted {
+    pub id: Value,
+    pub call: Call,
+}
+
+/// The requests a post's body holds (its notifications and responses are
+/// not requests), and why it could not be read in full.
+pub fn requests(body: Option<&BodyBytes>, limit: usize) -> (Vec<Posted>, Option<RuleError>) {
+    let (sent, err) = read_messages(body, limit);
+    let posted = sent
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request { id, method, tool } => Some(Posted {
+                id,
+                call: Call {
+                    method: method_label(&method),
+                    tool: tool.map(|t| {
+                        t.chars()
+                            .filter(|c| !c.is_control())
+                            .take(MAX_TOOL_LEN)
+                            .collect()
+                    }),
+                    status: Status::Unanswered,
+                    error_code: None,
+                },
+            }),
+            _ => None,
+        })
+        .collect();
+    (posted, err)
+}
+
+impl Call {
+    /// The call as its answer (none: not seen) ended it.
+    #[must_use]
+    pub fn ended(mut self, outcome: Option<Outcome>) -> Self {
+        (self.status, self.error_code) = match outcome {
+            Some(Outcome::Ok) => (Status::Ok, None),
+            Some(Outcome::Error(code)) => (Status::Error, code),
+            Some(Outcome::ToolError) => (Status::ToolError, None),
+            None => (Status::Unanswered, None),
+        };
+        self
+    }
 }
 
 /// The messages of a body, and why it could not be read in full.

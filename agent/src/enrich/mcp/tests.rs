@@ -154,6 +154,10 @@ fn only_posts_on_the_configured_paths_are_mcp() {
             .iter()
             .filter_map(|p| Template::parse(p))
             .collect(),
+        sse_paths: ["/{tenant}/sse"]
+            .iter()
+            .filter_map(|p| Template::parse(p))
+            .collect(),
         max_body: 4096,
         max_tools: 10,
     };
@@ -165,6 +169,13 @@ fn only_posts_on_the_configured_paths_are_mcp() {
         BodyWants::default()
     );
     assert_eq!(config.wants(&post, "/api/chat"), BodyWants::default());
-    let prefixes: Vec<String> = config.response_prefixes().collect();
-    assert_eq!(prefixes, ["POST /mcp", "POST /"]);
+    let live = config.wants(&Method::parse("GET"), "/acme/sse");
+    assert!(live.live && live.response == 4096 && live.request == 0);
+    let prefixes: Vec<(String, usize)> = config.response_prefixes().collect();
+    let expected = [
+        ("POST /mcp".to_owned(), 4096),
+        ("POST /".to_owned(), 4096),
+        ("GET /".to_owned(), usize::MAX),
+    ];
+    assert_eq!(prefixes, expected);
 }

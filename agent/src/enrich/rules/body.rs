@@ -6,7 +6,11 @@ use std::io::Read;
 use serde_json::Value;
 
 use super::error::RuleError;
-use crate::protocols::http1::{exchange::BodyBytes, head::Encoding};
+use crate::protocols::http1::{
+    exchange::BodyBytes,
+    head::Encoding,
+    sse::{Event, Splitter},
+};
 
 /// The documents of a body: one per JSON value (one for a JSON body; one
 /// per line of newline-delimited JSON, as Ollama streams), one per `data:`
@@ -127,67 +131,30 @@ fn read_decoded(decoder: impl Read, limit: usize) -> Result<(Vec<u8>, bool), Rul
     }
 }
 
-/// The JSON events of a `text/event-stream`, by the format's rules: lines
-/// end with CRLF, LF or CR; `data:` lines (one leading space dropped) are
-/// joined by newlines; an empty line ends an event. An event not ended
-/// when the body is cut short is dropped; at the end of a whole body it
-/// counts.
+/// The JSON events of a `text/event-stream` (split by [`Splitter`]). An
+/// event not ended when the body is cut short is dropped; at the end of a
+/// whole body it counts.
 fn events(text: &[u8], complete: bool) -> (Vec<Value>, Option<RuleError>) {
-    let text = String::from_utf8_lossy(text);
     let mut docs = Vec::new();
     let mut error = None;
-    let mut data: Option<String> = None;
-    let mut dispatch = |data: Option<String>| {
-        let Some(data) = data else {
-            return;
-        };
-        if !data.trim_start().starts_with('{') {
+    let mut dispatch = |event: Event| {
+        if !event.data.trim_start().starts_with('{') {
             return; // `[DONE]` and other non-object events
         }
-        match serde_json::from_str(&data) {
+        match serde_json::from_str(&event.data) {
             Ok(value) => docs.push(value),
             Err(_) => error = Some(RuleError::MalformedJson),
         }
     };
-    for line in sse_lines(&text) {
-        if line.is_empty() {
-            dispatch(data.take());
-        } else if let Some(value) = line.strip_prefix("data:") {
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match &mut data {
-                Some(joined) => {
-                    joined.push('\n');
-                    joined.push_str(value);
-                }
-                None => data = Some(value.to_owned()),
-            }
-        }
-    }
+    let mut splitter = Splitter::new(text.len());
+    splitter.feed(text, &mut dispatch);
     if complete {
-        dispatch(data);
+        splitter.finish(&mut dispatch);
     }
     if docs.is_empty() && error.is_none() && !complete {
         error = Some(RuleError::Truncated);
     }
     (docs, error)
-}
-
-/// The lines of `text`, each ended by CRLF, LF or CR (the last one by the
-/// end of the text).
-fn sse_lines(mut text: &str) -> impl Iterator<Item = &str> {
-    std::iter::from_fn(move || {
-        if text.is_empty() {
-            return None;
-        }
-        let end = text.find(['\r', '\n']).unwrap_or(text.len());
-        let line = &text[..end];
-        let rest = &text[end..];
-        text = rest
-            .strip_prefix("\r\n")
-            .or_else(|| rest.strip_prefix(['\r', '\n']))
-            .unwrap_or(rest);
-        Some(line)
-    })
 }
 
 #[cfg(test)]

@@ -42,10 +42,16 @@ impl Chunked {
     /// Feeds bytes; returns how many were part of the body (all of them
     /// unless it ended inside).
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        self.feed_data(bytes, &mut |_| {})
+    }
+
+    /// As [`Chunked::feed`], handing each run of chunk data to `data`.
+    pub fn feed_data(&mut self, bytes: &[u8], data: &mut dyn FnMut(&[u8])) -> usize {
         let mut i = 0;
         while i < bytes.len() {
             if let Self::Data(left) = *self {
                 let take = left.min((bytes.len() - i) as u64);
+                data(&bytes[i..i + take as usize]);
                 i += take as usize;
                 *self = if take == left {
                     Self::DataCr

@@ -14,7 +14,7 @@
 //! capture), the connection falls back to alternation: the next read after
 //! a write starts a new request, and a response whose end was not visible
 //! ends with the next request, the close, or an idle timer.
-use std::collections::VecDeque;
+use std::{collections::VecDeque, num::NonZeroU64};
 
 use super::{
     auth::{Auth, AuthConfig},
@@ -23,6 +23,7 @@ use super::{
         Encoding, Framing, Method, Parsed, RequestHead, Version, could_start_request,
         looks_like_request, parse_request, parse_request_start, parse_response, parse_status_line,
     },
+    sse::{Event, Splitter},
 };
 use crate::protocols::Transfer;
 
@@ -42,6 +43,10 @@ pub struct BodyWants {
     pub request: usize,
     pub response: usize,
     pub rule: Option<u32>,
+    /// An event-stream answer is read as it comes ([`Outcome::Streamed`],
+    /// each event within `response` bytes) rather than kept: a stream
+    /// that may stay open for hours.
+    pub live: bool,
 }
 
 impl BodyWants {
@@ -52,6 +57,7 @@ impl BodyWants {
             request: self.request.max(other.request),
             response: self.response.max(other.response),
             rule: self.rule.or(other.rule),
+            live: self.live || other.live,
         }
     }
 }
@@ -124,6 +130,8 @@ pub struct Exchange {
     /// Read from OpenSSL's plaintext (set by the connection's owner).
     pub tls: bool,
     pub path: String,
+    /// The query, as a key (see [`super::head::query_key`]).
+    pub query_key: Option<NonZeroU64>,
     /// `None` when the response head was not captured.
     pub status: Option<u16>,
     pub auth: Auth,
@@ -176,6 +184,54 @@ pub enum Outcome {
     },
     /// The connection turned out not to be HTTP/1.x; reported once.
     Unparsed(Unparsed),
+    /// An answer read as it comes (see [`BodyWants::live`]).
+    Streamed(Streamed),
+}
+
+/// What a live answer brought (see [`BodyWants::live`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Streamed {
+    /// An event, and when the write or read that ended it was.
+    Event { ts: u64, event: Event },
+    /// The answer ended, with its last byte at `ts` (its exchange
+    /// follows).
+    End { ts: u64 },
+}
+
+/// An event stream read as it comes: its chunked framing (when it has
+/// one) and its events.
+#[derive(Clone, Debug)]
+struct Live {
+    chunked: Option<Chunked>,
+    events: Splitter,
+}
+
+impl Live {
+    /// `used` body bytes went by, of which `visible` were captured; each
+    /// event they end goes to `out`. False once the stream cannot be
+    /// followed (its chunked framing fell in a gap).
+    fn feed(&mut self, visible: &[u8], used: u64, out: &mut impl FnMut(Event)) -> bool {
+        let seen = &visible[..visible.len().min(used as usize)];
+        let unseen = used - seen.len() as u64;
+        match &mut self.chunked {
+            Some(chunked) => {
+                let events = &mut self.events;
+                chunked.feed_data(seen, &mut |data| events.feed(data, out));
+                if unseen > 0 {
+                    self.events.gap();
+                    return chunked.skip(unseen);
+                }
+                *chunked != Chunked::Broken
+            }
+            None => {
+                self.events.feed(seen, out);
+                if unseen > 0 {
+                    self.events.gap();
+                }
+                true
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,10 +357,37 @@ struct Request {
     body: Option<BodyBytes>,
     /// Response body bytes to keep.
     wants_response: usize,
+    /// An event-stream answer is read live.
+    live: bool,
+    query_key: Option<NonZeroU64>,
     /// The route rule the request matched.
     rule: Option<u32>,
     /// `Upgrade: h2c`.
     h2c: bool,
+}
+
+impl Request {
+    /// Its exchange, with the answer's status and times (its body and
+    /// error type are the caller's to add).
+    fn exchange(self, status: Option<u16>, first_byte_ns: u64, end_ns: u64) -> Exchange {
+        Exchange {
+            method: self.method,
+            version: self.version,
+            tls: false,
+            path: self.path,
+            query_key: self.query_key,
+            status,
+            auth: self.auth,
+            start_ns: self.start_ns,
+            first_byte_ns,
+            end_ns,
+            headers: self.headers,
+            request_body: self.body,
+            response_body: None,
+            error_type: None,
+            rule: self.rule,
+        }
+    }
 }
 
 /// A request answered `101 Switching Protocols` to HTTP/2 (`Upgrade:
@@ -332,6 +415,8 @@ struct Response {
     last_ns: u64,
     body: Body,
     kept: Option<BodyBytes>,
+    /// Read as it comes instead of kept.
+    live: Option<Box<Live>>,
     error_type: Option<Box<str>>,
 }
 
@@ -349,6 +434,9 @@ pub struct HttpConn {
     tx_head_ns: u64,
     /// A switch to HTTP/2 not yet taken over (see [`HttpConn::take_h2c`]).
     h2c: Option<H2cUpgrade>,
+    /// The service opened the connection: its requests are calls, and one
+    /// the close left unanswered is an exchange without a status.
+    calling: bool,
 }
 
 impl HttpConn {
@@ -366,6 +454,15 @@ impl HttpConn {
             tx_head: Vec::new(),
             tx_head_ns: 0,
             h2c: None,
+            calling: false,
+        }
+    }
+
+    /// A connection the service opened to call a server.
+    pub fn calling() -> Self {
+        Self {
+            calling: true,
+            ..Self::new(false)
         }
     }
 
@@ -380,6 +477,11 @@ impl HttpConn {
                 .map(|r| kept(r.body.as_ref()))
                 .sum::<usize>()
             + kept(self.response.as_ref().and_then(|r| r.kept.as_ref()))
+            + self
+                .response
+                .as_ref()
+                .and_then(|r| r.live.as_ref())
+                .map_or(0, |live| live.events.buffered())
     }
 
     /// Requests waiting for their response.
@@ -387,9 +489,12 @@ impl HttpConn {
         self.pending.len()
     }
 
-    /// Response bytes the newest waiting request wants kept (0: none).
+    /// Response bytes the newest waiting request wants copied (0: none;
+    /// all of them for an answer read live).
     pub fn newest_wants_response(&self) -> usize {
-        self.pending.back().map_or(0, |r| r.wants_response)
+        self.pending
+            .back()
+            .map_or(0, |r| if r.live { usize::MAX } else { r.wants_response })
     }
 
     /// Whether the connection still needs data to be watched.
@@ -474,6 +579,8 @@ impl HttpConn {
             headers: head.headers,
             body,
             wants_response: wants.response,
+            live: wants.live,
+            query_key: head.query_key,
             rule: wants.rule,
             h2c: head.h2c,
         });
@@ -590,6 +697,13 @@ impl HttpConn {
             if let Some(kept) = &mut response.kept {
                 kept.keep(visible, used);
             }
+            if let Some(live) = &mut response.live {
+                let ts = tx.ts;
+                let mut event = |event| out(Outcome::Streamed(Streamed::Event { ts, event }));
+                if !live.feed(visible, used, &mut event) {
+                    response.live = None;
+                }
+            }
             pos += used;
             if response.body == Body::None {
                 self.finish_response(out);
@@ -627,6 +741,7 @@ impl HttpConn {
                 last_ns: ts,
                 body: Body::Unknown,
                 kept: None,
+                live: None,
                 error_type: None,
             });
             self.tx_head = Vec::new();
@@ -642,8 +757,12 @@ impl HttpConn {
             .pending
             .front()
             .is_some_and(|r| r.method == Method::Head);
-        let wants = self.pending.front().map_or(0, |r| r.wants_response);
+        let (wants, live) = self
+            .pending
+            .front()
+            .map_or((0, false), |r| (r.wants_response, r.live));
         let mut kept = None;
+        let mut streamed = None;
         let mut error_type = None;
         let (status, body, used) = match parse_held(&mut self.tx_head, visible, parse_response) {
             Parsed::Complete(head, len) => {
@@ -656,7 +775,12 @@ impl HttpConn {
                 } else {
                     Body::of(head.framing)
                 };
-                if wants > 0 {
+                if live && head.event_stream && head.encoding == Encoding::Identity && wants > 0 {
+                    streamed = Some(Box::new(Live {
+                        chunked: (head.framing == Framing::Chunked).then(Chunked::default),
+                        events: Splitter::new(wants),
+                    }));
+                } else if wants > 0 {
                     // Without a body (204, HEAD), an empty one.
                     let chunked = body != Body::None && head.framing == Framing::Chunked;
                     let mut bytes = BodyBytes::new(wants, chunked);
@@ -684,6 +808,7 @@ impl HttpConn {
             last_ns: ts,
             body,
             kept,
+            live: streamed,
             error_type,
         });
         if body == Body::None {
@@ -696,6 +821,11 @@ impl HttpConn {
         let Some(response) = self.response.take() else {
             return;
         };
+        if response.live.is_some() {
+            out(Outcome::Streamed(Streamed::End {
+                ts: response.last_ns,
+            }));
+        }
         if response
             .status
             .is_some_and(|s| (100..200).contains(&s) && s != 101)
@@ -731,34 +861,29 @@ impl HttpConn {
             kept.complete &= ended;
             kept
         });
+        let first_byte_ns = response.body_ns.unwrap_or(response.first_ns);
         out(Outcome::Exchange(Exchange {
-            method: request.method,
-            version: request.version,
-            tls: false,
-            path: request.path,
-            status: response.status,
-            auth: request.auth,
-            start_ns: request.start_ns,
-            first_byte_ns: response.body_ns.unwrap_or(response.first_ns),
-            end_ns: response.last_ns,
-            headers: request.headers,
-            request_body: request.body,
             response_body,
             error_type: response.error_type,
-            rule: request.rule,
+            ..request.exchange(response.status, first_byte_ns, response.last_ns)
         }));
     }
 
-    /// The connection closed: a response that ran until the close is
-    /// complete; requests never answered are abandoned.
-    pub fn on_close(&mut self, out: &mut impl FnMut(Outcome)) {
+    /// The connection closed at `ts`: a response that ran until the close
+    /// is complete; requests never answered are abandoned (calls: ended
+    /// without a status, as HTTP/2's are).
+    pub fn on_close(&mut self, ts: u64, out: &mut impl FnMut(Outcome)) {
         if self.mode == Mode::Http {
             self.finish_response(out);
             for request in self.pending.drain(..).filter(|r| !r.from_loupe) {
-                out(Outcome::Abandoned {
-                    method: request.method,
-                    path: request.path,
-                });
+                if self.calling {
+                    out(Outcome::Exchange(request.exchange(None, ts, ts)));
+                } else {
+                    out(Outcome::Abandoned {
+                        method: request.method,
+                        path: request.path,
+                    });
+                }
             }
         }
         self.pending.clear();

@@ -1,6 +1,12 @@
 //! Parsing request and response heads (start line and headers) into the few
 //! facts the metrics need. Pure; header values other than those listed here
 //! are never kept.
+use std::{
+    hash::{BuildHasher, RandomState},
+    num::NonZeroU64,
+    sync::OnceLock,
+};
+
 use super::auth::{Auth, AuthConfig, classify};
 
 /// Headers looked at; a head with more is parsed from its start line only.
@@ -90,6 +96,8 @@ pub struct RequestHead {
     pub version: Version,
     /// The path, without query string or fragment.
     pub path: String,
+    /// The query, as a key (see [`query_key`]).
+    pub query_key: Option<NonZeroU64>,
     pub framing: Framing,
     /// The client asks to switch protocols (WebSocket).
     pub upgrade: bool,
@@ -126,6 +134,21 @@ pub enum Parsed<T> {
     Partial,
     /// Not an HTTP/1.x head.
     Invalid,
+}
+
+/// A keyed hash of the query of a request target or URI (none without
+/// one): a request is matched to the session its query names (MCP's
+/// HTTP+SSE transport) while the query itself, which may hold secrets, is
+/// never kept. The key is drawn once per process.
+pub fn query_key(target: &str) -> Option<NonZeroU64> {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    let target = target.split('#').next().unwrap_or(target);
+    let (_, query) = target.split_once('?')?;
+    if query.is_empty() {
+        return None;
+    }
+    let hash = KEY.get_or_init(RandomState::new).hash_one(query);
+    NonZeroU64::new(hash).or(NonZeroU64::new(1))
 }
 
 fn path_of(target: &str) -> String {
@@ -320,6 +343,7 @@ pub fn request_head(
         method: Method::parse(method),
         version: Version::Http11,
         path: path_of(target),
+        query_key: query_key(target),
         framing,
         upgrade: common.upgrade,
         h2c: common.h2c,
@@ -384,6 +408,7 @@ fn parse_request_line(buf: &[u8]) -> Option<RequestHead> {
             Version::Http11
         },
         path: path_of(target),
+        query_key: query_key(target),
         framing: Framing::None,
         upgrade: false,
         h2c: false,
@@ -535,6 +560,10 @@ mod tests {
         assert_eq!(path_of("/a/b?c=d#e"), "/a/b");
         assert_eq!(path_of("http://example.com/x?y"), "/x");
         assert_eq!(path_of("https://example.com"), "/");
+        assert_eq!(query_key("/a?s=1#f"), query_key("http://h/b?s=1"));
+        assert_ne!(query_key("/a?s=1"), query_key("/a?s=2"));
+        assert_eq!(query_key("/a?"), None);
+        assert_eq!(query_key("/a#x?y"), None);
         assert_eq!(path_of(&"é".repeat(300)).len(), 256);
     }
 

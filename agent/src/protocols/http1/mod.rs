@@ -11,12 +11,15 @@ pub mod auth;
 pub mod chunked;
 pub mod exchange;
 pub mod head;
+pub mod sse;
 
 use self::{
-    exchange::{HttpConn, Outcome},
+    exchange::{HttpConn, Outcome, Streamed},
     head::{could_start_request, looks_like_request},
 };
-use super::{ClientProtocol, Command, Context, Direction, Observation, Protocol, Sink, Transfer};
+use super::{
+    ClientProtocol, Command, Context, Direction, Observation, Protocol, Sink, Transfer, http2::Role,
+};
 
 /// A connection the service accepted.
 pub struct Server(HttpConn);
@@ -36,22 +39,19 @@ impl Protocol for Server {
         context: &Context<'_>,
         sink: &mut dyn Sink,
     ) {
-        let mut served = |outcome| sink.observe(Observation::Served(outcome));
+        let mut served = served(sink);
         match dir {
             Direction::Received => self.0.on_request_bytes(bytes, &context.served, &mut served),
             Direction::Sent => self.0.on_response_bytes(bytes, &mut served),
         }
     }
 
-    fn on_close(&mut self, _ts: u64, sink: &mut dyn Sink) {
-        self.0
-            .on_close(&mut |outcome| sink.observe(Observation::Served(outcome)));
+    fn on_close(&mut self, ts: u64, sink: &mut dyn Sink) {
+        self.0.on_close(ts, &mut served(sink));
     }
 
     fn expire(&mut self, idle_since: u64, sink: &mut dyn Sink) {
-        self.0.expire(idle_since, &mut |outcome| {
-            sink.observe(Observation::Served(outcome));
-        });
+        self.0.expire(idle_since, &mut served(sink));
     }
 
     fn is_parsing(&self) -> bool {
@@ -70,13 +70,30 @@ impl Protocol for Server {
 /// A connection the service opened to call an HTTP server.
 pub struct Client(HttpConn);
 
+/// A server parser's outcomes as observations.
+fn served(sink: &mut dyn Sink) -> impl FnMut(Outcome) + '_ {
+    |outcome| match outcome {
+        Outcome::Streamed(streamed) => sink.observe(streamed_on(Role::Served, streamed)),
+        outcome => sink.observe(Observation::Served(outcome)),
+    }
+}
+
 /// The calls among a client parser's outcomes (a connection that is not
 /// HTTP after all is simply no longer followed).
 fn calls(sink: &mut dyn Sink) -> impl FnMut(Outcome) + '_ {
-    |outcome| {
-        if let Outcome::Exchange(exchange) = outcome {
-            sink.observe(Observation::Call(exchange));
-        }
+    |outcome| match outcome {
+        Outcome::Exchange(exchange) => sink.observe(Observation::Call(exchange)),
+        Outcome::Streamed(streamed) => sink.observe(streamed_on(Role::Called, streamed)),
+        Outcome::Abandoned { .. } | Outcome::Unparsed(_) => {}
+    }
+}
+
+/// A live answer's news, on a connection the sink names.
+fn streamed_on(role: Role, streamed: Streamed) -> Observation {
+    Observation::Streamed {
+        role,
+        conn: 0,
+        streamed,
     }
 }
 
@@ -84,7 +101,7 @@ fn calls(sink: &mut dyn Sink) -> impl FnMut(Outcome) + '_ {
 fn detect(dir: Direction, bytes: &[u8]) -> Option<Box<dyn Protocol>> {
     let request = looks_like_request(bytes) || could_start_request(bytes);
     (dir == Direction::Sent && request)
-        .then(|| Box::new(Client(HttpConn::new(false))) as Box<dyn Protocol>)
+        .then(|| Box::new(Client(HttpConn::calling())) as Box<dyn Protocol>)
 }
 
 pub const CLIENT: ClientProtocol = ClientProtocol {
@@ -114,8 +131,8 @@ impl Protocol for Client {
         }
     }
 
-    fn on_close(&mut self, _ts: u64, sink: &mut dyn Sink) {
-        self.0.on_close(&mut calls(sink));
+    fn on_close(&mut self, ts: u64, sink: &mut dyn Sink) {
+        self.0.on_close(ts, &mut calls(sink));
     }
 
     fn expire(&mut self, idle_since: u64, sink: &mut dyn Sink) {

@@ -8,7 +8,7 @@
 //! a frame that was not captured where its content matters, loses the
 //! connection: it is reported once as unparsed (`http2`, for a connection
 //! served) and its later streams are not counted, never mislabelled.
-use std::collections::HashMap;
+use std::{collections::HashMap, num::NonZeroU64};
 
 use super::{
     Role,
@@ -58,6 +58,7 @@ struct Side {
 struct Request {
     method: Method,
     path: String,
+    query_key: Option<NonZeroU64>,
     auth: crate::protocols::http1::auth::Auth,
     headers: Vec<(String, String)>,
     rule: Option<u32>,
@@ -222,6 +223,7 @@ impl Http2 {
         let request = Request {
             method: upgrade.method,
             path: upgrade.path,
+            query_key: None,
             auth: upgrade.auth,
             headers: upgrade.headers,
             rule: upgrade.rule,
@@ -517,6 +519,7 @@ impl Http2 {
         stream.request = Some(Request {
             method: head.method,
             path: head.path,
+            query_key: head.query_key,
             auth: head.auth,
             headers: head.headers,
             rule: wants.rule,
@@ -610,6 +613,7 @@ impl Http2 {
             version: Version::Http2,
             tls: false,
             path: request.path,
+            query_key: request.query_key,
             status,
             auth: request.auth,
             start_ns: request.start_ns,
@@ -1151,6 +1155,7 @@ mod tests {
                     request: 64,
                     response: 64,
                     rule: Some(0),
+                    live: false,
                 }
             } else {
                 BodyWants::default()

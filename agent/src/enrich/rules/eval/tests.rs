@@ -18,6 +18,7 @@ fn exchange(path: &str, status: u16) -> Exchange {
         tls: false,
         error_type: None,
         path: path.to_owned(),
+        query_key: None,
         status: Some(status),
         auth: Auth::default(),
         start_ns: 1_000_000_000,

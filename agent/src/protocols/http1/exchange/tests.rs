@@ -70,7 +70,7 @@ impl Wire {
 
     fn close(&mut self) -> &mut Self {
         let out = &mut self.out;
-        self.conn.on_close(&mut |o| out.push(o));
+        self.conn.on_close(self.ts, &mut |o| out.push(o));
         self
     }
 
@@ -81,7 +81,7 @@ impl Wire {
                 Outcome::Exchange(e) => {
                     Some((e.method.as_str().to_owned(), e.path.clone(), e.status))
                 }
-                Outcome::Unparsed(_) | Outcome::Abandoned { .. } => None,
+                _ => None,
             })
             .collect()
     }
@@ -92,7 +92,7 @@ impl Wire {
             .iter()
             .filter_map(|o| match o {
                 Outcome::Exchange(e) => Some(e),
-                Outcome::Unparsed(_) | Outcome::Abandoned { .. } => None,
+                _ => None,
             })
             .collect();
         assert_eq!(all.len(), 1, "{:?}", self.out);
@@ -516,6 +516,7 @@ fn bodies_are_kept_for_rules_within_their_limit() {
         request: 64,
         response: 64,
         rule: None,
+        live: false,
     };
     wire.full_writes = true;
     let form = br#"{"username":"alice","password":"pw","provider":"github"}"#;
@@ -546,6 +547,7 @@ fn bodies_are_kept_for_rules_within_their_limit() {
         request: 4,
         response: 64,
         rule: None,
+        live: false,
     };
     wire.at(0).read(&request);
     wire.at(5)
@@ -574,6 +576,7 @@ fn a_request_without_a_body_keeps_an_empty_one_for_rules() {
         request: 64,
         response: 64,
         rule: None,
+        live: false,
     };
     w.read(b"POST /auth/refresh HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     w.write(b"HTTP/1.1 204 No Content\r\n\r\n");
@@ -634,4 +637,104 @@ fn any_number_of_headers_keeps_the_body_framing() {
         w.exchanges(),
         [ex("POST", "/upload", 201), ex("GET", "/next", 200)]
     );
+}
+
+/// A chunk of chunked coding.
+fn chunk(data: &str) -> Vec<u8> {
+    format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
+}
+
+#[test]
+fn a_live_event_stream_yields_its_events_as_they_are_written() {
+    let mut w = Wire::new();
+    w.wants = BodyWants {
+        response: 256,
+        live: true,
+        ..BodyWants::default()
+    };
+    w.read(b"GET /sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+    w.at(1).write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    );
+    w.at(2).write(&chunk(
+        "event: endpoint\r\ndata: /messages/?session_id=1\r\n\r\n",
+    ));
+    w.at(3).write(&chunk(": ping\r\n\r\n"));
+    // One event over two chunks, the second written one byte at a time.
+    w.at(4).write(&chunk("event: message\r\ndata: {\"id\":"));
+    for byte in chunk("1}\r\n\r\n") {
+        w.at(5).write(&[byte]);
+    }
+    // A chunk larger than the capture: its event is lost, the next is read.
+    let big = format!("data: {}\r\n\r\n", "x".repeat(CAP * 2));
+    w.at(6).write(&chunk(&big));
+    w.at(7).write(&chunk("data: {\"id\":2}\r\n\r\n"));
+    w.at(8).write(b"0\r\n\r\n");
+    let streamed: Vec<(u64, String, String)> = w
+        .out
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Streamed(Streamed::Event { ts, event }) => {
+                Some((ts / 1_000_000, event.name.clone(), event.data.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        (2, "endpoint", "/messages/?session_id=1"),
+        (5, "message", "{\"id\":1}"),
+        (7, "", "{\"id\":2}"),
+    ]
+    .map(|(ms, name, data)| (ms, name.to_owned(), data.to_owned()));
+    assert_eq!(streamed, expected);
+    let ends: Vec<&Outcome> = w
+        .out
+        .iter()
+        .filter(|o| matches!(o, Outcome::Streamed(Streamed::End { .. })))
+        .collect();
+    assert_eq!(ends, [&Outcome::Streamed(Streamed::End { ts: 8_000_000 })]);
+    // The exchange follows, with nothing kept of its body.
+    assert_eq!(w.only().response_body, None);
+    assert_eq!(w.conn.buffered(), 0);
+}
+
+#[test]
+fn only_an_event_stream_is_read_live() {
+    let mut w = Wire::new();
+    w.wants = BodyWants {
+        response: 256,
+        live: true,
+        ..BodyWants::default()
+    };
+    w.read(b"GET /sse HTTP/1.1\r\n\r\n")
+        .write(&ok("data: x\n\n"));
+    assert!(!w.out.iter().any(|o| matches!(o, Outcome::Streamed(_))));
+    assert!(w.only().response_body.is_some());
+}
+
+#[test]
+fn a_call_the_close_left_unanswered_ends_without_a_status() {
+    let mut w = Wire::with(HttpConn::calling());
+    w.wants = BodyWants {
+        request: 64,
+        ..BodyWants::default()
+    };
+    w.at(1)
+        .read(b"POST /messages?s=1 HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+    w.at(9).close();
+    let call = w.only();
+    assert_eq!(
+        (call.status, call.start_ns, call.end_ns),
+        (None, 1_000_000, 9_000_000)
+    );
+    assert_eq!(
+        call.request_body.as_ref().map(|b| &b.bytes[..]),
+        Some(&b"{}"[..])
+    );
+    assert!(call.query_key.is_some());
+    // Served, the same is an abandoned request.
+    let mut w = Wire::new();
+    w.read(b"GET / HTTP/1.1\r\n\r\n").close();
+    assert!(matches!(w.out[..], [Outcome::Abandoned { .. }]));
 }
