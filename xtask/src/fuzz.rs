@@ -12,6 +12,7 @@ pub const TARGETS: &[&str] = &[
     "rule_bodies",
     "event_stream",
     "mcp_messages",
+    "sse_sessions",
     "redis_wire",
     "postgres_wire",
     "mysql_wire",

@@ -15,6 +15,7 @@ pub mod postgres_wire;
 pub mod probe_records;
 pub mod redis_wire;
 pub mod rule_bodies;
+pub mod sse_sessions;
 
 /// The body of the fuzz target `name`.
 pub fn target(name: &str) -> Option<fn(&[u8])> {
@@ -32,6 +33,7 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
         "probe_records" => probe_records::run,
         "redis_wire" => redis_wire::run,
         "rule_bodies" => rule_bodies::run,
+        "sse_sessions" => sse_sessions::run,
         _ => return None,
     })
 }
@@ -73,6 +75,6 @@ mod tests {
             assert!(seeds.len() >= 3, "{name}: {} seeds", seeds.len());
             targets += 1;
         }
-        assert_eq!(targets, 13, "every fuzz target has seeds");
+        assert_eq!(targets, 14, "every fuzz target has seeds");
     }
 }
