@@ -87,10 +87,12 @@ struct Early {
     ts: u64,
 }
 
-/// An event stream's session, and when the stream closed.
+/// An event stream's session, when it was last heard of, and when it
+/// closed.
 #[derive(Clone, Copy, Debug)]
 struct Stream {
     session: NonZeroU64,
+    last_ns: u64,
     closed_ns: Option<u64>,
 }
 
@@ -124,11 +126,19 @@ impl Sessions {
     /// Whether `exchange` posts to a session an event stream opened.
     pub fn is_post(&self, service: u32, served: bool, exchange: &Exchange) -> bool {
         exchange.method == Method::Post
-            && exchange.query_key.is_some_and(|session| {
-                self.streams.iter().any(|(&(s, side, _), stream)| {
-                    s == service && side == served && stream.session == session
-                })
+            && exchange
+                .query_key
+                .is_some_and(|session| self.stream_of(service, served, session).is_some())
+    }
+
+    /// The stream of `session` on `service`'s side `served`.
+    fn stream_of(&self, service: u32, served: bool, session: NonZeroU64) -> Option<&Stream> {
+        self.streams
+            .iter()
+            .find(|&(&(s, side, _), stream)| {
+                s == service && side == served && stream.session == session
             })
+            .map(|(_, stream)| stream)
     }
 
     /// An event of stream `conn` (a `GET` on an SSE path) of `service`.
@@ -142,19 +152,17 @@ impl Sessions {
         finished: &mut Vec<Finished>,
     ) {
         if event.name == "endpoint" {
-            self.open(service, served, conn, &event.data);
+            self.open(service, served, conn, ts, &event.data);
             return;
         }
         if !event.name.is_empty() && event.name != "message" {
             return;
         }
-        let Some(session) = self
-            .streams
-            .get(&(service, served, conn))
-            .map(|s| s.session)
-        else {
+        let Some(stream) = self.streams.get_mut(&(service, served, conn)) else {
             return; // not an MCP stream, or opened before loupe attached
         };
+        stream.last_ns = stream.last_ns.max(ts);
+        let session = stream.session;
         let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
             return;
         };
@@ -184,12 +192,9 @@ impl Sessions {
     ) -> Option<RuleError> {
         let session = exchange.query_key?;
         let served = end.called.is_none();
-        let open = self.streams.iter().any(|(&(s, side, _), stream)| {
-            s == end.service
-                && side == served
-                && stream.session == session
-                && stream.closed_ns.is_none()
-        });
+        let open = self
+            .stream_of(end.service, served, session)
+            .is_some_and(|stream| stream.closed_ns.is_none());
         let (posted, err) = requests(exchange.request_body.as_ref(), limit);
         let accepted = exchange.status.is_some_and(|s| (200..300).contains(&s));
         for request in posted {
@@ -270,19 +275,25 @@ impl Sessions {
     }
 
     /// The endpoint event of a stream: its session, and its path learned.
-    fn open(&mut self, service: u32, served: bool, conn: u64, uri: &str) {
+    /// With no room, the stream heard of least lately is forgotten (one
+    /// whose close loupe missed goes first).
+    fn open(&mut self, service: u32, served: bool, conn: u64, ts: u64, uri: &str) {
         let Some(session) = query_key(uri) else {
             return;
         };
-        if self.streams.len() >= MAX_STREAMS && !self.streams.contains_key(&(service, served, conn))
-        {
-            return;
+        let key = (service, served, conn);
+        if self.streams.len() >= MAX_STREAMS && !self.streams.contains_key(&key) {
+            let stalest = self.streams.iter().min_by_key(|(_, s)| s.last_ns);
+            if let Some((&stalest, _)) = stalest {
+                self.streams.remove(&stalest);
+            }
         }
         let stream = Stream {
             session,
+            last_ns: ts,
             closed_ns: None,
         };
-        self.streams.insert((service, served, conn), stream);
+        self.streams.insert(key, stream);
         let path = uri_path(uri);
         if self.paths.len() < MAX_PATHS && !self.paths.iter().any(|p| p == path) {
             self.paths.push(path.to_owned());

@@ -208,28 +208,23 @@ struct Live {
 
 impl Live {
     /// `used` body bytes went by, of which `visible` were captured; each
-    /// event they end goes to `out`. False once the stream cannot be
-    /// followed (its chunked framing fell in a gap).
-    fn feed(&mut self, visible: &[u8], used: u64, out: &mut impl FnMut(Event)) -> bool {
+    /// event they end goes to `out`. Once its chunked framing falls in a
+    /// gap, nothing more is read of the stream (its end is still told).
+    fn feed(&mut self, visible: &[u8], used: u64, out: &mut impl FnMut(Event)) {
         let seen = &visible[..visible.len().min(used as usize)];
         let unseen = used - seen.len() as u64;
+        let events = &mut self.events;
         match &mut self.chunked {
             Some(chunked) => {
-                let events = &mut self.events;
                 chunked.feed_data(seen, &mut |data| events.feed(data, out));
-                if unseen > 0 {
-                    self.events.gap();
-                    return chunked.skip(unseen);
+                if unseen > 0 && !chunked.skip(unseen) {
+                    *chunked = Chunked::Broken;
                 }
-                *chunked != Chunked::Broken
             }
-            None => {
-                self.events.feed(seen, out);
-                if unseen > 0 {
-                    self.events.gap();
-                }
-                true
-            }
+            None => events.feed(seen, out),
+        }
+        if unseen > 0 {
+            events.gap();
         }
     }
 }
@@ -700,9 +695,7 @@ impl HttpConn {
             if let Some(live) = &mut response.live {
                 let ts = tx.ts;
                 let mut event = |event| out(Outcome::Streamed(Streamed::Event { ts, event }));
-                if !live.feed(visible, used, &mut event) {
-                    response.live = None;
-                }
+                live.feed(visible, used, &mut event);
             }
             pos += used;
             if response.body == Body::None {

@@ -196,3 +196,21 @@ fn a_stream_without_an_endpoint_is_not_followed_and_waits_expire() {
     );
     assert!(sessions.early.is_empty());
 }
+
+#[test]
+fn with_no_room_the_stream_heard_of_least_lately_goes() {
+    let mut sessions = Sessions::default();
+    let mut done = Vec::new();
+    for conn in 0..MAX_STREAMS as u64 {
+        let endpoint = event("endpoint", &format!("/m?s={conn}"));
+        sessions.on_event(0, true, conn, 10 + conn, &endpoint, &mut done);
+    }
+    // Stream 0 is heard of again; stream 1 is now the stalest.
+    sessions.on_event(0, true, 0, 5_000, &answer(1, false), &mut done);
+    let newest = event("endpoint", "/m?s=new");
+    sessions.on_event(0, true, 9_999, 6_000, &newest, &mut done);
+    assert_eq!(sessions.streams.len(), MAX_STREAMS);
+    assert!(sessions.streams.contains_key(&(0, true, 0)));
+    assert!(!sessions.streams.contains_key(&(0, true, 1)));
+    assert!(sessions.is_post(0, true, &post("/m?s=new", "", 202, 0)));
+}

@@ -738,3 +738,43 @@ fn a_call_the_close_left_unanswered_ends_without_a_status() {
     w.read(b"GET / HTTP/1.1\r\n\r\n").close();
     assert!(matches!(w.out[..], [Outcome::Abandoned { .. }]));
 }
+
+#[test]
+fn a_live_stream_whose_framing_fell_in_a_gap_still_ends() {
+    let mut w = Wire::new();
+    w.wants = BodyWants {
+        response: 256,
+        live: true,
+        ..BodyWants::default()
+    };
+    w.read(b"GET /sse HTTP/1.1\r\n\r\n");
+    w.at(1).write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    );
+    w.at(2).write(&chunk("data: 1\n\n"));
+    // A size line past the capture: the stream is no longer read.
+    let mut lost = chunk(&"x".repeat(CAP * 2));
+    lost.extend(chunk("data: 2\n\n"));
+    lost.extend(chunk(&"y".repeat(TAIL * 2)));
+    w.at(3).write(&lost);
+    w.at(4).write(&chunk("data: 3\n\n"));
+    w.at(5).write(b"0\r\n\r\n");
+    let streamed: Vec<&Streamed> = w
+        .out
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Streamed(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let first = Streamed::Event {
+        ts: 2_000_000,
+        event: Event {
+            name: String::new(),
+            data: "1".into(),
+        },
+    };
+    assert_eq!(streamed, [&first, &Streamed::End { ts: 5_000_000 }]);
+    assert_eq!(w.exchanges(), [ex("GET", "/sse", 200)]);
+}
