@@ -71,6 +71,28 @@ pub struct CollectArgs {
     /// Address of the /metrics, /healthz and /readyz endpoint [default: 0.0.0.0:9477].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    #[command(flatten)]
+    pub web: WebArgs,
+}
+
+/// How the endpoint is protected.
+#[derive(Debug, Default, Clone, Args)]
+pub struct WebArgs {
+    /// Web configuration file in the format Prometheus exporters share
+    /// (YAML): TLS, client certificates and basic authentication for the
+    /// endpoint (`tls_server_config`, `basic_auth_users`). Re-read when it
+    /// or a file it names changes.
+    #[arg(
+        long = "web.config.file",
+        value_name = "FILE",
+        env = "LOUPE_WEB_CONFIG_FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// Ask for the web configuration's basic authentication on /healthz
+    /// and /readyz too (by default only /metrics and / ask: a kubelet's
+    /// probes send no credentials).
+    #[arg(long = "web.auth-probes")]
+    pub auth_probes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +153,8 @@ pub struct RunArgs {
     /// not load), `fentry`, `tracepoints` or `sys-exit` (force one of them).
     #[arg(long, alias = "syscall-hook", value_enum, default_value_t = DataHookChoice::Auto)]
     pub data_hook: DataHookChoice,
+    #[command(flatten)]
+    pub web: WebArgs,
 }
 
 impl RunArgs {

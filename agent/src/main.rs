@@ -56,12 +56,13 @@ fn collect(args: &loupe::cli::CollectArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let config = Config::for_collectors(Some((args.config.as_path(), file)), flags)?;
+    let web = web(&args.web)?;
     loupe::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(loupe::runtime::collect(config))?;
+    runtime.block_on(loupe::runtime::collect(config, web))?;
     Ok(())
 }
 
@@ -71,11 +72,24 @@ fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let config = Config::build(file, args.overrides())?;
+    let web = web(&args.web)?;
     loupe::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(loupe::runtime::run(config, args.data_hook))?;
+    runtime.block_on(loupe::runtime::run(config, args.data_hook, web))?;
     Ok(())
+}
+
+/// The web configuration `--web.config.file` names, loaded: an unusable
+/// one stops the start-up.
+fn web(
+    args: &loupe::cli::WebArgs,
+) -> anyhow::Result<Option<std::sync::Arc<loupe::export::server::web::Web>>> {
+    let Some(path) = &args.config_file else {
+        return Ok(None);
+    };
+    let web = loupe::export::server::web::Web::load(path, args.auth_probes)?;
+    Ok(Some(std::sync::Arc::new(web)))
 }

@@ -351,6 +351,21 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        title: "The endpoint",
+        measured: "The /metrics endpoint, about its web configuration and the clients it turned away.",
+        defs: &[c::WEB_CONFIG_RELOADS, c::WEB_REFUSED],
+        examples: &[
+            (
+                "A web configuration change that did not load (the old one still serves)",
+                "increase(loupe_web_config_reloads_total{result=\"failure\"}[1h]) > 0",
+            ),
+            (
+                "Clients turned away per second, by reason",
+                "sum by (reason) (rate(loupe_web_refused_total[5m]))",
+            ),
+        ],
+    },
+    Section {
         title: "loupe itself",
         measured: "The agent, about its probes, budgets and targets.",
         defs: &[

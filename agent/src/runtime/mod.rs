@@ -32,7 +32,7 @@ use crate::{
     config::{Config, ServiceSpec},
     export::{
         Metrics,
-        server::{self, BindError, Endpoint},
+        server::{self, BindError, Endpoint, web::Web},
     },
     kernel::{DataHookChoice, LoadError, Probes},
     targets::{
@@ -178,12 +178,13 @@ async fn shutdown_signal() -> Result<&'static str, AgentError> {
 
 /// Collector-only mode (`loupe collect`): the collectors and `/metrics`,
 /// no eBPF and no privileges, until SIGTERM or SIGINT.
-pub async fn collect(config: Config) -> Result<(), AgentError> {
+pub async fn collect(config: Config, web: Option<Arc<Web>>) -> Result<(), AgentError> {
     let metrics = Metrics::new();
     let listener = server::bind(config.listen).await?;
     let endpoint = Endpoint {
         metrics: metrics.clone(),
         ready: Arc::new(AtomicBool::new(true)),
+        web,
     };
     let server = tokio::spawn(server::serve(listener, endpoint));
     if config.collectors.is_empty() {
@@ -229,7 +230,11 @@ fn pod_lookup(
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentError> {
+pub async fn run(
+    config: Config,
+    data_hook: DataHookChoice,
+    web: Option<Arc<Web>>,
+) -> Result<(), AgentError> {
     let proc = Procfs::default();
     for spec in &config.services {
         if let Some(&pid) = spec.pids.iter().find(|&&pid| !proc.is_running(pid)) {
@@ -245,6 +250,7 @@ pub async fn run(config: Config, data_hook: DataHookChoice) -> Result<(), AgentE
     let endpoint = Endpoint {
         metrics: metrics.clone(),
         ready: Arc::clone(&ready),
+        web,
     };
     let server = tokio::spawn(server::serve(listener, endpoint));
 
