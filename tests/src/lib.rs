@@ -268,6 +268,11 @@ pub fn promtool_check_metrics(exposition: &str) -> (bool, String) {
     (out.status.success(), report)
 }
 
+/// Whether `/readyz` answers 200 over plain HTTP.
+fn plain_ready(port: u16) -> bool {
+    http_get(port, "/readyz").is_ok_and(|r| r.status == 200)
+}
+
 /// The agent under test.
 pub struct Agent {
     child: Child,
@@ -285,15 +290,27 @@ impl Agent {
     /// [`Agent::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
-        Self::spawn("run", args, env)
+        Self::spawn("run", args, env, &plain_ready)
+    }
+
+    /// [`Agent::start`], ready when `ready(port)` says so (an endpoint
+    /// behind TLS).
+    pub fn start_until(args: &[&str], ready: &dyn Fn(u16) -> bool) -> Self {
+        require_root();
+        Self::spawn("run", args, &[], ready)
     }
 
     /// `loupe collect ARGS --listen ...` (collector-only mode, no eBPF).
     pub fn collect(args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::spawn("collect", args, env)
+        Self::spawn("collect", args, env, &plain_ready)
     }
 
-    fn spawn(command: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    fn spawn(
+        command: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready: &dyn Fn(u16) -> bool,
+    ) -> Self {
         let port = free_port();
         let log = scratch_file("agent.log");
         let child = Command::new(loupe_bin())
@@ -312,7 +329,7 @@ impl Agent {
             if let Ok(Some(status)) = agent.child.try_wait() {
                 panic!("loupe exited at start-up ({status}):\n{}", agent.log());
             }
-            if http_get(port, "/readyz").is_ok_and(|r| r.status == 200) {
+            if ready(port) {
                 return agent;
             }
             assert!(
