@@ -121,7 +121,12 @@ fn find<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a ser
 #[test]
 fn kubernetes_manifests_validate_against_the_api_schemas() {
     let docs = std::fs::read_to_string(workspace().join("docs/kubernetes.md")).unwrap();
-    for dir in ["base", "overlays/example", "overlays/privileged"] {
+    for dir in [
+        "base",
+        "overlays/example",
+        "overlays/privileged",
+        "overlays/protected",
+    ] {
         let (yaml, objects) = render(dir);
         let file = std::env::temp_dir().join(format!(
             "loupe-manifests-{}-{}.yaml",
@@ -207,7 +212,92 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
             assert_eq!(endpoint["port"], "metrics");
             assert_eq!(endpoint["path"], "/metrics");
         }
+        if dir == "overlays/protected" {
+            protected(&objects, pod, &collector["spec"]["template"], &endpoints[0]);
+        }
     }
+}
+
+/// The protected overlay: both workloads read the web configuration from
+/// its Secret (whose file loupe itself accepts) and are probed over HTTPS,
+/// and the PodMonitor scrapes with TLS and basic auth from Secrets.
+fn protected(
+    objects: &[serde_json::Value],
+    agent: &serde_json::Value,
+    collector: &serde_json::Value,
+    endpoint: &serde_json::Value,
+) {
+    let web_secret = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "Secret"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("loupe-web"))
+        })
+        .expect("the web configuration's Secret");
+    let web = web_secret["data"]["web.yml"].as_str().expect("web.yml");
+    let file = std::env::temp_dir().join(format!("loupe-web-{}.yml", std::process::id()));
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), web.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("base64");
+    std::fs::write(&file, &decoded.stdout).unwrap();
+    for pod in [agent, collector] {
+        let container = &pod["spec"]["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert!(
+            args.contains(&"--web.config.file=/etc/loupe/web/web.yml"),
+            "{args:?}"
+        );
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert_eq!(container[probe]["httpGet"]["scheme"], "HTTPS");
+        }
+        let secrets: Vec<&str> = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["secret"]["secretName"].as_str())
+            .collect();
+        assert!(secrets.contains(&"loupe-tls"), "{secrets:?}");
+        assert!(
+            secrets.iter().any(|s| s.starts_with("loupe-web")),
+            "{secrets:?}"
+        );
+    }
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["basicAuth"]["password"]["name"],
+        "loupe-scrape-auth"
+    );
+    assert_eq!(
+        endpoint["tlsConfig"]["keySecret"]["name"],
+        "loupe-scrape-client"
+    );
+    // The file parses as loupe reads it: only its certificate files are
+    // missing here (they come from the loupe-tls Secret).
+    let out = Command::new(loupe_tests::loupe_bin())
+        .args(["collect", "--config", "/dev/null", "--web.config.file"])
+        .arg(&file)
+        .output()
+        .expect("loupe");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tls_server_config.cert_file: cannot read /etc/loupe/tls/tls.crt"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&file);
 }
 
 /// No container engine runs here, so the image is not built in CI: its
