@@ -235,11 +235,9 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint) {
     }
     // Every series from the start, at 0: a rate or an alert on them has
     // something to compare with.
-    for result in ["success", "failure"] {
-        endpoint
-            .metrics
-            .web_config_reloads
-            .with_label_values(&[result]);
+    for reload in Reload::ALL {
+        let reloads = &endpoint.metrics.web_config_reloads;
+        reloads.with_label_values(&[reload.as_str()]);
     }
     for reason in Refused::ALL {
         endpoint
@@ -291,12 +289,8 @@ where
     let web = shared.endpoint.web.as_ref().map(|web| {
         let (config, reload) = web.current();
         if let Some(reload) = reload {
-            let result = match reload {
-                Reload::Loaded => "success",
-                Reload::Failed => "failure",
-            };
             let reloads = &shared.endpoint.metrics.web_config_reloads;
-            reloads.with_label_values(&[result]).inc();
+            reloads.with_label_values(&[reload.as_str()]).inc();
         }
         config
     });

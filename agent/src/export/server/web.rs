@@ -220,6 +220,18 @@ pub enum Reload {
     Failed,
 }
 
+impl Reload {
+    pub const ALL: [Self; 2] = [Self::Loaded, Self::Failed];
+
+    /// The `result` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Loaded => "success",
+            Self::Failed => "failure",
+        }
+    }
+}
+
 impl Web {
     /// Loads `path`; an unusable file stops the start-up.
     pub fn load(path: &Path, auth_probes: bool) -> Result<Self, WebConfigError> {
