@@ -13,6 +13,8 @@ pub const TARGETS: &[&str] = &[
     "event_stream",
     "mcp_messages",
     "sse_sessions",
+    "web_config",
+    "endpoint_requests",
     "redis_wire",
     "postgres_wire",
     "mysql_wire",

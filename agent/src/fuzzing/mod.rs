@@ -3,6 +3,7 @@
 //! an ordinary unit test in every build, without a fuzzer.
 pub mod config_files;
 mod database;
+pub mod endpoint_requests;
 pub mod event_stream;
 pub mod hpack_blocks;
 pub mod http2_frames;
@@ -16,11 +17,13 @@ pub mod probe_records;
 pub mod redis_wire;
 pub mod rule_bodies;
 pub mod sse_sessions;
+pub mod web_config;
 
 /// The body of the fuzz target `name`.
 pub fn target(name: &str) -> Option<fn(&[u8])> {
     Some(match name {
         "config_files" => config_files::run,
+        "endpoint_requests" => endpoint_requests::run,
         "event_stream" => event_stream::run,
         "hpack_blocks" => hpack_blocks::run,
         "http2_frames" => http2_frames::run,
@@ -34,6 +37,7 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
         "redis_wire" => redis_wire::run,
         "rule_bodies" => rule_bodies::run,
         "sse_sessions" => sse_sessions::run,
+        "web_config" => web_config::run,
         _ => return None,
     })
 }
@@ -75,6 +79,6 @@ mod tests {
             assert!(seeds.len() >= 3, "{name}: {} seeds", seeds.len());
             targets += 1;
         }
-        assert_eq!(targets, 14, "every fuzz target has seeds");
+        assert_eq!(targets, 16, "every fuzz target has seeds");
     }
 }

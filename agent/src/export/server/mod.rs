@@ -138,6 +138,15 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(endpoint: Endpoint) -> Arc<Self> {
+        Arc::new(Self {
+            endpoint,
+            checker: Checker::new(),
+            rendered: Rendered::default(),
+            registry: Registry::new(),
+        })
+    }
+
     async fn respond(
         &self,
         request: &Request<hyper::body::Incoming>,
@@ -245,12 +254,7 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint) {
             .web_refused
             .with_label_values(&[reason.as_str()]);
     }
-    let shared = Arc::new(Shared {
-        endpoint,
-        checker: Checker::new(),
-        rendered: Rendered::default(),
-        registry: Registry::new(),
-    });
+    let shared = Shared::new(endpoint);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -327,4 +331,22 @@ where
     if let Err(err) = builder.serve_connection(TokioIo::new(io), service).await {
         debug!(error = %err, "metrics connection ended with an error");
     }
+}
+
+/// What the endpoint writes back to a client that wrote `request` and
+/// then closed its side, with `web`'s users (for the fuzz target
+/// `endpoint_requests`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub async fn answer_bytes(endpoint: Endpoint, web: Arc<WebConfig>, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (mut client, server) = tokio::io::duplex(64 << 10);
+    let shared = Shared::new(endpoint);
+    let serving = tokio::spawn(async move { http(server, &shared, Some(web)).await });
+    let _ = client.write_all(request).await;
+    let _ = client.shutdown().await;
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer).await;
+    let _ = serving.await;
+    answer
 }

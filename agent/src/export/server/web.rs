@@ -88,15 +88,21 @@ pub struct WebConfig {
 impl WebConfig {
     /// Reads `path` and the files it names (relative to its directory).
     pub fn load(path: &Path) -> Result<Self, WebConfigError> {
-        let shown = path.display().to_string();
         let text = fs::read_to_string(path).map_err(|source| WebConfigError::Read {
-            path: shown.clone(),
+            path: path.display().to_string(),
             source,
         })?;
+        Self::parse(path, &text)
+    }
+
+    /// The configuration `text` says, read from `path` (the files it names
+    /// are relative to its directory).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, WebConfigError> {
+        let shown = path.display().to_string();
         let file: FileWeb = if text.trim().is_empty() {
             FileWeb::default()
         } else {
-            serde_yaml_ng::from_str(&text).map_err(|err| WebConfigError::Syntax {
+            serde_yaml_ng::from_str(text).map_err(|err| WebConfigError::Syntax {
                 path: shown.clone(),
                 reason: err.to_string(),
             })?
