@@ -70,7 +70,9 @@ impl McpConfig {
     /// Request-line prefixes whose answers the probes copy from their
     /// start, and how many bytes of each: served MCP posts, and the whole
     /// of a served event stream (its events are few and small, and it
-    /// may stay open for hours).
+    /// may stay open for hours). A stream path that starts with a
+    /// template (`/{tenant}/sse`) gets none: `GET /` would copy every
+    /// answer whole, and the default copy of each write holds most events.
     pub fn response_prefixes(&self) -> impl Iterator<Item = (String, usize)> + '_ {
         let posts = self
             .paths
@@ -79,6 +81,7 @@ impl McpConfig {
         let streams = self
             .sse_paths
             .iter()
+            .filter(|t| t.literal_prefix().len() > 1)
             .map(|t| (format!("GET {}", t.literal_prefix()), usize::MAX));
         posts.chain(streams)
     }

@@ -265,7 +265,7 @@ impl Sessions {
         }
     }
 
-    /// Entries held (for the agent's memory report).
+    /// Entries held: streams, waiting requests and early answers.
     pub fn len(&self) -> usize {
         self.streams.len() + self.waiting.len() + self.early.len()
     }
