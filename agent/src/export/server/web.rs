@@ -139,7 +139,9 @@ impl WebConfig {
                     format!("the value of `{name}` is not a valid header value"),
                 )
             })?;
-            headers.push((HeaderName::from_static(known_lower(known)), value));
+            // `from_bytes` lower-cases the name.
+            let name = HeaderName::from_bytes(known.as_bytes()).expect("a listed header name");
+            headers.push((name, value));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut files = vec![path.to_path_buf()];
@@ -158,18 +160,6 @@ impl WebConfig {
             headers,
             files,
         })
-    }
-}
-
-/// The lower-case name of a header of [`HEADERS`] (what `HeaderName`
-/// wants from a static string).
-fn known_lower(name: &str) -> &'static str {
-    match name {
-        "Strict-Transport-Security" => "strict-transport-security",
-        "X-Content-Type-Options" => "x-content-type-options",
-        "X-Frame-Options" => "x-frame-options",
-        "X-XSS-Protection" => "x-xss-protection",
-        _ => "content-security-policy",
     }
 }
 
