@@ -12,35 +12,10 @@ use loupe_common::layout::{KERNEL_OFFSETS_GLOBAL, KernelOffsets};
 use crate::{
     describe_error,
     kernel::{self, Probes, btf, tracefs},
+    privileges::{self, Caps, Holder},
     refusal,
     targets::{procfs::Procfs, tls},
 };
-
-/// Capabilities that matter to loupe (bit number, name, why).
-const CAPABILITIES: &[(u32, &str, &str)] = &[
-    (
-        21,
-        "CAP_SYS_ADMIN",
-        "mount tracefs; load BPF on kernels without CAP_BPF",
-    ),
-    (39, "CAP_BPF", "load programs and create maps"),
-    (
-        38,
-        "CAP_PERFMON",
-        "attach tracepoints and uprobes, read kernel memory",
-    ),
-    (19, "CAP_SYS_PTRACE", "read other processes' /proc entries"),
-    (
-        2,
-        "CAP_DAC_READ_SEARCH",
-        "read other processes' /proc/PID/fd",
-    ),
-    (
-        24,
-        "CAP_SYS_RESOURCE",
-        "raise RLIMIT_MEMLOCK on kernels before 5.11",
-    ),
-];
 
 /// A kernel function present on every kernel loupe supports, used to try
 /// kprobes and fentry.
@@ -82,15 +57,6 @@ fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|err| format!("unknown ({err})"))
-}
-
-fn effective_capabilities() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))?
-        .trim();
-    u64::from_str_radix(hex, 16).ok()
 }
 
 fn try_hooks(report: &mut Report) {
@@ -250,15 +216,7 @@ fn report(pids: &[u32]) -> Report {
             |p| p.display().to_string(),
         ),
     );
-    match effective_capabilities() {
-        Some(caps) => {
-            for (bit, name, why) in CAPABILITIES {
-                let has = if caps & (1 << bit) != 0 { "yes" } else { "no " };
-                report.line(name, format!("{has} ({why})"));
-            }
-        }
-        None => report.line("capabilities", "unknown (cannot read /proc/self/status)"),
-    }
+    capabilities(&mut report);
     // Before loupe check loads its own: what another loupe left loaded.
     report.line("loupe programs", loaded_programs());
     try_hooks(&mut report);
@@ -289,6 +247,47 @@ fn report(pids: &[u32]) -> Report {
         }
     }
     report
+}
+
+/// The capabilities loupe uses: whether this process has each, what it is
+/// for at start-up, and who keeps it afterwards.
+fn capabilities(report: &mut Report) {
+    let effective = match privileges::current() {
+        Ok((_, effective)) => effective,
+        Err(err) => {
+            report.line("capabilities", format!("unknown ({err})"));
+            return;
+        }
+    };
+    for cap in privileges::CAPABILITIES {
+        let has = if effective.has(cap.bit) { "yes" } else { "no " };
+        let after = if cap.after.is_empty() {
+            "dropped".to_owned()
+        } else {
+            let holders: Vec<String> = cap
+                .after
+                .iter()
+                .map(|(holder, why)| match holder {
+                    Holder::Agent => format!("kept: {why}"),
+                    Holder::Helper => format!("the helper keeps it: {why}"),
+                })
+                .collect();
+            holders.join("; ")
+        };
+        report.line(
+            cap.name,
+            format!("{has} ({}; after start-up {after})", cap.start),
+        );
+    }
+    let last = privileges::last_capability();
+    report.line(
+        "after start-up",
+        format!(
+            "the agent keeps {}; its helper keeps {}; both set no_new_privs",
+            Caps::kept_by(Holder::Agent, last),
+            Caps::kept_by(Holder::Helper, last)
+        ),
+    );
 }
 
 /// Prints the report; the exit code says whether loupe can run here.

@@ -40,6 +40,9 @@ pub enum Command {
     /// serve their metrics, without eBPF or privileges (one replica per
     /// cluster, while the per-node agents run with collectors off).
     Collect(CollectArgs),
+    /// The agent's privileged helper (started by `loupe run` itself).
+    #[command(hide = true)]
+    Helper,
 }
 
 /// The common ways to run the agent (the end of `loupe run --help`).

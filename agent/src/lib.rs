@@ -11,7 +11,8 @@
 //! observations (route templates, rules, model calls); [`export`] holds the
 //! metric families and serves `/metrics`. [`runtime`] runs the stages;
 //! [`config`] and [`cli`] say how, [`collectors`] ask databases and Redis
-//! directly, and [`check`] is the preflight report.
+//! directly, [`check`] is the preflight report, and [`privileges`] gives
+//! up what the agent no longer needs once its probes are loaded.
 pub mod capture;
 pub mod check;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod export;
 pub mod fuzzing;
 pub mod kernel;
 pub mod memory;
+pub mod privileges;
 pub mod protocols;
 pub mod runtime;
 pub mod targets;

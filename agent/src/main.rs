@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),
         Command::Collect(args) => collect(&args),
+        Command::Helper => return loupe::privileges::helper::serve(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

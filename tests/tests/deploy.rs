@@ -121,6 +121,7 @@ fn find<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a ser
 #[test]
 fn kubernetes_manifests_validate_against_the_api_schemas() {
     let docs = std::fs::read_to_string(workspace().join("docs/kubernetes.md")).unwrap();
+    let used = capabilities_used();
     for dir in [
         "base",
         "overlays/example",
@@ -168,9 +169,18 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
         if dir == "overlays/privileged" {
             assert_eq!(security["privileged"], true);
         } else {
-            // Every capability is justified in the docs.
-            for cap in security["capabilities"]["add"].as_array().unwrap() {
-                let cap = cap.as_str().unwrap();
+            // Exactly the capabilities loupe uses, each justified in the docs.
+            let added: Vec<String> = security["capabilities"]["add"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|cap| format!("CAP_{}", cap.as_str().unwrap()))
+                .collect();
+            assert_eq!(added, used, "{dir}: the DaemonSet's capabilities");
+            assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+            assert_eq!(security["readOnlyRootFilesystem"], true, "{dir}");
+            for cap in &added {
+                let cap = cap.trim_start_matches("CAP_");
                 assert!(docs.contains(&format!("`{cap}`")), "{cap} is not explained");
             }
         }
@@ -216,6 +226,22 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
             protected(&objects, pod, &collector["spec"]["template"], &endpoints[0]);
         }
     }
+}
+
+/// The capabilities `loupe check` lists (it lists them even where it may
+/// not load anything).
+fn capabilities_used() -> Vec<String> {
+    let out = Command::new(loupe_tests::loupe_bin())
+        .arg("check")
+        .output()
+        .unwrap();
+    let used: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.starts_with("CAP_"))
+        .filter_map(|line| Some(line.split_whitespace().next()?.to_owned()))
+        .collect();
+    assert!(used.len() >= 4, "loupe check lists its capabilities");
+    used
 }
 
 /// The protected overlay: both workloads read the web configuration from

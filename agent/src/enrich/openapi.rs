@@ -6,10 +6,9 @@
 //! never counts it, and the connection's port is reported before it is
 //! opened, so that the connection metrics can leave it out too.
 use std::{
-    fs::File,
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, OwnedFd},
     time::Duration,
 };
 
@@ -21,12 +20,8 @@ const MAX_PATHS: usize = 2000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenApiError {
-    #[error("cannot enter the network namespace of PID {pid}: {source}")]
-    Namespace {
-        pid: u32,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Namespace(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot reach {addr}: {source}")]
     Connect {
         addr: SocketAddr,
@@ -68,34 +63,27 @@ fn split_response(raw: &[u8]) -> Result<(u16, &[u8]), OpenApiError> {
     Ok((status, &raw[head_end + 4..]))
 }
 
-/// Moves the calling thread into the network namespace of `pid`. Only call
-/// this on a thread that exits afterwards.
-fn enter_netns(pid: u32) -> Result<(), OpenApiError> {
-    let ns = File::open(format!("/proc/{pid}/ns/net"))
-        .map_err(|source| OpenApiError::Namespace { pid, source })?;
-    // SAFETY: a valid namespace fd; affects only the calling thread.
-    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(OpenApiError::Namespace {
-            pid,
-            source: std::io::Error::last_os_error(),
-        });
+/// The address family of a socket that can reach `addr`.
+pub fn family(addr: SocketAddr) -> libc::c_int {
+    if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
     }
-    Ok(())
 }
 
-/// Fetches and parses the document. Blocking, and it changes the calling
-/// thread's network namespace: run it on a thread of its own. `announce`
-/// receives the local port before the connection is made.
+/// Fetches and parses the document over `socket`, a TCP socket made in
+/// the target's network namespace (`crate::privileges::helper`).
+/// Blocking: run it on a thread of its own. `announce` receives the local
+/// port before the connection is made.
 pub fn fetch(
-    pid: u32,
+    socket: OwnedFd,
     addr: SocketAddr,
     path: &str,
     announce: impl FnOnce(u16),
 ) -> Result<Vec<String>, OpenApiError> {
-    enter_netns(pid)?;
     let connect_err = |source| OpenApiError::Connect { addr, source };
-    let socket = connect_announced(addr, announce).map_err(connect_err)?;
-    let mut stream = socket;
+    let mut stream = connect_announced(socket, addr, announce).map_err(connect_err)?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .map_err(connect_err)?;
@@ -124,19 +112,12 @@ pub fn fetch(
 }
 
 /// Connects from a port bound (and announced) first.
-fn connect_announced(addr: SocketAddr, announce: impl FnOnce(u16)) -> std::io::Result<TcpStream> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket creation; the fd is owned by the TcpStream below.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket we own.
-    let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+fn connect_announced(
+    socket: OwnedFd,
+    addr: SocketAddr,
+    announce: impl FnOnce(u16),
+) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::from(socket);
     let local: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -247,7 +228,10 @@ mod tests {
         let mut announced = 0;
         let me = std::process::id();
         let paths = std::thread::spawn(move || {
-            fetch(me, addr, "/openapi.json", |port| announced = port).map(|p| (p, announced))
+            let socket = crate::privileges::helper::Helper::default()
+                .socket(me, family(addr))
+                .unwrap();
+            fetch(socket, addr, "/openapi.json", |port| announced = port).map(|p| (p, announced))
         })
         .join()
         .unwrap()

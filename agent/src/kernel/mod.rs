@@ -264,6 +264,8 @@ pub struct Probes {
     pub netns_aware: bool,
     /// Why the OpenSSL uprobes could not be loaded, if they could not.
     pub tls_unavailable: Option<String>,
+    /// Creates the uprobes' perf events (see [`uprobes::Opener`]).
+    opener: Box<dyn uprobes::Opener>,
     /// Owns the programs and their links (fields drop in order: this last).
     ebpf: Ebpf,
 }
@@ -483,6 +485,7 @@ impl Probes {
             data_hook,
             netns_aware: offsets.valid == 1,
             tls_unavailable,
+            opener: Box::new(uprobes::InProcess),
             ebpf,
         })
     }
@@ -515,12 +518,17 @@ impl Probes {
         found: &[(TlsHook, u64)],
     ) -> Result<Vec<uprobes::TlsLink>, uprobes::AttachError> {
         let empty = self.data_hook == DataHook::EmptyPrograms;
-        uprobes::attach(&mut self.ebpf, pid, file, found, empty)
+        uprobes::attach(&mut self.ebpf, pid, file, found, empty, &*self.opener)
     }
 
     /// Detaches uprobes in the background.
     pub fn detach_tls(&mut self, links: Vec<uprobes::TlsLink>) {
-        uprobes::detach(&mut self.ebpf, links);
+        uprobes::detach(links);
+    }
+
+    /// Creates the uprobes' perf events through `opener` from now on.
+    pub fn set_uprobe_opener(&mut self, opener: Box<dyn uprobes::Opener>) {
+        self.opener = opener;
     }
 
     /// Drops the TLS connections of a process that is gone (a reused PID

@@ -35,6 +35,7 @@ use crate::{
         server::{self, BindError, Endpoint, web::Web},
     },
     kernel::{DataHookChoice, LoadError, Probes},
+    privileges::{self, CAP_SYS_ADMIN, Caps, Holder, PrivilegeError, helper::Helper},
     targets::{
         discovery::{self, PortOwners, ScanGate},
         k8s::pods::SharedPods,
@@ -72,6 +73,8 @@ pub enum AgentError {
     Signal(#[source] std::io::Error),
     #[error("cannot poll the event ring buffer: {0}")]
     Poll(#[source] std::io::Error),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -114,14 +117,27 @@ async fn rescan(
     }
 }
 
+/// The privileged helper, started while the agent may still do what it
+/// does (`CAP_SYS_ADMIN`).
+fn start_helper() -> Helper {
+    let may = privileges::current().is_ok_and(|(permitted, _)| permitted.has(CAP_SYS_ADMIN));
+    if !may {
+        return Helper::default();
+    }
+    Helper::start().unwrap_or_else(|err| {
+        warn!(error = %err, "cannot start the privileged helper: no OpenAPI documents from services in other network namespaces, no TLS hooks for processes found later");
+        Helper::default()
+    })
+}
+
 /// Starts the OpenAPI fetches that are due.
-fn start_fetches(state: &Arc<Mutex<State>>, now: Instant) {
+fn start_fetches(state: &Arc<Mutex<State>>, helper: &Helper, now: Instant) {
     let (jobs, ports) = {
         let mut state = lock(state);
         (state.openapi_jobs(now), state.self_ports())
     };
     for job in jobs {
-        routes::spawn_fetch(job, Arc::clone(state), ports.clone());
+        routes::spawn_fetch(job, Arc::clone(state), ports.clone(), helper.clone());
     }
 }
 
@@ -187,6 +203,8 @@ pub async fn collect(config: Config, web: Option<Arc<Web>>) -> Result<(), AgentE
         web,
     };
     let server = tokio::spawn(server::serve(listener, endpoint));
+    // Collectors need no capability at all.
+    privileges::drop_to(Caps::default(), "collector")?;
     if config.collectors.is_empty() {
         warn!("no collector configured ([collectors] in the config file)");
     }
@@ -254,7 +272,14 @@ pub async fn run(
     };
     let server = tokio::spawn(server::serve(listener, endpoint));
 
+    let helper = start_helper();
     let mut probes = Probes::load(data_hook)?;
+    probes.set_uprobe_opener(Box::new(helper.clone()));
+    // Before any other thread starts: they inherit what is kept.
+    privileges::drop_to(
+        Caps::kept_by(Holder::Agent, privileges::last_capability()),
+        "agent",
+    )?;
     metrics.programs_attached.set(probes.attached as i64);
     let ring = probes
         .events
@@ -277,7 +302,7 @@ pub async fn run(
     rescan(&state, &specs, &mut owners, &pods).await;
     crate::memory::release_free();
     ready.store(true, Ordering::Release);
-    start_fetches(&state, Instant::now());
+    start_fetches(&state, &helper, Instant::now());
 
     let mut collectors = crate::collectors::spawn(&config.collectors, &lock(&state).export.metrics);
     collectors.extend(lookup);
@@ -306,7 +331,7 @@ pub async fn run(
                 ticker.tick().await;
                 let now = Instant::now();
                 lock(&state).tick(now);
-                start_fetches(&state, now);
+                start_fetches(&state, &helper, now);
             }
         })
     };

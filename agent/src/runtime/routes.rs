@@ -1,6 +1,7 @@
 //! Route templates from each service's OpenAPI document: when to fetch it,
 //! and what to do with the answer. The fetch itself runs on a thread of its
-//! own (it enters the target's network namespace); see `crate::enrich::openapi`.
+//! own, over a socket made in the target's network namespace; see
+//! `crate::enrich::openapi` and `crate::privileges::netns`.
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
@@ -16,6 +17,7 @@ use crate::{
         endpoint::Template,
         openapi::{self, OpenApiError},
     },
+    privileges::helper::Helper,
 };
 
 /// Retry delay after a failed fetch.
@@ -110,14 +112,19 @@ impl State {
 }
 
 /// Runs one fetch on a thread of its own and hands the answer to the state.
-pub fn spawn_fetch(job: FetchJob, state: Arc<Mutex<State>>, ports: SelfPorts) {
+pub fn spawn_fetch(job: FetchJob, state: Arc<Mutex<State>>, ports: SelfPorts, helper: Helper) {
     let spawned = std::thread::Builder::new()
         .name("loupe-openapi".into())
         .spawn(move || {
             let mut used = None;
-            let result = openapi::fetch(job.pid, job.addr, &job.path, |port| {
-                ports.add((job.addr.ip(), port));
-                used = Some((job.addr.ip(), port));
+            let socket = helper
+                .socket(job.pid, openapi::family(job.addr))
+                .map_err(|err| OpenApiError::Namespace(Box::new(err)));
+            let result = socket.and_then(|socket| {
+                openapi::fetch(socket, job.addr, &job.path, |port| {
+                    ports.add((job.addr.ip(), port));
+                    used = Some((job.addr.ip(), port));
+                })
             });
             let now = Instant::now();
             if let Some(connection) = used {
