@@ -74,12 +74,22 @@ fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {
     };
     let config = Config::build(file, args.overrides())?;
     let web = web(&args.web)?;
+    let reload: Option<loupe::runtime::Reloader> = args.config.clone().map(|path| {
+        let overrides = args.overrides();
+        Box::new(move || {
+            let file = FileConfig::load(&path)?;
+            Ok(Config::build(
+                Some((path.as_path(), file)),
+                overrides.clone(),
+            )?)
+        }) as loupe::runtime::Reloader
+    });
     loupe::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(loupe::runtime::run(config, args.data_hook, web))?;
+    runtime.block_on(loupe::runtime::run(config, args.data_hook, web, reload))?;
     Ok(())
 }
 

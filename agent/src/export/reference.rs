@@ -370,6 +370,7 @@ pub const SECTIONS: &[Section] = &[
         measured: "The agent, about its probes, budgets and targets.",
         defs: &[
             c::BUILD_INFO,
+            c::CONFIG_RELOADS,
             c::TARGETS,
             c::PROGRAMS_ATTACHED,
             c::EVENTS,
@@ -393,6 +394,10 @@ pub const SECTIONS: &[Section] = &[
             (
                 "Services reaching their endpoint budget",
                 "increase(loupe_endpoint_overflow_total[1h]) > 0",
+            ),
+            (
+                "A configuration change that did not load (the old one still runs)",
+                "increase(loupe_config_reloads_total{result=\"failure\"}[1h]) > 0",
             ),
         ],
     },
