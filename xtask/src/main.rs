@@ -9,6 +9,7 @@ mod kernels;
 mod services;
 mod setup;
 mod sh;
+mod soak;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -108,6 +109,40 @@ enum Command {
         #[arg(long)]
         prometheus: bool,
     },
+    /// The soak: the demo service under steady mixed load for a while, with
+    /// faults on a schedule (the service, PostgreSQL and Redis restarted, a
+    /// ring-buffer overflow, a broken configuration); every compared
+    /// counter must equal the load's own tally, and loupe's memory,
+    /// descriptors and threads must stay flat.
+    Soak {
+        /// How long, e.g. `3m` or `1h` (also `90s`).
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Run this loupe binary instead of building one.
+        #[arg(long)]
+        loupe: Option<std::path::PathBuf>,
+        /// Where the samples (`samples.csv`) and their plot (`soak.svg`) go.
+        #[arg(long, default_value = "target/soak")]
+        out: std::path::PathBuf,
+    },
+}
+
+/// `90s`, `3m`, `1h` (a number alone: seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: write a duration such as 90s, 3m or 1h"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("{text:?}: the unit is s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -131,6 +166,15 @@ fn main() -> anyhow::Result<()> {
             prometheus,
         }),
         Command::Fuzz { seconds } => fuzz::run(seconds),
+        Command::Soak {
+            duration,
+            loupe,
+            out,
+        } => soak::run(&soak::Options {
+            duration,
+            loupe,
+            out,
+        }),
         Command::Kernels { only } => kernels::run(only.as_deref()),
         Command::Bench {
             rounds,

@@ -202,6 +202,16 @@ impl Group {
     pub fn what(&self) -> &'static str {
         self.what
     }
+
+    /// The leader's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The leader, for its pipes.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
 }
 
 impl Drop for Group {

@@ -6,10 +6,13 @@ use anyhow::bail;
 use crate::{
     fuzz, kernels, services, setup,
     sh::{self, is_root, root},
+    soak,
 };
 
 /// Seconds each fuzz target runs within `cargo xtask test`.
 const FUZZ_SMOKE_SECONDS: u32 = 10;
+/// How long the soak runs within `cargo xtask test`.
+const SOAK: std::time::Duration = std::time::Duration::from_secs(180);
 
 pub fn lint() -> anyhow::Result<()> {
     sh::run(sh::cargo().args(["fmt", "--all", "--check"]))?;
@@ -84,6 +87,11 @@ pub fn run(filter: Option<&str>, with_lint: bool) -> anyhow::Result<()> {
     if filter.is_none() {
         kernels::run(None)?;
         fuzz::run(FUZZ_SMOKE_SECONDS)?;
+        soak::run(&soak::Options {
+            duration: SOAK,
+            loupe: Some(root().join("target/release/loupe")),
+            out: root().join("target/soak"),
+        })?;
     }
     Ok(())
 }

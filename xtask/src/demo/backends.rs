@@ -17,7 +17,39 @@ use crate::sh::{self, Group, free_port, root, wait_port};
 /// when this is dropped).
 pub struct Backend {
     pub url: String,
-    _server: Group,
+    server: Option<Group>,
+    start: Box<dyn Fn() -> anyhow::Result<Group>>,
+}
+
+impl Backend {
+    /// Starts the server with `start` (which returns once it answers).
+    fn started(
+        url: String,
+        start: impl Fn() -> anyhow::Result<Group> + 'static,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            url,
+            server: Some(start()?),
+            start: Box::new(start),
+        })
+    }
+
+    /// A server started once, that cannot be restarted.
+    fn running(url: String, server: Group) -> Self {
+        Self {
+            url,
+            server: Some(server),
+            start: Box::new(|| bail!("this server is not restarted")),
+        }
+    }
+
+    /// Stops the server and starts it again, on the same port with the
+    /// same data (the soak's faults).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.server = None;
+        self.server = Some((self.start)()?);
+        Ok(())
+    }
 }
 
 /// `initdb`, `postgres` and `pg_isready` of the newest PostgreSQL
@@ -35,6 +67,7 @@ fn postgres_bin() -> anyhow::Result<PathBuf> {
 /// `postgres`), on a free port; its log in `dir/postgres.log`.
 pub fn postgres(dir: &Path) -> anyhow::Result<Backend> {
     let bin = postgres_bin()?;
+    let pg_isready = bin.join("pg_isready");
     let data = dir.join("postgres");
     fs::create_dir_all(&data)?;
     sh::run(
@@ -43,7 +76,7 @@ pub fn postgres(dir: &Path) -> anyhow::Result<Backend> {
             .arg("postgres:postgres")
             .arg(dir),
     )?;
-    let as_postgres = |program: &str| {
+    let as_postgres = move |program: &str| {
         let mut command = Command::new("runuser");
         command
             .args(["-u", "postgres", "--"])
@@ -65,65 +98,74 @@ pub fn postgres(dir: &Path) -> anyhow::Result<Backend> {
             .arg(&data),
     )?;
     let port = free_port()?;
-    let log = fs::File::create(dir.join("postgres.log"))?;
-    let server = Group::spawn(
-        as_postgres("postgres")
-            .stderr(log)
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
-        "PostgreSQL",
-        libc::SIGINT, // fast shutdown: sessions are cut, nothing waits
-    )?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !sh::succeeds(Command::new(bin.join("pg_isready")).args([
-        "-q",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-    ])) {
-        if Instant::now() > deadline {
-            bail!("the demo's PostgreSQL did not start on port {port}");
+    let log_path = dir.join("postgres.log");
+    let socket_dir = dir.to_path_buf();
+    let start = move || {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let server = Group::spawn(
+            as_postgres("postgres")
+                .stderr(log)
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-k"])
+                .arg(&socket_dir)
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
+            "PostgreSQL",
+            libc::SIGINT, // fast shutdown: sessions are cut, nothing waits
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sh::succeeds(Command::new(&pg_isready).args([
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])) {
+            if Instant::now() > deadline {
+                bail!("the demo's PostgreSQL did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(Backend {
-        url: format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
-        _server: server,
-    })
+        Ok(server)
+    };
+    Backend::started(
+        format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
+        start,
+    )
 }
 
 /// A Redis server on a free port, nothing saved; its log in
 /// `dir/redis.log`.
 pub fn redis(dir: &Path) -> anyhow::Result<Backend> {
     let port = free_port()?;
-    let server = Group::spawn(
-        Command::new("redis-server")
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-            ]),
-        "Redis",
-        libc::SIGTERM,
-    )?;
-    wait_port(port, 10, "the demo's Redis")?;
-    Ok(Backend {
-        url: format!("redis://127.0.0.1:{port}/0"),
-        _server: server,
-    })
+    let log = dir.join("redis.log");
+    let start = move || {
+        let server = Group::spawn(
+            Command::new("redis-server")
+                .arg("--logfile")
+                .arg(&log)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--loglevel",
+                    "warning",
+                ]),
+            "Redis",
+            libc::SIGTERM,
+        )?;
+        wait_port(port, 10, "the demo's Redis")?;
+        Ok(server)
+    };
+    Backend::started(format!("redis://127.0.0.1:{port}/0"), start)
 }
 
 /// The fake model provider of the tests (OpenAI- and Anthropic-style
@@ -140,10 +182,7 @@ pub fn model_provider() -> anyhow::Result<Backend> {
         libc::SIGTERM,
     )?;
     wait_port(port, 30, "the demo's model provider")?;
-    Ok(Backend {
-        url: format!("http://127.0.0.1:{port}"),
-        _server: server,
-    })
+    Ok(Backend::running(format!("http://127.0.0.1:{port}"), server))
 }
 
 /// An MCP tool server (the Python SDK's FastMCP, stateless, answering in
@@ -160,10 +199,7 @@ pub fn mcp_tools() -> anyhow::Result<(Backend, u16)> {
         libc::SIGTERM,
     )?;
     wait_port(port, 30, "the demo's MCP tool server")?;
-    let backend = Backend {
-        url: format!("http://127.0.0.1:{port}/mcp"),
-        _server: server,
-    };
+    let backend = Backend::running(format!("http://127.0.0.1:{port}/mcp"), server);
     Ok((backend, port))
 }
 
@@ -197,8 +233,5 @@ pub fn prometheus(dir: &Path, loupe_port: u16) -> anyhow::Result<Backend> {
         libc::SIGTERM,
     )?;
     wait_port(port, 30, "the demo's Prometheus")?;
-    Ok(Backend {
-        url: format!("http://127.0.0.1:{port}"),
-        _server: server,
-    })
+    Ok(Backend::running(format!("http://127.0.0.1:{port}"), server))
 }

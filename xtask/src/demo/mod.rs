@@ -4,7 +4,7 @@
 //! with its collectors; keeps traffic of every kind flowing, prints where
 //! to scrape and what to look at, and runs until a stop signal (Ctrl-C,
 //! SIGTERM, SIGHUP), then stops everything it started.
-mod backends;
+pub mod backends;
 
 use std::{
     fmt::Write as _,
@@ -207,19 +207,14 @@ fn principal_secret() -> anyhow::Result<String> {
 /// fake provider's models, the OpenTelemetry names beside loupe's, and the
 /// MCP tool server on `tools_port` as a second service.
 fn config_text(port: u16, database: &str, redis: &str, tools_port: u16) -> String {
+    let collectors = collectors(database, redis, SERVICE);
     format!(
         "# Written by `cargo xtask demo`.\n\
          listen = \"0.0.0.0:{port}\"\n\n\
          [principals]\n\
          enabled = true\n\
          secret_env = \"LOUPE_DEMO_PRINCIPAL_SECRET\"\n\n\
-         [collectors]\n\
-         interval = \"5s\"\n\n\
-         [collectors.redis]\n\
-         url = \"{redis}\"\n\n\
-         [collectors.database]\n\
-         url = \"{database}\"\n\
-         service = \"{SERVICE}\"\n\n\
+         {collectors}\n\
          # Demo prices (dollars per million tokens); the other models stay\n\
          # unpriced, and are counted as such.\n\
          [llm.prices]\n\
@@ -230,6 +225,20 @@ fn config_text(port: u16, database: &str, redis: &str, tools_port: u16) -> Strin
          [[services]]\n\
          name = \"{TOOLS_SERVICE}\"\n\
          ports = [{tools_port}]\n"
+    )
+}
+
+/// The `[collectors]` section: both collectors every 5 s, the database
+/// one for `service`.
+pub fn collectors(database: &str, redis: &str, service: &str) -> String {
+    format!(
+        "[collectors]\n\
+         interval = \"5s\"\n\n\
+         [collectors.redis]\n\
+         url = \"{redis}\"\n\n\
+         [collectors.database]\n\
+         url = \"{database}\"\n\
+         service = \"{service}\"\n"
     )
 }
 
