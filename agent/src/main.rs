@@ -74,7 +74,7 @@ fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {
     };
     let config = Config::build(file, args.overrides())?;
     let web = web(&args.web)?;
-    let reload: Option<loupe::runtime::Reloader> = args.config.clone().map(|path| {
+    let reload: Option<loupe::runtime::reload::Reloader> = args.config.clone().map(|path| {
         let overrides = args.overrides();
         Box::new(move || {
             let file = FileConfig::load(&path)?;
@@ -82,7 +82,7 @@ fn run(args: &loupe::cli::RunArgs) -> anyhow::Result<()> {
                 Some((path.as_path(), file)),
                 overrides.clone(),
             )?)
-        }) as loupe::runtime::Reloader
+        }) as loupe::runtime::reload::Reloader
     });
     loupe::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_current_thread()

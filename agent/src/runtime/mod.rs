@@ -6,6 +6,7 @@ mod clients;
 mod grpc;
 mod mcp;
 mod otel;
+pub mod reload;
 mod requests;
 mod routes;
 mod seed;
@@ -247,49 +248,12 @@ fn pod_lookup(
     }
 }
 
-/// Reads the configuration file again (for SIGHUP).
-pub type Reloader = Box<dyn Fn() -> Result<Config, Box<dyn std::error::Error>> + Send>;
-
-/// What SIGHUP does: the configuration file is read again, and its rules
-/// apply from then on; a file that does not load changes nothing.
-async fn reload_on_hangup(state: Arc<Mutex<State>>, reload: Option<Reloader>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let reloads = lock(&state).export.metrics.config_reloads.clone();
-    for result in ["success", "failure"] {
-        reloads.with_label_values(&[result]);
-    }
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        warn!("cannot install the SIGHUP handler: the configuration is read at start-up only");
-        return;
-    };
-    while hangups.recv().await.is_some() {
-        let Some(reload) = &reload else {
-            info!("SIGHUP: no configuration file to read again (loupe runs from flags alone)");
-            continue;
-        };
-        match reload() {
-            Ok(config) => {
-                lock(&state).apply_rules(&config);
-                reloads.with_label_values(&["success"]).inc();
-                info!(
-                    rules = config.rules.rules.len(),
-                    "SIGHUP: configuration read again; its rules apply now (other settings are read at start-up only)"
-                );
-            }
-            Err(err) => {
-                reloads.with_label_values(&["failure"]).inc();
-                tracing::error!(error = %crate::describe_error(err.as_ref()), "SIGHUP: the configuration did not load; the old one stays");
-            }
-        }
-    }
-}
-
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(
     config: Config,
     data_hook: DataHookChoice,
     web: Option<Arc<Web>>,
-    reload: Option<Reloader>,
+    reload: Option<reload::Reloader>,
 ) -> Result<(), AgentError> {
     let proc = Procfs::default();
     for spec in &config.services {
@@ -345,7 +309,7 @@ pub async fn run(
     let mut collectors = crate::collectors::spawn(&config.collectors, &lock(&state).export.metrics);
     collectors.extend(lookup);
     let mut events = tokio::spawn(read_events(ring, Arc::clone(&state)));
-    collectors.push(tokio::spawn(reload_on_hangup(Arc::clone(&state), reload)));
+    collectors.push(tokio::spawn(reload::on_hangup(Arc::clone(&state), reload)));
     let scans = {
         let state = Arc::clone(&state);
         let interval = config.rescan_interval;

@@ -209,7 +209,8 @@ struct Loaded {
     failed: Option<Stamp>,
 }
 
-/// What a reload did, for `loupe_web_config_reloads_total`.
+/// What a reload did, for `loupe_web_config_reloads_total` (and the
+/// configuration file's, `loupe_config_reloads_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reload {
     Loaded,
