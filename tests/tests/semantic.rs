@@ -343,3 +343,80 @@ fn label_budgets_and_body_limits_hold() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sighup_applies_new_rules_and_a_broken_file_changes_nothing() {
+    let port = free_port();
+    let _service = agent_service(port);
+    let dir = std::env::temp_dir().join(format!("loupe-reload-{port}"));
+    fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("loupe.toml");
+    let rule = |header: &str| {
+        format!(
+            "[[rules]]\nfamily = \"login\"\nmethod = \"POST\"\nroute = \"/auth/{{method}}/login\"\n\
+             provider = \"header:{header}|unknown\"\n"
+        )
+    };
+    fs::write(&config, rule("x-idp")).unwrap();
+    let svc = "reloaded";
+    let agent = watch_port(port, svc, &["--config", config.to_str().unwrap()]);
+    let login = |header: &str| {
+        let status = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", header, "-H", "Content-Type: application/json"])
+            .args(["-d", r#"{"username":"alice","password":"alice-password"}"#])
+            .arg(format!("http://127.0.0.1:{port}/auth/password/login"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "200");
+    };
+    let hangup = || {
+        // SAFETY: a plain syscall on the agent this test started.
+        assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    };
+    let logins = |provider: &str| {
+        series(
+            "auth_login_total",
+            &[
+                ("service", svc),
+                ("provider", provider),
+                ("success", "true"),
+            ],
+        )
+    };
+    let reloads = |result: &str| series("loupe_config_reloads_total", &[("result", result)]);
+    login("X-IdP: okta");
+    agent.wait_for(&logins("okta"), 1.0);
+
+    // A rule naming a family that does not exist: the file does not load,
+    // the error names its line, and the old rules go on.
+    fs::write(
+        &config,
+        format!(
+            "{}\n[[rules]]\nfamily = \"nope\"\nroute = \"/x\"\n",
+            rule("x-realm")
+        ),
+    )
+    .unwrap();
+    hangup();
+    agent.wait_for(&reloads("failure"), 1.0);
+    let log = agent.wait_for_log("the configuration did not load");
+    assert!(log.contains("loupe.toml: line 7"), "{log}");
+    login("X-IdP: okta");
+    agent.wait_for(&logins("okta"), 2.0);
+
+    // A good file: its rules apply from the next request on.
+    fs::write(&config, rule("x-realm")).unwrap();
+    hangup();
+    agent.wait_for(&reloads("success"), 1.0);
+    login("X-Realm: corp");
+    login("X-IdP: okta");
+    agent.wait_for(&logins("corp"), 1.0);
+    agent.wait_for(&logins("unknown"), 1.0);
+    assert_eq!(agent.wait_for_total("agent_requests_total", svc, 4.0), 4.0);
+    let scrape = agent.scrape();
+    assert_eq!(scrape.get(&logins("okta")), Some(2.0));
+    assert_eq!(scrape.get(&reloads("failure")), Some(1.0));
+    agent.assert_nothing_lost();
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -213,13 +213,15 @@ fn http2_bodies(rules: &RuleSet) -> u32 {
 }
 
 impl State {
-    /// The rules of a configuration read again (SIGHUP): they, and the
-    /// capture routes they need, apply from the next record on.
+    /// The rules of a configuration read again (SIGHUP): they, the request
+    /// headers they read and the capture routes they need apply from the
+    /// next record on.
     pub fn apply_rules(&mut self, config: &Config) {
         let probes = &mut self.kernel.probes;
         probes.set_capture_routes(&capture_routes(&config.rules, &self.enrich.mcp));
         probes.set_switch_value(SWITCH_HTTP2_BODIES, http2_bodies(&config.rules));
         self.enrich.rules = config.rules.clone();
+        self.enrich.http.auth.label_headers = config.http.auth.label_headers.clone();
     }
 
     pub fn new(config: &Config, mut probes: Probes, metrics: Metrics) -> Self {
