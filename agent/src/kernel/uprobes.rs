@@ -22,7 +22,9 @@ use loupe_common::layout::{TLS_HOOKS, TlsHook};
 use super::LoadError;
 
 /// One attached uprobe: its perf event (closing it detaches the program).
-pub struct TlsLink(#[allow(dead_code)] OwnedFd);
+pub struct TlsLink {
+    _event: OwnedFd,
+}
 
 /// Creates the perf event of one uprobe: at `offset` in `file`, for
 /// process `pid` only, at the function's return when `ret`.
@@ -230,7 +232,7 @@ pub fn attach(
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(event)
             })();
             match attached {
-                Ok(event) => links.push(TlsLink(event)),
+                Ok(event) => links.push(TlsLink { _event: event }),
                 Err(source) => {
                     detach(links);
                     return Err(failed(name, hook.symbol, source));
