@@ -1,9 +1,9 @@
 //! Least privilege. loupe starts with the capabilities it needs to load its
 //! probes; once they are loaded it keeps only those it still uses, in the
 //! permitted and effective sets, sets `no_new_privs`, and checks every
-//! thread. What still needs `CAP_SYS_ADMIN` afterwards (a socket in a
-//! target's network namespace) is done by a helper process that keeps that
-//! capability ([`helper`]).
+//! thread. What still needs `CAP_SYS_ADMIN` afterwards (a uprobe for a
+//! process found later, a socket in a target's network namespace) is done
+//! by a helper process that keeps that capability ([`helper`]).
 //!
 //! Capabilities are per thread: [`restrict`] changes the calling thread,
 //! and the threads it starts later inherit the result. The agent restricts
