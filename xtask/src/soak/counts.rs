@@ -189,11 +189,15 @@ pub fn counted(scrape: &Scrape, service: &str) -> BTreeMap<Key, f64> {
     out
 }
 
-/// `later - earlier`, series by series (absent: 0).
+/// What each counter gained from `earlier` to `later`, series by series
+/// (absent: 0). A counter that went down was reset, as Prometheus reads
+/// it: loupe drops a series idle for 10 minutes, and one that comes back
+/// starts again from 0, so what it holds now is all it gained.
 pub fn delta(later: &BTreeMap<Key, f64>, earlier: &BTreeMap<Key, f64>) -> BTreeMap<Key, f64> {
-    let mut out = later.clone();
-    for (key, value) in earlier {
-        *out.entry(key.clone()).or_insert(0.0) -= value;
+    let mut out = BTreeMap::new();
+    for (key, &now) in later {
+        let before = earlier.get(key).copied().unwrap_or(0.0);
+        out.insert(key.clone(), if now >= before { now - before } else { now });
     }
     out.retain(|_, v| *v != 0.0);
     out
@@ -265,6 +269,18 @@ mod tests {
                 ]
             ),
             1.0
+        );
+    }
+
+    #[test]
+    fn a_counter_that_expired_or_restarted_gained_what_it_holds() {
+        let k = |name: &str| key(name, &[]);
+        let earlier = BTreeMap::from([(k("kept"), 5.0), (k("expired"), 3074.0), (k("back"), 9.0)]);
+        let later = BTreeMap::from([(k("kept"), 7.0), (k("back"), 2.0), (k("new"), 1.0)]);
+        let gained = delta(&later, &earlier);
+        assert_eq!(
+            gained,
+            BTreeMap::from([(k("kept"), 2.0), (k("back"), 2.0), (k("new"), 1.0)])
         );
     }
 
