@@ -34,7 +34,7 @@ use anyhow::{Context as _, bail};
 
 use self::{
     counts::{Scrape, Tally},
-    plot::Sample,
+    plot::{Figure, Sample},
 };
 use crate::{
     demo::backends::{self, Backend},
@@ -717,29 +717,42 @@ fn figures(
     failures: &mut Vec<String>,
 ) {
     let warm = (duration.as_secs_f64() / 3.0).min(300.0);
-    let Some(base) = samples.iter().find(|s| s.at >= warm) else {
+    let Some(first) = samples.iter().position(|s| s.at >= warm) else {
         failures.push("too few samples for the figures".into());
         return;
     };
-    let Some(end) = samples.last() else { return };
+    // Three samples from the warm-up on, and the last three: the median of
+    // each, so that a thread or descriptor that comes and goes (the
+    // blocking pool's, a scrape's) is not taken for growth.
+    let (base, end) = (
+        &samples[first..(first + 3).min(samples.len())],
+        &samples[samples.len().saturating_sub(3).max(first)..],
+    );
+    let median = |part: &[Sample], figure: Figure| {
+        let mut values: Vec<f64> = part.iter().map(figure).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
     let cpu: Vec<f64> = samples.iter().map(|s| s.cpu_percent).collect();
     let mean_cpu = cpu.iter().sum::<f64>() / cpu.len().max(1) as f64;
     let max_cpu = cpu.iter().copied().fold(0.0, f64::max);
     let _ = writeln!(
         report,
-        "\nfigure           at {:>5.0} s  at {:>5.0} s  growth\n",
-        base.at, end.at
+        "\nfigure (median of 3 samples)  from {:>5.0} s  to {:>5.0} s  growth\n",
+        base[0].at,
+        end[end.len() - 1].at
     );
-    let rows: [(&str, f64, f64, f64); 3] = [
-        ("resident MiB", base.rss_mib, end.rss_mib, 2.0),
-        ("open fds", base.fds as f64, end.fds as f64, 4.0),
-        ("threads", base.threads as f64, end.threads as f64, 2.0),
+    let rows: [(&str, Figure, f64); 3] = [
+        ("resident MiB", |s| s.rss_mib, 2.0),
+        ("open fds", |s| s.fds as f64, 4.0),
+        ("threads", |s| s.threads as f64, 2.0),
     ];
-    for (name, from, to, slack) in rows {
+    for (name, figure, slack) in rows {
+        let (from, to) = (median(base, figure), median(end, figure));
         let growth = (to - from) / from.max(1.0);
         let _ = writeln!(
             report,
-            "{name:<16} {from:>9.1}  {to:>9.1}  {:+.1}%",
+            "{name:<29} {from:>9.1}  {to:>9.1}  {:+.1}%",
             growth * 100.0
         );
         if growth > FLAT && to - from > slack {

@@ -28,7 +28,7 @@ pub fn csv(samples: &[Sample]) -> String {
 }
 
 /// One figure of a sample.
-type Figure = fn(&Sample) -> f64;
+pub type Figure = fn(&Sample) -> f64;
 
 const WIDTH: f64 = 900.0;
 const PANEL: f64 = 150.0;
