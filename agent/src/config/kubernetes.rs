@@ -81,10 +81,12 @@ pub fn selector(
     let pods = pods
         .iter()
         .map(|pattern| {
-            Regex::new(&format!("^(?:{pattern})$")).map_err(|source| ConfigError::Regex {
-                origin: format!("{origin}.k8s_pods"),
-                pattern: pattern.clone(),
-                source: Box::new(source),
+            super::selector_regex(&format!("^(?:{pattern})$")).map_err(|source| {
+                ConfigError::Regex {
+                    origin: format!("{origin}.k8s_pods"),
+                    pattern: pattern.clone(),
+                    source: Box::new(source),
+                }
             })
         })
         .collect::<Result<_, _>>()?;

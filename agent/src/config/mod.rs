@@ -356,7 +356,7 @@ fn service(origin: String, raw: FileService) -> Result<ServiceSpec, ConfigError>
         .processes
         .iter()
         .map(|pattern| {
-            Regex::new(pattern).map_err(|source| ConfigError::Regex {
+            selector_regex(pattern).map_err(|source| ConfigError::Regex {
                 origin: origin.clone(),
                 pattern: pattern.clone(),
                 source: Box::new(source),
@@ -568,6 +568,20 @@ impl Config {
     }
 }
 
+/// How deeply a selector's regex may nest groups and repetitions. The
+/// regex crate compiles nested repetitions recursively; under its own
+/// limit (250), `a` followed by 240 `+`/`*` overflowed a 2 MiB thread
+/// stack in a debug build (a fuzz seed of `config_files`). No real
+/// process or pod pattern nests more than a few levels.
+const REGEX_NEST_LIMIT: u32 = 64;
+
+/// A selector's regex (`processes`, `k8s_pods`), nesting bounded.
+pub fn selector_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .nest_limit(REGEX_NEST_LIMIT)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,6 +705,27 @@ pids = [1]
         };
         let err = build(FILE, flags).unwrap_err();
         assert!(err.to_string().starts_with("--listen"), "{err}");
+    }
+
+    #[test]
+    fn deeply_nested_selector_patterns_are_refused_not_compiled() {
+        // 240 repetitions of a repetition: under the regex crate's own
+        // nesting limit (250), and enough to overflow a 2 MiB thread stack
+        // while compiling in a debug build.
+        let pattern = format!("a{}", "+*".repeat(120));
+        let err = build(
+            &format!("[[services]]\nprocesses = [\"{pattern}\"]\n"),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Regex { .. }), "{err}");
+        assert!(err.to_string().contains("nest"), "{err}");
+        // Real patterns nest a few levels and stay valid.
+        build(
+            "[[services]]\nprocesses = [\"^(uvicorn|gunicorn)( .*)?((main|app):app)+$\"]\n",
+            Overrides::default(),
+        )
+        .unwrap();
     }
 
     #[test]
