@@ -11,7 +11,7 @@ use loupe_common::layout::{KERNEL_OFFSETS_GLOBAL, KernelOffsets};
 
 use crate::{
     describe_error,
-    kernel::{self, Probes, btf, tracefs},
+    kernel::{self, Probes, arch, btf, tracefs},
     privileges::{self, Caps, Holder},
     refusal,
     targets::{procfs::Procfs, tls},
@@ -164,12 +164,26 @@ fn loaded_programs() -> String {
 fn report(pids: &[u32]) -> Report {
     let mut report = Report::default();
     report.line("loupe", env!("CARGO_PKG_VERSION"));
-    report.line(
-        "kernel",
-        format!("{} ({})", kernel_release(), std::env::consts::ARCH),
-    );
+    let machine = arch::machine();
+    report.line("kernel", format!("{} ({machine})", kernel_release()));
     let btf_path = Path::new(btf::VMLINUX);
-    match btf::Btf::from_file(btf_path).and_then(|b| btf::kernel_offsets(&b)) {
+    let parsed = btf::Btf::from_file(btf_path);
+    let frame = arch::check_machine(&machine).and_then(|()| match &parsed {
+        Ok(btf) => arch::check_frame(arch::NATIVE, btf).map(|()| "checked against BTF"),
+        Err(_) => Ok("not checked: no BTF"),
+    });
+    match frame {
+        Ok(frame) => report.line(
+            "architecture",
+            format!(
+                "{} (syscall frame {frame}; syscall functions {}*)",
+                arch::NATIVE.name,
+                arch::NATIVE.syscall_prefix
+            ),
+        ),
+        Err(err) => report.hook("architecture", true, Err(err.to_string())),
+    }
+    match parsed.and_then(|b| btf::kernel_offsets(&b)) {
         Ok(offsets) => {
             report.line(
                 "btf",

@@ -55,8 +55,18 @@ fn health_and_readiness() {
         CONTROL_FUNCTIONS, CONTROL_TRACEPOINTS, DATA_FUNCTIONS, DATA_TRACEPOINTS, TRACEPOINTS,
     };
     let attached = scrape.get("loupe_programs_attached").unwrap_or(0.0) as usize;
-    let functions = CONTROL_FUNCTIONS.len() + DATA_FUNCTIONS.len();
-    let tracepoints = [1, DATA_TRACEPOINTS.len()].map(|data| CONTROL_TRACEPOINTS.len() + data);
+    // Syscalls this architecture lacks (arm64: `dup2`) are not hooked.
+    let arch = loupe_common::arch::by_name(std::env::consts::ARCH).expect("a supported arch");
+    let functions = CONTROL_FUNCTIONS
+        .iter()
+        .chain(DATA_FUNCTIONS)
+        .filter(|hook| arch.has_syscall(hook.syscall))
+        .count();
+    let control = CONTROL_TRACEPOINTS
+        .iter()
+        .filter(|tp| tp.syscall().is_none_or(|name| arch.has_syscall(name)))
+        .count();
+    let tracepoints = [1, DATA_TRACEPOINTS.len()].map(|data| control + data);
     assert!(
         [functions, tracepoints[0], tracepoints[1]]
             .iter()

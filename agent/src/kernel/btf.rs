@@ -13,12 +13,13 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 const MAGIC: u16 = 0xeb9f;
 const HEADER_LEN: usize = 24;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
+pub(crate) const KIND_STRUCT: u32 = 4;
+pub(crate) const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
 const KIND_TYPE_TAG: u32 = 18;
 /// Nesting of anonymous members and modifier chains we follow before giving up.
 const MAX_DEPTH: usize = 32;
@@ -56,6 +57,10 @@ enum Type {
     },
     /// Typedef, const, volatile, restrict, type tag: refers to another type.
     Alias(u32),
+    /// A function (kernel functions fentry and fexit attach to).
+    Func {
+        name_off: u32,
+    },
     Other,
 }
 
@@ -171,6 +176,13 @@ impl Btf {
         u32::try_from(bits / 8).map_err(|_| no_member())
     }
 
+    /// Whether the kernel has a function called `name`.
+    pub fn has_function(&self, name: &str) -> bool {
+        self.types.iter().any(
+            |ty| matches!(ty, Type::Func { name_off } if self.name(*name_off) == name.as_bytes()),
+        )
+    }
+
     /// `(bit offset, type id)` of the member `name` of `ty`, looking inside
     /// anonymous members too.
     fn find_member(&self, ty: &Type, name: &str, depth: usize) -> Option<(u64, u32)> {
@@ -238,6 +250,7 @@ fn parse_type(section: &[u8], at: usize) -> Result<(Type, usize), BtfError> {
         KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
             Type::Alias(size_or_type)
         }
+        KIND_FUNC => Type::Func { name_off },
         _ => Type::Other,
     };
     Ok((ty, 12 + extra))
@@ -273,11 +286,14 @@ pub fn file_offsets(btf: &Btf) -> Result<FileOffsets, BtfError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    pub(crate) use super::{KIND_STRUCT, KIND_UNION};
+
+    pub(crate) const KIND_ARRAY: u32 = 3;
 
     /// Builds BTF bytes from type records and a string table.
-    fn btf(types: &[u8], strings: &[u8]) -> Vec<u8> {
+    pub(crate) fn btf(types: &[u8], strings: &[u8]) -> Vec<u8> {
         let mut data = Vec::new();
         data.extend_from_slice(&MAGIC.to_le_bytes());
         data.extend_from_slice(&[1, 0]);
@@ -295,7 +311,7 @@ mod tests {
         data
     }
 
-    fn record(
+    pub(crate) fn record(
         name_off: u32,
         kind: u32,
         vlen: u32,
@@ -312,6 +328,23 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A 64-bit integer type called by the string at `name_off`.
+    pub(crate) fn int_record(name_off: u32) -> Vec<u8> {
+        let mut out = record(name_off, 1, 0, 8, &[]);
+        out.extend_from_slice(&0x40u32.to_le_bytes()); // 64 bits, unsigned
+        out
+    }
+
+    #[test]
+    fn finds_functions_by_name() {
+        // 1: func "read" (no prototype needed for the lookup).
+        let types = record(1, KIND_FUNC, 0, 0, &[]);
+        let btf = Btf::parse(&btf(&types, b"\0read\0")).unwrap();
+        assert!(btf.has_function("read"));
+        assert!(!btf.has_function("rea"));
+        assert!(!btf.has_function("write"));
     }
 
     // Strings: 0 "", 1 "int", 5 "inner", 11 "outer", 17 "a", 19 "b", 21 "c", 23 "t"

@@ -1,5 +1,6 @@
 //! Loading the probes into the kernel, attaching them, and handing out their
 //! maps. Dropping [`Probes`] detaches and unloads everything it created.
+pub mod arch;
 mod bitmap;
 pub mod btf;
 mod raises;
@@ -37,6 +38,15 @@ pub static OBJECT: &[u8] = &[];
 pub enum LoadError {
     #[error(transparent)]
     Tracefs(#[from] tracefs::TracefsError),
+    #[error(transparent)]
+    Arch(#[from] arch::ArchError),
+    #[error("fentry/fexit need the kernel's BTF, which cannot be read: {reason}")]
+    NoBtf { reason: String },
+    #[error("the kernel has no function {function} for {program} (its BTF does not list it)")]
+    NoFunction {
+        program: &'static str,
+        function: String,
+    },
     #[error(
         "loading the eBPF object failed: {source}; loupe needs root or CAP_BPF + CAP_PERFMON \
          (run `loupe check` for details)"
@@ -83,7 +93,8 @@ pub enum DataHookChoice {
     /// tracepoints (Linux 5.15+), else the BTF tracepoint for the data.
     #[default]
     Auto,
-    /// fentry/fexit on the syscalls' `__x64_sys_*` functions only.
+    /// fentry/fexit on the syscalls' functions (`__x64_sys_*`,
+    /// `__arm64_sys_*`) only.
     Fentry,
     /// The data syscalls' own exit tracepoints only.
     Tracepoints,
@@ -150,14 +161,22 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tp: &Tracepoint) -> Result<(), LoadError> 
     Ok(())
 }
 
-/// Attaches every tracepoint of `list`, or none: on an error those already
-/// attached are detached again. Returns how many were attached.
+/// Whether this architecture has the tracepoint's syscall (arm64 has no
+/// `dup2`).
+fn on_this_arch(tp: &&Tracepoint) -> bool {
+    tp.syscall()
+        .is_none_or(|name| arch::NATIVE.has_syscall(name))
+}
+
+/// Attaches every tracepoint of `list` (of this architecture), or none: on
+/// an error those already attached are detached again. Returns how many
+/// were attached.
 fn attach_tracepoints(
     ebpf: &mut Ebpf,
     tracefs: &std::path::Path,
     list: &[Tracepoint],
 ) -> Result<usize, LoadError> {
-    let result = list.iter().try_for_each(|tp| {
+    let result = list.iter().filter(on_this_arch).try_for_each(|tp| {
         tracefs::check_tracepoint(tracefs, tp)?;
         attach_tracepoint(ebpf, tp)
     });
@@ -172,7 +191,7 @@ fn attach_tracepoints(
         }
         return Err(err);
     }
-    Ok(list.len())
+    Ok(list.iter().filter(on_this_arch).count())
 }
 
 /// The running kernel's BTF, for the programs that `program` names.
@@ -183,19 +202,21 @@ fn kernel_btf(program: &'static str) -> Result<aya::Btf, LoadError> {
     })
 }
 
-/// Loads and attaches a fentry or fexit program on its kernel function.
+/// Loads and attaches a fentry or fexit program on its syscall's kernel
+/// function.
 fn attach_function(ebpf: &mut Ebpf, btf: &aya::Btf, hook: &FunctionHook) -> Result<(), LoadError> {
     let load_err = |source| LoadError::Load {
         program: hook.program,
         source: Box::new(source),
     };
+    let function = arch::syscall_function(hook.syscall);
     match ebpf.program_mut(hook.program) {
         Some(Program::FEntry(program)) => {
-            program.load(hook.function, btf).map_err(load_err)?;
+            program.load(&function, btf).map_err(load_err)?;
             program.attach().map(drop).map_err(load_err)
         }
         Some(Program::FExit(program)) => {
-            program.load(hook.function, btf).map_err(load_err)?;
+            program.load(&function, btf).map_err(load_err)?;
             program.attach().map(drop).map_err(load_err)
         }
         _ => Err(LoadError::MissingProgram {
@@ -204,11 +225,33 @@ fn attach_function(ebpf: &mut Ebpf, btf: &aya::Btf, hook: &FunctionHook) -> Resu
     }
 }
 
+/// The kernel's BTF as loupe parsed it, which fentry/fexit need.
+fn parsed_btf(btf: &Result<btf::Btf, btf::BtfError>) -> Result<&btf::Btf, LoadError> {
+    btf.as_ref().map_err(|err| LoadError::NoBtf {
+        reason: err.to_string(),
+    })
+}
+
+/// The fentry/fexit hooks of this architecture's syscalls.
+fn function_hooks() -> impl Iterator<Item = &'static FunctionHook> {
+    CONTROL_FUNCTIONS
+        .iter()
+        .chain(DATA_FUNCTIONS)
+        .filter(|hook| arch::NATIVE.has_syscall(hook.syscall))
+}
+
 /// Every syscall hook through fentry/fexit (`CONTROL_FUNCTIONS` and
 /// `DATA_FUNCTIONS`), or none: on an error those already loaded are
-/// unloaded again (which detaches them).
-fn attach_functions(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
-    let hooks = || CONTROL_FUNCTIONS.iter().chain(DATA_FUNCTIONS);
+/// unloaded again (which detaches them). The kernel's BTF (`parsed`) must
+/// list each syscall's function.
+fn attach_functions(ebpf: &mut Ebpf, parsed: &btf::Btf) -> Result<usize, LoadError> {
+    let hooks = function_hooks;
+    if let Some(hook) = hooks().find(|h| !parsed.has_function(&arch::syscall_function(h.syscall))) {
+        return Err(LoadError::NoFunction {
+            program: hook.program,
+            function: arch::syscall_function(hook.syscall),
+        });
+    }
     let btf = kernel_btf(CONTROL_FUNCTIONS[0].program)?;
     if let Err(err) = hooks().try_for_each(|hook| attach_function(ebpf, &btf, hook)) {
         for hook in hooks() {
@@ -342,9 +385,10 @@ fn raise_nofile() {
 
 /// Resolves the kernel offsets the probes use to tell network namespaces
 /// apart; without them ports are matched across namespaces.
-pub fn kernel_offsets() -> KernelOffsets {
-    match btf::Btf::from_file(std::path::Path::new(btf::VMLINUX))
-        .and_then(|btf| btf::kernel_offsets(&btf))
+fn kernel_offsets(btf: Result<&btf::Btf, &btf::BtfError>) -> KernelOffsets {
+    match btf
+        .map_err(ToString::to_string)
+        .and_then(|btf| btf::kernel_offsets(btf).map_err(|e| e.to_string()))
     {
         Ok(offsets) => {
             if offsets.files_valid == 0 {
@@ -376,7 +420,15 @@ impl Probes {
         for tracepoint in TRACEPOINTS {
             tracefs::check_tracepoint(tracefs.path(), tracepoint)?;
         }
-        let offsets = kernel_offsets();
+        arch::check_machine(&arch::machine())?;
+        let btf = btf::Btf::from_file(std::path::Path::new(btf::VMLINUX));
+        match &btf {
+            Ok(btf) => arch::check_frame(arch::NATIVE, btf)?,
+            // Every data hook reads the frame through BTF: loading fails
+            // below, with the kernel's own reason.
+            Err(err) => warn!(error = %err, "cannot check the syscall frame against BTF"),
+        }
+        let offsets = kernel_offsets(btf.as_ref());
         let mut ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_GLOBAL, &offsets, true)
             .load(OBJECT)
@@ -389,8 +441,9 @@ impl Probes {
             attached += 1;
         }
         let functions = match choice {
-            DataHookChoice::Fentry => Some(attach_functions(&mut ebpf)?),
-            DataHookChoice::Auto => attach_functions(&mut ebpf)
+            DataHookChoice::Fentry => Some(attach_functions(&mut ebpf, parsed_btf(&btf)?)?),
+            DataHookChoice::Auto => parsed_btf(&btf)
+                .and_then(|btf| attach_functions(&mut ebpf, btf))
                 .inspect_err(|err| {
                     info!(
                         reason = %crate::refusal(err),

@@ -128,28 +128,42 @@ pub const CONTROL_TRACEPOINTS: &[Tracepoint] = &[
     exit("sys_exit_dup3", "loupe_dup_ret"),
 ];
 
-/// A program attached to a kernel function with fentry or fexit.
+impl Tracepoint {
+    /// The syscall of a `syscalls:sys_enter_*` or `sys_exit_*` tracepoint.
+    pub fn syscall(&self) -> Option<&'static str> {
+        if self.category != "syscalls" {
+            return None;
+        }
+        let name = self.name;
+        name.strip_prefix("sys_enter_")
+            .or_else(|| name.strip_prefix("sys_exit_"))
+    }
+}
+
+/// A program attached with fentry or fexit to the kernel function a
+/// syscall enters through (its name is the architecture's prefix, e.g.
+/// `__x64_sys_`, and the syscall's; see [`crate::arch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FunctionHook {
-    pub function: &'static str,
+    pub syscall: &'static str,
     pub program: &'static str,
 }
 
-const fn function(function: &'static str, program: &'static str) -> FunctionHook {
-    FunctionHook { function, program }
+const fn function(syscall: &'static str, program: &'static str) -> FunctionHook {
+    FunctionHook { syscall, program }
 }
 
 /// The same syscalls as [`CONTROL_TRACEPOINTS`], through fentry/fexit on
 /// their functions (kernels that allow it).
 pub const CONTROL_FUNCTIONS: &[FunctionHook] = &[
-    function("__x64_sys_connect", "loupe_fe_connect"),
-    function("__x64_sys_listen", "loupe_fe_listen"),
-    function("__x64_sys_accept", "loupe_fx_accept"),
-    function("__x64_sys_accept4", "loupe_fx_accept4"),
-    function("__x64_sys_close", "loupe_fe_close"),
-    function("__x64_sys_dup", "loupe_fx_dup"),
-    function("__x64_sys_dup2", "loupe_fx_dup2"),
-    function("__x64_sys_dup3", "loupe_fx_dup3"),
+    function("connect", "loupe_fe_connect"),
+    function("listen", "loupe_fe_listen"),
+    function("accept", "loupe_fx_accept"),
+    function("accept4", "loupe_fx_accept4"),
+    function("close", "loupe_fe_close"),
+    function("dup", "loupe_fx_dup"),
+    function("dup2", "loupe_fx_dup2"),
+    function("dup3", "loupe_fx_dup3"),
 ];
 
 /// The BTF tracepoint (`tp_btf`) programs that capture the data syscalls
@@ -177,16 +191,16 @@ pub const DATA_TRACEPOINTS: &[Tracepoint] = &[
 /// The data syscalls through fexit on their functions (kernels that allow
 /// it; instead of [`DATA_TRACEPOINTS`]).
 pub const DATA_FUNCTIONS: &[FunctionHook] = &[
-    function("__x64_sys_read", "loupe_fx_read"),
-    function("__x64_sys_recvfrom", "loupe_fx_recvfrom"),
-    function("__x64_sys_readv", "loupe_fx_readv"),
-    function("__x64_sys_recvmsg", "loupe_fx_recvmsg"),
-    function("__x64_sys_write", "loupe_fx_write"),
-    function("__x64_sys_sendto", "loupe_fx_sendto"),
-    function("__x64_sys_writev", "loupe_fx_writev"),
-    function("__x64_sys_sendmsg", "loupe_fx_sendmsg"),
-    function("__x64_sys_sendfile64", "loupe_fx_sendfile"),
-    function("__x64_sys_splice", "loupe_fx_splice"),
+    function("read", "loupe_fx_read"),
+    function("recvfrom", "loupe_fx_recvfrom"),
+    function("readv", "loupe_fx_readv"),
+    function("recvmsg", "loupe_fx_recvmsg"),
+    function("write", "loupe_fx_write"),
+    function("sendto", "loupe_fx_sendto"),
+    function("writev", "loupe_fx_writev"),
+    function("sendmsg", "loupe_fx_sendmsg"),
+    function("sendfile64", "loupe_fx_sendfile"),
+    function("splice", "loupe_fx_splice"),
 ];
 
 const fn enter(name: &'static str, program: &'static str, fields: &'static [Field]) -> Tracepoint {
@@ -232,7 +246,8 @@ const fn tls(symbol: &'static str, entry: &'static str, ret: Option<&'static str
     TlsHook { symbol, entry, ret }
 }
 
-/// User-space ABI layouts the data probes read (x86_64, stable).
+/// User-space ABI layouts the data probes read (stable, and the same on
+/// x86_64 and arm64).
 pub mod user {
     /// `struct iovec`: base pointer, then length.
     pub const IOVEC_SIZE: usize = 16;

@@ -1,12 +1,14 @@
 //! Everything that crosses the kernel boundary between loupe's eBPF probes and
 //! its userspace agent: map names and sizes, map keys and values, event
-//! records, and the tracepoint layouts the probes rely on.
+//! records, the tracepoint layouts the probes rely on, and what differs
+//! between architectures.
 //!
 //! Every type here is `#[repr(C)]`, `Copy`, free of `bool`/`Option` and of
 //! hidden padding (explicit `_pad` fields instead), and has a compile-time size
 //! assertion, so the two sides cannot silently disagree.
 #![cfg_attr(target_arch = "bpf", no_std)]
 
+pub mod arch;
 pub mod event;
 pub mod layout;
 pub mod maps;

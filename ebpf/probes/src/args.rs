@@ -1,20 +1,65 @@
 //! The current syscall's arguments and where its bytes are (one buffer,
 //! or an `iovec` array), for the data probes and the HTTP/2 walk; and the
 //! clamps their copies are bounded with, laid out for the verifier.
-use aya_ebpf::{
-    bindings::pt_regs,
-    helpers::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},
+use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs};
+use loupe_common::{
+    arch::{Arch, Slot},
+    layout::user,
 };
-use loupe_common::layout::user;
 
-/// The argument registers of the current syscall (x86_64 order in
-/// `pt_regs`: rdx, rsi, rdi are adjacent; r10 holds the fourth).
-#[repr(C)]
+/// The architecture the probes are built for (`agent/build.rs` sets
+/// `bpf_target_arch` from the agent's target).
+#[cfg(bpf_target_arch = "x86_64")]
+pub const ARCH: Arch = loupe_common::arch::X86_64;
+#[cfg(bpf_target_arch = "aarch64")]
+pub const ARCH: Arch = loupe_common::arch::AARCH64;
+#[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
+compile_error!("build the probes through agent/build.rs (bpf_target_arch x86_64 or aarch64)");
+
+/// The kernel's saved syscall frame (`struct pt_regs`), read only at the
+/// offsets of [`ARCH`].
+pub enum Frame {}
+
+/// The first four arguments of the current syscall.
 pub struct Args {
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub r10: u64,
+    /// The fd (`splice`: `fd_in`).
+    pub arg0: u64,
+    /// The buffer, `iovec` array or `msghdr`.
+    pub arg1: u64,
+    /// The length, `iovec` count, `recvmsg` flags, or `splice`'s `fd_out`.
+    pub arg2: u64,
+    /// `recvfrom` flags.
+    pub arg3: u64,
+}
+
+/// The value of `slot` in the frame at `regs`. Built for a BTF-typed
+/// pointer, each is one load at a constant offset, which the verifier
+/// checks against the kernel's `struct pt_regs`.
+#[inline(always)]
+pub fn frame_value(regs: *const Frame, slot: Slot) -> u64 {
+    // SAFETY: `regs` is a BTF-typed kernel pointer; the verifier guards the
+    // load (the agent checked `slot` against the kernel's BTF).
+    unsafe {
+        let at = regs.cast::<u8>().add(slot.offset as usize);
+        if slot.size == 4 {
+            u64::from(*at.cast::<u32>())
+        } else {
+            *at.cast::<u64>()
+        }
+    }
+}
+
+/// The syscall's arguments from its frame at `regs` (plain loads; no
+/// helper call).
+#[inline(always)]
+pub fn frame_args(regs: *const Frame) -> Args {
+    let [a0, a1, a2, a3] = ARCH.args;
+    Args {
+        arg0: frame_value(regs, a0),
+        arg1: frame_value(regs, a1),
+        arg2: frame_value(regs, a2),
+        arg3: frame_value(regs, a3),
+    }
 }
 
 /// The arguments from the registers saved at syscall entry: loads from the
@@ -22,29 +67,21 @@ pub struct Args {
 /// 60 ns more per syscall here).
 #[inline(always)]
 pub fn syscall_args() -> Option<Args> {
-    // SAFETY: helpers without preconditions; `regs` is a BTF-typed kernel
-    // pointer, so the verifier checks (and guards) each load.
-    unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const pt_regs;
-        Some(Args {
-            rdx: (*regs).rdx,
-            rsi: (*regs).rsi,
-            rdi: (*regs).rdi,
-            r10: (*regs).r10,
-        })
-    }
+    // SAFETY: helpers without preconditions.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const Frame;
+    Some(frame_args(regs))
 }
 
 /// Where the syscall's bytes are.
 #[derive(Clone, Copy)]
 pub enum Source {
-    /// `buf` argument in rsi (read, write, sendto).
+    /// A buffer, the second argument (read, write, sendto).
     Buf,
-    /// `buf` in rsi, `flags` in r10 (recvfrom).
+    /// A buffer, and flags in the fourth argument (recvfrom).
     BufFlags,
-    /// `iovec` array in rsi, count in rdx (readv, writev).
+    /// An `iovec` array, its count in the third argument (readv, writev).
     Iov,
-    /// `user_msghdr` in rsi (recvmsg, sendmsg).
+    /// A `user_msghdr`, the second argument (recvmsg, sendmsg).
     Msg,
 }
 
@@ -71,12 +108,12 @@ pub fn read_two_iovecs(addr: u64) -> Option<[(u64, u64); 2]> {
 pub fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
     match source {
         Source::Buf | Source::BufFlags => None,
-        Source::Iov => Some((args.rsi, args.rdx)),
+        Source::Iov => Some((args.arg1, args.arg2)),
         Source::Msg => {
             // `msg_iov` and `msg_iovlen` are adjacent: one read.
             // SAFETY: a checked user-memory read.
             let [iov, count] = unsafe {
-                bpf_probe_read_user((args.rsi + user::MSG_IOV as u64) as *const [u64; 2])
+                bpf_probe_read_user((args.arg1 + user::MSG_IOV as u64) as *const [u64; 2])
             }
             .ok()?;
             Some((iov, count))
@@ -88,7 +125,7 @@ pub fn iovecs(source: Source, args: &Args) -> Option<(u64, u64)> {
 #[inline(always)]
 pub fn last_bytes(source: Source, args: &Args, ret: u64) -> Option<(u64, u64)> {
     let Some((iov, count)) = iovecs(source, args) else {
-        return Some((args.rsi + ret, ret));
+        return Some((args.arg1 + ret, ret));
     };
     let mut left = ret;
     for i in 0..user::MAX_IOVECS as u64 {

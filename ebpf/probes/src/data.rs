@@ -12,8 +12,9 @@
 //!   syscall exit, the
 //!   registers read straight from the BTF-typed `pt_regs`; for older
 //!   kernels;
-//! - `fexit` on each syscall's `__x64_sys_*` function, where the kernel
-//!   allows fentry/fexit (the cheapest: no trace record per call).
+//! - `fexit` on each syscall's function (`__x64_sys_*`, `__arm64_sys_*`),
+//!   where the kernel allows fentry/fexit (the cheapest: no trace record
+//!   per call).
 //!
 //! The order of checks keeps the common cases cheap: another syscall, a
 //! failed or empty one, an untracked process, an fd that is not a captured
@@ -35,7 +36,6 @@
 //!   the budget is spent;
 //! - `sendfile` and `splice`: the length only.
 use aya_ebpf::{
-    bindings::pt_regs,
     cty::c_void,
     helpers::generated::bpf_probe_read_user as read_user_raw,
     macros::{btf_tracepoint, fexit, tracepoint},
@@ -56,7 +56,10 @@ use loupe_common::{
 };
 
 use crate::{
-    args::{Args, Source, cap, iovecs, last_bytes, min, read_iovec, read_two_iovecs, syscall_args},
+    args::{
+        ARCH, Args, Frame, Source, cap, frame_args, frame_value, iovecs, last_bytes, min,
+        read_iovec, read_two_iovecs, syscall_args,
+    },
     emit::{header, submit},
     frames,
     maps::{
@@ -80,7 +83,7 @@ fn connection(
     args: impl FnOnce() -> Option<Args>,
 ) -> Option<(u64, Args, u32, *mut FdInfo)> {
     let (ret, args, tgid) = tracked_call(ret, args)?;
-    let info = captured_fd(tgid, args.rdi as u32)?;
+    let info = captured_fd(tgid, args.arg0 as u32)?;
     Some((ret, args, tgid, info))
 }
 
@@ -308,7 +311,7 @@ fn emit_first(
 ) -> First {
     let want = min(ret, CAPTURE_MAX as u64);
     let (buf, buf_len) = match iovecs(source, args) {
-        None => (args.rsi, ret),
+        None => (args.arg1, ret),
         // Two buffers in one read where there are two (a head and a body).
         Some((iov, count)) => match match count {
             0 => None,
@@ -457,8 +460,8 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     // A peek leaves the bytes queued: the read that takes them is the one
     // that counts (a server telling protocols apart peeks first).
     let flags = match source {
-        Source::BufFlags => args.r10,
-        Source::Msg => args.rdx,
+        Source::BufFlags => args.arg3,
+        Source::Msg => args.arg2,
         Source::Buf | Source::Iov => 0,
     };
     if flags & user::MSG_PEEK != 0 {
@@ -468,7 +471,7 @@ fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     0
 }
 
-/// `ret` bytes read on the connection `info` (`args.rdi` is its fd).
+/// `ret` bytes read on the connection `info` (`args.arg0` is its fd).
 #[inline(always)]
 pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     take_raise(tgid, info);
@@ -497,7 +500,7 @@ pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
         };
         ((*info).capture, inspect, framing)
     };
-    let head = data_header(tgid, info, args.rdi as u32, DIR_RX, ret);
+    let head = data_header(tgid, info, args.arg0 as u32, DIR_RX, ret);
     if framing != FRAMING_NONE {
         frames::syscall(head, source, args, ret, info, 0);
         return;
@@ -530,7 +533,7 @@ fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
     0
 }
 
-/// `ret` bytes written on the connection `info` (`args.rdi` is its fd).
+/// `ret` bytes written on the connection `info` (`args.arg0` is its fd).
 #[inline(always)]
 pub fn tx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
     take_raise(tgid, info);
@@ -546,7 +549,7 @@ pub fn tx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
         (*info).last_dir = u32::from(DIR_TX);
         state
     };
-    let head = data_header(tgid, info, args.rdi as u32, DIR_TX, ret);
+    let head = data_header(tgid, info, args.arg0 as u32, DIR_TX, ret);
     if framing != FRAMING_NONE {
         frames::syscall(head, source, args, ret, info, 1);
         return;
@@ -595,7 +598,7 @@ fn emit_pieces<const T: usize>(
 ) -> Option<u64> {
     let mut want = min(min(ret, budget), (CAPTURE_PIECES * CAPTURE_MAX) as u64);
     let (buf, buf_len) = match iovecs(source, args) {
-        None => (args.rsi, ret),
+        None => (args.arg1, ret),
         Some((iov, count)) => match if count > 0 { read_iovec(iov) } else { None } {
             Some((_, len)) if len < want && count > 1 => return None,
             Some(first) => first,
@@ -704,7 +707,7 @@ fn on_sendfile(ret: i64, args: impl FnOnce() -> Option<Args>) -> u32 {
     let Some((ret, args, tgid, info)) = connection(ret, args) else {
         return 0;
     };
-    emit_length(tgid, info, args.rdi as u32, DIR_TX, ret);
+    emit_length(tgid, info, args.arg0 as u32, DIR_TX, ret);
     0
 }
 
@@ -721,7 +724,7 @@ fn on_splice(ret: i64, args: impl FnOnce() -> Option<Args>) -> u32 {
     let Some((ret, args, tgid)) = tracked_call(ret, args) else {
         return 0;
     };
-    let (out, into) = (args.rdx as u32, args.rdi as u32);
+    let (out, into) = (args.arg2 as u32, args.arg0 as u32);
     if let Some(info) = captured_fd(tgid, out) {
         emit_length(tgid, info, out, DIR_TX, ret);
     } else if let Some(info) = captured_fd(tgid, into) {
@@ -741,10 +744,23 @@ fn emit_length(tgid: u32, info: *mut FdInfo, fd: u32, dir: u16, len: u64) {
     emit_bytes::<0>(head, 0, 0);
 }
 
+/// The data syscalls' numbers on [`ARCH`].
+const NR: loupe_common::arch::Numbers = ARCH.numbers;
+const READ: u64 = NR.read;
+const RECVFROM: u64 = NR.recvfrom;
+const READV: u64 = NR.readv;
+const RECVMSG: u64 = NR.recvmsg;
+const WRITE: u64 = NR.write;
+const SENDTO: u64 = NR.sendto;
+const WRITEV: u64 = NR.writev;
+const SENDMSG: u64 = NR.sendmsg;
+const SENDFILE: u64 = NR.sendfile;
+const SPLICE: u64 = NR.splice;
+
 /// `tp_btf/sys_exit` (all syscalls, where BTF tracepoints are allowed), the
 /// reads: one program instead of four syscall tracepoints. The arguments
 /// are loads from the BTF-typed `pt_regs` (no helper calls); other
-/// syscalls return after a comparison. x86_64 syscall numbers.
+/// syscalls return after a comparison.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn loupe_sys_exit_rx(ctx: BtfTracePointContext) -> i32 {
     let (regs, ret, nr) = sys_exit_args(&ctx);
@@ -752,10 +768,10 @@ pub fn loupe_sys_exit_rx(ctx: BtfTracePointContext) -> i32 {
     // (each with the HTTP/2 walk's loop) were more than the verifier of
     // Linux 6.1 could check in time.
     let source = match nr {
-        0 => Source::Buf,
-        45 => Source::BufFlags,
-        19 => Source::Iov,
-        47 => Source::Msg,
+        READ => Source::Buf,
+        RECVFROM => Source::BufFlags,
+        READV => Source::Iov,
+        RECVMSG => Source::Msg,
         _ => return 0,
     };
     on_rx(ret, regs_args(regs), source) as i32
@@ -767,11 +783,11 @@ pub fn loupe_sys_exit_rx(ctx: BtfTracePointContext) -> i32 {
 pub fn loupe_sys_exit_tx(ctx: BtfTracePointContext) -> i32 {
     let (regs, ret, nr) = sys_exit_args(&ctx);
     let source = match nr {
-        1 | 44 => Source::Buf,
-        20 => Source::Iov,
-        46 => Source::Msg,
-        40 => return on_sendfile(ret, regs_args(regs)) as i32,
-        275 => return on_splice(ret, regs_args(regs)) as i32,
+        WRITE | SENDTO => Source::Buf,
+        WRITEV => Source::Iov,
+        SENDMSG => Source::Msg,
+        SENDFILE => return on_sendfile(ret, regs_args(regs)) as i32,
+        SPLICE => return on_splice(ret, regs_args(regs)) as i32,
         _ => return 0,
     };
     on_tx(ret, regs_args(regs), source) as i32
@@ -779,62 +795,44 @@ pub fn loupe_sys_exit_tx(ctx: BtfTracePointContext) -> i32 {
 
 /// The syscall frame, return value and number of a `sys_exit` record.
 #[inline(always)]
-fn sys_exit_args(ctx: &BtfTracePointContext) -> (*const pt_regs, i64, u64) {
-    let regs: *const pt_regs = ctx.arg(0);
+fn sys_exit_args(ctx: &BtfTracePointContext) -> (*const Frame, i64, u64) {
+    let regs: *const Frame = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    // SAFETY: `regs` is the BTF-typed syscall frame; the verifier checks the
-    // load against its type.
-    let nr = unsafe { (*regs).orig_rax };
-    (regs, ret, nr)
+    (regs, ret, frame_value(regs, ARCH.nr))
 }
 
-/// The syscall's argument registers from its BTF-typed `pt_regs` (plain
-/// loads the verifier checks against the type; no helper call).
+/// The syscall's arguments from its BTF-typed frame, when needed.
 #[inline(always)]
-fn regs_args(regs: *const pt_regs) -> impl FnOnce() -> Option<Args> {
-    // SAFETY: `regs` is a BTF-typed kernel pointer; the verifier guards
-    // each load.
-    move || unsafe {
-        Some(Args {
-            rdx: (*regs).rdx,
-            rsi: (*regs).rsi,
-            rdi: (*regs).rdi,
-            r10: (*regs).r10,
-        })
-    }
+fn regs_args(regs: *const Frame) -> impl FnOnce() -> Option<Args> {
+    move || Some(frame_args(regs))
 }
 
-/// `fexit` on a data syscall's `__x64_sys_*` function (kernels that allow
-/// fentry/fexit): runs for that syscall only, without a trace record, and
-/// leaves untracked processes a trampoline call instead of the tracepoint
-/// path. The function's one argument is the syscall's `pt_regs`; the
-/// return value follows it.
+/// `fexit` on a data syscall's function (kernels that allow fentry/fexit;
+/// the agent names the function at load time): runs for that syscall
+/// only, without a trace record, and leaves untracked processes a
+/// trampoline call instead of the tracepoint path. The function's one
+/// argument is the syscall's `pt_regs`; the return value follows it.
 macro_rules! data_fexit {
-    ($program:ident, $function:tt, $on:ident $(, $source:expr)?) => {
-        #[fexit(function = $function)]
+    ($program:ident, $on:ident $(, $source:expr)?) => {
+        #[fexit]
         pub fn $program(ctx: FExitContext) -> i32 {
-            let regs: *const pt_regs = ctx.arg(0);
+            let regs: *const Frame = ctx.arg(0);
             let ret: i64 = ctx.arg(1);
             $on(ret, regs_args(regs) $(, $source)?) as i32
         }
     };
 }
 
-data_fexit!(loupe_fx_read, "__x64_sys_read", on_rx, Source::Buf);
-data_fexit!(
-    loupe_fx_recvfrom,
-    "__x64_sys_recvfrom",
-    on_rx,
-    Source::BufFlags
-);
-data_fexit!(loupe_fx_readv, "__x64_sys_readv", on_rx, Source::Iov);
-data_fexit!(loupe_fx_recvmsg, "__x64_sys_recvmsg", on_rx, Source::Msg);
-data_fexit!(loupe_fx_write, "__x64_sys_write", on_tx, Source::Buf);
-data_fexit!(loupe_fx_sendto, "__x64_sys_sendto", on_tx, Source::Buf);
-data_fexit!(loupe_fx_writev, "__x64_sys_writev", on_tx, Source::Iov);
-data_fexit!(loupe_fx_sendmsg, "__x64_sys_sendmsg", on_tx, Source::Msg);
-data_fexit!(loupe_fx_sendfile, "__x64_sys_sendfile64", on_sendfile);
-data_fexit!(loupe_fx_splice, "__x64_sys_splice", on_splice);
+data_fexit!(loupe_fx_read, on_rx, Source::Buf);
+data_fexit!(loupe_fx_recvfrom, on_rx, Source::BufFlags);
+data_fexit!(loupe_fx_readv, on_rx, Source::Iov);
+data_fexit!(loupe_fx_recvmsg, on_rx, Source::Msg);
+data_fexit!(loupe_fx_write, on_tx, Source::Buf);
+data_fexit!(loupe_fx_sendto, on_tx, Source::Buf);
+data_fexit!(loupe_fx_writev, on_tx, Source::Iov);
+data_fexit!(loupe_fx_sendmsg, on_tx, Source::Msg);
+data_fexit!(loupe_fx_sendfile, on_sendfile);
+data_fexit!(loupe_fx_splice, on_splice);
 
 /// Tells the agent that a captured connection's fd was closed (called by
 /// the `close` probe before it forgets the fd).

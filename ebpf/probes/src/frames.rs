@@ -189,7 +189,7 @@ fn walk(
             index: 0,
             ret,
             // A plain buffer is the one to walk; `iovec`s are read in turn.
-            src: args.rsi,
+            src: args.arg1,
             seg: if iov == 0 { ret } else { 0 },
             pos: 0,
             at: 0,

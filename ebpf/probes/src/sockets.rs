@@ -9,11 +9,11 @@
 //! `/proc` for processes it attaches to.
 //!
 //! Each syscall is hooked by its tracepoints, or, where the kernel allows
-//! fentry/fexit, by programs on its `__x64_sys_*` function (no syscall
+//! fentry/fexit, by programs on its function (`__x64_sys_*`,
+//! `__arm64_sys_*`; no syscall
 //! tracepoint then: every syscall on the host skips the tracepoint path).
 //! Both call the same functions below.
 use aya_ebpf::{
-    bindings::pt_regs,
     helpers::{bpf_get_current_task, bpf_ktime_get_ns},
     macros::{fentry, fexit, tracepoint},
     programs::{FEntryContext, FExitContext, TracePointContext},
@@ -26,6 +26,7 @@ use loupe_common::{
 };
 
 use crate::{
+    args::{ARCH, Frame, frame_value},
     data::report_close,
     maps::{
         FDS, PENDING_FD, SOCKETS, current, field, insert, kernel_offsets, maybe_tracked,
@@ -195,56 +196,55 @@ pub fn loupe_dup_ret(ctx: TracePointContext) -> u32 {
     after_stashed(&ctx, duplicated)
 }
 
-/// The first argument register of the syscall whose `pt_regs` a fentry or
-/// fexit program on its `__x64_sys_*` function gets.
+/// The first argument of the syscall whose frame a fentry or fexit program
+/// on its function gets.
 #[inline(always)]
-fn first_arg(regs: *const pt_regs) -> u64 {
-    // SAFETY: `regs` is a BTF-typed kernel pointer; the verifier guards the load.
-    unsafe { (*regs).rdi }
+fn first_arg(regs: *const Frame) -> u64 {
+    frame_value(regs, ARCH.args[0])
 }
 
-/// fentry on `__x64_sys_connect` and `__x64_sys_listen` (kernels that allow
-/// fentry; instead of the syscall tracepoints): the fd for the TCP state
-/// probe.
-#[fentry(function = "__x64_sys_connect")]
+/// fentry on `connect` and `listen` (kernels that allow fentry; instead of
+/// the syscall tracepoints): the fd for the TCP state probe. The agent
+/// names each program's function at load time.
+#[fentry]
 pub fn loupe_fe_connect(ctx: FEntryContext) -> i32 {
     stash(first_arg(ctx.arg(0)));
     0
 }
 
-#[fentry(function = "__x64_sys_listen")]
+#[fentry]
 pub fn loupe_fe_listen(ctx: FEntryContext) -> i32 {
     stash(first_arg(ctx.arg(0)));
     0
 }
 
-#[fentry(function = "__x64_sys_close")]
+#[fentry]
 pub fn loupe_fe_close(ctx: FEntryContext) -> i32 {
     closing(first_arg(ctx.arg(0)));
     0
 }
 
-/// fexit on a syscall that makes a new fd from `rdi`: `after(tgid, rdi,
-/// returned fd)` for a tracked process; no stash (fexit sees both).
+/// fexit on a syscall that makes a new fd from its first argument:
+/// `after(tgid, that fd, returned fd)` for a tracked process; no stash
+/// (fexit sees both).
 macro_rules! fd_fexit {
-    ($program:ident, $function:tt, $after:ident) => {
-        #[fexit(function = $function)]
+    ($program:ident, $after:ident) => {
+        #[fexit]
         pub fn $program(ctx: FExitContext) -> i32 {
             let (tgid, _) = current();
             if maybe_tracked(tgid) && tracked(tgid).is_some() {
-                let regs: *const pt_regs = ctx.arg(0);
-                $after(tgid, first_arg(regs) as u32, ctx.arg(1));
+                $after(tgid, first_arg(ctx.arg(0)) as u32, ctx.arg(1));
             }
             0
         }
     };
 }
 
-fd_fexit!(loupe_fx_accept, "__x64_sys_accept", accepted);
-fd_fexit!(loupe_fx_accept4, "__x64_sys_accept4", accepted);
-fd_fexit!(loupe_fx_dup, "__x64_sys_dup", duplicated);
-fd_fexit!(loupe_fx_dup2, "__x64_sys_dup2", duplicated);
-fd_fexit!(loupe_fx_dup3, "__x64_sys_dup3", duplicated);
+fd_fexit!(loupe_fx_accept, accepted);
+fd_fexit!(loupe_fx_accept4, accepted);
+fd_fexit!(loupe_fx_dup, duplicated);
+fd_fexit!(loupe_fx_dup2, duplicated);
+fd_fexit!(loupe_fx_dup3, duplicated);
 
 /// The owner of the TCP socket behind the current task's `fd`, if it is a
 /// socket of a tracked service: `task->files->fdt->fd[fd]`, a socket inode,

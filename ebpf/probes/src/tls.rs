@@ -109,10 +109,10 @@ fn on_return(ctx: &RetProbeContext, dir: u16) {
         return;
     };
     let args = Args {
-        rdx: len,
-        rsi: call.buf,
-        rdi: u64::from(TLS_FD),
-        r10: 0,
+        arg0: u64::from(TLS_FD),
+        arg1: call.buf,
+        arg2: len,
+        arg3: 0,
     };
     if dir == DIR_RX {
         data::rx(len, &args, tgid, info, Source::Buf);
