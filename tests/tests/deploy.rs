@@ -156,6 +156,12 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
         let agent = find(&objects, "DaemonSet", "loupe");
         let pod = &agent["spec"]["template"];
         assert_eq!(pod["spec"]["hostPID"], true, "{dir}");
+        // One multi-architecture image serves x86_64 and arm64 nodes: no
+        // workload may pin an architecture.
+        assert!(
+            !yaml.contains("kubernetes.io/arch"),
+            "{dir} pins an architecture"
+        );
         let container = &pod["spec"]["containers"][0];
         let port = &container["ports"][0];
         assert_eq!(port["name"], "metrics");
@@ -358,5 +364,5 @@ fn the_image_builds_with_the_readme_commands() {
     assert!(!readme_steps.is_empty());
     assert_eq!(image_steps, readme_steps);
     // And the binary the runtime stage copies is the one those build.
-    assert!(containerfile.contains("COPY --from=build /src/target/release/loupe "));
+    assert!(containerfile.contains("COPY --from=build /src/target/dist/loupe "));
 }

@@ -1,8 +1,10 @@
-//! Project tasks: `cargo xtask setup | services | test | demo | lint |
-//! kernels | bench | fuzz`.
+//! Project tasks: `cargo xtask setup | build | services | test | demo |
+//! lint | kernels | bench | fuzz | soak`.
 //! Each installs or starts what it needs first, so the README's two commands
 //! work on a fresh machine.
+mod arch;
 mod bench;
+mod build;
 mod demo;
 mod fuzz;
 mod kernels;
@@ -26,10 +28,24 @@ enum Command {
     /// Install what is missing: nightly rust-src, bpf-linker, system and
     /// Python packages. Idempotent; seconds when everything is present.
     Setup {
-        /// Only what building loupe needs (nightly rust-src, bpf-linker):
+        /// Only what building loupe needs (nightly rust-src, bpf-linker,
+        /// and the cross tools of a `--target` of another architecture):
         /// for a container image's build stage.
         #[arg(long)]
         build_only: bool,
+        /// With `--build-only`: the architecture to build for (default:
+        /// `LOUPE_TARGET`, else this machine's; `amd64` and `arm64` are
+        /// understood too).
+        #[arg(long, value_enum)]
+        target: Option<arch::Arch>,
+    },
+    /// Build loupe's release binary, for this machine's architecture or
+    /// another one's, and copy it to `target/dist/loupe`.
+    Build {
+        /// `x86_64` or `aarch64` (`amd64` and `arm64` are understood too);
+        /// default: `LOUPE_TARGET`, else this machine's.
+        #[arg(long, value_enum)]
+        target: Option<arch::Arch>,
     },
     /// Start PostgreSQL and Redis if they are not running.
     Services,
@@ -79,12 +95,13 @@ enum Command {
         #[arg(long)]
         node: bool,
     },
-    /// The kernel matrix: boot Debian's 6.1 and 6.12 kernels under qemu with
-    /// loupe and a busybox httpd in an initramfs, run the same smoke test
-    /// on this machine's kernel, and assert exact counts in each.
+    /// The kernel matrix: boot Debian's 6.1 and 6.12 kernels, x86_64 and
+    /// arm64, under qemu with loupe (built for the guest's architecture)
+    /// and a busybox httpd in an initramfs, run the same smoke test on
+    /// this machine's kernel, and assert exact counts in each.
     Kernels {
         /// Only the places whose name contains this: `host`, or part of a
-        /// kernel package's name such as `6.1` or `6.12`.
+        /// kernel package's name such as `6.12`, `amd64` or `arm64`.
         only: Option<String>,
     },
     /// Build loupe, start the demo agent service (with a PostgreSQL, a
@@ -147,8 +164,12 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Setup { build_only } if build_only => setup::build_tools(),
+        Command::Setup {
+            build_only: true,
+            target,
+        } => setup::build_tools(arch::Arch::chosen(target)?),
         Command::Setup { .. } => setup::run(),
+        Command::Build { target } => build::run(arch::Arch::chosen(target)?),
         Command::Services => services::run(),
         Command::Test { filter, no_lint } => test::run(filter.as_deref(), !no_lint),
         Command::Lint => test::lint(),
@@ -175,7 +196,9 @@ fn main() -> anyhow::Result<()> {
             loupe,
             out,
         }),
-        Command::Kernels { only } => kernels::run(only.as_deref()),
+        Command::Kernels { only } => {
+            kernels::run(only.as_deref(), kernels::Matrix::Full, Vec::new())
+        }
         Command::Bench {
             rounds,
             seconds,

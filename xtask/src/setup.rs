@@ -4,7 +4,10 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::sh::{self, is_root, output, succeeds};
+use crate::{
+    arch::Arch,
+    sh::{self, is_root, output, succeeds},
+};
 
 /// Debian packages the demo uses: the servers of its service, and curl.
 const DEMO_APT_PACKAGES: &[&str] = &["postgresql", "redis-server", "curl"];
@@ -23,8 +26,10 @@ const APT_PACKAGES: &[&str] = &[
     "wrk",
     "nghttp2-client", // h2load: HTTP/2 load in the tests and the bench
     // The kernel matrix (`cargo xtask kernels`): qemu boots Debian's
-    // kernels with an initramfs of loupe and a static busybox.
+    // kernels (x86_64 and arm64) with an initramfs of loupe and a static
+    // busybox.
     "qemu-system-x86",
+    "qemu-system-arm",
     "busybox-static",
     "cpio",
     // The runtime matrix (tests/tests/runtimes.rs): servers of every
@@ -72,7 +77,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/opt/rust-llvm";
 
 pub fn run() -> anyhow::Result<()> {
-    build_tools()?;
+    // The kernel matrix runs a build for each architecture.
+    for arch in Arch::ALL {
+        build_tools(arch)?;
+    }
     ensure_cargo_fuzz()?;
     ensure_apt_packages(&[DEMO_APT_PACKAGES, APT_PACKAGES].concat())?;
     ensure_python_packages(None)?;
@@ -85,7 +93,7 @@ pub fn run() -> anyhow::Result<()> {
 /// that build loupe too; `prometheus`: the Prometheus server.
 pub fn demo(build: bool, prometheus: bool) -> anyhow::Result<()> {
     if build {
-        build_tools()?;
+        build_tools(Arch::native())?;
     }
     ensure_apt_packages(DEMO_APT_PACKAGES)?;
     if prometheus {
@@ -95,10 +103,21 @@ pub fn demo(build: bool, prometheus: bool) -> anyhow::Result<()> {
 }
 
 /// What `cargo build -p loupe` needs beyond stable Rust: the nightly's
-/// `rust-src` (the probes' `core`) and bpf-linker.
-pub fn build_tools() -> anyhow::Result<()> {
+/// `rust-src` (the probes' `core`) and bpf-linker; and for a `target` of
+/// another architecture, Debian's cross compiler and C library.
+pub fn build_tools(target: Arch) -> anyhow::Result<()> {
     ensure_nightly_components()?;
-    ensure_bpf_linker()
+    ensure_bpf_linker()?;
+    cross_tools(target)
+}
+
+/// Debian's cross compiler and C library for `target`, unless it is this
+/// machine's architecture.
+pub fn cross_tools(target: Arch) -> anyhow::Result<()> {
+    if target == Arch::native() {
+        return Ok(());
+    }
+    ensure_apt_packages(target.cross_packages())
 }
 
 /// Components of the nightly toolchain: `rust-src` builds `core` for the BPF
@@ -255,7 +274,10 @@ fn apt_install(packages: &[&str], release: Option<&str>) -> anyhow::Result<()> {
 /// Packages that must come from the release an installed sibling came
 /// from: some machines carry qemu-utils from bookworm-backports, and
 /// bookworm's own qemu-system-x86 would take it away.
-const BACKPORT_SIBLINGS: &[(&str, &str)] = &[("qemu-system-x86", "qemu-utils")];
+const BACKPORT_SIBLINGS: &[(&str, &str)] = &[
+    ("qemu-system-x86", "qemu-utils"),
+    ("qemu-system-arm", "qemu-utils"),
+];
 const BACKPORTS: &str = "bookworm-backports";
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/loupe-backports.sources";
 

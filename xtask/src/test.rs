@@ -4,7 +4,8 @@
 use anyhow::bail;
 
 use crate::{
-    fuzz, kernels, services, setup,
+    arch::Arch,
+    build, fuzz, kernels, services, setup,
     sh::{self, is_root, root},
     soak,
 };
@@ -18,20 +19,25 @@ pub fn lint() -> anyhow::Result<()> {
     sh::run(sh::cargo().args(["fmt", "--all", "--check"]))?;
     sh::run(sh::cargo().args(["fmt", "--manifest-path", "agent/fuzz/Cargo.toml", "--check"]))?;
     sh::run(sh::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
-    // The probes build for the BPF target with the nightly toolchain.
-    sh::run(
-        sh::cargo()
-            .args([
-                "+nightly",
-                "clippy",
-                "--package",
-                "loupe-probes",
-                "--release",
-            ])
-            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-            .args(["--", "-D", "warnings"])
-            .env("CARGO_TARGET_DIR", root().join("target/probes-clippy")),
-    )
+    // The probes build for the BPF target with the nightly toolchain, for
+    // each architecture (`agent/build.rs` sets the same cfg).
+    for arch in Arch::ALL {
+        sh::run(
+            sh::cargo()
+                .args([
+                    "+nightly",
+                    "clippy",
+                    "--package",
+                    "loupe-probes",
+                    "--release",
+                ])
+                .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+                .args(["--", "-D", "warnings", "--cfg"])
+                .arg(format!("bpf_target_arch=\"{}\"", arch.name()))
+                .env("CARGO_TARGET_DIR", root().join("target/probes-clippy")),
+        )?;
+    }
+    Ok(())
 }
 
 pub fn run_tests(filter: Option<&str>) -> anyhow::Result<()> {
@@ -83,9 +89,21 @@ pub fn run(filter: Option<&str>, with_lint: bool) -> anyhow::Result<()> {
     if with_lint {
         lint()?;
     }
+    // The kernel matrix's guests of the other architecture need a build
+    // for it: it runs in the background, at the lowest CPU priority, while
+    // the tests run.
+    let cross = if filter.is_none() {
+        Arch::ALL
+            .into_iter()
+            .filter(|&arch| arch != Arch::native())
+            .map(build::Background::start)
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     run_tests(filter)?;
     if filter.is_none() {
-        kernels::run(None)?;
+        kernels::run(None, kernels::Matrix::Ci, cross)?;
         fuzz::run(FUZZ_SMOKE_SECONDS)?;
         soak::run(&soak::Options {
             duration: SOAK,

@@ -87,6 +87,14 @@ impl Report {
             .map_or("?", |(_, hook)| hook.trim_end_matches(')'))
     }
 
+    /// What is wrong if `loupe check` did not run as a build for `arch`.
+    pub fn architecture_problem(&self, arch: &str) -> Option<String> {
+        match self.check.get("architecture") {
+            Some(v) if v.split_whitespace().next() == Some(arch) => None,
+            other => Some(format!("architecture: {other:?}, expected {arch}")),
+        }
+    }
+
     /// Every way this report differs from what was expected (empty: pass).
     pub fn problems(&self, expected: Expected) -> Vec<String> {
         let mut problems = Vec::new();
@@ -135,6 +143,7 @@ mod tests {
     const CONSOLE: &str = "\
 [    0.000000] Linux version 6.1.0-57-cloud-amd64
 loupe-smoke: kernel 6.1.0-57-cloud-amd64\r
+loupe-smoke: check architecture        x86_64 (syscall frame checked against BTF; syscall functions __x64_sys_*)
 loupe-smoke: check kprobe              yes
 loupe-smoke: check fentry              no: EPERM
 loupe-smoke: check loupe probes        yes (30 programs attached and detached; syscalls through syscall tracepoints)
@@ -158,6 +167,21 @@ loupe-smoke: done
         assert_eq!(report.modes.len(), 2);
         assert_eq!(report.modes["auto"]["exit_ms"], "400");
         assert!(report.done);
+    }
+
+    #[test]
+    fn a_build_for_another_architecture_is_named() {
+        let report = parse(CONSOLE);
+        assert_eq!(report.architecture_problem("x86_64"), None);
+        assert_eq!(
+            report.architecture_problem("aarch64").as_deref(),
+            Some(
+                "architecture: Some(\"x86_64 (syscall frame checked against BTF; syscall \
+                 functions __x64_sys_*)\"), expected aarch64"
+            )
+        );
+        let none = parse("loupe-smoke: done\n");
+        assert!(none.architecture_problem("x86_64").is_some());
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! `cargo xtask kernels`: the kernel matrix. Boots Debian's packaged kernels
-//! under qemu (TCG: nested virtualisation is not available here) with an
-//! initramfs holding loupe, its shared libraries, a static busybox and the
-//! smoke script as `/init`; runs the same script on the host; reads the
-//! `loupe-smoke:` lines and asserts exact counts in every place and data
-//! hook mode. Kernel packages are resolved through Debian's meta packages
-//! (versioned names go when the kernel ABI is bumped) and kept in
-//! `target/kernels`.
+//! `cargo xtask kernels`: the kernel matrix. Boots Debian's packaged kernels,
+//! x86_64 and arm64, under qemu (TCG: nested virtualisation is not
+//! available here) with an initramfs holding loupe built for the guest's
+//! architecture, its shared libraries, a static busybox of that
+//! architecture and the smoke script as `/init`; runs the same script on
+//! the host; reads the `loupe-smoke:` lines and asserts exact counts in
+//! every place and data hook mode. Kernel and busybox packages are
+//! resolved through Debian's meta packages (versioned names go when the
+//! kernel ABI is bumped), downloaded with apt (another architecture's
+//! after `dpkg --add-architecture`), and kept in `target/kernels`.
 mod judge;
 
 use std::{
@@ -21,16 +23,62 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::sh::{self, output, root};
+use crate::{
+    arch::Arch,
+    build,
+    sh::{self, output, root},
+};
 
 /// The smoke test; `/init` in the guests.
 const SMOKE: &str = include_str!("smoke.sh");
 
-/// (label, Debian meta package) of every guest kernel.
-const KERNELS: &[(&str, &str)] = &[
-    ("Debian 12 LTS", "linux-image-cloud-amd64"),
-    ("Debian 12 backports", "linux-image-6.12-cloud-amd64"),
+/// A guest kernel of the matrix.
+struct Kernel {
+    label: &'static str,
+    /// Debian's meta package (of the kernel's architecture).
+    meta: &'static str,
+    arch: Arch,
+    /// Run by `cargo xtask test` too, not only by `cargo xtask kernels`.
+    in_ci: bool,
+}
+
+const KERNELS: &[Kernel] = &[
+    Kernel {
+        label: "Debian 12 LTS",
+        meta: "linux-image-cloud-amd64",
+        arch: Arch::X86_64,
+        in_ci: true,
+    },
+    Kernel {
+        label: "Debian 12 backports",
+        meta: "linux-image-6.12-cloud-amd64",
+        arch: Arch::X86_64,
+        in_ci: true,
+    },
+    // 6.1 on arm64 has no fentry (no direct calls): the tracepoint paths.
+    Kernel {
+        label: "Debian 12 LTS arm64",
+        meta: "linux-image-cloud-arm64",
+        arch: Arch::Aarch64,
+        in_ci: false,
+    },
+    // 6.12 on arm64 runs every hook mode, fentry/fexit among them.
+    Kernel {
+        label: "Debian 12 backports arm64",
+        meta: "linux-image-6.12-cloud-arm64",
+        arch: Arch::Aarch64,
+        in_ci: true,
+    },
 ];
+
+/// Which guests run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Matrix {
+    /// Every kernel (`cargo xtask kernels`).
+    Full,
+    /// One arm64 kernel fewer (`cargo xtask test`, inside CI's budget).
+    Ci,
+}
 
 /// What the script sends in each mode.
 const EXPECTED: judge::Expected = judge::Expected {
@@ -53,27 +101,52 @@ const BUSYBOX: &str = "/bin/busybox";
 
 struct Place {
     name: String,
+    arch: Arch,
     report: judge::Report,
     seconds: f64,
 }
 
-pub fn run(only: Option<&str>) -> anyhow::Result<()> {
+/// Runs the matrix; `builds`: builds for other architectures already
+/// under way.
+pub fn run(
+    only: Option<&str>,
+    matrix: Matrix,
+    mut builds: Vec<build::Background>,
+) -> anyhow::Result<()> {
     let wanted = |name: &str| only.is_none_or(|only| name.contains(only));
     let started = Instant::now();
-    sh::run(sh::cargo().args(["build", "--release", "--package", "loupe"]))?;
     let dir = root().join("target/kernels");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let loupe = root().join("target/release/loupe");
-    let initrd = initramfs(&dir, &loupe)?;
     let mut places = Vec::new();
-    if wanted("host") {
-        places.push(host(&dir, &loupe)?);
-    }
-    for (label, meta) in KERNELS {
-        let package = resolve_or_update(meta)?;
-        if wanted(&package) {
-            let vmlinuz = kernel(&dir, &package)?;
-            places.push(guest(label, &vmlinuz, &initrd)?);
+    for arch in Arch::ALL {
+        let on_host = arch == Arch::native() && wanted("host");
+        let mut kernels = Vec::new();
+        for kernel in KERNELS.iter().filter(|k| k.arch == arch) {
+            if matrix == Matrix::Ci && !kernel.in_ci {
+                continue;
+            }
+            let package = resolve_or_update(&package_name(kernel.meta, arch)?)?;
+            if wanted(&package) {
+                kernels.push((kernel, package));
+            }
+        }
+        if kernels.is_empty() && !on_host {
+            continue;
+        }
+        let loupe = match builds.iter().position(|b| b.arch() == arch) {
+            Some(at) => builds.swap_remove(at).finish()?,
+            None => build::loupe(arch)?,
+        };
+        if on_host {
+            places.push(host(&dir, &loupe)?);
+        }
+        if kernels.is_empty() {
+            continue;
+        }
+        let initrd = initramfs(&dir, &loupe, arch)?;
+        for (kernel, package) in kernels {
+            let vmlinuz = self::kernel(&dir, &package)?;
+            places.push(guest(kernel, &vmlinuz, &initrd)?);
         }
     }
     if places.is_empty() {
@@ -81,11 +154,12 @@ pub fn run(only: Option<&str>) -> anyhow::Result<()> {
     }
     let mut failed = false;
     println!(
-        "\n{:<28} {:<24} {:<6} {:<6} {:<22} result",
-        "place", "kernel", "kprobe", "fentry", "syscall hooks (auto)"
+        "\n{:<34} {:<8} {:<26} {:<6} {:<6} {:<22} result",
+        "place", "arch", "kernel", "kprobe", "fentry", "syscall hooks (auto)"
     );
     for place in &places {
-        let problems = place.report.problems(EXPECTED);
+        let mut problems = place.report.problems(EXPECTED);
+        problems.extend(place.report.architecture_problem(place.arch.name()));
         let yes_no = |hook| if place.report.has(hook) { "yes" } else { "no" };
         let result = if problems.is_empty() {
             let timings = |key: &str, modes: &[&str]| -> String {
@@ -113,8 +187,9 @@ pub fn run(only: Option<&str>) -> anyhow::Result<()> {
             format!("FAIL: {}", problems.join("; "))
         };
         println!(
-            "{:<28} {:<24} {:<6} {:<6} {:<22} {result}",
+            "{:<34} {:<8} {:<26} {:<6} {:<6} {:<22} {result}",
             place.name,
+            place.arch.name(),
             place.report.kernel,
             yes_no("kprobe"),
             yes_no("fentry"),
@@ -157,11 +232,39 @@ fn resolve_or_update(meta: &str) -> anyhow::Result<String> {
     })
 }
 
-/// The kernel image of `package`, downloaded and unpacked once into `dir`.
-fn kernel(dir: &Path, package: &str) -> anyhow::Result<PathBuf> {
-    let unpacked = dir.join(package);
-    if let Some(vmlinuz) = find_vmlinuz(&unpacked) {
-        return Ok(vmlinuz);
+/// `meta` as apt names it for `arch`: qualified (`linux-image-cloud-arm64:arm64`)
+/// for another architecture than this machine's, whose package lists are
+/// added first (`dpkg --add-architecture`).
+fn package_name(meta: &str, arch: Arch) -> anyhow::Result<String> {
+    if arch == Arch::native() {
+        return Ok(meta.to_owned());
+    }
+    let foreign = output(Command::new("dpkg").arg("--print-foreign-architectures"))
+        .context("dpkg --print-foreign-architectures failed")?;
+    if !foreign.lines().any(|a| a.trim() == arch.debian()) {
+        sh::run(Command::new("dpkg").args(["--add-architecture", arch.debian()]))?;
+        sh::run(Command::new("apt-get").args(["update", "-q"]))?;
+    }
+    Ok(format!("{meta}:{}", arch.debian()))
+}
+
+/// The file `pick` finds in `package`, downloaded and unpacked once into
+/// `dir/<package>/` (only that file is kept).
+fn unpacked(
+    dir: &Path,
+    package: &str,
+    pick: fn(&Path) -> Option<PathBuf>,
+) -> anyhow::Result<PathBuf> {
+    // `busybox-static:arm64` unpacks into `busybox-static-arm64`, and
+    // `linux-image-6.1.0-57-cloud-arm64:arm64` into
+    // `linux-image-6.1.0-57-cloud-arm64`.
+    let name = match package.split_once(':') {
+        Some((name, arch)) if name.ends_with(arch) => name.to_owned(),
+        _ => package.replace(':', "-"),
+    };
+    let unpacked = dir.join(&name);
+    if let Some(file) = pick(&unpacked) {
+        return Ok(file);
     }
     let download = dir.join("download");
     let _ = fs::remove_dir_all(&download);
@@ -176,37 +279,53 @@ fn kernel(dir: &Path, package: &str) -> anyhow::Result<PathBuf> {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .with_context(|| format!("apt-get download {package} left no .deb"))?;
-    let staging = dir.join(format!("{package}.unpacking"));
+    let staging = dir.join(format!("{name}.unpacking"));
     let _ = fs::remove_dir_all(&staging);
     sh::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&staging))?;
-    // Only the kernel image is kept (the modules are not needed).
-    fs::create_dir_all(&unpacked)?;
-    let image =
-        find_vmlinuz(&staging).with_context(|| format!("{package} holds no boot/vmlinuz-*"))?;
-    let kept = unpacked
-        .join("boot")
-        .join(image.file_name().expect("a file"));
-    fs::create_dir_all(kept.parent().expect("boot"))?;
-    fs::rename(&image, &kept)?;
+    let found = pick(&staging).with_context(|| format!("{package} lacks the file wanted"))?;
+    let kept = unpacked.join(
+        found
+            .strip_prefix(&staging)
+            .expect("inside the staging dir"),
+    );
+    let _ = fs::remove_dir_all(&unpacked);
+    fs::create_dir_all(kept.parent().expect("a file in a directory"))?;
+    fs::rename(&found, &kept)?;
     let _ = fs::remove_dir_all(&staging);
     let _ = fs::remove_dir_all(&download);
     Ok(kept)
 }
 
-fn find_vmlinuz(unpacked: &Path) -> Option<PathBuf> {
-    fs::read_dir(unpacked.join("boot"))
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
+/// The kernel image of `package` (the modules are not needed).
+fn kernel(dir: &Path, package: &str) -> anyhow::Result<PathBuf> {
+    unpacked(dir, package, |tree| {
+        fs::read_dir(tree.join("boot"))
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("vmlinuz-"))
+            })
+    })
 }
 
-/// The shared libraries `binary` loads (and the loader), from `ldd`.
-fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// A static busybox for `arch`: this machine's, or Debian's
+/// `busybox-static` of that architecture.
+fn busybox(dir: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
+    if arch == Arch::native() {
+        return Ok(PathBuf::from(BUSYBOX));
+    }
+    let package = package_name("busybox-static", arch)?;
+    unpacked(dir, &package, |tree| {
+        Some(tree.join("bin/busybox")).filter(|p| p.exists())
+    })
+}
+
+/// The shared libraries `binary` loads (and the loader), from `ldd`: where
+/// they are on this machine, and where they go in the guest (the same).
+fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     let listing = output(Command::new("ldd").arg(binary))
         .with_context(|| format!("ldd {} failed", binary.display()))?;
     Ok(listing
@@ -216,33 +335,65 @@ fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 Some((_, right)) => right.split_whitespace().next()?,
                 None => line.split_whitespace().next()?,
             };
-            path.starts_with('/').then(|| PathBuf::from(path))
+            path.starts_with('/')
+                .then(|| (PathBuf::from(path), PathBuf::from(path)))
         })
         .collect())
 }
 
-/// `initrd.gz`: loupe at `/loupe`, its libraries where `ldd` found them,
-/// busybox, and the smoke script as `/init`.
-fn initramfs(dir: &Path, loupe: &Path) -> anyhow::Result<PathBuf> {
-    let tree = dir.join("initramfs");
+/// The shared libraries of a `binary` of another architecture (`ldd`
+/// cannot run it): its `NEEDED` entries from Debian's cross C library,
+/// into `/lib` of the guest, and its loader where `PT_INTERP` says.
+fn foreign_libraries(binary: &Path, arch: Arch) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let dynamic = output(Command::new("readelf").arg("-d").arg(binary))
+        .with_context(|| format!("readelf -d {} failed", binary.display()))?;
+    let headers = output(Command::new("readelf").arg("-l").arg(binary))
+        .with_context(|| format!("readelf -l {} failed", binary.display()))?;
+    let from = arch.cross_libraries();
+    let mut libraries: Vec<(PathBuf, PathBuf)> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .map(|name| (from.join(name), Path::new("/lib").join(name)))
+        .collect();
+    let interpreter = headers
+        .lines()
+        .find_map(|l| l.split("interpreter: ").nth(1)?.split(']').next())
+        .with_context(|| format!("{} names no interpreter", binary.display()))?;
+    let name = Path::new(interpreter)
+        .file_name()
+        .context("an interpreter path")?;
+    libraries.push((from.join(name), PathBuf::from(interpreter)));
+    Ok(libraries)
+}
+
+/// `initrd-<arch>.gz`: loupe at `/loupe`, its libraries, busybox, and the
+/// smoke script as `/init`.
+fn initramfs(dir: &Path, loupe: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
+    let tree = dir.join(format!("initramfs-{}", arch.name()));
     let _ = fs::remove_dir_all(&tree);
     fs::create_dir_all(tree.join("bin"))?;
     let copy = |from: &Path, to: &Path| -> anyhow::Result<()> {
         fs::create_dir_all(to.parent().expect("absolute path"))?;
-        fs::copy(from, to)
-            .with_context(|| format!("cannot copy {} (install busybox-static?)", from.display()))?;
+        fs::copy(from, to).with_context(|| format!("cannot copy {}", from.display()))?;
         Ok(())
     };
     copy(loupe, &tree.join("loupe"))?;
-    for library in shared_libraries(loupe)? {
-        let inside = tree.join(library.strip_prefix("/").expect("absolute"));
-        copy(&fs::canonicalize(&library)?, &inside)?;
+    let libraries = if arch == Arch::native() {
+        shared_libraries(loupe)?
+    } else {
+        foreign_libraries(loupe, arch)?
+    };
+    for (host, guest) in libraries {
+        let inside = tree.join(guest.strip_prefix("/").expect("absolute"));
+        copy(&fs::canonicalize(&host)?, &inside)?;
     }
-    copy(Path::new(BUSYBOX), &tree.join("bin/busybox"))?;
+    copy(&busybox(dir, arch)?, &tree.join("bin/busybox"))
+        .context("no static busybox (install busybox-static)")?;
     let init = tree.join("init");
     fs::write(&init, SMOKE)?;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755))?;
-    let initrd = dir.join("initrd.gz");
+    let initrd = dir.join(format!("initrd-{}.gz", arch.name()));
     sh::run(
         Command::new("sh")
             .arg("-c")
@@ -280,6 +431,7 @@ fn host(dir: &Path, loupe: &Path) -> anyhow::Result<Place> {
     fs::write(dir.join("host.log"), console.as_bytes())?;
     Ok(Place {
         name: "host".to_owned(),
+        arch: Arch::native(),
         report: judge::parse(&console),
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -287,25 +439,37 @@ fn host(dir: &Path, loupe: &Path) -> anyhow::Result<Place> {
 
 /// Boots `vmlinuz` with the initramfs and reads its console until it
 /// powers off (or the timeout).
-fn guest(label: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<Place> {
+fn guest(kernel: &Kernel, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<Place> {
     let started = Instant::now();
     eprintln!("+ booting {} under qemu (TCG)", vmlinuz.display());
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "1024", "-smp", "2", "-cpu", "max"])
+    // The machine, CPU and console of each architecture: arm64's `virt`
+    // board with its PL011 UART; pointer authentication with qemu's own
+    // algorithm, which TCG runs much faster than the architected one.
+    let (qemu, machine, console) = match kernel.arch {
+        Arch::X86_64 => ("qemu-system-x86_64", &["-cpu", "max"][..], "ttyS0"),
+        Arch::Aarch64 => (
+            "qemu-system-aarch64",
+            &["-machine", "virt", "-cpu", "max,pauth-impdef=on"][..],
+            "ttyAMA0",
+        ),
+    };
+    let mut qemu = Command::new(qemu)
+        .args(machine)
+        .args(["-accel", "tcg", "-m", "1024", "-smp", "2"])
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
         .arg("-append")
         .arg(format!(
-            "console=ttyS0 panic=-1 quiet GUEST=1 DD_COUNT={DD_COUNT}"
+            "console={console} panic=-1 quiet GUEST=1 DD_COUNT={DD_COUNT}"
         ))
         .args(["-nographic", "-no-reboot", "-nic", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .context("cannot start qemu-system-x86_64 (install qemu-system-x86)")?;
+        .with_context(|| format!("cannot start {qemu} (cargo xtask setup installs it)"))?;
     let stdout = qemu.stdout.take().expect("piped");
     let (lines, console_lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -338,7 +502,8 @@ fn guest(label: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<Place> {
     ));
     fs::write(&log, &console)?;
     Ok(Place {
-        name: format!("{label} (qemu)"),
+        name: format!("{} (qemu)", kernel.label),
+        arch: kernel.arch,
         report: judge::parse(&console),
         seconds: started.elapsed().as_secs_f64(),
     })
