@@ -10,8 +10,6 @@
 //! container image takes it from.
 use std::{fs, path::PathBuf};
 
-use std::os::unix::process::CommandExt as _;
-
 use anyhow::Context as _;
 
 use crate::{
@@ -50,24 +48,20 @@ pub fn loupe(target: Arch) -> anyhow::Result<PathBuf> {
     Ok(cross_binary(target))
 }
 
-/// A build for another architecture started in the background with the
-/// lowest CPU priority: `cargo xtask test` starts the kernel matrix's
-/// before the integration tests, which leave the CPU idle much of the
-/// time, and takes the binary when the matrix needs it. Stopped if
-/// dropped unfinished.
-pub struct Background {
+/// A build for another architecture under way in the background (see
+/// [`sh::Background`]): `cargo xtask test` starts the kernel matrix's
+/// before the integration tests and takes the binary when the matrix
+/// needs it.
+pub struct CrossBuild {
     arch: Arch,
-    build: sh::Group,
+    build: sh::Background,
 }
 
-impl Background {
+impl CrossBuild {
     pub fn start(arch: Arch) -> anyhow::Result<Self> {
         setup::cross_tools(arch)?;
-        let build = sh::Group::spawn(
-            &mut cross_build(arch),
-            "the build for another architecture",
-            libc::SIGTERM,
-        )?;
+        let build =
+            sh::Background::start(&mut cross_build(arch), "the build for another architecture")?;
         Ok(Self { arch, build })
     }
 
@@ -76,24 +70,14 @@ impl Background {
     }
 
     /// Waits for the build; the binary's path.
-    pub fn finish(mut self) -> anyhow::Result<PathBuf> {
-        let status = self
-            .build
-            .child()
-            .wait()
-            .context("waiting for the build for another architecture")?;
-        if !status.success() {
-            anyhow::bail!(
-                "building loupe for {} failed ({status}; its output is above)",
-                self.arch.name()
-            );
-        }
+    pub fn finish(self) -> anyhow::Result<PathBuf> {
+        self.build.finish()?;
         Ok(cross_binary(self.arch))
     }
 }
 
 /// `cargo build` of loupe for a `target` of another architecture, at the
-/// lowest CPU priority (inherited by the compilers it runs).
+/// lowest CPU priority.
 fn cross_build(target: Arch) -> std::process::Command {
     let triple = target.triple();
     let tool = |name: &str| format!("{}-{name}", target.gnu_prefix());
@@ -111,14 +95,7 @@ fn cross_build(target: Arch) -> std::process::Command {
         .env(format!("CC_{for_cc}"), tool("gcc"))
         .env(format!("AR_{for_cc}"), tool("ar"))
         .current_dir(root());
-    // SAFETY: `setpriority` is async-signal-safe and touches no memory of
-    // the parent.
-    unsafe {
-        cargo.pre_exec(|| {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-            Ok(())
-        });
-    }
+    sh::lowest_priority(&mut cargo);
     cargo
 }
 

@@ -23,6 +23,17 @@ pub const TARGETS: &[&str] = &[
     "http2_frames",
 ];
 
+/// `cargo fuzz build` of every target, as `run` builds them, started in
+/// the background ([`sh::Background`]).
+pub fn build_in_background() -> anyhow::Result<sh::Background> {
+    sh::Background::start(
+        sh::cargo()
+            .args(["+nightly", "fuzz", "build", "-O"])
+            .current_dir(root().join("agent/fuzz")),
+        "the fuzz targets' build",
+    )
+}
+
 pub fn run(seconds: u32) -> anyhow::Result<()> {
     let dir = root().join("agent/fuzz");
     for target in TARGETS {

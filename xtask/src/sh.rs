@@ -162,6 +162,50 @@ pub fn stop_signal() -> Option<&'static str> {
     }
 }
 
+/// Runs `cmd` (and what it starts, which inherits it) at the lowest CPU
+/// priority: it gets the CPU only when nothing else wants it.
+pub fn lowest_priority(cmd: &mut Command) {
+    // SAFETY: `setpriority` is async-signal-safe and touches no memory of
+    // the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+            Ok(())
+        });
+    }
+}
+
+/// A command run in the background at the lowest CPU priority, while the
+/// foreground work (the integration tests) leaves the CPU idle much of the
+/// time; stopped if dropped unfinished. `cargo xtask test` builds what its
+/// later steps need this way.
+pub struct Background {
+    group: Group,
+}
+
+impl Background {
+    pub fn start(command: &mut Command, what: &'static str) -> anyhow::Result<Self> {
+        lowest_priority(command);
+        Ok(Self {
+            group: Group::spawn(command, what, libc::SIGTERM)?,
+        })
+    }
+
+    /// Waits for it; an error if it failed.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        let what = self.group.what();
+        let status = self
+            .group
+            .child()
+            .wait()
+            .with_context(|| format!("waiting for {what}"))?;
+        if !status.success() {
+            bail!("{what} failed ({status}; its output is above)");
+        }
+        Ok(())
+    }
+}
+
 /// A child in a process group of its own (so a terminal's Ctrl-C reaches
 /// only this process, which stops its children in order), stopped with
 /// its whole group when dropped: `signal`, then SIGKILL for what is left

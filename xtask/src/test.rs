@@ -89,21 +89,23 @@ pub fn run(filter: Option<&str>, with_lint: bool) -> anyhow::Result<()> {
     if with_lint {
         lint()?;
     }
-    // The kernel matrix's guests of the other architecture need a build
-    // for it: it runs in the background, at the lowest CPU priority, while
-    // the tests run.
-    let cross = if filter.is_none() {
-        Arch::ALL
+    // What the steps after the tests need is built in the background, at
+    // the lowest CPU priority, while the tests run: the kernel matrix's
+    // loupe for the other architecture, and the fuzz targets.
+    let (cross, fuzz_build) = if filter.is_none() {
+        let cross = Arch::ALL
             .into_iter()
             .filter(|&arch| arch != Arch::native())
-            .map(build::Background::start)
-            .collect::<anyhow::Result<Vec<_>>>()?
+            .map(build::CrossBuild::start)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        (cross, Some(fuzz::build_in_background()?))
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     run_tests(filter)?;
-    if filter.is_none() {
+    if let Some(fuzz_build) = fuzz_build {
         kernels::run(None, kernels::Matrix::Ci, cross)?;
+        fuzz_build.finish()?;
         fuzz::run(FUZZ_SMOKE_SECONDS)?;
         soak::run(&soak::Options {
             duration: SOAK,

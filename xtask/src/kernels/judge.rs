@@ -8,6 +8,8 @@ const PREFIX: &str = "loupe-smoke: ";
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
     pub kernel: String,
+    /// A guest's uptime when the script started (its boot), in ms.
+    pub booted_ms: Option<u64>,
     /// `loupe check` before the runs: key (hook type, ...) -> value.
     pub check: BTreeMap<String, String>,
     pub check_exit: Option<i32>,
@@ -34,6 +36,7 @@ pub fn parse(text: &str) -> Report {
         let (word, value) = rest.split_once(' ').unwrap_or((rest, ""));
         match word {
             "kernel" => value.clone_into(&mut report.kernel),
+            "booted_ms" => report.booted_ms = value.trim().parse().ok(),
             "check" => insert_check(&mut report.check, value),
             "check-after" => insert_check(&mut report.check_after, value),
             "check-exit" => report.check_exit = value.trim().parse().ok(),
@@ -143,6 +146,7 @@ mod tests {
     const CONSOLE: &str = "\
 [    0.000000] Linux version 6.1.0-57-cloud-amd64
 loupe-smoke: kernel 6.1.0-57-cloud-amd64\r
+loupe-smoke: booted_ms 2310
 loupe-smoke: check architecture        x86_64 (syscall frame checked against BTF; syscall functions __x64_sys_*)
 loupe-smoke: check kprobe              yes
 loupe-smoke: check fentry              no: EPERM
@@ -159,6 +163,7 @@ loupe-smoke: done
     fn reads_the_scripts_lines_only() {
         let report = parse(CONSOLE);
         assert_eq!(report.kernel, "6.1.0-57-cloud-amd64");
+        assert_eq!(report.booted_ms, Some(2310));
         assert!(report.has("kprobe"));
         assert!(!report.has("fentry"));
         assert!(!report.has("uprobe"), "absent means no");

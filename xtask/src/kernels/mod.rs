@@ -111,44 +111,57 @@ struct Place {
 pub fn run(
     only: Option<&str>,
     matrix: Matrix,
-    mut builds: Vec<build::Background>,
+    mut builds: Vec<build::CrossBuild>,
 ) -> anyhow::Result<()> {
     let wanted = |name: &str| only.is_none_or(|only| name.contains(only));
     let started = Instant::now();
     let dir = root().join("target/kernels");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut places = Vec::new();
-    for arch in Arch::ALL {
-        let on_host = arch == Arch::native() && wanted("host");
-        let mut kernels = Vec::new();
-        for kernel in KERNELS.iter().filter(|k| k.arch == arch) {
-            if matrix == Matrix::Ci && !kernel.in_ci {
+    // Each architecture's guests boot one after another, the two
+    // architectures' at the same time: a guest leaves the CPU idle much of
+    // the time (it waits for connections to close, for loupe to exit), and
+    // only timings, never counts, depend on the CPU it gets.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut runs = Vec::new();
+        for arch in Arch::ALL {
+            let on_host = arch == Arch::native() && wanted("host");
+            let mut kernels = Vec::new();
+            for kernel in KERNELS.iter().filter(|k| k.arch == arch) {
+                if matrix == Matrix::Ci && !kernel.in_ci {
+                    continue;
+                }
+                let package = resolve_or_update(&package_name(kernel.meta, arch)?)?;
+                if wanted(&package) {
+                    kernels.push((kernel, self::kernel(&dir, &package)?));
+                }
+            }
+            if kernels.is_empty() && !on_host {
                 continue;
             }
-            let package = resolve_or_update(&package_name(kernel.meta, arch)?)?;
-            if wanted(&package) {
-                kernels.push((kernel, package));
+            let loupe = match builds.iter().position(|b| b.arch() == arch) {
+                Some(at) => builds.swap_remove(at).finish()?,
+                None => build::loupe(arch)?,
+            };
+            if on_host {
+                places.push(host(&dir, &loupe)?);
             }
+            if kernels.is_empty() {
+                continue;
+            }
+            let initrd = initramfs(&dir, &loupe, arch)?;
+            runs.push(scope.spawn(move || {
+                kernels
+                    .into_iter()
+                    .map(|(kernel, vmlinuz)| guest(kernel, &vmlinuz, &initrd))
+                    .collect::<anyhow::Result<Vec<_>>>()
+            }));
         }
-        if kernels.is_empty() && !on_host {
-            continue;
+        for run in runs {
+            places.extend(run.join().expect("a guest thread panicked")?);
         }
-        let loupe = match builds.iter().position(|b| b.arch() == arch) {
-            Some(at) => builds.swap_remove(at).finish()?,
-            None => build::loupe(arch)?,
-        };
-        if on_host {
-            places.push(host(&dir, &loupe)?);
-        }
-        if kernels.is_empty() {
-            continue;
-        }
-        let initrd = initramfs(&dir, &loupe, arch)?;
-        for (kernel, package) in kernels {
-            let vmlinuz = self::kernel(&dir, &package)?;
-            places.push(guest(kernel, &vmlinuz, &initrd)?);
-        }
-    }
+        Ok(())
+    })?;
     if places.is_empty() {
         bail!("no place of the matrix matches {only:?}");
     }
@@ -172,9 +185,12 @@ pub fn run(
             };
             let mut with_bare = vec!["bare"];
             with_bare.extend(EXPECTED.modes);
+            let boot = place.report.booted_ms.map_or_else(String::new, |ms| {
+                format!("boot {:.1} s, ", ms as f64 / 1000.0)
+            });
             format!(
                 "pass: {} requests, {} connections in each of {} modes; SIGTERM exit {} ms; \
-                 untracked dd {} ms; {:.0} s",
+                 untracked dd {} ms; {boot}{:.0} s in all",
                 EXPECTED.requests,
                 EXPECTED.requests + EXPECTED.idle,
                 EXPECTED.modes.len(),

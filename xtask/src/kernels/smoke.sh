@@ -149,6 +149,8 @@ run_mode() {
 $BB mkdir -p "$WORK/www"
 echo "hello from the loupe kernel matrix" > "$WORK/www/index.html"
 say "kernel $($BB uname -r)"
+# In a guest: how long the kernel took to boot and start this script.
+[ "$GUEST" = 1 ] && say "booted_ms $(now)"
 check ""
 say "mode bare untracked_ms=$(untracked_ms)"
 for mode in $MODES; do run_mode "$mode"; done
