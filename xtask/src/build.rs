@@ -76,8 +76,7 @@ impl CrossBuild {
     }
 }
 
-/// `cargo build` of loupe for a `target` of another architecture, at the
-/// lowest CPU priority.
+/// `cargo build` of loupe for a `target` of another architecture.
 fn cross_build(target: Arch) -> std::process::Command {
     let triple = target.triple();
     let tool = |name: &str| format!("{}-{name}", target.gnu_prefix());
@@ -95,7 +94,6 @@ fn cross_build(target: Arch) -> std::process::Command {
         .env(format!("CC_{for_cc}"), tool("gcc"))
         .env(format!("AR_{for_cc}"), tool("ar"))
         .current_dir(root());
-    sh::lowest_priority(&mut cargo);
     cargo
 }
 

@@ -164,7 +164,7 @@ pub fn stop_signal() -> Option<&'static str> {
 
 /// Runs `cmd` (and what it starts, which inherits it) at the lowest CPU
 /// priority: it gets the CPU only when nothing else wants it.
-pub fn lowest_priority(cmd: &mut Command) {
+fn lowest_priority(cmd: &mut Command) {
     // SAFETY: `setpriority` is async-signal-safe and touches no memory of
     // the parent.
     unsafe {
