@@ -19,7 +19,7 @@ compile_error!("loupe is built for x86_64 and aarch64 only (see ebpf/common/src/
 pub enum ArchError {
     #[error(
         "this loupe is built for {built}, but the kernel runs {kernel}: deploy the {kernel} \
-         build (README, \"arm64\")"
+         build (`cargo xtask build --target {kernel}`; README, Building)"
     )]
     Mismatch { built: &'static str, kernel: String },
     #[error(
