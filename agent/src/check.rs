@@ -168,9 +168,12 @@ fn report(pids: &[u32]) -> Report {
     report.line("kernel", format!("{} ({machine})", kernel_release()));
     let btf_path = Path::new(btf::VMLINUX);
     let parsed = btf::Btf::from_file(btf_path);
-    let frame = arch::check_machine(&machine).and_then(|()| match &parsed {
-        Ok(btf) => arch::check_frame(arch::NATIVE, btf).map(|()| "checked against BTF"),
-        Err(_) => Ok("not checked: no BTF"),
+    let frame = arch::check(parsed.as_ref()).map(|checked| {
+        if checked {
+            "checked against BTF"
+        } else {
+            "not checked: no BTF"
+        }
     });
     match frame {
         Ok(frame) => report.line(

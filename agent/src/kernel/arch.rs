@@ -102,6 +102,18 @@ pub fn check_frame(arch: &'static Arch, btf: &Btf) -> Result<(), ArchError> {
     Ok(())
 }
 
+/// Everything checked before loading: the kernel's machine, then the frame
+/// where the kernel's BTF could be read. Whether the frame was checked:
+/// without BTF it cannot be, and the data hooks, which read the frame
+/// through BTF, then fail to load with the kernel's own reason.
+pub fn check(btf: Result<&Btf, &BtfError>) -> Result<bool, ArchError> {
+    check_machine(&machine())?;
+    match btf {
+        Ok(btf) => check_frame(NATIVE, btf).map(|()| true),
+        Err(_) => Ok(false),
+    }
+}
+
 /// The kernel function the syscall `name` enters through (`__arm64_sys_read`).
 pub fn syscall_function(name: &str) -> String {
     format!("{}{name}", NATIVE.syscall_prefix)

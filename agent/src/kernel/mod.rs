@@ -420,13 +420,10 @@ impl Probes {
         for tracepoint in TRACEPOINTS {
             tracefs::check_tracepoint(tracefs.path(), tracepoint)?;
         }
-        arch::check_machine(&arch::machine())?;
         let btf = btf::Btf::from_file(std::path::Path::new(btf::VMLINUX));
-        match &btf {
-            Ok(btf) => arch::check_frame(arch::NATIVE, btf)?,
-            // Every data hook reads the frame through BTF: loading fails
-            // below, with the kernel's own reason.
-            Err(err) => warn!(error = %err, "cannot check the syscall frame against BTF"),
+        arch::check(btf.as_ref())?;
+        if let Err(err) = &btf {
+            warn!(error = %err, "cannot check the syscall frame against BTF");
         }
         let offsets = kernel_offsets(btf.as_ref());
         let mut ebpf = EbpfLoader::new()

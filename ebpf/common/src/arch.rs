@@ -29,6 +29,16 @@ const fn reg(member: &'static str, offset: u32) -> Slot {
     }
 }
 
+/// arm64's `regs[index]`, at the start of its `pt_regs`.
+const fn regs(index: u32) -> Slot {
+    Slot {
+        member: "regs",
+        index,
+        offset: index * 8,
+        size: 8,
+    }
+}
+
 /// Numbers of the syscalls the `tp_btf/sys_exit` programs tell apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Numbers {
@@ -103,27 +113,7 @@ pub const X86_64: Arch = Arch {
 pub const AARCH64: Arch = Arch {
     name: "aarch64",
     syscall_prefix: "__arm64_sys_",
-    args: [
-        reg("orig_x0", 272),
-        Slot {
-            member: "regs",
-            index: 1,
-            offset: 8,
-            size: 8,
-        },
-        Slot {
-            member: "regs",
-            index: 2,
-            offset: 16,
-            size: 8,
-        },
-        Slot {
-            member: "regs",
-            index: 3,
-            offset: 24,
-            size: 8,
-        },
-    ],
+    args: [reg("orig_x0", 272), regs(1), regs(2), regs(3)],
     nr: Slot {
         member: "syscallno",
         index: 0,
