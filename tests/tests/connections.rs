@@ -1,8 +1,8 @@
 //! Connection metrics measured by the probes on real servers and clients.
 //! Root required: run with `cargo xtask test`.
 use loupe_tests::{
-    Agent, Fixture, Nginx, active, connect, free_port, http_server, opened, requests, series,
-    targets, watch_port,
+    Agent, Fixture, KeepAlive, Nginx, active, connect, free_port, http_server, opened, requests,
+    series, targets, watch_port,
 };
 
 fn tracked_sockets(service: &str) -> String {
@@ -112,6 +112,61 @@ fn inetd_style_children_are_read_through_their_dup2_fds() {
         "{}",
         scrape.text
     );
+}
+
+/// Threads of `pid` blocked in `accept` or `accept4` now.
+fn blocked_in_accept(pid: u32) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    const ACCEPT: [&str; 2] = ["43", "288"];
+    #[cfg(target_arch = "aarch64")]
+    const ACCEPT: [&str; 2] = ["202", "242"];
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("syscall")).ok())
+        .filter(|call| ACCEPT.contains(&call.split(' ').next().unwrap_or("")))
+        .count()
+}
+
+/// A JVM's acceptor thread, or a pre-threaded server's, sits in `accept`
+/// when the agent attaches: the probes never saw that call enter. The
+/// connections such threads return are still read, from the first
+/// (regression: Tomcat's first keep-alive connection went uncounted when
+/// it came before the agent's own OpenAPI fetch).
+#[test]
+fn connections_accepted_by_threads_blocked_before_the_agent_are_read() {
+    const ACCEPTORS: usize = 8;
+    const CONNECTIONS: usize = 13;
+    const PER_CONNECTION: usize = 3;
+    let port = free_port();
+    let server = Fixture::python(
+        "raw_http_server.py",
+        &[&port.to_string(), &ACCEPTORS.to_string()],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while blocked_in_accept(server.pid()) < ACCEPTORS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the acceptor threads never blocked in accept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let agent = watch_port(port, "acceptors", &[]);
+    // The OpenAPI fetch takes one of them; seven are left whose accept
+    // began before the agent, and they answer the first seven connections.
+    agent.wait_for_log("no OpenAPI document");
+    for _ in 0..CONNECTIONS {
+        let mut client = KeepAlive::connect(port);
+        for _ in 0..PER_CONNECTION {
+            assert_eq!(client.request("GET", "/writev", ""), 200);
+        }
+    }
+    let expected = (CONNECTIONS * PER_CONNECTION) as f64;
+    let total = agent.wait_for_total("agent_requests_total", "acceptors", expected);
+    let scrape = agent.scrape();
+    assert_eq!(total, expected, "{}", scrape.text);
+    agent.wait_for(&opened("acceptors", "inbound"), CONNECTIONS as f64);
+    agent.wait_for(&active("acceptors", "inbound"), 0.0);
+    agent.assert_nothing_lost();
 }
 
 #[test]

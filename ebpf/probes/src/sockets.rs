@@ -4,8 +4,10 @@
 //! A syscall's fd argument is stashed per thread at entry (`PENDING_FD`);
 //! `connect` and `listen` fds are filed by the TCP state probe when the socket
 //! enters `SYN_SENT` or `LISTEN` inside that syscall, `accept` fds at exit when
-//! the listening fd is a known TCP listener, `dup` fds at exit (from the
-//! old fd's entry, or the task's file table). The agent seeds `FDS` from
+//! the listening fd is a known TCP listener (or, for an `accept` entered
+//! before the process was tracked, when the task's file table shows a socket
+//! of a tracked service), `dup` fds at exit (from the old fd's entry, or the
+//! task's file table). The agent seeds `FDS` from
 //! `/proc` for processes it attaches to.
 //!
 //! Each syscall is hooked by its tracepoints, or, where the kernel allows
@@ -21,7 +23,8 @@ use aya_ebpf::{
 use loupe_common::{
     layout::{S_IFMT, S_IFSOCK, syscall},
     maps::{
-        DIRECTION_OUTBOUND, FdInfo, FdKey, ROLE_INBOUND, ROLE_LISTENER, ROLE_OUTBOUND, SockOwner,
+        DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ROLE_INBOUND, ROLE_LISTENER,
+        ROLE_OUTBOUND, SockOwner,
     },
 };
 
@@ -55,16 +58,28 @@ pub fn take_stashed(tid: u32) -> Option<u32> {
 }
 
 /// `accept` on `listen_fd` returned `ret`: the new fd is an inbound TCP
-/// connection when the listening fd is a TCP listener.
+/// connection when the listening fd is a TCP listener, or when the new
+/// socket itself is an inbound connection of a tracked service. The second
+/// test covers a thread that was already blocked in `accept` when the agent
+/// attached (a JVM's acceptor, a pre-threaded server): its entry was never
+/// seen, so no listening fd was stashed (`listen_fd` is `None`), and the
+/// connection it returns would otherwise go unread for its whole life.
 #[inline(always)]
-fn accepted(tgid: u32, listen_fd: u32, ret: i64) {
+fn accepted(tgid: u32, listen_fd: Option<u32>, ret: i64) {
     let Some(target) = tracked(tgid) else {
         return;
     };
-    if ret < 0 || !is_listener(tgid, target.parent, listen_fd) {
+    if ret < 0 {
         return;
     }
-    let info = FdInfo::new(target.service, ROLE_INBOUND, new_conn_id());
+    let service = match listen_fd {
+        Some(fd) if is_listener(tgid, target.parent, fd) => target.service,
+        _ => match socket_owner(ret as u32) {
+            Some(owner) if owner.direction == DIRECTION_INBOUND => owner.service,
+            _ => return,
+        },
+    };
+    let info = FdInfo::new(service, ROLE_INBOUND, new_conn_id());
     insert(
         &FDS,
         &FdKey {
@@ -177,10 +192,15 @@ fn after_stashed(ctx: &TracePointContext, after: impl FnOnce(u32, u32, i64)) -> 
     0
 }
 
-/// `syscalls:sys_exit_accept` and `sys_exit_accept4`.
+/// `syscalls:sys_exit_accept` and `sys_exit_accept4`; an exit without a
+/// stashed fd is an `accept` entered before the process was tracked.
 #[tracepoint]
 pub fn loupe_accept_ret(ctx: TracePointContext) -> u32 {
-    after_stashed(&ctx, accepted)
+    let (tgid, tid) = current();
+    if maybe_tracked(tgid) {
+        accepted(tgid, take_stashed(tid), field(&ctx, syscall::RET));
+    }
+    0
 }
 
 /// `syscalls:sys_enter_close`.
@@ -240,8 +260,14 @@ macro_rules! fd_fexit {
     };
 }
 
-fd_fexit!(loupe_fx_accept, accepted);
-fd_fexit!(loupe_fx_accept4, accepted);
+/// [`accepted`] for fexit, which always knows the listening fd.
+#[inline(always)]
+fn accepted_on(tgid: u32, listen_fd: u32, ret: i64) {
+    accepted(tgid, Some(listen_fd), ret);
+}
+
+fd_fexit!(loupe_fx_accept, accepted_on);
+fd_fexit!(loupe_fx_accept4, accepted_on);
 fd_fexit!(loupe_fx_dup, duplicated);
 fd_fexit!(loupe_fx_dup2, duplicated);
 fd_fexit!(loupe_fx_dup3, duplicated);
