@@ -13,6 +13,8 @@ pub fn run(data: &[u8]) {
     let _ = procfs::parse_stat(&text);
     let _ = procfs::parse_socket_link(&text);
     let _ = procfs::parse_ns_link(&text);
+    let _ = procfs::parse_syscall(&text);
+    let _ = procfs::parse_switches(&text);
     let _ = procfs::parse_cmdline(data);
     let _ = container::parse(&text);
     let _ = k8s::pods::PodIndex::parse(data);

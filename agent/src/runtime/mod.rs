@@ -1,6 +1,7 @@
 //! The running agent: [`run`] loads the probes, serves the endpoint and
 //! starts the tasks that feed the [`State`]: probe records, `/proc` scans and
 //! periodic upkeep.
+mod accepts;
 mod calls;
 mod clients;
 mod grpc;

@@ -36,6 +36,16 @@ impl State {
         }
     }
 
+    /// `socket inode -> fd` of the process's socket fds.
+    fn socket_inodes(&self, pid: u32) -> HashMap<u64, u32> {
+        self.targets
+            .proc
+            .socket_fds(pid)
+            .into_iter()
+            .map(|(fd, inode)| (inode, fd))
+            .collect()
+    }
+
     /// Enters a socket fd in the probes' map; returns the connection id its
     /// records carry.
     fn file_fd(&mut self, pid: u32, fd: u32, service: u32, role: u32) -> u64 {
@@ -55,13 +65,7 @@ impl State {
     }
 
     pub(super) fn seed(&mut self, pid: u32, service: u32) {
-        let fds: HashMap<u64, u32> = self
-            .targets
-            .proc
-            .socket_fds(pid)
-            .into_iter()
-            .map(|(fd, inode)| (inode, fd))
-            .collect();
+        let fds = self.socket_inodes(pid);
         if fds.is_empty() {
             return;
         }
@@ -187,6 +191,27 @@ impl State {
             if let Some(delta) = self.capture.conns.unseed(tuple) {
                 self.publish(&delta);
             }
+        }
+    }
+
+    /// Files the process's inbound connections that the probes have not
+    /// filed: what an `accept` that began before fexit was attached
+    /// returned, if no data syscall has come on it yet (one that came
+    /// filed it already; `file_fd` leaves such an entry alone).
+    pub(super) fn file_accepted(&mut self, pid: u32, service: u32) {
+        let fds = self.socket_inodes(pid);
+        let netns = self.netns(pid);
+        let listeners = &self.targets.services[service as usize].listeners;
+        let rows = self.targets.proc.tcp_rows(pid, |row| {
+            let local = ListenKey {
+                netns,
+                port: row.local_port,
+                _pad: 0,
+            };
+            row.is_connection() && fds.contains_key(&row.inode) && listeners.contains(&local)
+        });
+        for row in rows {
+            self.file_fd(pid, fds[&row.inode], service, ROLE_INBOUND);
         }
     }
 

@@ -37,7 +37,10 @@ use crate::{
     export::{LabelLimit, Metrics, Place, Recent, ServiceId, catalogue},
     kernel::Probes,
     protocols::Pool,
-    targets::{discovery::Discovery, k8s::pods::SharedPods, procfs::Procfs, tls::TlsHooks},
+    targets::{
+        discovery::Discovery, k8s::pods::SharedPods, late_accepts::LateAccepts, procfs::Procfs,
+        tls::TlsHooks,
+    },
 };
 
 pub(super) struct Service {
@@ -79,6 +82,9 @@ pub(super) struct Targets {
     pub(super) free: Vec<u32>,
     /// OpenSSL uprobes of tracked processes.
     pub(super) tls: TlsHooks,
+    /// Tracked processes with threads blocked in `accept` since before
+    /// fexit was attached.
+    pub(super) late_accepts: LateAccepts,
 }
 
 /// The probes and what the agent keeps of their bookkeeping.
@@ -264,6 +270,7 @@ impl State {
                 configured: config.services.len(),
                 free: Vec::new(),
                 tls: TlsHooks::new(config.http.tls),
+                late_accepts: LateAccepts::default(),
             },
             kernel: Kernel {
                 probes,
@@ -479,6 +486,8 @@ impl State {
         s.waiting_logged = false;
         if parent == 0 {
             info!(pid, service = %self.shown(service), "tracking process");
+            // (A child forked since began its calls after the programs.)
+            self.watch_late_accepts(pid);
         }
         self.publish_targets(service);
         self.seed(pid, service);
@@ -495,6 +504,7 @@ impl State {
             return;
         };
         self.forget_connections(pid);
+        self.forget_late_accepts(pid);
         self.targets.tls.forget(&mut self.kernel.probes, pid);
         self.kernel.probes.forget_tls_connections(pid);
         let _ = self.kernel.probes.tracked.remove(&pid);

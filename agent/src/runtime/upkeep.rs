@@ -17,6 +17,7 @@ impl State {
         self.sync_tls();
         self.reconcile_sockets();
         self.sweep_pending_fds();
+        self.settle_late_accepts();
         self.kernel.probes.sweep_raises(now);
         if self.capture.conns.seeded().next().is_none() {
             // Every pre-existing connection was adopted or is gone.

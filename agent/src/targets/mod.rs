@@ -4,6 +4,7 @@
 pub mod container;
 pub mod discovery;
 pub mod k8s;
+pub mod late_accepts;
 pub mod naming;
 pub mod procfs;
 pub mod tls;

@@ -154,6 +154,29 @@ pub fn parse_socket_link(target: &str) -> Option<u64> {
         .ok()
 }
 
+/// The number of the syscall a thread is blocked in, from
+/// `/proc/PID/task/TID/syscall` (`"288 0x3 0x7ffd... ..."`); `None` when it
+/// runs (`running`) or is blocked outside a syscall (`-1 ...`).
+pub fn parse_syscall(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The context switches, voluntary and not, in a `/proc/PID/status`: they
+/// move whenever the thread has run.
+pub fn parse_switches(status: &str) -> Option<u64> {
+    let mut sum = None;
+    for line in status.lines() {
+        if let Some((key, value)) = line.split_once(':')
+            && (key == "voluntary_ctxt_switches" || key == "nonvoluntary_ctxt_switches")
+        {
+            let count: u64 = value.trim().parse().ok()?;
+            // Only compared for a change: wrapping is harmless.
+            sum = Some(sum.unwrap_or(0u64).wrapping_add(count));
+        }
+    }
+    sum
+}
+
 /// The inode in a namespace link target such as `net:[4026531840]`.
 pub fn parse_ns_link(target: &str) -> Option<u64> {
     let (_, rest) = target.split_once(":[")?;
@@ -262,6 +285,34 @@ impl Procfs {
             .collect()
     }
 
+    /// `(tid, context switches)` of the process's threads now blocked in
+    /// one of the syscalls `numbers`.
+    pub fn threads_in(&self, pid: u32, numbers: &[u64]) -> Vec<(u32, u64)> {
+        let Ok(tasks) = fs::read_dir(self.pid_path(pid, "task")) else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|task| {
+                let tid = task.ok()?.file_name().to_str()?.parse().ok()?;
+                let syscall = fs::read_to_string(self.task_path(pid, tid, "syscall")).ok()?;
+                if !numbers.contains(&parse_syscall(&syscall)?) {
+                    return None;
+                }
+                Some((tid, self.switches(pid, tid)?))
+            })
+            .collect()
+    }
+
+    /// The context switches of thread `tid` of `pid` so far; `None` once it
+    /// is gone.
+    pub fn switches(&self, pid: u32, tid: u32) -> Option<u64> {
+        parse_switches(&fs::read_to_string(self.task_path(pid, tid, "status")).ok()?)
+    }
+
+    fn task_path(&self, pid: u32, tid: u32, rest: &str) -> PathBuf {
+        self.pid_path(pid, "task").join(tid.to_string()).join(rest)
+    }
+
     /// The TCP sockets (IPv4 and IPv6) in the process's network namespace
     /// that `keep` accepts.
     pub fn tcp_rows(&self, pid: u32, mut keep: impl FnMut(&TcpRow) -> bool) -> Vec<TcpRow> {
@@ -289,6 +340,33 @@ mod tests {
    0: 00000000000000000000000001000000:18EB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
    1: 0000000000000000FFFF00000100007F:18EB 0000000000000000FFFF00000100007F:A2C4 08 00000000:00000000 00:00000000 00000000     0        0 4243 1 0000000000000000 100 0 0 10 0
 ";
+
+    #[test]
+    fn reads_the_syscall_a_thread_is_blocked_in() {
+        assert_eq!(
+            parse_syscall(
+                "288 0x3 0x7ffd5c1e1a40 0x7ffd5c1e1a3c 0x80000 0x0 0x0 0x7ffd5c1e1a18 0x7f4c2b1e7a4b\n"
+            ),
+            Some(288)
+        );
+        assert_eq!(parse_syscall("running\n"), None);
+        assert_eq!(parse_syscall("-1 0x7ffd5c1e1a18 0x7f4c2b1e7a4b\n"), None);
+        assert_eq!(parse_syscall(""), None);
+    }
+
+    #[test]
+    fn adds_both_kinds_of_context_switches() {
+        let status = "Name:\tjava\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t41\n\
+                      nonvoluntary_ctxt_switches:\t2\n";
+        assert_eq!(parse_switches(status), Some(43));
+        assert_eq!(parse_switches("Name:\tjava\n"), None);
+        assert_eq!(parse_switches("voluntary_ctxt_switches:\tmany\n"), None);
+        let huge = format!(
+            "voluntary_ctxt_switches:\t{}\nnonvoluntary_ctxt_switches:\t2\n",
+            u64::MAX
+        );
+        assert_eq!(parse_switches(&huge), Some(1), "wraps, never panics");
+    }
 
     #[test]
     fn parses_ipv4_rows() {

@@ -39,7 +39,9 @@ const fn regs(index: u32) -> Slot {
     }
 }
 
-/// Numbers of the syscalls the `tp_btf/sys_exit` programs tell apart.
+/// Numbers of the syscalls the `tp_btf/sys_exit` programs tell apart, and
+/// of `accept` and `accept4`, which the agent looks for in
+/// `/proc/PID/task/TID/syscall`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Numbers {
     pub read: u64,
@@ -52,6 +54,8 @@ pub struct Numbers {
     pub sendmsg: u64,
     pub sendfile: u64,
     pub splice: u64,
+    pub accept: u64,
+    pub accept4: u64,
 }
 
 /// One architecture.
@@ -102,6 +106,8 @@ pub const X86_64: Arch = Arch {
         sendmsg: 46,
         sendfile: 40,
         splice: 275,
+        accept: 43,
+        accept4: 288,
     },
     missing: &[],
 };
@@ -131,6 +137,8 @@ pub const AARCH64: Arch = Arch {
         sendmsg: 211,
         sendfile: 71,
         splice: 76,
+        accept: 202,
+        accept4: 242,
     },
     missing: &["dup2"],
 };

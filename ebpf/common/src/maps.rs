@@ -23,6 +23,14 @@ pub const PREEXISTING: &str = "PREEXISTING";
 /// The fd argument of the syscall a tracked thread is in: `tid -> fd`.
 /// Entries of threads that died inside a syscall are swept by the agent.
 pub const PENDING_FD: &str = "PENDING_FD";
+/// Tracked processes that had a thread blocked in `accept` when fexit
+/// was attached (the fexit program never runs for a call already in
+/// progress): `tgid -> 1`. For them, a data syscall on an fd the probes do
+/// not know looks the fd up in the task's file table, which finds the
+/// connection such an `accept` returned. Looked up only while
+/// `SWITCH_LATE_ACCEPTS` is set; the agent removes a process once its
+/// blocked threads have woken.
+pub const LATE_ACCEPTS: &str = "LATE_ACCEPTS";
 /// Switches the agent sets for the probes, indexed by the `SWITCH_*` constants.
 pub const SWITCHES: &str = "SWITCHES";
 /// Event ring buffer shared by all probes.
@@ -67,6 +75,7 @@ pub const TLS_CONNS_CAPACITY: u32 = 16_384;
 pub const TLS_CALLS_CAPACITY: u32 = 4096;
 pub const STREAM_MESSAGES_CAPACITY: u32 = 16_384;
 pub const CAPTURE_RAISES_CAPACITY: u32 = 1024;
+pub const LATE_ACCEPTS_CAPACITY: u32 = 1024;
 /// Bytes of the event ring buffer (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Records are submitted without waking the agent (which polls on a short
@@ -101,7 +110,9 @@ pub const SWITCH_RAISES: u32 = 4;
 /// syscall in the directions they read (HTTP/1's first bytes of each
 /// syscall), since the probes cannot read which stream a rule matches.
 pub const SWITCH_HTTP2_BODIES: u32 = 5;
-pub const SWITCHES_LEN: u32 = 6;
+/// Non-zero while `LATE_ACCEPTS` holds entries.
+pub const SWITCH_LATE_ACCEPTS: u32 = 6;
+pub const SWITCHES_LEN: u32 = 7;
 pub const BODIES_REQUESTS: u32 = 1;
 pub const BODIES_RESPONSES: u32 = 2;
 

@@ -61,6 +61,7 @@ use crate::{
         read_iovec, read_two_iovecs, syscall_args,
     },
     emit::{header, submit},
+    files::late_accepted,
     frames,
     maps::{
         CAPTURE_ROUTES, EVENTS, FDS, bump, current, field, maybe_tracked, switch, switch_value,
@@ -76,15 +77,22 @@ pub fn captured_role(role: u32) -> bool {
 }
 
 /// The connection the current syscall is on, if captured. `args` is called
-/// only for a tracked process (it may cost helper calls).
+/// only for a tracked process (it may cost helper calls). `LATE`: an fd
+/// `FDS` does not know may be a connection returned by an `accept` that
+/// began before fexit was attached ([`late_accepted`]).
 #[inline(always)]
-fn connection(
+fn connection<const LATE: bool>(
     ret: i64,
     args: impl FnOnce() -> Option<Args>,
 ) -> Option<(u64, Args, u32, *mut FdInfo)> {
     let (ret, args, tgid) = tracked_call(ret, args)?;
-    let info = captured_fd(tgid, args.arg0 as u32)?;
-    Some((ret, args, tgid, info))
+    let fd = args.arg0 as u32;
+    let info = match FDS.get_ptr_mut(FdKey { tgid, fd }) {
+        Some(info) => info,
+        None if LATE => late_accepted(tgid, fd)?,
+        None => return None,
+    };
+    Some((ret, args, tgid, captured(info)?))
 }
 
 /// A syscall of a tracked process that moved bytes: `(bytes, arguments,
@@ -104,7 +112,12 @@ fn tracked_call(ret: i64, args: impl FnOnce() -> Option<Args>) -> Option<(u64, A
 /// The fd map's entry of `fd`, if it is a captured connection.
 #[inline(always)]
 fn captured_fd(tgid: u32, fd: u32) -> Option<*mut FdInfo> {
-    let info = FDS.get_ptr_mut(FdKey { tgid, fd })?;
+    captured(FDS.get_ptr_mut(FdKey { tgid, fd })?)
+}
+
+/// `info`, if its connection is captured.
+#[inline(always)]
+fn captured(info: *mut FdInfo) -> Option<*mut FdInfo> {
     // SAFETY: pointer from a successful lookup of plain data.
     captured_role(unsafe { (*info).role }).then_some(info)
 }
@@ -453,8 +466,8 @@ fn emit_ends<const T: usize>(
 }
 
 #[inline(always)]
-fn on_rx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
-    let Some((ret, args, tgid, info)) = connection(ret, args) else {
+fn on_rx<const LATE: bool>(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
+    let Some((ret, args, tgid, info)) = connection::<LATE>(ret, args) else {
         return 0;
     };
     // A peek leaves the bytes queued: the read that takes them is the one
@@ -525,8 +538,8 @@ pub fn rx(ret: u64, args: &Args, tgid: u32, info: *mut FdInfo, source: Source) {
 }
 
 #[inline(always)]
-fn on_tx(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
-    let Some((ret, args, tgid, info)) = connection(ret, args) else {
+fn on_tx<const LATE: bool>(ret: i64, args: impl FnOnce() -> Option<Args>, source: Source) -> u32 {
+    let Some((ret, args, tgid, info)) = connection::<LATE>(ret, args) else {
         return 0;
     };
     tx(ret, &args, tgid, info, source);
@@ -656,43 +669,43 @@ fn emit_last<const N: usize>(mut head: DataHeader, source: Source, args: &Args, 
 /// `sys_exit_read`.
 #[tracepoint]
 pub fn loupe_rx_buf(ctx: TracePointContext) -> u32 {
-    on_rx(field(&ctx, syscall::RET), syscall_args, Source::Buf)
+    on_rx::<false>(field(&ctx, syscall::RET), syscall_args, Source::Buf)
 }
 
 /// `sys_exit_recvfrom`.
 #[tracepoint]
 pub fn loupe_rx_from(ctx: TracePointContext) -> u32 {
-    on_rx(field(&ctx, syscall::RET), syscall_args, Source::BufFlags)
+    on_rx::<false>(field(&ctx, syscall::RET), syscall_args, Source::BufFlags)
 }
 
 /// `sys_exit_readv`.
 #[tracepoint]
 pub fn loupe_rx_iov(ctx: TracePointContext) -> u32 {
-    on_rx(field(&ctx, syscall::RET), syscall_args, Source::Iov)
+    on_rx::<false>(field(&ctx, syscall::RET), syscall_args, Source::Iov)
 }
 
 /// `sys_exit_recvmsg`.
 #[tracepoint]
 pub fn loupe_rx_msg(ctx: TracePointContext) -> u32 {
-    on_rx(field(&ctx, syscall::RET), syscall_args, Source::Msg)
+    on_rx::<false>(field(&ctx, syscall::RET), syscall_args, Source::Msg)
 }
 
 /// `sys_exit_write`, `sys_exit_sendto`.
 #[tracepoint]
 pub fn loupe_tx_buf(ctx: TracePointContext) -> u32 {
-    on_tx(field(&ctx, syscall::RET), syscall_args, Source::Buf)
+    on_tx::<false>(field(&ctx, syscall::RET), syscall_args, Source::Buf)
 }
 
 /// `sys_exit_writev`.
 #[tracepoint]
 pub fn loupe_tx_iov(ctx: TracePointContext) -> u32 {
-    on_tx(field(&ctx, syscall::RET), syscall_args, Source::Iov)
+    on_tx::<false>(field(&ctx, syscall::RET), syscall_args, Source::Iov)
 }
 
 /// `sys_exit_sendmsg`.
 #[tracepoint]
 pub fn loupe_tx_msg(ctx: TracePointContext) -> u32 {
-    on_tx(field(&ctx, syscall::RET), syscall_args, Source::Msg)
+    on_tx::<false>(field(&ctx, syscall::RET), syscall_args, Source::Msg)
 }
 
 /// `sys_exit_sendfile64`: the length only (the bytes come from a file). The
@@ -704,7 +717,7 @@ pub fn loupe_tx_file(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn on_sendfile(ret: i64, args: impl FnOnce() -> Option<Args>) -> u32 {
-    let Some((ret, args, tgid, info)) = connection(ret, args) else {
+    let Some((ret, args, tgid, info)) = connection::<false>(ret, args) else {
         return 0;
     };
     emit_length(tgid, info, args.arg0 as u32, DIR_TX, ret);
@@ -774,7 +787,7 @@ pub fn loupe_sys_exit_rx(ctx: BtfTracePointContext) -> i32 {
         RECVMSG => Source::Msg,
         _ => return 0,
     };
-    on_rx(ret, regs_args(regs), source) as i32
+    on_rx::<false>(ret, regs_args(regs), source) as i32
 }
 
 /// `tp_btf/sys_exit`, the writes (and `sendfile`, `splice`): a program of
@@ -790,7 +803,7 @@ pub fn loupe_sys_exit_tx(ctx: BtfTracePointContext) -> i32 {
         SPLICE => return on_splice(ret, regs_args(regs)) as i32,
         _ => return 0,
     };
-    on_tx(ret, regs_args(regs), source) as i32
+    on_tx::<false>(ret, regs_args(regs), source) as i32
 }
 
 /// The syscall frame, return value and number of a `sys_exit` record.
@@ -813,7 +826,7 @@ fn regs_args(regs: *const Frame) -> impl FnOnce() -> Option<Args> {
 /// trampoline call instead of the tracepoint path. The function's one
 /// argument is the syscall's `pt_regs`; the return value follows it.
 macro_rules! data_fexit {
-    ($program:ident, $on:ident $(, $source:expr)?) => {
+    ($program:ident, $on:expr $(, $source:expr)?) => {
         #[fexit]
         pub fn $program(ctx: FExitContext) -> i32 {
             let regs: *const Frame = ctx.arg(0);
@@ -823,14 +836,14 @@ macro_rules! data_fexit {
     };
 }
 
-data_fexit!(loupe_fx_read, on_rx, Source::Buf);
-data_fexit!(loupe_fx_recvfrom, on_rx, Source::BufFlags);
-data_fexit!(loupe_fx_readv, on_rx, Source::Iov);
-data_fexit!(loupe_fx_recvmsg, on_rx, Source::Msg);
-data_fexit!(loupe_fx_write, on_tx, Source::Buf);
-data_fexit!(loupe_fx_sendto, on_tx, Source::Buf);
-data_fexit!(loupe_fx_writev, on_tx, Source::Iov);
-data_fexit!(loupe_fx_sendmsg, on_tx, Source::Msg);
+data_fexit!(loupe_fx_read, on_rx::<true>, Source::Buf);
+data_fexit!(loupe_fx_recvfrom, on_rx::<true>, Source::BufFlags);
+data_fexit!(loupe_fx_readv, on_rx::<true>, Source::Iov);
+data_fexit!(loupe_fx_recvmsg, on_rx::<true>, Source::Msg);
+data_fexit!(loupe_fx_write, on_tx::<true>, Source::Buf);
+data_fexit!(loupe_fx_sendto, on_tx::<true>, Source::Buf);
+data_fexit!(loupe_fx_writev, on_tx::<true>, Source::Iov);
+data_fexit!(loupe_fx_sendmsg, on_tx::<true>, Source::Msg);
 data_fexit!(loupe_fx_sendfile, on_sendfile);
 data_fexit!(loupe_fx_splice, on_splice);
 

@@ -22,6 +22,7 @@ mod args;
 mod check;
 mod data;
 mod emit;
+mod files;
 mod frames;
 mod maps;
 mod process;

@@ -10,10 +10,10 @@ use loupe_common::{
     layout::{FileOffsets, KernelOffsets},
     maps::{
         CAPTURE_RAISES_CAPACITY, CAPTURE_ROUTES_LEN, COUNTER_MAP_FULL, COUNTERS_LEN, CaptureRoute,
-        ConnKey, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey, LISTENERS_CAPACITY, ListenKey,
-        PENDING_FD_CAPACITY, PREEXISTING_CAPACITY, SOCKETS_CAPACITY, SWITCH_RAISES, SWITCHES_LEN,
-        SockOwner, TLS_CALLS_CAPACITY, TLS_CONNS_CAPACITY, TRACKED_BITS_WORDS, TRACKED_CAPACITY,
-        Target, TlsCall, TlsKey, TupleKey,
+        ConnKey, EVENTS_BYTES, FDS_CAPACITY, FdInfo, FdKey, LATE_ACCEPTS_CAPACITY,
+        LISTENERS_CAPACITY, ListenKey, PENDING_FD_CAPACITY, PREEXISTING_CAPACITY, SOCKETS_CAPACITY,
+        SWITCH_RAISES, SWITCHES_LEN, SockOwner, TLS_CALLS_CAPACITY, TLS_CONNS_CAPACITY,
+        TRACKED_BITS_WORDS, TRACKED_CAPACITY, Target, TlsCall, TlsKey, TupleKey,
     },
 };
 
@@ -45,6 +45,9 @@ pub static PREEXISTING: HashMap<TupleKey, SockOwner> =
 /// are removed when consumed, and the agent sweeps those of dead threads.
 #[map]
 pub static PENDING_FD: HashMap<u32, u32> = HashMap::with_max_entries(PENDING_FD_CAPACITY, 0);
+
+#[map]
+pub static LATE_ACCEPTS: HashMap<u32, u32> = HashMap::with_max_entries(LATE_ACCEPTS_CAPACITY, 0);
 
 #[map]
 pub static TLS_CONNS: LruHashMap<TlsKey, FdInfo> =

@@ -16,25 +16,22 @@
 //! tracepoint then: every syscall on the host skips the tracepoint path).
 //! Both call the same functions below.
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns},
     macros::{fentry, fexit, tracepoint},
     programs::{FEntryContext, FExitContext, TracePointContext},
 };
 use loupe_common::{
-    layout::{S_IFMT, S_IFSOCK, syscall},
+    layout::syscall,
     maps::{
         DIRECTION_INBOUND, DIRECTION_OUTBOUND, FdInfo, FdKey, ROLE_INBOUND, ROLE_LISTENER,
-        ROLE_OUTBOUND, SockOwner,
+        ROLE_OUTBOUND,
     },
 };
 
 use crate::{
     args::{ARCH, Frame, frame_value},
     data::report_close,
-    maps::{
-        FDS, PENDING_FD, SOCKETS, current, field, insert, kernel_offsets, maybe_tracked,
-        read_kernel, tracked,
-    },
+    files::{new_conn_id, socket_owner},
+    maps::{FDS, PENDING_FD, current, field, insert, maybe_tracked, tracked},
 };
 
 /// Keeps `fd` for the current thread's syscall (a tracked process only).
@@ -271,44 +268,3 @@ fd_fexit!(loupe_fx_accept4, accepted_on);
 fd_fexit!(loupe_fx_dup, duplicated);
 fd_fexit!(loupe_fx_dup2, duplicated);
 fd_fexit!(loupe_fx_dup3, duplicated);
-
-/// The owner of the TCP socket behind the current task's `fd`, if it is a
-/// socket of a tracked service: `task->files->fdt->fd[fd]`, a socket inode,
-/// its `struct socket`'s `sk`, looked up in `SOCKETS`.
-#[inline(always)]
-fn socket_owner(fd: u32) -> Option<SockOwner> {
-    let offsets = kernel_offsets();
-    if offsets.files_valid == 0 {
-        return None;
-    }
-    let o = offsets.files;
-    // SAFETY: helper without preconditions.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read_kernel(task + u64::from(o.task_files))?;
-    let fdt: u64 = read_kernel(files + u64::from(o.files_fdt))?;
-    let max_fds: u32 = read_kernel(fdt + u64::from(o.fdt_max_fds))?;
-    if fd >= max_fds {
-        return None;
-    }
-    let array: u64 = read_kernel(fdt + u64::from(o.fdt_fd))?;
-    let file: u64 = read_kernel(array + u64::from(fd) * 8)?;
-    if file == 0 {
-        return None;
-    }
-    let inode: u64 = read_kernel(file + u64::from(o.file_inode))?;
-    let mode: u16 = read_kernel(inode + u64::from(o.inode_mode))?;
-    if mode & S_IFMT != S_IFSOCK {
-        return None;
-    }
-    let socket: u64 = read_kernel(file + u64::from(o.file_private))?;
-    let sk: u64 = read_kernel(socket + u64::from(o.socket_sk))?;
-    // SAFETY: pointer from a successful lookup of plain data.
-    SOCKETS.get_ptr(sk).map(|owner| unsafe { *owner })
-}
-
-/// A connection id: the time of the insert, unique enough within a process.
-#[inline(always)]
-pub fn new_conn_id() -> u64 {
-    // SAFETY: helper without preconditions.
-    unsafe { bpf_ktime_get_ns() }
-}

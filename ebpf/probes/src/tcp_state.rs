@@ -21,11 +21,12 @@ use loupe_common::{
 
 use crate::{
     emit::{emit, header},
+    files::new_conn_id,
     maps::{
         FDS, LISTENERS, PREEXISTING, SOCKETS, bump, current, field, insert, kernel_offsets,
         maybe_tracked, read_kernel, switch, tracked,
     },
-    sockets::{new_conn_id, take_stashed},
+    sockets::take_stashed,
 };
 
 #[tracepoint]

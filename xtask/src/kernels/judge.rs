@@ -112,10 +112,13 @@ impl Report {
             other => problems.push(format!("after the runs, loupe programs: {other:?}")),
         }
         let requests = expected.requests.to_string();
-        let want: [(&str, String); 9] = [
+        let want: [(&str, String); 10] = [
             ("served", requests.clone()),
             ("requests", requests.clone()),
             ("ok", requests),
+            // The one request to the process blocked in accept() before
+            // loupe attached.
+            ("late", "1".to_owned()),
             ("opened", (expected.requests + expected.idle).to_string()),
             ("active", "0".to_owned()),
             ("unparsed", "0".to_owned()),
@@ -152,9 +155,9 @@ loupe-smoke: check kprobe              yes
 loupe-smoke: check fentry              no: EPERM
 loupe-smoke: check loupe probes        yes (30 programs attached and detached; syscalls through syscall tracepoints)
 loupe-smoke: check-exit 0
-loupe-smoke: mode auto served=3 opened=5 active=0 requests=3 ok=3 unparsed=0 lost=0 exit=0 exit_ms=400
+loupe-smoke: mode auto served=3 opened=5 active=0 requests=3 ok=3 late=1 unparsed=0 lost=0 exit=0 exit_ms=400
 2026-12-04T18:00:00Z INFO loupe: probes attached
-loupe-smoke: mode sys-exit served=3 opened=4 active=1 requests=3 ok=3 unparsed=0 lost=0 exit=0 exit_ms=400
+loupe-smoke: mode sys-exit served=3 opened=4 active=1 requests=3 ok=3 late=0 unparsed=0 lost=0 exit=0 exit_ms=400
 loupe-smoke: check-after loupe programs      none
 loupe-smoke: done
 ";
@@ -200,6 +203,7 @@ loupe-smoke: done
         assert_eq!(
             report.problems(expected),
             [
+                "sys-exit: late = \"0\", expected \"1\"",
                 "sys-exit: opened = \"4\", expected \"5\"",
                 "sys-exit: active = \"1\", expected \"0\"",
                 "tracepoints: no result",

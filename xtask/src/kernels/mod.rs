@@ -93,6 +93,7 @@ const DD_COUNT: u32 = 300_000;
 
 /// Ports of the host run (the guests use the script's defaults).
 const HOST_HTTP_PORT: u16 = 28_080;
+const HOST_LATE_PORT: u16 = 28_081;
 const HOST_METRICS_PORT: u16 = 29_477;
 
 /// A guest that has not powered off by then is stopped and fails.
@@ -190,8 +191,8 @@ pub fn run(
                 format!("boot {:.1} s, ", ms as f64 / 1000.0)
             });
             format!(
-                "pass: {} requests, {} connections in each of {} modes; SIGTERM exit {} ms; \
-                 untracked dd {} ms; {boot}{:.0} s in all",
+                "pass: {} requests, {} connections and a late accept in each of {} modes; \
+                 SIGTERM exit {} ms; untracked dd {} ms; {boot}{:.0} s in all",
                 EXPECTED.requests,
                 EXPECTED.requests + EXPECTED.idle,
                 EXPECTED.modes.len(),
@@ -320,6 +321,7 @@ fn port_free(port: u16) -> anyhow::Result<()> {
 /// The smoke script on this machine's kernel.
 fn host(dir: &Path, loupe: &Path) -> anyhow::Result<Place> {
     port_free(HOST_HTTP_PORT)?;
+    port_free(HOST_LATE_PORT)?;
     port_free(HOST_METRICS_PORT)?;
     let started = Instant::now();
     let out = Command::new(BUSYBOX)
@@ -328,6 +330,7 @@ fn host(dir: &Path, loupe: &Path) -> anyhow::Result<Place> {
         .env("BB", BUSYBOX)
         .env("WORK", dir.join("host"))
         .env("HTTP_PORT", HOST_HTTP_PORT.to_string())
+        .env("LATE_PORT", HOST_LATE_PORT.to_string())
         .env("METRICS_PORT", HOST_METRICS_PORT.to_string())
         .env("DD_COUNT", DD_COUNT.to_string())
         .stdin(Stdio::null())

@@ -7,7 +7,10 @@
 # For each data hook mode: a busybox httpd (one process forked per
 # connection; the child moves the socket to stdin/stdout with dup2), loupe
 # attached to it by PID, REQUESTS wget requests and IDLE connections that
-# send nothing, a scrape of /metrics, SIGTERM to loupe and how long it took
+# send nothing; one request to a busybox nc that was blocked in accept()
+# before loupe attached and reads and writes the connection itself (a
+# JVM's acceptor thread; its answer waits in a FIFO until it has read the
+# request); a scrape of /metrics, SIGTERM to loupe and how long it took
 # to exit; and how long an untracked dd takes, without loupe ("bare") and
 # beside each mode (timings are printed, never judged). `loupe check` runs before and after (its "loupe programs" line
 # shows what a loupe left loaded).
@@ -15,6 +18,7 @@ LOUPE=${LOUPE:-/loupe}
 BB=${BB:-/bin/busybox}
 WORK=${WORK:-/tmp/loupe-smoke}
 HTTP_PORT=${HTTP_PORT:-8080}
+LATE_PORT=${LATE_PORT:-8081}
 METRICS_PORT=${METRICS_PORT:-9477}
 REQUESTS=${REQUESTS:-37}
 IDLE=${IDLE:-5}
@@ -76,7 +80,8 @@ loupe_ready() {
 
 # Every request and connection counted, and every connection closed.
 settled() {
-    [ "$(metric agent_requests_total 'service="smoke"')" -ge "$REQUESTS" ] &&
+    [ "$(metric agent_requests_total 'service="late"')" -ge 1 ] &&
+        [ "$(metric agent_requests_total 'service="smoke"')" -ge "$REQUESTS" ] &&
         [ "$(metric tcp_connections_opened_total 'direction="inbound",service="smoke"')" \
             -ge $((REQUESTS + IDLE)) ] &&
         [ "$(metric tcp_connections_active 'direction="inbound",service="smoke"')" = 0 ]
@@ -89,21 +94,34 @@ check() {
     say "check$1-exit $code"
 }
 
+# The late acceptor has read its request.
+late_read() { $BB grep -q '^GET /late ' "$WORK/late-$mode"; }
+
 run_mode() {
     mode=$1
     $BB httpd -f -p "127.0.0.1:$HTTP_PORT" -h "$WORK/www" &
     httpd=$!
-    $LOUPE run --pid "$httpd" --service smoke --data-hook "$mode" \
+    $BB nc -l -p "$LATE_PORT" < "$WORK/answer" > "$WORK/late-$mode" 2>&1 &
+    late=$!
+    # No OpenAPI fetch: it would take the acceptors' first connections.
+    $BB printf '[http]\nopenapi = false\n[[services]]\nname = "smoke"\npids = [%s]\n[[services]]\nname = "late"\npids = [%s]\n' \
+        "$httpd" "$late" > "$WORK/loupe-$mode.toml"
+    $LOUPE run --config "$WORK/loupe-$mode.toml" --data-hook "$mode" \
         --listen "127.0.0.1:$METRICS_PORT" > "$WORK/loupe-$mode.log" 2>&1 &
     loupe=$!
     if ! wait_for loupe_ready 120; then
         say "mode $mode error=not-ready"
         $BB tail -n 20 "$WORK/loupe-$mode.log"
-        kill -TERM $loupe $httpd 2>/dev/null
+        kill -TERM $loupe $httpd $late 2>/dev/null
         wait
         return
     fi
     dd_ms=$(untracked_ms)
+    $BB wget -q -O /dev/null "http://127.0.0.1:$LATE_PORT/late" &
+    lateget=$!
+    wait_for late_read 30
+    $BB printf 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nlate\n' >&3
+    wait $lateget
     n=0
     idle=""
     while [ $n -lt "$IDLE" ]; do
@@ -125,7 +143,8 @@ run_mode() {
     opened=$(metric tcp_connections_opened_total 'direction="inbound",service="smoke"')
     active=$(metric tcp_connections_active 'direction="inbound",service="smoke"')
     requests=$(metric agent_requests_total 'service="smoke"')
-    ok=$(metric agent_requests_total 'status="200"')
+    late_requests=$(metric agent_requests_total 'service="late"')
+    ok=$(metric agent_requests_total 'service="smoke",status="200"')
     lost=$(metric loupe_events_lost_total '')
     unparsed=$(metric loupe_unparsed_connections_total 'service="smoke"')
     $BB wget -q -O "$WORK/metrics-$mode" "http://127.0.0.1:$METRICS_PORT/metrics"
@@ -134,11 +153,13 @@ run_mode() {
     wait $loupe
     code=$?
     stop=$(now)
-    kill -TERM $httpd
-    wait $httpd 2>/dev/null
+    kill -TERM $httpd $late 2>/dev/null
+    wait $httpd $late 2>/dev/null
     say "mode $mode served=$served opened=$opened active=$active requests=$requests ok=$ok" \
-        "unparsed=$unparsed lost=$lost exit=$code exit_ms=$((stop - start)) untracked_ms=$dd_ms"
-    if [ "$code" != 0 ] || [ "$active" != 0 ] || [ "$requests" != "$REQUESTS" ]; then
+        "late=$late_requests unparsed=$unparsed lost=$lost exit=$code exit_ms=$((stop - start))" \
+        "untracked_ms=$dd_ms"
+    if [ "$code" != 0 ] || [ "$active" != 0 ] || [ "$requests" != "$REQUESTS" ] ||
+        [ "$late_requests" != 1 ]; then
         # What the host needs to tell why: the agent's log and the sockets.
         $BB tail -n 30 "$WORK/loupe-$mode.log"
         $BB grep -E '^(tcp_|loupe_(events|map|tracked))' "$WORK/metrics-$mode"
@@ -148,6 +169,11 @@ run_mode() {
 
 $BB mkdir -p "$WORK/www"
 echo "hello from the loupe kernel matrix" > "$WORK/www/index.html"
+# The late acceptor's answers; held open for writing here, so that its
+# reads wait instead of ending.
+$BB rm -f "$WORK/answer"
+$BB mkfifo "$WORK/answer"
+exec 3<> "$WORK/answer"
 say "kernel $($BB uname -r)"
 # In a guest: how long the kernel took to boot and start this script.
 [ "$GUEST" = 1 ] && say "booted_ms $(now)"
