@@ -7,8 +7,8 @@
 //! the listening fd is a known TCP listener (or, for an `accept` entered
 //! before the process was tracked, when the task's file table shows a socket
 //! of a tracked service), `dup` fds at exit (from the old fd's entry, or the
-//! task's file table). The agent seeds `FDS` from
-//! `/proc` for processes it attaches to.
+//! task's file table). The agent seeds `FDS` from `/proc` for processes it
+//! attaches to.
 //!
 //! Each syscall is hooked by its tracepoints, or, where the kernel allows
 //! fentry/fexit, by programs on its function (`__x64_sys_*`,

@@ -94,6 +94,13 @@ check() {
     say "check$1-exit $code"
 }
 
+# The late acceptor listens, on IPv4 or IPv6 (and so waits in accept()
+# right after).
+late_listening() {
+    $BB cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+        $BB grep -q ":$($BB printf %04X "$LATE_PORT") 0*:0000 0A"
+}
+
 # The late acceptor has read its request.
 late_read() { $BB grep -q '^GET /late ' "$WORK/late-$mode"; }
 
@@ -103,6 +110,7 @@ run_mode() {
     httpd=$!
     $BB nc -l -p "$LATE_PORT" < "$WORK/answer" > "$WORK/late-$mode" 2>&1 &
     late=$!
+    wait_for late_listening 10
     # No OpenAPI fetch: it would take the acceptors' first connections.
     $BB printf '[http]\nopenapi = false\n[[services]]\nname = "smoke"\npids = [%s]\n[[services]]\nname = "late"\npids = [%s]\n' \
         "$httpd" "$late" > "$WORK/loupe-$mode.toml"
