@@ -28,7 +28,7 @@ impl State {
             self.targets.late_accepts.remove(pid);
             return;
         }
-        self.kernel.probes.set_switch(SWITCH_LATE_ACCEPTS, true);
+        self.switch_late_accepts();
         info!(
             pid,
             threads = blocked,
@@ -48,6 +48,9 @@ impl State {
             .targets
             .late_accepts
             .settle(|pid, tid| proc.switches(pid, tid));
+        if settled.is_empty() {
+            return;
+        }
         for pid in settled {
             if let Some(&service) = self.targets.tracked.get(&pid) {
                 self.file_accepted(pid, service);
